@@ -1,0 +1,152 @@
+"""The ``bench`` command: one sub-command per job, each a small function.
+
+Every sub-command that trains takes ``[CONFIG.yaml] [key=value ...]`` and goes
+through :func:`bench.config.build_run_config`. A user's mistake (ConfigError)
+becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.config import ConfigError
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
+
+
+def command(name: str, help: str, add_args: Callable[[argparse.ArgumentParser], None]):
+    """Register ``fn(args) -> int`` as ``bench NAME``."""
+
+    def wrap(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (help, add_args, fn)
+        return fn
+
+    return wrap
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="[CONFIG.yaml] [key=value ...]",
+        help="a YAML config, then dotted overrides (model.pos_encoding=rope, variant=llama)",
+    )
+
+
+def split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG.yaml] [key=value ...]`` -> (path or None, overrides)."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def load_run_config(args: list[str]):
+    from bench.config import build_run_config
+
+    path, overrides = split_config_args(args)
+    return build_run_config(path, overrides)
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+@command("variants", "list every architecture axis and every preset", lambda p: None)
+def cmd_variants(args: argparse.Namespace) -> int:
+    from bench import presets
+    from bench.config import ModelConfig, axes
+
+    defaults = ModelConfig()
+    print("Axes (model.FIELD: allowed values; * marks the default)")
+    for name, values in axes().items():
+        shown = ", ".join(f"{v}*" if v == getattr(defaults, name) else str(v) for v in values)
+        print(f"  model.{name:<16} {shown}")
+    print("\nPresets (variant=NAME; what each sets)")
+    for name in presets.names():
+        sets = " ".join(f"{k}={v}" for k, v in presets.load(name).items())
+        desc = presets.description(name)
+        print(f"  {name:<12} {sets}")
+        if desc:
+            print(f"  {'':<12} {desc}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+
+
+@command("train", "train one configuration and write a run directory", _train_args)
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.config import build_run_config
+    from bench.run import train_run
+    from bench.summary import print_run_summary
+
+    cmdline = shlex.join(["bench", *sys.argv[1:]])
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise ConfigError(f"--resume {run_dir}: not a run directory (no config.yaml)")
+        if (run_dir / "summary.json").is_file():
+            raise ConfigError(f"--resume {run_dir}: the run already finished (summary.json exists)")
+        cfg = build_run_config(cfg_path, args.args)
+        result = train_run(cfg, resume=run_dir, command=cmdline)
+    else:
+        cfg = load_run_config(args.args)
+        result = train_run(cfg, command=cmdline)
+    print_run_summary(result)
+    return 0 if result.status in ("completed", "stopped") else 1
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Which transformer architecture choice, and why.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, add_args, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(fn=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bench`` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", module="lightning")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.fn(args) or 0)
+    except ConfigError as e:
+        print(f"bench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"bench {args.command}: interrupted; rerun the same command to resume", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

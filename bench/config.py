@@ -1,0 +1,401 @@
+"""Typed configuration shared by every command.
+
+One flat pydantic model per concern. Every architecture axis is a ``Literal``
+field, so validation, ``bench variants``, sweep search spaces and the W&B config
+all read their allowed values from here (see :func:`axes`).
+
+Loading order for ``bench COMMAND [CONFIG.yaml] [key=value ...]``:
+defaults -> CONFIG.yaml -> ``variant=NAME`` preset (applied to ``model``) ->
+dotted overrides. Errors become :class:`ConfigError` with one readable line.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bench import presets
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML, but ``3e-4`` is a float (YAML 1.2) rather than a string (YAML 1.1)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats; never constructs Python objects."""
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line for the user."""
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors; assignment is validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- model
+
+Arch = Literal["decoder", "encoder_decoder"]
+NormPlacement = Literal["post", "pre", "sandwich", "deepnorm"]
+NormType = Literal["layernorm", "rmsnorm", "scalenorm"]
+PosEncoding = Literal["sinusoidal", "learned", "rope", "alibi", "t5", "nope"]
+FeedForward = Literal["gelu", "relu", "swiglu"]
+Init = Literal["auto", "torch", "gpt2", "deepnorm"]
+
+
+class ModelConfig(_Strict):
+    """The transformer. Axis fields are Literals; sizes are positive ints."""
+
+    arch: Arch = "decoder"
+    norm_placement: NormPlacement = "pre"
+    norm_type: NormType = "layernorm"
+    qk_norm: bool = False
+    pos_encoding: PosEncoding = "learned"
+    rope_base: float = Field(10000.0, gt=0)
+    rope_fraction: float = Field(1.0, gt=0, le=1)
+    t5_num_buckets: int = Field(32, ge=2)
+    t5_max_distance: int = Field(128, ge=2)
+    d_model: int = Field(128, ge=1)
+    n_layers: int = Field(2, ge=1)
+    n_encoder_layers: int | None = Field(None, ge=1)  # None: same as n_layers
+    n_heads: int = Field(4, ge=1)
+    n_kv_heads: int | None = Field(None, ge=1)  # None: n_heads (MHA); 1: MQA
+    d_ff: int | None = Field(None, ge=1)  # None: 4*d_model (8/3*d_model for swiglu)
+    ffn: FeedForward = "gelu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    bias: bool = True
+    tie_embeddings: bool = True
+    init: Init = "auto"  # auto: deepnorm for deepnorm placement, else gpt2
+    max_len: int = Field(1024, ge=1)
+    vocab_size: int = Field(256, ge=2)
+
+    @model_validator(mode="after")
+    def _divisibility(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}"
+            )
+        if self.kv_heads > self.n_heads or self.n_heads % self.kv_heads:
+            raise ValueError(
+                f"model.n_heads={self.n_heads} must be divisible by "
+                f"model.n_kv_heads={self.kv_heads} (1 <= n_kv_heads <= n_heads)"
+            )
+        if self.pos_encoding == "rope":
+            rot = int(self.head_dim * self.rope_fraction) // 2 * 2
+            if rot < 2:
+                raise ValueError(
+                    f"model.rope_fraction={self.rope_fraction} rotates no pair of the "
+                    f"head dimension {self.head_dim}; allowed: a fraction rotating >= 2 dims"
+                )
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def encoder_layers(self) -> int:
+        return self.n_encoder_layers or self.n_layers
+
+    @property
+    def ffn_dim(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.ffn == "swiglu":  # keeps parameters equal to a 4x GELU FFN (LLaMA)
+            return int(8 * self.d_model / 3)
+        return 4 * self.d_model
+
+    @property
+    def init_scheme(self) -> str:
+        if self.init != "auto":
+            return self.init
+        return "deepnorm" if self.norm_placement == "deepnorm" else "gpt2"
+
+
+# ----------------------------------------------------------------------------- task
+
+TaskName = Literal["copy", "reverse", "sort", "recall", "modadd", "scan", "text"]
+
+
+class TaskConfig(_Strict):
+    """What to learn. Data is generated (or read locally) from ``seed``."""
+
+    name: TaskName = "copy"
+    seq_len: int = Field(16, ge=1)  # problem size / context length at training time
+    eval_scales: list[int] = Field(default_factory=lambda: [1, 2, 4])  # x seq_len
+    n_symbols: int = Field(16, ge=2)  # alphabet of the synthetic probes
+    modulus: int = Field(23, ge=2)  # modadd
+    n_train: int = Field(4096, ge=1)  # examples (probes, scan) or windows (text)
+    n_val: int = Field(256, ge=1)
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+    paths: list[str] = Field(default_factory=list)  # text: files/folders; [] = stdlib
+    hf_dataset: str | None = None  # text: a cached Hugging Face dataset name
+    max_bytes: int = Field(2_000_000, ge=1)  # text: cap on bytes read
+    num_workers: int = Field(0, ge=0)
+
+
+# ----------------------------------------------------------------------------- train
+
+Schedule = Literal["cosine", "linear", "constant"]
+Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+
+
+class TrainConfig(_Strict):
+    """Optimisation and the Trainer."""
+
+    max_steps: int = Field(300, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    warmup_steps: int = Field(30, ge=0)
+    schedule: Schedule = "cosine"
+    weight_decay: float = Field(0.1, ge=0)
+    decay_norms_and_embeddings: bool = False
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.98, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = Field(1, ge=1)
+    val_every: int = Field(100, ge=1)  # steps between validations
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1)  # None: at each validation
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads
+    seed: int = 0
+    deterministic: bool = True
+    progress_bar: bool | None = None  # None: only when stderr is a terminal
+
+
+# ----------------------------------------------------------------------------- tracking
+
+
+class TrackingConfig(_Strict):
+    """Where a run's records go: the run directory and W&B."""
+
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "bench"
+    entity: str | None = None
+    group: str | None = None
+    job_type: str = "train"
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    out_dir: str = "runs"  # parent of run directories
+    run_dir: str | None = None  # exact run directory (sweeps set this)
+    meta: dict[str, str | int | float | bool] = Field(default_factory=dict)  # e.g. cell, trial
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+class DiagnosticsConfig(_Strict):
+    """Switches and intervals for the measurements in bench/diagnostics."""
+
+    gradients: bool = True
+    gradients_every: int = Field(25, ge=1)
+    noise_scale: bool = True
+    attention_entropy: bool = True
+    hessian: bool = False
+    hessian_steps: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # fractions
+    hessian_top_k: int = Field(3, ge=1)
+    hessian_iters: int = Field(20, ge=1)
+    landscape: bool = False
+    landscape_resolution: int = Field(11, ge=3)
+    throughput: bool = True
+    peak_flops: float | None = Field(None, gt=0)  # override the peak used for MFU
+
+
+# ----------------------------------------------------------------------------- run
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs; plain data, safe to ship to a worker."""
+
+    variant: str | None = None  # the preset applied to ``model``, for the record
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    def flat(self) -> dict[str, Any]:
+        """Flat ``section.key`` dict, the form W&B and reports use."""
+        return flatten(self.model_dump(mode="json"))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def axes() -> dict[str, tuple[Any, ...]]:
+    """Every ``Literal`` (and bool) field of ModelConfig with its allowed values."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for name, field in ModelConfig.model_fields.items():
+        ann = field.annotation
+        if typing.get_origin(ann) is Literal:
+            out[name] = typing.get_args(ann)
+        elif ann is bool:
+            out[name] = (False, True)
+    return out
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``d["a"]["b"] = value`` for ``key="a.b"``, creating dicts on the way."""
+    parts = key.split(".")
+    for p in parts[:-1]:
+        nxt = d.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{key}: '{p}' is a value, not a section")
+        d = nxt
+    d[parts[-1]] = value
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value, read as a YAML scalar (``3e-4``, ``true``, ``[1, 2]``)."""
+    try:
+        return safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(args: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1", "variant=llama"]`` -> ``{"a.b": 1, "variant": "llama"}``."""
+    out: dict[str, Any] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"'{arg}': expected key=value (e.g. model.n_heads=8)")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping, with one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file")
+    try:
+        data = safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def describe_validation_error(err: ValidationError, source: str = "") -> str:
+    """The first pydantic error as one line: where, what value, what is allowed."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    where = f"{source}: " if source else ""
+    if e["type"] == "extra_forbidden":
+        parent = e["loc"][:-1]
+        allowed = _allowed_keys(err.title, parent)
+        return f"{where}unknown key '{loc}'" + (
+            f"; allowed: {', '.join(allowed)}" if allowed else ""
+        )
+    if e["type"] == "value_error":
+        return f"{where}{e['msg'].removeprefix('Value error, ')}"
+    value = e.get("input")
+    shown = f"={value!r}" if not isinstance(value, dict) else ""
+    msg = e["msg"]
+    if e["type"] == "literal_error":
+        msg = msg.replace("Input should be", "allowed:")
+    return f"{where}{loc}{shown}: {msg}"
+
+
+def _allowed_keys(title: str, parent: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] | None = {c.__name__: c for c in _ALL}.get(title)
+    for p in parent:
+        if model is None:
+            return []
+        field = model.model_fields.get(str(p))
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return sorted(model.model_fields) if model else []
+
+
+_ALL = (ModelConfig, TaskConfig, TrainConfig, TrackingConfig, DiagnosticsConfig, RunConfig)
+
+
+def validate(cls: type[BaseModel], data: Mapping[str, Any], source: str = "") -> Any:
+    """``cls.model_validate`` with the error turned into a ConfigError line."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e, source)) from None
+
+
+def build_run_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | Iterable[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve defaults -> base -> YAML file -> variant preset -> dotted overrides."""
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
+    data: dict[str, Any] = {}
+    for key, value in flatten(dict(base or {})).items():
+        set_dotted(data, key, value)
+    source = ""
+    if path is not None:
+        source = str(path)
+        for key, value in flatten(load_yaml(path)).items():
+            set_dotted(data, key, value)
+    overrides = dict(overrides)
+    variant = overrides.pop("variant", data.get("variant"))
+    if variant is not None:
+        preset = presets.load(str(variant))
+        model = data.setdefault("model", {})
+        if not isinstance(model, dict):
+            raise ConfigError(f"{source or 'config'}: 'model' must be a mapping")
+        for key, value in flatten(preset).items():
+            set_dotted(model, key, value)
+        # An explicit model.* in the file or overrides beats the preset.
+        for key, value in flatten(load_yaml(path)).items() if path else []:
+            if key.startswith("model."):
+                set_dotted(data, key, value)
+        data["variant"] = str(variant)
+    for key, value in overrides.items():
+        set_dotted(data, key, value)
+    return validate(RunConfig, data, source)
+
+
+def dump_yaml(cfg: BaseModel) -> str:
+    """The resolved config as YAML (what ``config.yaml`` in a run directory holds)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,160 @@
+"""The LightningModule: loss, optimizer, schedule and metrics around the model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.config import RunConfig, TrainConfig
+from bench.model import build_model
+from bench.model.norms import NORMS
+
+IGNORE = -100
+
+
+def _forward(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """Logits for a batch of either architecture (the batch keys say which)."""
+    if "src" in batch:
+        return model(batch["src"], batch["tgt_in"], batch.get("src_pad"))
+    return model(batch["input_ids"], batch.get("pad_mask"))
+
+
+def token_metrics(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """Token accuracy and exact match over labeled positions.
+
+    Exact match uses that greedy decoding reproduces the whole answer exactly
+    when, under teacher forcing, every answer position's argmax is right: each
+    greedy step then sees the same prefix as the teacher-forced one.
+    """
+    mask = labels != IGNORE
+    hit = (logits.argmax(-1) == labels) & mask
+    n_tok = mask.sum().clamp(min=1)
+    has_answer = mask.any(-1)
+    seq_ok = (hit | ~mask).all(-1) & has_answer
+    return {
+        "acc": hit.sum() / n_tok,
+        "exact_match": seq_ok.sum() / has_answer.sum().clamp(min=1),
+        "n_tokens": mask.sum(),
+        "n_seqs": has_answer.sum(),
+    }
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Multiplier on the peak LR: linear warmup, then cosine/linear decay to min_lr_ratio."""
+
+    def f(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        span = max(1, cfg.max_steps - cfg.warmup_steps)
+        t = min(1.0, (step - cfg.warmup_steps) / span)
+        decay = 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else 1 - t
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay
+
+    return f
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on norms, biases and embeddings unless asked."""
+    no_decay_types = (nn.Embedding, *NORMS.values())
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))  # tied weights appear twice; the first owner decides
+            exempt = isinstance(module, no_decay_types) or p.ndim < 2 or name == "bias"
+            (no_decay if exempt and not cfg.decay_norms_and_embeddings else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+class BenchModule(L.LightningModule):
+    """Trains one ModelConfig on one task; logs the fixed metric keys of DESIGN.md."""
+
+    def __init__(self, cfg: RunConfig, eval_lengths: list[int] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = build_model(cfg.model)
+        self.eval_lengths = list(eval_lengths or [cfg.task.seq_len])
+        self.save_hyperparameters(
+            {"cfg": cfg.model_dump(mode="json"), "eval_lengths": self.eval_lengths}
+        )
+        self.diverged = False
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return _forward(self.model, batch)
+
+    def compute_loss(self, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> Tensor:
+        """Mean token cross-entropy over labeled positions."""
+        logits = self(batch)
+        return F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            batch["labels"].flatten(),
+            ignore_index=IGNORE,
+            label_smoothing=label_smoothing,
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.compute_loss(batch, self.cfg.train.label_smoothing)
+        if not torch.isfinite(loss):
+            # Stop here: a NaN step would poison the weights and the checkpoint.
+            self.diverged = True
+            self.trainer.should_stop = True
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def validation_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        logits = self(batch)
+        labels = batch["labels"]
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+        m = token_metrics(logits, labels)
+        length = self.eval_lengths[dataloader_idx]
+        values = {"loss": loss, "acc": m["acc"]}
+        if self._has_exact_match:
+            values["exact_match"] = m["exact_match"]
+        for key, value in values.items():
+            weight = m["n_seqs"] if key == "exact_match" else m["n_tokens"]
+            kw = {"add_dataloader_idx": False, "batch_size": int(weight)}
+            self.log(f"val/{key}@{length}", value, **kw)
+            if dataloader_idx == 0:
+                self.log(f"val/{key}", value, prog_bar=key == "loss", **kw)
+
+    @property
+    def _has_exact_match(self) -> bool:
+        dm = getattr(self.trainer, "datamodule", None)
+        return "exact_match" in getattr(dm, "metrics", ("acc", "exact_match"))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout draws from the global RNG; a resumed run must draw the same numbers.
+        checkpoint["rng_cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_cpu" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_cpu"])
+        if "rng_cuda" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        opt = torch.optim.AdamW(
+            param_groups(self.model, t),
+            lr=t.lr,
+            betas=(t.beta1, t.beta2),
+            fused=False,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,16 @@
+"""The transformer: plain PyTorch, built from registries of small parts.
+
+``build_model(ModelConfig)`` returns a :class:`DecoderLM` or an
+:class:`EncoderDecoder`. Nothing here imports Lightning, W&B or Optuna.
+"""
+
+from bench.model.transformer import (
+    ARCHS,
+    DecoderLM,
+    EncoderDecoder,
+    Stack,
+    build_model,
+    deepnorm_constants,
+)
+
+__all__ = ["ARCHS", "DecoderLM", "EncoderDecoder", "Stack", "build_model", "deepnorm_constants"]

@@ -1,0 +1,213 @@
+"""Decoder-only LM and encoder-decoder, built from the same blocks.
+
+A :class:`Stack` is positional encoding + blocks + (if the placement wants one)
+a final norm. It builds the attention mask, bias and rotation once per forward
+and hands them to every block. :class:`DecoderLM` is a causal stack with token
+embeddings and an LM head; :class:`EncoderDecoder` has an encoder stack, a
+decoder stack with cross-attention, one shared token embedding and a head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from bench.config import ModelConfig
+from bench.model.attention import attention_inputs
+from bench.model.block import PLACEMENTS, Block
+from bench.model.init import INITS
+from bench.model.norms import make_norm
+from bench.model.positional import POSITIONAL
+
+
+def deepnorm_constants(cfg: ModelConfig) -> dict[str, dict[str, float]]:
+    """DeepNet (Wang et al. 2022, Table 1) residual scale ``alpha`` and init gain ``beta``.
+
+    Returns ``{"decoder": {"alpha", "beta"}}``, plus ``"encoder"`` for an
+    encoder-decoder (N encoder layers, M decoder layers).
+    """
+    m = cfg.n_layers
+    if cfg.arch == "decoder":
+        return {"decoder": {"alpha": (2 * m) ** 0.25, "beta": (8 * m) ** -0.25}}
+    n = cfg.encoder_layers
+    return {
+        "encoder": {"alpha": 0.81 * (n**4 * m) ** (1 / 16), "beta": 0.87 * (n**4 * m) ** (-1 / 16)},
+        "decoder": {"alpha": (3 * m) ** 0.25, "beta": (12 * m) ** -0.25},
+    }
+
+
+class Stack(nn.Module):
+    """``n_layers`` blocks with their positional encoding ``pos`` and ``final_norm``.
+
+    ``alpha`` scales the deepnorm residual; ``beta`` is kept for the deepnorm init.
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        n_layers: int,
+        *,
+        causal: bool,
+        cross: bool = False,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.causal, self.n_layers, self.beta = causal, n_layers, beta
+        self.pos = POSITIONAL[cfg.pos_encoding](cfg, causal)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, cross, alpha) for _ in range(n_layers))
+        needs_final = PLACEMENTS[cfg.norm_placement].final_norm
+        self.final_norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias) if needs_final else None
+
+    def run(
+        self,
+        x: Tensor,
+        pad: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_pad: Tensor | None = None,
+    ) -> Tensor:
+        """Embedded tokens ``x [B, T, D]`` (``pad`` True at padding) -> hidden states ``[B, T, D]``."""
+        t, dev = x.shape[1], x.device
+        x = self.drop(self.pos.embed(x))
+        inputs = attention_inputs(
+            t,
+            t,
+            causal=self.causal,
+            device=dev,
+            key_pad=pad,
+            bias=self.pos.bias(t, t, dev),
+            rotary=self.pos.rotary(t, dev),
+        )
+        memory_inputs = None
+        if memory is not None:
+            memory_inputs = attention_inputs(t, memory.shape[1], causal=False, device=dev, key_pad=memory_pad)
+        for block in self.blocks:
+            x = block(x, inputs, memory, memory_inputs)
+        return self.final_norm(x) if self.final_norm is not None else x
+
+    def forward(self, x: Tensor, pad: Tensor | None = None, **kw: Tensor | None) -> Tensor:
+        return self.run(x, pad, **kw)
+
+
+def _head(cfg: ModelConfig, embed: nn.Embedding) -> nn.Linear:
+    head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+    if cfg.tie_embeddings:
+        head.weight = embed.weight
+    return head
+
+
+@torch.no_grad()
+def _greedy(model: nn.Module, step: Callable[[Tensor], Tensor], seq: Tensor, n: int, eos: int | None) -> Tensor:
+    """Append ``n`` argmax tokens to ``seq`` (``step(seq)`` gives next-token logits ``[B, V]``).
+
+    Sequences that emitted ``eos`` keep emitting it; stops early once all have.
+    Runs in eval mode (no dropout) and restores the caller's mode.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        done = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
+        for _ in range(n):
+            nxt = step(seq).argmax(-1)
+            if eos is not None:
+                nxt = nxt.masked_fill(done, eos)
+                done = done | (nxt == eos)
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            if eos is not None and bool(done.all()):
+                break
+        return seq
+    finally:
+        model.train(was_training)
+
+
+class DecoderLM(Stack):
+    """Causal language model: ``tok_embed`` -> causal stack -> ``lm_head``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        dn = deepnorm_constants(cfg)["decoder"]
+        alpha = dn["alpha"] if cfg.norm_placement == "deepnorm" else 1.0
+        super().__init__(cfg, cfg.n_layers, causal=True, alpha=alpha, beta=dn["beta"])
+        self.cfg = cfg
+        self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.lm_head = _head(cfg, self.tok_embed)
+        INITS[cfg.init_scheme](self)
+
+    def hidden(self, input_ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
+        """Final hidden states ``[B, T, D]``."""
+        return self.run(self.tok_embed(input_ids), pad_mask)
+
+    def forward(self, input_ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
+        """``input_ids [B, T]`` (``pad_mask`` True at padding) -> logits ``[B, T, V]``."""
+        return self.lm_head(self.hidden(input_ids, pad_mask))
+
+    def generate(self, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None) -> Tensor:
+        """Greedy continuation: ``[B, P]`` -> ``[B, P + new]``, ``new <= max_new_tokens``
+        (fewer only when every row has emitted ``eos_id``; finished rows are filled with it)."""
+        return _greedy(self, lambda s: self.lm_head(self.hidden(s)[:, -1]), prompt, max_new_tokens, eos_id)
+
+
+class EncoderDecoder(nn.Module):
+    """Vaswani et al. 2017 layout: bidirectional ``encoder``, causal ``decoder`` with
+    cross-attention to the encoder memory; one ``tok_embed`` for source and target."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dn = deepnorm_constants(cfg)
+        deep = cfg.norm_placement == "deepnorm"
+        enc, dec = dn["encoder"], dn["decoder"]
+        self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.encoder = Stack(
+            cfg, cfg.encoder_layers, causal=False, alpha=enc["alpha"] if deep else 1.0, beta=enc["beta"]
+        )
+        self.decoder = Stack(
+            cfg, cfg.n_layers, causal=True, cross=True, alpha=dec["alpha"] if deep else 1.0, beta=dec["beta"]
+        )
+        self.lm_head = _head(cfg, self.tok_embed)
+        INITS[cfg.init_scheme](self)
+
+    def encode(self, src: Tensor, src_pad: Tensor | None = None) -> Tensor:
+        """``src [B, S]`` -> memory ``[B, S, D]``."""
+        return self.encoder.run(self.tok_embed(src), src_pad)
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor | None = None) -> Tensor:
+        """``tgt_in [B, T]`` attending to ``memory`` -> logits ``[B, T, V]``."""
+        h = self.decoder.run(self.tok_embed(tgt_in), memory=memory, memory_pad=src_pad)
+        return self.lm_head(h)
+
+    def forward(self, src: Tensor, tgt_in: Tensor, src_pad: Tensor | None = None) -> Tensor:
+        """Teacher-forced logits ``[B, T, V]``."""
+        return self.decode(tgt_in, self.encode(src, src_pad), src_pad)
+
+    def generate(
+        self,
+        src: Tensor,
+        max_new_tokens: int,
+        bos_id: int,
+        eos_id: int | None = None,
+        src_pad: Tensor | None = None,
+    ) -> Tensor:
+        """Greedy translation: ``[B, S]`` -> ``[B, new]`` (without the leading ``bos_id``)."""
+        with torch.no_grad():
+            was_training = self.training
+            self.eval()
+            memory = self.encode(src, src_pad)
+            self.train(was_training)
+        start = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
+
+        def step(seq: Tensor) -> Tensor:
+            h = self.decoder.run(self.tok_embed(seq), memory=memory, memory_pad=src_pad)
+            return self.lm_head(h[:, -1])
+
+        return _greedy(self, step, start, max_new_tokens, eos_id)[:, 1:]
+
+
+ARCHS: dict[str, type[nn.Module]] = {"decoder": DecoderLM, "encoder_decoder": EncoderDecoder}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The model ``cfg.arch`` names, initialised with ``cfg.init_scheme``."""
+    return ARCHS[cfg.arch](cfg)

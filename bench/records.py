@@ -1,0 +1,166 @@
+"""The run directory's files: what a run leaves behind, written safely.
+
+``config.yaml`` (resolved), ``metrics.csv`` (history), ``status.json`` (running /
+completed / stopped / diverged / failed / interrupted, with the reason),
+``summary.json`` (written last and atomically: its presence means the run ended
+normally), ``manifest.json`` (how to reproduce it).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+from lightning.pytorch.loggers import CSVLogger
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+STATUS = "status.json"
+SUMMARY = "summary.json"
+MANIFEST = "manifest.json"
+CHECKPOINTS = "checkpoints"
+LAST_CKPT = "checkpoints/last.ckpt"
+DIAGNOSTICS = "diagnostics"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def write_status(run_dir: Path, status: str, reason: str = "", **extra: Any) -> None:
+    """Record the run's state; ``running`` at start, the outcome at the end."""
+    write_json(run_dir / STATUS, {"status": status, "reason": reason, "time": time.time(), **extra})
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    p = run_dir / STATUS
+    return read_json(p) if p.is_file() else {"status": "unknown", "reason": "no status.json"}
+
+
+_PACKAGES = ("torch", "lightning", "wandb", "optuna", "numpy", "pydantic")
+
+
+def git_sha() -> str | None:
+    """The commit of the bench checkout, with ``-dirty`` when it has local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        if not sha:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def manifest(seed: int, command: str | None, device: str) -> dict[str, Any]:
+    """What is needed to reproduce a run: code version, packages, hardware, seed, command."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "git_sha": git_sha(),
+        "packages": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "seed": seed,
+        "command": command if command is not None else " ".join(sys.argv),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class _AppendingWriter(_ExperimentWriter):
+    """Lightning's CSV writer, but it keeps an existing metrics.csv (for resumes)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+
+    def log_hparams(self, params: dict[str, Any]) -> None:  # config.yaml already holds them
+        pass
+
+
+class MetricsCSVLogger(CSVLogger):
+    """Writes ``RUN_DIR/metrics.csv`` directly (no version folders) and appends on resume."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(save_dir=str(run_dir), name="", version="")
+
+    @property
+    def experiment(self) -> _ExperimentWriter:
+        if self._experiment is None:
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """Drop history rows after ``last_step`` (logged after the checkpoint we resume from)."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        rows = [
+            r for r in reader if r.get("step") in ("", None) or int(float(r["step"])) <= last_step
+        ]
+    with tempfile.NamedTemporaryFile("w", dir=run_dir, delete=False, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(f.name, path)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """metrics.csv as rows of floats (empty cells dropped)."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]

@@ -1,0 +1,272 @@
+"""``train_run(RunConfig) -> RunResult``: the one place a training run is assembled.
+
+``bench train``, every sweep trial and the tests call it. It validates
+everything before it creates anything, writes the run directory (see
+:mod:`bench.records`), trains with a real Lightning Trainer and reports back
+plain data.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from bench import records
+from bench.config import ConfigError, RunConfig, dump_yaml
+from bench.lit import BenchModule
+from bench.loader import ResumableLoader
+from bench.tasks import build_datamodule
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run returns to its caller: plain data, safe across processes."""
+
+    status: str  # completed | stopped | diverged | failed | interrupted
+    run_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class Prepared:
+    """A validated run: the resolved config and its data, nothing written yet."""
+
+    cfg: RunConfig
+    datamodule: L.LightningDataModule
+    precision: str
+    accelerator: str
+
+
+def resolve_precision(cfg: RunConfig, cuda: bool) -> tuple[str, str]:
+    """(precision, accelerator): bf16 autocast on GPU, fp32 on CPU unless set."""
+    t = cfg.train
+    if t.accelerator == "gpu" and not cuda:
+        raise ConfigError(
+            "train.accelerator='gpu' but no CUDA device is visible; allowed here: cpu, auto"
+        )
+    accelerator = "gpu" if t.accelerator == "gpu" or (t.accelerator == "auto" and cuda) else "cpu"
+    precision = t.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+    if accelerator == "cpu" and precision == "16-mixed":
+        raise ConfigError(
+            "train.precision='16-mixed' needs a GPU; allowed on CPU: 32-true, bf16-mixed"
+        )
+    return precision, accelerator
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Validate a config against its task and resolve what depends on the data.
+
+    Raises ConfigError (one line) for any problem, before anything is written.
+    """
+    cfg = cfg.model_copy(deep=True)
+    dm = build_datamodule(cfg.task, cfg.model.arch)
+    dm.setup("fit")
+    cfg.model.vocab_size = dm.vocab_size
+    if cfg.model.pos_encoding == "learned" and dm.max_positions > cfg.model.max_len:
+        raise ConfigError(
+            f"model.max_len={cfg.model.max_len} is shorter than the longest sequence the task feeds "
+            f"({dm.max_positions}, task.seq_len={cfg.task.seq_len} x eval_scales "
+            f"{cfg.task.eval_scales}); a learned encoding has no position past max_len: "
+            f"raise model.max_len to >= {dm.max_positions}"
+        )
+    precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
+    return Prepared(cfg, dm, precision, accelerator)
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """``tracking.run_dir`` if given, else a fresh ``out_dir/<name>-<time>``."""
+    if cfg.tracking.run_dir:
+        return Path(cfg.tracking.run_dir)
+    m = cfg.model
+    name = (
+        cfg.tracking.name
+        or f"{cfg.task.name}-{cfg.variant or m.arch}-{m.norm_placement}-{m.pos_encoding}"
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.tracking.out_dir) / f"{name}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}
+
+
+class _TrackValidation(Callback):
+    """Remembers the step of the last validation and the best val/loss seen."""
+
+    def __init__(self) -> None:
+        self.last_step = -1
+        self.best: dict[str, float] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.last_step = trainer.global_step
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        loss = m.get("val/loss")
+        if (
+            loss is not None
+            and math.isfinite(loss)
+            and loss < self.best.get("best/val/loss", math.inf)
+        ):
+            self.best = {"best/val/loss": loss, "best/step": float(trainer.global_step)}
+            self.best.update({f"best/{k}": v for k, v in m.items() if k != "val/loss"})
+
+
+def _loggers(cfg: RunConfig, run_dir: Path) -> list:
+    from bench.tracking import make_wandb_logger
+
+    loggers: list = [records.MetricsCSVLogger(run_dir)]
+    wandb_logger = make_wandb_logger(cfg, run_dir)
+    if wandb_logger is not None:
+        loggers.append(wandb_logger)
+    return loggers
+
+
+def train_run(
+    cfg: RunConfig,
+    callbacks: Sequence[Callback] = (),
+    *,
+    resume: Path | None = None,
+    command: str | None = None,
+) -> RunResult:
+    """Train one configuration and record it; see the module docstring."""
+    prep = prepare(cfg)
+    cfg, dm = prep.cfg, prep.datamodule
+    ckpt_path: Path | None = None
+    start_step = 0
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt_path = run_dir / records.LAST_CKPT
+        if not ckpt_path.is_file():
+            raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt_path}")
+        start_step = int(
+            torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
+        )
+        records.truncate_metrics(run_dir, start_step)
+    else:
+        run_dir = new_run_dir(cfg)
+        if (run_dir / records.STATUS).exists():
+            raise ConfigError(f"tracking.run_dir={run_dir}: already holds a run (use --resume)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        records.atomic_write(run_dir / records.CONFIG, dump_yaml(cfg))
+    device = torch.cuda.get_device_name() if prep.accelerator == "gpu" else "cpu"
+    records.write_json(
+        run_dir / records.MANIFEST, records.manifest(cfg.train.seed, command, device)
+    )
+    records.write_status(run_dir, "running", started_step=start_step)
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module = BenchModule(cfg, dm.eval_lengths)
+    train_set = dm.train_dataloader()
+    loader = ResumableLoader(
+        train_set.dataset, cfg.task.batch_size, train_set.collate_fn, seed=cfg.train.seed
+    )
+    loader.seek(start_step)
+    tracker = _TrackValidation()
+    t = cfg.train
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / records.CHECKPOINTS,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=t.checkpoint_every or t.val_every,
+    )
+    loggers = _loggers(cfg, run_dir)
+    trainer = L.Trainer(
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        val_check_interval=t.val_every,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=t.log_every,
+        gradient_clip_val=t.grad_clip,
+        precision=prep.precision,
+        accelerator=prep.accelerator,
+        devices=t.devices,
+        strategy="ddp" if t.devices > 1 else "auto",
+        deterministic=t.deterministic,
+        logger=loggers,
+        callbacks=[checkpoint, tracker, *callbacks],
+        enable_progress_bar=sys.stderr.isatty() if t.progress_bar is None else t.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=run_dir,
+    )
+    started = time.time()
+    status, reason = "completed", ""
+    try:
+        trainer.fit(
+            module,
+            train_dataloaders=loader,
+            val_dataloaders=dm.val_dataloader(),
+            ckpt_path=ckpt_path,
+        )
+        if module.diverged:
+            status, reason = "diverged", f"non-finite train/loss at step {trainer.global_step}"
+        elif tracker.last_step != trainer.global_step:
+            trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
+        if status == "completed" and trainer.global_step < t.max_steps:
+            status, reason = "stopped", f"stopped early at step {trainer.global_step}"
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown followed by sys.exit(1).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        records.write_status(
+            run_dir, "interrupted", "interrupted (Ctrl-C)", step=trainer.global_step
+        )
+        _finish_loggers(loggers, "failed")
+        raise KeyboardInterrupt from None
+    except BaseException as e:
+        records.write_status(
+            run_dir, "failed", f"{type(e).__name__}: {e}", step=trainer.global_step
+        )
+        _finish_loggers(loggers, "failed")
+        raise
+
+    metrics = _finite({k: float(v) for k, v in trainer.callback_metrics.items()})
+    metrics.update(tracker.best)
+    if status == "diverged":
+        records.write_status(run_dir, status, reason, step=trainer.global_step)
+        _finish_loggers(loggers, "failed")
+        return RunResult(status, run_dir, metrics, reason)
+
+    trainer.save_checkpoint(run_dir / records.LAST_CKPT)
+    n_params = sum(p.numel() for p in module.model.parameters())
+    summary = {
+        "status": status,
+        "reason": reason,
+        "steps": trainer.global_step,
+        "wall_time": time.time() - started,
+        "params": n_params,
+        "metrics": metrics,
+    }
+    _finish_loggers(loggers, "success", summary=metrics)
+    records.write_status(run_dir, status, reason, step=trainer.global_step)
+    records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
+    return RunResult(status, run_dir, metrics, reason)
+
+
+def _finish_loggers(loggers: list, outcome: str, summary: dict[str, float] | None = None) -> None:
+    from bench.tracking import finish
+
+    for lg in loggers:
+        if lg.__class__.__name__.endswith("WandbLogger"):
+            finish(lg, outcome, summary)
+        else:
+            lg.finalize(outcome)

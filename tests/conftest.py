@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny configs that train in seconds on one CPU thread."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Two pytest-xdist workers share two cores: one thread each avoids oversubscription.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+
+
+TINY = {
+    "model.d_model": 32,
+    "model.n_layers": 2,
+    "model.n_heads": 2,
+    "task.seq_len": 8,
+    "task.n_train": 512,
+    "task.n_val": 64,
+    "task.batch_size": 32,
+    "train.max_steps": 20,
+    "train.val_every": 10,
+    "train.warmup_steps": 2,
+    "train.progress_bar": False,
+    "tracking.mode": "disabled",
+}
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """Build a tiny RunConfig in a tmp run directory: ``tiny(**{"model.ffn": "swiglu"})``."""
+    from bench.config import build_run_config
+
+    def make(**overrides):
+        o = {**TINY, "tracking.out_dir": str(tmp_path / "runs"), **overrides}
+        return build_run_config(overrides=o)
+
+    return make

@@ -1,0 +1,108 @@
+"""Configuration loading: files, presets, dotted overrides, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import (
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    axes,
+    build_run_config,
+    parse_overrides,
+)
+
+
+def test_dotted_overrides_are_parsed_as_yaml_scalars():
+    o = parse_overrides(
+        [
+            "train.lr=3e-4",
+            "model.qk_norm=true",
+            "task.eval_scales=[1, 3]",
+            "model.pos_encoding=rope",
+        ]
+    )
+    assert o == {
+        "train.lr": 3e-4,
+        "model.qk_norm": True,
+        "task.eval_scales": [1, 3],
+        "model.pos_encoding": "rope",
+    }
+
+
+def test_file_then_variant_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  d_model: 64\n  n_heads: 8\ntrain:\n  lr: 0.01\n")
+    cfg = build_run_config(f, ["variant=llama", "train.lr=0.02"])
+    assert cfg.variant == "llama"
+    assert cfg.model.pos_encoding == "rope" and cfg.model.ffn == "swiglu"
+    assert cfg.model.d_model == 64  # the file's explicit value survives the preset
+    assert cfg.train.lr == 0.02
+
+
+def test_variant_given_as_a_path(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("norm_placement: post\npos_encoding: alibi\n")
+    cfg = build_run_config(overrides={"variant": str(p)})
+    assert (cfg.model.norm_placement, cfg.model.pos_encoding) == ("post", "alibi")
+
+
+def test_axes_come_from_the_literal_fields():
+    a = axes()
+    assert a["pos_encoding"] == ("sinusoidal", "learned", "rope", "alibi", "t5", "nope")
+    assert a["norm_placement"] == ("post", "pre", "sandwich", "deepnorm")
+    assert a["qk_norm"] == (False, True)
+
+
+def test_flat_config_uses_section_prefixes():
+    flat = RunConfig().flat()
+    assert flat["model.pos_encoding"] == "learned"
+    assert "train.lr" in flat and "task.name" in flat
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"model.d_model": 30, "model.n_heads": 4},
+            "model.d_model=30 must be divisible by model.n_heads=4",
+        ),
+        (
+            {"model.n_heads": 4, "model.n_kv_heads": 3},
+            "model.n_heads=4 must be divisible by model.n_kv_heads=3",
+        ),
+        ({"model.pos_encoding": "xpos"}, "model.pos_encoding='xpos': allowed: 'sinusoidal'"),
+        ({"model.norm_placement": "middle"}, "model.norm_placement='middle'"),
+        ({"model.d_model": -8}, "model.d_model=-8: Input should be greater than or equal to 1"),
+        ({"model.colour": "red"}, "unknown key 'model.colour'; allowed: arch,"),
+        ({"variant": "nosuch"}, "variant='nosuch': no such preset; allowed:"),
+        ({"train.lr": "fast"}, "train.lr='fast'"),
+    ],
+)
+def test_bad_configuration_is_one_line_naming_field_value_and_allowed(overrides, expected):
+    with pytest.raises(ConfigError) as e:
+        build_run_config(overrides=overrides)
+    msg = str(e.value)
+    assert expected in msg
+    assert "\n" not in msg
+
+
+def test_unknown_key_in_a_yaml_file_names_the_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("train:\n  lr: 0.1\n  momentum: 0.9\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'train.momentum'"):
+        build_run_config(f)
+
+
+def test_yaml_is_safe_loaded(tmp_path):
+    f = tmp_path / "evil.yaml"
+    f.write_text("train: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        build_run_config(f)
+
+
+def test_gqa_and_sizes_derive_from_the_config():
+    m = ModelConfig(d_model=64, n_heads=8, n_kv_heads=2, ffn="swiglu")
+    assert (m.head_dim, m.kv_heads, m.ffn_dim) == (8, 2, 170)
+    assert ModelConfig(norm_placement="deepnorm").init_scheme == "deepnorm"
