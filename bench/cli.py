@@ -8,7 +8,7 @@ becomes one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import shlex
 import sys
 import warnings
@@ -44,6 +44,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         metavar="[CONFIG.yaml] [key=value ...]",
         help="a YAML config, then dotted overrides (model.pos_encoding=rope, variant=llama)",
     )
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up banners (GPU/TPU available, tips) drown a run's own output."""
+    import lightning  # noqa: F401 - sets its loggers to INFO on import; we override after
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -97,6 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.run import train_run
     from bench.summary import print_run_summary
 
+    quiet_lightning()
     cmdline = shlex.join(["bench", *sys.argv[1:]])
     if args.resume:
         run_dir = Path(args.resume)
@@ -129,8 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` console script."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", module="lightning")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):

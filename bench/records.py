@@ -38,6 +38,7 @@ def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; run files are for everyone who reads runs
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -263,10 +263,13 @@ def train_run(
 
 
 def _finish_loggers(loggers: list, outcome: str, summary: dict[str, float] | None = None) -> None:
-    from bench.tracking import finish
+    """Close every logger; W&B gets the final metrics in its summary (never fatal)."""
+    from bench.tracking import SafeWandbLogger, finish
 
     for lg in loggers:
-        if lg.__class__.__name__.endswith("WandbLogger"):
-            finish(lg, outcome, summary)
+        if isinstance(lg, SafeWandbLogger):
+            if summary:
+                lg._safe("summary", lambda: lg.experiment.summary.update(summary))
+            finish(lg, 0 if outcome == "success" else 1)
         else:
             lg.finalize(outcome)

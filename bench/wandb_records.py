@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,6 +116,30 @@ def iter_records(path: str | Path) -> Iterator[pb.Record]:
             except Exception as e:  # protobuf's DecodeError
                 raise CorruptRunFileError(f"{path}: undecodable record ({e})") from None
             yield record
+
+
+def wait_until_closed(path: str | Path, timeout: float = 30.0, poll: float = 0.01) -> bool:
+    """Wait until a run file holds its exit record; True if it does within ``timeout``.
+
+    wandb-core buffers the file in 32 KiB blocks and writes the last one when it
+    closes the run's stream, a moment *after* ``run.finish()`` returns. The file
+    is only re-read when its size changes.
+    """
+    path = Path(path)
+    deadline = time.monotonic() + timeout
+    last_size = -1
+    while True:
+        size = path.stat().st_size if path.exists() else -1
+        if size != last_size:
+            last_size = size
+            try:
+                if size > 0 and any(r.HasField("exit") for r in iter_records(path)):
+                    return True
+            except CorruptRunFileError:
+                pass  # mid-write; look again when the size changes
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
 
 
 def find_run_files(root: str | Path) -> list[Path]:

@@ -44,11 +44,13 @@ def unflatten_params(flat: Tensor, like: Mapping[str, Tensor]) -> Params:
     if flat.shape[-1] != sum(sizes):
         raise ValueError(f"flat vector has {flat.shape[-1]} entries, parameters have {sum(sizes)}")
     parts = flat.split(sizes, dim=-1)
-    return {n: t.view(*flat.shape[:-1], *p.shape) for (n, p), t in zip(like.items(), parts)}
+    return {n: t.reshape((*flat.shape[:-1], *p.shape)) for (n, p), t in zip(like.items(), parts)}
 
 
-def as_flat(x: Tensor | Mapping[str, Tensor], like: Mapping[str, Tensor]) -> Tensor:
-    """A flat vector from either a flat tensor or a name->tensor mapping ordered like ``like``."""
+def as_flat(x: Tensor | np.ndarray | Mapping[str, Tensor], like: Mapping[str, Tensor]) -> Tensor:
+    """A flat vector from a flat tensor/array or a name->tensor mapping ordered like ``like``."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
     if isinstance(x, Tensor):
         return x.reshape(-1)
     missing = [n for n in like if n not in x]
@@ -176,7 +178,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
 atomic_path = contextlib.contextmanager(_atomic_path)
 
 
-def save_npz(path: Path, **arrays: Any) -> Path:
+def save_npz(path: Path, /, **arrays: Any) -> Path:
     """Write arrays to ``path`` (.npz) atomically: a reader never sees half a file."""
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})

@@ -40,6 +40,8 @@ def attention_inputs(
     rotary: Rotary | None = None,
 ) -> AttnInputs:
     """Combine causality, key padding (``[B, S]``, True = pad) and a bias ``[H, T, S]``."""
+    if key_pad is not None and not bool(key_pad.any()):
+        key_pad = None  # a batch without padding keeps the fast path (costs one host sync)
     if key_pad is None and bias is None:
         return AttnInputs(None, causal, rotary)
     allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=device)
@@ -68,7 +70,12 @@ class Attention(nn.Module):
 
     def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
         super().__init__()
-        d, self.n_heads, self.n_kv, self.head_dim = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        d, self.n_heads, self.n_kv, self.head_dim = (
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.kv_heads,
+            cfg.head_dim,
+        )
         q_dim, kv_dim = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         self.cross = cross
         if cross:

@@ -47,7 +47,9 @@ class NoPE(Positional):
 def sinusoid_table(t: int, d: int, device: torch.device | None = None) -> Tensor:
     """Vaswani et al. 2017: ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(...)``."""
     pos = torch.arange(t, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / d))
+    freq = torch.exp(
+        torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / d)
+    )
     table = torch.zeros(t, d, device=device)
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
@@ -113,7 +115,9 @@ class RoPE(Positional):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.rot_dim = int(cfg.head_dim * cfg.rope_fraction) // 2 * 2
-        inv_freq = cfg.rope_base ** (-torch.arange(0, self.rot_dim, 2, dtype=torch.float64) / self.rot_dim)
+        inv_freq = cfg.rope_base ** (
+            -torch.arange(0, self.rot_dim, 2, dtype=torch.float64) / self.rot_dim
+        )
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
         cos, sin = self._tables(cfg.max_len)
         self.register_buffer("cos_cached", cos, persistent=False)
@@ -157,7 +161,9 @@ class ALiBi(Positional):
     def bias(self, t_q: int, t_k: int, device: torch.device) -> Tensor:
         q = torch.arange(t_q, device=device)[:, None]
         k = torch.arange(t_k, device=device)[None, :]
-        dist = (q - k).clamp_min(0) if self.causal else (q - k).abs()  # future keys are masked anyway
+        dist = (
+            (q - k).clamp_min(0) if self.causal else (q - k).abs()
+        )  # future keys are masked anyway
         return -self.slopes.to(device)[:, None, None] * dist.float()
 
 
@@ -178,9 +184,12 @@ def t5_bucket(rel: Tensor, bidirectional: bool, num_buckets: int, max_distance: 
         dist = (-rel).clamp_min(0)
     max_exact = max(n // 2, 1)
     log_span = math.log(max(max_distance, max_exact + 1) / max_exact)
-    large = max_exact + (
-        torch.log(dist.clamp_min(max_exact).float() / max_exact) / log_span * (n - max_exact)
-    ).long()
+    large = (
+        max_exact
+        + (
+            torch.log(dist.clamp_min(max_exact).float() / max_exact) / log_span * (n - max_exact)
+        ).long()
+    )
     large = large.clamp_max(n - 1)
     return out + torch.where(dist < max_exact, dist, large)
 

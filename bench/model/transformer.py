@@ -9,7 +9,8 @@ decoder stack with cross-attention, one shared token embedding and a head.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -83,7 +84,9 @@ class Stack(nn.Module):
         )
         memory_inputs = None
         if memory is not None:
-            memory_inputs = attention_inputs(t, memory.shape[1], causal=False, device=dev, key_pad=memory_pad)
+            memory_inputs = attention_inputs(
+                t, memory.shape[1], causal=False, device=dev, key_pad=memory_pad
+            )
         for block in self.blocks:
             x = block(x, inputs, memory, memory_inputs)
         return self.final_norm(x) if self.final_norm is not None else x
@@ -99,28 +102,33 @@ def _head(cfg: ModelConfig, embed: nn.Embedding) -> nn.Linear:
     return head
 
 
-@torch.no_grad()
-def _greedy(model: nn.Module, step: Callable[[Tensor], Tensor], seq: Tensor, n: int, eos: int | None) -> Tensor:
-    """Append ``n`` argmax tokens to ``seq`` (``step(seq)`` gives next-token logits ``[B, V]``).
-
-    Sequences that emitted ``eos`` keep emitting it; stops early once all have.
-    Runs in eval mode (no dropout) and restores the caller's mode.
-    """
+@contextmanager
+def _inference(model: nn.Module) -> Iterator[None]:
+    """No gradients and eval mode (no dropout), restoring the caller's mode afterwards."""
     was_training = model.training
     model.eval()
     try:
-        done = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
-        for _ in range(n):
-            nxt = step(seq).argmax(-1)
-            if eos is not None:
-                nxt = nxt.masked_fill(done, eos)
-                done = done | (nxt == eos)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            if eos is not None and bool(done.all()):
-                break
-        return seq
+        with torch.no_grad():
+            yield
     finally:
         model.train(was_training)
+
+
+def _greedy(step: Callable[[Tensor], Tensor], seq: Tensor, n: int, eos: int | None) -> Tensor:
+    """Append up to ``n`` argmax tokens to ``seq``; ``step(seq)`` gives next-token logits ``[B, V]``.
+
+    Rows that emitted ``eos`` keep emitting it; stops early once every row has.
+    """
+    done = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
+    for _ in range(n):
+        nxt = step(seq).argmax(-1)
+        if eos is not None:
+            nxt = nxt.masked_fill(done, eos)
+            done = done | (nxt == eos)
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        if eos is not None and bool(done.all()):
+            break
+    return seq
 
 
 class DecoderLM(Stack):
@@ -146,7 +154,10 @@ class DecoderLM(Stack):
     def generate(self, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None) -> Tensor:
         """Greedy continuation: ``[B, P]`` -> ``[B, P + new]``, ``new <= max_new_tokens``
         (fewer only when every row has emitted ``eos_id``; finished rows are filled with it)."""
-        return _greedy(self, lambda s: self.lm_head(self.hidden(s)[:, -1]), prompt, max_new_tokens, eos_id)
+        with _inference(self):
+            return _greedy(
+                lambda s: self.lm_head(self.hidden(s)[:, -1]), prompt, max_new_tokens, eos_id
+            )
 
 
 class EncoderDecoder(nn.Module):
@@ -161,10 +172,19 @@ class EncoderDecoder(nn.Module):
         enc, dec = dn["encoder"], dn["decoder"]
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = Stack(
-            cfg, cfg.encoder_layers, causal=False, alpha=enc["alpha"] if deep else 1.0, beta=enc["beta"]
+            cfg,
+            cfg.encoder_layers,
+            causal=False,
+            alpha=enc["alpha"] if deep else 1.0,
+            beta=enc["beta"],
         )
         self.decoder = Stack(
-            cfg, cfg.n_layers, causal=True, cross=True, alpha=dec["alpha"] if deep else 1.0, beta=dec["beta"]
+            cfg,
+            cfg.n_layers,
+            causal=True,
+            cross=True,
+            alpha=dec["alpha"] if deep else 1.0,
+            beta=dec["beta"],
         )
         self.lm_head = _head(cfg, self.tok_embed)
         INITS[cfg.init_scheme](self)
@@ -191,18 +211,15 @@ class EncoderDecoder(nn.Module):
         src_pad: Tensor | None = None,
     ) -> Tensor:
         """Greedy translation: ``[B, S]`` -> ``[B, new]`` (without the leading ``bos_id``)."""
-        with torch.no_grad():
-            was_training = self.training
-            self.eval()
-            memory = self.encode(src, src_pad)
-            self.train(was_training)
         start = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
+        with _inference(self):
+            memory = self.encode(src, src_pad)
 
-        def step(seq: Tensor) -> Tensor:
-            h = self.decoder.run(self.tok_embed(seq), memory=memory, memory_pad=src_pad)
-            return self.lm_head(h[:, -1])
+            def step(seq: Tensor) -> Tensor:
+                h = self.decoder.run(self.tok_embed(seq), memory=memory, memory_pad=src_pad)
+                return self.lm_head(h[:, -1])
 
-        return _greedy(self, step, start, max_new_tokens, eos_id)[:, 1:]
+            return _greedy(step, start, max_new_tokens, eos_id)[:, 1:]
 
 
 ARCHS: dict[str, type[nn.Module]] = {"decoder": DecoderLM, "encoder_decoder": EncoderDecoder}

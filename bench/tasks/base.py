@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import itertools
 from collections.abc import Sequence
 
 import lightning as L
@@ -69,7 +70,7 @@ def check_arch(name: str, arch: str, supported: Sequence[str]) -> None:
 
 def check_eval_scales(scales: Sequence[int]) -> None:
     """Eval scales start at 1 (the training length) and strictly increase."""
-    ok = len(scales) > 0 and scales[0] == 1 and all(b > a for a, b in zip(scales, scales[1:]))
+    ok = len(scales) > 0 and scales[0] == 1 and all(b > a for a, b in itertools.pairwise(scales))
     if not ok:
         raise ConfigError(
             f"task.eval_scales={list(scales)!r}: allowed: strictly increasing integers "

@@ -83,7 +83,7 @@ class ProbeTask(BenchDataModule):
 
     def _dataset(self, rows: Rows) -> ExampleDataset:
         encode = ENCODERS[self.arch]
-        return ExampleDataset([encode(p.tolist(), a.tolist()) for p, a in zip(*rows)])
+        return ExampleDataset([encode(p.tolist(), a.tolist()) for p, a in zip(*rows, strict=True)])
 
     def _draw(self, rng: np.random.Generator, n: int, count: int, heldout: bool | None) -> Rows:
         """``count`` problems, filtered to (not) held-out ones unless ``heldout`` is None."""

@@ -1,0 +1,242 @@
+"""From the tidy table to what the report states: per-cell summaries, comparisons
+along each compared axis, the quality/throughput Pareto front, parameter importance.
+
+Comparisons pool over the other axes *within matched cells*: for values ``a`` and
+``b`` of an axis, each group holds the seed runs of the cells with that value,
+restricted to the combinations of the other axes where both ``a`` and ``b``
+have results, so a missing cell never tilts one side. Every pairwise
+comparison of every axis is one family for the Holm correction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.report import stats
+from bench.report.collect import SweepData
+
+FINISHED = ("completed", "pruned", "diverged", "failed")
+
+
+def quality_metric(data: SweepData) -> tuple[str, str]:
+    """The metric cells are judged on, and its direction.
+
+    ``best/val/loss`` (lowest validation loss of the run) when the objective is
+    ``val/loss``: one late noisy validation does not decide a comparison.
+    """
+    if data.objective == "val/loss":
+        return "best/val/loss", "minimize"
+    return data.objective, data.direction
+
+
+def quality(row: dict[str, Any], metric: str) -> float | None:
+    """A run's quality value: the metric, else the objective value told to Optuna."""
+    v = row["metrics"].get(metric)
+    if v is None and metric.startswith("best/"):
+        v = row["metrics"].get(metric.removeprefix("best/"))
+    if v is None:
+        v = row.get("value")
+    return v if v is not None and math.isfinite(v) else None
+
+
+@dataclass
+class CellSummary:
+    """One row of the per-cell table."""
+
+    cell: str
+    axes: dict[str, str]
+    source: str  # "seed runs" | "best tuning trial" | "no finished run"
+    quality: stats.Estimate
+    values: list[float]
+    rows: list[dict[str, Any]]  # the runs behind ``quality``
+    metrics: dict[str, stats.Estimate] = field(default_factory=dict)
+    diverged: int = 0
+    finished: int = 0
+    lr: float | None = None
+    params: int | None = None
+
+    @property
+    def divergence_rate(self) -> float | None:
+        return self.diverged / self.finished if self.finished else None
+
+
+def length_keys(data: SweepData) -> dict[str, str]:
+    """Column label -> metric key for loss at 2x and 4x the training length (when logged)."""
+    present = {k for r in data.rows for k in r["metrics"]}
+    out = {}
+    if data.train_length:
+        for scale in (2, 4):
+            key = f"val/loss@{data.train_length * scale}"
+            if key in present:
+                out[f"loss@{scale}x"] = key
+    return out
+
+
+TABLE_METRICS = {
+    "val/acc": "val/acc",
+    "exact match": "val/exact_match",
+    "tokens/s": "throughput/tokens_per_sec",
+    "MFU": "throughput/mfu",
+    "λ_max": "hessian/lambda_max",
+}
+
+
+def _best_tuning_row(rows: list[dict[str, Any]], metric: str, minimize: bool) -> dict | None:
+    scored = [(quality(r, metric), r) for r in rows if r["status"] == "completed"]
+    scored = [(q, r) for q, r in scored if q is not None]
+    if not scored:
+        return None
+    return (min if minimize else max)(scored, key=lambda qr: qr[0])[1]
+
+
+def cell_summaries(data: SweepData) -> list[CellSummary]:
+    """One summary per cell (planned cells first, then any others seen in the storage)."""
+    metric, direction = quality_metric(data)
+    minimize = direction == "minimize"
+    extra = length_keys(data)
+    cells = list(dict.fromkeys([*data.cells, *(r["cell"] for r in data.rows)]))
+    out = []
+    for cell in cells:
+        rows = [r for r in data.rows if r["cell"] == cell]
+        if not rows and data.spec.get("search"):
+            continue
+        seed_rows = [r for r in rows if r["phase"] == "seed" and r["status"] == "completed"]
+        seed_rows = [r for r in seed_rows if quality(r, metric) is not None]
+        tune_rows = [r for r in rows if r["phase"] != "seed"]
+        best = _best_tuning_row(tune_rows, metric, minimize)
+        if seed_rows:
+            used, source = seed_rows, "seed runs"
+        elif best is not None:
+            used, source = [best], "best tuning trial"
+        else:
+            used, source = [], "no finished run"
+        values = [quality(r, metric) for r in used]
+        summary = CellSummary(
+            cell=cell,
+            axes=_axes_of(data, cell, rows),
+            source=source,
+            quality=stats.bootstrap_mean_ci(values),
+            values=values,
+            rows=used,
+            diverged=sum(r["status"] == "diverged" for r in rows),
+            finished=sum(r["status"] in FINISHED for r in rows),
+            lr=_lr(best or (used[0] if used else None)),
+            params=next((int(r["params"]) for r in used if r.get("params")), None),
+        )
+        for label, key in {**extra, **TABLE_METRICS}.items():
+            vals = [r["metrics"][key] for r in used if key in r["metrics"]]
+            summary.metrics[label] = stats.bootstrap_mean_ci(vals)
+        out.append(summary)
+    return out
+
+
+def _axes_of(data: SweepData, cell: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+    if rows:
+        return {a: str(rows[0].get(a, "")) for a in data.axes}
+    parts = dict(p.split("=", 1) for p in cell.split(",") if "=" in p)
+    return {a: parts.get(a, "") for a in data.axes}
+
+
+def _lr(row: dict[str, Any] | None) -> float | None:
+    if row is None:
+        return None
+    v = row.get("train.lr")
+    return float(v) if isinstance(v, int | float) else None
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def axis_values(data: SweepData, axis: str) -> list[str]:
+    """The values of a compared axis, in spec order."""
+    key = data.axis_keys[axis]
+    spec_vals = (data.spec.get("compare") or {}).get(key)
+    if spec_vals:
+        return [str(v).lower() if isinstance(v, bool) else str(v) for v in spec_vals]
+    return sorted({str(r.get(axis, "")) for r in data.rows if r.get(axis, "") != ""})
+
+
+def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Comparison]:
+    """Every pairwise comparison of every axis, Holm-corrected as one family."""
+    out = []
+    for axis in data.axes:
+        others = [a for a in data.axes if a != axis]
+        values = axis_values(data, axis)
+        if len(values) < 2:
+            continue
+        for i, (va, vb) in enumerate(itertools.combinations(values, 2)):
+            ga, gb = _matched_groups(summaries, axis, va, vb, others)
+            out.append(stats.compare(axis, va, ga, vb, gb, seed=i))
+    return stats.adjust(out)
+
+
+def _matched_groups(
+    summaries: list[CellSummary], axis: str, va: str, vb: str, others: list[str]
+) -> tuple[list[float], list[float]]:
+    by: dict[tuple[str, tuple], list[float]] = {}
+    for s in summaries:
+        if not s.values:
+            continue
+        stratum = tuple(s.axes.get(o, "") for o in others)
+        by.setdefault((s.axes.get(axis, ""), stratum), []).extend(s.values)
+    strata = {st for (v, st) in by if v == va} & {st for (v, st) in by if v == vb}
+    ga = [x for st in sorted(strata) for x in by[(va, st)]]
+    gb = [x for st in sorted(strata) for x in by[(vb, st)]]
+    return ga, gb
+
+
+# ----------------------------------------------------------------------------- pareto
+
+
+def pareto_front(quality_values: list[float], speed: list[float], minimize: bool = True) -> list[int]:
+    """Indices of points no other point beats on both quality and speed (higher speed wins)."""
+    q = np.asarray(quality_values, dtype=float) * (1 if minimize else -1)
+    s = np.asarray(speed, dtype=float)
+    front = []
+    for i in range(len(q)):
+        dominated = np.any((q <= q[i]) & (s >= s[i]) & ((q < q[i]) | (s > s[i])))
+        if not dominated:
+            front.append(i)
+    return front
+
+
+# ----------------------------------------------------------------------------- importance
+
+
+def importances(data: SweepData) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Optuna's parameter importances (its default evaluator) per tuning study.
+
+    Returns (study label -> {param: importance}, notes for studies that cannot
+    have one: fewer than two completed trials, or a single tuned parameter).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    result: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    for name, study in data.studies.items():
+        if name.endswith("/seeds"):
+            continue
+        label = name.split("/tune/")[-1] if "/tune/" in name else name.split("/")[-1]
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(done) < 2:
+            notes.append(f"{label}: {len(done)} completed tuning trial(s); importance needs at least 2")
+            continue
+        if len({p for t in done for p in t.params}) < 2:
+            notes.append(f"{label}: one tuned parameter, so its importance is 1 by definition")
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result[label] = dict(
+                    optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+                )
+        except (RuntimeError, ValueError) as e:
+            notes.append(f"{label}: importance not computed ({type(e).__name__}: {e})")
+    return result, notes

@@ -1,0 +1,220 @@
+"""HTML and Markdown from one context, through jinja2 templates (package data).
+
+HTML is autoescaped (every sweep, cell, variant name and reason is text, never
+markup) and self-contained: inline CSS, figures as base64 PNG data URIs, a
+Content-Security-Policy that forbids scripts and any request. Markdown escapes
+HTML characters and table pipes in user-provided strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bench.report import analysis, stats
+from bench.report.analysis import CellSummary
+from bench.report.collect import SweepData, manifests
+from bench.report.figures import RenderedFigure, label
+from bench.report.findings import Finding, ci, g
+
+METHOD = (
+    "Per cell: mean over the seed re-runs of the cell's best configuration (when the "
+    "sweep has none yet: its best tuning trial, n = 1). Comparisons pool over the other "
+    "axes within matched cells: only combinations of the other axes where both values "
+    "have results enter either side."
+)
+
+
+def _md(text: Any) -> str:
+    """Escape a string for Markdown prose: HTML characters and emphasis markers."""
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*]|\](?=\())", r"\\\1", s)
+
+
+def _md_cell(text: Any) -> str:
+    return _md(text).replace("|", "\\|").replace("\n", " ")
+
+
+def environment() -> jinja2.Environment:
+    """Templates from the package; autoescape for ``*.html.j2`` only."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("bench.report", "templates"),
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = _md
+    env.filters["cell"] = _md_cell
+    return env
+
+
+def _fence(text: str) -> str:
+    """Longer than any backtick run inside, so the text cannot close the code block."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def cell_table(data: SweepData, summaries: list[CellSummary]) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, rows, metrics measured nowhere) of the per-cell table."""
+    metric, _ = analysis.quality_metric(data)
+    extra = list(analysis.length_keys(data))
+    labels = [*extra, *analysis.TABLE_METRICS]
+    header = [*(data.axes or ["cell"]), "runs", f"{metric} [95% CI]", "best lr", *labels,
+              "diverged", "params"]  # fmt: skip
+    rows = []
+    for s in summaries:
+        lead = [s.axes.get(a, "") for a in data.axes] if data.axes else [s.cell]
+        div = f"{s.diverged}/{s.finished}" if s.finished else "–"
+        rows.append([
+            *lead,
+            f"{s.quality.n} ({s.source})" if s.quality.n else s.source,
+            ci(s.quality),
+            g(s.lr, 3),
+            *(_metric_cell(lab, s.metrics[lab]) for lab in labels),
+            div,
+            f"{s.params:,}" if s.params else "–",
+        ])  # fmt: skip
+    all_labels = ["loss@2x", "loss@4x", *analysis.TABLE_METRICS]
+    unmeasured = [lab for lab in all_labels if lab not in labels or all(s.metrics[lab].mean is None for s in summaries)]
+    return header, rows, unmeasured
+
+
+def _metric_cell(lab: str, est: stats.Estimate) -> str:
+    if est.mean is None:
+        return "–"
+    if lab == "MFU":
+        return f"{100 * est.mean:.2f}%"
+    return g(est.mean)
+
+
+def comparison_table(comps: list[stats.Comparison]) -> tuple[list[str], list[list[str]]]:
+    header = ["axis", "a", "b", "n a", "n b", "mean a", "mean b", "difference [95% CI]",
+              "Hedges' g", "p", "p (Holm)", "verdict"]  # fmt: skip
+    rows = []
+    for c in comps:
+        diff = g(c.diff, 3) if c.lo is None else f"{g(c.diff, 3)} [{g(c.lo, 3)}, {g(c.hi, 3)}]"
+        rows.append([c.axis, c.a, c.b, str(c.n_a), str(c.n_b), g(c.mean_a), g(c.mean_b), diff,
+                     g(c.hedges_g, 2), g(c.p, 2), g(c.p_adj, 2), c.verdict])  # fmt: skip
+    return header, rows
+
+
+def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
+    """(key/value rows, the commands that reproduce the sweep and this report)."""
+    ms = manifests(data)
+
+    def distinct(key: str) -> str:
+        vals = sorted({str(m.get(key)) for m in ms if m.get(key) is not None})
+        return ", ".join(vals) if vals else "not recorded"
+
+    packages: dict[str, set[str]] = {}
+    for m in ms:
+        for k, v in (m.get("packages") or {}).items():
+            packages.setdefault(k, set()).add(str(v))
+    pk = ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(packages.items())) or "not recorded"
+    seeds = sorted({str(r["seed"]) for r in data.rows if r["phase"] == "seed" and r["seed"] != ""})
+    rows = [
+        ("sweep", data.name),
+        ("sweep directory", str(data.dir)),
+        ("storage", str(data.meta.get("storage", ""))),
+        ("created", str(data.meta.get("created", ""))),
+        ("original command", str(data.meta.get("command", ""))),
+        ("git sha", distinct("git_sha")),
+        ("packages", pk),
+        ("python", distinct("python")),
+        ("device", distinct("device")),
+        ("processor", distinct("processor")),
+        ("cpu count", distinct("cpu_count")),
+        ("platform", distinct("platform")),
+        ("seeds (seed phase)", ", ".join(seeds) or "none"),
+        ("sampler seed", str(data.spec.get("seed", 0))),
+    ]
+    commands = (
+        f"bench sweep {data.dir / 'spec.yaml'} --out runs/sweeps/{data.name}\n"
+        f"bench report runs/sweeps/{data.name} --out reports/{data.name}"
+    )
+    return rows, commands
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+def context(
+    data: SweepData,
+    summaries: list[CellSummary],
+    comps: list[stats.Comparison],
+    found: list[Finding],
+    figures: list[RenderedFigure],
+    missing: list[dict[str, Any]],
+    importance_notes: list[str],
+) -> dict[str, Any]:
+    """Everything both templates show."""
+    metric, direction = analysis.quality_metric(data)
+    cell_header, cell_rows, unmeasured = cell_table(data, summaries)
+    comp_header, comp_rows = comparison_table(comps)
+    repro, commands = reproducibility(data)
+    return {
+        "name": data.name,
+        "description": str(data.spec.get("description", "") or ""),
+        "mode": str(data.meta.get("mode", "compare")),
+        "n_runs": len(data.rows),
+        "n_studies": len(data.studies),
+        "generated": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "sweep_dir": str(data.dir),
+        "findings": found,
+        "metric": metric,
+        "direction": "lower is better" if direction == "minimize" else "higher is better",
+        "method": METHOD,
+        "cell_header": cell_header,
+        "cell_rows": cell_rows,
+        "n_label_cols": len(data.axes or ["cell"]),
+        "unmeasured": unmeasured,
+        "comp_header": comp_header,
+        "comp_rows": comp_rows,
+        "alpha": stats.ALPHA,
+        "figures": figures,
+        "importance_notes": importance_notes,
+        "missing": missing,
+        "repro": repro,
+        "commands": commands,
+        "spec_text": data.spec_text.rstrip(),
+        "labels": {s.cell: label(data, s) for s in summaries},
+    }
+
+
+def _figure_entries(figures: list[RenderedFigure], embed: bool) -> list[dict[str, Any]]:
+    out = []
+    for f in figures:
+        entry = {"title": f.title, "caption": f.caption, "note": f.note, "file": None, "data_uri": None}
+        if f.path is not None:
+            entry["file"] = f"figures/{f.path.name}"
+            if embed:
+                b64 = base64.b64encode(f.path.read_bytes()).decode("ascii")
+                entry["data_uri"] = f"data:image/png;base64,{b64}"
+        out.append(entry)
+    return out
+
+
+def render_html(ctx: dict[str, Any], figures: list[RenderedFigure]) -> str:
+    """The self-contained page (figures embedded)."""
+    tpl = environment().get_template("report.html.j2")
+    return tpl.render({**ctx, "figures": _figure_entries(figures, embed=True)})
+
+
+def render_markdown(ctx: dict[str, Any], figures: list[RenderedFigure]) -> str:
+    """The Markdown report (figures as relative links into figures/)."""
+    tpl = environment().get_template("report.md.j2")
+    fence = _fence(ctx["spec_text"] + ctx["commands"])
+    return tpl.render({**ctx, "figures": _figure_entries(figures, embed=False), "fence": fence})
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,54 @@
+"""optuna-dashboard on a sweep's storage (works offline; journal or RDB)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.config import ConfigError
+from bench.sweeps.layout import is_sweep_dir, open_sweep_dir
+from bench.sweeps.storage import check_storage, open_storage
+
+
+def start_dashboard(sweep_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None) -> int:
+    """Serve optuna-dashboard for a sweep directory (or a storage URL) until interrupted."""
+    from optuna_dashboard import run_server
+
+    if is_sweep_dir(sweep_dir):
+        sweep = open_sweep_dir(sweep_dir, storage)
+        backend = sweep.open_storage()
+    else:
+        url = str(sweep_dir)
+        if "://" not in url:
+            raise ConfigError(f"{sweep_dir}: not a sweep directory (no sweep.json) nor a storage URL")
+        check_storage(url)
+        backend = open_storage(url)
+    print(f"optuna-dashboard: http://{host}:{port}/", flush=True)
+    try:
+        run_server(backend, host=host, port=port)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", help="sweep directory (or a storage URL)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--storage", default=None, help="storage URL when the sweep's is not recorded")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench dashboard")
+    add_dashboard_arguments(p)
+    a = p.parse_args(argv)
+    try:
+        return start_dashboard(a.sweep, a.host, a.port, a.storage)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""One trial: Optuna trial -> RunConfig -> ``train_run`` -> values told to the study.
+
+The trial's user attributes record what the report needs: ``cell``, ``phase``,
+``seed``, ``run_dir``, ``status`` (completed / pruned / diverged / failed /
+interrupted / invalid), ``reason``, ``metrics`` and the ``worker``.
+Outcome -> Optuna state: completed -> COMPLETE; pruned and diverged -> PRUNED
+(a diverged run is a bad configuration, not a broken worker); failed / invalid
+-> FAIL; interrupted -> FAIL and re-enqueued, so a rerun resumes it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from bench import records
+from bench.config import ConfigError, dump_yaml
+from bench.sweeps.layout import Sweep
+from bench.sweeps.space import suggest
+from bench.sweeps.spec import build_cell_config
+
+TRIAL_CONFIG_ENV = "BENCH_SWEEP_TRIAL_CONFIG"  # DDP ranks > 0 read their trial's config here
+PRUNE_METRIC_ENV = "BENCH_SWEEP_PRUNE_METRIC"  # and whether rank 0 prunes (collectives must match)
+
+
+class PruningCallback(L.Callback):
+    """Report the objective at each validation; stop the Trainer when Optuna prunes.
+
+    Only rank 0 talks to Optuna (``trial`` is None on other DDP ranks); the
+    decision is shared with every rank so they stop together.
+    """
+
+    def __init__(self, trial: optuna.Trial | None, metric: str) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.pruned_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        prune = False
+        value = trainer.callback_metrics.get(self.metric)
+        if self.trial is not None and value is not None and math.isfinite(float(value)):
+            self.trial.report(float(value), step=trainer.global_step)
+            prune = self.trial.should_prune()
+        if trainer.strategy.reduce_boolean_decision(prune, all=False):
+            self.pruned_at = trainer.global_step
+            trainer.should_stop = True
+
+
+@dataclass
+class TrialJob:
+    """A claimed trial and what it is for."""
+
+    study: optuna.Study
+    trial: optuna.Trial
+    phase: str  # tune | search | seed
+    cell: str
+    overrides: dict[str, Any]  # cell axes (tune) or the fixed best config (seed)
+    seed: int | None = None  # seed phase: the seed to run
+    tags: list[str] = field(default_factory=list)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The worker was asked to stop while a trial ran; the trial has been re-enqueued."""
+
+
+@contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+    """Record heartbeats for an RDB storage while a trial runs (no-op for journal files)."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as e:  # a dropped connection must not kill the trial
+                warnings.warn(f"heartbeat failed: {e}", stacklevel=1)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def ddp_isolated() -> Iterator[None]:
+    """Leave no DDP state behind a trial: the next trial of this worker starts its own group.
+
+    Lightning's launcher writes MASTER_PORT / LOCAL_RANK into os.environ (a later
+    Trainer would take LOCAL_RANK as "launched externally" and wait forever) and
+    keeps the process group alive.
+    """
+    saved = {k: os.environ.get(k) for k in DDP_ENV}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def requeue(study: optuna.Study, trial_id: int, max_retry: int | None) -> None:
+    """Enqueue a retry of a failed trial (Optuna's retry convention, shared with heartbeats)."""
+    frozen = study._storage.get_trial(trial_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
+
+
+def fail_trial(study: optuna.Study, trial_id: int, status: str, reason: str, retry: int | None | bool) -> bool:
+    """Mark a RUNNING trial FAIL with ``status``/``reason``; optionally enqueue a retry.
+
+    ``retry``: False for none, None for unlimited, an int for at most that many.
+    Returns False when the trial had already finished (someone else handled it).
+    """
+    storage = study._storage
+    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+        return False
+    storage.set_trial_user_attr(trial_id, "status", status)
+    storage.set_trial_user_attr(trial_id, "reason", reason)
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    if retry is not False:
+        requeue(study, trial_id, retry)
+    return True
+
+
+def trial_config(sweep: Sweep, job: TrialJob, params: dict[str, Any], threads: int | None):
+    """The RunConfig of a trial: base + cell/fixed overrides + sampled params + tracking."""
+    spec = sweep.spec
+    n = job.trial.number
+    run_dir = sweep.run_dir(job.phase, job.cell, n)
+    meta: dict[str, Any] = {"cell": job.cell, "phase": job.phase, "trial": n, "study": job.study.study_name}
+    overrides: dict[str, Any] = {**job.overrides, **params}
+    if job.seed is not None:
+        overrides["train.seed"] = job.seed
+        meta["seed"] = job.seed
+    if threads and "threads" not in spec.base.get("train", {}):
+        overrides["train.threads"] = threads
+    overrides.update(
+        {
+            "tracking.group": spec.name,
+            "tracking.job_type": "seed" if job.phase == "seed" else "tune",
+            "tracking.run_dir": str(run_dir),
+            "tracking.name": f"{spec.name}-{job.phase}-{job.cell}-t{n}",
+            "tracking.meta": meta,
+            "tracking.tags": [*job.tags, job.phase],
+        }
+    )
+    return build_cell_config(spec, overrides, f"trial {n} ({job.cell})")
+
+
+def execute(
+    sweep: Sweep, job: TrialJob, worker: str, scratch: Path, threads: int | None = None
+) -> str:
+    """Run one claimed trial to its end and tell the study; returns the outcome status.
+
+    ``scratch`` is a file the worker owns: the trial's config is written there for
+    DDP ranks > 0, which Lightning starts by re-running the worker command.
+
+    Raises :class:`Interrupted` after recording an interrupted trial (Ctrl-C / SIGTERM).
+    """
+    from bench.run import train_run  # heavy import, only where training happens
+
+    spec, trial, study = sweep.spec, job.trial, job.study
+    attrs: dict[str, Any] = {"cell": job.cell, "phase": job.phase, "worker": worker, "status": "running"}
+    if job.seed is not None:
+        attrs["seed"] = job.seed
+    try:
+        params = suggest(trial, spec.space) if job.phase != "seed" else {}
+        cfg = trial_config(sweep, job, params, threads)
+    except ConfigError as e:  # search mode can sample an invalid combination
+        for k, v in {**attrs, "status": "invalid", "reason": str(e)}.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, state=TrialState.FAIL)
+        return "invalid"
+    attrs.update(run_dir=str(cfg.tracking.run_dir), seed=cfg.train.seed)
+    for k, v in attrs.items():
+        trial.set_user_attr(k, v)
+
+    multi = spec.multi_objective
+    pruning = job.phase != "seed" and spec.effective_pruner != "none"
+    pruner_cb = PruningCallback(trial, spec.objectives[0].metric) if pruning else None
+    records.atomic_write(scratch, dump_yaml(cfg))
+    os.environ[TRIAL_CONFIG_ENV] = str(scratch)  # DDP ranks > 0 re-run the worker and read it
+    os.environ[PRUNE_METRIC_ENV] = pruner_cb.metric if pruner_cb else ""
+    try:
+        with heartbeat(study._storage, trial._trial_id), ddp_isolated():
+            result = train_run(cfg, [pruner_cb] if pruner_cb else [], command=f"bench sweep {spec.name}")
+    except KeyboardInterrupt:
+        fail_trial(study, trial._trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None)
+        raise Interrupted from None
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        return "failed"
+    finally:
+        os.environ.pop(TRIAL_CONFIG_ENV, None)
+        os.environ.pop(PRUNE_METRIC_ENV, None)
+
+    trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if math.isfinite(v)})
+    status, reason, state, values = _judge(result, spec, pruner_cb, multi)
+    if status == "interrupted":
+        fail_trial(study, trial._trial_id, status, result.reason or "interrupted", retry=None)
+        raise Interrupted
+    trial.set_user_attr("status", status)
+    trial.set_user_attr("reason", reason)
+    study.tell(trial, values, state=state)
+    return status
+
+
+def _judge(result, spec, pruner_cb: PruningCallback | None, multi: bool):
+    """(status, reason, state, values) for a finished train_run."""
+    if result.status == "diverged":
+        return "diverged", result.reason or "diverged", TrialState.PRUNED, None
+    if result.status in ("failed", "interrupted"):
+        return result.status, result.reason, TrialState.FAIL, None
+    if pruner_cb is not None and pruner_cb.pruned_at is not None:
+        return "pruned", f"pruned at step {pruner_cb.pruned_at}", TrialState.PRUNED, None
+    values = []
+    for o in spec.objectives:
+        v = result.metrics.get(o.metric)
+        if v is None or not math.isfinite(v):
+            return "failed", f"objective metric {o.metric!r} missing or not finite", TrialState.FAIL, None
+        values.append(float(v))
+    return "completed", result.reason, None, values if multi else values[0]
+
+
+def host_worker_id(worker_id: str | int) -> str:
+    """``host:id`` names a worker across machines."""
+    return f"{socket.gethostname()}:{worker_id}"
+
+
+def ddp_follower() -> tuple[Path, str] | None:
+    """On a DDP rank > 0 launched by Lightning: (trial config, prune metric or ""); else None."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get(TRIAL_CONFIG_ENV):
+        return Path(os.environ[TRIAL_CONFIG_ENV]), os.environ.get(PRUNE_METRIC_ENV, "")
+    return None
+
+
+def run_ddp_follower(config: Path, metric: str) -> int:
+    """Join rank 0's trial as another DDP rank (no storage access: rank 0 reports)."""
+    from bench.config import build_run_config
+    from bench.run import train_run
+
+    cfg = build_run_config(config)
+    rank = os.environ.get("LOCAL_RANK", "1")
+    # Rank 0 owns the run directory and the W&B run; this rank keeps its own
+    # records in a subdirectory (train_run refuses a directory that holds a run).
+    cfg.tracking.run_dir = str(Path(cfg.tracking.run_dir or ".") / f"ddp-rank{rank}")
+    cfg.tracking.mode = "disabled"
+    train_run(cfg, [PruningCallback(None, metric)] if metric else [])
+    return 0

@@ -1,0 +1,89 @@
+"""Search space -> Optuna: suggest a trial's parameters; samplers and pruners by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from bench.sweeps.spec import ParamSpec, SweepSpec, TuneSpec
+
+
+def _suggest_float(trial: optuna.Trial, name: str, p: ParamSpec) -> float:
+    return trial.suggest_float(name, float(p.low), float(p.high), log=p.log, step=p.step)
+
+
+def _suggest_int(trial: optuna.Trial, name: str, p: ParamSpec) -> int:
+    return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+
+
+def _suggest_categorical(trial: optuna.Trial, name: str, p: ParamSpec) -> Any:
+    return trial.suggest_categorical(name, list(p.choices or []))
+
+
+SUGGEST: dict[str, Callable[[optuna.Trial, str, ParamSpec], Any]] = {
+    "float": _suggest_float,
+    "int": _suggest_int,
+    "categorical": _suggest_categorical,
+}
+
+
+def suggest(trial: optuna.Trial, space: TuneSpec | None) -> dict[str, Any]:
+    """The trial's parameters as dotted RunConfig overrides (``{"train.lr": 0.003}``)."""
+    if space is None:
+        return {}
+    return {name: SUGGEST[p.kind](trial, name, p) for name, p in space.params.items()}
+
+
+def grid_space(space: TuneSpec) -> dict[str, list[Any]]:
+    """The explicit grid of every parameter (validated to exist for the grid sampler)."""
+    return {name: p.grid() or [] for name, p in space.params.items()}
+
+
+class BudgetedGridSampler(optuna.samplers.GridSampler):
+    """A grid sampler that leaves stopping to the sweep's budget.
+
+    Optuna's GridSampler calls ``study.stop()`` when the grid is used up, which only
+    works inside ``study.optimize``; our workers use ask/tell and stop on the budget
+    (at most the grid size, see ``SweepSpec.trials_per_cell``).
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[override]
+        return None
+
+
+SAMPLERS: dict[str, Callable[[TuneSpec | None, int], optuna.samplers.BaseSampler]] = {
+    # constant_liar: parallel workers see running trials as bad, so they spread out.
+    "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda space, seed: BudgetedGridSampler(grid_space(space), seed=seed),
+}
+
+
+def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; ``seed`` differs per worker so workers do not propose twins."""
+    space = spec.space
+    if space is None:
+        return optuna.samplers.RandomSampler(seed=seed)  # no parameters: nothing to sample
+    return SAMPLERS[space.sampler](space, seed)
+
+
+def _hyperband(steps: int, every: int) -> optuna.pruners.BasePruner:
+    return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=steps, reduction_factor=3)
+
+
+def _median(steps: int, every: int) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=every)
+
+
+PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
+    "hyperband": _hyperband,
+    "median": _median,
+    "none": lambda steps, every: optuna.pruners.NopPruner(),
+}
+
+
+def make_pruner(spec: SweepSpec, max_steps: int, val_every: int) -> optuna.pruners.BasePruner:
+    """The spec's pruner, with resources in training steps (reports happen at validations)."""
+    return PRUNERS[spec.effective_pruner](max_steps, min(val_every, max_steps))

@@ -1,0 +1,318 @@
+"""The sweep spec: a typed, validated YAML file (``sweeps/*.yaml``).
+
+A spec names a base run config, either ``compare`` axes (every combination is a
+cell, tuned separately with ``tune``) or one ``search`` over architecture and
+hyperparameters together, plus seeds, objective(s), budgets, sampler and pruner.
+Unknown keys are errors. :func:`load_spec` validates everything, including
+every cell's RunConfig, before anything is created on disk or in a storage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.config import ConfigError, build_run_config, flatten, load_yaml
+
+Scalar = str | int | float | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamSpec(_Strict):
+    """One tuned dimension: a float/int range (``low``/``high``, ``log``, ``step``) or ``choices``."""
+
+    type: Literal["float", "int", "categorical"] | None = None  # None: inferred
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        kind = self.kind
+        if kind == "categorical":
+            if not self.choices:
+                raise ValueError("choices: empty; give at least one value")
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices)")
+        if self.low > self.high:
+            raise ValueError(f"low={self.low:g} > high={self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got low={self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        if kind == "int" and not all(float(v).is_integer() for v in (self.low, self.high)):
+            raise ValueError("an int range needs integer low and high")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """float, int or categorical (the spec loader fills ``type`` in from the YAML)."""
+        if self.type is not None:
+            return self.type
+        return "categorical" if self.choices is not None else "float"
+
+    def values(self) -> list[Any]:
+        """Representative values to validate against RunConfig: choices, else the bounds."""
+        if self.kind == "categorical":
+            return list(self.choices or [])
+        cast = int if self.kind == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+    def grid(self) -> list[Any] | None:
+        """Every value for a grid sampler, or None when the range is continuous."""
+        if self.kind == "categorical":
+            return list(self.choices or [])
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return list(range(int(self.low), int(self.high) + 1, step))
+        if self.step is None:
+            return None
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        return [self.low + i * self.step for i in range(n)]
+
+
+class TuneSpec(_Strict):
+    """What to tune and how many trials to spend (per cell in compare mode)."""
+
+    params: dict[str, ParamSpec]
+    trials: int = Field(8, ge=1)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _coerce_params(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for key, p in v.items():
+            if isinstance(p, list):  # shorthand: a list of choices
+                p = {"choices": p}
+            if isinstance(p, dict) and "type" not in p and "choices" not in p:
+                raw = [p.get("low"), p.get("high"), p.get("step")]
+                is_int = all(x is None or (isinstance(x, int) and not isinstance(x, bool)) for x in raw)
+                p = {**p, "type": "int" if is_int and not p.get("log") else "float"}
+            out[key] = p
+        return out
+
+    @field_validator("params")
+    @classmethod
+    def _not_empty(cls, v: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        if not v:
+            raise ValueError("empty search space: name at least one parameter")
+        return v
+
+
+class Objective(_Strict):
+    """A metric from the run's final metrics and whether to minimize or maximize it."""
+
+    metric: str = "val/loss"
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class Budget(_Strict):
+    """Limits: steps per trial, sweep wall clock, total tuning trials."""
+
+    max_steps: int | None = Field(None, ge=1)  # sets train.max_steps of every trial
+    wall_clock: float | None = Field(None, gt=0)  # seconds; no new trial starts after it
+    trials: int | None = Field(None, ge=1)  # cap on tuning/search trials over the sweep
+
+
+class RetrySpec(_Strict):
+    """Fault tolerance: how often a trial whose worker died is retried; RDB heartbeats."""
+
+    max_retries: int = Field(2, ge=0)
+    heartbeat_interval: int = Field(10, ge=1)  # seconds (RDB storages only)
+    grace_period: int | None = Field(None, ge=1)  # None: 2 x heartbeat_interval
+
+
+class SweepSpec(_Strict):
+    """A whole sweep. Exactly one of ``compare`` and ``search``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)  # a partial RunConfig (may hold variant)
+    compare: dict[str, list[Scalar]] | None = None
+    tune: TuneSpec | None = None
+    search: TuneSpec | None = None
+    seeds: int = Field(0, ge=0)
+    objective: Objective | list[Objective] = Field(default_factory=Objective)
+    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    budget: Budget = Field(default_factory=Budget)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    seed: int = 0  # sampler seed
+
+    @model_validator(mode="after")
+    def _mode(self) -> SweepSpec:
+        if (self.compare is None) == (self.search is None):
+            raise ValueError("give exactly one of 'compare' (cells) or 'search' (one study)")
+        if self.search is not None and self.tune is not None:
+            raise ValueError("tune: only with compare; in search mode put every parameter in search.params")
+        for key, values in (self.compare or {}).items():
+            if not values:
+                raise ValueError(f"compare.{key}: no values; give at least one")
+        if not self.objectives:
+            raise ValueError("objective: empty list; give at least one metric")
+        if len(self.objectives) > 1 and self.compare is not None:
+            raise ValueError("objective: several objectives need search mode (compare is single-objective)")
+        if len(self.objectives) > 1 and "pruner" in self.model_fields_set and self.pruner != "none":
+            raise ValueError(f"pruner={self.pruner!r}: pruning is single-objective only; use pruner: none")
+        return self
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return list(self.objective) if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def effective_pruner(self) -> str:
+        return "none" if self.multi_objective else self.pruner
+
+    @property
+    def space(self) -> TuneSpec | None:
+        """The tuned parameters: ``tune`` (compare) or ``search``."""
+        return self.search if self.search is not None else self.tune
+
+    def cells(self) -> list[tuple[str, dict[str, Any]]]:
+        """(cell key, overrides) for every combination of compare axes; search: one cell."""
+        if self.compare is None:
+            return [("search", {})]
+        keys = list(self.compare)
+        out = []
+        for combo in itertools.product(*(self.compare[k] for k in keys)):
+            overrides = dict(zip(keys, combo, strict=True))
+            out.append((cell_key(overrides), overrides))
+        return out
+
+    def trials_per_cell(self) -> int:
+        """The tuning budget of each cell: ``trials``, at most the grid size; 1 with no tune."""
+        space = self.space
+        if space is None:
+            return 1
+        n = space.trials
+        if space.sampler == "grid":
+            size = 1
+            for p in space.params.values():
+                size *= len(p.grid() or [])
+            n = min(n, size)
+        return n
+
+    def dump(self) -> str:
+        """The resolved spec as YAML (what ``spec.yaml`` in the sweep directory holds)."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def cell_key(overrides: dict[str, Any]) -> str:
+    """``{"model.norm_placement": "pre"}`` -> ``"norm_placement=pre"`` (stable, readable)."""
+    return ",".join(f"{k.removeprefix('model.')}={_fmt(v)}" for k, v in overrides.items()) or "base"
+
+
+def _fmt(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a cell key."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_") or "x"
+
+
+def run_config_overrides(spec: SweepSpec) -> dict[str, Any]:
+    """The spec's base config as flat overrides (so explicit model keys beat a variant preset)."""
+    data = flatten(spec.base)
+    if spec.budget.max_steps is not None:
+        data["train.max_steps"] = spec.budget.max_steps
+    return data
+
+
+def build_cell_config(spec: SweepSpec, overrides: dict[str, Any], where: str, source: str = ""):
+    """The RunConfig of base + overrides; a ConfigError names the spec key ``where``."""
+    try:
+        return build_run_config(overrides={**run_config_overrides(spec), **overrides})
+    except ConfigError as e:
+        prefix = f"{source}: " if source else ""
+        raise ConfigError(f"{prefix}{where}: {e}") from None
+
+
+def validate_spec_configs(spec: SweepSpec, source: str = "") -> None:
+    """Build every cell's config, and each tuned value inside each cell, so bad values fail now."""
+    build_cell_config(spec, {}, "base", source)
+    space = spec.space
+    for key, overrides in spec.cells():
+        for axis, value in overrides.items():
+            build_cell_config(spec, {axis: value}, f"compare.{axis}={value!r}", source)
+        build_cell_config(spec, overrides, f"compare cell {key}", source)
+        if space is None:
+            continue
+        section = "search" if spec.search is not None else "tune"
+        for name, p in space.params.items():
+            if space.sampler == "grid" and p.grid() is None:
+                raise ConfigError(
+                    f"{source + ': ' if source else ''}{section}.params.{name}: the grid sampler "
+                    "needs choices or a step for a float range"
+                )
+            for value in p.values():
+                build_cell_config(
+                    spec, {**overrides, name: value}, f"{section}.params.{name}={value!r}", source
+                )
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    where = f"{source}: " if source else ""
+    if e["type"] == "extra_forbidden":
+        return f"{where}unknown key '{loc}'{_allowed(e['loc'])}"
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "value_error":
+        return f"{where}{loc + ': ' if loc else ''}{msg}"
+    value = e.get("input")
+    shown = f"={value!r}" if not isinstance(value, dict | list) else ""
+    return f"{where}{loc}{shown}: {msg.replace('Input should be', 'allowed:')}"
+
+
+def _allowed(loc: tuple[Any, ...]) -> str:
+    model: Any = SweepSpec
+    for p in loc[:-1]:
+        field = model.model_fields.get(str(p)) if isinstance(model, type) else None
+        if field is None:  # inside a dict (e.g. tune.params.NAME): the value type
+            model = ParamSpec if p not in ("params",) else model
+            continue
+        ann = field.annotation
+        model = next(
+            (a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)),
+            model,
+        )
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return f"; allowed: {', '.join(model.model_fields)}"
+    return ""
+
+
+def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
+    """Validate a spec mapping (types, then every RunConfig it implies)."""
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None
+    validate_spec_configs(spec, source)
+    return spec
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and fully validate a sweep spec YAML file; raises ConfigError (one line)."""
+    return parse_spec(load_yaml(path), str(path))

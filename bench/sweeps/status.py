@@ -1,0 +1,113 @@
+"""Sweep progress: one row per cell (and the seed phase), as a table or a live display."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import optuna
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bench.config import ConfigError
+from bench.sweeps.layout import Sweep, is_sweep_dir, open_sweep_dir
+from bench.sweeps.storage import check_storage, open_storage
+from bench.sweeps.study import CellStatus, outcome, sweep_status, tally
+
+COLUMNS = ("complete", "running", "waiting", "pruned", "diverged", "failed")
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def status_table(rows: list[CellStatus], title: str = "") -> Table:
+    """The progress table: per cell, trials by outcome / budget, best value, ETA."""
+    table = Table(title=title or None)
+    for col in ("phase", "cell", "done/budget", *COLUMNS, "best", "eta"):
+        table.add_column(col, justify="left" if col in ("phase", "cell") else "right")
+    for r in rows:
+        t = r.tally
+        budget = "?" if r.budget is None else str(r.budget)
+        best = "-" if r.best is None else f"{r.best:.4g}"
+        table.add_row(r.phase, r.cell, f"{t.done}/{budget}", *(str(t[c]) for c in COLUMNS), best, _fmt_eta(r.eta))
+    return table
+
+
+class LiveStatus:
+    """A rich Live display of the sweep's progress, refreshed by the launcher."""
+
+    def __init__(self, sweep: Sweep, workers: int | None = None) -> None:
+        self.sweep, self.workers = sweep, workers
+        self.storage = sweep.open_storage()
+        self.live = Live(self._render(), refresh_per_second=2, transient=False)
+
+    def _render(self) -> Table:
+        return status_table(sweep_status(self.storage, self.sweep.spec, self.workers), self.sweep.spec.name)
+
+    def refresh(self) -> None:
+        self.live.update(self._render())
+
+    def __enter__(self) -> LiveStatus:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)
+
+
+def _console() -> Console:
+    # Not a terminal (logs, CI): wide enough that cell names are not cut.
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+
+
+def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
+    """Print the progress table of a prepared sweep."""
+    rows = sweep_status(sweep.open_storage(), sweep.spec)
+    (console or _console()).print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})"))
+
+
+def storage_rows(url: str) -> list[CellStatus]:
+    """Rows for every study in a bare storage (no spec: budgets unknown)."""
+    storage = open_storage(url)
+    rows = []
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        t = tally(trials)
+        phase = "seed" if name.endswith("/seeds") else "search" if name.endswith("/search") else "tune"
+        best = None
+        if len(study.directions) == 1 and t["complete"]:
+            best = float(study.best_value)
+        rows.append(CellStatus(name, name.split("/tune/")[-1], phase, None, t, best, None))
+    return rows
+
+
+def print_status(target: str | Path, storage: str | None = None) -> int:
+    """Print the progress table of a sweep directory, or of every study in a storage URL."""
+    console = _console()
+    if is_sweep_dir(target):
+        print_sweep_status(open_sweep_dir(target, storage), console)
+        return 0
+    url = str(target)
+    if "://" not in url and not Path(url).is_file():
+        raise ConfigError(f"{target}: neither a sweep directory (with sweep.json) nor a storage URL / journal file")
+    check_storage(url)
+    rows = storage_rows(url)
+    if not rows:
+        console.print(f"{target}: no studies")
+        return 0
+    by_sweep: dict[str, list[CellStatus]] = defaultdict(list)
+    for r in rows:
+        by_sweep[r.study.split("/")[0]].append(r)
+    for name, group in by_sweep.items():
+        console.print(status_table(group, name))
+    return 0
+
+
+__all__ = ["LiveStatus", "outcome", "print_status", "print_sweep_status", "status_table"]

@@ -1,0 +1,111 @@
+"""The sweep's table of trials, and the sweep-level W&B run that records it.
+
+Every trial of every study becomes one flat row (study, number, state, cell,
+phase, seed, status, reason, values, params, metrics, run_dir): the same table
+goes to W&B (``wandb.Table`` named ``trials``) when the sweep finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from typing import Any
+
+import optuna
+
+from bench.config import build_run_config
+from bench.sweeps.layout import Sweep
+from bench.sweeps.study import outcome, plan, seed_study_name
+
+SUMMARY_METRICS = ("val/loss", "best/val/loss", "val/acc", "val/exact_match", "throughput/tokens_per_sec")
+
+
+def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
+    """One flat dict per trial of the sweep (tuning and seed studies)."""
+    storage = sweep.open_storage()
+    names = [c.study for c in plan(sweep.spec)] + ([seed_study_name(sweep.spec)] if sweep.spec.seeds else [])
+    metrics_cols = [o.metric for o in sweep.spec.objectives]
+    rows = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            a = t.user_attrs
+            params = t.params or (json.loads(a["overrides"]) if "overrides" in a else {})
+            metrics = a.get("metrics", {})
+            row: dict[str, Any] = {
+                "study": name,
+                "trial": t.number,
+                "state": t.state.name,
+                "outcome": outcome(t),
+                "cell": a.get("cell", ""),
+                "phase": a.get("phase", ""),
+                "seed": a.get("seed", -1),
+                "reason": a.get("reason", ""),
+                "run_dir": a.get("run_dir", ""),
+                "duration_s": t.duration.total_seconds() if t.duration else math.nan,
+                "params": json.dumps(params, sort_keys=True),
+            }
+            for i, m in enumerate(metrics_cols):
+                row[f"value/{m}"] = t.values[i] if t.values else math.nan
+            for m in SUMMARY_METRICS:
+                row[m] = float(metrics.get(m, math.nan))
+            rows.append(row)
+    return rows
+
+
+def log_sweep_to_wandb(sweep: Sweep) -> str | None:
+    """Log the trials table to a sweep-level W&B run in the sweep directory.
+
+    Mode follows the spec's ``base.tracking.mode`` (offline by default; nothing when
+    disabled). A W&B failure only warns: the study is the system of record.
+    Returns the run's directory, or None when nothing was logged.
+    """
+    cfg = build_run_config(overrides={"tracking.mode": "offline", **_tracking(sweep)})
+    if cfg.tracking.mode == "disabled":
+        return None
+    try:
+        import wandb
+
+        from bench.tracking import wandb_settings
+
+        rows = trial_rows(sweep)
+        columns = list(rows[0]) if rows else ["study", "trial"]
+        run = wandb.init(
+            project=cfg.tracking.project,
+            entity=cfg.tracking.entity,
+            group=sweep.spec.name,
+            job_type="sweep",
+            name=f"{sweep.spec.name}-sweep",
+            dir=str(sweep.dir),
+            mode=cfg.tracking.mode,
+            config={"sweep": sweep.spec.model_dump(mode="json"), "storage": str(sweep.storage_url).split("@")[-1]},
+            settings=wandb_settings(cfg.tracking.mode),
+            tags=["sweep"],
+            reinit="create_new",
+        )
+        table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
+        run.log({"trials": table})
+        best: dict[str, float] = {}
+        metric = sweep.spec.objectives[0].metric
+        for r in rows:
+            if r["state"] == "COMPLETE" and r["phase"] != "seed":
+                key, value = f"best/{r['cell']}", r[f"value/{metric}"]
+                if key not in best or _better(sweep, value, best[key]):
+                    best[key] = value
+        run.summary.update(best)
+        run.summary["n_trials"] = len(rows)
+        run.finish()
+        return str(sweep.dir / "wandb")
+    except Exception as e:  # tracking never fails the sweep
+        warnings.warn(f"sweep-level W&B run not written: {type(e).__name__}: {e}", stacklevel=2)
+        return None
+
+
+def _tracking(sweep: Sweep) -> dict[str, Any]:
+    base = sweep.spec.base.get("tracking", {})
+    return {f"tracking.{k}": v for k, v in base.items() if k in ("mode", "project", "entity")}
+
+
+def _better(sweep: Sweep, a: float, b: float) -> bool:
+    return a < b if sweep.spec.objectives[0].direction == "minimize" else a > b

@@ -1,0 +1,259 @@
+"""The worker loop: claim a trial, run it, tell the study; repeat until the sweep is done.
+
+Any number of workers (processes, machines) share one storage. A worker:
+
+1. tunes: for each cell (starting at a different cell per worker) it takes a
+   WAITING trial (a retry) or, while the cell's budget has room, asks a new one.
+   A fresh trial asked when the budget was already full (a race with another
+   worker) is given back as ``surplus``;
+2. when every cell is tuned, enqueues the seed jobs (best config x seeds) and
+   runs them; a job enqueued twice is given back as ``duplicate``;
+3. waits while other workers still run trials that might fail and be retried;
+4. stops at the wall-clock deadline (no new trial starts after it).
+
+SIGINT/SIGTERM: the running trial ends FAIL ``interrupted`` and is re-enqueued;
+exit code 130. ``python -m bench.sweeps.worker SPEC ...`` runs one worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import time
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from bench import records
+from bench.config import ConfigError
+from bench.sweeps.storage import quiet_optuna
+from bench.sweeps.layout import Sweep, prepare_sweep
+from bench.sweeps.objective import (
+    Interrupted,
+    TrialJob,
+    ddp_follower,
+    execute,
+    fail_trial,
+    host_worker_id,
+    run_ddp_follower,
+)
+from bench.sweeps.space import make_pruner, make_sampler
+from bench.sweeps.spec import build_cell_config
+from bench.sweeps.study import (
+    enqueue_missing_seed_jobs,
+    is_duplicate,
+    plan,
+    seed_jobs,
+    seed_study_name,
+    tally,
+)
+
+WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Worker:
+    """One worker's view of the sweep and the studies it has opened."""
+
+    sweep: Sweep
+    worker_id: str
+    threads: int | None = None
+    deadline: float | None = None  # epoch seconds
+    poll: float = 0.5
+    storage: Any = None
+    studies: dict[str, optuna.Study] = field(default_factory=dict)
+    current: tuple[optuna.Study, int] | None = None  # claimed trial (study, trial_id)
+
+    def __post_init__(self) -> None:
+        self.storage = self.sweep.open_storage()
+        self.label = host_worker_id(self.worker_id)
+        base = build_cell_config(self.sweep.spec, {}, "base")
+        self._steps, self._every = base.train.max_steps, base.train.val_every
+
+    def study(self, name: str) -> optuna.Study:
+        """The study with this worker's own sampler (seeded per worker) and the spec's pruner."""
+        if name not in self.studies:
+            spec = self.sweep.spec
+            seed = (spec.seed + zlib.crc32(f"{self.label}/{name}".encode())) % 2**31
+            self.studies[name] = optuna.load_study(
+                study_name=name,
+                storage=self.storage,
+                sampler=make_sampler(spec, seed),
+                pruner=make_pruner(spec, self._steps, self._every),
+            )
+        return self.studies[name]
+
+    # ------------------------------------------------------------------ claiming
+
+    def claim(self) -> TrialJob | str | None:
+        """The next trial to run, WAIT, or None when there is nothing left for this worker."""
+        if self.deadline is not None and time.time() >= self.deadline:
+            return None
+        spec = self.sweep.spec
+        cells = plan(spec)
+        shift = zlib.crc32(self.label.encode()) % len(cells)  # spread workers over cells
+        cells = cells[shift:] + cells[:shift]
+        used = {c.study: tally(self.study(c.study).get_trials(deepcopy=False)) for c in cells}
+        cap_left = (spec.budget.trials or 10**9) - sum(t.used for t in used.values())
+        busy = False
+        phase = "search" if spec.search is not None else "tune"
+        for cell in cells:
+            study = self.study(cell.study)
+            self._fail_stale(study)
+            t = used[cell.study]
+            if t["waiting"] == 0 and (t.used >= cell.budget or cap_left <= 0):
+                busy |= t["running"] > 0
+                continue
+            trial = study.ask()
+            self.current = (study, trial._trial_id)
+            frozen = study._storage.get_trial(trial._trial_id)
+            if "failed_trial" not in frozen.system_attrs:  # fresh: does the budget still hold it?
+                if tally(study.get_trials(deepcopy=False), below=trial.number).used >= cell.budget:
+                    self._give_back(study, trial._trial_id, "surplus")
+                    busy = True
+                    continue
+            tags = [f"{k.removeprefix('model.')}={v}" for k, v in cell.overrides.items()]
+            return TrialJob(study, trial, phase, cell.key, dict(cell.overrides), tags=tags)
+        if busy:
+            return WAIT
+        return self._claim_seed() if spec.seeds else None
+
+    def _claim_seed(self) -> TrialJob | str | None:
+        import json
+
+        study = self.study(seed_study_name(self.sweep.spec))
+        self._fail_stale(study)
+        enqueue_missing_seed_jobs(study, seed_jobs(self.storage, self.sweep.spec))
+        t = tally(study.get_trials(deepcopy=False))
+        if t["waiting"] == 0:
+            return WAIT if t["running"] else None
+        trial = study.ask()
+        self.current = (study, trial._trial_id)
+        frozen = study._storage.get_trial(trial._trial_id)
+        if "job" not in frozen.user_attrs:  # another worker popped the job first
+            self._give_back(study, trial._trial_id, "surplus")
+            return WAIT
+        if is_duplicate(study.get_trials(deepcopy=False), frozen):
+            self._give_back(study, trial._trial_id, "duplicate")
+            return WAIT
+        a = frozen.user_attrs
+        overrides = json.loads(a["overrides"])
+        tags = [f"{k.removeprefix('model.')}={v}" for k, v in overrides.items() if k.startswith("model.")]
+        return TrialJob(study, trial, "seed", a["cell"], overrides, seed=int(a["seed"]), tags=tags)
+
+    def _give_back(self, study: optuna.Study, trial_id: int, status: str) -> None:
+        fail_trial(study, trial_id, status, "budget already taken by another worker", retry=False)
+        self.current = None
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        """RDB: fail (and retry) trials whose worker stopped sending heartbeats."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> int:
+        """Work until the sweep is done (0) or the worker is interrupted (130)."""
+        state_file = self.sweep.worker_file(self.worker_id)
+        scratch = state_file.with_suffix(".trial.yaml")
+        try:
+            while True:
+                job = self.claim()
+                if job is None:
+                    scratch.unlink(missing_ok=True)
+                    return 0
+                if job == WAIT:
+                    time.sleep(self.poll)
+                    continue
+                assert isinstance(job, TrialJob)
+                records.write_json(
+                    state_file,
+                    {"pid": os.getpid(), "study": job.study.study_name, "trial_id": job.trial._trial_id,
+                     "number": job.trial.number, "started": time.time()},
+                )
+                execute(self.sweep, job, self.label, scratch, self.threads)
+                self.current = None
+                state_file.unlink(missing_ok=True)
+        except KeyboardInterrupt as e:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
+            if self.current is not None and not isinstance(e, Interrupted):
+                study, trial_id = self.current
+                fail_trial(study, trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None)
+            state_file.unlink(missing_ok=True)
+            return EXIT_INTERRUPTED
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_worker(
+    spec_path: str,
+    storage: str | None = None,
+    out: str | None = None,
+    worker_id: str | int | None = None,
+    *,
+    deadline: float | None = None,
+    threads: int | None = None,
+) -> int:
+    """Join a sweep as one worker (this process) and work until it is done.
+
+    ``spec_path``: a spec file or a sweep directory; ``storage``: an RDB URL to share
+    the sweep across machines (default: the sweep's journal file); ``out``: the
+    sweep directory; ``deadline``: epoch seconds after which no trial starts
+    (default: now + the spec's wall_clock budget). Returns an exit code.
+    """
+    quiet_optuna()
+    sweep = prepare_sweep(spec_path, storage=storage, out=out)
+    wall = sweep.spec.budget.wall_clock
+    if deadline is None and wall is not None:
+        deadline = time.time() + wall
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _sigterm)
+    worker = Worker(sweep, str(worker_id if worker_id is not None else os.getpid()), threads, deadline)
+    return worker.run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``bench worker`` (and ``python -m bench.sweeps.worker``)."""
+    p = argparse.ArgumentParser(prog="bench worker", description="Join a sweep as one worker.")
+    add_worker_arguments(p)
+    return p
+
+
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="sweep spec YAML, or an existing sweep directory")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: the sweep's journal file)")
+    p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
+    p.add_argument("--worker-id", default=None, help="name of this worker (default: its pid)")
+    p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for this worker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    follower = ddp_follower()
+    if follower is not None:  # Lightning re-ran this command as DDP rank > 0
+        return run_ddp_follower(*follower)
+    args = build_parser().parse_args(argv)
+    try:
+        return run_worker(args.spec, args.storage, args.out, args.worker_id,
+                          deadline=args.deadline, threads=args.threads)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

@@ -1,0 +1,241 @@
+"""Byte-level language modelling on local text.
+
+Corpus, in order of preference:
+
+* ``task.hf_dataset`` ("name" or "name:config"): a Hugging Face dataset already
+  in the local cache, loaded with ``HF_DATASETS_OFFLINE=1`` (needs ``datasets``
+  installed; nothing is downloaded). Each record of its text column is one
+  document.
+* ``task.paths``: local files and folders (folders are read recursively,
+  skipping hidden entries and ``__pycache__``); each file is one document.
+* default: the ``*.py`` sources of the running Python's standard library
+  (``sysconfig.get_paths()["stdlib"]``), skipping ``site-packages`` and test
+  directories.
+
+Documents are read in sorted order until ``task.max_bytes`` bytes. Every 10th
+document (index 0, 10, 20, ...) is validation, the rest training, so no file
+is in both; a single document is split by bytes instead (last 10% validation).
+
+Tokens: byte ``b`` is id ``b + N_SPECIAL`` (vocabulary 260; specials unused).
+Training windows have ``seq_len + 1`` bytes at ``n_train`` start positions
+drawn from the seeded train stream; validation has ``n_val`` windows of
+``L + 1`` bytes for each eval length ``L``. Every position is labelled.
+
+``unigram_entropy`` is the cross-entropy (nats/byte) of the validation bytes
+under the training byte frequencies with add-one smoothing over the 256 bytes:
+the loss a model reaches by learning only byte frequencies.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from bench.config import ConfigError, TaskConfig
+from bench.tasks.base import BenchDataModule, rng_for
+from bench.tasks.vocab import N_SPECIAL, Example
+
+VAL_EVERY = 10  # every 10th document is validation
+_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+
+
+def stdlib_files() -> list[Path]:
+    """The standard library's ``*.py`` files, sorted, without tests and site-packages."""
+    root = sysconfig.get_paths()["stdlib"]
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]  # prune: site-packages is large
+        files.extend(Path(folder, n) for n in names if n.endswith(".py"))
+    return sorted(files)
+
+
+def local_files(paths: Iterable[str]) -> list[Path]:
+    """Files named by ``task.paths``, folders expanded recursively, in sorted order."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            out.extend(
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file()
+                    and not any(
+                        part.startswith(".") or part == "__pycache__"
+                        for part in f.relative_to(p).parts
+                    )
+                )
+            )
+        else:
+            raise ConfigError(f"task.paths: {raw!r} does not exist; allowed: files or folders")
+    return out
+
+
+def read_files(files: Iterable[Path], max_bytes: int) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of each file in order, stopping once ``max_bytes`` are read."""
+    docs: list[tuple[str, bytes]] = []
+    left = max_bytes
+    for f in files:
+        if left <= 0:
+            break
+        data = f.read_bytes()[:left]
+        left -= len(data)
+        if data:
+            docs.append((str(f), data))
+    return docs
+
+
+def hf_documents(name: str, max_bytes: int) -> list[tuple[str, bytes]]:
+    """Records of a cached Hugging Face dataset's text column, loaded offline."""
+    os.environ["HF_DATASETS_OFFLINE"] = "1"  # read before `datasets` is imported
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import datasets  # optional dependency
+    except ImportError:
+        raise ConfigError(
+            f"task.hf_dataset={name!r} needs the 'datasets' package, which is not installed; "
+            "allowed: install it and cache the dataset, or use task.paths"
+        ) from None
+    path, _, config = name.partition(":")
+    try:
+        ds = datasets.load_dataset(path, config or None, split="train")
+    except Exception as e:  # offline misses surface as several exception types
+        raise ConfigError(
+            f"task.hf_dataset={name!r} is not in the local Hugging Face cache "
+            f"({type(e).__name__}); allowed: a dataset downloaded beforehand"
+        ) from None
+    column = next((c for c, f in ds.features.items() if getattr(f, "dtype", "") == "string"), None)
+    if column is None:
+        raise ConfigError(f"task.hf_dataset={name!r} has no text column")
+    docs: list[tuple[str, bytes]] = []
+    left = max_bytes
+    for i, text in enumerate(ds[column]):
+        if left <= 0:
+            break
+        data = text.encode()[:left]
+        left -= len(data)
+        if data:
+            docs.append((f"{name}[{i}]", data))
+    return docs
+
+
+def split_documents(
+    docs: list[tuple[str, bytes]],
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Train and validation byte streams and their document names (split by document)."""
+    if len(docs) == 1:
+        name, data = docs[0]
+        cut = len(data) - len(data) // VAL_EVERY
+        return _bytes([data[:cut]]), _bytes([data[cut:]]), [name], [name]
+    val = [d for i, d in enumerate(docs) if i % VAL_EVERY == 0]
+    train = [d for i, d in enumerate(docs) if i % VAL_EVERY != 0]
+    return (
+        _bytes([d for _, d in train]),
+        _bytes([d for _, d in val]),
+        [n for n, _ in train],
+        [n for n, _ in val],
+    )
+
+
+def _bytes(parts: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
+
+
+def unigram_cross_entropy(train: np.ndarray, val: np.ndarray) -> float:
+    """Nats/byte of ``val`` under add-one-smoothed byte frequencies of ``train``."""
+    counts = np.bincount(train, minlength=256).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(-logp[val].mean())
+
+
+class WindowDataset(Dataset[Example]):
+    """Fixed-length byte windows of a stream: ``input_ids`` and next-byte ``labels``."""
+
+    def __init__(self, stream: np.ndarray, starts: np.ndarray, length: int) -> None:
+        self.stream = torch.from_numpy(stream)
+        self.starts = starts.tolist()
+        self.length = length  # tokens fed to the model (window = length + 1 bytes)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> Example:
+        s = self.starts[i]
+        w = self.stream[s : s + self.length + 1].long() + N_SPECIAL
+        return {"input_ids": w[:-1], "labels": w[1:]}
+
+
+class TextTask(BenchDataModule):
+    """Byte-level LM; decoder only; accuracy is next-byte accuracy."""
+
+    metrics = ("acc",)
+    supported_archs = ("decoder",)
+
+    def __init__(self, cfg: TaskConfig, arch: str) -> None:
+        super().__init__(cfg, arch)
+        if cfg.hf_dataset and cfg.paths:
+            raise ConfigError(
+                f"task.hf_dataset={cfg.hf_dataset!r} and task.paths={cfg.paths!r} are both set; "
+                "allowed: one of them"
+            )
+        self.files = local_files(cfg.paths) if cfg.paths else None  # checks paths exist
+        self.vocab_size = N_SPECIAL + 256
+        self.max_positions = max(self.eval_lengths)
+        self.train_sources: list[str] = []
+        self.val_sources: list[str] = []
+        self._entropy: float | None = None
+
+    @property
+    def unigram_entropy(self) -> float:
+        """Validation bytes' cross-entropy under training byte frequencies (nats/byte)."""
+        self.setup()
+        assert self._entropy is not None
+        return self._entropy
+
+    def documents(self) -> list[tuple[str, bytes]]:
+        """The corpus as ``(name, bytes)`` documents, capped at ``max_bytes``."""
+        cfg = self.cfg
+        if cfg.hf_dataset:
+            docs = hf_documents(cfg.hf_dataset, cfg.max_bytes)
+        else:
+            docs = read_files(self.files or stdlib_files(), cfg.max_bytes)
+        if not docs:
+            if cfg.hf_dataset:
+                where = f"task.hf_dataset={cfg.hf_dataset!r}"
+            else:  # [] means the standard library
+                where = f"task.paths={cfg.paths!r}"
+            raise ConfigError(f"{where}: the corpus is empty (no bytes); allowed: non-empty text")
+        return docs
+
+    def build(self) -> tuple[Dataset[Example], list[Dataset[Example]]]:
+        cfg = self.cfg
+        train, val, self.train_sources, self.val_sources = split_documents(self.documents())
+        longest = max(self.eval_lengths)
+        for split, stream, length in (
+            ("training", train, cfg.seq_len),
+            ("validation", val, longest),
+        ):
+            if len(stream) < length + 1:
+                raise ConfigError(
+                    f"task.max_bytes={cfg.max_bytes}: the {split} text has {len(stream)} bytes, "
+                    f"fewer than one window of {length + 1}; allowed: more text or a smaller "
+                    "task.seq_len"
+                )
+        self._entropy = unigram_cross_entropy(train, val)
+        train_ds = self._windows(train, cfg.seq_len, cfg.n_train, 0)
+        vals = [self._windows(val, n, cfg.n_val, 1, i) for i, n in enumerate(self.eval_lengths)]
+        return train_ds, vals
+
+    def _windows(
+        self, stream: np.ndarray, length: int, count: int, *stream_id: int
+    ) -> WindowDataset:
+        starts = rng_for(self.cfg.seed, *stream_id).integers(0, len(stream) - length, count)
+        return WindowDataset(stream, starts, length)

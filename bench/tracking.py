@@ -1,0 +1,326 @@
+"""W&B set-up for one training run: mode, config, tags, metrics, failure safety.
+
+:func:`make_wandb_logger` turns a :class:`~bench.config.RunConfig` into a
+Lightning ``WandbLogger`` whose W&B files live in ``run_dir/wandb/``:
+
+- ``tracking.mode`` picks the mode. ``offline`` (the default) needs no account
+  and no network; ``online`` needs a login (``WANDB_API_KEY``, ``~/.netrc`` from
+  ``wandb login``) and otherwise warns once and goes offline; ``disabled``
+  returns None and writes nothing.
+- The W&B config is ``cfg.flat()`` (``model.pos_encoding``, ...) plus
+  ``meta.<key>`` for ``tracking.meta``; tags name every architecture axis value
+  (``pos_encoding=rope``) and the preset (``variant=llama``).
+- ``val/loss`` keeps its minimum (and last value) in the summary; every metric
+  is plotted against ``trainer/global_step``.
+
+A tracking failure never fails training (DESIGN.md): if ``wandb.init`` raises,
+we warn once and fall back online -> offline -> no logger; if W&B breaks later,
+:class:`SafeWandbLogger` warns once and stops logging while training goes on.
+Call :func:`finish` when the run ends, so the ``.wandb`` file is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import WandbLogger
+
+from bench.config import RunConfig, axes
+from bench.wandb_records import wait_until_closed
+
+STEP_METRIC = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
+
+# Summary aggregations per metric (W&B's define_metric): {"min": .., "last": ..} in the
+# summary. Every other metric (train/loss, lr, ...) keeps W&B's default: its last value.
+METRIC_SUMMARIES: dict[str, str] = {
+    "val/loss": "min,last",
+    "val/acc": "max,last",
+    "val/exact_match": "max,last",
+}
+
+FINISH_TIMEOUT = 30.0  # seconds to wait for wandb-core to close a run's .wandb file
+
+# Where a failed wandb.init goes next; None: no logger.
+FALLBACK: dict[str, str | None] = {"online": "offline", "offline": None}
+
+# Our defaults for wandb.Settings, per mode. Quiet, no console capture, and offline
+# nothing that costs start-up time or CPU (system stats, machine metadata, git,
+# requirements.txt): the run directory's manifest.json already records those.
+_QUIET: dict[str, Any] = {
+    "silent": True,
+    "console": "off",
+    "save_code": False,
+    "disable_job_creation": True,
+}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "offline": {
+        **_QUIET,
+        "init_timeout": 30.0,
+        "disable_git": True,
+        "x_disable_stats": True,
+        "x_disable_meta": True,
+        "x_disable_machine_info": True,
+        "x_save_requirements": False,
+    },
+    # Online users watch dashboards: keep system metrics (GPU utilisation) and metadata.
+    "online": {**_QUIET, "init_timeout": 60.0},
+}
+
+
+class TrackingWarning(UserWarning):
+    """W&B could not do what was asked; training goes on without (some of) it."""
+
+
+_warned: set[str] = set()  # keys already warned about in this process
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Warn with one line, once per process for each ``key`` (sweeps run many trials)."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    warnings.warn(message, TrackingWarning, stacklevel=3)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+# ----------------------------------------------------------------------------- login
+
+
+def has_wandb_login() -> bool:
+    """True if W&B credentials exist: ``WANDB_API_KEY`` / identity token, or netrc.
+
+    Looks only at local files and the environment (never the network).
+    """
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    try:
+        from wandb.sdk.lib.wbauth.wbnetrc import read_netrc_auth
+
+        return bool(read_netrc_auth(host=host))
+    except Exception:  # a malformed key or netrc is no usable login
+        return False
+
+
+# ----------------------------------------------------------------------------- what W&B gets
+
+
+def wandb_config(cfg: RunConfig) -> dict[str, Any]:
+    """The W&B config: flat ``section.key`` fields plus ``meta.<key>``."""
+    # tracking.meta.* would repeat meta.*: keep the short form only.
+    out = {k: v for k, v in cfg.flat().items() if not k.startswith("tracking.meta.")}
+    out.update({f"meta.{k}": v for k, v in cfg.tracking.meta.items()})
+    return out
+
+
+def wandb_tags(cfg: RunConfig) -> list[str]:
+    """``tracking.tags``, then ``axis=value`` for every model axis and the preset."""
+    tags = list(cfg.tracking.tags)
+    tags += [f"{axis}={getattr(cfg.model, axis)}" for axis in axes()]
+    if cfg.variant:
+        tags.append(f"variant={cfg.variant}")
+    return list(dict.fromkeys(tags))  # unique, order kept
+
+
+def _env_var(setting: str) -> str:
+    """The environment variable wandb reads for a setting (``x_foo`` -> ``WANDB__FOO``)."""
+    if setting.startswith("x_"):
+        return "WANDB__" + setting[2:].upper()
+    return "WANDB_" + setting.upper()
+
+
+def wandb_settings(mode: str) -> Any:
+    """``wandb.Settings`` for ``mode``: our defaults, except where the user set a WANDB_* variable."""
+    import wandb
+
+    chosen = {k: v for k, v in SETTINGS[mode].items() if _env_var(k) not in os.environ}
+    # "create_new": runs of one process stay independent; nothing finishes a run behind our back.
+    return wandb.Settings(reinit="create_new", **chosen)
+
+
+def _init_run(cfg: RunConfig, run_dir: Path, mode: str) -> Any:
+    import wandb
+
+    if mode == "offline":
+        # wandb-core's own error reporting is its only network traffic offline.
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    t = cfg.tracking
+    run = wandb.init(
+        mode=mode,
+        dir=str(run_dir),
+        project=t.project,
+        entity=t.entity,
+        group=t.group,
+        job_type=t.job_type,
+        name=t.name or run_dir.name,
+        tags=wandb_tags(cfg),
+        config=wandb_config(cfg),
+        settings=wandb_settings(mode),
+    )
+    try:
+        run.define_metric(STEP_METRIC)
+        run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)
+        for key, summary in METRIC_SUMMARIES.items():
+            run.define_metric(key, summary=summary)
+    except Exception:
+        run.finish(exit_code=1)  # don't leave a half-set-up run open behind the fallback
+        raise
+    return run
+
+
+def _finish_run(run: Any, exit_code: int) -> None:
+    """``run.finish`` and wait for wandb-core to write the end of the ``.wandb`` file.
+
+    ``finish`` returns once the exit record is queued; the file's last block is
+    written when wandb-core closes the stream, a moment later (asynchronously).
+    """
+    sync_file = getattr(run.settings, "sync_file", None)
+    run.finish(exit_code=exit_code)  # a no-op if the run was already finished
+    if sync_file and not wait_until_closed(sync_file, FINISH_TIMEOUT):
+        raise TimeoutError(f"{sync_file} was not closed within {FINISH_TIMEOUT:.0f} s")
+
+
+# ----------------------------------------------------------------------------- the logger
+
+
+class SafeWandbLogger(WandbLogger):
+    """A WandbLogger that cannot fail training.
+
+    The first exception from W&B in any logging call (or ``finalize``) is turned
+    into one :class:`TrackingWarning`; after it the logger does nothing. What
+    was logged before stays in the run's ``.wandb`` file.
+
+    Log through the logger's methods (``log_metrics``, ``log_image``, ...):
+    direct ``logger.experiment.log(...)`` calls are not protected.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed = False
+
+    def _safe(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.failed:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except Exception as e:
+            self.failed = True  # so this warning is the only one from this logger
+            warnings.warn(
+                f"W&B {what} failed ({_one_line(e)}); W&B logging stops for this run, "
+                "training goes on",
+                TrackingWarning,
+                stacklevel=3,
+            )
+            return None
+
+    def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+        self._safe("log_metrics", super().log_metrics, metrics, step)
+
+    def log_hyperparams(self, params: Any) -> None:
+        self._safe("log_hyperparams", super().log_hyperparams, params)
+
+    def log_table(self, *args: Any, **kwargs: Any) -> None:
+        self._safe("log_table", super().log_table, *args, **kwargs)
+
+    def log_text(self, *args: Any, **kwargs: Any) -> None:
+        self._safe("log_text", super().log_text, *args, **kwargs)
+
+    def log_image(self, *args: Any, **kwargs: Any) -> None:
+        self._safe("log_image", super().log_image, *args, **kwargs)
+
+    def log_audio(self, *args: Any, **kwargs: Any) -> None:
+        self._safe("log_audio", super().log_audio, *args, **kwargs)
+
+    def log_video(self, *args: Any, **kwargs: Any) -> None:
+        self._safe("log_video", super().log_video, *args, **kwargs)
+
+    def watch(self, *args: Any, **kwargs: Any) -> None:
+        self._safe("watch", super().watch, *args, **kwargs)
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        self._safe("after_save_checkpoint", super().after_save_checkpoint, checkpoint_callback)
+
+    def finalize(self, status: str) -> None:
+        self._safe("finalize", super().finalize, status)
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the W&B run; its ``.wandb`` file is complete when this returns."""
+        run = self._experiment
+        if run is None:
+            return
+        try:
+            _finish_run(run, exit_code)
+        except Exception as e:
+            warnings.warn(
+                f"W&B finish failed ({_one_line(e)}); the run's records may be incomplete",
+                TrackingWarning,
+                stacklevel=2,
+            )
+
+
+def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> SafeWandbLogger | None:
+    """The W&B logger for one run, or None when tracking is disabled or impossible.
+
+    W&B files go to ``run_dir/wandb/``. Never raises for W&B reasons: an online
+    run without a login, or a failing ``wandb.init``, warns once (one line)
+    and falls back to offline, then to None.
+    """
+    mode: str | None = cfg.tracking.mode
+    if mode == "disabled":
+        return None
+    if mode == "online" and not has_wandb_login():
+        _warn_once(
+            "no-login",
+            "W&B online mode needs a login (WANDB_API_KEY or `wandb login`); "
+            "logging offline instead",
+        )
+        mode = "offline"
+    run_dir = Path(run_dir)
+    while mode is not None:
+        nxt = FALLBACK[mode]
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            run = _init_run(cfg, run_dir, mode)
+        except Exception as e:
+            then = f"trying {nxt}" if nxt else "this run is not tracked in W&B"
+            _warn_once(f"init:{mode}", f"W&B {mode} start failed ({_one_line(e)}); {then}")
+            mode = nxt
+            continue
+        return SafeWandbLogger(
+            experiment=run,
+            save_dir=str(run_dir),
+            project=cfg.tracking.project,
+            name=run.name,
+        )
+    return None
+
+
+def finish(logger: WandbLogger | None, exit_code: int = 0) -> None:
+    """Close the run behind ``logger`` (None is fine); 0 marks success, else failure.
+
+    For offline runs the ``.wandb`` file is flushed and complete on return.
+    Never raises for W&B reasons.
+    """
+    if logger is None:
+        return
+    if isinstance(logger, SafeWandbLogger):
+        logger.finish(exit_code)
+        return
+    run = getattr(logger, "_experiment", None)  # don't create a run just to close it
+    if run is not None:
+        try:
+            _finish_run(run, exit_code)
+        except Exception as e:
+            warnings.warn(
+                f"W&B finish failed ({_one_line(e)}); the run's records may be incomplete",
+                TrackingWarning,
+                stacklevel=2,
+            )

@@ -1,0 +1,362 @@
+"""Gradient diagnostics: norms per block/sublayer, update ratios, noise scale, attention entropy."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader
+
+from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
+from bench.diagnostics.gradients import (
+    GradientDiagnostics,
+    Layout,
+    NoiseScale,
+    attention_entropies,
+    attention_entropy,
+    classify_parameter,
+    first_last_ratio,
+    grad_norms,
+    noise_scale_estimates,
+)
+from bench.lit import BenchModule
+from bench.model import build_model
+
+TINY_MODEL = {"d_model": 32, "n_layers": 3, "n_heads": 2, "max_len": 32, "vocab_size": 16}
+
+
+def _tokens(b: int, t: int, vocab: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    ids = torch.randint(0, vocab, (b, t + 1), generator=torch.Generator().manual_seed(seed))
+    return {"input_ids": ids[:, :-1], "labels": ids[:, 1:]}
+
+
+def _backward(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    logits = model(batch["input_ids"])
+    F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten()).backward()
+
+
+def _manual_norm(model: nn.Module, keep) -> float:
+    sq = sum(float(p.grad.pow(2).sum()) for n, p in model.named_parameters() if keep(n))
+    return math.sqrt(sq)
+
+
+# ----------------------------------------------------------------------------- grouping and norms
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("blocks.0.attn.qkv.weight", ("block_0", "attn")),
+        ("blocks.3.attn_res.norm.weight", ("block_3", "norm")),
+        ("blocks.1.attn.q_norm.weight", ("block_1", "norm")),
+        ("blocks.2.ffn.fc_in.bias", ("block_2", "ffn")),
+        ("encoder.blocks.1.ffn.fc_out.weight", ("enc_block_1", "ffn")),
+        ("decoder.blocks.0.cross_attn.kv_proj.weight", ("dec_block_0", "cross_attn")),
+        ("tok_embed.weight", ("embed", None)),
+        ("pos.table.weight", ("embed", None)),
+        ("encoder.pos.rel_bias.weight", ("embed", None)),
+        ("final_norm.weight", ("final_norm", None)),
+        ("lm_head.weight", ("lm_head", None)),
+    ],
+)
+def test_parameters_are_grouped_by_block_and_sublayer(name, expected):
+    assert classify_parameter(name) == expected
+
+
+def test_block_and_sublayer_norms_equal_manual_norms_of_p_grad():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    _backward(model, _tokens(4, 8))
+    norms = grad_norms(model)
+    for i in range(3):
+        prefix = f"blocks.{i}."
+        assert norms[f"block_{i}"] == pytest.approx(_manual_norm(model, lambda n, p=prefix: n.startswith(p)), rel=1e-5)
+        attn = _manual_norm(model, lambda n, p=prefix: n.startswith(p + "attn."))
+        ffn = _manual_norm(model, lambda n, p=prefix: n.startswith(p + "ffn."))
+        norm = _manual_norm(model, lambda n, p=prefix: n.startswith(p) and ".norm." in n)
+        assert norms[f"block_{i}/attn"] == pytest.approx(attn, rel=1e-5)
+        assert norms[f"block_{i}/ffn"] == pytest.approx(ffn, rel=1e-5)
+        assert norms[f"block_{i}/norm"] == pytest.approx(norm, rel=1e-5)
+    assert norms["total"] == pytest.approx(_manual_norm(model, lambda n: True), rel=1e-5)
+    assert norms["embed"] == pytest.approx(_manual_norm(model, lambda n: n.startswith(("tok_embed", "pos"))), rel=1e-5)
+
+
+def test_first_last_ratio_is_first_block_norm_over_last():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    _backward(model, _tokens(4, 8))
+    layout = Layout.of(model)
+    norms = grad_norms(model, layout)
+    assert layout.blocks == ("block_0", "block_1", "block_2")
+    first = _manual_norm(model, lambda n: n.startswith("blocks.0."))
+    last = _manual_norm(model, lambda n: n.startswith("blocks.2."))
+    assert first_last_ratio(norms, layout.blocks) == pytest.approx(first / last, rel=1e-5)
+
+
+def test_encoder_decoder_blocks_are_named_enc_and_dec_in_depth_order():
+    model = build_model(ModelConfig(**TINY_MODEL, arch="encoder_decoder", n_encoder_layers=2))
+    layout = Layout.of(model)
+    assert layout.blocks == ("enc_block_0", "enc_block_1", "dec_block_0", "dec_block_1", "dec_block_2")
+    assert "cross_attn" in {s for g, s in zip(layout.groups, layout.sublayers, strict=True) if g == "dec_block_0"}
+    assert layout.stacks() == {"enc_block": ["enc_block_0", "enc_block_1"], "dec_block": ["dec_block_0", "dec_block_1", "dec_block_2"]}
+
+
+# ----------------------------------------------------------------------------- noise scale
+
+
+def test_noise_scale_estimates_invert_the_expected_squared_norms():
+    # E|G_B|^2 = |G|^2 + tr(Σ)/B: with |G|^2 = 4 and tr(Σ) = 32, B = 8 and 16 give 8 and 6.
+    g2, trace = noise_scale_estimates(sq_small=8.0, sq_big=6.0, b_small=8, b_big=16)
+    assert g2 == pytest.approx(4.0)
+    assert trace == pytest.approx(32.0)
+
+
+def _regression_grad(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of 0.5 * mean((x w - y)^2) with respect to w."""
+    return x.T @ (x @ w - y) / len(x)
+
+
+def test_noise_scale_recovers_the_known_noise_scale_of_linear_regression():
+    # x ~ N(0, I_d), y = eps ~ N(0, s^2), w = delta: per-example gradient x (x.delta - eps) has
+    # mean delta and tr(Σ) = (d + 1)|delta|^2 + d s^2, so B_simple = (d + 1) + d s^2 / |delta|^2.
+    d, s, b = 4, 1.0, 32
+    w = torch.zeros(d, dtype=torch.float64)
+    w[0] = 1.0
+    expected = (d + 1) + d * s**2 / float(w @ w)
+    gen = torch.Generator().manual_seed(0)
+    est = NoiseScale(beta=0.999)
+    for _ in range(3000):
+        x = torch.randn(b, d, generator=gen, dtype=torch.float64)
+        y = s * torch.randn(b, generator=gen, dtype=torch.float64)
+        big = _regression_grad(w, x, y)
+        small = _regression_grad(w, x[: b // 2], y[: b // 2])
+        est.update(float(small @ small), float(big @ big), b // 2, b)
+    assert est.value == pytest.approx(expected, rel=0.1)
+    assert est.grad_sq == pytest.approx(1.0, rel=0.1)
+
+
+class _Regression(L.LightningModule):
+    """Linear regression with a frozen weight (lr = 0): a known gradient noise scale."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.model = nn.Linear(d, 1, bias=False)
+        with torch.no_grad():
+            self.model.weight.zero_()
+            self.model.weight[0, 0] = 1.0
+
+    def compute_loss(self, batch):
+        return 0.5 * (self.model(batch["x"]).squeeze(-1) - batch["y"]).pow(2).mean()
+
+    def training_step(self, batch, batch_idx):
+        return self.compute_loss(batch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_callback_noise_scale_matches_linear_regression_through_a_trainer(tmp_path):
+    d, b, steps = 4, 32, 300
+    gen = torch.Generator().manual_seed(1)
+    data = [{"x": torch.randn(b, d, generator=gen), "y": torch.randn(b, generator=gen)} for _ in range(steps)]
+    cfg = DiagnosticsConfig(gradients_every=1, attention_entropy=False)
+    cb = GradientDiagnostics(cfg, tmp_path, noise_ema=0.99)
+    trainer = _trainer(tmp_path, steps, cb)
+    trainer.fit(_Regression(d), train_dataloaders=DataLoader(data, batch_size=None))
+    assert cb.noise.n == steps
+    assert cb.noise.value == pytest.approx((d + 1) + d, rel=0.2)
+
+
+# ----------------------------------------------------------------------------- attention entropy
+
+
+def test_entropy_of_uniform_attention_is_log_keys_and_of_one_hot_is_zero():
+    b, h, t, s = 2, 3, 5, 7
+    uniform = torch.full((b, h, t, s), 1.0 / s)
+    one_hot = F.one_hot(torch.randint(0, s, (b, h, t)), s).float()
+    assert torch.allclose(attention_entropy(uniform), torch.full((h,), math.log(s)))
+    assert torch.allclose(attention_entropy(one_hot), torch.zeros(h))
+
+
+def test_masked_keys_add_no_entropy():
+    # Causal uniform attention: query t sees t + 1 keys, so its entropy is log(t + 1).
+    t = 6
+    allowed = torch.ones(t, t).tril()
+    probs = (allowed / allowed.sum(-1, keepdim=True))[None, None]
+    expected = sum(math.log(i + 1) for i in range(t)) / t
+    assert attention_entropy(probs).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_attention_entropies_cover_every_layer_and_restore_the_model():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_MODEL, arch="encoder_decoder", n_encoder_layers=1))
+    model.train()
+    src, tgt = torch.randint(0, 16, (2, 6)), torch.randint(0, 16, (2, 5))
+    ent = attention_entropies(model, lambda: model(src, tgt))
+    assert set(ent) == {"enc_layer_0"} | {f"dec_layer_{i}" for i in range(3)} | {f"dec_layer_{i}/cross" for i in range(3)}
+    assert all(v.shape == (2,) for v in ent.values())
+    # Bidirectional attention over 6 keys and cross-attention over 6 keys: at most log 6.
+    assert all(0 <= float(v.max()) <= math.log(6) + 1e-5 for v in ent.values())
+    assert model.training
+    assert not any(getattr(m, "record_probs", False) for m in model.modules())
+
+
+# ----------------------------------------------------------------------------- through a Trainer
+
+
+def _trainer(tmp_path: Path, steps: int, *callbacks: L.Callback, clip: float | None = None) -> L.Trainer:
+    return L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path, name="logs", version=0),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        gradient_clip_val=clip,
+        callbacks=list(callbacks),
+    )
+
+
+def _logged(tmp_path: Path) -> dict[int, dict[str, float]]:
+    """CSVLogger rows merged per step: {step: {key: value}}."""
+    out: dict[int, dict[str, float]] = {}
+    with (tmp_path / "logs" / "version_0" / "metrics.csv").open() as f:
+        for row in csv.DictReader(f):
+            step = out.setdefault(int(row["step"]), {})
+            step.update({k: float(v) for k, v in row.items() if v != "" and k != "step"})
+    return out
+
+
+def _bench_module(**overrides) -> tuple[BenchModule, list[dict[str, torch.Tensor]]]:
+    o = {
+        "model.d_model": 32,
+        "model.n_layers": 2,
+        "model.n_heads": 2,
+        "model.vocab_size": 16,
+        "train.warmup_steps": 0,
+        "train.lr": 1e-2,
+        **overrides,
+    }
+    cfg = build_run_config(overrides=o)
+    torch.manual_seed(0)
+    data = [_tokens(8, 8, seed=i) for i in range(8)]
+    return BenchModule(cfg), data
+
+
+def test_callback_logs_cond_keys_every_n_steps_and_writes_npz_and_png(tmp_path):
+    module, data = _bench_module()
+    cb = GradientDiagnostics(DiagnosticsConfig(gradients_every=2), tmp_path)
+    _trainer(tmp_path, 5, cb, clip=1.0).fit(module, train_dataloaders=DataLoader(data, batch_size=None))
+    logged = _logged(tmp_path)
+    measured = sorted(s for s, row in logged.items() if "cond/grad_norm_total" in row)
+    assert measured == [0, 2, 4]
+    row = logged[0]
+    for key in [
+        "cond/grad_norm/block_0",
+        "cond/grad_norm/block_1/attn",
+        "cond/grad_norm/block_1/ffn",
+        "cond/grad_norm/block_0/norm",
+        "cond/grad_norm/embed",
+        "cond/grad_norm_ratio_first_last",
+        "cond/grad_norm_total_clipped",
+        "cond/update_ratio/block_0",
+        "cond/update_ratio_total",
+        "cond/noise_scale",
+        "cond/attn_entropy/layer_0",
+        "cond/attn_entropy/layer_1",
+    ]:
+        assert key in row, key
+    assert row["cond/grad_norm_ratio_first_last"] == pytest.approx(
+        row["cond/grad_norm/block_0"] / row["cond/grad_norm/block_1"], rel=1e-5
+    )
+
+    d = tmp_path / "diagnostics"
+    assert (d / "grad_norm_depth.png").stat().st_size > 0
+    assert (d / "attn_entropy.png").stat().st_size > 0
+    z = np.load(d / "gradients.npz")
+    assert z["steps"].tolist() == [0, 2, 4]
+    assert z["blocks"].tolist() == ["block_0", "block_1"]
+    assert z["grad_norm_blocks"].shape == (3, 2)
+    assert z["grad_norm_blocks"][0, 0] == pytest.approx(row["cond/grad_norm/block_0"], rel=1e-5)
+    assert z["entropy_layers"].tolist() == ["layer_0", "layer_1"]
+    assert z["attn_entropy"].shape == (3, 2, 2)  # steps x layers x heads
+    assert not list(d.glob(".*tmp"))  # atomic writes leave no temp files
+
+
+def test_step0_total_norm_is_the_gradient_at_init_and_clipping_is_measured(tmp_path):
+    module, data = _bench_module()
+    # The same initial weights and first batch, by hand.
+    torch.manual_seed(0)
+    ref = _bench_module()[0]
+    ref.compute_loss(data[0]).backward()
+    at_init = _manual_norm(ref.model, lambda n: True)
+    assert at_init > 0.05
+
+    clip = 0.05
+    cb = GradientDiagnostics(DiagnosticsConfig(gradients_every=1, noise_scale=False, attention_entropy=False), tmp_path)
+    _trainer(tmp_path, 3, cb, clip=clip).fit(module, train_dataloaders=DataLoader(data, batch_size=None))
+    row = _logged(tmp_path)[0]
+    assert row["cond/grad_norm_total"] == pytest.approx(at_init, rel=1e-4)
+    # clip_grad_norm_ scales by clip / (norm + 1e-6).
+    assert row["cond/grad_norm_total_clipped"] == pytest.approx(clip * at_init / (at_init + 1e-6), rel=1e-4)
+
+
+def test_without_clipping_the_clipped_norm_equals_the_total_norm(tmp_path):
+    module, data = _bench_module()
+    cb = GradientDiagnostics(DiagnosticsConfig(gradients_every=1, noise_scale=False, attention_entropy=False), tmp_path)
+    _trainer(tmp_path, 2, cb, clip=None).fit(module, train_dataloaders=DataLoader(data, batch_size=None))
+    for row in _logged(tmp_path).values():
+        if "cond/grad_norm_total" in row:
+            assert row["cond/grad_norm_total_clipped"] == pytest.approx(row["cond/grad_norm_total"], rel=1e-5)
+
+
+def test_update_ratio_is_the_relative_change_of_the_weights_over_the_step(tmp_path):
+    module, data = _bench_module()
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+    cb = GradientDiagnostics(DiagnosticsConfig(gradients_every=1, noise_scale=False, attention_entropy=False), tmp_path)
+    _trainer(tmp_path, 1, cb).fit(module, train_dataloaders=DataLoader(data, batch_size=None))
+    after = dict(module.model.named_parameters())
+    block0 = [n for n in before if n.startswith("blocks.0.")]
+    dw = math.sqrt(sum(float((after[n] - before[n]).pow(2).sum()) for n in block0))
+    w = math.sqrt(sum(float(before[n].pow(2).sum()) for n in block0))
+    dw_all = math.sqrt(sum(float((after[n] - before[n]).pow(2).sum()) for n in before))
+    w_all = math.sqrt(sum(float(before[n].pow(2).sum()) for n in before))
+    row = _logged(tmp_path)[0]
+    assert row["cond/update_ratio/block_0"] == pytest.approx(dw / w, rel=1e-4)
+    assert row["cond/update_ratio_total"] == pytest.approx(dw_all / w_all, rel=1e-4)
+
+
+def test_diagnostics_do_not_change_the_training_trajectory(tmp_path):
+    # The extra half-batch backward runs with its own RNG state and leaves p.grad alone.
+    def final_weights(callbacks: list[L.Callback], sub: str) -> torch.Tensor:
+        module, data = _bench_module(**{"model.dropout": 0.1})
+        _trainer(tmp_path / sub, 4, *callbacks, clip=1.0).fit(module, train_dataloaders=DataLoader(data, batch_size=None))
+        return torch.cat([p.detach().flatten() for p in module.model.parameters()])
+
+    plain = final_weights([], "plain")
+    cb = GradientDiagnostics(DiagnosticsConfig(gradients_every=1), tmp_path)
+    with_diag = final_weights([cb], "diag")
+    assert torch.equal(plain, with_diag)
+
+
+def test_train_run_with_gradient_diagnostics_records_cond_metrics(tiny, tmp_path):
+    from bench.run import train_run
+
+    run_dir = tmp_path / "run"
+    cfg = tiny(**{"tracking.run_dir": str(run_dir), "diagnostics.gradients_every": 5})
+    result = train_run(cfg, callbacks=[GradientDiagnostics(cfg.diagnostics, run_dir)])
+    assert result.status == "completed"
+    z = np.load(run_dir / "diagnostics" / "gradients.npz")
+    assert z["steps"].tolist() == [0, 5, 10, 15]
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"cond/grad_norm_total", "cond/noise_scale", "cond/attn_entropy/layer_0"} <= set(header)

@@ -1,0 +1,95 @@
+"""Every axis value maps to exactly one registered class; presets build; model stays plain PyTorch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import presets
+from bench.config import axes, build_run_config
+from bench.model import ARCHS, build_model
+from bench.model.block import PLACEMENTS
+from bench.model.feedforward import FEEDFORWARDS
+from bench.model.init import INITS
+from bench.model.norms import NORMS
+from bench.model.positional import POSITIONAL
+
+REGISTRIES = {
+    "arch": ARCHS,
+    "norm_placement": PLACEMENTS,
+    "norm_type": NORMS,
+    "pos_encoding": POSITIONAL,
+    "ffn": FEEDFORWARDS,
+}
+
+
+@pytest.mark.parametrize("axis", sorted(REGISTRIES))
+def test_registry_keys_equal_the_config_literal(axis):
+    assert set(REGISTRIES[axis]) == set(axes()[axis])
+
+
+def test_init_schemes_cover_every_init_value_but_auto():
+    assert set(INITS) == set(axes()["init"]) - {"auto"}
+
+
+EXPECTED_PRESETS = {
+    "vaswani2017",
+    "gpt2",
+    "llama",
+    "alibi",
+    "nope",
+    "t5-bias",
+    "deepnorm",
+    "sandwich",
+}
+
+
+def test_required_presets_exist_with_descriptions():
+    assert set(presets.names()) >= EXPECTED_PRESETS
+    for name in presets.names():
+        assert presets.description(name), f"{name} has no description"
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_loads_builds_and_runs(name):
+    torch.manual_seed(0)
+    cfg = build_run_config(
+        overrides={"variant": name, "model.d_model": 32, "model.max_len": 16}
+    ).model
+    model = build_model(cfg)
+    x = torch.randint(0, cfg.vocab_size, (2, 6))
+    logits = model(x) if cfg.arch == "decoder" else model(x, x)
+    assert logits.shape == (2, 6, cfg.vocab_size)
+    assert torch.isfinite(logits).all()
+
+
+def test_presets_set_what_their_papers_prescribe():
+    llama = build_run_config(overrides={"variant": "llama"}).model
+    assert (llama.norm_type, llama.pos_encoding, llama.ffn, llama.kv_heads, llama.n_heads) == (
+        "rmsnorm",
+        "rope",
+        "swiglu",
+        2,
+        4,
+    )
+    assert not llama.bias
+    vaswani = build_run_config(overrides={"variant": "vaswani2017"}).model
+    assert (vaswani.arch, vaswani.norm_placement, vaswani.pos_encoding, vaswani.ffn) == (
+        "encoder_decoder",
+        "post",
+        "sinusoidal",
+        "relu",
+    )
+    assert build_run_config(overrides={"variant": "deepnorm"}).model.init_scheme == "deepnorm"
+
+
+def test_model_package_imports_no_lightning_wandb_or_optuna():
+    code = (
+        "import sys, bench.model, bench.model.init\n"
+        "bad = [m for m in ('lightning', 'pytorch_lightning', 'wandb', 'optuna') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,31 @@
+"""The README's promises: two commands up front, and CI runs the second one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.+?)\n```", text)[:2]
+
+
+def test_readme_opens_with_a_main_command_and_a_test_command():
+    main, test = readme_commands()
+    for cmd in (main, test):
+        assert cmd.startswith("python3.11 -m venv .venv && ")
+        assert "-c constraints.txt" in cmd
+    assert "pytest" in test and "pytest" not in main
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    _, test = readme_commands()
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_constraints_pin_torch_without_a_local_build_tag():
+    pins = (ROOT / "constraints.txt").read_text().splitlines()
+    assert "torch==2.13.0" in pins

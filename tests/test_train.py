@@ -1,0 +1,147 @@
+"""One training run, end to end: it learns, it is deterministic, it resumes, it records."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from bench import records
+from bench.run import train_run
+
+
+def _metrics_rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_copy_reaches_95_percent_token_accuracy(tiny):
+    cfg = tiny(
+        **{
+            "task.n_train": 2048,
+            "train.max_steps": 200,
+            "train.val_every": 100,
+            "task.eval_scales": [1],
+        }
+    )
+    result = train_run(cfg)
+    assert result.status == "completed"
+    assert result.metrics["val/acc"] > 0.95
+
+
+def test_text_lm_falls_well_below_the_unigram_baseline(tiny):
+    from bench.tasks import build_datamodule
+
+    cfg = tiny(
+        **{
+            "task.name": "text",
+            "task.seq_len": 64,
+            "task.max_bytes": 300_000,
+            "task.n_train": 4096,
+            "task.eval_scales": [1],
+            "model.d_model": 64,
+            "model.n_heads": 4,
+            "train.max_steps": 300,
+            "train.val_every": 150,
+        }
+    )
+    dm = build_datamodule(cfg.task, cfg.model.arch)
+    baseline = dm.unigram_entropy
+    result = train_run(cfg)
+    assert result.metrics["val/loss"] < 0.85 * baseline, (result.metrics["val/loss"], baseline)
+
+
+@pytest.mark.slow
+def test_encoder_decoder_learns_scan_on_the_short_split(tiny):
+    cfg = tiny(
+        **{
+            "model.arch": "encoder_decoder",
+            "model.d_model": 64,
+            "model.n_heads": 4,
+            "task.name": "scan",
+            "task.seq_len": 4,
+            "task.n_train": 4096,
+            "task.n_val": 128,
+            "task.eval_scales": [1],
+            "train.max_steps": 300,
+            "train.val_every": 150,
+        }
+    )
+    result = train_run(cfg)
+    assert result.metrics["val/exact_match"] > 0.8, result.metrics
+
+
+def test_same_seed_gives_identical_metrics(tiny):
+    a = train_run(tiny())
+    b = train_run(tiny())
+    assert a.metrics == b.metrics
+    c = train_run(tiny(**{"train.seed": 1}))
+    assert c.metrics["val/loss"] != a.metrics["val/loss"]
+
+
+class _CrashAt(Callback):
+    """Simulates a crash (a power cut, an OOM) after ``step`` optimizer steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_crashed_run_resumes_to_the_same_final_metrics(tiny):
+    overrides = {"train.max_steps": 40, "train.checkpoint_every": 10, "model.dropout": 0.1}
+    full = train_run(tiny(**overrides, **{"tracking.name": "full"}))
+
+    cfg = tiny(**overrides, **{"tracking.name": "crashed"})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_run(cfg, callbacks=[_CrashAt(25)])
+    run_dir = next(p for p in (full.run_dir.parent).iterdir() if p.name.startswith("crashed"))
+    status = records.read_status(run_dir)
+    assert status["status"] == "failed" and "simulated crash" in status["reason"]
+    assert not (run_dir / "summary.json").exists()
+
+    resumed = train_run(cfg, resume=run_dir)
+    assert resumed.status == "completed"
+    for key in ("val/loss", "val/acc", "train/loss", "best/val/loss"):
+        assert resumed.metrics[key] == pytest.approx(full.metrics[key], rel=1e-6), key
+    steps = [int(r["step"]) for r in _metrics_rows(run_dir) if r.get("train/loss")]
+    assert steps == sorted(set(steps)), "history after resume has no duplicated steps"
+
+
+def test_run_directory_holds_the_promised_files(tiny):
+    result = train_run(tiny(), command="bench train (test)")
+    d = result.run_dir
+    for name in ("config.yaml", "metrics.csv", "summary.json", "manifest.json", "status.json"):
+        assert (d / name).is_file(), name
+    assert (d / "checkpoints" / "last.ckpt").is_file()
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 20
+    assert summary["metrics"]["val/loss"] == pytest.approx(result.metrics["val/loss"])
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["command"] == "bench train (test)"
+    assert manifest["packages"]["torch"].startswith(torch.__version__.split("+")[0])
+    header = _metrics_rows(d)[0].keys()
+    for key in ("train/loss", "val/loss", "val/loss@16", "val/loss@32", "val/exact_match", "lr"):
+        assert key in header, key
+
+
+def test_a_diverging_run_is_marked_diverged_without_a_summary(tiny):
+    result = train_run(
+        tiny(
+            **{
+                "train.lr": 1e6,
+                "train.grad_clip": None,
+                "train.warmup_steps": 0,
+                "train.max_steps": 60,
+            }
+        )
+    )
+    assert result.status == "diverged"
+    assert "non-finite" in result.reason
+    assert records.read_status(result.run_dir)["status"] == "diverged"
+    assert not (result.run_dir / "summary.json").exists()
