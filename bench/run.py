@@ -256,20 +256,23 @@ def train_run(
         "params": n_params,
         "metrics": metrics,
     }
-    _finish_loggers(loggers, "success", summary=metrics)
+    # W&B's summary already holds each logged key's min/last; add what only we know.
+    extra = {k: v for k, v in metrics.items() if k.startswith("best/")}
+    extra.update(steps=trainer.global_step, params=n_params, status=status)
+    _finish_loggers(loggers, "success", summary=extra)
     records.write_status(run_dir, status, reason, step=trainer.global_step)
     records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
     return RunResult(status, run_dir, metrics, reason)
 
 
-def _finish_loggers(loggers: list, outcome: str, summary: dict[str, float] | None = None) -> None:
+def _finish_loggers(loggers: list, outcome: str, summary: dict | None = None) -> None:
     """Close every logger; W&B gets the final metrics in its summary (never fatal)."""
     from bench.tracking import SafeWandbLogger, finish
 
     for lg in loggers:
         if isinstance(lg, SafeWandbLogger):
             if summary:
-                lg._safe("summary", lambda: lg.experiment.summary.update(summary))
+                lg.update_summary(summary)
             finish(lg, 0 if outcome == "success" else 1)
         else:
             lg.finalize(outcome)

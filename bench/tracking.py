@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,8 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: str) -> Any:
     import wandb
 
     if mode == "offline":
-        # wandb-core's own error reporting is its only network traffic offline.
+        # wandb-core reports its own errors over the network unless told not to;
+        # offline means no network. Read once, when the first run starts wandb-core.
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
     t = cfg.tracking
     run = wandb.init(
@@ -251,19 +252,13 @@ class SafeWandbLogger(WandbLogger):
     def finalize(self, status: str) -> None:
         self._safe("finalize", super().finalize, status)
 
+    def update_summary(self, values: Mapping[str, Any]) -> None:
+        """Set final values (e.g. ``best/val/loss``) in the W&B run's summary."""
+        self._safe("summary update", lambda: self.experiment.summary.update(dict(values)))
+
     def finish(self, exit_code: int = 0) -> None:
-        """Close the W&B run; its ``.wandb`` file is complete when this returns."""
-        run = self._experiment
-        if run is None:
-            return
-        try:
-            _finish_run(run, exit_code)
-        except Exception as e:
-            warnings.warn(
-                f"W&B finish failed ({_one_line(e)}); the run's records may be incomplete",
-                TrackingWarning,
-                stacklevel=2,
-            )
+        """Close the W&B run (see :func:`finish`)."""
+        finish(self, exit_code)
 
 
 def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> SafeWandbLogger | None:
@@ -309,18 +304,14 @@ def finish(logger: WandbLogger | None, exit_code: int = 0) -> None:
     For offline runs the ``.wandb`` file is flushed and complete on return.
     Never raises for W&B reasons.
     """
-    if logger is None:
-        return
-    if isinstance(logger, SafeWandbLogger):
-        logger.finish(exit_code)
-        return
     run = getattr(logger, "_experiment", None)  # don't create a run just to close it
-    if run is not None:
-        try:
-            _finish_run(run, exit_code)
-        except Exception as e:
-            warnings.warn(
-                f"W&B finish failed ({_one_line(e)}); the run's records may be incomplete",
-                TrackingWarning,
-                stacklevel=2,
-            )
+    if run is None:
+        return
+    try:
+        _finish_run(run, exit_code)
+    except Exception as e:
+        warnings.warn(
+            f"W&B finish failed ({_one_line(e)}); the run's records may be incomplete",
+            TrackingWarning,
+            stacklevel=2,
+        )

@@ -21,19 +21,36 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 TINY: dict[str, Any] = {
     "name": "tiny",
     "base": {
-        "task": {"name": "copy", "seq_len": 6, "n_symbols": 8, "n_train": 128, "n_val": 32,
-                 "eval_scales": [1], "batch_size": 16},
+        "task": {
+            "name": "copy",
+            "seq_len": 6,
+            "n_symbols": 8,
+            "n_train": 128,
+            "n_val": 32,
+            "eval_scales": [1],
+            "batch_size": 16,
+        },
         "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "max_len": 32},
-        "train": {"max_steps": 20, "val_every": 10, "warmup_steps": 2, "log_every": 5, "threads": 1},
+        "train": {
+            "max_steps": 20,
+            "val_every": 10,
+            "warmup_steps": 2,
+            "log_every": 5,
+            "threads": 1,
+        },
         "tracking": {"mode": "disabled"},
-        "diagnostics": {"gradients": False, "noise_scale": False, "attention_entropy": False,
-                        "throughput": False},
+        "diagnostics": {
+            "gradients": False,
+            "noise_scale": False,
+            "attention_entropy": False,
+            "throughput": False,
+        },
     },
     "compare": {"model.norm_placement": ["pre", "post"]},
     "tune": {"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "trials": 2},
     "seeds": 1,
     "pruner": "none",
-}  # fmt: skip
+}
 
 
 def tiny_spec(**changes: Any) -> dict[str, Any]:
@@ -57,14 +74,29 @@ def env_for_tests() -> dict[str, str]:
 
 
 def worker_cmd(spec: Path, out: Path, worker_id: str, storage: str | None = None) -> list[str]:
-    cmd = [PYTHON, "-m", "bench.sweeps.worker", str(spec), "--out", str(out), "--worker-id", worker_id,
-           "--threads", "1"]  # fmt: skip
+    cmd = [
+        PYTHON,
+        "-m",
+        "bench.sweeps.worker",
+        str(spec),
+        "--out",
+        str(out),
+        "--worker-id",
+        worker_id,
+        "--threads",
+        "1",
+    ]
     return cmd + (["--storage", storage] if storage else [])
 
 
 def run_module(module: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", module, *args], env=env_for_tests(), capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [PYTHON, "-m", module, *args],
+        env=env_for_tests(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_for(predicate, timeout: float = 120, every: float = 0.2) -> Any:
@@ -82,7 +114,9 @@ def postgres_reachable() -> bool:
     try:
         import psycopg2
 
-        psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3).close()
+        psycopg2.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
+        ).close()
         return True
     except Exception:
         return False

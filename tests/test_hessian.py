@@ -120,13 +120,19 @@ def test_sdpa_backend_is_math_for_cuda_and_cpu_devices() -> None:
 
 def test_functional_context_disables_flash_and_efficient_kernels_and_restores_them() -> None:
     model = TinyAttention()
-    before = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled())
+    before = (
+        torch.backends.cuda.flash_sdp_enabled(),
+        torch.backends.cuda.mem_efficient_sdp_enabled(),
+    )
     with functional_context(model, grad=True):
         assert torch.backends.cuda.math_sdp_enabled()
         assert not torch.backends.cuda.flash_sdp_enabled()
         assert not torch.backends.cuda.mem_efficient_sdp_enabled()
         assert not torch.backends.cuda.cudnn_sdp_enabled()
-    after = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled())
+    after = (
+        torch.backends.cuda.flash_sdp_enabled(),
+        torch.backends.cuda.mem_efficient_sdp_enabled(),
+    )
     assert after == before
 
 
@@ -305,12 +311,16 @@ def test_callback_measures_at_configured_steps_and_writes_npz_png_and_metrics(tm
     cb = HessianCallback.from_config(cfg, tmp_path, n_trace_samples=8, n_lanczos=8, n_vectors=1)
     module = TinyLit()
     first = next(iter(TinyData().val_dataloader()[0]))
-    expected0 = hessian_summary(module, loss_fn, first, top_k=2, iters=20, n_lanczos=8, n_vectors=1, n_trace_samples=8)
+    expected0 = hessian_summary(
+        module, loss_fn, first, top_k=2, iters=20, n_lanczos=8, n_vectors=1, n_trace_samples=8
+    )
     _trainer(tmp_path, cb).fit(module, datamodule=TinyData())
 
     assert sorted(cb.results) == [0, 2, 4]
     # Step 0 is before any update, on the first batch of the first val loader.
-    assert cb.results[0]["hessian/lambda_max"] == pytest.approx(expected0["hessian/lambda_max"], rel=1e-5)
+    assert cb.results[0]["hessian/lambda_max"] == pytest.approx(
+        expected0["hessian/lambda_max"], rel=1e-5
+    )
     assert cb.results[4]["hessian/lambda_max"] != cb.results[0]["hessian/lambda_max"]
     for step in (0, 2, 4):
         npz = np.load(tmp_path / "diagnostics" / f"hessian_step{step}.npz")
@@ -321,18 +331,30 @@ def test_callback_measures_at_configured_steps_and_writes_npz_png_and_metrics(tm
     with open(tmp_path / "csv" / "version_0" / "metrics.csv") as fh:
         rows = [r for r in csv.DictReader(fh) if r.get("hessian/lambda_max")]
     assert [int(r["step"]) for r in rows] == [0, 2, 4]
-    assert {"hessian/trace", "hessian/lambda_min", "hessian/condition", "hessian/top_2", "hessian/seconds"} <= set(rows[0])
+    assert {
+        "hessian/trace",
+        "hessian/lambda_min",
+        "hessian/condition",
+        "hessian/top_2",
+        "hessian/seconds",
+    } <= set(rows[0])
 
 
 def test_callback_under_bf16_mixed_measures_float32_weights_without_autocast(tmp_path) -> None:
     torch.manual_seed(0)
     batch = make_batch(n=4)
     module = TinyLit()
-    expected = hessian_summary(module, loss_fn, batch, top_k=1, n_trace_samples=4, n_lanczos=4, n_vectors=1)
-    cb = HessianCallback(tmp_path, steps=[0.0], top_k=1, batch=batch, n_trace_samples=4, n_lanczos=4, n_vectors=1)
+    expected = hessian_summary(
+        module, loss_fn, batch, top_k=1, n_trace_samples=4, n_lanczos=4, n_vectors=1
+    )
+    cb = HessianCallback(
+        tmp_path, steps=[0.0], top_k=1, batch=batch, n_trace_samples=4, n_lanczos=4, n_vectors=1
+    )
     _trainer(tmp_path, cb, precision="bf16-mixed", steps=1).fit(module, datamodule=TinyData())
     # bf16 autocast would change the loss surface at ~1e-2; float32 agrees to rounding.
-    assert cb.results[0]["hessian/lambda_max"] == pytest.approx(expected["hessian/lambda_max"], rel=1e-5)
+    assert cb.results[0]["hessian/lambda_max"] == pytest.approx(
+        expected["hessian/lambda_max"], rel=1e-5
+    )
 
 
 def test_callback_refuses_unsupported_precision_before_training(tmp_path) -> None:
@@ -382,3 +404,25 @@ def test_real_transformer_lambda_max_and_trace_match_the_exact_hessian() -> None
     # here we check that its error bar is honest.
     mean, stderr = hutchinson_trace(module, loss_fn, batch, n_samples=200)
     assert abs(mean - float(torch.trace(h))) <= 3 * stderr
+
+
+@pytest.mark.skipif(_bench_module() is None, reason="bench.lit.BenchModule not written yet")
+def test_callback_on_the_real_module_and_task_uses_the_first_validation_batch(tmp_path) -> None:
+    from bench.config import ModelConfig, RunConfig, TaskConfig
+    from bench.tasks import build_datamodule
+
+    task = TaskConfig(name="copy", seq_len=4, n_symbols=4, n_train=16, n_val=8, batch_size=4)
+    dm = build_datamodule(task, "decoder")
+    model = ModelConfig(d_model=8, n_layers=1, n_heads=2, vocab_size=dm.vocab_size, max_len=16)
+    torch.manual_seed(0)
+    module = _bench_module()(RunConfig(model=model, task=task))
+    cb = HessianCallback(
+        tmp_path, steps=[0.0, 1.0], top_k=2, n_trace_samples=4, n_lanczos=6, n_vectors=1
+    )
+    _trainer(tmp_path, cb, steps=2).fit(module, datamodule=dm)
+    assert sorted(cb.results) == [0, 2]
+    first_val = next(iter(dm.val_dataloader()[0]))
+    assert all(torch.equal(cb.batch[k], first_val[k]) for k in first_val)
+    for step in (0, 2):
+        assert np.isfinite(cb.results[step]["hessian/lambda_max"])
+        assert (tmp_path / "diagnostics" / f"hessian_step{step}.npz").exists()

@@ -169,8 +169,13 @@ def test_grid_rows_follow_ys_and_columns_follow_xs() -> None:
 
 @pytest.mark.parametrize(
     "variant",
-    [{"pos_encoding": "rope"}, {"pos_encoding": "alibi"}, {"pos_encoding": "t5"},
-     {"norm_placement": "post", "norm_type": "rmsnorm"}, {"ffn": "swiglu", "n_kv_heads": 1}],
+    [
+        {"pos_encoding": "rope"},
+        {"pos_encoding": "alibi"},
+        {"pos_encoding": "t5"},
+        {"norm_placement": "post", "norm_type": "rmsnorm"},
+        {"ffn": "swiglu", "n_kv_heads": 1},
+    ],
 )
 def test_vmap_grid_matches_the_loop_for_model_variants(variant: dict) -> None:
     module = small_module(**variant)
@@ -253,12 +258,23 @@ def test_landscape_report_writes_grids_figures_and_returns_the_summary(tmp_path)
     batch = lm_batch()
     snaps = train(module, batch, steps=8, every=2)
     out = landscape_report(
-        module, loss_fn, [batch], snaps[0], trainable_params(module), np.stack(snaps),
-        tmp_path, resolution=6, seed=0,
+        module,
+        loss_fn,
+        [batch],
+        snaps[0],
+        trainable_params(module),
+        np.stack(snaps),
+        tmp_path,
+        resolution=6,
+        seed=0,
     )
     expected = {
-        "landscape/sharpness", "landscape/basin_width", "landscape/interp_barrier",
-        "landscape/center_loss", "landscape/pca_explained_1", "landscape/pca_explained_2",
+        "landscape/sharpness",
+        "landscape/basin_width",
+        "landscape/interp_barrier",
+        "landscape/center_loss",
+        "landscape/pca_explained_1",
+        "landscape/pca_explained_2",
     }
     assert expected <= set(out) and all(np.isfinite(v) for v in out.values())
     random = np.load(tmp_path / "landscape_random.npz")
@@ -279,8 +295,14 @@ def test_landscape_callback_keeps_a_thinned_trajectory_from_init_to_final(tmp_pa
     rows = [{k: v[i] for k, v in lm_batch(n=4).items()} for i in range(4)]
     cb = LandscapeCallback(tmp_path, every=1, max_snapshots=4)
     trainer = L.Trainer(
-        max_steps=9, accelerator="cpu", logger=False, callbacks=[cb], enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        max_steps=9,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[cb],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
     )
     trainer.fit(module, train_dataloaders=DataLoader(rows, batch_size=1))
     traj = load_trajectory(tmp_path / "diagnostics" / "trajectory.npz")

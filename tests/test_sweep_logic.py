@@ -12,9 +12,15 @@ from bench.config import ConfigError
 from bench.sweeps.launcher import assign_devices, parse_devices
 from bench.sweeps.layout import prepare_sweep
 from bench.sweeps.objective import fail_trial
-from bench.sweeps.study import enqueue_missing_seed_jobs, is_duplicate, seed_jobs, seed_values, tally
 from bench.sweeps.status import status_table
-from bench.sweeps.study import sweep_status
+from bench.sweeps.study import (
+    enqueue_missing_seed_jobs,
+    is_duplicate,
+    seed_jobs,
+    seed_values,
+    sweep_status,
+    tally,
+)
 
 # ----------------------------------------------------------------------------- devices
 
@@ -41,14 +47,16 @@ def test_more_workers_than_gpu_groups_is_an_error():
 
 
 def test_gpus_that_do_not_split_into_ddp_groups_are_an_error():
-    with pytest.raises(ConfigError, match="groups of train.devices=2"):
+    with pytest.raises(ConfigError, match=r"groups of train\.devices=2"):
         assign_devices(None, ["0", "1", "2"], per_trial=2)
 
 
 def test_cpu_workers_divide_the_cores_and_hide_gpus():
     slots = assign_devices(2, [], per_trial=1, cpu_count=8)
     assert [s.threads for s in slots] == [4, 4]
-    assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" and s.env["OMP_NUM_THREADS"] == "4" for s in slots)
+    assert all(
+        s.env["CUDA_VISIBLE_DEVICES"] == "" and s.env["OMP_NUM_THREADS"] == "4" for s in slots
+    )
     assert [s.threads for s in assign_devices(2, [], per_trial=2, cpu_count=8)] == [2, 2]
     assert [s.threads for s in assign_devices(4, [], per_trial=1, cpu_count=2)] == [1, 1, 1, 1]
 
@@ -114,7 +122,10 @@ def test_a_finished_trial_cannot_be_failed_again(sweep):
 
 def test_seed_jobs_take_each_cells_best_trial_with_fresh_seeds(sweep):
     storage = sweep.open_storage()
-    for cell, values in {"norm_placement=pre": [0.9, 0.4], "norm_placement=post": [0.7, 0.8]}.items():
+    for cell, values in {
+        "norm_placement=pre": [0.9, 0.4],
+        "norm_placement=post": [0.7, 0.8],
+    }.items():
         study = optuna.load_study(study_name=f"tiny/tune/{cell}", storage=storage)
         for v in values:
             t = study.ask()
@@ -138,7 +149,9 @@ def test_a_seed_job_enqueued_twice_runs_once(sweep):
     jobs = seed_jobs(storage, sweep.spec)
     assert enqueue_missing_seed_jobs(seeds, jobs) == 2
     assert enqueue_missing_seed_jobs(seeds, jobs) == 0  # idempotent
-    seeds.enqueue_trial({}, user_attrs={"job": jobs[0].key, "cell": jobs[0].cell})  # a racing worker
+    seeds.enqueue_trial(
+        {}, user_attrs={"job": jobs[0].key, "cell": jobs[0].cell}
+    )  # a racing worker
     first, second, dup = (seeds.ask() for _ in range(3))
     trials = seeds.get_trials()
     assert not is_duplicate(trials, trials[first.number])
@@ -154,5 +167,10 @@ def test_status_table_shows_a_row_per_cell_with_counts(sweep):
     study.tell(t, state=TrialState.PRUNED)
     rows = sweep_status(sweep.open_storage(), sweep.spec)
     pre = next(r for r in rows if r.cell == "norm_placement=pre")
-    assert (pre.tally["complete"], pre.tally["diverged"], pre.tally["pruned"], pre.best) == (1, 1, 0, 0.25)
+    assert (pre.tally["complete"], pre.tally["diverged"], pre.tally["pruned"], pre.best) == (
+        1,
+        1,
+        0,
+        0.25,
+    )
     assert status_table(rows).row_count == 2

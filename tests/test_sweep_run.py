@@ -63,7 +63,9 @@ def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("finished")
     spec = write_spec(tmp / "tiny.yaml", tiny_spec())
     out = tmp / "sweep"
-    proc = subprocess.run(worker_cmd(spec, out, "0"), env=env_for_tests(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        worker_cmd(spec, out, "0"), env=env_for_tests(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return spec, out
 
@@ -75,7 +77,7 @@ def test_a_worker_spends_each_cells_budget_then_runs_the_seeds(finished):
 
 def test_every_trial_records_cell_phase_seed_status_and_its_run_directory(finished):
     _, out = finished
-    for name, trials in trials_of(out).items():
+    for trials in trials_of(out).values():
         for t in trials:
             a = t.user_attrs
             assert a["status"] == "completed" and a["phase"] in ("tune", "seed")
@@ -133,7 +135,9 @@ def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_pat
     assert run_worker(str(write_spec(tmp_path / "s.yaml", spec)), out=str(out), worker_id="0") == 0
     trials = trials_of(out)["tiny/tune/norm_placement=pre"]
     by_lr = {t.params["train.lr"]: t for t in trials}
-    assert by_lr[1.0e4].state == TrialState.PRUNED and by_lr[1.0e4].user_attrs["status"] == "diverged"
+    assert (
+        by_lr[1.0e4].state == TrialState.PRUNED and by_lr[1.0e4].user_attrs["status"] == "diverged"
+    )
     assert "non-finite" in by_lr[1.0e4].user_attrs["reason"]
     assert by_lr[3.0e-3].state == TrialState.COMPLETE
     counts = tally(trials)
@@ -145,11 +149,15 @@ def test_pruning_callback_stops_the_trainer_when_the_trial_is_worse_than_the_med
     from bench.run import train_run
 
     torch.manual_seed(0)
-    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    study = optuna.create_study(
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    )
     study.add_trial(optuna.create_trial(value=0.0, intermediate_values={10: 0.0, 20: 0.0, 30: 0.0}))
     trial = study.ask()
     base = tiny_spec()["base"]
-    cfg = build_run_config(overrides={**_flat(base), "train.max_steps": 30, "tracking.run_dir": str(tmp_path / "r")})
+    cfg = build_run_config(
+        overrides={**_flat(base), "train.max_steps": 30, "tracking.run_dir": str(tmp_path / "r")}
+    )
     callback = PruningCallback(trial, "val/loss")
     result = train_run(cfg, [callback])
     assert callback.pruned_at == 10
@@ -168,8 +176,21 @@ def _flat(d, prefix=""):
 
 
 def _launch(spec: Path, out: Path, workers: int) -> subprocess.Popen:
-    cmd = [PYTHON, "-m", "bench.sweeps.launcher", str(spec), "--out", str(out), "--workers", str(workers), "--devices", "cpu"]
-    return subprocess.Popen(cmd, env=env_for_tests(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [
+        PYTHON,
+        "-m",
+        "bench.sweeps.launcher",
+        str(spec),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--devices",
+        "cpu",
+    ]
+    return subprocess.Popen(
+        cmd, env=env_for_tests(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _running_trial(out: Path, worker_id: str) -> dict | None:
@@ -223,11 +244,18 @@ def test_ctrl_c_stops_the_workers_cleanly_and_the_rerun_resumes(tmp_path):
     studies = trials_of(out)
     everything = [t for ts in studies.values() for t in ts]
     assert not [t for t in everything if t.state == TrialState.RUNNING]
-    interrupted = [t for t in everything if t.user_attrs.get("status") == "interrupted" and t.state == TrialState.FAIL]
+    interrupted = [
+        t
+        for t in everything
+        if t.user_attrs.get("status") == "interrupted" and t.state == TrialState.FAIL
+    ]
     assert interrupted
     for t in interrupted:
         status = json.loads((Path(t.user_attrs["run_dir"]) / "status.json").read_text())
-        assert status["status"] in ("interrupted", "running")  # killed before train_run started: running
+        assert status["status"] in (
+            "interrupted",
+            "running",
+        )  # killed before train_run started: running
         assert any(w.system_attrs.get("failed_trial") == t.number for w in everything)
     done_before = {(t.user_attrs["run_dir"]) for t in everything if t.state == TrialState.COMPLETE}
 
@@ -246,8 +274,13 @@ def test_a_trial_spanning_two_cpu_processes_runs_with_ddp(tmp_path):
     spec["base"]["train"].update(devices=2, accelerator="cpu")
     spec["tune"]["trials"] = 2
     out = tmp_path / "sweep"
-    proc = subprocess.run(worker_cmd(write_spec(tmp_path / "s.yaml", spec), out, "0"), env=env_for_tests(),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        worker_cmd(write_spec(tmp_path / "s.yaml", spec), out, "0"),
+        env=env_for_tests(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stderr or "MEMBER: 2/2" in proc.stdout
     assert_sweep_finished(out, cells=1, budget=2, seeds=0)
@@ -263,9 +296,14 @@ def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([PYTHON, "-m", "bench.sweeps.dashboard", str(out), "--port", str(port)],
-                            env=env_for_tests(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "bench.sweeps.dashboard", str(out), "--port", str(port)],
+        env=env_for_tests(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def studies():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
@@ -275,7 +313,11 @@ def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
 
         data = wait_for(studies, timeout=60, every=0.5)
         names = {s["study_name"] for s in data["study_summaries"]}
-        assert names == {"tiny/tune/norm_placement=pre", "tiny/tune/norm_placement=post", "tiny/seeds"}
+        assert names == {
+            "tiny/tune/norm_placement=pre",
+            "tiny/tune/norm_placement=post",
+            "tiny/seeds",
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -288,3 +330,68 @@ def test_bad_spec_makes_the_worker_exit_2_with_one_line(tmp_path):
     assert proc.stderr.strip().startswith("error: ") and "seedz" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_trials_and_the_sweep_reach_wandb_offline(tmp_path):
+    from bench.sweeps.launcher import run_sweep
+    from bench.wandb_records import find_run_files, read_run
+
+    spec = tiny_spec(
+        compare={"model.norm_placement": ["pre"]},
+        tune={"params": {"train.lr": [3e-3]}, "trials": 1},
+    )
+    spec["base"]["tracking"] = {"mode": "offline"}
+    out = tmp_path / "sweep"
+    assert (
+        run_sweep(
+            write_spec(tmp_path / "s.yaml", spec), workers=1, devices="cpu", out=out, live=False
+        )
+        == 0
+    )
+    trials = [t for ts in trials_of(out).values() for t in ts]
+    assert len(trials) == 2
+    for t in trials:
+        (path,) = find_run_files(Path(t.user_attrs["run_dir"]) / "wandb")
+        run = read_run(path)
+        assert run.group == "tiny" and run.job_type == t.user_attrs["phase"]
+        assert run.config["meta.cell"] == "norm_placement=pre"
+        assert run.config["meta.trial"] == t.number
+        assert "norm_placement=pre" in run.tags
+    (sweep_file,) = find_run_files(out / "wandb")
+    sweep_run = read_run(sweep_file)
+    assert sweep_run.job_type == "sweep" and sweep_run.group == "tiny"
+    assert sweep_run.summary["n_trials"] == 2
+    assert sweep_run.summary["trials"]["_type"] == "table-file"
+    assert sweep_run.summary["best/norm_placement=pre"] == pytest.approx(trials[0].values[0])
+
+
+def test_a_multi_objective_search_explores_architecture_and_hyperparameters_in_one_study(tmp_path):
+    search = {
+        "params": {"model.pos_encoding": ["learned", "rope"], "train.lr": {"low": 1e-3, "high": 1e-2, "log": True}},
+        "trials": 3,
+        "sampler": "random",
+    }
+    objectives = [{"metric": "val/loss"}, {"metric": "val/acc", "direction": "maximize"}]
+    spec = tiny_spec(compare=None, tune=None, search=search, objective=objectives, pruner=None, seeds=0)
+    out = tmp_path / "sweep"
+    assert run_worker(str(write_spec(tmp_path / "s.yaml", spec)), out=str(out), worker_id="0") == 0
+    (trials,) = trials_of(out).values()
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        assert len(t.values) == 2 and t.values[1] == pytest.approx(t.user_attrs["metrics"]["val/acc"])
+        cfg = yaml.safe_load((Path(t.user_attrs["run_dir"]) / "config.yaml").read_text())
+        assert cfg["model"]["pos_encoding"] == t.params["model.pos_encoding"]
+
+
+def test_no_trial_starts_after_the_wall_clock_deadline(tmp_path):
+    out = tmp_path / "sweep"
+    spec = write_spec(tmp_path / "s.yaml", tiny_spec())
+    assert run_worker(str(spec), out=str(out), worker_id="0", deadline=time.time() - 1) == 0
+    assert all(not ts for ts in trials_of(out).values())
+
+
+def test_the_total_trial_budget_caps_tuning_across_cells(tmp_path):
+    out = tmp_path / "sweep"
+    spec = write_spec(tmp_path / "s.yaml", tiny_spec(budget={"trials": 1}, seeds=0))
+    assert run_worker(str(spec), out=str(out), worker_id="0") == 0
+    assert sum(len(ts) for ts in trials_of(out).values()) == 1

@@ -218,6 +218,7 @@ print(json.dumps({"login": has_wandb_login(), "logger": logger is not None, "war
 """
 
 
+@pytest.mark.slow  # a fresh Python process: torch and Lightning imports dominate
 def test_failed_online_start_falls_back_to_offline(tmp_path: Path) -> None:
     # wandb reads WANDB_* variables once per process, so this runs in a fresh one:
     # a credential that looks valid and a W&B server address on loopback where
@@ -249,6 +250,20 @@ def test_failed_online_start_falls_back_to_offline(tmp_path: Path) -> None:
     runs = find_run_files(tmp_path / "run")
     offline = [p for p in runs if p.parent.name.startswith("offline-run-")]
     assert len(offline) == 1 and read_run(offline[0]).finished
+
+
+def test_finish_leaves_a_complete_file_with_the_exit_code(tmp_path: Path) -> None:
+    # wandb-core writes the file's last block after run.finish() returns; finish waits for it.
+    loggers = [make_wandb_logger(_config(), tmp_path / f"run-{i}") for i in range(3)]
+    for code, logger in enumerate(loggers):
+        assert logger is not None
+        logger.log_metrics({"train/loss": float(code)}, step=code)
+        logger.update_summary({"best/val/loss": code / 2})
+        finish(logger, exit_code=code)
+        run = read_run(tmp_path / f"run-{code}")
+        assert run.exit_code == code
+        assert run.series("train/loss") == [(code, float(code))]
+        assert run.summary["best/val/loss"] == code / 2
 
 
 def test_disabled_returns_none_and_writes_nothing(tmp_path: Path) -> None:

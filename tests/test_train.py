@@ -145,3 +145,34 @@ def test_a_diverging_run_is_marked_diverged_without_a_summary(tiny):
     assert "non-finite" in result.reason
     assert records.read_status(result.run_dir)["status"] == "diverged"
     assert not (result.run_dir / "summary.json").exists()
+
+
+def test_the_wandb_offline_record_holds_what_the_run_logged(tiny):
+    from bench.wandb_records import find_run_files, read_run
+
+    cfg = tiny(
+        **{
+            "tracking.mode": "offline",
+            "tracking.group": "g1",
+            "tracking.job_type": "tune",
+            "tracking.meta": {"cell": "pre|rope", "trial": 3},
+            "model.pos_encoding": "rope",
+            "train.log_every": 5,
+        }
+    )
+    result = train_run(cfg)
+    files = find_run_files(result.run_dir / "wandb")
+    assert len(files) == 1
+    run = read_run(files[0])
+    assert run.group == "g1" and run.job_type == "tune"
+    assert run.config["model.pos_encoding"] == "rope" and run.config["train.max_steps"] == 20
+    assert run.config["meta.cell"] == "pre|rope" and run.config["meta.trial"] == 3
+    assert "pos_encoding=rope" in run.tags
+    logged = [v for _, v in run.series("train/loss")]
+    csv_losses = [
+        float(r["train/loss"]) for r in _metrics_rows(result.run_dir) if r.get("train/loss")
+    ]
+    assert logged == pytest.approx(csv_losses)
+    assert run.summary["val/loss"]["min"] == pytest.approx(result.metrics["best/val/loss"])
+    assert run.summary["best/val/loss"] == pytest.approx(result.metrics["best/val/loss"])
+    assert run.exit_code == 0

@@ -44,7 +44,10 @@ def unflatten_params(flat: Tensor, like: Mapping[str, Tensor]) -> Params:
     if flat.shape[-1] != sum(sizes):
         raise ValueError(f"flat vector has {flat.shape[-1]} entries, parameters have {sum(sizes)}")
     parts = flat.split(sizes, dim=-1)
-    return {n: t.reshape((*flat.shape[:-1], *p.shape)) for (n, p), t in zip(like.items(), parts)}
+    return {
+        n: t.reshape((*flat.shape[:-1], *p.shape))
+        for (n, p), t in zip(like.items(), parts, strict=True)
+    }
 
 
 def as_flat(x: Tensor | np.ndarray | Mapping[str, Tensor], like: Mapping[str, Tensor]) -> Tensor:
@@ -163,19 +166,19 @@ def functional_context(module: nn.Module, *, grad: bool) -> Iterator[torch.devic
 # ----------------------------------------------------------------------------- files
 
 
-def _atomic_path(path: Path) -> Iterator[Path]:
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp path beside ``path``, renamed onto it when the block succeeds (else removed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for everyone who reads the run
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-atomic_path = contextlib.contextmanager(_atomic_path)
 
 
 def save_npz(path: Path, /, **arrays: Any) -> Path:

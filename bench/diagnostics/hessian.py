@@ -91,7 +91,7 @@ class HessianOperator:
         self.dtype = theta.dtype
 
     def __call__(self, v: Tensor) -> Tensor:
-        (hv,) = self._vjp(v.to(self.dtype), create_graph=False)
+        (hv,) = self._vjp(v.to(self.device, self.dtype), create_graph=False)
         return hv.detach()
 
 
@@ -135,6 +135,14 @@ def _ritz(alphas: list[float], betas: list[float]) -> tuple[np.ndarray, np.ndarr
     return eigh_tridiagonal(a, np.asarray(betas, dtype=np.float64))
 
 
+def _basis_device(v: Tensor, steps: int) -> torch.device:
+    """Keep the Lanczos basis on the GPU only if it takes under a quarter of free memory."""
+    if v.device.type != "cuda":
+        return v.device
+    free, _ = torch.cuda.mem_get_info(v.device)
+    return v.device if steps * v.numel() * v.element_size() < free // 4 else torch.device("cpu")
+
+
 def lanczos(
     matvec: Callable[[Tensor], Tensor],
     v0: Tensor,
@@ -153,20 +161,21 @@ def lanczos(
     """
     n = v0.numel()
     max_steps = max(1, min(max_steps, n))
-    basis = torch.empty(max_steps, n, dtype=v0.dtype, device=v0.device)
-    q = v0 / v0.norm()
+    # Vector algebra happens where the basis lives; only matvec's input/output move.
+    basis = torch.empty(max_steps, n, dtype=v0.dtype, device=_basis_device(v0, max_steps))
+    q = (v0 / v0.norm()).to(basis.device)
     alphas: list[float] = []
     betas: list[float] = []
     converged = False
     beta_last = 0.0
     for j in range(max_steps):
         basis[j] = q
-        w = matvec(q)
+        w = matvec(q).to(basis.device)
+        prev = basis[: j + 1]
         a = float(torch.dot(q, w))
         w = w - a * q
         if j > 0:
-            w = w - betas[-1] * basis[j - 1]
-        prev = basis[: j + 1]
+            w = w - betas[-1] * prev[j - 1]
         for _ in range(2):  # a second pass removes what rounding let back in
             w = w - prev.T @ (prev @ w)
         b = float(w.norm())
@@ -506,7 +515,7 @@ class HessianCallback(L.Callback):
             seed=seed,
         )
         self.loss_fn = loss_fn
-        self._batch = batch
+        self.batch = batch
         self.targets: list[int] = []
         self.results: dict[int, dict[str, float]] = {}
 
@@ -529,6 +538,10 @@ class HessianCallback(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ConfigError(
+                "diagnostics.hessian_steps are fractions of the run; set train.max_steps"
+            )
         self.targets = resolve_steps(self.fractions, int(total))
         if trainer.global_step in self.targets:
             self._measure(trainer, pl_module)
@@ -548,9 +561,9 @@ class HessianCallback(L.Callback):
         step = trainer.global_step
         if step in self.results or not trainer.is_global_zero:
             return
-        if self._batch is None:
-            self._batch = _first_val_batch(trainer)
-        batch = move_to(self._batch, pl_module.device)
+        if self.batch is None:
+            self.batch = _first_val_batch(trainer)
+        batch = move_to(self.batch, pl_module.device)
         start = time.perf_counter()
         result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
         result.extra["hessian/seconds"] = time.perf_counter() - start

@@ -74,7 +74,9 @@ def random_directions(params: Mapping[str, Tensor], seed: int = 0) -> tuple[Para
                 continue
             d = torch.randn(w.shape, generator=gen, dtype=torch.float32).to(w)
             rows, w_rows = d.reshape(d.shape[0], -1), w.detach().reshape(w.shape[0], -1)
-            scale = w_rows.norm(dim=1, keepdim=True) / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            scale = w_rows.norm(dim=1, keepdim=True) / rows.norm(dim=1, keepdim=True).clamp_min(
+                1e-12
+            )
             out[name] = (rows * scale).view_as(w)
         return out
 
@@ -173,7 +175,10 @@ def _cuda_budget(device: torch.device) -> int:
     return int(0.5 * free)
 
 
-MEMORY_BUDGETS: dict[str, Callable[[torch.device], int]] = {"cpu": _cpu_budget, "cuda": _cuda_budget}
+MEMORY_BUDGETS: dict[str, Callable[[torch.device], int]] = {
+    "cpu": _cpu_budget,
+    "cuda": _cuda_budget,
+}
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -182,7 +187,9 @@ def default_memory_budget(device: torch.device) -> int:
     return MEMORY_BUDGETS.get(device.type, _cpu_budget)(device)
 
 
-def choose_chunk_size(per_point: int, budget: int, n_points: int, requested: int | None = None) -> int:
+def choose_chunk_size(
+    per_point: int, budget: int, n_points: int, requested: int | None = None
+) -> int:
     """Grid points per vmap call that fit ``budget`` bytes; ConfigError (one line) if none do
     or if ``requested`` does not."""
     mib = 1 << 20
@@ -205,10 +212,14 @@ def choose_chunk_size(per_point: int, budget: int, n_points: int, requested: int
 # ----------------------------------------------------------------------------- evaluation
 
 
-def _prepare(module: nn.Module, batches: Any, vectors: Sequence[Vector]) -> tuple[Params, list, list[Tensor]]:
+def _prepare(
+    module: nn.Module, batches: Any, vectors: Sequence[Vector]
+) -> tuple[Params, list, list[Tensor]]:
     like = trainable_params(module)
     device = next(iter(like.values())).device
-    flats = [as_flat(v, like).to(device=device, dtype=next(iter(like.values())).dtype) for v in vectors]
+    flats = [
+        as_flat(v, like).to(device=device, dtype=next(iter(like.values())).dtype) for v in vectors
+    ]
     return like, [move_to(b, device) for b in as_batches(batches)], flats
 
 
@@ -237,7 +248,9 @@ def evaluate_points(
     like, batches, (c0, v1, v2) = _prepare(module, batches, (center, d1, d2))
     coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float64)).to(c0)
     budget = memory_budget or default_memory_budget(c0.device)
-    chunk = choose_chunk_size(point_bytes(module, loss_fn, batches[0]), budget, len(coords_t), chunk_size)
+    chunk = choose_chunk_size(
+        point_bytes(module, loss_fn, batches[0]), budget, len(coords_t), chunk_size
+    )
     batched = torch.vmap(_point_loss(module, loss_fn, like), in_dims=(0, None, None, None, None))
     out = torch.zeros(len(coords_t), dtype=torch.float64, device=c0.device)
     with functional_context(module, grad=False):
@@ -339,7 +352,9 @@ def center_loss(xs: Sequence[float], ys: Sequence[float], z: np.ndarray) -> floa
     return float(_interpolator(np.asarray(xs), np.asarray(ys), z)([[0.0, 0.0]])[0])
 
 
-def sharpness(xs: Sequence[float], ys: Sequence[float], z: np.ndarray, radius: float = 0.5) -> float:
+def sharpness(
+    xs: Sequence[float], ys: Sequence[float], z: np.ndarray, radius: float = 0.5
+) -> float:
     """Largest rise of the loss above the centre over grid points within ``radius``
     (Euclidean, in plane coordinates) of the centre."""
     gx, gy = np.meshgrid(np.asarray(xs, float), np.asarray(ys, float))
@@ -455,8 +470,14 @@ def plot_interpolation(alphas: np.ndarray, losses: np.ndarray) -> Any:
 
 
 def _plane_outputs(
-    out_dir: Path, name: str, xs: np.ndarray, ys: np.ndarray, z: np.ndarray, title: str,
-    trajectory: np.ndarray | None = None, **extra: Any,
+    out_dir: Path,
+    name: str,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: np.ndarray,
+    title: str,
+    trajectory: np.ndarray | None = None,
+    **extra: Any,
 ) -> None:
     save_npz(out_dir / f"landscape_{name}.npz", xs=xs, ys=ys, losses=z, **extra)
     fig = plot_contour(xs, ys, z, title, trajectory)
@@ -516,7 +537,9 @@ def landscape_report(
         "landscape/basin_width": width,
         "landscape/basin_censored": censored,
     }
-    _plane_outputs(out_dir, "random", xs, ys, z, "Loss around the final weights (random plane)", seed=seed)
+    _plane_outputs(
+        out_dir, "random", xs, ys, z, "Loss around the final weights (random plane)", seed=seed
+    )
 
     if trajectory is not None and len(_stack(trajectory, like, torch.device("cpu"))) >= 2:
         p1, p2, explained = pca_directions(trajectory, final)
@@ -550,7 +573,9 @@ def load_trajectory(path: Path | str) -> Trajectory:
     """Read a ``trajectory.npz`` written by :class:`LandscapeCallback`."""
     with np.load(path) as f:
         return Trajectory(
-            steps=f["steps"], params=f["params"], names=[str(n) for n in f["names"]],
+            steps=f["steps"],
+            params=f["params"],
+            names=[str(n) for n in f["names"]],
             numels=[int(n) for n in f["numels"]],
         )
 
@@ -584,7 +609,9 @@ class LandscapeCallback(L.Callback):
         self.cap = max_snapshots
 
     @classmethod
-    def from_config(cls, cfg: DiagnosticsConfig, out_dir: Path | str, **kwargs: Any) -> LandscapeCallback:
+    def from_config(
+        cls, cfg: DiagnosticsConfig, out_dir: Path | str, **kwargs: Any
+    ) -> LandscapeCallback:
         """DiagnosticsConfig has no interval for this, so ``every`` comes from ``kwargs``."""
         del cfg
         return cls(out_dir, **kwargs)
@@ -599,11 +626,15 @@ class LandscapeCallback(L.Callback):
         per = 4 * sum(self.numels)
         self.cap = max(3, min(self.max_snapshots, self.max_bytes // max(per, 1)))
         if self.every is None:
-            total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+            total = (
+                trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+            )
             self.every = max(1, int(total) // (self.cap - 1))
         self._record(trainer.global_step, pl_module)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
         step = trainer.global_step
         if self.every and step % self.every == 0 and step not in self.steps:
             self._record(step, pl_module)
@@ -661,7 +692,9 @@ def benchmark_grid(
     t_vmap, z_vmap = best(
         lambda: evaluate_plane(module, loss_fn, batches, like, d1, d2, xs, xs, chunk_size)
     )
-    t_loop, z_loop = best(lambda: evaluate_plane_loop(module, loss_fn, batches, like, d1, d2, xs, xs))
+    t_loop, z_loop = best(
+        lambda: evaluate_plane_loop(module, loss_fn, batches, like, d1, d2, xs, xs)
+    )
     return {
         "points": float(resolution**2),
         "vmap_s": t_vmap,

@@ -26,13 +26,15 @@ def build_report(
     *,
     wandb: bool = False,
     wandb_mode: str | None = None,
+    storage: str | None = None,
 ) -> Path:
     """Write the report of the sweep in ``sweep_dir``; returns the report directory.
 
     ``wandb``: the CLI's ``--wandb``: log online when logged in and publish a W&B
     Report (needs ``wandb-workspaces``). ``wandb_mode``: force offline / online /
     disabled for the report's W&B run (default: offline, disabled when the
-    sweep's spec disables tracking).
+    sweep's spec disables tracking). ``storage``: the storage URL when sweep.json's
+    cannot be used (an RDB URL is recorded there with its password hidden).
     """
     import matplotlib
 
@@ -41,7 +43,7 @@ def build_report(
     from bench.report.collect import flat_rows, load_sweep, runs_csv
     from bench.report.figures import draw_all
 
-    data = load_sweep(sweep_dir)
+    data = load_sweep(sweep_dir, storage)
     target = Path(out) if out is not None else Path("reports") / data.name
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--out {target}: exists and is not a directory")
@@ -52,9 +54,8 @@ def build_report(
         comps = analysis.comparisons(data, summaries)
         found = findings.findings(data, summaries, comps)
         missing = findings.missing_items(data)
-        _, importance_notes = analysis.importances(data)
         figures = draw_all(data, summaries, tmp / "figures")
-        ctx = render.context(data, summaries, comps, found, figures, missing, importance_notes)
+        ctx = render.context(data, summaries, comps, found, figures, missing)
         (tmp / "runs.csv").write_text(runs_csv(data))
         render.write(tmp / "report.md", render.render_markdown(ctx, figures))
         render.write(tmp / "index.html", render.render_html(ctx, figures))

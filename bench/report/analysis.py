@@ -3,13 +3,15 @@ along each compared axis, the quality/throughput Pareto front, parameter importa
 
 Comparisons pool over the other axes *within matched cells*: for values ``a`` and
 ``b`` of an axis, each group holds the seed runs of the cells with that value,
-restricted to the combinations of the other axes where both ``a`` and ``b``
-have results, so a missing cell never tilts one side. Every pairwise
+restricted to the combinations of the other axes (strata) where both ``a`` and
+``b`` have results, so a missing cell never tilts one side; each value is
+centred on its stratum, so the other axes' effects add no noise. Every pairwise
 comparison of every axis is one family for the Holm correction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import warnings
@@ -101,10 +103,13 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
     minimize = direction == "minimize"
     extra = length_keys(data)
     cells = list(dict.fromkeys([*data.cells, *(r["cell"] for r in data.rows)]))
+    search = bool(data.spec.get("search"))
+    has_seeds = any(r["phase"] == "seed" for r in data.rows)
     out = []
     for cell in cells:
         rows = [r for r in data.rows if r["cell"] == cell]
-        if not rows and data.spec.get("search"):
+        # Search mode: the one tuning study is no cell once seed runs name the winners.
+        if (not rows and search) or (search and cell == "search" and has_seeds):
             continue
         seed_rows = [r for r in rows if r["phase"] == "seed" and r["status"] == "completed"]
         seed_rows = [r for r in seed_rows if quality(r, metric) is not None]
@@ -119,7 +124,7 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
         values = [quality(r, metric) for r in used]
         summary = CellSummary(
             cell=cell,
-            axes=_axes_of(data, cell, rows),
+            axes=_axes_of(data, cell, used or rows),
             source=source,
             quality=stats.bootstrap_mean_ci(values),
             values=values,
@@ -171,30 +176,49 @@ def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Com
         if len(values) < 2:
             continue
         for i, (va, vb) in enumerate(itertools.combinations(values, 2)):
-            ga, gb = _matched_groups(summaries, axis, va, vb, others)
-            out.append(stats.compare(axis, va, ga, vb, gb, seed=i))
+            (ga, gb), (ra, rb) = _matched_groups(summaries, axis, va, vb, others)
+            c = stats.compare(axis, va, ga, vb, gb, seed=i)
+            raw = {"mean_a": float(np.mean(ra)) if ra else None,
+                   "mean_b": float(np.mean(rb)) if rb else None}  # fmt: skip
+            out.append(dataclasses.replace(c, **raw))
     return stats.adjust(out)
 
 
 def _matched_groups(
     summaries: list[CellSummary], axis: str, va: str, vb: str, others: list[str]
-) -> tuple[list[float], list[float]]:
+) -> tuple[tuple[list[float], list[float]], tuple[list[float], list[float]]]:
+    """((centred a, centred b), (raw a, raw b)): ``va`` and ``vb`` values from matched strata.
+
+    A stratum is one combination of the other axes holding results for both
+    values; subtracting its midpoint (mean of the two sides' means) removes the
+    other axes' effects from the spread, so the test sees the within-stratum
+    difference only. With one stratum this is a plain shift and changes nothing.
+    """
     by: dict[tuple[str, tuple], list[float]] = {}
     for s in summaries:
         if not s.values:
             continue
         stratum = tuple(s.axes.get(o, "") for o in others)
         by.setdefault((s.axes.get(axis, ""), stratum), []).extend(s.values)
-    strata = {st for (v, st) in by if v == va} & {st for (v, st) in by if v == vb}
-    ga = [x for st in sorted(strata) for x in by[(va, st)]]
-    gb = [x for st in sorted(strata) for x in by[(vb, st)]]
-    return ga, gb
+    strata = sorted({st for (v, st) in by if v == va} & {st for (v, st) in by if v == vb})
+    ga: list[float] = []
+    gb: list[float] = []
+    for st in strata:
+        a, b = by[(va, st)], by[(vb, st)]
+        mid = (float(np.mean(a)) + float(np.mean(b))) / 2 if len(strata) > 1 else 0.0
+        ga += [x - mid for x in a]
+        gb += [x - mid for x in b]
+    raw_a = [x for st in strata for x in by[(va, st)]]
+    raw_b = [x for st in strata for x in by[(vb, st)]]
+    return (ga, gb), (raw_a, raw_b)
 
 
 # ----------------------------------------------------------------------------- pareto
 
 
-def pareto_front(quality_values: list[float], speed: list[float], minimize: bool = True) -> list[int]:
+def pareto_front(
+    quality_values: list[float], speed: list[float], minimize: bool = True
+) -> list[int]:
     """Indices of points no other point beats on both quality and speed (higher speed wins)."""
     q = np.asarray(quality_values, dtype=float) * (1 if minimize else -1)
     s = np.asarray(speed, dtype=float)
@@ -220,16 +244,19 @@ def importances(data: SweepData) -> tuple[dict[str, dict[str, float]], list[str]
 
     result: dict[str, dict[str, float]] = {}
     notes: list[str] = []
+    skipped: dict[str, list[str]] = {}  # reason -> studies
     for name, study in data.studies.items():
         if name.endswith("/seeds"):
             continue
         label = name.split("/tune/")[-1] if "/tune/" in name else name.split("/")[-1]
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(done) < 2:
-            notes.append(f"{label}: {len(done)} completed tuning trial(s); importance needs at least 2")
+            skipped.setdefault("fewer than 2 completed tuning trials", []).append(label)
             continue
         if len({p for t in done for p in t.params}) < 2:
-            notes.append(f"{label}: one tuned parameter, so its importance is 1 by definition")
+            skipped.setdefault(
+                "one tuned parameter, so its importance is 1 by definition", []
+            ).append(label)
             continue
         try:
             with warnings.catch_warnings():
@@ -239,4 +266,8 @@ def importances(data: SweepData) -> tuple[dict[str, dict[str, float]], list[str]
                 )
         except (RuntimeError, ValueError) as e:
             notes.append(f"{label}: importance not computed ({type(e).__name__}: {e})")
+    n_tuning = sum(not n.endswith("/seeds") for n in data.studies)
+    for reason, labels in skipped.items():
+        who = "every cell" if len(labels) == n_tuning > 1 else ", ".join(labels)
+        notes.append(f"{who}: {reason}")
     return result, notes

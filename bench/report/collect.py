@@ -24,6 +24,7 @@ import numpy as np
 
 from bench.config import ConfigError, safe_load
 
+DISCARDED = frozenset({"surplus", "duplicate"})  # bench.sweeps.study.DISCARDED
 SWEEP_JSON = "sweep.json"
 SPEC_YAML = "spec.yaml"
 # Run-directory file names (bench.records). Not imported from there: bench.records
@@ -84,8 +85,12 @@ class SweepData:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_sweep(sweep_dir: str | Path) -> SweepData:
-    """Read a sweep directory; ConfigError (one line) when it is not a readable sweep."""
+def load_sweep(sweep_dir: str | Path, storage: str | None = None) -> SweepData:
+    """Read a sweep directory; ConfigError (one line) when it is not a readable sweep.
+
+    ``storage``: the storage URL, when sweep.json's is not usable here (an RDB URL
+    is recorded with its password hidden).
+    """
     d = Path(sweep_dir)
     if not (d / SWEEP_JSON).is_file():
         raise ConfigError(f"{d}: not a sweep directory (no {SWEEP_JSON})")
@@ -102,8 +107,13 @@ def load_sweep(sweep_dir: str | Path) -> SweepData:
     except Exception as e:  # a broken spec.yaml must not hide the results
         raise ConfigError(f"{spec_path}: not valid YAML ({e})") from None
     name = str(meta["name"])
-    storage = _open_storage(d, str(meta["storage"]), spec)
-    studies = _load_studies(storage, name, d)
+    storage_obj = _open_storage(d, storage or str(meta["storage"]))
+    studies = _load_studies(storage_obj, name, d)
+    if not studies:
+        raise ConfigError(
+            f"{d}: storage {meta['storage']} holds no study of sweep '{name}' "
+            "(not this sweep's storage, or nothing recorded yet)"
+        )
 
     compare: dict[str, list[Any]] = spec.get("compare") or {}
     axis_keys = {k.removeprefix("model."): k for k in compare}
@@ -117,9 +127,9 @@ def load_sweep(sweep_dir: str | Path) -> SweepData:
     rows = []
     for study_name, study in studies.items():
         for t in study.get_trials(deepcopy=False):
-            rows.append(
-                _row(name, study_name, t, d, axis_keys, cell_overrides, tuned, objective)
-            )
+            if t.user_attrs.get("status") in DISCARDED:  # given back by a worker: holds no slot
+                continue
+            rows.append(_row(name, study_name, t, d, axis_keys, cell_overrides, tuned, objective))
     if not rows:
         raise ConfigError(f"{d}: sweep '{name}' has no trials yet (nothing to report)")
     task = (spec.get("base") or {}).get("task") or {}
@@ -148,12 +158,14 @@ def _default_seq_len() -> int:
     return TaskConfig().seq_len
 
 
-def _open_storage(d: Path, url: str, spec: dict[str, Any]) -> Any:
+def _open_storage(d: Path, url: str) -> Any:
     from bench.sweeps.storage import check_storage, is_rdb, open_storage
 
     if is_rdb(url):
         if "***" in url:
-            raise ConfigError(f"{d}: the storage URL in {SWEEP_JSON} has a hidden password")
+            raise ConfigError(
+                f"{d}: the storage URL in {SWEEP_JSON} has a hidden password; pass --storage URL"
+            )
         check_storage(url)
     else:
         p = Path(url)

@@ -81,16 +81,22 @@ def quality_by_cell(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     ax.set_yticks(range(len(shown)), [f"{label(data, s)}  (n={s.quality.n})" for s in shown])
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)")
-    ax.set_ylabel(axes_title(data))
-    ax.set_title("Quality per cell: mean and 95% bootstrap CI over seeds (open: no CI)")
+    ax.set_title(f"{axes_title(data)}: mean and 95% bootstrap CI (open circle: no CI)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
+def row_label(data: SweepData, row: dict[str, Any]) -> str:
+    """A run's axis values joined by ' / ' (its cell label; in search mode, its architecture)."""
+    vals = [str(row.get(a, "")) for a in data.axes]
+    return " / ".join(vals) if vals and all(vals) else str(row["cell"])
+
+
 def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     """Final quality against the tuned learning rate, per cell (tuning trials)."""
+    from matplotlib import colormaps
+
     metric, _ = analysis.quality_metric(data)
-    col = colors(summaries)
     pts: dict[str, list[tuple[float, float]]] = {}
     bad: dict[str, list[float]] = {}
     for r in data.runs():
@@ -99,26 +105,33 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
             continue
         q = analysis.quality(r, metric)
         if r["status"] == "completed" and q is not None:
-            pts.setdefault(r["cell"], []).append((float(lr), q))
+            pts.setdefault(row_label(data, r), []).append((float(lr), q))
         elif r["status"] == "diverged":
-            bad.setdefault(r["cell"], []).append(float(lr))
+            bad.setdefault(row_label(data, r), []).append(float(lr))
     if not pts:
         return "no completed tuning trial with a learning rate (train.lr not tuned?)"
+    order = [label(data, s) for s in summaries]
+    groups = sorted(
+        pts.keys() | bad.keys(), key=lambda k: (order.index(k) if k in order else len(order), k)
+    )
+    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
     fig = new_figure()
     ax = fig.add_subplot()
     top = max(q for v in pts.values() for _, q in v)
-    for s in summaries:
-        if s.cell in pts:
-            xy = np.array(sorted(pts[s.cell]))
-            ax.plot(xy[:, 0], xy[:, 1], "o-", color=col[s.cell], label=label(data, s), ms=5, lw=1)
-        if s.cell in bad:
-            ax.plot(bad[s.cell], [top] * len(bad[s.cell]), "x", color=col[s.cell], ms=8, mew=2)
+    for i, grp in enumerate(groups):
+        color = cmap(i % cmap.N)
+        if grp in pts:
+            xy = np.array(sorted(pts[grp]))
+            ax.plot(xy[:, 0], xy[:, 1], "o-", color=color, label=grp, ms=5, lw=1)
+        if grp in bad:
+            ax.plot(bad[grp], [top] * len(bad[grp]), "x", color=color, ms=8, mew=2,
+                    label=None if grp in pts else grp)  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (train.lr)")
     ax.set_ylabel(metric)
     ax.set_title("Learning-rate sensitivity (tuning trials; × = diverged)")
     ax.grid(alpha=0.3)
-    _legend(ax, len(pts))
+    _legend(ax, len(groups))
     return fig
 
 
@@ -205,7 +218,10 @@ def grad_norm_depth(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         axs[1].plot(depth, g[-1], "o-", color=col[s.cell], ms=4)
         axs[0].set_title(f"at init (step {int(steps[0])})")
         axs[1].set_title(f"at the end (step {int(steps[-1])})")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axs:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("block (input → output)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -215,8 +231,11 @@ def grad_norm_depth(data: SweepData, summaries: list[CellSummary]) -> Drawn:
 
 
 def _history_panels(
-    data: SweepData, summaries: list[CellSummary], keys: dict[str, Callable[[dict], float | None]],
-    missing: str, log: bool = False,
+    data: SweepData,
+    summaries: list[CellSummary],
+    keys: dict[str, Callable[[dict], float | None]],
+    missing: str,
+    log: tuple[str, ...] = (),
 ) -> Drawn:
     """One panel per derived quantity, one line per cell (its first run)."""
     col = colors(summaries)
@@ -237,7 +256,7 @@ def _history_panels(
             ax.plot(x, y, "o-", ms=3, lw=1.2, color=col[s.cell], label=label(data, s))
         ax.set_title(name if ls else f"{name}: not measured")
         ax.set_xlabel("step")
-        if log and ls and all(np.all(y > 0) for _, _, y in ls):
+        if name in log and ls and all(np.all(y > 0) for _, _, y in ls):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     _legend(axs[0], len(lines[next(iter(keys))]))
@@ -272,7 +291,7 @@ def noise_and_entropy(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         {"cond/noise_scale": _key("cond/noise_scale"),
          "attention entropy (mean over layers)": _mean_prefix("cond/attn_entropy/")},
         "not measured (no cond/noise_scale or cond/attn_entropy/... in metrics.csv)",
-        log=True,
+        log=("cond/noise_scale",),
     )  # fmt: skip
 
 
@@ -292,7 +311,7 @@ def landscapes(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     if not found:
         return "not measured (no diagnostics/landscape_random.npz; run `bench landscape`)"
     n = len(found)
-    cols = min(n, 3)
+    cols = n if n <= 3 else math.ceil(math.sqrt(n))  # 4 -> 2x2, 5..9 -> 3 wide
     rows = math.ceil(n / cols)
     fig = new_figure(3.0 * rows + 0.6, min(WIDTH, 2.9 * cols + 1.2))
     axs = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()

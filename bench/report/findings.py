@@ -4,6 +4,7 @@ and the list of what is missing (runs still going, failed, diverged).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,17 @@ from bench.report.collect import SweepData
 
 def g(x: float | None, digits: int = 4) -> str:
     """A number for prose and tables: 4 significant digits; '–' when absent."""
-    if x is None:
+    if x is None or not math.isfinite(x):
         return "–"
-    return f"{x:.{digits}g}"
+    if x == 0:
+        return "0"
+    if abs(x) >= max(1000, 10**digits):
+        return f"{x:,.0f}"
+    if abs(x) >= 10**digits:
+        return f"{x:.0f}"
+    if abs(x) < 1e-3:
+        return f"{x:.{max(digits - 1, 0)}e}"
+    return f"{x:#.{digits}g}".rstrip(".")
 
 
 def ci(est: stats.Estimate) -> str:
@@ -45,10 +54,9 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
     """One comparison in words, with its numbers and verdict."""
     n = f"{c.n_a} vs {c.n_b} runs"
     if c.verdict == stats.NOT_ENOUGH and min(c.n_a, c.n_b) == 0:
-        empty = " and ".join(v for v, n in ((c.a, c.n_a), (c.b, c.n_b)) if n == 0)
         return Finding(
-            f"{c.axis}: {c.a} vs {c.b}: cannot compare, {empty} has no finished run "
-            "in a matched cell.",
+            f"{c.axis}: {c.a} vs {c.b}: cannot compare, no combination of the other axes "
+            f"has finished runs for both {c.a} and {c.b}.",
             "caution",
         )
     if c.verdict == stats.NOT_ENOUGH:
@@ -75,7 +83,9 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
     effect = f", Hedges' g = {g(abs(c.hedges_g), 2)}" if c.hedges_g is not None else ""
     stat = f"p = {g(c.p_adj, 2)}, Holm-corrected, {n}{effect}"
     if c.verdict == stats.SIGNIFICANT:
-        return Finding(f"{c.axis}: {win} beats {lose} by {g(size, 3)} {metric} {interval} ({stat}).")
+        return Finding(
+            f"{c.axis}: {win} beats {lose} by {g(size, 3)} {metric} {interval} ({stat})."
+        )
     return Finding(
         f"{c.axis}: {win} vs {lose}: {win} is ahead by {g(size, 3)} {metric} {interval}, "
         f"but this is not significant ({stat}).",
@@ -110,8 +120,8 @@ def findings(
         f0, f1 = fast[0], fast[-1]
         ratio = f0.metrics["tokens/s"].mean / f1.metrics["tokens/s"].mean
         out.append(Finding(
-            f"Fastest: {_label(data, f0)} at {g(f0.metrics['tokens/s'].mean, 3)} tokens/s, "
-            f"{ratio:.2f}x the slowest ({_label(data, f1)}, {g(f1.metrics['tokens/s'].mean, 3)})."
+            f"Fastest: {_label(data, f0)} at {g(f0.metrics['tokens/s'].mean)} tokens/s, "
+            f"{ratio:.2f}x the slowest ({_label(data, f1)}, {g(f1.metrics['tokens/s'].mean)})."
         ))  # fmt: skip
     keys = analysis.length_keys(data)
     if "loss@4x" in keys or "loss@2x" in keys:

@@ -108,7 +108,11 @@ def log_report(
             return Path(sync_file)
         return data.dir / "wandb"
     except Exception as e:  # the files on disk are the report; W&B is a copy
-        warnings.warn(f"report not logged to W&B: {type(e).__name__}: {e}", ReportTrackingWarning, stacklevel=2)
+        warnings.warn(
+            f"report not logged to W&B: {type(e).__name__}: {e}",
+            ReportTrackingWarning,
+            stacklevel=2,
+        )
         return None
 
 
@@ -154,5 +158,9 @@ def publish_wandb_report(data: SweepData, findings: list[str], metric: str) -> s
         report.save()
         return str(report.url)
     except Exception as e:
-        warnings.warn(f"W&B Report not published: {type(e).__name__}: {e}", ReportTrackingWarning, stacklevel=2)
+        warnings.warn(
+            f"W&B Report not published: {type(e).__name__}: {e}",
+            ReportTrackingWarning,
+            stacklevel=2,
+        )
         return None

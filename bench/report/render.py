@@ -26,7 +26,10 @@ METHOD = (
     "Per cell: mean over the seed re-runs of the cell's best configuration (when the "
     "sweep has none yet: its best tuning trial, n = 1). Comparisons pool over the other "
     "axes within matched cells: only combinations of the other axes where both values "
-    "have results enter either side."
+    "have results enter, and each run is centred on its combination's midpoint, so the "
+    "difference and its test are within-combination (mean a and mean b are the raw "
+    "pooled means). Bootstrap intervals from few seeds (n < 5) are too "
+    "narrow: read them as rough."
 )
 
 
@@ -62,11 +65,20 @@ def _fence(text: str) -> str:
 # ----------------------------------------------------------------------------- tables
 
 
-def cell_table(data: SweepData, summaries: list[CellSummary]) -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, rows, metrics measured nowhere) of the per-cell table."""
+def cell_table(
+    data: SweepData, summaries: list[CellSummary]
+) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, rows, metrics measured nowhere) of the per-cell table.
+
+    A metric no run of the sweep measured gets no column (it is named in the
+    note instead); a metric some cells lack shows '–' in those cells.
+    """
     metric, _ = analysis.quality_metric(data)
-    extra = list(analysis.length_keys(data))
-    labels = [*extra, *analysis.TABLE_METRICS]
+    candidates = [*analysis.length_keys(data), *analysis.TABLE_METRICS]
+    labels = [lab for lab in candidates if any(s.metrics[lab].mean is not None for s in summaries)]
+    unmeasured = [
+        lab for lab in ("loss@2x", "loss@4x", *analysis.TABLE_METRICS) if lab not in labels
+    ]
     header = [*(data.axes or ["cell"]), "runs", f"{metric} [95% CI]", "best lr", *labels,
               "diverged", "params"]  # fmt: skip
     rows = []
@@ -75,16 +87,19 @@ def cell_table(data: SweepData, summaries: list[CellSummary]) -> tuple[list[str]
         div = f"{s.diverged}/{s.finished}" if s.finished else "–"
         rows.append([
             *lead,
-            f"{s.quality.n} ({s.source})" if s.quality.n else s.source,
+            _runs_cell(s),
             ci(s.quality),
-            g(s.lr, 3),
+            f"{s.lr:.2g}" if s.lr is not None else "–",
             *(_metric_cell(lab, s.metrics[lab]) for lab in labels),
             div,
             f"{s.params:,}" if s.params else "–",
         ])  # fmt: skip
-    all_labels = ["loss@2x", "loss@4x", *analysis.TABLE_METRICS]
-    unmeasured = [lab for lab in all_labels if lab not in labels or all(s.metrics[lab].mean is None for s in summaries)]
     return header, rows, unmeasured
+
+
+def _runs_cell(s: CellSummary) -> str:
+    """'3' seed runs; '1*' for a cell judged on its best tuning trial; '0' with none."""
+    return {"seed runs": str(s.quality.n), "best tuning trial": "1*"}.get(s.source, "0")
 
 
 def _metric_cell(lab: str, est: stats.Estimate) -> str:
@@ -118,7 +133,10 @@ def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
     for m in ms:
         for k, v in (m.get("packages") or {}).items():
             packages.setdefault(k, set()).add(str(v))
-    pk = ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(packages.items())) or "not recorded"
+    pk = (
+        ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(packages.items()))
+        or "not recorded"
+    )
     seeds = sorted({str(r["seed"]) for r in data.rows if r["phase"] == "seed" and r["seed"] != ""})
     rows = [
         ("sweep", data.name),
@@ -153,7 +171,6 @@ def context(
     found: list[Finding],
     figures: list[RenderedFigure],
     missing: list[dict[str, Any]],
-    importance_notes: list[str],
 ) -> dict[str, Any]:
     """Everything both templates show."""
     metric, direction = analysis.quality_metric(data)
@@ -180,7 +197,6 @@ def context(
         "comp_rows": comp_rows,
         "alpha": stats.ALPHA,
         "figures": figures,
-        "importance_notes": importance_notes,
         "missing": missing,
         "repro": repro,
         "commands": commands,
@@ -192,7 +208,13 @@ def context(
 def _figure_entries(figures: list[RenderedFigure], embed: bool) -> list[dict[str, Any]]:
     out = []
     for f in figures:
-        entry = {"title": f.title, "caption": f.caption, "note": f.note, "file": None, "data_uri": None}
+        entry = {
+            "title": f.title,
+            "caption": f.caption,
+            "note": f.note,
+            "file": None,
+            "data_uri": None,
+        }
         if f.path is not None:
             entry["file"] = f"figures/{f.path.name}"
             if embed:

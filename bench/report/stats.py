@@ -126,7 +126,9 @@ def compare(
     mean_a = float(xa.mean()) if len(xa) else None
     mean_b = float(xb.mean()) if len(xb) else None
     diff = mean_a - mean_b if mean_a is not None and mean_b is not None else None
-    base = Comparison(axis, name_a, name_b, len(xa), len(xb), mean_a, mean_b, diff, None, None, None, None)
+    base = Comparison(
+        axis, name_a, name_b, len(xa), len(xb), mean_a, mean_b, diff, None, None, None, None
+    )
     if len(xa) < MIN_SEEDS or len(xb) < MIN_SEEDS:
         return base
     lo, hi = bootstrap_diff_ci(xa, xb, seed=seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from bench.sweeps.layout import is_sweep_dir, open_sweep_dir
 from bench.sweeps.storage import check_storage, open_storage
 
 
-def start_dashboard(sweep_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None) -> int:
+def start_dashboard(
+    sweep_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None
+) -> int:
     """Serve optuna-dashboard for a sweep directory (or a storage URL) until interrupted."""
     from optuna_dashboard import run_server
 
@@ -21,14 +24,14 @@ def start_dashboard(sweep_dir: str | Path, host: str = "127.0.0.1", port: int = 
     else:
         url = str(sweep_dir)
         if "://" not in url:
-            raise ConfigError(f"{sweep_dir}: not a sweep directory (no sweep.json) nor a storage URL")
+            raise ConfigError(
+                f"{sweep_dir}: not a sweep directory (no sweep.json) nor a storage URL"
+            )
         check_storage(url)
         backend = open_storage(url)
     print(f"optuna-dashboard: http://{host}:{port}/", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it
         run_server(backend, host=host, port=port)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

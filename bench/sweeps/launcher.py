@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import fail_trial
 from bench.sweeps.spec import build_cell_config
-from bench.sweeps.worker import EXIT_INTERRUPTED
+from bench.sweeps.storage import quiet_optuna
+from bench.sweeps.worker import EXIT_INTERRUPTED, STORAGE_ENV
 
 MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying is a bug, not bad luck
 STOP_GRACE = 60.0  # seconds a stopping worker gets to record its trial before SIGKILL
@@ -95,12 +95,20 @@ def assign_devices(
             )
         threads = max(cores // n, 1)
         return [
-            Slot(str(i), {"CUDA_VISIBLE_DEVICES": ",".join(g), "OMP_NUM_THREADS": str(threads)}, threads)
+            Slot(
+                str(i),
+                {"CUDA_VISIBLE_DEVICES": ",".join(g), "OMP_NUM_THREADS": str(threads)},
+                threads,
+            )
             for i, g in enumerate(groups[:n])
         ]
     n = workers or 1
     threads = max(cores // (n * per_trial), 1)
-    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
     return [Slot(str(i), dict(env), threads) for i in range(n)]
 
 
@@ -125,16 +133,31 @@ class Supervisor:
 
     def spawn(self, slot: Slot) -> subprocess.Popen:
         cmd = [
-            sys.executable, "-m", "bench.sweeps.worker", str(self.sweep.dir),
-            "--out", str(self.sweep.dir), "--storage", self.sweep.storage_url,
-            "--worker-id", slot.worker_id, "--threads", str(slot.threads),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "bench.sweeps.worker",
+            str(self.sweep.dir),
+            "--out",
+            str(self.sweep.dir),
+            "--worker-id",
+            slot.worker_id,
+            "--threads",
+            str(slot.threads),
+        ]
         if self.deadline is not None:
             cmd += ["--deadline", repr(self.deadline)]
         log = open(self.sweep.worker_file(slot.worker_id).with_suffix(".log"), "ab")  # noqa: SIM115
-        env = {**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"}
+        # The storage URL travels in the environment: a password must not show in `ps`.
+        env = {
+            **os.environ,
+            **slot.env,
+            "PYTHONUNBUFFERED": "1",
+            STORAGE_ENV: self.sweep.storage_url,
+        }
         # Own session: a terminal Ctrl-C reaches only the launcher, which forwards it once.
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def handle_dead(self, proc: _Proc, rc: int, status: str = "failed") -> None:
         """Fail (and re-enqueue) the trial a dead worker was running."""
@@ -152,8 +175,12 @@ class Supervisor:
         how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
         study = optuna.load_study(study_name=state["study"], storage=self.sweep.open_storage())
         retry = None if status == "interrupted" else self.sweep.spec.retry.max_retries
-        if fail_trial(study, state["trial_id"], status, f"worker {proc.slot.worker_id} died ({how})", retry):
-            self.events.append(f"worker {proc.slot.worker_id} died ({how}); trial {state['number']} of {state['study']} failed and re-enqueued")
+        if fail_trial(
+            study, state["trial_id"], status, f"worker {proc.slot.worker_id} died ({how})", retry
+        ):
+            self.events.append(
+                f"worker {proc.slot.worker_id} died ({how}); trial {state['number']} of {state['study']} failed and re-enqueued"
+            )
         state_file.unlink(missing_ok=True)
 
     def run(self, on_tick: Any = None) -> int:
@@ -227,7 +254,11 @@ def run_sweep(
         sup.stop_requested = True
 
     old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    display = LiveStatus(sweep, workers=len(slots)) if (live if live is not None else sys.stdout.isatty()) else None
+    display = (
+        LiveStatus(sweep, workers=len(slots))
+        if (live if live is not None else sys.stdout.isatty())
+        else None
+    )
     try:
         if display is not None:
             with display:
@@ -258,9 +289,22 @@ def build_parser():
 
 def add_sweep_arguments(p) -> None:
     p.add_argument("spec", help="sweep spec YAML, or an existing sweep directory to resume")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per GPU group, or 1 on CPU)")
-    p.add_argument("--devices", default=None, help="GPU ids, e.g. 0,1 ('cpu' for CPU slots; default: all visible GPUs)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the sweep directory)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per GPU group, or 1 on CPU)",
+    )
+    p.add_argument(
+        "--devices",
+        default=None,
+        help="GPU ids, e.g. 0,1 ('cpu' for CPU slots; default: all visible GPUs)",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: journal file in the sweep directory)",
+    )
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
 
 

@@ -88,7 +88,11 @@ def prepare_sweep(
             )
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise ConfigError(f"out={sweep_dir}: exists and is not a sweep directory")
-    if storage is None and recorded is not None and not is_rdb(recorded):
+    if storage is None and recorded is not None:
+        if "***" in recorded:
+            raise ConfigError(
+                f"out={sweep_dir}: its storage URL has a hidden password; pass --storage URL"
+            )
         url = recorded
     else:
         url = storage or default_storage(sweep_dir)

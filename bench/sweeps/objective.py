@@ -78,10 +78,19 @@ class Interrupted(KeyboardInterrupt):
     """The worker was asked to stop while a trial ran; the trial has been re-enqueued."""
 
 
+def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """Seconds between heartbeats (RDB storages with heartbeats), else None."""
+    return getattr(storage, "get_heartbeat_interval", lambda: None)()
+
+
 @contextmanager
 def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
-    """Record heartbeats for an RDB storage while a trial runs (no-op for journal files)."""
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    """Record heartbeats for an RDB storage while a trial runs (no-op for journal files).
+
+    Optuna only judges trials with at least one heartbeat: the worker records the
+    first one right after ``ask`` (see ``Worker.claim``), this thread the rest.
+    """
+    interval = heartbeat_interval(storage)
     if not interval:
         yield
         return
@@ -139,7 +148,9 @@ def requeue(study: optuna.Study, trial_id: int, max_retry: int | None) -> None:
         RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
 
 
-def fail_trial(study: optuna.Study, trial_id: int, status: str, reason: str, retry: int | None | bool) -> bool:
+def fail_trial(
+    study: optuna.Study, trial_id: int, status: str, reason: str, retry: int | bool | None
+) -> bool:
     """Mark a RUNNING trial FAIL with ``status``/``reason``; optionally enqueue a retry.
 
     ``retry``: False for none, None for unlimited, an int for at most that many.
@@ -165,7 +176,12 @@ def trial_config(sweep: Sweep, job: TrialJob, params: dict[str, Any], threads: i
     spec = sweep.spec
     n = job.trial.number
     run_dir = sweep.run_dir(job.phase, job.cell, n)
-    meta: dict[str, Any] = {"cell": job.cell, "phase": job.phase, "trial": n, "study": job.study.study_name}
+    meta: dict[str, Any] = {
+        "cell": job.cell,
+        "phase": job.phase,
+        "trial": n,
+        "study": job.study.study_name,
+    }
     overrides: dict[str, Any] = {**job.overrides, **params}
     if job.seed is not None:
         overrides["train.seed"] = job.seed
@@ -198,7 +214,12 @@ def execute(
     from bench.run import train_run  # heavy import, only where training happens
 
     spec, trial, study = sweep.spec, job.trial, job.study
-    attrs: dict[str, Any] = {"cell": job.cell, "phase": job.phase, "worker": worker, "status": "running"}
+    attrs: dict[str, Any] = {
+        "cell": job.cell,
+        "phase": job.phase,
+        "worker": worker,
+        "status": "running",
+    }
     if job.seed is not None:
         attrs["seed"] = job.seed
     try:
@@ -220,10 +241,14 @@ def execute(
     os.environ[TRIAL_CONFIG_ENV] = str(scratch)  # DDP ranks > 0 re-run the worker and read it
     os.environ[PRUNE_METRIC_ENV] = pruner_cb.metric if pruner_cb else ""
     try:
-        with heartbeat(study._storage, trial._trial_id), ddp_isolated():
-            result = train_run(cfg, [pruner_cb] if pruner_cb else [], command=f"bench sweep {spec.name}")
+        with ddp_isolated():
+            result = train_run(
+                cfg, [pruner_cb] if pruner_cb else [], command=f"bench sweep {spec.name}"
+            )
     except KeyboardInterrupt:
-        fail_trial(study, trial._trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None)
+        fail_trial(
+            study, trial._trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None
+        )
         raise Interrupted from None
     except Exception as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -258,7 +283,12 @@ def _judge(result, spec, pruner_cb: PruningCallback | None, multi: bool):
     for o in spec.objectives:
         v = result.metrics.get(o.metric)
         if v is None or not math.isfinite(v):
-            return "failed", f"objective metric {o.metric!r} missing or not finite", TrialState.FAIL, None
+            return (
+                "failed",
+                f"objective metric {o.metric!r} missing or not finite",
+                TrialState.FAIL,
+                None,
+            )
         values.append(float(v))
     return "completed", result.reason, None, values if multi else values[0]
 

@@ -70,7 +70,9 @@ def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def _hyperband(steps: int, every: int) -> optuna.pruners.BasePruner:
-    return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=steps, reduction_factor=3)
+    return optuna.pruners.HyperbandPruner(
+        min_resource=every, max_resource=steps, reduction_factor=3
+    )
 
 
 def _median(steps: int, every: int) -> optuna.pruners.BasePruner:

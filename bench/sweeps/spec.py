@@ -81,7 +81,7 @@ class ParamSpec(_Strict):
             return list(range(int(self.low), int(self.high) + 1, step))
         if self.step is None:
             return None
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        n = math.floor((self.high - self.low) / self.step + 1e-9) + 1
         return [self.low + i * self.step for i in range(n)]
 
 
@@ -103,7 +103,9 @@ class TuneSpec(_Strict):
                 p = {"choices": p}
             if isinstance(p, dict) and "type" not in p and "choices" not in p:
                 raw = [p.get("low"), p.get("high"), p.get("step")]
-                is_int = all(x is None or (isinstance(x, int) and not isinstance(x, bool)) for x in raw)
+                is_int = all(
+                    x is None or (isinstance(x, int) and not isinstance(x, bool)) for x in raw
+                )
                 p = {**p, "type": "int" if is_int and not p.get("log") else "float"}
             out[key] = p
         return out
@@ -150,7 +152,7 @@ class SweepSpec(_Strict):
     search: TuneSpec | None = None
     seeds: int = Field(0, ge=0)
     objective: Objective | list[Objective] = Field(default_factory=Objective)
-    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pruner: Literal["hyperband", "median", "none"] | None = None  # None: hyperband, none if multi
     budget: Budget = Field(default_factory=Budget)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     seed: int = 0  # sampler seed
@@ -160,16 +162,22 @@ class SweepSpec(_Strict):
         if (self.compare is None) == (self.search is None):
             raise ValueError("give exactly one of 'compare' (cells) or 'search' (one study)")
         if self.search is not None and self.tune is not None:
-            raise ValueError("tune: only with compare; in search mode put every parameter in search.params")
+            raise ValueError(
+                "tune: only with compare; in search mode put every parameter in search.params"
+            )
         for key, values in (self.compare or {}).items():
             if not values:
                 raise ValueError(f"compare.{key}: no values; give at least one")
         if not self.objectives:
             raise ValueError("objective: empty list; give at least one metric")
         if len(self.objectives) > 1 and self.compare is not None:
-            raise ValueError("objective: several objectives need search mode (compare is single-objective)")
-        if len(self.objectives) > 1 and "pruner" in self.model_fields_set and self.pruner != "none":
-            raise ValueError(f"pruner={self.pruner!r}: pruning is single-objective only; use pruner: none")
+            raise ValueError(
+                "objective: several objectives need search mode (compare is single-objective)"
+            )
+        if len(self.objectives) > 1 and self.pruner not in (None, "none"):
+            raise ValueError(
+                f"pruner={self.pruner!r}: pruning is single-objective only; use pruner: none"
+            )
         return self
 
     @property
@@ -182,7 +190,9 @@ class SweepSpec(_Strict):
 
     @property
     def effective_pruner(self) -> str:
-        return "none" if self.multi_objective else self.pruner
+        if self.pruner is not None:
+            return self.pruner
+        return "none" if self.multi_objective else "hyperband"
 
     @property
     def space(self) -> TuneSpec | None:
@@ -295,7 +305,11 @@ def _allowed(loc: tuple[Any, ...]) -> str:
             continue
         ann = field.annotation
         model = next(
-            (a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)),
+            (
+                a
+                for a in (ann, *getattr(ann, "__args__", ()))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
             model,
         )
     if isinstance(model, type) and issubclass(model, BaseModel):

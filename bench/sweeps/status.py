@@ -22,7 +22,7 @@ COLUMNS = ("complete", "running", "waiting", "pruned", "diverged", "failed")
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
@@ -35,7 +35,14 @@ def status_table(rows: list[CellStatus], title: str = "") -> Table:
         t = r.tally
         budget = "?" if r.budget is None else str(r.budget)
         best = "-" if r.best is None else f"{r.best:.4g}"
-        table.add_row(r.phase, r.cell, f"{t.done}/{budget}", *(str(t[c]) for c in COLUMNS), best, _fmt_eta(r.eta))
+        table.add_row(
+            r.phase,
+            r.cell,
+            f"{t.done}/{budget}",
+            *(str(t[c]) for c in COLUMNS),
+            best,
+            _fmt_eta(r.eta),
+        )
     return table
 
 
@@ -48,7 +55,9 @@ class LiveStatus:
         self.live = Live(self._render(), refresh_per_second=2, transient=False)
 
     def _render(self) -> Table:
-        return status_table(sweep_status(self.storage, self.sweep.spec, self.workers), self.sweep.spec.name)
+        return status_table(
+            sweep_status(self.storage, self.sweep.spec, self.workers), self.sweep.spec.name
+        )
 
     def refresh(self) -> None:
         self.live.update(self._render())
@@ -80,7 +89,9 @@ def storage_rows(url: str) -> list[CellStatus]:
         study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         t = tally(trials)
-        phase = "seed" if name.endswith("/seeds") else "search" if name.endswith("/search") else "tune"
+        phase = (
+            "seed" if name.endswith("/seeds") else "search" if name.endswith("/search") else "tune"
+        )
         best = None
         if len(study.directions) == 1 and t["complete"]:
             best = float(study.best_value)
@@ -96,7 +107,9 @@ def print_status(target: str | Path, storage: str | None = None) -> int:
         return 0
     url = str(target)
     if "://" not in url and not Path(url).is_file():
-        raise ConfigError(f"{target}: neither a sweep directory (with sweep.json) nor a storage URL / journal file")
+        raise ConfigError(
+            f"{target}: neither a sweep directory (with sweep.json) nor a storage URL / journal file"
+        )
     check_storage(url)
     rows = storage_rows(url)
     if not rows:

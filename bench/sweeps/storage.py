@@ -9,6 +9,8 @@ creating anything, so a bad URL fails before the sweep directory exists.
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from bench.config import ConfigError
 from bench.sweeps.spec import RetrySpec
 
 JOURNAL_NAME = "journal.log"
+RDB_CREATE_ATTEMPTS = 5
 JOURNAL_LOCK_GRACE = 10  # seconds before a lock left by a killed process is broken
 
 
@@ -69,17 +72,28 @@ def open_storage(url: str, retry: RetrySpec | None = None) -> optuna.storages.Ba
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         lock = JournalFileSymlinkLock(url, grace_period=JOURNAL_LOCK_GRACE)
         return JournalStorage(JournalFileBackend(url, lock_obj=lock))
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=retry.heartbeat_interval,
-            grace_period=retry.grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                max_retry=retry.max_retries
-            ),
-        )
+    import sqlalchemy.exc
+
+    for attempt in range(RDB_CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=retry.heartbeat_interval,
+                    grace_period=retry.grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=retry.max_retries
+                    ),
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers starting together on an empty database race to create Optuna's
+            # tables and types; the loser finds them created on the next attempt.
+            if attempt == RDB_CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")
 
 
 def quiet_optuna() -> None:

@@ -283,7 +283,17 @@ def sweep_status(
         t = tally(study.get_trials(deepcopy=False))
         best = best_value(study, spec.multi_objective)
         phase = "search" if spec.search is not None else "tune"
-        rows.append(CellStatus(cell.study, cell.key, phase, cell.budget, t, best, eta_seconds(t, cell.budget, workers)))
+        rows.append(
+            CellStatus(
+                cell.study,
+                cell.key,
+                phase,
+                cell.budget,
+                t,
+                best,
+                eta_seconds(t, cell.budget, workers),
+            )
+        )
     if spec.seeds:
         study = load_study(storage, seed_study_name(spec))
         by_cell: dict[str, list[FrozenTrial]] = {}
@@ -293,7 +303,17 @@ def sweep_status(
         for cell_name, trials in by_cell.items():
             t = tally(trials)
             best = _mean_value(trials)
-            rows.append(CellStatus(study.study_name, cell_name, "seed", spec.seeds, t, best, eta_seconds(t, spec.seeds, workers)))
+            rows.append(
+                CellStatus(
+                    study.study_name,
+                    cell_name,
+                    "seed",
+                    spec.seeds,
+                    t,
+                    best,
+                    eta_seconds(t, spec.seeds, workers),
+                )
+            )
     return rows
 
 
@@ -301,5 +321,3 @@ def _mean_value(trials: Sequence[FrozenTrial]) -> float | None:
     """Mean first objective over a cell's completed seed runs (the table's "best" column)."""
     values = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
     return sum(values) / len(values) if values else None
-def now() -> float:
-    return time.time()

@@ -18,13 +18,21 @@ from bench.config import build_run_config
 from bench.sweeps.layout import Sweep
 from bench.sweeps.study import outcome, plan, seed_study_name
 
-SUMMARY_METRICS = ("val/loss", "best/val/loss", "val/acc", "val/exact_match", "throughput/tokens_per_sec")
+SUMMARY_METRICS = (
+    "val/loss",
+    "best/val/loss",
+    "val/acc",
+    "val/exact_match",
+    "throughput/tokens_per_sec",
+)
 
 
 def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
     """One flat dict per trial of the sweep (tuning and seed studies)."""
     storage = sweep.open_storage()
-    names = [c.study for c in plan(sweep.spec)] + ([seed_study_name(sweep.spec)] if sweep.spec.seeds else [])
+    names = [c.study for c in plan(sweep.spec)] + (
+        [seed_study_name(sweep.spec)] if sweep.spec.seeds else []
+    )
     metrics_cols = [o.metric for o in sweep.spec.objectives]
     rows = []
     for name in names:
@@ -79,7 +87,10 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
             name=f"{sweep.spec.name}-sweep",
             dir=str(sweep.dir),
             mode=cfg.tracking.mode,
-            config={"sweep": sweep.spec.model_dump(mode="json"), "storage": str(sweep.storage_url).split("@")[-1]},
+            config={
+                "sweep": sweep.spec.model_dump(mode="json"),
+                "storage": str(sweep.storage_url).split("@")[-1],
+            },
             settings=wandb_settings(cfg.tracking.mode),
             tags=["sweep"],
             reinit="create_new",

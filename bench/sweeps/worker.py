@@ -32,7 +32,6 @@ import optuna
 
 from bench import records
 from bench.config import ConfigError
-from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import (
     Interrupted,
@@ -40,11 +39,14 @@ from bench.sweeps.objective import (
     ddp_follower,
     execute,
     fail_trial,
+    heartbeat,
+    heartbeat_interval,
     host_worker_id,
     run_ddp_follower,
 )
 from bench.sweeps.space import make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
+from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.study import (
     enqueue_missing_seed_jobs,
     is_duplicate,
@@ -56,6 +58,7 @@ from bench.sweeps.study import (
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
 EXIT_INTERRUPTED = 130
+STORAGE_ENV = "BENCH_SWEEP_STORAGE"  # how the launcher hands workers the storage URL
 
 
 @dataclass
@@ -111,14 +114,16 @@ class Worker:
             if t["waiting"] == 0 and (t.used >= cell.budget or cap_left <= 0):
                 busy |= t["running"] > 0
                 continue
-            trial = study.ask()
-            self.current = (study, trial._trial_id)
+            trial = self._ask(study)
             frozen = study._storage.get_trial(trial._trial_id)
-            if "failed_trial" not in frozen.system_attrs:  # fresh: does the budget still hold it?
-                if tally(study.get_trials(deepcopy=False), below=trial.number).used >= cell.budget:
-                    self._give_back(study, trial._trial_id, "surplus")
-                    busy = True
-                    continue
+            fresh = "failed_trial" not in frozen.system_attrs  # not a retry: is there budget left?
+            if (
+                fresh
+                and tally(study.get_trials(deepcopy=False), below=trial.number).used >= cell.budget
+            ):
+                self._give_back(study, trial._trial_id, "surplus")
+                busy = True
+                continue
             tags = [f"{k.removeprefix('model.')}={v}" for k, v in cell.overrides.items()]
             return TrialJob(study, trial, phase, cell.key, dict(cell.overrides), tags=tags)
         if busy:
@@ -134,8 +139,7 @@ class Worker:
         t = tally(study.get_trials(deepcopy=False))
         if t["waiting"] == 0:
             return WAIT if t["running"] else None
-        trial = study.ask()
-        self.current = (study, trial._trial_id)
+        trial = self._ask(study)
         frozen = study._storage.get_trial(trial._trial_id)
         if "job" not in frozen.user_attrs:  # another worker popped the job first
             self._give_back(study, trial._trial_id, "surplus")
@@ -145,8 +149,20 @@ class Worker:
             return WAIT
         a = frozen.user_attrs
         overrides = json.loads(a["overrides"])
-        tags = [f"{k.removeprefix('model.')}={v}" for k, v in overrides.items() if k.startswith("model.")]
+        tags = [
+            f"{k.removeprefix('model.')}={v}"
+            for k, v in overrides.items()
+            if k.startswith("model.")
+        ]
         return TrialJob(study, trial, "seed", a["cell"], overrides, seed=int(a["seed"]), tags=tags)
+
+    def _ask(self, study: optuna.Study) -> optuna.Trial:
+        """Ask a trial and at once record a heartbeat: a trial without one is never judged stale."""
+        trial = study.ask()
+        self.current = (study, trial._trial_id)
+        if heartbeat_interval(study._storage):
+            study._storage.record_heartbeat(trial._trial_id)
+        return trial
 
     def _give_back(self, study: optuna.Study, trial_id: int, status: str) -> None:
         fail_trial(study, trial_id, status, "budget already taken by another worker", retry=False)
@@ -176,17 +192,27 @@ class Worker:
                 assert isinstance(job, TrialJob)
                 records.write_json(
                     state_file,
-                    {"pid": os.getpid(), "study": job.study.study_name, "trial_id": job.trial._trial_id,
-                     "number": job.trial.number, "started": time.time()},
+                    {
+                        "pid": os.getpid(),
+                        "study": job.study.study_name,
+                        "trial_id": job.trial._trial_id,
+                        "number": job.trial.number,
+                        "started": time.time(),
+                    },
                 )
-                execute(self.sweep, job, self.label, scratch, self.threads)
+                with heartbeat(job.study._storage, job.trial._trial_id):
+                    execute(self.sweep, job, self.label, scratch, self.threads)
                 self.current = None
                 state_file.unlink(missing_ok=True)
         except KeyboardInterrupt as e:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
+            signal.signal(
+                signal.SIGINT, signal.SIG_IGN
+            )  # a second Ctrl-C must not cut the clean-up
             if self.current is not None and not isinstance(e, Interrupted):
                 study, trial_id = self.current
-                fail_trial(study, trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None)
+                fail_trial(
+                    study, trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None
+                )
             state_file.unlink(missing_ok=True)
             return EXIT_INTERRUPTED
 
@@ -221,7 +247,9 @@ def run_worker(
 
         torch.set_num_threads(threads)
     signal.signal(signal.SIGTERM, _sigterm)
-    worker = Worker(sweep, str(worker_id if worker_id is not None else os.getpid()), threads, deadline)
+    worker = Worker(
+        sweep, str(worker_id if worker_id is not None else os.getpid()), threads, deadline
+    )
     return worker.run()
 
 
@@ -234,7 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="sweep spec YAML, or an existing sweep directory")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: the sweep's journal file)")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"Optuna storage URL (default: ${STORAGE_ENV}, else the sweep's journal file)",
+    )
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
     p.add_argument("--worker-id", default=None, help="name of this worker (default: its pid)")
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
@@ -247,8 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_ddp_follower(*follower)
     args = build_parser().parse_args(argv)
     try:
-        return run_worker(args.spec, args.storage, args.out, args.worker_id,
-                          deadline=args.deadline, threads=args.threads)
+        return run_worker(
+            args.spec,
+            args.storage,
+            args.out,
+            args.worker_id,
+            deadline=args.deadline,
+            threads=args.threads,
+        )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

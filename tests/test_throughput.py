@@ -1,0 +1,352 @@
+"""Throughput diagnostics: FLOPs, peaks and MFU, excluded time, the `bench throughput` rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
+from bench.diagnostics import peak
+from bench.diagnostics.throughput import (
+    DIAGNOSTICS_TIME,
+    Stopwatch,
+    ThroughputDiagnostics,
+    batch_tokens,
+    exclude_from_throughput,
+    format_table,
+    matmul_params,
+    measured_flops_per_batch,
+    model_flops_per_token,
+    peak_memory_mb,
+    run_throughput,
+)
+from bench.lit import BenchModule
+
+SMALL = {"d_model": 64, "n_layers": 2, "n_heads": 4, "max_len": 64, "vocab_size": 50}
+
+
+def _batch(cfg: ModelConfig, b: int, t: int, s: int | None = None) -> dict[str, torch.Tensor]:
+    if cfg.arch == "decoder":
+        return {"input_ids": torch.zeros(b, t, dtype=torch.long)}
+    return {
+        "src": torch.zeros(b, s or t, dtype=torch.long),
+        "tgt_in": torch.zeros(b, t, dtype=torch.long),
+    }
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+
+@pytest.mark.parametrize(
+    "axes",
+    [
+        {},
+        {"ffn": "swiglu"},
+        {"n_kv_heads": 2},
+        {"pos_encoding": "rope", "norm_placement": "sandwich"},
+        {"pos_encoding": "alibi", "norm_placement": "deepnorm"},
+        {"pos_encoding": "t5", "tie_embeddings": False},
+        {"arch": "encoder_decoder"},
+        {"arch": "encoder_decoder", "n_encoder_layers": 3, "ffn": "swiglu", "n_kv_heads": 1},
+    ],
+)
+def test_analytic_flops_per_token_agree_with_measure_flops(axes):
+    # The 6N + 12 L d T convention counts exactly the matmuls FlopCounterMode sees
+    # (full T x T attention, no causal halving); we allow 0.1% for rounding.
+    cfg = ModelConfig(**SMALL, **axes)
+    batch = _batch(cfg, 2, 24)
+    analytic = model_flops_per_token(cfg, 24) * batch_tokens(batch)
+    assert measured_flops_per_batch(cfg, batch) == pytest.approx(analytic, rel=1e-3)
+
+
+def test_encoder_decoder_flops_follow_source_and_target_lengths():
+    cfg = ModelConfig(**SMALL, arch="encoder_decoder")
+    batch = _batch(cfg, 2, 12, s=20)
+    analytic = model_flops_per_token(cfg, 12, src_len=20) * batch_tokens(batch)
+    assert measured_flops_per_batch(cfg, batch) == pytest.approx(analytic, rel=1e-3)
+
+
+def test_inference_flops_are_2n_plus_4ldt():
+    cfg = ModelConfig(**SMALL)
+    batch = _batch(cfg, 2, 16)
+    n = matmul_params(cfg)
+    expected = 2 * n + 4 * cfg.n_layers * cfg.d_model * 16
+    assert model_flops_per_token(cfg, 16, training=False) == expected
+    assert measured_flops_per_batch(cfg, batch, training=False) == pytest.approx(
+        expected * 32, rel=1e-3
+    )
+
+
+def test_matmul_params_count_the_head_even_when_tied():
+    cfg = ModelConfig(**SMALL)
+    from bench.model import build_model
+
+    model = build_model(cfg)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert matmul_params(cfg) == linear  # lm_head.weight is the tied embedding, counted once here
+
+
+# ----------------------------------------------------------------------------- peaks
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "expected"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16", 989.4e12),
+        ("NVIDIA H100 PCIe", "bf16", 756e12),
+        ("NVIDIA A100-SXM4-80GB", "tf32", 156e12),
+        ("NVIDIA A100-PCIE-40GB", "bf16", 312e12),
+        ("NVIDIA L4", "bf16", 121e12),
+        ("NVIDIA A10G", "fp32", 31.2e12),
+        ("Tesla V100-SXM2-16GB", "fp16", 125e12),
+        ("NVIDIA GeForce RTX 4090", "bf16", 165.2e12),
+        ("NVIDIA GeForce RTX 3090", "bf16", 71e12),
+    ],
+)
+def test_known_gpu_peaks_are_the_dense_figures(name, dtype, expected):
+    assert peak.known_peak(name, dtype) == expected
+
+
+def test_unknown_gpus_and_missing_dtypes_have_no_table_peak():
+    assert peak.known_peak("NVIDIA Imaginary 9000", "bf16") is None
+    assert peak.known_peak("Tesla V100-SXM2-16GB", "bf16") is None  # no bf16 tensor cores
+
+
+def test_precision_maps_to_the_matmul_dtype():
+    assert peak.compute_dtype("bf16-mixed") == "bf16"
+    assert peak.compute_dtype("16-mixed") == "fp16"
+    assert (
+        peak.compute_dtype("32-true") == "fp32"
+    )  # PyTorch's default matmul precision is "highest"
+
+
+def _counting_measure(value: float):
+    calls = []
+
+    def measure(device, dtype):
+        calls.append((device, dtype))
+        return value
+
+    return measure, calls
+
+
+def test_override_beats_the_table_and_the_measurement(tmp_path):
+    measure, calls = _counting_measure(1e9)
+    got = peak.peak_flops(
+        "cuda", "bf16-mixed", override=5e12, name="NVIDIA A100-SXM4-40GB", measure=measure
+    )
+    assert got == (5e12, "override")
+    assert calls == []
+
+
+def test_a_known_gpu_uses_the_table_for_its_precision(tmp_path):
+    measure, calls = _counting_measure(1e9)
+    got = peak.peak_flops("cuda", "bf16-mixed", name="NVIDIA A100-SXM4-40GB", measure=measure)
+    assert got == (312e12, "table")
+    assert calls == []
+
+
+def test_the_measured_peak_is_cached_per_device_threads_and_dtype(tmp_path):
+    cache = tmp_path / "bench" / "peak_flops.json"
+    measure, calls = _counting_measure(3.5e10)
+    first = peak.peak_flops("cpu", "32-true", cache_path=cache, measure=measure)
+    second = peak.peak_flops("cpu", "32-true", cache_path=cache, measure=measure)
+    assert first == second == (3.5e10, "measured")
+    assert len(calls) == 1  # the second call read the file
+    stored = json.loads(cache.read_text())
+    assert stored == {peak.cache_key("cpu", "fp32"): 3.5e10}
+    assert f"threads={torch.get_num_threads()}" in peak.cache_key("cpu", "fp32")
+
+
+def test_the_default_cache_lives_under_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert peak.default_cache_path() == tmp_path / "bench" / "peak_flops.json"
+
+
+def test_matmul_peak_measurement_returns_a_positive_rate():
+    assert peak.measure_matmul_peak("cpu", sizes=(64,), min_time=0.01) > 0
+
+
+# ----------------------------------------------------------------------------- excluded time
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_nested_excluded_blocks_count_once():
+    clock = _FakeClock()
+    watch = Stopwatch(clock)
+    with watch.exclude():
+        clock.now += 1.0
+        with watch.exclude():
+            clock.now += 2.0
+    clock.now += 5.0  # outside: not excluded
+    assert watch.total == 3.0
+
+
+class _Work(L.Callback):
+    """Spends 0.5 fake seconds of training and 1.0 of diagnostics in every step."""
+
+    def __init__(self, clock: _FakeClock) -> None:
+        self.clock = clock
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.clock.now += 0.5
+        with exclude_from_throughput():
+            self.clock.now += 1.0
+
+
+def _tiny_module() -> tuple[BenchModule, DataLoader, DataLoader]:
+    cfg = build_run_config(
+        overrides={
+            "model.d_model": 32,
+            "model.n_layers": 2,
+            "model.n_heads": 2,
+            "model.vocab_size": 16,
+        }
+    )
+    torch.manual_seed(0)
+    ids = torch.randint(0, 16, (16, 9))
+    batches = [
+        {"input_ids": ids[i : i + 4, :-1], "labels": ids[i : i + 4, 1:]} for i in range(0, 16, 4)
+    ]
+    return (
+        BenchModule(cfg),
+        DataLoader(batches, batch_size=None),
+        DataLoader(batches, batch_size=None),
+    )
+
+
+def _fit(tmp_path: Path, steps: int, *callbacks: L.Callback, val: bool = False) -> L.Trainer:
+    module, train, val_loader = _tiny_module()
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path, name="logs", version=0),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=list(callbacks),
+        **(
+            {"val_check_interval": steps, "check_val_every_n_epoch": None}
+            if val
+            else {"limit_val_batches": 0}
+        ),
+    )
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=val_loader if val else None)
+    return trainer
+
+
+def test_time_inside_excluded_blocks_is_not_training_time(tmp_path, monkeypatch):
+    clock = _FakeClock()
+    monkeypatch.setattr(DIAGNOSTICS_TIME, "clock", clock)
+    tp = ThroughputDiagnostics(DiagnosticsConfig(peak_flops=1e9), warmup=1, window=3, clock=clock)
+    _fit(tmp_path, 6, tp, _Work(clock))
+    s = tp.summary()
+    assert s["throughput/step_time"] == pytest.approx(0.5)
+    assert s["throughput/tokens_per_sec"] == pytest.approx(4 * 8 / 0.5)
+
+
+def test_callback_logs_throughput_keys_and_mfu_against_the_override(tmp_path):
+    override = 2e9
+    tp = ThroughputDiagnostics(DiagnosticsConfig(peak_flops=override), warmup=1, window=3)
+    trainer = _fit(tmp_path, 8, tp, val=True)
+    assert tp.peak_source == "override"
+    cfg = trainer.lightning_module.cfg.model
+    assert tp.flops_per_batch == pytest.approx(model_flops_per_token(cfg, 8) * 32, rel=1e-3)
+
+    rows = list(csv.DictReader((tmp_path / "logs" / "version_0" / "metrics.csv").open()))
+    keys = {k for r in rows for k, v in r.items() if v != ""}
+    for key in [
+        "throughput/tokens_per_sec",
+        "throughput/step_time",
+        "throughput/flops_per_sec",
+        "throughput/mfu",
+        "throughput/peak_mem_mb",
+        "throughput/infer_tokens_per_sec",
+    ]:
+        assert key in keys, key
+    last = next(r for r in reversed(rows) if r.get("throughput/mfu"))
+    fps, tps = float(last["throughput/flops_per_sec"]), float(last["throughput/tokens_per_sec"])
+    assert float(last["throughput/mfu"]) == pytest.approx(fps / override, rel=1e-6)
+    assert fps == pytest.approx(tps * tp.flops_per_batch / 32, rel=1e-6)
+    assert float(last["throughput/peak_mem_mb"]) > 0
+    m = tp.summary()
+    assert m["throughput/mfu"] == pytest.approx(m["throughput/flops_per_sec"] / override)
+
+
+def test_without_override_the_cpu_peak_comes_from_the_cache(tmp_path):
+    cache = tmp_path / "peak.json"
+    cache.write_text(json.dumps({peak.cache_key("cpu", "fp32"): 4e10}))
+    tp = ThroughputDiagnostics(DiagnosticsConfig(), warmup=1, window=2, cache_path=cache)
+    _fit(tmp_path, 4, tp)
+    assert (tp.peak, tp.peak_source) == (4e10, "measured")
+    assert tp.summary()["throughput/mfu"] == pytest.approx(
+        tp.summary()["throughput/flops_per_sec"] / 4e10
+    )
+
+
+def test_peak_memory_is_reported_in_megabytes():
+    before = peak_memory_mb("cpu")
+    x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    x += 1
+    assert peak_memory_mb("cpu") >= before
+    assert peak_memory_mb("cpu") > 64
+
+
+def test_train_run_reports_throughput_in_its_metrics(tiny, tmp_path):
+    from bench.run import train_run
+
+    cfg = tiny(**{"diagnostics.peak_flops": 1e10})
+    result = train_run(cfg, callbacks=[ThroughputDiagnostics(cfg.diagnostics, warmup=2, window=5)])
+    assert result.status == "completed"
+    for key in ["throughput/tokens_per_sec", "throughput/mfu", "throughput/infer_tokens_per_sec"]:
+        assert result.metrics[key] > 0, key
+
+
+# ----------------------------------------------------------------------------- bench throughput
+
+
+def test_run_throughput_rows_follow_the_flops_convention_and_go_to_csv(tmp_path):
+    small = {
+        "model.d_model": 32,
+        "model.n_layers": 1,
+        "model.n_heads": 2,
+        "task.seq_len": 16,
+        "task.batch_size": 4,
+    }
+    configs = [
+        ("base", build_run_config(overrides=small)),
+        ("encdec", build_run_config(overrides={**small, "model.arch": "encoder_decoder"})),
+    ]
+    out = tmp_path / "tp.csv"
+    rows = run_throughput(
+        configs, steps=2, warmup=1, csv_path=out, rounds=2, measure_peak=lambda d, t: 1e10
+    )
+    assert [r["name"] for r in rows] == ["base", "encdec"]
+    for (_, cfg), r in zip(configs, rows, strict=True):
+        tokens = 4 * 16 * (2 if cfg.model.arch == "encoder_decoder" else 1)
+        assert r["flops_per_token"] == model_flops_per_token(cfg.model, 16)
+        assert r["tokens_per_sec"] == pytest.approx(tokens / r["step_time"])
+        assert r["flops_per_sec"] == pytest.approx(r["flops_per_token"] * r["tokens_per_sec"])
+        assert r["frac_peak"] == pytest.approx(r["flops_per_sec"] / 1e10)
+        assert r["infer_tokens_per_sec"] > 0 and r["peak_mem_mb"] > 0
+    with out.open() as f:
+        assert [r["name"] for r in csv.DictReader(f)] == ["base", "encdec"]
+    table = format_table(rows)
+    assert table.splitlines()[0].split()[:2] == ["name", "params"]
+    assert "base" in table and "encdec" in table and "10.0 GFLOP/s" in table
