@@ -125,6 +125,125 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status in ("completed", "stopped") else 1
 
 
+# ----------------------------------------------------------------------------- sweeps
+
+
+def _lazy_args(module: str, name: str) -> Callable[[argparse.ArgumentParser], None]:
+    """Arguments defined next to the code that reads them (bench.sweeps.*)."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module), name)(p)
+
+    return add
+
+
+@command(
+    "sweep",
+    "run (or resume) a sweep: one worker per GPU or CPU slot",
+    _lazy_args("bench.sweeps.launcher", "add_sweep_arguments"),
+)
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.sweeps.launcher import run_sweep
+
+    cmdline = shlex.join(["bench", *sys.argv[1:]])
+    return run_sweep(
+        args.spec, args.workers, args.devices, args.storage, args.out, command=cmdline
+    )
+
+
+@command(
+    "worker",
+    "join a sweep as one worker (e.g. on another machine, with --storage postgresql://...)",
+    _lazy_args("bench.sweeps.worker", "add_worker_arguments"),
+)
+def cmd_worker(args: argparse.Namespace) -> int:
+    quiet_lightning()
+    from bench.sweeps.worker import run_worker
+
+    return run_worker(
+        args.spec, args.storage, args.out, args.worker_id, deadline=args.deadline, threads=args.threads
+    )
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="SWEEP_DIR", help="a sweep directory, or a storage URL")
+    p.add_argument("--storage", metavar="URL", help="the sweep's storage, if not the one in sweep.json")
+
+
+@command("status", "progress of a sweep, per cell", _status_args)
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.sweeps.status import print_status
+
+    return print_status(args.target, args.storage)
+
+
+@command(
+    "dashboard",
+    "serve optuna-dashboard on a sweep's storage",
+    _lazy_args("bench.sweeps.dashboard", "add_dashboard_arguments"),
+)
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from bench.sweeps.dashboard import start_dashboard
+
+    return start_dashboard(args.sweep, args.host, args.port, args.storage)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory (bench sweep --out)")
+    p.add_argument("--out", metavar="DIR", help="report directory (default: reports/<sweep name>)")
+    p.add_argument(
+        "--storage", metavar="URL", help="the sweep's storage, if not the one in sweep.json"
+    )
+    p.add_argument(
+        "--wandb", action="store_true", help="also publish to W&B (online, needs a login)"
+    )
+
+
+@command("report", "turn a sweep into a report: HTML, Markdown, figures, runs.csv", _report_args)
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = build_report(args.sweep_dir, args.out, wandb=args.wandb, storage=args.storage)
+    for w in caught:
+        if w.category.__name__ == "ReportTrackingWarning":
+            print(f"bench report: warning: {w.message}", file=sys.stderr)
+    print(out / "index.html")
+    return 0
+
+
+# ----------------------------------------------------------------------------- landscape
+
+
+def _landscape_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished or checkpointed run directory")
+    p.add_argument("--resolution", type=int, help="grid points a side (default: the run's config)")
+    p.add_argument(
+        "--batches", type=int, help="evaluation batches per grid point (default: config)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+
+
+@command(
+    "landscape", "loss landscape of a run: interpolation, random and PCA planes", _landscape_args
+)
+def cmd_landscape(args: argparse.Namespace) -> int:
+    quiet_lightning()
+    from bench.posthoc import landscape_of_run
+
+    summary, out = landscape_of_run(Path(args.run_dir), args.resolution, args.batches, args.seed)
+    for key, value in summary.items():
+        print(f"{key:<32} {value:.4g}")
+    print(out)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 

@@ -221,6 +221,8 @@ class DiagnosticsConfig(_Strict):
     hessian_iters: int = Field(20, ge=1)
     landscape: bool = False
     landscape_resolution: int = Field(11, ge=3)
+    landscape_every: int | None = Field(None, ge=1)  # trajectory snapshots; None: ~40 per run
+    landscape_batches: int = Field(2, ge=1)  # evaluation batches per grid point
     throughput: bool = True
     peak_flops: float | None = Field(None, gt=0)  # override the peak used for MFU
 

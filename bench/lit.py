@@ -136,6 +136,15 @@ class BenchModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         return "exact_match" in getattr(dm, "metrics", ("acc", "exact_match"))
 
+    def on_validation_start(self) -> None:
+        # Validation is deterministic but iterating its loaders draws from the global
+        # RNG; keep it neutral so training (dropout) sees the same numbers whether or
+        # not a run was stopped and resumed around a validation.
+        self._rng_before_val = torch.get_rng_state()
+
+    def on_validation_end(self) -> None:
+        torch.set_rng_state(self._rng_before_val)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Dropout draws from the global RNG; a resumed run must draw the same numbers.
         checkpoint["rng_cpu"] = torch.get_rng_state()

@@ -4,6 +4,9 @@
 completed / stopped / diverged / failed / interrupted, with the reason),
 ``summary.json`` (written last and atomically: its presence means the run ended
 normally), ``manifest.json`` (how to reproduce it).
+
+Plain Python on purpose: the report reads runs through this module and must not
+pay for importing torch or Lightning.
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from lightning.fabric.loggers.csv_logs import _ExperimentWriter
-from lightning.pytorch.loggers import CSVLogger
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -110,31 +110,6 @@ def manifest(seed: int, command: str | None, device: str) -> dict[str, Any]:
         "command": command if command is not None else " ".join(sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-class _AppendingWriter(_ExperimentWriter):
-    """Lightning's CSV writer, but it keeps an existing metrics.csv (for resumes)."""
-
-    def _check_log_dir_exists(self) -> None:
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as f:
-                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
-
-    def log_hparams(self, params: dict[str, Any]) -> None:  # config.yaml already holds them
-        pass
-
-
-class MetricsCSVLogger(CSVLogger):
-    """Writes ``RUN_DIR/metrics.csv`` directly (no version folders) and appends on resume."""
-
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(save_dir=str(run_dir), name="", version="")
-
-    @property
-    def experiment(self) -> _ExperimentWriter:
-        if self._experiment is None:
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> None:

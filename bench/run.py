@@ -9,6 +9,7 @@ plain data.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from bench import records
 from bench.config import ConfigError, RunConfig, dump_yaml
+from bench.csvlog import MetricsCSVLogger
+from bench.diagnostics import build_callbacks, landscape_of
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
 from bench.tasks import build_datamodule
@@ -107,6 +110,28 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}
 
 
+class _RunData(L.LightningDataModule):
+    """The task's data, but training draws from this run's resumable loader.
+
+    Everything else (val loaders, vocab_size, metrics, ...) is the task's.
+    """
+
+    def __init__(self, task: L.LightningDataModule, loader: ResumableLoader) -> None:
+        super().__init__()
+        self.task, self.loader = task, loader
+
+    def __getattr__(self, name: str):
+        if name in ("task", "loader"):  # not yet set: avoid recursing during __init__
+            raise AttributeError(name)
+        return getattr(self.task, name)
+
+    def train_dataloader(self) -> ResumableLoader:
+        return self.loader
+
+    def val_dataloader(self):
+        return self.task.val_dataloader()
+
+
 class _TrackValidation(Callback):
     """Remembers the step of the last validation and the best val/loss seen."""
 
@@ -132,11 +157,23 @@ class _TrackValidation(Callback):
 def _loggers(cfg: RunConfig, run_dir: Path) -> list:
     from bench.tracking import make_wandb_logger
 
-    loggers: list = [records.MetricsCSVLogger(run_dir)]
+    loggers: list = [MetricsCSVLogger(run_dir)]
     wandb_logger = make_wandb_logger(cfg, run_dir)
     if wandb_logger is not None:
         loggers.append(wandb_logger)
     return loggers
+
+
+_RUN_DIR_ENV = "BENCH_RUN_DIR"
+
+
+def _primary_process() -> bool:
+    """False in the extra DDP ranks Lightning launches (they see LOCAL_RANK > 0)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
 
 
 def train_run(
@@ -151,14 +188,18 @@ def train_run(
     cfg, dm = prep.cfg, prep.datamodule
     ckpt_path: Path | None = None
     start_step = 0
-    if resume is not None:
+    if not _primary_process():
+        # A DDP rank Lightning started by re-running the command: it trains in
+        # step with rank 0 but leaves every record to it.
+        run_dir = Path(os.environ[_RUN_DIR_ENV])
+        ckpt_path = run_dir / records.LAST_CKPT if resume is not None else None
+        start_step = _checkpoint_step(ckpt_path) if ckpt_path else 0
+    elif resume is not None:
         run_dir = Path(resume)
         ckpt_path = run_dir / records.LAST_CKPT
         if not ckpt_path.is_file():
             raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt_path}")
-        start_step = int(
-            torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
-        )
+        start_step = _checkpoint_step(ckpt_path)
         records.truncate_metrics(run_dir, start_step)
     else:
         run_dir = new_run_dir(cfg)
@@ -166,11 +207,13 @@ def train_run(
             raise ConfigError(f"tracking.run_dir={run_dir}: already holds a run (use --resume)")
         run_dir.mkdir(parents=True, exist_ok=True)
         records.atomic_write(run_dir / records.CONFIG, dump_yaml(cfg))
-    device = torch.cuda.get_device_name() if prep.accelerator == "gpu" else "cpu"
-    records.write_json(
-        run_dir / records.MANIFEST, records.manifest(cfg.train.seed, command, device)
-    )
-    records.write_status(run_dir, "running", started_step=start_step)
+    if _primary_process():
+        device = torch.cuda.get_device_name() if prep.accelerator == "gpu" else "cpu"
+        records.write_json(
+            run_dir / records.MANIFEST, records.manifest(cfg.train.seed, command, device)
+        )
+        records.write_status(run_dir, "running", started_step=start_step)
+        os.environ[_RUN_DIR_ENV] = str(run_dir)  # the DDP ranks Lightning starts inherit it
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -189,6 +232,7 @@ def train_run(
         save_top_k=0,
         every_n_train_steps=t.checkpoint_every or t.val_every,
     )
+    diagnostics = build_callbacks(cfg, run_dir)
     loggers = _loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_steps=t.max_steps,
@@ -203,50 +247,52 @@ def train_run(
         strategy="ddp" if t.devices > 1 else "auto",
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=[checkpoint, tracker, *callbacks],
+        callbacks=[checkpoint, tracker, *diagnostics, *callbacks],
         enable_progress_bar=sys.stderr.isatty() if t.progress_bar is None else t.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=run_dir,
     )
+    primary = _primary_process()
+
+    def record_status(*args, **kwargs) -> None:
+        if primary:
+            records.write_status(*args, **kwargs)
+
     started = time.time()
     status, reason = "completed", ""
     try:
-        trainer.fit(
-            module,
-            train_dataloaders=loader,
-            val_dataloaders=dm.val_dataloader(),
-            ckpt_path=ckpt_path,
-        )
+        trainer.fit(module, datamodule=_RunData(dm, loader), ckpt_path=ckpt_path)
         if module.diverged:
             status, reason = "diverged", f"non-finite train/loss at step {trainer.global_step}"
         elif tracker.last_step != trainer.global_step:
-            trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
+            trainer.validate(module, datamodule=_RunData(dm, loader), verbose=False)
         if status == "completed" and trainer.global_step < t.max_steps:
             status, reason = "stopped", f"stopped early at step {trainer.global_step}"
     except SystemExit:
         # Lightning turns Ctrl-C into a graceful shutdown followed by sys.exit(1).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        records.write_status(
-            run_dir, "interrupted", "interrupted (Ctrl-C)", step=trainer.global_step
-        )
+        record_status(run_dir, "interrupted", "interrupted (Ctrl-C)", step=trainer.global_step)
         _finish_loggers(loggers, "failed")
         raise KeyboardInterrupt from None
     except BaseException as e:
-        records.write_status(
-            run_dir, "failed", f"{type(e).__name__}: {e}", step=trainer.global_step
-        )
+        record_status(run_dir, "failed", f"{type(e).__name__}: {e}", step=trainer.global_step)
         _finish_loggers(loggers, "failed")
         raise
 
     metrics = _finite({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics.update(tracker.best)
+    for cb in diagnostics:  # whole-run figures (e.g. mean tokens/s) beat the last logged ones
+        if hasattr(cb, "summary"):
+            metrics.update(_finite(cb.summary()))
     if status == "diverged":
-        records.write_status(run_dir, status, reason, step=trainer.global_step)
+        record_status(run_dir, status, reason, step=trainer.global_step)
         _finish_loggers(loggers, "failed")
         return RunResult(status, run_dir, metrics, reason)
 
     trainer.save_checkpoint(run_dir / records.LAST_CKPT)
+    if cfg.diagnostics.landscape and trainer.is_global_zero:
+        metrics.update(_landscape(module, dm, run_dir, trainer, loggers))
     n_params = sum(p.numel() for p in module.model.parameters())
     summary = {
         "status": status,
@@ -260,9 +306,21 @@ def train_run(
     extra = {k: v for k, v in metrics.items() if k.startswith("best/")}
     extra.update(steps=trainer.global_step, params=n_params, status=status)
     _finish_loggers(loggers, "success", summary=extra)
-    records.write_status(run_dir, status, reason, step=trainer.global_step)
-    records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
+    record_status(run_dir, status, reason, step=trainer.global_step)
+    if primary:
+        records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
     return RunResult(status, run_dir, metrics, reason)
+
+
+def _landscape(module: BenchModule, dm, run_dir: Path, trainer: L.Trainer, loggers: list) -> dict:
+    """The end-of-run loss landscape; the trajectory's first snapshot is the init."""
+    from bench.diagnostics.landscape import load_trajectory
+
+    traj = load_trajectory(run_dir / records.DIAGNOSTICS / "trajectory.npz")
+    summary = landscape_of(module, dm, run_dir, torch.from_numpy(traj.params[0]))
+    for lg in loggers:
+        lg.log_metrics(summary, step=trainer.global_step)
+    return _finite(summary)
 
 
 def _finish_loggers(loggers: list, outcome: str, summary: dict | None = None) -> None:

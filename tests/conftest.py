@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-# Two pytest-xdist workers share two cores: one thread each avoids oversubscription.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+# Tiny models gain nothing from threads, and two pytest-xdist workers share two
+# cores: one thread each avoids oversubscription.
+torch.set_num_threads(1)
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 

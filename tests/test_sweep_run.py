@@ -367,18 +367,25 @@ def test_trials_and_the_sweep_reach_wandb_offline(tmp_path):
 
 def test_a_multi_objective_search_explores_architecture_and_hyperparameters_in_one_study(tmp_path):
     search = {
-        "params": {"model.pos_encoding": ["learned", "rope"], "train.lr": {"low": 1e-3, "high": 1e-2, "log": True}},
+        "params": {
+            "model.pos_encoding": ["learned", "rope"],
+            "train.lr": {"low": 1e-3, "high": 1e-2, "log": True},
+        },
         "trials": 3,
         "sampler": "random",
     }
     objectives = [{"metric": "val/loss"}, {"metric": "val/acc", "direction": "maximize"}]
-    spec = tiny_spec(compare=None, tune=None, search=search, objective=objectives, pruner=None, seeds=0)
+    spec = tiny_spec(
+        compare=None, tune=None, search=search, objective=objectives, pruner=None, seeds=0
+    )
     out = tmp_path / "sweep"
     assert run_worker(str(write_spec(tmp_path / "s.yaml", spec)), out=str(out), worker_id="0") == 0
     (trials,) = trials_of(out).values()
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
     for t in trials:
-        assert len(t.values) == 2 and t.values[1] == pytest.approx(t.user_attrs["metrics"]["val/acc"])
+        assert len(t.values) == 2 and t.values[1] == pytest.approx(
+            t.user_attrs["metrics"]["val/acc"]
+        )
         cfg = yaml.safe_load((Path(t.user_attrs["run_dir"]) / "config.yaml").read_text())
         assert cfg["model"]["pos_encoding"] == t.params["model.pos_encoding"]
 

@@ -1,1 +1,93 @@
-"""bench."""
+"""Measurements that explain why an architecture trains as it does.
+
+Each measurement is plain functions (usable in a notebook) plus a Lightning
+callback. :func:`build_callbacks` turns ``RunConfig.diagnostics`` into the
+callbacks of one run; :func:`landscape_of` runs the loss-landscape analysis on
+a trained module (at the end of a run, or later via ``bench landscape``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from bench.config import DiagnosticsConfig, RunConfig
+
+
+def _gradients(d: DiagnosticsConfig, run_dir: Path) -> Callback:
+    from bench.diagnostics.gradients import GradientDiagnostics
+
+    return GradientDiagnostics(d, run_dir)
+
+
+def _hessian(d: DiagnosticsConfig, run_dir: Path) -> Callback:
+    from bench.diagnostics.hessian import HessianCallback
+
+    return HessianCallback.from_config(d, run_dir)
+
+
+def _trajectory(d: DiagnosticsConfig, run_dir: Path) -> Callback:
+    from bench.diagnostics.landscape import LandscapeCallback
+
+    return LandscapeCallback.from_config(d, run_dir, every=d.landscape_every)
+
+
+def _throughput(d: DiagnosticsConfig, run_dir: Path) -> Callback:
+    from bench.diagnostics.throughput import ThroughputDiagnostics
+
+    return ThroughputDiagnostics(d)
+
+
+# name -> (is it on?, build it). Throughput comes last so it sees the others'
+# excluded time.
+CALLBACKS: dict[str, tuple[Callable[[DiagnosticsConfig], bool], Callable[..., Callback]]] = {
+    "gradients": (lambda d: d.gradients or d.noise_scale or d.attention_entropy, _gradients),
+    "hessian": (lambda d: d.hessian, _hessian),
+    "landscape": (lambda d: d.landscape, _trajectory),
+    "throughput": (lambda d: d.throughput, _throughput),
+}
+
+
+def build_callbacks(cfg: RunConfig, run_dir: Path) -> list[Callback]:
+    """The diagnostics callbacks ``cfg.diagnostics`` switches on, in a fixed order."""
+    return [
+        make(cfg.diagnostics, run_dir) for on, make in CALLBACKS.values() if on(cfg.diagnostics)
+    ]
+
+
+def landscape_of(
+    module: Any,
+    datamodule: Any,
+    run_dir: Path,
+    theta_init: Any,
+    resolution: int | None = None,
+    n_batches: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Landscape of a trained BenchModule into ``run_dir/diagnostics``.
+
+    Uses the saved trajectory (PCA plane) when the run recorded one.
+    """
+    from bench.diagnostics.functional import flatten_params, trainable_params
+    from bench.diagnostics.landscape import landscape_report, load_trajectory
+
+    d = module.cfg.diagnostics
+    out = run_dir / "diagnostics"
+    traj_path = out / "trajectory.npz"
+    trajectory = load_trajectory(traj_path) if traj_path.is_file() else None
+    loader = datamodule.val_dataloader()[0]
+    batches = [b for _, b in zip(range(n_batches or d.landscape_batches), loader, strict=False)]
+    return landscape_report(
+        module,
+        lambda m, b: m.compute_loss(b),
+        batches,
+        theta_init,
+        flatten_params(trainable_params(module)),
+        trajectory,
+        out,
+        resolution=resolution or d.landscape_resolution,
+        seed=seed,
+    )

@@ -23,16 +23,11 @@ from typing import Any
 import numpy as np
 
 from bench.config import ConfigError, safe_load
+from bench.records import DIAGNOSTICS, MANIFEST, SUMMARY, read_json, read_metrics
 
 DISCARDED = frozenset({"surplus", "duplicate"})  # bench.sweeps.study.DISCARDED
 SWEEP_JSON = "sweep.json"
 SPEC_YAML = "spec.yaml"
-# Run-directory file names (bench.records). Not imported from there: bench.records
-# pulls in Lightning and torch, and the report must start fast and never need them.
-SUMMARY = "summary.json"
-METRICS = "metrics.csv"
-MANIFEST = "manifest.json"
-DIAGNOSTICS = "diagnostics"
 
 # Final values read from metrics.csv when summary.json does not have them.
 DIAGNOSTIC_KEYS = (
@@ -326,23 +321,7 @@ def _number(v: Any) -> bool:
 
 def history(run_dir: Path | str | None) -> list[dict[str, float]]:
     """metrics.csv of a run as rows of floats ([] when absent or unreadable)."""
-    if not run_dir:
-        return []
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        return []
-    try:
-        with open(path, newline="") as f:
-            return [
-                {k: float(v) for k, v in row.items() if k and v not in ("", None)}
-                for row in csv.DictReader(f)
-            ]
-    except (OSError, ValueError, csv.Error):
-        return []
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    return read_metrics(Path(run_dir)) if run_dir else []
 
 
 def last_values(rows: list[dict[str, float]], keys: Iterable[str]) -> dict[str, float]:

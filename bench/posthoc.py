@@ -1,0 +1,63 @@
+"""Diagnostics on a run directory after the fact (``bench landscape RUN_DIR``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from bench import records
+from bench.config import ConfigError, build_run_config
+from bench.lit import BenchModule
+from bench.run import prepare
+
+
+def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:
+    """(module with the last checkpoint's weights, its datamodule, the checkpoint)."""
+    if not (run_dir / records.CONFIG).is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no {records.CONFIG})")
+    ckpt_path = run_dir / records.LAST_CKPT
+    if not ckpt_path.is_file():
+        raise ConfigError(
+            f"{run_dir}: no checkpoint at {records.LAST_CKPT}; a landscape needs a run that saved one"
+        )
+    prep = prepare(build_run_config(run_dir / records.CONFIG))
+    module = BenchModule(prep.cfg, prep.datamodule.eval_lengths)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    module.load_state_dict(ckpt["state_dict"])
+    return module, prep.datamodule, ckpt
+
+
+def initial_weights(module: BenchModule) -> torch.Tensor:
+    """The run's weights at step 0, rebuilt from its seed exactly as train_run built them."""
+    from bench.diagnostics.functional import flatten_params, trainable_params
+
+    L.seed_everything(module.cfg.train.seed, workers=True, verbose=False)
+    fresh = BenchModule(module.cfg, module.eval_lengths)
+    return flatten_params(trainable_params(fresh))
+
+
+def landscape_of_run(
+    run_dir: Path, resolution: int | None = None, n_batches: int | None = None, seed: int = 0
+) -> tuple[dict[str, float], Path]:
+    """Interpolation from init, a random plane and (with a saved trajectory) a PCA plane.
+
+    Writes into ``RUN_DIR/diagnostics`` and returns the summary numbers and that folder.
+    """
+    from bench.diagnostics import landscape_of
+    from bench.diagnostics.landscape import load_trajectory
+
+    if resolution is not None and resolution < 3:
+        raise ConfigError(f"--resolution={resolution}: allowed: an integer >= 3")
+    if n_batches is not None and n_batches < 1:
+        raise ConfigError(f"--batches={n_batches}: allowed: an integer >= 1")
+    module, dm, _ = load_run(run_dir)
+    traj_path = run_dir / records.DIAGNOSTICS / "trajectory.npz"
+    if traj_path.is_file():
+        theta_init = torch.from_numpy(load_trajectory(traj_path).params[0])
+    else:
+        theta_init = initial_weights(module)
+    summary = landscape_of(module, dm, run_dir, theta_init, resolution, n_batches, seed)
+    return summary, run_dir / records.DIAGNOSTICS
