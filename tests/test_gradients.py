@@ -404,8 +404,14 @@ def test_train_run_with_gradient_diagnostics_records_cond_metrics(tiny, tmp_path
     from bench.run import train_run
 
     run_dir = tmp_path / "run"
-    cfg = tiny(**{"tracking.run_dir": str(run_dir), "diagnostics.gradients_every": 5})
-    result = train_run(cfg, callbacks=[GradientDiagnostics(cfg.diagnostics, run_dir)])
+    cfg = tiny(
+        **{
+            "tracking.run_dir": str(run_dir),
+            "diagnostics.gradients_every": 5,
+            "diagnostics.peak_flops": 1e10,
+        }
+    )
+    result = train_run(cfg)  # bench.diagnostics.build_callbacks adds GradientDiagnostics
     assert result.status == "completed"
     z = np.load(run_dir / "diagnostics" / "gradients.npz")
     assert z["steps"].tolist() == [0, 5, 10, 15]

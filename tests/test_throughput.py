@@ -312,7 +312,7 @@ def test_train_run_reports_throughput_in_its_metrics(tiny, tmp_path):
     from bench.run import train_run
 
     cfg = tiny(**{"diagnostics.peak_flops": 1e10})
-    result = train_run(cfg, callbacks=[ThroughputDiagnostics(cfg.diagnostics, warmup=2, window=5)])
+    result = train_run(cfg)  # bench.diagnostics.build_callbacks adds ThroughputDiagnostics
     assert result.status == "completed"
     for key in ["throughput/tokens_per_sec", "throughput/mfu", "throughput/infer_tokens_per_sec"]:
         assert result.metrics[key] > 0, key

@@ -490,7 +490,7 @@ def run_throughput(
     warmup: int = 3,
     csv_path: Path | None = None,
     *,
-    rounds: int = 3,
+    rounds: int | None = None,
     device: torch.device | str | None = None,
     measure_peak: Callable[[torch.device, torch.dtype], float] | None = None,
 ) -> list[dict[str, Any]]:
@@ -500,8 +500,9 @@ def run_throughput(
     so its per-step overhead is not measured) on random tokens of each config's
     batch size and sequence length. The threads are set once (the first
     config's ``train.threads`` if any), all models live at once, and the timed
-    steps are interleaved over ``rounds`` rounds; each config keeps its fastest
-    round, which filters interference from other processes. The fp32 (or, on
+    steps are interleaved over ``rounds`` rounds (default: ``steps``, i.e. one
+    step per config per round); each config keeps its fastest round, which
+    filters out interference from other processes on a shared machine. The fp32 (or, on
     GPU with bf16 autocast, bf16) matmul peak is measured in the same process
     before and after; the higher counts. FLOPs use the 6N + 12 L d T convention
     (:func:`model_flops_per_token`). Peak memory on CPU is the process's peak
@@ -524,6 +525,7 @@ def run_throughput(
     peak_dtype = next((b.autocast for b in benches if b.autocast is not None), torch.float32)
     measure = measure_peak or measure_matmul_peak
     peak = measure(dev, peak_dtype)
+    rounds = rounds or steps  # default: one step per config per round
     per_round = max(1, steps // rounds)
     for b in benches:
         reset_peak_memory(dev)

@@ -1,0 +1,119 @@
+"""The ``bench`` command as a user meets it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_variants_lists_every_axis_and_every_preset():
+    out = bench("variants").stdout
+    for line in (
+        "model.pos_encoding",
+        "sinusoidal, learned*, rope, alibi, t5, nope",
+        "model.norm_placement",
+    ):
+        assert line in out
+    for preset in (
+        "vaswani2017",
+        "gpt2",
+        "llama",
+        "alibi",
+        "nope",
+        "t5-bias",
+        "deepnorm",
+        "sandwich",
+    ):
+        assert f"  {preset} " in out
+    assert "pos_encoding=rope" in out  # what llama sets
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["model.d_model=30", "model.n_heads=4"],
+            "model.d_model=30 must be divisible by model.n_heads=4",
+        ),
+        (["model.pos_encoding=xpos"], "model.pos_encoding='xpos'"),
+        (["task.name=imagenet"], "task.name='imagenet'"),
+        (["train.lr=fast"], "train.lr='fast'"),
+        (["model.colour=red"], "unknown key 'model.colour'"),
+        (["variant=nosuch"], "no such preset"),
+        (["task.name=text", "task.paths=[/no/such/corpus]"], "/no/such/corpus"),
+        (
+            ["task.seq_len=300", "model.max_len=512"],
+            "model.max_len=512 is shorter than the longest sequence",
+        ),
+        (["notakeyvalue=", "x"], "expected key=value"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, message):
+    r = bench("train", *args, f"tracking.out_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_empty_corpus_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.txt").write_text("")
+    r = bench("train", "task.name=text", f"task.paths=[{tmp_path / 'empty'}]", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_resume_of_a_finished_run_or_a_non_run_is_refused(tmp_path):
+    r = bench("train", "--resume", str(tmp_path))
+    assert r.returncode == 2 and "not a run directory" in r.stderr
+
+
+def test_landscape_needs_a_checkpoint(tmp_path):
+    (tmp_path / "config.yaml").write_text("model: {d_model: 32}\n")
+    r = bench("landscape", str(tmp_path))
+    assert r.returncode == 2 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_on_a_directory_that_is_not_a_sweep(tmp_path):
+    r = bench("report", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_presets_and_templates_ship_in_the_wheel(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("bench-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import bench, bench.presets as p;"
+        f"assert bench.__file__.startswith({str(site)!r}), bench.__file__;"
+        "assert p.load('llama')['pos_encoding'] == 'rope';"
+        "import importlib.resources as r;"
+        "assert r.files('bench.report').joinpath('templates/report.html.j2').is_file()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {code}"],
+        check=True,
+        cwd=tmp_path,
+    )
