@@ -125,6 +125,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status in ("completed", "stopped") else 1
 
 
+# ----------------------------------------------------------------------------- throughput
+
+
+def _throughput_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="also run the config with each value of KEY (repeatable; e.g. "
+        "model.pos_encoding=rope,alibi,t5 or variant=llama,sandwich)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=20, help="timed steps per config (the fastest counts)"
+    )
+    p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+
+
+def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, object]]:
+    """The base config, then one per ``KEY=V1,V2`` value, named by what differs."""
+    from bench.config import build_run_config, parse_value
+
+    path, overrides = split_config_args(args)
+    configs = [("base", build_run_config(path, overrides))]
+    for spec in vary:
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError(
+                f"--vary {spec!r}: expected KEY=V1,V2 (e.g. model.pos_encoding=rope,alibi)"
+            )
+        for value in values.split(","):
+            extra = f"{key}={value}"
+            parse_value(value)
+            configs.append((extra, build_run_config(path, [*overrides, extra])))
+    return configs
+
+
+@command(
+    "throughput",
+    "tokens/s, FLOP/s and fraction of the measured matmul peak, side by side",
+    _throughput_args,
+)
+def cmd_throughput(args: argparse.Namespace) -> int:
+    from bench.diagnostics.throughput import format_table, run_throughput
+
+    if args.steps < 1:
+        raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
+    configs = throughput_configs(args.args, args.vary)
+    rows = run_throughput(configs, steps=args.steps, csv_path=Path(args.csv) if args.csv else None)
+    print(format_table(rows))
+    base = rows[0]["tokens_per_sec"]
+    for row in rows[1:]:
+        print(f"{row['name']}: {row['tokens_per_sec'] / base:.2f}x the base's tokens/s")
+    return 0
+
+
 # ----------------------------------------------------------------------------- sweeps
 
 
@@ -148,9 +205,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweeps.launcher import run_sweep
 
     cmdline = shlex.join(["bench", *sys.argv[1:]])
-    return run_sweep(
-        args.spec, args.workers, args.devices, args.storage, args.out, command=cmdline
-    )
+    return run_sweep(args.spec, args.workers, args.devices, args.storage, args.out, command=cmdline)
 
 
 @command(
@@ -163,13 +218,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from bench.sweeps.worker import run_worker
 
     return run_worker(
-        args.spec, args.storage, args.out, args.worker_id, deadline=args.deadline, threads=args.threads
+        args.spec,
+        args.storage,
+        args.out,
+        args.worker_id,
+        deadline=args.deadline,
+        threads=args.threads,
     )
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="SWEEP_DIR", help="a sweep directory, or a storage URL")
-    p.add_argument("--storage", metavar="URL", help="the sweep's storage, if not the one in sweep.json")
+    p.add_argument(
+        "--storage", metavar="URL", help="the sweep's storage, if not the one in sweep.json"
+    )
 
 
 @command("status", "progress of a sweep, per cell", _status_args)

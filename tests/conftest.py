@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import torch
 # cores: one thread each avoids oversubscription.
 torch.set_num_threads(1)
 os.environ.setdefault("WANDB_SILENT", "true")
+# Keep the measured matmul-peak cache (bench.diagnostics.peak) out of the user's home.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bench-test-cache-")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 
@@ -27,6 +30,7 @@ TINY = {
     "train.warmup_steps": 2,
     "train.progress_bar": False,
     "tracking.mode": "disabled",
+    "diagnostics.peak_flops": 1e11,  # MFU against a fixed peak: no per-test measurement
 }
 
 

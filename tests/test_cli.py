@@ -117,3 +117,34 @@ def test_presets_and_templates_ship_in_the_wheel(tmp_path):
         check=True,
         cwd=tmp_path,
     )
+
+
+def test_throughput_compares_configs_side_by_side(tmp_path):
+    r = bench(
+        "throughput",
+        "model.d_model=32",
+        "model.n_heads=2",
+        "task.seq_len=16",
+        "task.batch_size=4",
+        "--vary",
+        "model.pos_encoding=rope,alibi",
+        "--steps",
+        "2",
+        "--csv",
+        str(tmp_path / "t.csv"),
+    )
+    assert r.returncode == 0, r.stderr
+    for name in (
+        "base",
+        "model.pos_encoding=rope",
+        "model.pos_encoding=alibi",
+        "matmul peak",
+        "% peak",
+    ):
+        assert name in r.stdout
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 4
+
+
+def test_throughput_rejects_a_malformed_vary():
+    r = bench("throughput", "--vary", "model.pos_encoding")
+    assert r.returncode == 2 and "expected KEY=V1,V2" in r.stderr

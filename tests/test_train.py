@@ -66,8 +66,9 @@ def test_encoder_decoder_learns_scan_on_the_short_split(tiny):
             "task.n_train": 4096,
             "task.n_val": 128,
             "task.eval_scales": [1],
-            "train.max_steps": 300,
-            "train.val_every": 150,
+            "train.max_steps": 600,
+            "train.val_every": 300,
+            "train.warmup_steps": 30,
         }
     )
     result = train_run(cfg)
