@@ -215,16 +215,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 )
 def cmd_worker(args: argparse.Namespace) -> int:
     quiet_lightning()
-    from bench.sweeps.worker import run_worker
+    from bench.sweeps.worker import run_from_args
 
-    return run_worker(
-        args.spec,
-        args.storage,
-        args.out,
-        args.worker_id,
-        deadline=args.deadline,
-        threads=args.threads,
-    )
+    return run_from_args(args)
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:

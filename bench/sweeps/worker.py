@@ -273,20 +273,25 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads for this worker")
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_from_args(args: argparse.Namespace) -> int:
+    """The worker for parsed ``add_worker_arguments`` (``bench worker`` and ``-m``)."""
     follower = ddp_follower()
     if follower is not None:  # Lightning re-ran this command as DDP rank > 0
         return run_ddp_follower(*follower)
+    return run_worker(
+        args.spec,
+        args.storage,
+        args.out,
+        args.worker_id,
+        deadline=args.deadline,
+        threads=args.threads,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_worker(
-            args.spec,
-            args.storage,
-            args.out,
-            args.worker_id,
-            deadline=args.deadline,
-            threads=args.threads,
-        )
+        return run_from_args(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
