@@ -205,7 +205,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweeps.launcher import run_sweep
 
     cmdline = shlex.join(["bench", *sys.argv[1:]])
-    return run_sweep(args.spec, args.workers, args.devices, args.storage, args.out, command=cmdline)
+    return run_sweep(
+        args.spec,
+        args.workers,
+        args.devices,
+        args.storage,
+        args.out,
+        command=cmdline,
+        dry_run=args.dry_run,
+    )
 
 
 @command(

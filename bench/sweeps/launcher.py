@@ -143,6 +143,7 @@ class Supervisor:
             slot.worker_id,
             "--threads",
             str(slot.threads),
+            "--prepared",  # the launcher has checked every cell's data already
         ]
         if self.deadline is not None:
             cmd += ["--deadline", repr(self.deadline)]
@@ -223,6 +224,29 @@ class Supervisor:
         return EXIT_INTERRUPTED
 
 
+def report_failed_cells(sweep: Sweep) -> bool:
+    """Print each cell whose every trial failed, with its first error; True if any."""
+    from bench.sweeps.study import failed_cells
+
+    failed = failed_cells(sweep.open_storage(), sweep.spec)
+    for cell, reason in failed.items():
+        print(f"error: every trial of cell {cell} failed; first error: {reason}", file=sys.stderr)
+    return bool(failed)
+
+
+def dry_run_sweep(spec_path: str | Path, workers: int | None) -> int:
+    """Print the cells, tuning points, runs and an estimated time; create nothing."""
+    from bench.sweeps.layout import resolve_spec
+    from bench.sweeps.preflight import check_cells, make_plan, print_plan
+
+    spec, _ = resolve_spec(spec_path)
+    check_cells(spec, str(spec_path))
+    n = workers or 1
+    slots = assign_devices(n, [], 1)
+    print_plan(spec, make_plan(spec, slots[0].threads), n)
+    return 0
+
+
 def run_sweep(
     spec_path: str | Path,
     workers: int | None = None,
@@ -232,6 +256,7 @@ def run_sweep(
     *,
     live: bool | None = None,
     command: str | None = None,
+    dry_run: bool = False,
 ) -> int:
     """Run (or resume) a sweep with local worker processes; returns an exit code.
 
@@ -243,6 +268,8 @@ def run_sweep(
     from bench.sweeps.summary import log_sweep_to_wandb
 
     quiet_optuna()
+    if dry_run:
+        return dry_run_sweep(spec_path, workers)
     sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
     per_trial = build_cell_config(sweep.spec, {}, "base").train.devices
     gpus = parse_devices(devices)
@@ -271,6 +298,8 @@ def run_sweep(
     for e in sup.events:
         print(e, file=sys.stderr)
     print_sweep_status(sweep)
+    if code == 0 and report_failed_cells(sweep):
+        code = 1
     if code == 0:
         log_sweep_to_wandb(sweep)
     elif code == EXIT_INTERRUPTED:
@@ -306,12 +335,19 @@ def add_sweep_arguments(p) -> None:
         help="Optuna storage URL (default: journal file in the sweep directory)",
     )
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list cells, tuning points, runs and an estimated time; start nothing",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_sweep(args.spec, args.workers, args.devices, args.storage, args.out)
+        return run_sweep(
+            args.spec, args.workers, args.devices, args.storage, args.out, dry_run=args.dry_run
+        )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

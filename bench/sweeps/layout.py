@@ -19,6 +19,7 @@ import optuna
 
 from bench import records
 from bench.config import ConfigError
+from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec, load_spec, slug
 from bench.sweeps.storage import check_storage, default_storage, is_rdb, open_storage, redact
 from bench.sweeps.study import create_studies
@@ -72,9 +73,18 @@ def prepare_sweep(
     storage: str | None = None,
     out: str | Path | None = None,
     command: str | None = None,
+    check_data: bool = True,
 ) -> Sweep:
-    """Validate, then create or reopen the sweep directory and its studies."""
+    """Validate, then create or reopen the sweep directory and its studies.
+
+    ``check_data``: also build every cell's data first (see
+    :func:`bench.sweeps.preflight.check_cells`); workers the launcher starts skip it.
+    """
     spec, from_dir = resolve_spec(spec_path)
+    if check_data:
+        from bench.sweeps.preflight import check_cells
+
+        check_cells(spec, str(spec_path))
     sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
     recorded = None
     if is_sweep_dir(sweep_dir):
@@ -109,6 +119,9 @@ def prepare_sweep(
             {
                 "name": spec.name,
                 "mode": "search" if spec.search is not None else "compare",
+                "tuning": tuning.describe(spec),
+                "pruner": spec.effective_pruner,
+                "seeds": spec.seeds,
                 "storage": url if not is_rdb(url) else redact(url),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -111,7 +111,7 @@ class Worker:
             study = self.study(cell.study)
             self._fail_stale(study)
             t = used[cell.study]
-            if t["waiting"] == 0 and (t.used >= cell.budget or cap_left <= 0):
+            if t.retries_waiting == 0 and (t.used >= cell.budget or cap_left <= 0):
                 busy |= t["running"] > 0
                 continue
             trial = self._ask(study)
@@ -122,6 +122,14 @@ class Worker:
                 and tally(study.get_trials(deepcopy=False), below=trial.number).used >= cell.budget
             ):
                 self._give_back(study, trial._trial_id, "surplus")
+                busy = True
+                continue
+            if "job" in frozen.user_attrs and is_duplicate(
+                study.get_trials(deepcopy=False), frozen
+            ):
+                self._give_back(
+                    study, trial._trial_id, "duplicate"
+                )  # a tuning point enqueued twice
                 busy = True
                 continue
             tags = [f"{k.removeprefix('model.')}={v}" for k, v in cell.overrides.items()]
@@ -229,6 +237,7 @@ def run_worker(
     *,
     deadline: float | None = None,
     threads: int | None = None,
+    check_data: bool = True,
 ) -> int:
     """Join a sweep as one worker (this process) and work until it is done.
 
@@ -238,7 +247,7 @@ def run_worker(
     (default: now + the spec's wall_clock budget). Returns an exit code.
     """
     quiet_optuna()
-    sweep = prepare_sweep(spec_path, storage=storage, out=out)
+    sweep = prepare_sweep(spec_path, storage=storage, out=out, check_data=check_data)
     wall = sweep.spec.budget.wall_clock
     if deadline is None and wall is not None:
         deadline = time.time() + wall
@@ -271,6 +280,7 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-id", default=None, help="name of this worker (default: its pid)")
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None, help="torch threads for this worker")
+    p.add_argument("--prepared", action="store_true", help=argparse.SUPPRESS)  # by the launcher
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -285,6 +295,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         args.worker_id,
         deadline=args.deadline,
         threads=args.threads,
+        check_data=not args.prepared,
     )
 
 
