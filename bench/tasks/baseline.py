@@ -39,12 +39,13 @@ LOSS_MARGIN = 0.10
 # position) without a single more answer token right.
 ACC_HEADROOM = 0.10
 # Collapsed: the predictions at non-trivial positions hardly depend on the input.
-# ``val/pred_diversity`` is the mutual information between a position (with its
-# input) and the predicted distribution, as a fraction of the entropy of the mean
-# prediction: 0 when every position gets the same distribution, 1 when each
-# prediction is certain and they differ. A constant output gives 0 exactly; the
-# threshold leaves room for the per-batch estimate's noise (measured on a post-LN
-# reverse run stuck at chance: see the test file's calibration note).
+# ``val/pred_diversity`` (bench.lit.prediction_diversity) is the Jensen-Shannon
+# divergence of the predicted distributions as a fraction of the entropy of their
+# mean: 0 when every position gets the same distribution, 1 when each prediction
+# is certain and they differ. Measured with 2-layer models (d_model 32-64): runs
+# stuck at chance 0.000-0.012 (post-LN reverse, 12 symbols, lr 1e-3..1e-2, 200
+# steps; recall on the end-token plateau; text on the unigram plateau), untrained
+# 0.004; runs that learned 0.31 (text), 0.63 (reverse), 0.75 (copy).
 COLLAPSE_DIVERSITY = 0.05
 # ... and training moved the model away from knowing nothing: its best loss closed
 # at least a quarter of the gap between the uniform-over-vocabulary loss (what a
