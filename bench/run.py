@@ -39,9 +39,8 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
-    learning: str = (
-        ""  # learned | did_not_learn | collapsed (bench.tasks.baseline); "" if not judged
-    )
+    # learned | did_not_learn | collapsed (bench.tasks.baseline); "" when not judged (diverged)
+    learning: str = ""
     learning_reason: str = ""
 
 
