@@ -28,6 +28,7 @@ from bench.diagnostics import build_callbacks, landscape_of
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
 from bench.tasks import build_datamodule
+from bench.tasks.baseline import judge_learning
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    # learned | did_not_learn | collapsed (bench.tasks.baseline); "" when not judged (diverged)
+    learning: str = ""
+    learning_reason: str = ""
 
 
 @dataclass
@@ -294,6 +298,9 @@ def train_run(
     if cfg.diagnostics.landscape and trainer.is_global_zero:
         metrics.update(_landscape(module, dm, run_dir, trainer, loggers))
     n_params = sum(p.numel() for p in module.model.parameters())
+    baseline = dm.baseline()
+    chance = baseline.as_dict()
+    learning, learning_reason = judge_learning(chance, metrics, baseline.description)
     summary = {
         "status": status,
         "reason": reason,
@@ -301,15 +308,18 @@ def train_run(
         "wall_time": time.time() - started,
         "params": n_params,
         "metrics": metrics,
+        "baseline": chance,
+        "learning": {"status": learning, "reason": learning_reason},
     }
     # W&B's summary already holds each logged key's min/last; add what only we know.
     extra = {k: v for k, v in metrics.items() if k.startswith("best/")}
     extra.update(steps=trainer.global_step, params=n_params, status=status)
+    extra.update(learning=learning, learning_reason=learning_reason)
     _finish_loggers(loggers, "success", summary=extra)
     record_status(run_dir, status, reason, step=trainer.global_step)
     if primary:
         records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
-    return RunResult(status, run_dir, metrics, reason)
+    return RunResult(status, run_dir, metrics, reason, learning, learning_reason)
 
 
 def _landscape(module: BenchModule, dm, run_dir: Path, trainer: L.Trainer, loggers: list) -> dict:
