@@ -48,11 +48,7 @@ def chance_level(datamodule: Any, metric: str) -> float | None:
     fn = getattr(datamodule, "baseline", None)
     if fn is None:
         return None
-    base = fn()
-    values = base if isinstance(base, dict) else getattr(base, "metrics", None)
-    if callable(values):
-        values = values()
-    value = (values or {}).get(metric) if isinstance(values, dict) else None
+    value = fn().as_dict().get(metric)  # bench.tasks.baseline.Baseline
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
@@ -324,6 +320,9 @@ def execute(
         os.environ.pop(PRUNE_METRIC_ENV, None)
 
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if math.isfinite(v)})
+    if getattr(result, "learning", ""):  # learned / did_not_learn / collapsed (finished runs)
+        trial.set_user_attr("learning", result.learning)
+        trial.set_user_attr("learning_reason", result.learning_reason)
     status, reason, state, values = _judge(result, spec, pruner_cb, multi)
     if status == "interrupted":
         fail_trial(study, trial._trial_id, status, result.reason or "interrupted", retry=None)
