@@ -600,8 +600,8 @@ FIGURES: dict[str, FigureSpec] = {
         landscapes),
     "pareto": FigureSpec("Quality against throughput",
         "One point per cell (mean, bars: 95% intervals over its runs). The dashed staircase "
-        "joins the cells that learned and that no other such cell beats on both quality and "
-        "speed: the Pareto front.", pareto),
+        "joins the cells that learned and that no other such cell outdoes on both quality "
+        "and speed: the Pareto front.", pareto),
     "importance": FigureSpec("Hyperparameter importance",
         "How much each tuned parameter explains of the objective, per cell.", importance),
 }  # fmt: skip

@@ -40,7 +40,7 @@ CHANCE_MARGIN = 0.2
 COLLAPSE_LR_RATIO = 2.0
 # ... reach the same objective within this relative tolerance ...
 COLLAPSE_REL_TOL = 0.005
-# ... and lie within this fraction of chance (a loss above (1 - band) x chance).
+# ... and lie within this fraction of chance (a loss above (1 - band) x chance), not beyond it.
 COLLAPSE_BAND = 0.25
 
 
@@ -101,6 +101,8 @@ def collapse_evidence(
                 continue
             if chance is None or not near_chance(q1, chance, minimize, COLLAPSE_BAND):
                 continue
+            if (q1 > chance * (1 + COLLAPSE_REL_TOL)) if minimize else (q1 < chance):
+                continue  # worse than chance is not a constant output: a constant does no worse
             return (f"{q1:.4g} at lr {lr1:.2g} and {q2:.4g} at lr {lr2:.2g} (chance {chance:.4g}): "
                     "the same loss at different learning rates")  # fmt: skip
     return None
