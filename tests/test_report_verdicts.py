@@ -44,7 +44,7 @@ def test_the_same_model_under_two_names_is_never_a_winner(tmp_path):
     same = [1.00, 1.02, 0.98]
     cells = [Cell({"norm_placement": v}, seeds=list(same), tune=_tune(-2.5, 1.0), chance=CHANCE,
                   learning="learned") for v in ("pre", "pre_copy")]  # fmt: skip
-    data, summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
+    _data, _summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
     (c,) = comps
     assert c.verdict in (stats.NOT_SIGNIFICANT, stats.INCONCLUSIVE)
     texts = " ".join(f.text for f in found)
@@ -94,7 +94,7 @@ def _no_cell_learned(tmp_path):
 
 def test_when_no_cell_learned_the_first_finding_says_so_and_nothing_wins(tmp_path):
     sweep = _no_cell_learned(tmp_path)
-    data, summaries, comps, found = _analyse(sweep)
+    _data, summaries, comps, found = _analyse(sweep)
     assert all(s.learning.status == learning.DID_NOT_LEARN for s in summaries)
     assert found[0].status == stats.INCONCLUSIVE and found[0].text.startswith("No cell learned")
     for hint in ("train.max_steps > 200", "larger model", "easier", "widen train.lr's range"):
@@ -110,12 +110,18 @@ def test_when_no_cell_learned_the_first_finding_says_so_and_nothing_wins(tmp_pat
 
 
 def test_a_cell_that_did_not_learn_is_excluded_and_listed(tmp_path):
-    cells = [Cell({"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=_tune(-2.5, 1.0),
-                  chance=CHANCE),
-             Cell({"norm_placement": "post"}, seeds=[2.40, 2.41, 2.42],
-                  tune=[(lr, 2.35 + 0.03 * i) for i, lr in enumerate(GRID)], chance=CHANCE),
-             ]  # fmt: skip  (no learning key: judged by the chance margin)
-    data, summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
+    cells = [
+        Cell(
+            {"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=_tune(-2.5, 1.0), chance=CHANCE
+        ),
+        Cell(
+            {"norm_placement": "post"},
+            seeds=[2.40, 2.41, 2.42],
+            tune=[(lr, 2.35 + 0.03 * i) for i, lr in enumerate(GRID)],
+            chance=CHANCE,
+        ),
+    ]  # fmt: skip  (no learning key: judged by the chance margin)
+    _data, summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
     post = summaries[1]
     assert post.learning.status == learning.DID_NOT_LEARN and "chance 2.48" in post.learning.reason
     assert summaries[0].learning.status == learning.LEARNED
@@ -127,7 +133,7 @@ def test_a_cell_that_did_not_learn_is_excluded_and_listed(tmp_path):
 def test_old_sweeps_without_baselines_say_unknown(tmp_path):
     cells = [Cell({"norm_placement": v}, seeds=[1.0 + i, 1.01 + i, 0.99 + i], tune=_tune(-2.5, 1.0))
              for i, v in enumerate(("pre", "post"))]  # fmt: skip
-    data, summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
+    _data, summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
     assert {s.learning.status for s in summaries} == {learning.UNKNOWN}
     assert any("unknown" in f.text for f in found)
     assert comps[0].verdict == stats.SIGNIFICANT  # unknown cells still enter comparisons
@@ -168,7 +174,7 @@ def test_the_same_loss_at_different_learning_rates_near_chance_is_collapse(tmp_p
                   chance=CHANCE),
              Cell({"norm_placement": "post"}, seeds=[2.2115, 2.2116, 2.2117], tune=flat,
                   chance=CHANCE)]  # fmt: skip
-    data, summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
+    _data, summaries, comps, found = _analyse(make_sweep(tmp_path, cells))
     pre, post = summaries
     assert post.learning.collapse is not None and "chance 2.48" in post.learning.collapse
     assert post.learning.status == learning.COLLAPSED and post.learning.excluded
