@@ -158,7 +158,7 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
 
     from bench.report import tuning
 
-    metric, direction = analysis.quality_metric(data)
+    metric, _direction = analysis.quality_metric(data)
     done: dict[str, list[tuple[float, float, str]]] = {}
     lost: dict[str, list[tuple[float, str]]] = {}
     for r in data.runs():
@@ -183,7 +183,6 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     fig = new_figure(4.6)
     ax = fig.add_subplot()
     qs = [q for v in done.values() for _, q, _ in v]
-    top = max(qs) if direction == "minimize" else min(qs)
     for i, grp in enumerate(groups):
         color = cmap(i % cmap.N)
         pts = done.get(grp, [])
@@ -195,8 +194,9 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
             ax.scatter(*zip(*seed, strict=True), s=36, marker="D",
                        facecolors="none", edgecolors=color, zorder=3,
                        label=None if tune else grp)  # fmt: skip
-        for lr, st in lost.get(grp, []):
-            ax.plot(lr, top, "x" if st == "diverged" else "v", color=color, ms=8, mew=2, zorder=3)
+        for lr, st in lost.get(grp, []):  # no final value: a marker along the top edge
+            ax.plot(lr, 0.97, "x" if st == "diverged" else "v", color=color, ms=8, mew=2,
+                    zorder=3, transform=ax.get_xaxis_transform(), clip_on=False)  # fmt: skip
     bounds = tuning.lr_bounds(data)
     if bounds:
         for b in bounds:
@@ -207,8 +207,8 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     log_if_decades(ax, qs)
     ax.set_xlabel("learning rate")
     ax.set_ylabel(words(metric))
-    ax.set_title("Learning-rate sensitivity: one dot per run "
-                 "(● tuning, ◇ seed re-run, × diverged, ▼ pruned; at the top)", fontsize=10)  # fmt: skip
+    ax.set_title("Learning-rate sensitivity: one dot per run\n(● tuning trial, ◇ seed re-run; "
+                 "on the top edge: × diverged, ▼ pruned)", fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3)
     _legend(ax, len(groups) + 2)
     return fig
@@ -263,7 +263,8 @@ def length_generalization(data: SweepData, summaries: list[CellSummary]) -> Draw
     if not per:
         return "val/loss@L was logged at fewer than two lengths (task.eval_scales)"
     base = data.train_length or min(p.length for _, pts in per for p in pts)
-    has_em = any(p.exact_match is not None for _, pts in per for p in pts)
+    # An exact-match panel only when some cell logged it at two or more lengths.
+    has_em = any(sum(p.exact_match is not None for p in pts) >= 2 for _, pts in per)
     fig = new_figure(4.0)
     axs = np.atleast_1d(fig.subplots(1, 2 if has_em else 1))
     chance: dict[int, float] = {}
@@ -522,12 +523,18 @@ def pareto(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         ax.errorbar(t, q, xerr=xerr, yerr=yerr, fmt="o", ms=9 if i in front else 6, color=c,
                     mec="black" if i in front else c, capsize=3, elinewidth=0.8,
                     label=f"{label(data, s)}{_excluded_note(s)}")  # fmt: skip
-    if front:
-        fp = sorted((pts[i][2], pts[i][1]) for i in front)
-        xs, ys = [p[0] for p in fp], [p[1] for p in fp]
-        # Walking from slow to fast, quality only gets worse along the front: a staircase.
-        ax.step(xs, ys, where="pre", color="black", lw=1.2, ls="--", label="Pareto front")
     chance_line(ax, sweep_chance(summaries))
+    if front:
+        # The boundary of what the front dominates (slower and worse): a staircase from the
+        # left edge through each front point, slow to fast, up (or down) to the plot's edge.
+        xlim, ylim = ax.get_xlim(), ax.get_ylim()
+        fp = sorted((pts[i][2], pts[i][1]) for i in front)
+        far = ylim[1] if direction == "minimize" else ylim[0]
+        xs = [xlim[0], *(p[0] for p in fp), fp[-1][0]]
+        ys = [fp[0][1], *(p[1] for p in fp), far]
+        ax.step(xs, ys, where="pre", color="black", lw=1.2, ls="--", label="Pareto front")
+        ax.set_xlim(xlim)
+        ax.set_ylim(ylim)
     ax.set_xlabel("training throughput (tokens/s, higher is better)")
     ax.set_ylabel(f"{words(metric)} ({'lower' if direction == 'minimize' else 'higher'} is better)")
     ax.set_title("Quality against throughput (outlined: on the Pareto front; bars: 95% intervals)",
