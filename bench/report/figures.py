@@ -394,9 +394,10 @@ def _history_panels(
                 lines[name].append((s, got))
     if not any(lines.values()):
         return missing
-    fig = new_figure(3.9)
-    axs = np.atleast_1d(fig.subplots(1, len(keys)))
-    for ax, (name, ls) in zip(axs, lines.items(), strict=True):
+    rows = 1 if len(keys) <= 3 else 2
+    fig = new_figure(3.9 * rows)
+    axs = np.atleast_1d(fig.subplots(rows, math.ceil(len(keys) / rows))).ravel()
+    for ax, (name, ls) in zip(axs, lines.items(), strict=False):
         for s, (x, y, sd, n) in ls:
             ax.errorbar(x, y, yerr=sd, fmt="o-", ms=3, lw=1.2, capsize=2, color=col[s.cell],
                         label=f"{label(data, s)} (n={int(n.max())})")  # fmt: skip
@@ -434,8 +435,8 @@ def hessian(data: SweepData, summaries: list[CellSummary]) -> Drawn:
 
 
 NOISE = "Gradient noise scale B_simple"
-NOISE_TRACE = "noise: tr(Σ) estimate"
-NOISE_G2 = "signal: |G|² estimate"
+NOISE_TRACE = "Noise: estimate of tr(Σ)"
+NOISE_G2 = "Signal: estimate of |G|²"
 
 
 def noise_and_entropy(data: SweepData, summaries: list[CellSummary]) -> Drawn:
@@ -449,7 +450,7 @@ def noise_and_entropy(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     if negative:
         keys[NOISE_TRACE] = _key("cond/noise_scale_trace")
         keys[NOISE_G2] = _key("cond/noise_scale_grad_sq")
-    keys["Attention entropy (nats, mean over layers)"] = _mean_prefix("cond/attn_entropy/")
+    keys["Attention entropy (nats, layer mean)"] = _mean_prefix("cond/attn_entropy/")
     drawn = _history_panels(
         data, summaries, keys,
         "not measured (no cond/noise_scale or cond/attn_entropy/... in metrics.csv)",
