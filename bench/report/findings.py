@@ -149,7 +149,10 @@ def lowest_cell(
                   f"needs at least {stats.MIN_RUNS} each)")  # fmt: skip
         return Finding(f"{text}: inconclusive, {reason}.", "caution", stats.INCONCLUSIVE, reason)
     if p < stats.ALPHA:
-        return Finding(f"Best cell: {text}; Welch p = {g(p, 2)} against the runner-up.",
+        text = text.replace(
+            f"{best_word} {metric}: ", f"Best cell ({best_word.lower()} {metric}): ", 1
+        )
+        return Finding(f"{text}; Welch p = {g(p, 2)} against the runner-up.",
                        "result", stats.SIGNIFICANT, f"Welch p < {stats.ALPHA} against the runner-up")  # fmt: skip
     reason = f"not separated from the runner-up (Welch p = {g(p, 2)})"
     return Finding(f"{text}: no best cell, {reason}.", "caution", stats.NOT_SIGNIFICANT, reason)
