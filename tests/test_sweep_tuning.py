@@ -3,6 +3,7 @@ of hopeless runs, and sweeps that fail loudly. Real journal storages, real worke
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_one_log_range_gets_a_log_spaced_grid_from_bound_to_bound():
     lrs = [p["train.lr"] for p in tuning.points(space)]
     assert len(lrs) == tuning.DEFAULT_POINTS == 5
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(3e-2)
-    ratios = [b / a for a, b in zip(lrs, lrs[1:], strict=False)]
+    ratios = [b / a for a, b in itertools.pairwise(lrs)]
     assert all(r == pytest.approx(ratios[0], rel=1e-3) for r in ratios)  # geometric
 
 
