@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import redact
 from bench.config import ConfigError
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.summary import print_run_summary
 
     quiet_lightning()
-    cmdline = shlex.join(["bench", *sys.argv[1:]])
+    cmdline = redact.command(["bench", *sys.argv[1:]])
     if args.resume:
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.yaml"
@@ -204,7 +204,7 @@ def _lazy_args(module: str, name: str) -> Callable[[argparse.ArgumentParser], No
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweeps.launcher import run_sweep
 
-    cmdline = shlex.join(["bench", *sys.argv[1:]])
+    cmdline = redact.command(["bench", *sys.argv[1:]])
     return run_sweep(args.spec, args.workers, args.devices, args.storage, args.out, command=cmdline)
 
 

@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import redact
+
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 STATUS = "status.json"
@@ -107,7 +109,7 @@ def manifest(seed: int, command: str | None, device: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": device,
         "seed": seed,
-        "command": command if command is not None else " ".join(sys.argv),
+        "command": redact.text(command) if command is not None else redact.command(sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -58,11 +58,9 @@ def check_storage(url: str) -> None:
 
 def redact(url: str) -> str:
     """The URL with any password hidden, for messages and sweep.json."""
-    if not is_rdb(url):
-        return url
-    from sqlalchemy.engine import make_url
+    from bench import redact as hide
 
-    return make_url(url).render_as_string(hide_password=True)
+    return hide.url(url)
 
 
 def open_storage(url: str, retry: RetrySpec | None = None) -> optuna.storages.BaseStorage:
