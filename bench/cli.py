@@ -324,6 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bench {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from bench.records import os_problem
+
+        problem = os_problem(e)
+        if problem is None:
+            raise
+        print(f"bench {args.command}: error: {problem[1]}", file=sys.stderr)
+        return problem[0]
     except KeyboardInterrupt:
         print(
             f"bench {args.command}: interrupted; rerun the same command to resume", file=sys.stderr

@@ -61,6 +61,11 @@ SAMPLERS: dict[str, Callable[[TuneSpec | None, int], optuna.samplers.BaseSampler
 }
 
 
+# Samplers whose order is fixed by the seed: every worker must use the same seed, or
+# workers map the same grid index to different points (repeats and gaps).
+SHARED_SEED = frozenset({"grid", "qmc"})
+
+
 def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     """The spec's sampler; ``seed`` differs per worker so workers do not propose twins."""
     space = spec.space
