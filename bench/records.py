@@ -47,8 +47,10 @@ def atomic_write(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:  # say which file could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 

@@ -331,6 +331,8 @@ def _fail(e: BaseException, run_dir: Path, record_status, loggers: list, step: i
     if isinstance(e, RuntimeError) and any(m in str(e) for m in _WRITE_FAILED):
         # torch.save reports a full disk as a RuntimeError of its zip writer
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir)) from e
+    if isinstance(e, OSError) and not e.filename:  # e.g. a write(2) into a full disk
+        raise OSError(e.errno, e.strerror, str(run_dir)) from e
     raise e
 
 
