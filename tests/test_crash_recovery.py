@@ -109,6 +109,7 @@ def test_a_rerun_recovers_trials_orphaned_when_launcher_and_workers_die_together
 
 def test_a_journal_torn_mid_record_is_repaired_with_a_backup_and_never_appended_to(tmp_path):
     spec_dict = tiny_spec(compare={"model.norm_placement": ["pre"]}, seeds=0)
+    spec_dict["tune"]["trials"] = 1
     spec = write_spec(tmp_path / "s.yaml", spec_dict)
     out = tmp_path / "sweep"
     first = subprocess.run(_sweep_cmd(spec, out, 1), env=env_for_tests(), capture_output=True,
@@ -216,3 +217,29 @@ def test_a_full_disk_is_one_line_exit_1_and_the_run_says_failed(tmp_path):
         assert json.loads((run / "status.json").read_text())["status"] == "failed"
     finally:
         subprocess.run(["umount", str(full)], check=True)
+
+
+# ----------------------------------------------------------------------------- many workers
+
+
+@pytest.mark.slow
+def test_a_grid_swept_by_two_workers_runs_each_point_exactly_once(tmp_path):
+    grid = [0.001, 0.003, 0.01]
+    spec_dict = tiny_spec(
+        compare={"model.norm_placement": ["pre"]},
+        tune={"params": {"train.lr": {"choices": grid}}, "trials": 3, "sampler": "grid"},
+        seeds=0,
+        seed=7,
+    )
+    spec = write_spec(tmp_path / "s.yaml", spec_dict)
+    out = tmp_path / "sweep"
+    r = subprocess.run(_sweep_cmd(spec, out, 2), env=env_for_tests(), capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="tiny/tune/norm_placement=pre", storage=open_storage(str(out / "journal.log"))
+    )
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    workers = {t.user_attrs["worker"] for t in complete}
+    assert len(workers) == 2, "both workers should have run grid points"
+    assert sorted(t.params["train.lr"] for t in complete) == grid
