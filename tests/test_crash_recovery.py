@@ -103,7 +103,10 @@ def test_a_rerun_recovers_trials_orphaned_when_launcher_and_workers_die_together
     for study, number in orphans:
         t = optuna.load_study(study_name=study, storage=storage).get_trials()[number]
         assert t.state == TrialState.FAIL
-        assert t.user_attrs["status"] == "failed" and "died with its launcher" in t.user_attrs["reason"]
+        assert (
+            t.user_attrs["status"] == "failed"
+            and "died with its launcher" in t.user_attrs["reason"]
+        )
     _completed_once(out / "journal.log", spec_dict)
 
 
@@ -231,6 +234,7 @@ def test_a_grid_swept_by_two_workers_runs_each_point_exactly_once(tmp_path):
         seeds=0,
         seed=7,
     )
+    spec_dict["base"]["train"]["max_steps"] = 150  # long enough that both workers get a point
     spec = write_spec(tmp_path / "s.yaml", spec_dict)
     out = tmp_path / "sweep"
     r = subprocess.run(_sweep_cmd(spec, out, 2), env=env_for_tests(), capture_output=True,
