@@ -110,6 +110,7 @@ def test_a_rerun_recovers_trials_orphaned_when_launcher_and_workers_die_together
     _completed_once(out / "journal.log", spec_dict)
 
 
+@pytest.mark.slow
 def test_a_journal_torn_mid_record_is_repaired_with_a_backup_and_never_appended_to(tmp_path):
     spec_dict = tiny_spec(compare={"model.norm_placement": ["pre"]}, seeds=0)
     spec_dict["tune"]["trials"] = 1

@@ -184,6 +184,7 @@ def files_holding(root: Path, *secrets: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_no_password_or_api_key_reaches_any_file_a_sweep_and_its_report_write(
     tmp_path, pg_with_password
