@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import redact
 from bench.config import ConfigError
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.summary import print_run_summary
 
     quiet_lightning()
-    cmdline = shlex.join(["bench", *sys.argv[1:]])
+    cmdline = redact.command(["bench", *sys.argv[1:]])
     if args.resume:
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.yaml"
@@ -204,7 +204,7 @@ def _lazy_args(module: str, name: str) -> Callable[[argparse.ArgumentParser], No
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweeps.launcher import run_sweep
 
-    cmdline = shlex.join(["bench", *sys.argv[1:]])
+    cmdline = redact.command(["bench", *sys.argv[1:]])
     return run_sweep(
         args.spec,
         args.workers,
@@ -332,6 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bench {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from bench.records import os_problem
+
+        problem = os_problem(e)
+        if problem is None:
+            raise
+        print(f"bench {args.command}: error: {problem[1]}", file=sys.stderr)
+        return problem[0]
     except KeyboardInterrupt:
         print(
             f"bench {args.command}: interrupted; rerun the same command to resume", file=sys.stderr

@@ -58,7 +58,7 @@ def test_the_same_model_under_two_names_gets_no_winner(tmp_path):
         pruner=None,
     )
     spec["base"]["train"].update(max_steps=60, val_every=20)
-    md, html = _sweep_and_report(tmp_path, spec)
+    md, _html = _sweep_and_report(tmp_path, spec)
     found = _findings(md)
     assert "significant" in found.lower() or "inconclusive" in found.lower()
     assert "**significant**" not in found and "status: significant" not in found.lower()
@@ -74,7 +74,7 @@ def test_a_learning_rate_range_that_cannot_learn_is_reported_as_did_not_learn(tm
         pruner="none",  # let every run finish: the verdict, not the pruner, must find it
     )
     spec["base"]["train"].update(max_steps=40, val_every=20)
-    md, html = _sweep_and_report(tmp_path, spec)
+    md, _html = _sweep_and_report(tmp_path, spec)
     found = _findings(md)
     first = found.split("\n- ", 1)[1] if "\n- " in found else found
     assert "no cell learned" in first.lower(), found

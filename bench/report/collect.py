@@ -173,7 +173,11 @@ def _open_storage(d: Path, url: str) -> Any:
     try:
         return open_storage(url)
     except Exception as e:
-        raise ConfigError(f"{d}: cannot read storage {url} ({type(e).__name__}: {e})") from None
+        from bench import redact
+
+        raise ConfigError(
+            redact.text(f"{d}: cannot read storage {url} ({type(e).__name__}: {e})")
+        ) from None
 
 
 def _load_studies(storage: Any, name: str, d: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from bench import redact
 from bench.report import analysis, learning, stats, tuning
 from bench.report.analysis import CellSummary
 from bench.report.collect import SweepData, manifests
@@ -196,9 +197,9 @@ def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
     rows = [
         ("sweep", data.name),
         ("sweep directory", str(data.dir)),
-        ("storage", str(data.meta.get("storage", ""))),
+        ("storage", redact.text(str(data.meta.get("storage", "")))),
         ("created", str(data.meta.get("created", ""))),
-        ("original command", str(data.meta.get("command", ""))),
+        ("original command", redact.text(str(data.meta.get("command", "")))),
         ("git sha", distinct("git_sha")),
         ("packages", pk),
         ("python", distinct("python")),

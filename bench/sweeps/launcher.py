@@ -25,6 +25,7 @@ from typing import Any
 from bench.config import ConfigError
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import fail_trial
+from bench.sweeps.recovery import recover_orphans
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.worker import EXIT_INTERRUPTED, STORAGE_ENV
@@ -276,6 +277,7 @@ def run_sweep(
     slots = assign_devices(workers, detect_gpus() if gpus is None else gpus, per_trial)
     wall = sweep.spec.budget.wall_clock
     sup = Supervisor(sweep, slots, deadline=time.time() + wall if wall else None)
+    sup.events += recover_orphans(sweep)  # trials of workers that died with a previous launcher
 
     def request_stop(signum: int, frame: Any) -> None:
         sup.stop_requested = True

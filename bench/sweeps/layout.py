@@ -9,7 +9,6 @@ creates anything; rerunning it on an existing sweep directory resumes that sweep
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 import optuna
 
 from bench import records
+from bench import redact as hide
 from bench.config import ConfigError
 from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec, load_spec, slug
@@ -122,9 +122,11 @@ def prepare_sweep(
                 "tuning": tuning.describe(spec),
                 "pruner": spec.effective_pruner,
                 "seeds": spec.seeds,
-                "storage": url if not is_rdb(url) else redact(url),
+                "storage": redact(url),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                "command": hide.text(command)
+                if command
+                else hide.command([Path(sys.argv[0]).name, *sys.argv[1:]]),
                 "spec": SPEC_YAML,
                 "runs": RUNS,
             },

@@ -208,9 +208,9 @@ def fail_trial(
     storage = study._storage
     if storage.get_trial(trial_id).state != TrialState.RUNNING:
         return False
-    storage.set_trial_user_attr(trial_id, "status", status)
-    storage.set_trial_user_attr(trial_id, "reason", reason)
     try:
+        storage.set_trial_user_attr(trial_id, "status", status)
+        storage.set_trial_user_attr(trial_id, "reason", reason)
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:

@@ -69,6 +69,11 @@ def _auto(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup)
 
 
+# Samplers whose order is fixed by the seed: every worker must use the same seed, or
+# workers map the same grid index to different points (repeats and gaps).
+SHARED_SEED = frozenset({"grid"})
+
+
 def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     """The spec's sampler; ``seed`` differs per worker so workers do not propose twins."""
     space = spec.space

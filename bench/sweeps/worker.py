@@ -23,7 +23,6 @@ import os
 import signal
 import sys
 import time
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,8 @@ from bench.sweeps.objective import (
     host_worker_id,
     run_ddp_follower,
 )
-from bench.sweeps.space import make_pruner, make_sampler
+from bench.sweeps.recovery import identity, recover_orphans
+from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.study import (
@@ -81,10 +81,16 @@ class Worker:
         self._steps, self._every = base.train.max_steps, base.train.val_every
 
     def study(self, name: str) -> optuna.Study:
-        """The study with this worker's own sampler (seeded per worker) and the spec's pruner."""
+        """The study with this worker's sampler and the spec's pruner.
+
+        Seeded per worker so workers do not propose twins, except samplers that
+        need one shared order (grid): those get the spec's seed on every worker.
+        """
         if name not in self.studies:
             spec = self.sweep.spec
             seed = (spec.seed + zlib.crc32(f"{self.label}/{name}".encode())) % 2**31
+            if spec.space is not None and spec.space.sampler in SHARED_SEED:
+                seed = spec.seed
             self.studies[name] = optuna.load_study(
                 study_name=name,
                 storage=self.storage,
@@ -177,10 +183,24 @@ class Worker:
         self.current = None
 
     def _fail_stale(self, study: optuna.Study) -> None:
-        """RDB: fail (and retry) trials whose worker stopped sending heartbeats."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        """RDB: fail (and retry) trials whose worker stopped sending heartbeats.
+
+        Optuna's own ``fail_stale_trials`` leaves the trial's attributes saying
+        ``running``; this records ``failed`` and why before the state changes.
+        """
+        storage = study._storage
+        interval = heartbeat_interval(storage)
+        if not interval:
+            return
+        grace = getattr(storage, "grace_period", None) or 2 * interval
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            fail_trial(
+                study,
+                trial_id,
+                "failed",
+                f"no heartbeat for over {grace} s: its worker died or lost the storage",
+                self.sweep.spec.retry.max_retries,
+            )
 
     # ------------------------------------------------------------------ loop
 
@@ -201,7 +221,7 @@ class Worker:
                 records.write_json(
                     state_file,
                     {
-                        "pid": os.getpid(),
+                        **identity(),  # host, pid, start time: see bench.sweeps.recovery
                         "study": job.study.study_name,
                         "trial_id": job.trial._trial_id,
                         "number": job.trial.number,
@@ -256,6 +276,8 @@ def run_worker(
 
         torch.set_num_threads(threads)
     signal.signal(signal.SIGTERM, _sigterm)
+    for note in recover_orphans(sweep):
+        print(note, file=sys.stderr)
     worker = Worker(
         sweep, str(worker_id if worker_id is not None else os.getpid()), threads, deadline
     )
