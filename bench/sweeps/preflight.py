@@ -138,15 +138,15 @@ def print_plan(spec: SweepSpec, plan: Plan, workers: int) -> None:
     for cell in plan.cells:
         table.add_row(cell, str(per_cell), str(spec.seeds))
     console.print(table)
-    console.print(f"tuning: {plan.tuning['description']}")
+    print(f"tuning: {plan.tuning['description']}")
     for i, point in enumerate(plan.tuning.get("values", [])):
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items()
         )
-        console.print(f"  point {i}: {shown}")
-    console.print(f"pruner: {spec.effective_pruner}; seeds per cell: {spec.seeds}")
+        print(f"  point {i}: {shown}")
+    print(f"pruner: {spec.effective_pruner}; seeds per cell: {spec.seeds}")
     est = plan.estimate(workers)
-    console.print(
+    print(
         f"{plan.runs} runs of {plan.max_steps} steps; one step takes {plan.step_seconds * 1e3:.1f} ms "
         f"here, so about {est / 60:.1f} min with {workers} worker(s) "
         f"(rough: assumes {TRIAL_OVERHEAD_S:.0f} s per run outside training and no pruning)"
