@@ -105,7 +105,9 @@ class ModelConfig(_Strict):
     bias: bool = True
     tie_embeddings: bool = True
     init: Init = "auto"  # auto: see resolved()
-    embed_scale: EmbedScale = "auto"  # token embeddings x1, x sqrt(d_model), or normed; auto: resolved()
+    embed_scale: EmbedScale = (
+        "auto"  # token embeddings x1, x sqrt(d_model), or normed; auto: resolved()
+    )
     max_len: int = Field(1024, ge=1)
     vocab_size: int = Field(256, ge=2)
 
