@@ -157,11 +157,10 @@ class ModelConfig(_Strict):
         ``init: auto`` is deepnorm for the deepnorm placement (Wang et al. 2022) and
         xavier (Vaswani et al. 2017 as tensor2tensor/fairseq implement it) for every
         other placement, so placements compared under ``auto`` share one init family.
-        ``embed_scale: auto`` then brings token embeddings to unit RMS at the first
-        block: sqrt_d for xavier/deepnorm (std ``d^-1/2``), none for torch (std 1); for
-        gpt2 (std 0.02) none where a norm precedes attention and positions are not
-        sinusoidal (GPT-2 itself), else norm (post-LN/deepnorm attention sees the raw
-        input; a sinusoidal table of RMS 0.71 would swamp 0.02 embeddings).
+        ``embed_scale: auto`` then completes the init the way its source does: sqrt_d for
+        xavier and deepnorm (N(0, d^-1/2) embeddings: unit RMS at the first block), none
+        for torch (N(0, 1): unit already) and gpt2 (GPT-2 itself; :meth:`init_warning`
+        says when 0.02 embeddings disadvantage the placement or encoding).
         Pure Python: the report calls it without torch.
         """
         init = self.init
@@ -169,13 +168,7 @@ class ModelConfig(_Strict):
             init = "deepnorm" if self.norm_placement == "deepnorm" else "xavier"
         scale = self.embed_scale
         if scale == "auto":
-            if init in ("xavier", "deepnorm"):
-                scale = "sqrt_d"
-            elif init == "torch":
-                scale = "none"
-            else:
-                normed_first = self.norm_placement in ("pre", "sandwich")
-                scale = "none" if normed_first and self.pos_encoding != "sinusoidal" else "norm"
+            scale = "sqrt_d" if init in ("xavier", "deepnorm") else "none"
         return {"init": init, "embed_scale": scale}
 
     @property
@@ -205,25 +198,41 @@ class ModelConfig(_Strict):
 
         Judged on :meth:`embedding_rms` against ``MIN/MAX_FIRST_BLOCK_RMS`` (post-LN and
         deepnorm only: their first attention sees the raw input) and
-        ``MAX_SINUSOID_RATIO``. All-auto combinations are never warned about.
+        ``MAX_SINUSOID_RATIO``, and on one measured failure: a norm over tied N(0, 0.02)
+        embeddings (Adam's steps of ``lr`` are large next to 0.02) stayed at chance for
+        post- and pre-LN on the quickstart at lr 3e-3 and 1e-2, and the deepnorm init
+        (v, out, FFN scaled by beta) with a tied head collapsed to uniform predictions
+        there (best val/loss 2.2-2.56 at lr 1e-3..3e-2; untied: 0.004). Inputs of RMS
+        ~5.7 (torch init with sqrt_d) kept post-LN at 1.8-2.5 where unit inputs reach 0.3.
+        All-auto combinations are never warned about.
         """
         if self.init == "auto" and self.embed_scale == "auto":
             return None
         r, rms = self.resolved(), self.embedding_rms()
         combo = f"init={r['init']} with embed_scale={r['embed_scale']}"
+        if r["init"] == "gpt2" and r["embed_scale"] == "norm" and self.tie_embeddings:
+            return (
+                f"{combo}: normed N(0, 0.02) embeddings tied to the head stayed at chance "
+                "for post- and pre-LN on the quickstart; use init=auto"
+            )
+        if r["init"] == "deepnorm" and self.tie_embeddings:
+            return (
+                f"{combo}: the beta-scaled deepnorm init with a head tied to the embeddings "
+                "collapsed to uniform predictions on the quickstart; set tie_embeddings=false"
+            )
         if self.norm_placement in ("post", "deepnorm"):
             first = rms["first_block"]
             if first < MIN_FIRST_BLOCK_RMS:
                 return (
                     f"{combo}: first-block inputs of RMS ~{first:.2g} keep "
                     f"{self.norm_placement} attention near uniform at init (its logits "
-                    "scale with the input RMS squared); use init=auto or embed_scale=norm"
+                    "scale with the input RMS squared); use init=auto"
                 )
             if first > MAX_FIRST_BLOCK_RMS:
                 return (
                     f"{combo}: first-block inputs of RMS ~{first:.2g} saturate "
                     f"{self.norm_placement} attention at init (its logits scale with the "
-                    "input RMS squared); use init=auto or embed_scale=norm"
+                    "input RMS squared); use init=auto"
                 )
         if self.pos_encoding == "sinusoidal":
             ratio = rms["position"] / rms["token"]
@@ -231,13 +240,13 @@ class ModelConfig(_Strict):
                 return (
                     f"{combo}: the sinusoidal table (RMS {SINUSOID_RMS:.2f}) is {ratio:.0f}x "
                     f"the token embeddings (RMS ~{rms['token']:.2g}) and swamps them; "
-                    "use init=auto or embed_scale=norm"
+                    "use init=auto"
                 )
             if ratio < 1 / MAX_SINUSOID_RATIO:
                 return (
                     f"{combo}: token embeddings of RMS ~{rms['token']:.2g} are "
                     f"{1 / ratio:.0f}x the sinusoidal table (RMS {SINUSOID_RMS:.2f}) and "
-                    "swamp the positions; use init=auto or embed_scale=norm"
+                    "swamp the positions; use init=auto"
                 )
         return None
 

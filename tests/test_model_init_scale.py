@@ -93,8 +93,8 @@ def test_auto_embed_scale_complements_an_explicit_init():
 
     assert scale(init="torch") == "none"  # N(0, 1) embeddings are unit scale already
     assert scale(init="gpt2", norm_placement="pre") == "none"  # GPT-2 itself
-    assert scale(init="gpt2", norm_placement="post") == "norm"
-    assert scale(init="gpt2", norm_placement="pre", pos_encoding="sinusoidal") == "norm"
+    assert scale(init="gpt2", norm_placement="post") == "none"  # and init_warning says so
+    assert scale(init="xavier", norm_placement="pre") == "sqrt_d"
     assert ModelConfig(init="gpt2", embed_scale="sqrt_d").resolved()["embed_scale"] == "sqrt_d"
 
 
@@ -122,12 +122,21 @@ def test_sinusoids_swamping_gpt2_embeddings_are_warned_about_even_for_pre_ln():
 
 def test_explicit_combinations_that_give_unit_scale_are_not_warned_about():
     assert ModelConfig(init="gpt2", embed_scale="none").init_warning() is None  # pre-LN GPT-2
-    assert (
-        ModelConfig(norm_placement="post", init="gpt2", embed_scale="norm").init_warning() is None
-    )
     assert ModelConfig(norm_placement="post", init="torch").init_warning() is None
-    for preset in ("vaswani2017", "post-ln", "deepnorm", "gpt2", "alibi", "sandwich", "llama"):
+    assert ModelConfig(norm_placement="post", init="xavier").init_warning() is None
+    for preset in ("vaswani2017", "post-ln", "gpt2", "alibi", "sandwich", "llama", "t5-bias"):
         assert build_run_config(overrides={"variant": preset}).model.init_warning() is None, preset
+
+
+def test_measured_failures_are_warned_about():
+    """Each was measured on the quickstart (numbers in ModelConfig.init_warning)."""
+    saturated = ModelConfig(norm_placement="post", init="torch", embed_scale="sqrt_d")
+    assert "saturate post attention" in (saturated.init_warning() or "")
+    normed = ModelConfig(norm_placement="post", init="gpt2", embed_scale="norm")
+    assert "stayed at chance" in (normed.init_warning() or "")
+    deep = build_run_config(overrides={"variant": "deepnorm"}).model
+    assert "tie_embeddings=false" in (deep.init_warning() or "")
+    assert deep.model_copy(update={"tie_embeddings": False}).init_warning() is None
 
 
 def test_resolution_and_warning_need_no_torch():
