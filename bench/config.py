@@ -105,9 +105,8 @@ class ModelConfig(_Strict):
     bias: bool = True
     tie_embeddings: bool = True
     init: Init = "auto"  # auto: see resolved()
-    embed_scale: EmbedScale = (
-        "auto"  # token embeddings x1, x sqrt(d_model), or normed; auto: resolved()
-    )
+    # Token embeddings x1 (none), x sqrt(d_model) (sqrt_d) or normed (norm); auto: resolved()
+    embed_scale: EmbedScale = "auto"
     max_len: int = Field(1024, ge=1)
     vocab_size: int = Field(256, ge=2)
 
