@@ -93,10 +93,15 @@ def test_deepnorm_init_is_beta_scaled_xavier_for_ffn_value_and_output_and_plain_
 def test_gpt2_init_uses_0_02_and_scales_residual_outputs_by_depth():
     torch.manual_seed(0)
     cfg = ModelConfig(
-        d_model=256, n_heads=4, n_layers=8, max_len=64, tie_embeddings=False, vocab_size=512
+        d_model=256,
+        n_heads=4,
+        n_layers=8,
+        max_len=64,
+        tie_embeddings=False,
+        vocab_size=512,
+        init="gpt2",
     )
     model = build_model(cfg)
-    assert cfg.init_scheme == "gpt2"
     scaled = 0.02 / math.sqrt(2 * 8)
     blocks = model.blocks
     assert _std(torch.cat([b.attn.qkv.weight for b in blocks])) == pytest.approx(0.02, rel=0.03)
@@ -106,6 +111,37 @@ def test_gpt2_init_uses_0_02_and_scales_residual_outputs_by_depth():
     assert _std(model.tok_embed.weight) == pytest.approx(0.02, rel=0.03)
     assert _std(model.lm_head.weight) == pytest.approx(0.02, rel=0.03)
     assert all((b.attn.qkv.bias == 0).all() for b in blocks)
+
+
+def test_xavier_init_is_glorot_uniform_per_projection_with_d_model_scaled_embeddings():
+    torch.manual_seed(0)
+    d, layers = 256, 4
+    cfg = ModelConfig(d_model=d, n_heads=4, n_layers=layers, max_len=64, tie_embeddings=False)
+    model = build_model(cfg)
+    assert cfg.resolved() == {"init": "xavier", "embed_scale": "sqrt_d"}  # the auto default
+    f = cfg.ffn_dim
+
+    def glorot(fan_in: int, fan_out: int) -> float:  # std of U(-a, a), a = sqrt(6/(in+out))
+        return math.sqrt(2 / (fan_in + fan_out))
+
+    qkv = torch.cat([b.attn.qkv.weight for b in model.blocks], 1)
+    assert qkv.abs().max() <= math.sqrt(6 / (2 * d))  # each of q, k, v has its own fans
+    assert _std(qkv) == pytest.approx(glorot(d, d), rel=0.03)
+    fc_in = torch.cat([b.ffn.fc_in.weight for b in model.blocks])
+    assert _std(fc_in) == pytest.approx(glorot(d, f), rel=0.03)
+    assert _std(model.tok_embed.weight) == pytest.approx(d**-0.5, rel=0.03)
+    assert _std(model.lm_head.weight) == pytest.approx(d**-0.5, rel=0.03)
+    scaled = model.embed(torch.arange(200)[None])
+    assert scaled.pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_deepnorm_init_gives_embeddings_unit_rms_after_the_sqrt_d_scale():
+    torch.manual_seed(0)
+    cfg = ModelConfig(norm_placement="deepnorm", d_model=256, vocab_size=512, max_len=8)
+    model = build_model(cfg)
+    assert _std(model.tok_embed.weight) == pytest.approx(256**-0.5, rel=0.03)
+    rms = model.embed(torch.arange(512)[None]).pow(2).mean().sqrt().item()
+    assert rms == pytest.approx(1.0, rel=0.05)
 
 
 def test_torch_init_keeps_pytorch_defaults():

@@ -12,6 +12,7 @@ from bench import presets
 from bench.config import axes, build_run_config
 from bench.model import ARCHS, build_model
 from bench.model.block import PLACEMENTS
+from bench.model.embedding import EMBED_SCALES
 from bench.model.feedforward import FEEDFORWARDS
 from bench.model.init import INITS
 from bench.model.norms import NORMS
@@ -33,6 +34,10 @@ def test_registry_keys_equal_the_config_literal(axis):
 
 def test_init_schemes_cover_every_init_value_but_auto():
     assert set(INITS) == set(axes()["init"]) - {"auto"}
+
+
+def test_embedding_scales_cover_every_embed_scale_value_but_auto():
+    assert set(EMBED_SCALES) == set(axes()["embed_scale"]) - {"auto"}
 
 
 EXPECTED_PRESETS = {
@@ -84,6 +89,30 @@ def test_presets_set_what_their_papers_prescribe():
         "relu",
     )
     assert build_run_config(overrides={"variant": "deepnorm"}).model.init_scheme == "deepnorm"
+
+
+PRESET_INIT = {  # what each source trains with (comments in variants/*.yaml)
+    "vaswani2017": {"init": "xavier", "embed_scale": "sqrt_d"},
+    "post-ln": {"init": "xavier", "embed_scale": "sqrt_d"},
+    "alibi": {"init": "xavier", "embed_scale": "sqrt_d"},
+    "deepnorm": {"init": "deepnorm", "embed_scale": "sqrt_d"},
+    "gpt2": {"init": "gpt2", "embed_scale": "none"},
+    "llama": {"init": "gpt2", "embed_scale": "none"},
+    "sandwich": {"init": "gpt2", "embed_scale": "none"},
+    "t5-bias": {"init": "torch", "embed_scale": "none"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_INIT))
+def test_presets_set_the_init_and_embedding_scale_of_their_source(name):
+    model = build_run_config(overrides={"variant": name}).model
+    assert (model.init, model.embed_scale) == tuple(PRESET_INIT[name].values())
+    assert model.resolved() == PRESET_INIT[name]
+
+
+def test_every_preset_states_its_init_and_embedding_scale():
+    for name in presets.names():
+        assert {"init", "embed_scale"} <= set(presets.load(name)), name
 
 
 def test_model_package_imports_no_lightning_wandb_or_optuna():

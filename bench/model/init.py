@@ -1,9 +1,12 @@
-"""Weight initialisation schemes: torch (defaults), gpt2, deepnorm.
+"""Weight initialisation schemes: torch (defaults), gpt2, xavier, deepnorm.
 
 Schemes find the projections through ``weight_blocks()`` of attention and
 feed-forward modules (role names q, k, v, out, in), so they never depend on
 parameter names. Every scheme receives the model and reads each stack's depth
-(``n_layers``) and deepnorm ``beta`` from the stack itself.
+(``n_layers``) and deepnorm ``beta`` from the stack itself, and ``d_model`` from
+``model.cfg``. The embedding standard deviations come from
+:func:`bench.config.embedding_std`, which the pure-Python config also uses to
+judge an init/embedding-scale combination (``ModelConfig.init_warning``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-GPT2_STD = 0.02
+from bench.config import GPT2_STD, embedding_std
 
 
 def _blocks(model: nn.Module) -> Iterator[tuple[nn.Module, int, float]]:
@@ -27,11 +30,16 @@ def _blocks(model: nn.Module) -> Iterator[tuple[nn.Module, int, float]]:
                         yield sub, stack.n_layers, stack.beta
 
 
+def _embedding_std(model: nn.Module, scheme: str) -> float:
+    return embedding_std(scheme, model.cfg.d_model)
+
+
 def init_torch(model: nn.Module) -> None:
     """Keep PyTorch's default initialisation (kaiming-uniform linears, N(0, 1) embeddings)."""
 
 
 def _normal_all(model: nn.Module, std: float) -> None:
+    """Every linear and embedding (token, learned positions, t5 bias table) N(0, std); zero biases."""
     for m in model.modules():
         if isinstance(m, nn.Linear | nn.Embedding):
             nn.init.normal_(m.weight, 0.0, std)
@@ -51,12 +59,25 @@ def init_gpt2(model: nn.Module) -> None:
 
 
 @torch.no_grad()
+def init_xavier(model: nn.Module) -> None:
+    """Vaswani et al. 2017 as tensor2tensor and fairseq implement it (the paper names no
+    init; Xiong et al. 2020 analyse post-LN under it): xavier-uniform (Glorot & Bengio
+    2010) for each projection (q, k, v, out, FFN matrices, each with its own fans), zero
+    biases, and N(0, d_model^-1/2) embeddings and untied head, so that the ``sqrt_d``
+    embedding scale gives unit RMS."""
+    _normal_all(model, _embedding_std(model, "xavier"))
+    for sub, _, _ in _blocks(model):
+        for _, linear, rows in sub.weight_blocks():
+            nn.init.xavier_uniform_(linear.weight[rows])
+
+
+@torch.no_grad()
 def init_deepnorm(model: nn.Module) -> None:
     """Wang et al. 2022: xavier-normal block projections, gain ``beta`` for the FFN,
     the value and the attention output projections, gain 1 for queries and keys.
-    Embeddings and the LM head get N(0, 0.02) as in gpt2, so schemes differ only
-    where the paper says."""
-    _normal_all(model, GPT2_STD)
+    Embeddings and the untied head get N(0, d_model^-1/2) as in fairseq, on which
+    the paper's translation experiments run (unit RMS with the ``sqrt_d`` scale)."""
+    _normal_all(model, _embedding_std(model, "deepnorm"))
     for sub, _, beta in _blocks(model):
         for role, linear, rows in sub.weight_blocks():
             nn.init.xavier_normal_(linear.weight[rows], gain=1.0 if role in ("q", "k") else beta)
@@ -65,5 +86,6 @@ def init_deepnorm(model: nn.Module) -> None:
 INITS: dict[str, Callable[[nn.Module], None]] = {
     "torch": init_torch,
     "gpt2": init_gpt2,
+    "xavier": init_xavier,
     "deepnorm": init_deepnorm,
 }

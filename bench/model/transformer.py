@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from bench.config import ModelConfig
 from bench.model.attention import attention_inputs
 from bench.model.block import PLACEMENTS, Block
+from bench.model.embedding import EMBED_SCALES
 from bench.model.init import INITS
 from bench.model.norms import make_norm
 from bench.model.positional import POSITIONAL
@@ -132,20 +133,26 @@ def _greedy(step: Callable[[Tensor], Tensor], seq: Tensor, n: int, eos: int | No
 
 
 class DecoderLM(Stack):
-    """Causal language model: ``tok_embed`` -> causal stack -> ``lm_head``."""
+    """Causal language model: ``tok_embed`` -> ``embed_scale`` -> causal stack -> ``lm_head``."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         dn = deepnorm_constants(cfg)["decoder"]
         alpha = dn["alpha"] if cfg.norm_placement == "deepnorm" else 1.0
         super().__init__(cfg, cfg.n_layers, causal=True, alpha=alpha, beta=dn["beta"])
         self.cfg = cfg
+        resolved = cfg.resolved()
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg)
         self.lm_head = _head(cfg, self.tok_embed)
-        INITS[cfg.init_scheme](self)
+        INITS[resolved["init"]](self)
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """Token ids ``[B, T]`` -> scaled token embeddings ``[B, T, D]`` (no positions yet)."""
+        return self.embed_scale(self.tok_embed(input_ids))
 
     def hidden(self, input_ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
         """Final hidden states ``[B, T, D]``."""
-        return self.run(self.tok_embed(input_ids), pad_mask)
+        return self.run(self.embed(input_ids), pad_mask)
 
     def forward(self, input_ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
         """``input_ids [B, T]`` (``pad_mask`` True at padding) -> logits ``[B, T, V]``."""
@@ -162,7 +169,8 @@ class DecoderLM(Stack):
 
 class EncoderDecoder(nn.Module):
     """Vaswani et al. 2017 layout: bidirectional ``encoder``, causal ``decoder`` with
-    cross-attention to the encoder memory; one ``tok_embed`` for source and target."""
+    cross-attention to the encoder memory; one ``tok_embed`` (and ``embed_scale``) for
+    source and target."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -170,7 +178,9 @@ class EncoderDecoder(nn.Module):
         dn = deepnorm_constants(cfg)
         deep = cfg.norm_placement == "deepnorm"
         enc, dec = dn["encoder"], dn["decoder"]
+        resolved = cfg.resolved()
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg)
         self.encoder = Stack(
             cfg,
             cfg.encoder_layers,
@@ -187,15 +197,19 @@ class EncoderDecoder(nn.Module):
             beta=dec["beta"],
         )
         self.lm_head = _head(cfg, self.tok_embed)
-        INITS[cfg.init_scheme](self)
+        INITS[resolved["init"]](self)
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """Token ids ``[B, T]`` -> scaled token embeddings ``[B, T, D]`` (no positions yet)."""
+        return self.embed_scale(self.tok_embed(ids))
 
     def encode(self, src: Tensor, src_pad: Tensor | None = None) -> Tensor:
         """``src [B, S]`` -> memory ``[B, S, D]``."""
-        return self.encoder.run(self.tok_embed(src), src_pad)
+        return self.encoder.run(self.embed(src), src_pad)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor | None = None) -> Tensor:
         """``tgt_in [B, T]`` attending to ``memory`` -> logits ``[B, T, V]``."""
-        h = self.decoder.run(self.tok_embed(tgt_in), memory=memory, memory_pad=src_pad)
+        h = self.decoder.run(self.embed(tgt_in), memory=memory, memory_pad=src_pad)
         return self.lm_head(h)
 
     def forward(self, src: Tensor, tgt_in: Tensor, src_pad: Tensor | None = None) -> Tensor:
@@ -216,7 +230,7 @@ class EncoderDecoder(nn.Module):
             memory = self.encode(src, src_pad)
 
             def step(seq: Tensor) -> Tensor:
-                h = self.decoder.run(self.tok_embed(seq), memory=memory, memory_pad=src_pad)
+                h = self.decoder.run(self.embed(seq), memory=memory, memory_pad=src_pad)
                 return self.lm_head(h[:, -1])
 
             return _greedy(step, start, max_new_tokens, eos_id)[:, 1:]
@@ -226,5 +240,5 @@ ARCHS: dict[str, type[nn.Module]] = {"decoder": DecoderLM, "encoder_decoder": En
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The model ``cfg.arch`` names, initialised with ``cfg.init_scheme``."""
+    """The model ``cfg.arch`` names, with the init and embedding scale of ``cfg.resolved()``."""
     return ARCHS[cfg.arch](cfg)
