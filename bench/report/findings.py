@@ -195,14 +195,17 @@ def lengths(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
             scale = f"{p.length / data.train_length:g}x" if data.train_length else str(p.length)
             em = f", exact match {g(p.exact_match, 3)}" if p.exact_match is not None else ""
             where = ""
-            if p.chance is not None:
-                where = " (at chance)" if p.at_chance else f" (chance {g(p.chance)})"
+            if p.chance is not None and p.at_chance:
+                worse = p.loss > p.chance * 1.1
+                where = f" ({'worse than' if worse else 'at'} chance {g(p.chance, 3)})"
+            elif p.chance is not None:
+                where = f" (chance {g(p.chance, 3)})"
             parts.append(f"{scale}: loss {g(p.loss)}{where}{em}")
         at_chance = all(p.at_chance for p in longer if p.chance is not None) and any(
             p.chance is not None for p in longer)  # fmt: skip
         status = stats.INCONCLUSIVE if at_chance else NOTE
         out.append(Finding(f"Length generalization of {_label(data, s)}: " + "; ".join(parts)
-                           + (": at chance at every longer length, so it does not generalize"
+                           + (": no better than chance at any longer length, so it does not generalize"
                               if at_chance else "") + ".",
                            "caution" if at_chance else "result", status))  # fmt: skip
     return out
