@@ -493,6 +493,9 @@ def landscapes(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         ax.set_title(label(data, s), fontsize=9)
         ax.set_aspect("equal")
         ax.set_xlabel("direction 1", fontsize=8)
+        ax.set_ylabel("direction 2", fontsize=8)
+    fig.suptitle("Loss around each cell's best run (filter-normalised random plane; "
+                 "star: the trained weights)", fontsize=10)  # fmt: skip
     for ax in axs[n:]:
         ax.set_visible(False)
     if cs is not None:
@@ -524,7 +527,9 @@ def pareto(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         ax.errorbar(t, q, xerr=xerr, yerr=yerr, fmt="o", ms=9 if i in front else 6, color=c,
                     mec="black" if i in front else c, capsize=3, elinewidth=0.8,
                     label=f"{label(data, s)}{_excluded_note(s)}")  # fmt: skip
-    chance_line(ax, sweep_chance(summaries))
+    chance = sweep_chance(summaries)
+    log_if_decades(ax, [q for _, q, _ in pts] + ([chance] if chance else []))
+    chance_line(ax, chance)
     if front:
         # The boundary of what the front dominates (slower and worse): a staircase from the
         # left edge through each front point, slow to fast, up (or down) to the plot's edge.
