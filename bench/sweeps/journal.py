@@ -51,9 +51,14 @@ def _salvage(line: bytes) -> tuple[bytes, int]:
 
 
 def needs_repair(path: Path) -> bool:
-    """Cheap check: does any line of the journal fail to be a whole record?"""
+    """Cheap check: is some line a torn record (it starts like a record but is not whole)?
+
+    A line that does not even start like a record is no crash damage: the file is not
+    an Optuna journal, and it is left alone for the storage to refuse.
+    """
     with open(path, "rb") as f:
-        return not all(_whole(line) for line in f)
+        lines = [line for line in f if not _whole(line)]
+    return bool(lines) and all(line.startswith(RECORD_START) for line in lines)
 
 
 def repair_journal(path: str | Path, lock_grace: int = 10) -> str | None:
@@ -68,6 +73,8 @@ def repair_journal(path: str | Path, lock_grace: int = 10) -> str | None:
             lines = f.readlines()
         kept: list[bytes] = []
         dropped, records = 0, 0
+        if not all(_whole(line) or line.startswith(RECORD_START) for line in lines):
+            return None  # not crash damage (see needs_repair)
         for line in lines:
             if _whole(line):
                 kept.append(line)
