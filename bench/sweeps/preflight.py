@@ -22,9 +22,13 @@ from bench.config import ConfigError, RunConfig
 from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec, build_cell_config
 
-# Seconds a trial spends outside its training steps (process, imports, Trainer, W&B,
-# records): measured on the quickstart, 2-core CPU (see the issue 15 notes).
-TRIAL_OVERHEAD_S = 4.0
+# Costs outside the timed training steps, in units of one training step of the cell,
+# measured on the quickstart (d_model 32, 2 layers, reverse, 2-core CPU, 2 workers):
+# a run of 400 steps took 14-16 s in train_run against 2 s of bare steps.
+TRIAL_OVERHEAD_S = 4.0  # per run: Trainer, W&B offline run, records, checkpoint
+VALIDATION_STEPS = 3.0  # one validation of one eval length ~ 3 training steps
+HESSIAN_STEPS_PER_ITER = 6.0  # one Lanczos iteration (HVP in fp32, double backward)
+LANDSCAPE_STEPS_PER_POINT = 0.8  # one landscape grid point (forward only, batched)
 TIMED_STEPS = 5  # training steps timed by --dry-run, after one untimed warm-up step
 
 
@@ -72,15 +76,27 @@ class Plan:
     seed_runs: int
     step_seconds: float
     max_steps: int
+    extra_steps: float = 0.0  # validation and diagnostics of one run, in training steps
 
     @property
     def runs(self) -> int:
         return self.tune_runs + self.seed_runs
 
     def estimate(self, workers: int) -> float:
-        """Rough wall time in seconds: runs x (steps x step time + overhead) / workers."""
-        per_run = self.max_steps * self.step_seconds + TRIAL_OVERHEAD_S
+        """Rough wall time in seconds: runs x (steps + extra) x step time + overhead, / workers."""
+        per_run = (self.max_steps + self.extra_steps) * self.step_seconds + TRIAL_OVERHEAD_S
         return per_run * self.runs / max(workers, 1)
+
+
+def extra_steps(cfg: RunConfig) -> float:
+    """Validation and diagnostics of one run of ``cfg``, in training-step equivalents."""
+    t, d = cfg.train, cfg.diagnostics
+    extra = (t.max_steps // t.val_every + 1) * len(cfg.task.eval_scales) * VALIDATION_STEPS
+    if d.hessian:
+        extra += len(d.hessian_steps) * d.hessian_iters * HESSIAN_STEPS_PER_ITER
+    if d.landscape:
+        extra += 2 * d.landscape_resolution**2 * LANDSCAPE_STEPS_PER_POINT  # random + PCA planes
+    return extra
 
 
 def time_steps(cfg: RunConfig, threads: int) -> float:
@@ -121,6 +137,7 @@ def make_plan(spec: SweepSpec, threads: int) -> Plan:
         seed_runs=spec.seeds * len(cells),
         step_seconds=time_steps(cfg, threads),
         max_steps=cfg.train.max_steps,
+        extra_steps=extra_steps(cfg),
     )
 
 
@@ -149,5 +166,6 @@ def print_plan(spec: SweepSpec, plan: Plan, workers: int) -> None:
     print(
         f"{plan.runs} runs of {plan.max_steps} steps; one step takes {plan.step_seconds * 1e3:.1f} ms "
         f"here, so about {est / 60:.1f} min with {workers} worker(s) "
-        f"(rough: assumes {TRIAL_OVERHEAD_S:.0f} s per run outside training and no pruning)"
+        f"(rough: validation and diagnostics count as {plan.extra_steps:.0f} more steps a run, "
+        f"plus {TRIAL_OVERHEAD_S:.0f} s per run; no pruning)"
     )
