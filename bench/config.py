@@ -203,21 +203,22 @@ class ModelConfig(_Strict):
         (v, out, FFN scaled by beta) with a tied head collapsed to uniform predictions
         there (best val/loss 2.2-2.56 at lr 1e-3..3e-2; untied: 0.004). Inputs of RMS
         ~5.7 (torch init with sqrt_d) kept post-LN at 1.8-2.5 where unit inputs reach 0.3.
-        All-auto combinations are never warned about.
+        All-auto combinations are warned about only for the tied deepnorm head, which
+        ``auto`` cannot change.
         """
-        if self.init == "auto" and self.embed_scale == "auto":
-            return None
         r, rms = self.resolved(), self.embedding_rms()
         combo = f"init={r['init']} with embed_scale={r['embed_scale']}"
+        if r["init"] == "deepnorm" and self.tie_embeddings:  # auto cannot untie the head
+            return (
+                f"{combo}: the beta-scaled deepnorm init with a head tied to the embeddings "
+                "collapsed to uniform predictions on the quickstart; set tie_embeddings=false"
+            )
+        if self.init == "auto" and self.embed_scale == "auto":
+            return None
         if r["init"] == "gpt2" and r["embed_scale"] == "norm" and self.tie_embeddings:
             return (
                 f"{combo}: normed N(0, 0.02) embeddings tied to the head stayed at chance "
                 "for post- and pre-LN on the quickstart; use init=auto"
-            )
-        if r["init"] == "deepnorm" and self.tie_embeddings:
-            return (
-                f"{combo}: the beta-scaled deepnorm init with a head tied to the embeddings "
-                "collapsed to uniform predictions on the quickstart; set tie_embeddings=false"
             )
         if self.norm_placement in ("post", "deepnorm"):
             first = rms["first_block"]

@@ -110,7 +110,15 @@ def test_the_old_post_ln_init_is_warned_about_and_auto_is_not():
     assert "deepnorm attention near uniform" in (deep.init_warning() or "")
     for placement in PLACEMENTS:
         for enc in ENCODINGS:
-            assert ModelConfig(norm_placement=placement, pos_encoding=enc).init_warning() is None
+            cfg = ModelConfig(norm_placement=placement, pos_encoding=enc, tie_embeddings=False)
+            assert cfg.init_warning() is None
+
+
+def test_a_tied_head_under_the_deepnorm_init_is_warned_about_even_with_auto():
+    tied = ModelConfig(norm_placement="deepnorm")
+    assert "set tie_embeddings=false" in (tied.init_warning() or "")
+    assert ModelConfig(norm_placement="deepnorm", tie_embeddings=False).init_warning() is None
+    assert build_run_config(overrides={"variant": "deepnorm"}).model.init_warning() is None
 
 
 def test_sinusoids_swamping_gpt2_embeddings_are_warned_about_even_for_pre_ln():
@@ -134,7 +142,9 @@ def test_measured_failures_are_warned_about():
     assert "saturate post attention" in (saturated.init_warning() or "")
     normed = ModelConfig(norm_placement="post", init="gpt2", embed_scale="norm")
     assert "stayed at chance" in (normed.init_warning() or "")
-    deep = build_run_config(overrides={"variant": "deepnorm"}).model
+    deep = build_run_config(overrides={"variant": "deepnorm"}).model.model_copy(
+        update={"tie_embeddings": True}
+    )
     assert "tie_embeddings=false" in (deep.init_warning() or "")
     assert deep.model_copy(update={"tie_embeddings": False}).init_warning() is None
 
