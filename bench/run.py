@@ -25,6 +25,7 @@ from bench import records
 from bench.config import ConfigError, RunConfig, dump_yaml
 from bench.csvlog import MetricsCSVLogger
 from bench.diagnostics import build_callbacks, landscape_of
+from bench.diagnostics.guard import DiagnosticErrors
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
 from bench.tasks import build_datamodule
@@ -232,7 +233,8 @@ def train_run(
         save_top_k=0,
         every_n_train_steps=t.checkpoint_every or t.val_every,
     )
-    diagnostics = build_callbacks(cfg, run_dir)
+    errors = DiagnosticErrors()  # a failing diagnostic is recorded, never fatal
+    diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = _loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_steps=t.max_steps,
@@ -257,7 +259,7 @@ def train_run(
 
     def record_status(*args, **kwargs) -> None:
         if primary:
-            records.write_status(*args, **kwargs)
+            records.write_status(*args, **kwargs, diagnostic_errors=errors.messages)
 
     started = time.time()
     status, reason = "completed", ""
@@ -292,7 +294,14 @@ def train_run(
 
     trainer.save_checkpoint(run_dir / records.LAST_CKPT)
     if cfg.diagnostics.landscape and trainer.is_global_zero:
-        metrics.update(_landscape(module, dm, run_dir, trainer, loggers))
+        metrics.update(
+            errors.call(
+                "landscape",
+                "end of run",
+                lambda: _landscape(module, dm, run_dir, trainer, loggers),
+                {},
+            )
+        )
     n_params = sum(p.numel() for p in module.model.parameters())
     summary = {
         "status": status,
@@ -301,6 +310,7 @@ def train_run(
         "wall_time": time.time() - started,
         "params": n_params,
         "metrics": metrics,
+        "diagnostic_errors": errors.messages,  # "name: hook: Error: message" per failure
     }
     # W&B's summary already holds each logged key's min/last; add what only we know.
     extra = {k: v for k, v in metrics.items() if k.startswith("best/")}

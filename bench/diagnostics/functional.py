@@ -96,6 +96,13 @@ def loss_at(module: nn.Module, loss_fn: LossFn) -> Callable[[Mapping[str, Tensor
     return f
 
 
+def loss_name(module: nn.Module, loss_fn: Callable[..., Any], default: Callable[..., Any]) -> str:
+    """What a diagnostic's loss is: the module's training loss (``default``) or ``loss_fn``'s name."""
+    if loss_fn is default and hasattr(module, "training_loss_name"):
+        return str(module.training_loss_name)
+    return getattr(loss_fn, "__qualname__", repr(loss_fn))
+
+
 def as_batches(batch_or_batches: Any) -> list[Any]:
     """A list of batches from one batch (a dict/tensor/tuple) or a list of them."""
     if isinstance(batch_or_batches, list):

@@ -49,6 +49,7 @@ from bench.diagnostics.functional import (
     flatten_params,
     functional_context,
     loss_at,
+    loss_name,
     move_to,
     new_figure,
     save_figure,
@@ -454,7 +455,7 @@ def check_precision(precision: str) -> None:
 
 
 def _default_loss(module: nn.Module, batch: Any) -> Tensor:
-    return module.compute_loss(batch)
+    return module.training_loss(batch)
 
 
 def _first_val_batch(trainer: L.Trainer) -> Any:
@@ -487,6 +488,10 @@ class HessianCallback(L.Callback):
     ``out_dir/diagnostics/hessian_step{N}.npz`` and ``.png`` (the density).
     The batch is the one given, else the first batch of the datamodule's first
     validation loader. Runs on global rank zero only.
+
+    The loss is the training loss (``pl_module.training_loss``: cross-entropy
+    with ``train.label_smoothing``), so the curvature is that of the surface the
+    optimizer descends; each npz records it as ``loss_fn`` (``loss`` is its value).
     """
 
     def __init__(
@@ -518,6 +523,7 @@ class HessianCallback(L.Callback):
         self.batch = batch
         self.targets: list[int] = []
         self.results: dict[int, dict[str, float]] = {}
+        self.loss_name = ""
 
     @classmethod
     def from_config(
@@ -566,6 +572,7 @@ class HessianCallback(L.Callback):
         batch = move_to(self.batch, pl_module.device)
         start = time.perf_counter()
         result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
+        self.loss_name = loss_name(pl_module, self.loss_fn, _default_loss)
         result.extra["hessian/seconds"] = time.perf_counter() - start
         metrics = result.scalars()
         for logger in trainer.loggers:
@@ -585,6 +592,7 @@ class HessianCallback(L.Callback):
             condition=result.condition,
             n_params=result.n_params,
             loss=result.loss,
+            loss_fn=np.array(self.loss_name),
             lanczos_steps=result.lanczos_steps,
             converged=result.converged,
             grid=result.grid,
