@@ -87,7 +87,12 @@ def landscape_of(
 
     Uses the saved trajectory (PCA plane) when the run recorded one.
     """
-    from bench.diagnostics.functional import flatten_params, trainable_params
+    from bench.diagnostics.functional import (
+        flatten_params,
+        loss_name,
+        trainable_params,
+        training_loss,
+    )
     from bench.diagnostics.landscape import landscape_report, load_trajectory
 
     d = module.cfg.diagnostics
@@ -98,7 +103,7 @@ def landscape_of(
     batches = [b for _, b in zip(range(n_batches or d.landscape_batches), loader, strict=False)]
     return landscape_report(
         module,
-        lambda m, b: m.training_loss(b),
+        training_loss,
         batches,
         theta_init,
         flatten_params(trainable_params(module)),
@@ -106,5 +111,5 @@ def landscape_of(
         out,
         resolution=resolution or d.landscape_resolution,
         seed=seed,
-        loss_name=module.training_loss_name,
+        loss_name=loss_name(module, training_loss),
     )

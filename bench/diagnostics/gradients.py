@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig
-from bench.diagnostics.functional import loss_name
+from bench.diagnostics.functional import loss_name, training_loss
 from bench.diagnostics.throughput import DIAGNOSTICS_TIME, exclude_from_throughput
 
 Batch = Any
@@ -375,10 +375,6 @@ def _isolated_rng(device: torch.device) -> Iterator[None]:
         yield
 
 
-def _default_loss(pl_module: L.LightningModule, batch: Batch) -> Tensor:
-    return pl_module.training_loss(batch)
-
-
 def _default_forward(pl_module: L.LightningModule, batch: Batch) -> Any:
     return pl_module(batch)
 
@@ -396,7 +392,7 @@ class GradientDiagnostics(L.Callback):
     """Gradient norms, update ratios, noise scale and attention entropy every N steps.
 
     Relies on ``pl_module.model`` (the ``nn.Module``), ``loss_fn(pl_module, batch)``
-    (default ``pl_module.training_loss(batch)``, for the noise scale) and
+    (default :func:`~bench.diagnostics.functional.training_loss`, for the noise scale) and
     ``forward_fn(pl_module, batch)`` (default ``pl_module(batch)``, for the
     entropy). Metrics go straight to ``trainer.loggers`` at the measured step, so
     they are not lost between Lightning's ``log_every_n_steps``. Assumes one
@@ -419,7 +415,7 @@ class GradientDiagnostics(L.Callback):
         cfg: DiagnosticsConfig,
         out_dir: str | Path,
         *,
-        loss_fn: LossFn = _default_loss,
+        loss_fn: LossFn = training_loss,
         forward_fn: ForwardFn = _default_forward,
         noise_ema: float = 0.9,
         entropy_examples: int = 8,
@@ -445,7 +441,7 @@ class GradientDiagnostics(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.layout = Layout.of(pl_module.model)
-        self.loss = loss_name(pl_module, self.loss_fn, _default_loss)
+        self.loss = loss_name(pl_module, self.loss_fn)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Batch, batch_idx: int

@@ -55,6 +55,7 @@ from bench.diagnostics.functional import (
     save_figure,
     save_npz,
     trainable_params,
+    training_loss,
     unflatten_params,
 )
 
@@ -454,10 +455,6 @@ def check_precision(precision: str) -> None:
         )
 
 
-def _default_loss(module: nn.Module, batch: Any) -> Tensor:
-    return module.training_loss(batch)
-
-
 def _first_val_batch(trainer: L.Trainer) -> Any:
     dm = trainer.datamodule
     if dm is None or not hasattr(dm, "val_dataloader"):
@@ -489,8 +486,8 @@ class HessianCallback(L.Callback):
     The batch is the one given, else the first batch of the datamodule's first
     validation loader. Runs on global rank zero only.
 
-    The loss is the training loss (``pl_module.training_loss``: cross-entropy
-    with ``train.label_smoothing``), so the curvature is that of the surface the
+    The loss is the training loss (:func:`~bench.diagnostics.functional.training_loss`:
+    for a BenchModule, cross-entropy with ``train.label_smoothing``), so the curvature is that of the surface the
     optimizer descends; each npz records it as ``loss_fn`` (``loss`` is its value).
     """
 
@@ -501,7 +498,7 @@ class HessianCallback(L.Callback):
         top_k: int = 3,
         iters: int = 20,
         batch: Any = None,
-        loss_fn: LossFn = _default_loss,
+        loss_fn: LossFn = training_loss,
         tol: float = 1e-4,
         n_trace_samples: int = 50,
         n_lanczos: int = 40,
@@ -572,7 +569,7 @@ class HessianCallback(L.Callback):
         batch = move_to(self.batch, pl_module.device)
         start = time.perf_counter()
         result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
-        self.loss_name = loss_name(pl_module, self.loss_fn, _default_loss)
+        self.loss_name = loss_name(pl_module, self.loss_fn)
         result.extra["hessian/seconds"] = time.perf_counter() - start
         metrics = result.scalars()
         for logger in trainer.loggers:
