@@ -324,11 +324,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bench {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f"bench {args.command}: interrupted; rerun the same command to resume", file=sys.stderr
-        )
+    except KeyboardInterrupt as e:
+        print(f"bench {args.command}: {interrupted_message(args.command, e)}", file=sys.stderr)
         return 130
+
+
+def interrupted_message(command: str, e: KeyboardInterrupt) -> str:
+    """What to say after Ctrl-C: the exact command that resumes, where there is one."""
+    run_dir = getattr(e, "run_dir", None)
+    if run_dir is not None:
+        if getattr(e, "resumable", False):
+            return f"interrupted; resume with: bench train --resume {shlex.quote(str(run_dir))}"
+        return f"interrupted before the first checkpoint; {run_dir} cannot be resumed"
+    if command in ("sweep", "worker"):
+        return "interrupted; rerun the same command to resume"
+    return "interrupted"
 
 
 if __name__ == "__main__":

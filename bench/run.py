@@ -28,6 +28,7 @@ from bench.diagnostics import build_callbacks, landscape_of
 from bench.diagnostics.guard import DiagnosticErrors
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
+from bench.resources import check_fits
 from bench.tasks import build_datamodule
 
 
@@ -39,6 +40,15 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a run; ``run_dir`` holds it, ``resumable`` if it has a checkpoint."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+        self.resumable = (run_dir / records.LAST_CKPT).is_file()
 
 
 @dataclass
@@ -75,9 +85,17 @@ def prepare(cfg: RunConfig) -> Prepared:
     Raises ConfigError (one line) for any problem, before anything is written.
     """
     cfg = cfg.model_copy(deep=True)
+    precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
+    check_fits(cfg, accelerator)  # before the data or the model is allocated
     dm = build_datamodule(cfg.task, cfg.model.arch)
     dm.setup("fit")
     cfg.model.vocab_size = dm.vocab_size
+    n_train = len(dm.train_dataloader().dataset)
+    if cfg.task.batch_size > n_train:
+        raise ConfigError(
+            f"task.batch_size={cfg.task.batch_size} is larger than the training set "
+            f"({n_train} examples of task {cfg.task.name!r}); allowed: 1..{n_train}"
+        )
     if cfg.model.pos_encoding == "learned" and dm.max_positions > cfg.model.max_len:
         raise ConfigError(
             f"model.max_len={cfg.model.max_len} is shorter than the longest sequence the task feeds "
@@ -85,7 +103,6 @@ def prepare(cfg: RunConfig) -> Prepared:
             f"{cfg.task.eval_scales}); a learned encoding has no position past max_len: "
             f"raise model.max_len to >= {dm.max_positions}"
         )
-    precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
     return Prepared(cfg, dm, precision, accelerator)
 
 
@@ -276,7 +293,7 @@ def train_run(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         record_status(run_dir, "interrupted", "interrupted (Ctrl-C)", step=trainer.global_step)
         _finish_loggers(loggers, "failed")
-        raise KeyboardInterrupt from None
+        raise RunInterrupted(run_dir) from None
     except BaseException as e:
         record_status(run_dir, "failed", f"{type(e).__name__}: {e}", step=trainer.global_step)
         _finish_loggers(loggers, "failed")

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from bench import records
-from bench.config import ConfigError
+from bench.config import ConfigError, read_text_file
 from bench.sweeps.spec import SweepSpec, load_spec, slug
 from bench.sweeps.storage import check_storage, default_storage, is_rdb, open_storage, redact
 from bench.sweeps.study import create_studies
@@ -54,7 +54,15 @@ def is_sweep_dir(path: str | Path) -> bool:
 
 
 def read_sweep_json(sweep_dir: Path) -> dict:
-    return json.loads((sweep_dir / SWEEP_JSON).read_text())
+    """``sweep.json`` as a dict; a file that is not a JSON object is a one-line ConfigError."""
+    path = sweep_dir / SWEEP_JSON
+    try:
+        meta = json.loads(read_text_file(path, "sweep.json"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("storage", ""), str):
+        raise ConfigError(f"{path}: expected a JSON object with a 'storage' string")
+    return meta
 
 
 def resolve_spec(spec_path: str | Path) -> tuple[SweepSpec, Path | None]:

@@ -24,7 +24,7 @@ Scalar = str | int | float | bool | None
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ParamSpec(_Strict):
@@ -329,4 +329,4 @@ def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and fully validate a sweep spec YAML file; raises ConfigError (one line)."""
-    return parse_spec(load_yaml(path), str(path))
+    return parse_spec(load_yaml(path, "sweep spec"), str(path))
