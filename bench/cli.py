@@ -173,7 +173,17 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
+    if args.csv:
+        csv = Path(args.csv)
+        if csv.is_dir() or not csv.parent.is_dir():
+            raise ConfigError(f"--csv {csv}: allowed: a file path in an existing directory")
     configs = throughput_configs(args.args, args.vary)
+    import torch
+
+    from bench.resources import check_fits
+
+    for _, cfg in configs:  # before any model is built
+        check_fits(cfg, "gpu" if torch.cuda.is_available() else "cpu")
     rows = run_throughput(configs, steps=args.steps, csv_path=Path(args.csv) if args.csv else None)
     print(format_table(rows))
     base = rows[0]["tokens_per_sec"]

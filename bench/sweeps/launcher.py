@@ -255,7 +255,10 @@ def run_sweep(
     spec, _ = resolve_spec(spec_path)
     per_trial = build_cell_config(spec, {}, "base").train.devices
     gpus = parse_devices(devices)
-    slots = assign_devices(workers, detect_gpus() if gpus is None else gpus, per_trial)
+    visible = detect_gpus()
+    if gpus and not visible:
+        raise ConfigError(f"--devices={','.join(gpus)}: no GPU is visible here; use --devices cpu")
+    slots = assign_devices(workers, visible if gpus is None else gpus, per_trial)
     sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
     wall = sweep.spec.budget.wall_clock
     sup = Supervisor(sweep, slots, deadline=time.time() + wall if wall else None)

@@ -94,6 +94,8 @@ def prepare_sweep(
                 f"out={sweep_dir}: holds sweep '{meta.get('name')}' with a different spec; "
                 "rerun with the same spec to resume, or choose another out directory / name"
             )
+    elif sweep_dir.exists() and not sweep_dir.is_dir():
+        raise ConfigError(f"out={sweep_dir}: exists and is not a directory")
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise ConfigError(f"out={sweep_dir}: exists and is not a sweep directory")
     if storage is None and recorded is not None:
