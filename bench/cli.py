@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import redact
 from bench.config import ConfigError
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
@@ -108,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.summary import print_run_summary
 
     quiet_lightning()
-    cmdline = shlex.join(["bench", *sys.argv[1:]])
+    cmdline = redact.command(["bench", *sys.argv[1:]])
     if args.resume:
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.yaml"
@@ -214,8 +215,16 @@ def _lazy_args(module: str, name: str) -> Callable[[argparse.ArgumentParser], No
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweeps.launcher import run_sweep
 
-    cmdline = shlex.join(["bench", *sys.argv[1:]])
-    return run_sweep(args.spec, args.workers, args.devices, args.storage, args.out, command=cmdline)
+    cmdline = redact.command(["bench", *sys.argv[1:]])
+    return run_sweep(
+        args.spec,
+        args.workers,
+        args.devices,
+        args.storage,
+        args.out,
+        command=cmdline,
+        dry_run=args.dry_run,
+    )
 
 
 @command(
@@ -334,6 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"bench {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from bench.records import os_problem
+
+        problem = os_problem(e)
+        if problem is None:
+            raise
+        print(f"bench {args.command}: error: {problem[1]}", file=sys.stderr)
+        return problem[0]
     except KeyboardInterrupt as e:
         print(f"bench {args.command}: {interrupted_message(args.command, e)}", file=sys.stderr)
         return 130

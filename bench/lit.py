@@ -41,24 +41,59 @@ def real_positions(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return {"decoder": ~pad.bool() if pad is not None else ids != PAD}
 
 
-def token_metrics(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
+def nontrivial_mask(labels: Tensor, trivial: Tensor | None) -> Tensor:
+    """Scored positions that are not trivially predictable."""
+    scored = labels != IGNORE
+    return scored if trivial is None else scored & ~trivial
+
+
+def token_metrics(
+    logits: Tensor, labels: Tensor, trivial: Tensor | None = None
+) -> dict[str, Tensor]:
     """Token accuracy and exact match over labeled positions.
 
     Exact match uses that greedy decoding reproduces the whole answer exactly
     when, under teacher forcing, every answer position's argmax is right: each
     greedy step then sees the same prefix as the teacher-forced one.
+    ``acc_nontrivial`` is the accuracy over labeled positions that ``trivial``
+    (the batch's mask of trivially predictable labels, e.g. end tokens) leaves.
     """
     mask = labels != IGNORE
     hit = (logits.argmax(-1) == labels) & mask
     n_tok = mask.sum().clamp(min=1)
     has_answer = mask.any(-1)
     seq_ok = (hit | ~mask).all(-1) & has_answer
+    nontrivial = nontrivial_mask(labels, trivial)
     return {
         "acc": hit.sum() / n_tok,
+        "acc_nontrivial": (hit & nontrivial).sum() / nontrivial.sum().clamp(min=1),
         "exact_match": seq_ok.sum() / has_answer.sum().clamp(min=1),
         "n_tokens": mask.sum(),
+        "n_nontrivial": nontrivial.sum(),
         "n_seqs": has_answer.sum(),
     }
+
+
+def prediction_diversity(logits: Tensor, mask: Tensor) -> Tensor:
+    """How much the predicted distributions at ``mask``'s positions differ, in [0, 1].
+
+    ``1 - mean_i H(p_i) / H(mean_i p_i)``: the generalized Jensen-Shannon
+    divergence of the predictions (Lin 1991, "Divergence measures based on the
+    Shannon entropy") as a fraction of the entropy of their mean. 0 when every
+    position gets the same distribution (collapsed, or untrained: near-uniform
+    everywhere), near 1 when each prediction is confident and they differ. A
+    confident constant prediction (``H(mean) = 0``) also gives 0.
+    """
+    logp = torch.log_softmax(logits[mask].float(), dim=-1)  # [N, V]
+    if logp.shape[0] == 0:
+        return logp.new_zeros(())
+    p = logp.exp()
+    h_each = -(p * logp).sum(-1).mean()
+    mean_p = p.mean(0)
+    h_mean = -(mean_p * mean_p.clamp_min(1e-30).log()).sum()
+    if h_mean < 1e-6:
+        return logp.new_zeros(())
+    return (1 - h_each / h_mean).clamp(0.0, 1.0)
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -149,13 +184,21 @@ class BenchModule(L.LightningModule):
         logits = self(batch)
         labels = batch["labels"]
         loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
-        m = token_metrics(logits, labels)
+        trivial = batch.get("trivial")
+        m = token_metrics(logits, labels, trivial)
         length = self.eval_lengths[dataloader_idx]
         values = {"loss": loss, "acc": m["acc"]}
         if self._has_exact_match:
             values["exact_match"] = m["exact_match"]
+        weights = {"exact_match": m["n_seqs"]}
+        if m["n_nontrivial"] > 0:
+            values["acc_nontrivial"] = m["acc_nontrivial"]
+            values["pred_diversity"] = prediction_diversity(
+                logits, nontrivial_mask(labels, trivial)
+            )
+            weights.update(acc_nontrivial=m["n_nontrivial"], pred_diversity=m["n_nontrivial"])
         for key, value in values.items():
-            weight = m["n_seqs"] if key == "exact_match" else m["n_tokens"]
+            weight = weights.get(key, m["n_tokens"])
             kw = {"add_dataloader_idx": False, "batch_size": int(weight)}
             self.log(f"val/{key}@{length}", value, **kw)
             if dataloader_idx == 0:

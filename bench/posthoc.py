@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from bench import records
+from bench.checkpoint import load_checkpoint
 from bench.config import ConfigError, build_run_config
 from bench.lit import BenchModule
 from bench.run import prepare
@@ -23,9 +24,9 @@ def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:
         raise ConfigError(
             f"{run_dir}: no checkpoint at {records.LAST_CKPT}; a landscape needs a run that saved one"
         )
+    ckpt = load_checkpoint(ckpt_path)  # first: a bad file is refused before any work
     prep = prepare(build_run_config(run_dir / records.CONFIG))
     module = BenchModule(prep.cfg, prep.datamodule.eval_lengths)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     module.load_state_dict(ckpt["state_dict"])
     return module, prep.datamodule, ckpt
 

@@ -12,6 +12,7 @@ pay for importing torch or Lightning.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import platform
@@ -22,6 +23,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from bench import redact
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -44,8 +47,10 @@ def atomic_write(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:  # say which file could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -58,8 +63,44 @@ def read_json(path: Path) -> Any:
 
 
 def write_status(run_dir: Path, status: str, reason: str = "", **extra: Any) -> None:
-    """Record the run's state; ``running`` at start, the outcome at the end."""
-    write_json(run_dir / STATUS, {"status": status, "reason": reason, "time": time.time(), **extra})
+    """Record the run's state; ``running`` at start, the outcome at the end.
+
+    On a full disk the new status overwrites the old file in place (padded with
+    spaces, which JSON ignores), in the space the old one already holds.
+    """
+    data = {"status": status, "reason": reason, "time": time.time(), **extra}
+    path = run_dir / STATUS
+    try:
+        write_json(path, data)
+    except OSError as e:
+        if e.errno not in DISK_FULL or not path.is_file():
+            raise
+        text = json.dumps(data, sort_keys=True, default=str).encode()
+        old = path.stat().st_size
+        if len(text) > max(old, 4096):
+            raise
+        with open(path, "r+b") as f:
+            f.write(text + b" " * max(old - len(text), 0))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def os_problem(e: BaseException, path: Path | None = None) -> tuple[int, str] | None:
+    """(exit code, one line) for a file-system error a user can act on, else None.
+
+    A directory that cannot be written is the user's choice of path (exit 2);
+    a full disk is the machine's state (exit 1).
+    """
+    if not isinstance(e, OSError) or e.errno not in DISK_FULL | NOT_WRITABLE:
+        return None
+    where = e.filename or path or "output"
+    if e.errno in DISK_FULL:
+        return 1, f"{where}: no space left on the device; free space or choose another directory"
+    return 2, f"{where}: not writable ({e.strerror}); choose another output directory"
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -107,7 +148,7 @@ def manifest(seed: int, command: str | None, device: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": device,
         "seed": seed,
-        "command": command if command is not None else " ".join(sys.argv),
+        "command": redact.text(command) if command is not None else redact.command(sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -8,6 +8,8 @@ plain data.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import signal
@@ -16,12 +18,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from bench import records
+from bench.checkpoint import checkpoint_step
 from bench.config import ConfigError, RunConfig, dump_yaml
 from bench.csvlog import MetricsCSVLogger
 from bench.diagnostics import build_callbacks, landscape_of
@@ -30,6 +34,7 @@ from bench.lit import BenchModule
 from bench.loader import ResumableLoader
 from bench.resources import check_fits
 from bench.tasks import build_datamodule
+from bench.tasks.baseline import judge_learning
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    # learned | did_not_learn | collapsed (bench.tasks.baseline); "" when not judged (diverged)
+    learning: str = ""
+    learning_reason: str = ""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -190,10 +198,6 @@ def _primary_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
-def _checkpoint_step(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
-
-
 def train_run(
     cfg: RunConfig,
     callbacks: Sequence[Callback] = (),
@@ -211,13 +215,13 @@ def train_run(
         # step with rank 0 but leaves every record to it.
         run_dir = Path(os.environ[_RUN_DIR_ENV])
         ckpt_path = run_dir / records.LAST_CKPT if resume is not None else None
-        start_step = _checkpoint_step(ckpt_path) if ckpt_path else 0
+        start_step = checkpoint_step(ckpt_path) if ckpt_path else 0
     elif resume is not None:
         run_dir = Path(resume)
         ckpt_path = run_dir / records.LAST_CKPT
         if not ckpt_path.is_file():
             raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt_path}")
-        start_step = _checkpoint_step(ckpt_path)
+        start_step = checkpoint_step(ckpt_path)
         records.truncate_metrics(run_dir, start_step)
     else:
         run_dir = new_run_dir(cfg)
@@ -281,7 +285,12 @@ def train_run(
     started = time.time()
     status, reason = "completed", ""
     try:
-        trainer.fit(module, datamodule=_RunData(dm, loader), ckpt_path=ckpt_path)
+        trainer.fit(
+            module,
+            datamodule=_RunData(dm, loader),
+            ckpt_path=ckpt_path,
+            weights_only=True,  # never unpickle code (see bench.checkpoint)
+        )
         if module.diverged:
             status, reason = "diverged", f"non-finite train/loss at step {trainer.global_step}"
         elif tracker.last_step != trainer.global_step:
@@ -295,9 +304,7 @@ def train_run(
         _finish_loggers(loggers, "failed")
         raise RunInterrupted(run_dir) from None
     except BaseException as e:
-        record_status(run_dir, "failed", f"{type(e).__name__}: {e}", step=trainer.global_step)
-        _finish_loggers(loggers, "failed")
-        raise
+        _fail(e, run_dir, record_status, loggers, trainer.global_step)
 
     metrics = _finite({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics.update(tracker.best)
@@ -309,7 +316,10 @@ def train_run(
         _finish_loggers(loggers, "failed")
         return RunResult(status, run_dir, metrics, reason)
 
-    trainer.save_checkpoint(run_dir / records.LAST_CKPT)
+    try:
+        trainer.save_checkpoint(run_dir / records.LAST_CKPT)
+    except Exception as e:
+        _fail(e, run_dir, record_status, loggers, trainer.global_step)
     if cfg.diagnostics.landscape and trainer.is_global_zero:
         metrics.update(
             errors.call(
@@ -320,6 +330,9 @@ def train_run(
             )
         )
     n_params = sum(p.numel() for p in module.model.parameters())
+    baseline = dm.baseline()
+    chance = baseline.as_dict()
+    learning, learning_reason = judge_learning(chance, metrics, baseline.description)
     summary = {
         "status": status,
         "reason": reason,
@@ -328,15 +341,36 @@ def train_run(
         "params": n_params,
         "metrics": metrics,
         "diagnostic_errors": errors.messages,  # "name: hook: Error: message" per failure
+        "baseline": chance,
+        "learning": {"status": learning, "reason": learning_reason},
     }
     # W&B's summary already holds each logged key's min/last; add what only we know.
     extra = {k: v for k, v in metrics.items() if k.startswith("best/")}
     extra.update(steps=trainer.global_step, params=n_params, status=status)
+    extra.update(learning=learning, learning_reason=learning_reason)
     _finish_loggers(loggers, "success", summary=extra)
     record_status(run_dir, status, reason, step=trainer.global_step)
     if primary:
         records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
-    return RunResult(status, run_dir, metrics, reason)
+    return RunResult(status, run_dir, metrics, reason, learning, learning_reason)
+
+
+_WRITE_FAILED = ("file write failed", "No space left on device", "unexpected pos")
+
+
+def _fail(e: BaseException, run_dir: Path, record_status, loggers: list, step: int) -> NoReturn:
+    """Record a failed run as well as the disk allows, then raise (a full disk as OSError)."""
+    reason = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+    with contextlib.suppress(Exception):  # the disk may be full: the original error matters
+        record_status(run_dir, "failed", reason, step=step)
+    with contextlib.suppress(Exception):
+        _finish_loggers(loggers, "failed")
+    if isinstance(e, RuntimeError) and any(m in str(e) for m in _WRITE_FAILED):
+        # torch.save reports a full disk as a RuntimeError of its zip writer
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir)) from e
+    if isinstance(e, OSError) and not e.filename:  # e.g. a write(2) into a full disk
+        raise OSError(e.errno, e.strerror, str(run_dir)) from e
+    raise e
 
 
 def _landscape(module: BenchModule, dm, run_dir: Path, trainer: L.Trainer, loggers: list) -> dict:

@@ -6,7 +6,14 @@ from rich.console import Console
 from rich.table import Table
 
 # The metrics a reader looks at first, in this order; the rest stay in the files.
-MAIN_KEYS = ("train/loss", "val/loss", "best/val/loss", "val/acc", "val/exact_match")
+MAIN_KEYS = (
+    "train/loss",
+    "val/loss",
+    "best/val/loss",
+    "val/acc",
+    "val/acc_nontrivial",
+    "val/exact_match",
+)
 
 
 def main_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
@@ -29,4 +36,6 @@ def print_run_summary(result, console: Console | None = None) -> None:
     console.print(table)
     if result.reason:
         console.print(f"reason: {result.reason}")
+    if result.learning:
+        console.print(f"learning: {result.learning.replace('_', ' ')}: {result.learning_reason}")
     print(result.run_dir)

@@ -29,6 +29,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
+from bench import redact
 from bench.config import RunConfig, axes
 from bench.wandb_records import wait_until_closed
 
@@ -154,18 +155,19 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: str) -> Any:
         # offline means no network. Read once, when the first run starts wandb-core.
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
     t = cfg.tracking
-    run = wandb.init(
-        mode=mode,
-        dir=str(run_dir),
-        project=t.project,
-        entity=t.entity,
-        group=t.group,
-        job_type=t.job_type,
-        name=t.name or run_dir.name,
-        tags=wandb_tags(cfg),
-        config=wandb_config(cfg),
-        settings=wandb_settings(mode),
-    )
+    with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
+        run = wandb.init(
+            mode=mode,
+            dir=str(run_dir),
+            project=t.project,
+            entity=t.entity,
+            group=t.group,
+            job_type=t.job_type,
+            name=t.name or run_dir.name,
+            tags=wandb_tags(cfg),
+            config=wandb_config(cfg),
+            settings=wandb_settings(mode),
+        )
     try:
         run.define_metric(STEP_METRIC)
         run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)

@@ -3,7 +3,9 @@ trials with the user attributes the sweep workers set, and run directories
 written in the formats ``train_run`` and the diagnostics callbacks write
 (summary.json, metrics.csv, status.json, manifest.json, diagnostics/*.npz).
 
-The numbers are chosen, so the statistics have known answers.
+The numbers are chosen, so the statistics have known answers. These sweeps are
+constructed, not trained: ``chance`` and ``learning`` write the ``baseline`` and
+``learning`` keys of summary.json that runs record against their task.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from optuna.trial import TrialState, create_trial
 
 TRAIN_LEN = 16
 LR_DIST = FloatDistribution(1e-4, 1e-1, log=True)
+GRID = tuple(float(x) for x in np.geomspace(1e-4, 1e-1, 5))  # the 5-point log grid of LR_DIST
 
 
 @dataclass
@@ -36,15 +39,23 @@ class Cell:
     running_seeds: int = 0  # seed trials still running (no summary.json)
     tokens_per_sec: float | None = 1000.0
     diagnostics: bool = True
+    chance: float | None = None  # summary.json baseline val/loss (None: an older sweep)
+    learning: str | None = None  # summary.json learning.status of every run (None: not recorded)
+    pruned: list[float] = field(default_factory=list)  # lrs of tuning trials pruned at step 20
+    model: dict[str, Any] = field(default_factory=dict)  # config.yaml's model section
+    tps_noise: float = 0.0  # relative spread of throughput across runs
 
     @property
     def key(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.axes.items())
 
 
-def _write_run(run_dir: Path, loss: float | None, seed: int, cell: Cell, finished: bool) -> None:
+def _write_run(
+    run_dir: Path, loss: float | None, seed: int, cell: Cell, finished: bool, lr: float = 3e-3
+) -> None:
     run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({"train": {"seed": seed}}))
+    config = {"model": cell.model, "train": {"seed": seed, "lr": lr}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "manifest.json").write_text(json.dumps({
         "git_sha": "abc123", "packages": {"torch": "2.13.0", "optuna": "5.0.0"},
         "python": "3.11.7", "device": "cpu", "processor": "x86_64", "cpu_count": 2,
@@ -82,7 +93,8 @@ def _write_run(run_dir: Path, loss: float | None, seed: int, cell: Cell, finishe
     for scale in (1, 2, 4):
         metrics[f"val/loss@{TRAIN_LEN * scale}"] = loss + 0.1 * (scale - 1)
     if cell.tokens_per_sec is not None:
-        metrics["throughput/tokens_per_sec"] = cell.tokens_per_sec
+        wobble = 1 + cell.tps_noise * ((seed * 7919) % 11 - 5) / 5
+        metrics["throughput/tokens_per_sec"] = cell.tokens_per_sec * wobble
         metrics["throughput/mfu"] = 0.01
     if cell.diagnostics:
         metrics["hessian/lambda_max"] = 15.0
@@ -96,9 +108,15 @@ def _write_run(run_dir: Path, loss: float | None, seed: int, cell: Cell, finishe
         gx, gy = np.meshgrid(xs, xs)
         np.savez(d / "landscape_random.npz", xs=xs, ys=xs, losses=loss + gx**2 + 2 * gy**2)
     (run_dir / "status.json").write_text(json.dumps({"status": "completed", "reason": ""}))
-    (run_dir / "summary.json").write_text(json.dumps(
-        {"status": "completed", "reason": "", "steps": 40, "wall_time": 1.0, "params": 1234,
-         "metrics": metrics}))  # fmt: skip
+    summary: dict[str, Any] = {"status": "completed", "reason": "", "steps": 40,
+                               "wall_time": 1.0, "params": 1234, "metrics": metrics}  # fmt: skip
+    if cell.chance is not None:
+        summary["baseline"] = {"val/loss": cell.chance, "val/acc": 0.1, "val/exact_match": None,
+                               **{f"val/loss@{TRAIN_LEN * k}": cell.chance for k in (1, 2, 4)}}  # fmt: skip
+    if cell.learning is not None:
+        summary["learning"] = {"status": cell.learning,
+                               "reason": f"constructed: {cell.learning} (val/loss {loss:.3g})"}  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary))
 
 
 def make_sweep(
@@ -117,7 +135,7 @@ def make_sweep(
         "base": {"task": {"name": "copy", "seq_len": TRAIN_LEN}, "tracking": {"mode": "disabled"}},
         "compare": compare,
         "tune": {"params": {"train.lr": {"low": 1e-4, "high": 0.1, "log": True}},
-                 "trials": max(len(c.tune) + len(c.failed) for c in cells)},
+                 "trials": max(len(c.tune) + len(c.failed) + len(c.pruned) for c in cells)},
         "seeds": n_seeds, "pruner": "none", **(extra_spec or {}),
     }  # fmt: skip
     (d / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -134,13 +152,21 @@ def make_sweep(
         number = 0
         for lr, loss in c.tune:
             run_dir = d / "runs" / f"tune-{c.key}-t{number:04d}"
-            _write_run(run_dir, loss, 0, c, finished=True)
+            _write_run(run_dir, loss, 0, c, finished=True, lr=lr)
             attrs = {"cell": c.key, "phase": "tune", "seed": 0, "run_dir": str(run_dir),
                      "status": "completed" if loss is not None else "diverged",
                      "reason": "" if loss is not None else "non-finite train/loss at step 30"}  # fmt: skip
             state = TrialState.COMPLETE if loss is not None else TrialState.PRUNED
             study.add_trial(create_trial(state=state, value=loss, params={"train.lr": lr},
                                          distributions={"train.lr": LR_DIST}, user_attrs=attrs))  # fmt: skip
+            number += 1
+        for lr in c.pruned:
+            reason = "pruned at step 20: val/loss 2.6 above chance after warm-up"
+            attrs = {"cell": c.key, "phase": "tune", "seed": 0, "status": "pruned",
+                     "reason": reason}  # fmt: skip
+            study.add_trial(create_trial(state=TrialState.PRUNED, params={"train.lr": lr},
+                                         distributions={"train.lr": LR_DIST}, user_attrs=attrs,
+                                         intermediate_values={10: 2.7, 20: 2.6}))  # fmt: skip
             number += 1
         for reason in c.failed:
             attrs = {"cell": c.key, "phase": "tune", "seed": 0, "status": "failed", "reason": reason,
@@ -158,7 +184,7 @@ def make_sweep(
             running = i >= len(c.seeds)
             n = len(seeds_study.trials)
             run_dir = d / "runs" / f"seed-{c.key}-t{n:04d}"
-            _write_run(run_dir, loss, i + 1, c, finished=not running)
+            _write_run(run_dir, loss, i + 1, c, finished=not running, lr=best_lr)
             attrs = {"cell": c.key, "phase": "seed", "seed": i + 1, "run_dir": str(run_dir),
                      "status": "running" if running else "completed", "reason": "",
                      "overrides": overrides, "job": f"{c.key}|seed={i + 1}"}  # fmt: skip
@@ -184,7 +210,7 @@ def standard_cells(seed: int = 0, n_seeds: int = 3) -> list[Cell]:
             c = Cell({"norm_placement": norm, "pos_encoding": pos},
                      seeds=[float(base + rng.normal(0, 0.02)) for _ in range(n_seeds)],
                      tune=[(lr, base + 0.1 * (math.log10(lr) + 2.5) ** 2 + 0.05)
-                           for lr in (1e-3, 3e-3, 1e-2)],
+                           for lr in GRID],
                      tokens_per_sec=1000.0 if norm == "pre" else 1400.0)  # fmt: skip
             if norm == "post" and pos == "alibi":
                 c.tune.append((0.08, None))

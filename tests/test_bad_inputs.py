@@ -41,6 +41,20 @@ NOT_UTF8 = b"model:\n  d_model: 32\n  name: \xff\xfe\xfa\n"
 CLOSED_PORT = "postgresql+psycopg2://bench@127.0.0.1:1/nowhere"
 
 
+def _checkpoint_bytes() -> bytes:
+    """A checkpoint that loads safely (tensors and plain data), so config errors come next."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"global_step": 0, "state_dict": {"w": torch.zeros(1)}}, buf)
+    return buf.getvalue()
+
+
+CKPT = _checkpoint_bytes()
+
+
 def spec_with(**changes) -> str:
     """GOOD_SPEC with top-level keys replaced (dotted keys go one level down)."""
     import copy
@@ -264,19 +278,19 @@ CASES = [
         "landscape-config-not-utf8",
         "landscape r",
         "not UTF-8",
-        **{"r/config.yaml": NOT_UTF8, "r/checkpoints/last.ckpt": b"x"},
+        **{"r/config.yaml": NOT_UTF8, "r/checkpoints/last.ckpt": CKPT},
     ),
     C(
         "landscape-config-empty",
         "landscape r",
         "the file is empty",
-        **{"r/config.yaml": "", "r/checkpoints/last.ckpt": b"x"},
+        **{"r/config.yaml": "", "r/checkpoints/last.ckpt": CKPT},
     ),
     C(
         "landscape-config-lr-inf",
         "landscape r",
         "finite",
-        **{"r/config.yaml": "train: {lr: .inf}\n", "r/checkpoints/last.ckpt": b"x"},
+        **{"r/config.yaml": "train: {lr: .inf}\n", "r/checkpoints/last.ckpt": CKPT},
     ),
     C("landscape-resolution-2", "landscape r --resolution 2", "--resolution=2"),
     C("landscape-batches-0", "landscape r --batches 0", "--batches=0"),

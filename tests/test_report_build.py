@@ -53,7 +53,7 @@ def test_runs_csv_has_one_row_per_trial_with_axes_phase_seed_and_metrics(report)
         rows = list(csv.DictReader(f))
     data = load_sweep(sweep)
     assert (
-        len(rows) == len(data.rows) == 4 * 3 + 2 + 11 + 1
+        len(rows) == len(data.rows) == 4 * 5 + 2 + 11 + 1
     )  # tune + diverged/failed + seeds + running
     cols = rows[0].keys()
     for col in ("sweep", "cell", "norm_placement", "pos_encoding", "phase", "trial", "seed",
@@ -87,7 +87,7 @@ def test_findings_state_the_winner_with_its_numbers(report):
     size, lo, hi = map(float, m.groups())
     assert lo <= size <= hi and abs(size - 0.3) < 0.03
     assert "pos_encoding:" in md and "not significant" in md
-    assert "diverged in 1 of 7 finished trials" in md
+    assert "diverged in 1 of 9 finished trials" in md
 
 
 def test_missing_failed_and_running_runs_are_listed_with_reasons(report):
@@ -140,7 +140,8 @@ def test_user_strings_are_escaped_in_html_and_markdown(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     md = (out / "report.md").read_text()
     prose, spec_block = md.split("\nSpec:\n")  # the spec is quoted verbatim in a code block
-    assert evil not in prose and "&lt;script&gt;" in prose
+    assert evil not in prose and "\\<script>alert(1)\\</script>" in prose  # CommonMark escapes
+    assert "&lt;" not in md and "&amp;" not in md  # Markdown, not HTML-escaped text
     assert spec_block.lstrip().startswith("```yaml")
 
 
@@ -156,13 +157,13 @@ def test_sweep_without_diagnostics_says_not_measured(tmp_path):
     assert not (out / "figures" / "hessian.png").exists()
 
 
-def test_one_seed_per_cell_reports_not_enough_seeds(tmp_path):
+def test_one_seed_per_cell_is_inconclusive_with_too_few_runs(tmp_path):
     cells = [Cell({"norm_placement": v}, seeds=[2.0 + i], tune=[(1e-3, 2.0 + i)])
              for i, v in enumerate(("pre", "post"))]  # fmt: skip
     out = build_report(make_sweep(tmp_path, cells), tmp_path / "out")
     md = (out / "report.md").read_text()
-    assert "norm_placement: pre vs post: not enough seeds to tell (1 vs 1 runs" in md
-    assert "| not enough seeds |" in md
+    assert "norm_placement: pre vs post: inconclusive, too few runs (1 vs 1;" in md
+    assert "| inconclusive |" in md
 
 
 def test_rebuilding_replaces_the_previous_report(tmp_path, report):

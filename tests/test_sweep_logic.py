@@ -85,7 +85,10 @@ def test_device_lists_are_parsed():
 
 @pytest.fixture
 def sweep(tmp_path):
-    return prepare_sweep(write_spec(tmp_path / "s.yaml", tiny_spec()), out=tmp_path / "sweep")
+    # TPE: studies start empty (the auto sampler would enqueue its grid points first).
+    spec = tiny_spec()
+    spec["tune"] = {**spec["tune"], "sampler": "tpe"}
+    return prepare_sweep(write_spec(tmp_path / "s.yaml", spec), out=tmp_path / "sweep")
 
 
 def _study(sweep, cell="norm_placement=pre"):

@@ -270,7 +270,7 @@ def test_ctrl_c_stops_the_workers_cleanly_and_the_rerun_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_a_trial_spanning_two_cpu_processes_runs_with_ddp(tmp_path):
-    spec = tiny_spec(compare={"model.norm_placement": ["pre"]}, seeds=0, pruner="median")
+    spec = tiny_spec(compare={"model.norm_placement": ["pre"]}, seeds=0, pruner="chance")
     spec["base"]["train"].update(devices=2, accelerator="cpu")
     spec["tune"]["trials"] = 2
     out = tmp_path / "sweep"
@@ -394,11 +394,13 @@ def test_no_trial_starts_after_the_wall_clock_deadline(tmp_path):
     out = tmp_path / "sweep"
     spec = write_spec(tmp_path / "s.yaml", tiny_spec())
     assert run_worker(str(spec), out=str(out), worker_id="0", deadline=time.time() - 1) == 0
-    assert all(not ts for ts in trials_of(out).values())
+    # Only the enqueued tuning points are there, none of them started.
+    assert all(t.state == TrialState.WAITING for ts in trials_of(out).values() for t in ts)
 
 
 def test_the_total_trial_budget_caps_tuning_across_cells(tmp_path):
     out = tmp_path / "sweep"
     spec = write_spec(tmp_path / "s.yaml", tiny_spec(budget={"trials": 1}, seeds=0))
     assert run_worker(str(spec), out=str(out), worker_id="0") == 0
-    assert sum(len(ts) for ts in trials_of(out).values()) == 1
+    started = [t for ts in trials_of(out).values() for t in ts if t.state != TrialState.WAITING]
+    assert len(started) == 1

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import stats
+from bench.report import learning, modelinfo, stats, tuning
 from bench.report.collect import SweepData
+from bench.report.learning import CellLearning
+from bench.report.tuning import TuneVsRerun
 
 FINISHED = ("completed", "pruned", "diverged", "failed")
 
@@ -60,8 +62,16 @@ class CellSummary:
     metrics: dict[str, stats.Estimate] = field(default_factory=dict)
     diverged: int = 0
     finished: int = 0
-    lr: float | None = None
+    lr: float | None = None  # the lr of the runs behind ``quality`` (seed runs: config.yaml)
     params: int | None = None
+    learning: CellLearning = field(
+        default_factory=lambda: CellLearning(learning.UNKNOWN, "not assessed")
+    )
+    seed_lrs: list[float] = field(default_factory=list)
+    tune_best_lr: float | None = None
+    tune_vs_rerun: TuneVsRerun = field(default_factory=lambda: TuneVsRerun(None, None, 0))
+    model: dict[str, Any] = field(default_factory=dict)  # the cell's model section
+    init: dict[str, str] = field(default_factory=dict)  # resolved init and embed_scale
 
     @property
     def divergence_rate(self) -> float | None:
@@ -122,6 +132,11 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
         else:
             used, source = [], "no finished run"
         values = [quality(r, metric) for r in used]
+        seed_lrs = tuning.seed_lrs(seed_rows)
+        points = [(float(r["train.lr"]), q) for r in tune_rows
+                  if r["status"] == "completed" and isinstance(r.get("train.lr"), int | float)
+                  and (q := quality(r, metric)) is not None]  # fmt: skip
+        model = modelinfo.cell_model(used or rows)
         summary = CellSummary(
             cell=cell,
             axes=_axes_of(data, cell, used or rows),
@@ -131,8 +146,18 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
             rows=used,
             diverged=sum(r["status"] == "diverged" for r in rows),
             finished=sum(r["status"] in FINISHED for r in rows),
-            lr=_lr(best or (used[0] if used else None)),
+            lr=seed_lrs[0] if seed_lrs else _lr(best or (used[0] if used else None)),
             params=next((int(r["params"]) for r in used if r.get("params")), None),
+            learning=learning.cell_learning(used, values, points, rows, metric, minimize),
+            seed_lrs=seed_lrs,
+            tune_best_lr=_lr(best),
+            tune_vs_rerun=TuneVsRerun(
+                quality(best, metric) if best is not None else None,
+                stats.bootstrap_mean_ci(values).mean if source == "seed runs" else None,
+                len(values) if source == "seed runs" else 0,
+            ),
+            model=model,
+            init=modelinfo.resolved(model),
         )
         for label, key in {**extra, **TABLE_METRICS}.items():
             vals = [r["metrics"][key] for r in used if key in r["metrics"]]
@@ -167,8 +192,15 @@ def axis_values(data: SweepData, axis: str) -> list[str]:
     return sorted({str(r.get(axis, "")) for r in data.rows if r.get(axis, "") != ""})
 
 
+def learned(summaries: list[CellSummary]) -> list[CellSummary]:
+    """The cells that may enter comparisons: not 'did not learn', not 'collapsed'."""
+    return [s for s in summaries if not s.learning.excluded]
+
+
 def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Comparison]:
-    """Every pairwise comparison of every axis, Holm-corrected as one family."""
+    """Every pairwise comparison of every axis among cells that learned, Holm-corrected
+    as one family; a side left with no learned cell is inconclusive."""
+    kept = learned(summaries)
     out = []
     for axis in data.axes:
         others = [a for a in data.axes if a != axis]
@@ -176,12 +208,27 @@ def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Com
         if len(values) < 2:
             continue
         for i, (va, vb) in enumerate(itertools.combinations(values, 2)):
-            (ga, gb), (ra, rb) = _matched_groups(summaries, axis, va, vb, others)
+            (ga, gb), (ra, rb) = _matched_groups(kept, axis, va, vb, others)
             c = stats.compare(axis, va, ga, vb, gb, seed=i)
             raw = {"mean_a": float(np.mean(ra)) if ra else None,
                    "mean_b": float(np.mean(rb)) if rb else None}  # fmt: skip
-            out.append(dataclasses.replace(c, **raw))
+            gone = tuple(s.cell for s in summaries if s.learning.excluded
+                         and s.axes.get(axis) in (va, vb))  # fmt: skip
+            c = dataclasses.replace(c, excluded=gone, **raw)
+            if not ga or not gb:
+                c = dataclasses.replace(c, reason=_no_side_reason(summaries, axis, va, vb))
+            out.append(c)
     return stats.adjust(out)
+
+
+def _no_side_reason(summaries: list[CellSummary], axis: str, va: str, vb: str) -> str:
+    """Why one side of a comparison is empty: its cells did not learn, or never finished."""
+    for v in (va, vb):
+        cells = [s for s in summaries if s.axes.get(axis) == v]
+        if cells and all(s.learning.excluded for s in cells):
+            return f"no {v} cell learned ({'; '.join(s.learning.label for s in cells)})"
+    return (f"no combination of the other axes has finished runs that learned for "
+            f"both {va} and {vb}")  # fmt: skip
 
 
 def _matched_groups(

@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.config import ConfigError, read_text_file, safe_load
-from bench.records import DIAGNOSTICS, MANIFEST, SUMMARY, read_json, read_metrics
+from bench.records import CONFIG, DIAGNOSTICS, MANIFEST, SUMMARY, read_json, read_metrics
 
 DISCARDED = frozenset({"surplus", "duplicate"})  # bench.sweeps.study.DISCARDED
 SWEEP_JSON = "sweep.json"
@@ -172,7 +173,11 @@ def _open_storage(d: Path, url: str) -> Any:
     try:
         return open_storage(url)
     except Exception as e:
-        raise ConfigError(f"{d}: cannot read storage {url} ({type(e).__name__}: {e})") from None
+        from bench import redact
+
+        raise ConfigError(
+            redact.text(f"{d}: cannot read storage {url} ({type(e).__name__}: {e})")
+        ) from None
 
 
 def _load_studies(storage: Any, name: str, d: Path) -> dict[str, Any]:
@@ -263,7 +268,11 @@ def _row(
     if "train.lr" not in tuned:
         row["train.lr"] = fixed.get("train.lr", "")
     row["value"] = float(t.values[0]) if t.values else None
+    row["last_step"] = _last_step(t, row["reason"])
     metrics, summary = _metrics(run_dir, a.get("metrics") or {})
+    row["learning"] = summary.get("learning") if isinstance(summary.get("learning"), dict) else None
+    row["baseline"] = _baseline(summary.get("baseline"))
+    row["config"] = run_config(run_dir)
     row["params"] = summary.get("params")
     row["steps"] = summary.get("steps")
     row["wall_time"] = summary.get("wall_time")
@@ -273,6 +282,42 @@ def _row(
     if status == "completed" and objective not in metrics and row["value"] is None:
         row["status"], row["reason"] = "incomplete", f"no {objective} recorded"
     return row
+
+
+def _last_step(t: Any, reason: str) -> int | None:
+    """The last step a trial reported (Optuna's intermediate values, else its reason)."""
+    if t.intermediate_values:
+        return int(max(t.intermediate_values))
+    m = re.search(r"\bstep (\d+)", reason)
+    return int(m.group(1)) if m else None
+
+
+def _baseline(raw: Any) -> dict[str, float] | None:
+    """summary.json's chance levels (finite numbers only); None when not recorded."""
+    if not isinstance(raw, dict):
+        return None
+    return {k: float(v) for k, v in raw.items() if _number(v)}
+
+
+def run_config(run_dir: Path | None) -> dict[str, Any]:
+    """A run's resolved config.yaml as a mapping ({} when absent or unreadable)."""
+    if run_dir is None or not (run_dir / CONFIG).is_file():
+        return {}
+    try:
+        cfg = safe_load((run_dir / CONFIG).read_text())
+    except Exception:  # an unreadable config must not hide the results
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def config_value(row: dict[str, Any], key: str) -> Any:
+    """``section.key`` from the run's config.yaml (None when not recorded)."""
+    node: Any = row.get("config") or {}
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _fmt(v: Any) -> str:
@@ -383,9 +428,10 @@ def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def table_columns(data: SweepData) -> list[str]:
-    base = ["sweep", "cell", *data.axes, "phase", "study", "trial", "seed", "status", "reason"]
+    base = ["sweep", "cell", *data.axes, "phase", "study", "trial", "seed", "status", "reason",
+            "learning"]  # fmt: skip
     tuned = list(dict.fromkeys([*data.tuned, "train.lr"]))
-    tail = ["value", "params", "steps", "wall_time", "has_summary", "run_dir"]
+    tail = ["value", "last_step", "params", "steps", "wall_time", "has_summary", "run_dir"]
     return base + tuned + tail[:1] + metric_columns(data.rows) + tail[1:]
 
 
@@ -394,7 +440,10 @@ def flat_rows(data: SweepData) -> tuple[list[str], list[dict[str, Any]]]:
     cols = table_columns(data)
     out = []
     for r in data.rows:
-        flat = {k: v for k, v in r.items() if k != "metrics"}
+        flat = {
+            k: v for k, v in r.items() if k not in ("metrics", "config", "baseline", "learning")
+        }
+        flat["learning"] = (r.get("learning") or {}).get("status", "")
         flat.update(r["metrics"])
         out.append({c: flat.get(c) for c in cols})
     return cols, out

@@ -9,7 +9,6 @@ report: a figure that raises becomes a note.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,31 +57,92 @@ def _legend(ax: Any, n: int) -> None:
         ax.legend(fontsize=8, loc="best", framealpha=0.8, ncol=1 if n <= 6 else 2)
 
 
+# ----------------------------------------------------------------------------- helpers
+
+WORDS = {
+    "best/val/loss": "best validation loss",
+    "val/loss": "validation loss",
+    "train/loss": "training loss",
+    "val/acc": "validation accuracy",
+    "val/acc_nontrivial": "validation accuracy (non-trivial positions)",
+    "val/exact_match": "exact match",
+}
+
+
+def words(metric: str) -> str:
+    """A metric key in words for titles and axis labels."""
+    return WORDS.get(metric, metric)
+
+
+def chance_line(ax: Any, value: float | None, vertical: bool = False) -> None:
+    """A dotted line at the task's chance level, labelled 'chance (value)'."""
+    if value is None or not math.isfinite(value):
+        return
+    draw = ax.axvline if vertical else ax.axhline
+    draw(value, ls=":", lw=1.5, color="0.25", label=f"chance ({value:.3g})", zorder=1)
+
+
+def log_if_decades(ax: Any, values: Any, axis: str = "y") -> None:
+    """Log scale when the positive values span more than a decade."""
+    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x)], dtype=float)
+    if len(v) and np.all(v > 0) and v.max() / v.min() > 10:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+def sweep_chance(summaries: list[CellSummary]) -> float | None:
+    """The chance level of the quality metric, when the cells agree on one."""
+    vals = {round(s.learning.chance, 9) for s in summaries if s.learning.chance is not None}
+    return next(iter(vals)) if len(vals) == 1 else None
+
+
+def _excluded_note(s: CellSummary) -> str:
+    return f"  ({s.learning.label})" if s.learning.excluded else ""
+
+
+def _mean_band(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """(steps, mean, min, max) over runs at every step some run logged."""
+    by: dict[float, list[float]] = {}
+    for x, y in runs:
+        for xi, yi in zip(x, y, strict=True):
+            by.setdefault(float(xi), []).append(float(yi))
+    steps = np.array(sorted(by))
+    vals = [by[k] for k in steps]
+    return (steps, np.array([np.mean(v) for v in vals]), np.array([min(v) for v in vals]),
+            np.array([max(v) for v in vals]))  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- figures
 
 
 def quality_by_cell(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """Mean quality per cell with its 95% CI; each run as a dot."""
+    """Mean quality per cell with its 95% CI; each run as a dot; the chance line."""
     metric, direction = analysis.quality_metric(data)
     shown = [s for s in summaries if s.values]
     if not shown:
         return f"no finished run has {metric} yet"
-    fig = new_figure(max(2.2, 0.45 * len(shown) + 1.2))
+    fig = new_figure(max(2.4, 0.45 * len(shown) + 1.4))
     ax = fig.add_subplot()
     col = colors(summaries)
     for i, s in enumerate(shown):
         q = s.quality
-        ax.scatter(s.values, [i] * len(s.values), color=col[s.cell], alpha=0.45, s=18, zorder=2)
+        c = "0.6" if s.learning.excluded else col[s.cell]
+        ax.scatter(s.values, [i] * len(s.values), color=c, alpha=0.5, s=20, zorder=2)
         if q.lo is not None:
             ax.errorbar(q.mean, i, xerr=[[q.mean - q.lo], [q.hi - q.mean]], fmt="o",
-                        color=col[s.cell], capsize=4, ms=7, zorder=3)  # fmt: skip
+                        color=c, capsize=4, ms=7, zorder=3)  # fmt: skip
         else:
-            ax.plot(q.mean, i, "o", mfc="white", color=col[s.cell], ms=7, zorder=3)
-    ax.set_yticks(range(len(shown)), [f"{label(data, s)}  (n={s.quality.n})" for s in shown])
+            ax.plot(q.mean, i, "o", mfc="white", color=c, ms=7, zorder=3)
+    ax.set_yticks(range(len(shown)),
+                  [f"{label(data, s)}  (n={s.quality.n}){_excluded_note(s)}" for s in shown])  # fmt: skip
     ax.invert_yaxis()
-    ax.set_xlabel(f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)")
-    ax.set_title(f"{axes_title(data)}: mean and 95% bootstrap CI (open circle: no CI)", fontsize=10)
+    chance_line(ax, sweep_chance(shown), vertical=True)
+    log_if_decades(ax, [v for s in shown for v in s.values], "x")
+    ax.set_xlabel(f"{words(metric)} ({'lower' if direction == 'minimize' else 'higher'} is better)")
+    ax.set_title(f"{words(metric).capitalize()} per cell: mean and 95% bootstrap interval",
+                 fontsize=10)  # fmt: skip
     ax.grid(axis="x", alpha=0.3)
+    if sweep_chance(shown) is not None:
+        ax.legend(fontsize=8, loc="best")
     return fig
 
 
@@ -93,141 +153,227 @@ def row_label(data: SweepData, row: dict[str, Any]) -> str:
 
 
 def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """Final quality against the tuned learning rate, per cell (tuning trials)."""
+    """Final quality against the learning rate: each dot one run (tuning and seed runs)."""
     from matplotlib import colormaps
 
-    metric, _ = analysis.quality_metric(data)
-    pts: dict[str, list[tuple[float, float]]] = {}
-    bad: dict[str, list[float]] = {}
+    from bench.report import tuning
+
+    metric, _direction = analysis.quality_metric(data)
+    done: dict[str, list[tuple[float, float, str]]] = {}
+    lost: dict[str, list[tuple[float, str]]] = {}
     for r in data.runs():
         lr = r.get("train.lr")
-        if r["phase"] == "seed" or not isinstance(lr, int | float):
+        if r["phase"] == "seed":
+            lrs = tuning.seed_lrs([r])
+            lr = lrs[0] if lrs else lr
+        if not isinstance(lr, int | float):
             continue
         q = analysis.quality(r, metric)
+        grp = row_label(data, r)
         if r["status"] == "completed" and q is not None:
-            pts.setdefault(row_label(data, r), []).append((float(lr), q))
-        elif r["status"] == "diverged":
-            bad.setdefault(row_label(data, r), []).append(float(lr))
-    if not pts:
-        return "no completed tuning trial with a learning rate (train.lr not tuned?)"
+            done.setdefault(grp, []).append((float(lr), q, r["phase"]))
+        elif r["status"] in ("diverged", "pruned"):
+            lost.setdefault(grp, []).append((float(lr), r["status"]))
+    if not done:
+        return "no completed trial with a learning rate (train.lr not tuned?)"
     order = [label(data, s) for s in summaries]
-    groups = sorted(
-        pts.keys() | bad.keys(), key=lambda k: (order.index(k) if k in order else len(order), k)
-    )
+    groups = sorted(done.keys() | lost.keys(),
+                    key=lambda k: (order.index(k) if k in order else len(order), k))  # fmt: skip
     cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
-    fig = new_figure()
+    fig = new_figure(4.6)
     ax = fig.add_subplot()
-    top = max(q for v in pts.values() for _, q in v)
+    qs = [q for v in done.values() for _, q, _ in v]
     for i, grp in enumerate(groups):
         color = cmap(i % cmap.N)
-        if grp in pts:
-            xy = np.array(sorted(pts[grp]))
-            ax.plot(xy[:, 0], xy[:, 1], "o-", color=color, label=grp, ms=5, lw=1)
-        if grp in bad:
-            ax.plot(bad[grp], [top] * len(bad[grp]), "x", color=color, ms=8, mew=2,
-                    label=None if grp in pts else grp)  # fmt: skip
+        pts = done.get(grp, [])
+        tune = [(lr, q) for lr, q, ph in pts if ph != "seed"]
+        seed = [(lr, q) for lr, q, ph in pts if ph == "seed"]
+        if tune:
+            ax.scatter(*zip(*tune, strict=True), color=color, s=28, label=grp, zorder=3)
+        if seed:
+            ax.scatter(*zip(*seed, strict=True), s=36, marker="D",
+                       facecolors="none", edgecolors=color, zorder=3,
+                       label=None if tune else grp)  # fmt: skip
+        for lr, st in lost.get(grp, []):  # no final value: a marker along the top edge
+            ax.plot(lr, 0.97, "x" if st == "diverged" else "v", color=color, ms=8, mew=2,
+                    zorder=3, transform=ax.get_xaxis_transform(), clip_on=False)  # fmt: skip
+    bounds = tuning.lr_bounds(data)
+    if bounds:
+        for b in bounds:
+            ax.axvline(b, color="0.5", lw=1, ls="--", zorder=1)
+        ax.axvline(bounds[0], color="0.5", lw=1, ls="--", label="search bounds", zorder=1)
+    chance_line(ax, sweep_chance(summaries))
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate (train.lr)")
-    ax.set_ylabel(metric)
-    ax.set_title("Learning-rate sensitivity (tuning trials; × = diverged)")
+    log_if_decades(ax, qs)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(words(metric))
+    ax.set_title("Learning-rate sensitivity: one dot per run\n(● tuning trial, ◇ seed re-run; "
+                 "on the top edge: × diverged, ▼ pruned)", fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3)
-    _legend(ax, len(groups))
+    _legend(ax, len(groups) + 2)
     return fig
 
 
 def learning_curves(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """train/loss and val/loss against step for the runs behind each cell's numbers."""
+    """Training and validation loss against step: mean over each cell's runs, min-max band."""
     col = colors(summaries)
-    curves = []
+    found = []
     for s in summaries:
-        for r in s.rows:
-            h = history(r["run_dir"])
-            if h:
-                curves.append((s, series(h, "train/loss"), series(h, "val/loss")))
-    if not curves:
+        hs = [h for r in s.rows if (h := history(r["run_dir"]))]
+        if hs:
+            found.append(
+                (s, [series(h, "train/loss") for h in hs], [series(h, "val/loss") for h in hs])
+            )
+    if not found:
         return "no metrics.csv found in the runs' directories"
-    fig = new_figure(3.8)
+    fig = new_figure(4.0)
     axs = fig.subplots(1, 2, sharey=True)
-    seen: set[str] = set()
-    for s, (ts, tl), (vs, vl) in curves:
-        lab = None if s.cell in seen else label(data, s)
-        seen.add(s.cell)
-        axs[0].plot(ts, tl, color=col[s.cell], lw=1, alpha=0.8, label=lab)
-        axs[1].plot(vs, vl, "o-", color=col[s.cell], lw=1, ms=3, alpha=0.8)
-    for ax, name in zip(axs, ("train/loss", "val/loss"), strict=True):
+    values = []
+    for s, train, val in found:
+        for ax, runs, marker in ((axs[0], train, ""), (axs[1], val, "o")):
+            runs = [(x, y) for x, y in runs if len(x)]
+            if not runs:
+                continue
+            x, mean, lo, hi = _mean_band(runs)
+            values += list(lo) + list(hi)
+            ls = "--" if s.learning.excluded else "-"
+            lab = f"{label(data, s)} (n={len(runs)}){_excluded_note(s)}" if ax is axs[0] else None
+            ax.plot(x, mean, ls, marker=marker, ms=3, color=col[s.cell], lw=1.3, label=lab)
+            if len(runs) > 1:
+                ax.fill_between(x, lo, hi, color=col[s.cell], alpha=0.18, lw=0)
+    chance = sweep_chance(summaries)
+    for ax, name in zip(axs, ("Training loss", "Validation loss"), strict=True):
+        chance_line(ax, chance)
         ax.set_xlabel("step")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    axs[0].set_ylabel("loss")
-    _legend(axs[0], len(seen))
+    log_if_decades(axs[0], values)
+    axs[0].set_ylabel("loss (line: mean over runs; band: min to max)")
+    _legend(axs[0], len(found) + (chance is not None))
     return fig
 
 
-_AT = re.compile(r"^val/loss@(\d+)$")
-
-
 def length_generalization(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """val/loss@L against L / training length, per positional encoding (or per cell)."""
-    by_group: dict[str, dict[int, list[float]]] = {}
-    group_axis = "pos_encoding" if "pos_encoding" in data.axes else None
-    for s in summaries:
-        g = s.axes.get(group_axis, "") if group_axis else label(data, s)
-        for r in s.rows:
-            for k, v in r["metrics"].items():
-                m = _AT.match(k)
-                if m:
-                    by_group.setdefault(g, {}).setdefault(int(m.group(1)), []).append(v)
-    if not by_group or all(len(v) < 2 for v in by_group.values()):
+    """Per cell: validation loss (and exact match, when logged) at each evaluation length,
+    with the chance loss at each length."""
+    from bench.report import generalization
+
+    col = colors(summaries)
+    per = [(s, pts) for s in summaries if len(pts := generalization.cell_points(data, s)) >= 2]
+    if not per:
         return "val/loss@L was logged at fewer than two lengths (task.eval_scales)"
-    base = data.train_length or min(min(v) for v in by_group.values())
-    fig = new_figure()
-    ax = fig.add_subplot()
-    for g, per_len in by_group.items():
-        ls = sorted(per_len)
-        means = [float(np.mean(per_len[n])) for n in ls]
-        ax.plot([n / base for n in ls], means, "o-", label=g, lw=1.5, ms=5)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel(f"evaluation length / training length ({base})")
-    ax.set_ylabel("val/loss (mean over runs)")
-    title = "per positional encoding" if group_axis else "per cell"
-    ax.set_title(f"Length generalization, {title}")
-    ax.grid(alpha=0.3)
-    _legend(ax, len(by_group))
+    base = data.train_length or min(p.length for _, pts in per for p in pts)
+    # An exact-match panel only when some cell logged it at two or more lengths.
+    has_em = any(sum(p.exact_match is not None for p in pts) >= 2 for _, pts in per)
+    fig = new_figure(4.0)
+    axs = np.atleast_1d(fig.subplots(1, 2 if has_em else 1))
+    chance: dict[int, float] = {}
+    for s, pts in per:
+        x = [p.length / base for p in pts]
+        ls = "--" if s.learning.excluded else "-"
+        axs[0].errorbar(x, [p.loss for p in pts], yerr=[p.sd for p in pts], fmt="o" + ls,
+                        color=col[s.cell], lw=1.4, ms=5, capsize=3,
+                        label=f"{label(data, s)}{_excluded_note(s)}")  # fmt: skip
+        if has_em:
+            em = [(p.length / base, p.exact_match) for p in pts if p.exact_match is not None]
+            if em:
+                axs[1].plot(*zip(*em, strict=True), "o" + ls, color=col[s.cell], lw=1.4, ms=5)
+        chance.update({p.length: p.chance for p in pts if p.chance is not None})
+    if chance:
+        ls_ = sorted(chance)
+        axs[0].plot([n / base for n in ls_], [chance[n] for n in ls_], ":", color="0.25", lw=1.6,
+                    label="chance")  # fmt: skip
+    titles = ["Validation loss at each length", "Exact match at each length"]
+    for ax, title in zip(axs, titles, strict=False):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(f"evaluation length / training length ({base})")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axs[0].set_ylabel("validation loss (mean ± sd over runs)")
+    if has_em:
+        axs[1].set_ylabel("exact match")
+        axs[1].set_ylim(-0.02, 1.02)
+    _legend(axs[0], len(per) + 1)
     return fig
 
 
 def grad_norm_depth(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """Per-block gradient norm against depth, at the first and the last measurement."""
-    col = colors(summaries)
+    """Per-block gradient norm as a block x step heatmap per cell (mean over its runs)."""
+    from matplotlib.colors import LogNorm
+
     found = []
     for s in summaries:
-        for r in s.rows[:1]:
+        arrs = []
+        for r in s.rows:
             d = diagnostics_dir(r)
             arr = load_npz(d / "gradients.npz") if d else None
             if arr and arr.get("grad_norm_blocks") is not None and arr["grad_norm_blocks"].size:
-                found.append((s, arr))
+                arrs.append(arr)
+        same = (
+            [a for a in arrs if a["grad_norm_blocks"].shape == arrs[0]["grad_norm_blocks"].shape]
+            if arrs
+            else []
+        )
+        if same:
+            mean = np.mean([a["grad_norm_blocks"] for a in same], axis=0)
+            found.append((s, same[0]["steps"], mean, len(same)))
     if not found:
         return "not measured (no diagnostics/gradients.npz; enable diagnostics.gradients)"
-    fig = new_figure(3.8)
-    axs = fig.subplots(1, 2, sharey=True)
-    for s, arr in found:
-        g = arr["grad_norm_blocks"]
-        steps = arr["steps"]
-        depth = np.arange(g.shape[1])
-        axs[0].plot(depth, g[0], "o-", color=col[s.cell], label=label(data, s), ms=4)
-        axs[1].plot(depth, g[-1], "o-", color=col[s.cell], ms=4)
-        axs[0].set_title(f"at init (step {int(steps[0])})")
-        axs[1].set_title(f"at the end (step {int(steps[-1])})")
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in axs:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("block (input → output)")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axs[0].set_ylabel("gradient norm")
-    _legend(axs[0], len(found))
+    n = len(found)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = new_figure(2.6 * rows + 0.8)
+    axs = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    pos = np.concatenate([m[m > 0].ravel() for _, _, m, _ in found])
+    norm = LogNorm(vmin=float(pos.min()), vmax=float(pos.max())) if pos.size else None
+    im = None
+    for ax, (s, steps, m, k) in zip(axs, found, strict=False):
+        im = ax.pcolormesh(_edges(steps), np.arange(m.shape[1] + 1) - 0.5, m.T, norm=norm,
+                           cmap="magma", shading="flat")  # fmt: skip
+        ax.set_title(f"{label(data, s)} (n={k})", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("block (input → output)", fontsize=8)
+        ax.set_yticks(range(m.shape[1]))
+    for ax in axs[n:]:
+        ax.set_visible(False)
+    if im is not None:
+        fig.colorbar(im, ax=list(axs[:n]), shrink=0.85, label="gradient norm (log scale)")
     return fig
+
+
+def _edges(steps: np.ndarray) -> np.ndarray:
+    """Cell edges around each measured step (midpoints; the ends extended by half a gap)."""
+    s = np.asarray(steps, dtype=float)
+    if len(s) == 1:
+        return np.array([s[0] - 0.5, s[0] + 0.5])
+    mid = (s[1:] + s[:-1]) / 2
+    return np.concatenate([[s[0] - (mid[0] - s[0])], mid, [s[-1] + (s[-1] - mid[-1])]])
+
+
+def _over_runs(
+    rows: list[dict[str, Any]], fn: Callable[[dict], float | None]
+) -> tuple[np.ndarray, ...]:
+    """(steps, mean, sd, n) of a derived quantity over the runs' histories, per measured step."""
+    runs = []
+    for r in rows:
+        pts = [
+            (h["step"], v)
+            for h in history(r["run_dir"])
+            if "step" in h and (v := fn(h)) is not None
+        ]
+        if pts:
+            a = np.array(pts)
+            runs.append((a[:, 0], a[:, 1]))
+    if not runs:
+        return (np.zeros(0),) * 4
+    by: dict[float, list[float]] = {}
+    for x, y in runs:
+        for xi, yi in zip(x, y, strict=True):
+            by.setdefault(float(xi), []).append(float(yi))
+    steps = np.array(sorted(by))
+    vals = [np.array(by[k]) for k in steps]
+    sd = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals])
+    return steps, np.array([v.mean() for v in vals]), sd, np.array([len(v) for v in vals])
 
 
 def _history_panels(
@@ -237,29 +383,31 @@ def _history_panels(
     missing: str,
     log: tuple[str, ...] = (),
 ) -> Drawn:
-    """One panel per derived quantity, one line per cell (its first run)."""
+    """One panel per derived quantity (titled in words), one line per cell: the mean over
+    the runs behind the cell's numbers at every measured step, error bars one sd."""
     col = colors(summaries)
-    lines: dict[str, list[tuple[CellSummary, np.ndarray, np.ndarray]]] = {k: [] for k in keys}
+    lines: dict[str, list[tuple[CellSummary, tuple[np.ndarray, ...]]]] = {k: [] for k in keys}
     for s in summaries:
-        h = history(s.rows[0]["run_dir"]) if s.rows else []
         for name, fn in keys.items():
-            pts = [(r["step"], v) for r in h if "step" in r and (v := fn(r)) is not None]
-            if pts:
-                a = np.array(pts)
-                lines[name].append((s, a[:, 0], a[:, 1]))
+            got = _over_runs(s.rows, fn)
+            if len(got[0]):
+                lines[name].append((s, got))
     if not any(lines.values()):
         return missing
-    fig = new_figure(3.8)
-    axs = np.atleast_1d(fig.subplots(1, len(keys)))
-    for ax, (name, ls) in zip(axs, lines.items(), strict=True):
-        for s, x, y in ls:
-            ax.plot(x, y, "o-", ms=3, lw=1.2, color=col[s.cell], label=label(data, s))
-        ax.set_title(name if ls else f"{name}: not measured")
+    rows = 1 if len(keys) <= 3 else 2
+    fig = new_figure(3.9 * rows)
+    axs = np.atleast_1d(fig.subplots(rows, math.ceil(len(keys) / rows))).ravel()
+    for ax, (name, ls) in zip(axs, lines.items(), strict=False):
+        for s, (x, y, sd, n) in ls:
+            ax.errorbar(x, y, yerr=sd, fmt="o-", ms=3, lw=1.2, capsize=2, color=col[s.cell],
+                        label=f"{label(data, s)} (n={int(n.max())})")  # fmt: skip
+        ax.set_title(name if ls else f"{name}: not measured", fontsize=10)
         ax.set_xlabel("step")
-        if name in log and ls and all(np.all(y > 0) for _, _, y in ls):
-            ax.set_yscale("log")
+        if name in log and ls and all(np.all(y > 0) for _, (_, y, _, _) in ls):
+            log_if_decades(ax, [v for _, (_, y, _, _) in ls for v in y])
         ax.grid(alpha=0.3)
-    _legend(axs[0], len(lines[next(iter(keys))]))
+    first = next(iter(keys))
+    _legend(axs[0], len(lines[first]))
     return fig
 
 
@@ -276,23 +424,43 @@ def _mean_prefix(prefix: str) -> Callable[[dict], float | None]:
 
 
 def hessian(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """Top Hessian eigenvalue and trace over training."""
+    """Top Hessian eigenvalue and trace at every measured step, mean ± sd over the seed runs."""
     return _history_panels(
         data, summaries,
-        {"hessian/lambda_max": _key("hessian/lambda_max"), "hessian/trace": _key("hessian/trace")},
+        {"Largest Hessian eigenvalue (sharpness)": _key("hessian/lambda_max"),
+         "Hessian trace": _key("hessian/trace")},
         "not measured (no hessian/... in metrics.csv; enable diagnostics.hessian)",
+        log=("Largest Hessian eigenvalue (sharpness)", "Hessian trace"),
     )  # fmt: skip
+
+
+NOISE = "Gradient noise scale B_simple"
+NOISE_TRACE = "Noise: estimate of tr(Σ)"
+NOISE_G2 = "Signal: estimate of |G|²"
 
 
 def noise_and_entropy(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """Gradient noise scale and mean attention entropy over training."""
-    return _history_panels(
-        data, summaries,
-        {"cond/noise_scale": _key("cond/noise_scale"),
-         "attention entropy (mean over layers)": _mean_prefix("cond/attn_entropy/")},
-        "not measured (no cond/noise_scale or cond/attn_entropy/... in metrics.csv)",
-        log=("cond/noise_scale",),
+    """Gradient noise scale (with its two components when an estimate is negative) and the
+    mean attention entropy over training."""
+    negative = any(
+        v < 0 for s in summaries for r in s.rows for h in history(r["run_dir"])
+        if (v := h.get("cond/noise_scale")) is not None
     )  # fmt: skip
+    keys = {NOISE: _key("cond/noise_scale")}
+    if negative:
+        keys[NOISE_TRACE] = _key("cond/noise_scale_trace")
+        keys[NOISE_G2] = _key("cond/noise_scale_grad_sq")
+    keys["Attention entropy (nats, layer mean)"] = _mean_prefix("cond/attn_entropy/")
+    drawn = _history_panels(
+        data, summaries, keys,
+        "not measured (no cond/noise_scale or cond/attn_entropy/... in metrics.csv)",
+        log=(NOISE,),
+    )  # fmt: skip
+    if negative and not isinstance(drawn, str):
+        for ax in drawn.axes:
+            if ax.get_title() in (NOISE, NOISE_TRACE, NOISE_G2):
+                ax.axhline(0, color="0.3", lw=0.8)
+    return drawn
 
 
 def landscapes(data: SweepData, summaries: list[CellSummary]) -> Drawn:
@@ -333,27 +501,47 @@ def landscapes(data: SweepData, summaries: list[CellSummary]) -> Drawn:
 
 
 def pareto(data: SweepData, summaries: list[CellSummary]) -> Drawn:
-    """Quality against training throughput per cell, the Pareto front joined."""
+    """Quality against training throughput per cell; the Pareto front (among cells that
+    learned) drawn as a step line through the non-dominated points."""
     metric, direction = analysis.quality_metric(data)
     pts = [(s, s.quality.mean, s.metrics["tokens/s"].mean) for s in summaries
            if s.quality.mean is not None and s.metrics["tokens/s"].mean is not None]  # fmt: skip
     if not pts:
         return "not measured (no throughput/tokens_per_sec; enable diagnostics.throughput)"
     col = colors(summaries)
-    front = analysis.pareto_front([q for _, q, _ in pts], [t for _, _, t in pts],
-                                  direction == "minimize")  # fmt: skip
-    fig = new_figure()
+    ok = [i for i, (s, _, _) in enumerate(pts) if not s.learning.excluded]
+    front_local = analysis.pareto_front([pts[i][1] for i in ok], [pts[i][2] for i in ok],
+                                        direction == "minimize")  # fmt: skip
+    front = {ok[j] for j in front_local}
+    fig = new_figure(4.4)
     ax = fig.add_subplot()
     for i, (s, q, t) in enumerate(pts):
-        ax.plot(t, q, "o", ms=9 if i in front else 6, color=col[s.cell],
-                mec="black" if i in front else "none", label=label(data, s))  # fmt: skip
-    fp = sorted((pts[i][2], pts[i][1]) for i in front)
-    ax.plot([p[0] for p in fp], [p[1] for p in fp], "k--", lw=1, label="Pareto front")
+        tp = s.metrics["tokens/s"]
+        xerr = [[t - tp.lo], [tp.hi - t]] if tp.lo is not None else None
+        qe = s.quality
+        yerr = [[q - qe.lo], [qe.hi - q]] if qe.lo is not None else None
+        c = "0.6" if s.learning.excluded else col[s.cell]
+        ax.errorbar(t, q, xerr=xerr, yerr=yerr, fmt="o", ms=9 if i in front else 6, color=c,
+                    mec="black" if i in front else c, capsize=3, elinewidth=0.8,
+                    label=f"{label(data, s)}{_excluded_note(s)}")  # fmt: skip
+    chance_line(ax, sweep_chance(summaries))
+    if front:
+        # The boundary of what the front dominates (slower and worse): a staircase from the
+        # left edge through each front point, slow to fast, up (or down) to the plot's edge.
+        xlim, ylim = ax.get_xlim(), ax.get_ylim()
+        fp = sorted((pts[i][2], pts[i][1]) for i in front)
+        far = ylim[1] if direction == "minimize" else ylim[0]
+        xs = [xlim[0], *(p[0] for p in fp), fp[-1][0]]
+        ys = [fp[0][1], *(p[1] for p in fp), far]
+        ax.step(xs, ys, where="pre", color="black", lw=1.2, ls="--", label="Pareto front")
+        ax.set_xlim(xlim)
+        ax.set_ylim(ylim)
     ax.set_xlabel("training throughput (tokens/s, higher is better)")
-    ax.set_ylabel(f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)")
-    ax.set_title("Quality against throughput (outlined: on the Pareto front)")
+    ax.set_ylabel(f"{words(metric)} ({'lower' if direction == 'minimize' else 'higher'} is better)")
+    ax.set_title("Quality against throughput (outlined: on the Pareto front; bars: 95% intervals)",
+                 fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3)
-    _legend(ax, len(pts) + 1)
+    _legend(ax, len(pts) + 2)
     return fig
 
 
@@ -384,25 +572,44 @@ class FigureSpec:
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "quality": FigureSpec("Quality per cell", "Each dot is one run.", quality_by_cell),
+    "quality": FigureSpec("Quality per cell",
+        "Each dot is one run behind the cell's number (its seed re-runs, else its best tuning "
+        "trial); the marker with bars is the mean and its 95% bootstrap interval (open circle: "
+        "one run, no interval). Grey: cells that did not learn. Dotted: the task's chance level.",
+        quality_by_cell),
     "lr_sensitivity": FigureSpec("Learning-rate sensitivity",
-        "Final quality of every tuning trial against its learning rate.", lr_sensitivity),
+        "Each dot is one run at the learning rate it used: tuning trials (filled) and seed "
+        "re-runs (open diamonds). Runs that diverged (×) or were pruned (▼) have no final value "
+        "and sit at the top. Dashed: the bounds of the searched range; dotted: chance.",
+        lr_sensitivity),
     "learning_curves": FigureSpec("Learning curves",
-        "The runs behind each cell's numbers (seed runs, else the best tuning trial).",
+        "Per cell, the line is the mean over the runs behind its numbers (seed re-runs, else "
+        "the best tuning trial) at every logged step, the band spans their minimum to maximum; "
+        "validation points are marked. Dotted: chance; dashed lines: cells that did not learn.",
         learning_curves),
     "length_generalization": FigureSpec("Length generalization",
-        "Validation loss at longer sequences than trained on.", length_generalization),
-    "grad_norm_depth": FigureSpec("Gradient norm against depth",
-        "Per-block gradient norms at the first and last measurement.", grad_norm_depth),
-    "hessian": FigureSpec("Hessian spectrum over training",
-        "Largest eigenvalue (sharpness) and trace of the loss Hessian.", hessian),
+        "Per cell (not pooled), validation loss at each evaluated length (mean ± sd over its "
+        "runs) against the chance loss at that length, and exact match where it was logged per "
+        "length.", length_generalization),
+    "grad_norm_depth": FigureSpec("Gradient norm by block and step",
+        "Per cell, the gradient norm of each block (rows, input to output) at each measured "
+        "step (columns), the mean over the cell's runs, on one logarithmic colour scale.",
+        grad_norm_depth),
+    "hessian": FigureSpec("Hessian over training",
+        "Largest eigenvalue (sharpness) and trace of the loss Hessian at every measured step: "
+        "mean over the same runs the cell table uses, error bars one standard deviation.",
+        hessian),
     "noise_entropy": FigureSpec("Gradient noise scale and attention entropy",
-        "B_simple = tr(Σ)/|G|² and the mean attention entropy (nats).", noise_and_entropy),
+        "B_simple = tr(Σ)/|G|² (mean over the cell's runs, error bars one sd); when an estimate "
+        "is negative (|G|² estimated below zero from noisy batches), its two components are "
+        "shown beside it. Right: the mean attention entropy in nats.", noise_and_entropy),
     "landscape": FigureSpec("Loss landscapes",
         "Loss around each cell's best run on a random filter-normalised plane; ★ = the trained weights.",
         landscapes),
     "pareto": FigureSpec("Quality against throughput",
-        "Cells not beaten on both quality and speed form the Pareto front.", pareto),
+        "One point per cell (mean, bars: 95% intervals over its runs). The dashed staircase "
+        "joins the cells that learned and that no other such cell outdoes on both quality "
+        "and speed: the Pareto front.", pareto),
     "importance": FigureSpec("Hyperparameter importance",
         "How much each tuned parameter explains of the objective, per cell.", importance),
 }  # fmt: skip

@@ -1,5 +1,11 @@
-"""Plain-language findings, each sentence carrying the number that backs it,
-and the list of what is missing (runs still going, failed, diverged).
+"""Plain-language findings, each sentence carrying the number that backs it and a
+status (significant / not significant / inconclusive, or ``note`` for what is
+no claim), and the list of what is missing (runs still going, failed, diverged).
+
+Order: whether anything learned, init warnings, cells excluded, the lowest
+cell, the comparisons, tuning flags, speed, length generalization, missing.
+Nothing is called best, fastest or a winner unless it learned and a test (or
+non-overlapping intervals) separates it from the runner-up.
 """
 
 from __future__ import annotations
@@ -8,9 +14,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import analysis, stats
+from bench.report import analysis, generalization, modelinfo, stats, tuning
 from bench.report.analysis import CellSummary
 from bench.report.collect import SweepData
+from bench.report.learning import CHANCE_MARGIN, UNKNOWN
+
+NOTE = "note"
 
 
 def g(x: float | None, digits: int = 4) -> str:
@@ -39,10 +48,12 @@ def ci(est: stats.Estimate) -> str:
 
 @dataclass(frozen=True)
 class Finding:
-    """One sentence; ``kind`` lets the page style it (result, caution, missing)."""
+    """One sentence with its status; ``kind`` lets the page style it (result, caution, missing)."""
 
     text: str
     kind: str = "result"
+    status: str = NOTE
+    reason: str = ""
 
 
 def _label(data: SweepData, s: CellSummary) -> str:
@@ -51,31 +62,17 @@ def _label(data: SweepData, s: CellSummary) -> str:
 
 
 def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Finding:
-    """One comparison in words, with its numbers and verdict."""
+    """One comparison in words, with its numbers, status and reason."""
     n = f"{c.n_a} vs {c.n_b} runs"
-    if c.verdict == stats.NOT_ENOUGH and min(c.n_a, c.n_b) == 0:
-        return Finding(
-            f"{c.axis}: {c.a} vs {c.b}: cannot compare, no combination of the other axes "
-            f"has finished runs for both {c.a} and {c.b}.",
-            "caution",
-        )
-    if c.verdict == stats.NOT_ENOUGH:
+    excl = f" Excluded (did not learn): {', '.join(c.excluded)}." if c.excluded else ""
+    head = f"{c.axis}: {c.a} vs {c.b}"
+    if not c.testable:
         diff = f"; the means differ by {g(c.diff, 3)}" if c.diff is not None else ""
-        return Finding(
-            f"{c.axis}: {c.a} vs {c.b}: not enough seeds to tell ({n}; a CI needs "
-            f"at least {stats.MIN_SEEDS} per side){diff}.",
-            "caution",
-        )
-    if c.verdict == stats.NO_VARIATION:
-        return Finding(
-            f"{c.axis}: {c.a} vs {c.b}: every run of each side gave the same {metric} "
-            f"(difference {g(c.diff, 3)}, {n}); no test is possible.",
-            "caution",
-        )
+        return Finding(f"{head}: inconclusive, {c.reason}{diff}.{excl}", "caution",
+                       stats.INCONCLUSIVE, c.reason)  # fmt: skip
     assert c.diff is not None
     a_better = (c.diff < 0) == minimize
     win, lose = (c.a, c.b) if a_better else (c.b, c.a)
-    # The advantage of the winner, positive; its CI maps through the same sign.
     sign = (-1 if minimize else 1) * (1 if a_better else -1)
     size = sign * c.diff
     lo, hi = sorted((sign * c.lo, sign * c.hi)) if c.lo is not None else (None, None)
@@ -83,14 +80,154 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
     effect = f", Hedges' g = {g(abs(c.hedges_g), 2)}" if c.hedges_g is not None else ""
     stat = f"p = {g(c.p_adj, 2)}, Holm-corrected, {n}{effect}"
     if c.verdict == stats.SIGNIFICANT:
-        return Finding(
-            f"{c.axis}: {win} beats {lose} by {g(size, 3)} {metric} {interval} ({stat})."
-        )
+        return Finding(f"{c.axis}: {win} beats {lose} by {g(size, 3)} {metric} {interval} "
+                       f"({stat}).{excl}", "result", c.verdict, c.reason)  # fmt: skip
+    if c.equivalent:
+        return Finding(f"{head}: no meaningful difference: the difference {g(c.diff, 3)} "
+                       f"{metric} {interval} lies within the equivalence margin ±{c.margin:g} "
+                       f"(TOST p = {g(c.p_tost_adj, 2)}, Holm-corrected; difference test {stat})."
+                       f"{excl}", "result", c.verdict, c.reason)  # fmt: skip
+    word = "inconclusive" if c.verdict == stats.INCONCLUSIVE else "not significant"
+    return Finding(f"{head}: {word}: {win} is ahead by {g(size, 3)} {metric} {interval}, "
+                   f"but {c.reason} ({stat}; TOST p = {g(c.p_tost_adj, 2)}).{excl}",
+                   "caution", c.verdict, c.reason)  # fmt: skip
+
+
+def _suggestion(data: SweepData) -> str:
+    """What to change when nothing learned."""
+    base = data.spec.get("base") or {}
+    steps = (base.get("train") or {}).get("max_steps")
+    model = base.get("model") or {}
+    bounds = tuning.lr_bounds(data)
+    parts = [
+        f"train longer (train.max_steps{f' > {steps}' if steps else ''})",
+        "use a larger model (model.d_model, model.n_layers"
+        + (f"; now d_model {model['d_model']}" if model.get("d_model") else "")
+        + ")",
+        "make the task easier (shorter task.seq_len, fewer task.n_symbols)",
+        "widen train.lr's range" + (f" (now {bounds[0]:.2g} to {bounds[1]:.2g})" if bounds else ""),
+    ]
+    return "; ".join(parts)
+
+
+def nothing_learned(data: SweepData, summaries: list[CellSummary], metric: str) -> Finding | None:
+    """The first finding when no cell learned (and at least one cell's status is known)."""
+    judged = [s for s in summaries if s.values]
+    if not judged or any(not s.learning.excluded for s in judged):
+        return None
+    chances = {g(s.learning.chance) for s in judged if s.learning.chance is not None}
+    ch = f" (chance: {', '.join(sorted(chances))})" if chances else ""
     return Finding(
-        f"{c.axis}: {win} vs {lose}: {win} is ahead by {g(size, 3)} {metric} {interval}, "
-        f"but this is not significant ({stat}).",
-        "caution",
-    )
+        f"No cell learned: all {len(judged)} cells stayed within {100 * CHANCE_MARGIN:.0f}% of "
+        f"chance on {metric}{ch} or collapsed, so this sweep cannot say which "
+        f"{' / '.join(data.axes) or 'configuration'} is better, and names no best, fastest or "
+        f"winning cell. To get a verdict: {_suggestion(data)}.",
+        "caution", stats.INCONCLUSIVE, "no cell learned",
+    )  # fmt: skip
+
+
+def lowest_cell(
+    data: SweepData, summaries: list[CellSummary], metric: str, minimize: bool
+) -> Finding | None:
+    """The cell with the best mean among those that learned, tested against the runner-up."""
+    ranked = [s for s in analysis.learned(summaries) if s.quality.mean is not None]
+    ranked.sort(key=lambda s: s.quality.mean if minimize else -s.quality.mean)
+    if not ranked:
+        return None
+    b = ranked[0]
+    runs = f"{b.quality.n} {'seed runs' if b.source == 'seed runs' else 'run'}"
+    if len(ranked) == 1:
+        return Finding(f"Only {_label(data, b)} has results that learned: {metric} "
+                       f"{ci(b.quality)} (mean [95% CI] over {runs}).")  # fmt: skip
+    r = ranked[1]
+    p = stats.two_sample_p(b.values, r.values)
+    best_word = "Lowest" if minimize else "Highest"
+    text = (f"{best_word} {metric}: {_label(data, b)} with {ci(b.quality)} (mean [95% CI] over "
+            f"{runs}); runner-up {_label(data, r)} {ci(r.quality)}")  # fmt: skip
+    if p is None:
+        reason = (f"too few runs to separate them ({b.quality.n} vs {r.quality.n}; a verdict "
+                  f"needs at least {stats.MIN_RUNS} each)")  # fmt: skip
+        return Finding(f"{text}: inconclusive, {reason}.", "caution", stats.INCONCLUSIVE, reason)
+    if p < stats.ALPHA:
+        text = text.replace(
+            f"{best_word} {metric}: ", f"Best cell ({best_word.lower()} {metric}): ", 1
+        )
+        return Finding(f"{text}; Welch p = {g(p, 2)} against the runner-up.",
+                       "result", stats.SIGNIFICANT, f"Welch p < {stats.ALPHA} against the runner-up")  # fmt: skip
+    reason = f"not separated from the runner-up (Welch p = {g(p, 2)})"
+    return Finding(f"{text}: no best cell, {reason}.", "caution", stats.NOT_SIGNIFICANT, reason)
+
+
+def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
+    """Throughput per cell from repeated runs; 'fastest' only when its interval separates."""
+    cells = [s for s in summaries if s.metrics.get("tokens/s") and s.metrics["tokens/s"].mean]
+    if len(cells) < 2:
+        return None
+    cells.sort(key=lambda s: -(s.metrics["tokens/s"].mean or 0))
+    est = {s.cell: s.metrics["tokens/s"] for s in cells}
+    listing = "; ".join(f"{_label(data, s)} {ci(est[s.cell])}" for s in cells)
+    top, rest = cells[0], cells[1:]
+    t = est[top.cell]
+    separated = t.lo is not None and all(
+        est[s.cell].hi is not None and t.lo > est[s.cell].hi for s in rest)  # fmt: skip
+    few = [s for s in cells if est[s.cell].n < stats.MIN_RUNS]
+    if separated and not few:
+        ratio = (t.mean or 0) / (est[cells[-1].cell].mean or 1)
+        return Finding(f"Fastest: {_label(data, top)} at {ci(t)} tokens/s, {ratio:.2f}x the "
+                       f"slowest; its 95% interval lies above every other cell's ({listing}).",
+                       "result", stats.SIGNIFICANT, "95% intervals of throughput separate")  # fmt: skip
+    why = (f"too few repeated measurements ({', '.join(_label(data, s) for s in few)} "
+           f"< {stats.MIN_RUNS} runs)") if few else "the 95% intervals overlap"  # fmt: skip
+    return Finding(f"Throughput (tokens/s, mean [95% CI] over runs): {listing}; no cell is "
+                   f"clearly fastest: {why}.", "caution", stats.INCONCLUSIVE, why)  # fmt: skip
+
+
+def lengths(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
+    """Length generalization per cell, against the chance line at each length."""
+    out = []
+    for s in analysis.learned(summaries):
+        pts = generalization.cell_points(data, s)
+        longer = [p for p in pts if data.train_length and p.length > data.train_length]
+        if not longer:
+            continue
+        parts = []
+        for p in longer:
+            scale = f"{p.length / data.train_length:g}x" if data.train_length else str(p.length)
+            em = f", exact match {g(p.exact_match, 3)}" if p.exact_match is not None else ""
+            where = ""
+            if p.chance is not None:
+                where = " (at chance)" if p.at_chance else f" (chance {g(p.chance)})"
+            parts.append(f"{scale}: loss {g(p.loss)}{where}{em}")
+        at_chance = all(p.at_chance for p in longer if p.chance is not None) and any(
+            p.chance is not None for p in longer)  # fmt: skip
+        status = stats.INCONCLUSIVE if at_chance else NOTE
+        out.append(Finding(f"Length generalization of {_label(data, s)}: " + "; ".join(parts)
+                           + (": at chance at every longer length, so it does not generalize"
+                              if at_chance else "") + ".",
+                           "caution" if at_chance else "result", status))  # fmt: skip
+    return out
+
+
+def tuning_findings(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
+    """Edge learning rates, pruning at one end, collapse across learning rates, winner's curse."""
+    out = []
+    for s in summaries:
+        lab = _label(data, s)
+        best = s.tune_best_lr
+        if (edge := tuning.edge_lr(data, s.cell, best)) is not None:
+            out.append(Finding(f"{lab}: {edge}.", "caution", stats.INCONCLUSIVE, edge))
+        if (end := tuning.pruned_at_one_end(data, s.cell)) is not None:
+            out.append(Finding(f"{lab}: {end}.", "caution", stats.INCONCLUSIVE, end))
+        if s.learning.collapse is not None:
+            out.append(Finding(f"{lab}: collapsed predictions: {s.learning.collapse}.",
+                               "caution", stats.INCONCLUSIVE, "collapsed predictions"))  # fmt: skip
+    gaps = [s.tune_vs_rerun.gap for s in summaries if s.tune_vs_rerun.gap is not None]
+    if gaps:
+        mean_gap = sum(gaps) / len(gaps)
+        out.append(Finding(f"Seed re-runs differ from the best tuning score by {g(mean_gap, 3)} "
+                           f"on average over {len(gaps)} cells (see 'Tuning'). "
+                           f"{tuning.WINNERS_CURSE}"))  # fmt: skip
+    return out
 
 
 def findings(
@@ -100,40 +237,36 @@ def findings(
     metric, direction = analysis.quality_metric(data)
     minimize = direction == "minimize"
     out: list[Finding] = []
-    ranked = [s for s in summaries if s.quality.mean is not None]
-    ranked.sort(key=lambda s: s.quality.mean if minimize else -s.quality.mean)
-    if ranked:
-        b = ranked[0]
+    none = nothing_learned(data, summaries, metric)
+    if none is not None:
+        out.append(none)
+    models = {s.cell: s.model for s in summaries}
+    if (w := modelinfo.shared_init_warning(data, models)) is not None:
+        out.append(Finding(w, "caution", stats.INCONCLUSIVE, "shared init"))
+    for s in summaries:
+        if s.learning.excluded:
+            out.append(Finding(
+                f"{_label(data, s)} {s.learning.label}: {s.learning.reason}. It is left out "
+                "of every comparison.", "caution", stats.INCONCLUSIVE, s.learning.reason))  # fmt: skip
+    unknown = [s for s in summaries if s.learning.status == UNKNOWN and s.values]
+    if unknown and len(unknown) == len([s for s in summaries if s.values]):
         out.append(Finding(
-            f"Best cell: {_label(data, b)} with {metric} {ci(b.quality)} "
-            f"(mean [95% CI] over {b.quality.n} {'seed runs' if b.source == 'seed runs' else 'run'})."
-        ))  # fmt: skip
+            "Whether the cells learned is unknown: the runs record no chance baseline "
+            "(a sweep from before baselines); compare the numbers with the task's chance "
+            "level yourself.", "caution"))  # fmt: skip
+    if none is None and (low := lowest_cell(data, summaries, metric, minimize)) is not None:
+        out.append(low)
     out += [comparison_sentence(c, metric, minimize) for c in comps]
     for s in summaries:
         if s.diverged:
             out.append(Finding(
                 f"{_label(data, s)} diverged in {s.diverged} of {s.finished} finished trials "
                 f"({100 * s.diverged / max(s.finished, 1):.0f}%).", "caution"))  # fmt: skip
-    fast = [s for s in summaries if s.metrics.get("tokens/s") and s.metrics["tokens/s"].mean]
-    if len(fast) >= 2:
-        fast.sort(key=lambda s: -s.metrics["tokens/s"].mean)
-        f0, f1 = fast[0], fast[-1]
-        ratio = f0.metrics["tokens/s"].mean / f1.metrics["tokens/s"].mean
-        out.append(Finding(
-            f"Fastest: {_label(data, f0)} at {g(f0.metrics['tokens/s'].mean)} tokens/s, "
-            f"{ratio:.2f}x the slowest ({_label(data, f1)}, {g(f1.metrics['tokens/s'].mean)})."
-        ))  # fmt: skip
-    keys = analysis.length_keys(data)
-    if "loss@4x" in keys or "loss@2x" in keys:
-        lab = "loss@4x" if "loss@4x" in keys else "loss@2x"
-        pts = [(s, s.metrics[lab].mean) for s in summaries if s.metrics[lab].mean is not None]
-        if len(pts) >= 2:
-            pts.sort(key=lambda p: p[1])
-            out.append(Finding(
-                f"Length generalization: at {lab.split('@')[1]} the training length, "
-                f"{_label(data, pts[0][0])} has the lowest val/loss ({g(pts[0][1])}), "
-                f"{_label(data, pts[-1][0])} the highest ({g(pts[-1][1])})."
-            ))  # fmt: skip
+    out += tuning_findings(data, summaries)
+    if none is None:
+        if (sp := speed(data, summaries)) is not None:
+            out.append(sp)
+        out += lengths(data, summaries)
     missing = missing_items(data)
     if missing:
         out.append(Finding(

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bench import redact
 from bench.report.collect import SweepData
 from bench.report.figures import RenderedFigure
 
@@ -76,18 +77,19 @@ def log_report(
         tracking = (data.spec.get("base") or {}).get("tracking") or {}
         if mode == "offline":
             os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
-        run = wandb.init(
-            project=tracking.get("project", "bench"),
-            entity=tracking.get("entity"),
-            group=data.name,
-            job_type="report",
-            name=f"{data.name}-report",
-            dir=str(data.dir),
-            mode=mode,
-            config={"sweep": data.name, "report_dir": str(report_dir)},
-            settings=wandb_settings(mode),
-            tags=["report"],
-        )
+        with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
+            run = wandb.init(
+                project=tracking.get("project", "bench"),
+                entity=tracking.get("entity"),
+                group=data.name,
+                job_type="report",
+                name=f"{data.name}-report",
+                dir=str(data.dir),
+                mode=mode,
+                config={"sweep": data.name, "report_dir": str(report_dir)},
+                settings=wandb_settings(mode),
+                tags=["report"],
+            )
         try:
             row: dict[str, Any] = {}
             for f in figures:

@@ -2,8 +2,9 @@
 
 HTML is autoescaped (every sweep, cell, variant name and reason is text, never
 markup) and self-contained: inline CSS, figures as base64 PNG data URIs, a
-Content-Security-Policy that forbids scripts and any request. Markdown escapes
-HTML characters and table pipes in user-provided strings.
+Content-Security-Policy that forbids scripts and any request. Markdown is real
+Markdown (``>=`` stays ``>=``): only what would start an HTML tag or entity, an
+emphasis marker or a table pipe in a user-provided string is backslash-escaped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import jinja2
 
-from bench.report import analysis, stats
+from bench import redact
+from bench.report import analysis, learning, stats, tuning
 from bench.report.analysis import CellSummary
 from bench.report.collect import SweepData, manifests
 from bench.report.figures import RenderedFigure, label
@@ -28,15 +30,24 @@ METHOD = (
     "axes within matched cells: only combinations of the other axes where both values "
     "have results enter, and each run is centred on its combination's midpoint, so the "
     "difference and its test are within-combination (mean a and mean b are the raw "
-    "pooled means). Bootstrap intervals from few seeds (n < 5) are too "
-    "narrow: read them as rough."
+    "pooled means). Cells that did not learn (most runs not 'learned', or a mean within "
+    f"{100 * learning.CHANCE_MARGIN:.0f}% of chance, or collapsed predictions) enter no "
+    f"comparison. Status of a comparison: inconclusive with fewer than {stats.MIN_RUNS} runs "
+    "per side, without seed variation, or when the difference is below the seed noise floor "
+    "(pooled seed sd) and not shown equivalent; significant when the Holm-adjusted Welch "
+    f"p < {stats.ALPHA}; 'no meaningful difference' only when TOST shows the difference "
+    f"within ±{stats.EQUIVALENCE_MARGIN:g} (EQUIVALENCE_MARGIN, in units of the quality "
+    "metric). Bootstrap intervals (scipy.stats.bootstrap, BCa) from few seeds (n < 5) are "
+    "too narrow: read them as rough."
 )
 
 
 def _md(text: Any) -> str:
-    """Escape a string for Markdown prose: HTML characters and emphasis markers."""
-    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([\\`*]|\](?=\())", r"\\\1", s)
+    """Escape a string for Markdown prose (CommonMark backslash escapes, no HTML entities):
+    a ``<`` that could open a tag, a ``&`` that could start an entity, emphasis markers."""
+    s = re.sub(r"([\\`*]|\](?=\())", r"\\\1", str(text))
+    s = re.sub(r"<(?=[A-Za-z/!?])", r"\\<", s)
+    return re.sub(r"&(?=#?\w+;)", r"\\&", s)
 
 
 def _md_cell(text: Any) -> str:
@@ -71,7 +82,9 @@ def cell_table(
     """(header, rows, metrics measured nowhere) of the per-cell table.
 
     A metric no run of the sweep measured gets no column (it is named in the
-    note instead); a metric some cells lack shows '–' in those cells.
+    note instead); a metric some cells lack shows '–' in those cells. "best lr"
+    is the learning rate the seed runs used (their config.yaml); "(tuning)"
+    marks a cell without seed runs, judged on its best tuning trial's lr.
     """
     metric, _ = analysis.quality_metric(data)
     candidates = [*analysis.length_keys(data), *analysis.TABLE_METRICS]
@@ -79,8 +92,8 @@ def cell_table(
     unmeasured = [
         lab for lab in ("loss@2x", "loss@4x", *analysis.TABLE_METRICS) if lab not in labels
     ]
-    header = [*(data.axes or ["cell"]), "runs", f"{metric} [95% CI]", "best lr", *labels,
-              "diverged", "params"]  # fmt: skip
+    header = [*(data.axes or ["cell"]), "runs", f"{metric} [95% CI]", "chance", "learned",
+              "best lr", *labels, "diverged", "init", "embed scale", "params"]  # fmt: skip
     rows = []
     for s in summaries:
         lead = [s.axes.get(a, "") for a in data.axes] if data.axes else [s.cell]
@@ -89,12 +102,22 @@ def cell_table(
             *lead,
             _runs_cell(s),
             ci(s.quality),
-            f"{s.lr:.2g}" if s.lr is not None else "–",
+            g(s.learning.chance),
+            s.learning.label,
+            _lr_cell(s),
             *(_metric_cell(lab, s.metrics[lab]) for lab in labels),
             div,
+            s.init.get("init", "unknown"),
+            s.init.get("embed_scale", "unknown"),
             f"{s.params:,}" if s.params else "–",
         ])  # fmt: skip
     return header, rows, unmeasured
+
+
+def _lr_cell(s: CellSummary) -> str:
+    if s.seed_lrs:
+        return ", ".join(f"{v:.2g}" for v in sorted(set(s.seed_lrs)))
+    return f"{s.lr:.2g} (tuning)" if s.lr is not None else "–"
 
 
 def _runs_cell(s: CellSummary) -> str:
@@ -107,18 +130,51 @@ def _metric_cell(lab: str, est: stats.Estimate) -> str:
         return "–"
     if lab == "MFU":
         return f"{100 * est.mean:.2f}%"
+    if lab == "tokens/s" and est.lo is not None:
+        return ci(est)
     return g(est.mean)
 
 
 def comparison_table(comps: list[stats.Comparison]) -> tuple[list[str], list[list[str]]]:
     header = ["axis", "a", "b", "n a", "n b", "mean a", "mean b", "difference [95% CI]",
-              "Hedges' g", "p", "p (Holm)", "verdict"]  # fmt: skip
+              "Hedges' g", "p", "p (Holm)", "TOST p (Holm)", "reason", "status"]  # fmt: skip
     rows = []
     for c in comps:
         diff = g(c.diff, 3) if c.lo is None else f"{g(c.diff, 3)} [{g(c.lo, 3)}, {g(c.hi, 3)}]"
         rows.append([c.axis, c.a, c.b, str(c.n_a), str(c.n_b), g(c.mean_a), g(c.mean_b), diff,
-                     g(c.hedges_g, 2), g(c.p, 2), g(c.p_adj, 2), c.verdict])  # fmt: skip
+                     g(c.hedges_g, 2), g(c.p, 2), g(c.p_adj, 2), g(c.p_tost_adj, 2), c.reason,
+                     c.verdict])  # fmt: skip
     return header, rows
+
+
+def tuning_table(
+    summaries: list[CellSummary], data: SweepData
+) -> tuple[list[str], list[list[str]]]:
+    """Per cell: best tuning score and its lr, the seed-rerun mean, their gap, the seed lr."""
+    metric, _ = analysis.quality_metric(data)
+    header = [*(data.axes or ["cell"]), "tuning trials", f"best tuning {metric}", "at lr",
+              f"seed-rerun mean {metric}", "re-runs", "re-run − tuning", "seed lr", "flags"]  # fmt: skip
+    rows = []
+    for s in summaries:
+        lead = [s.axes.get(a, "") for a in data.axes] if data.axes else [s.cell]
+        t = s.tune_vs_rerun
+        n_tune = len(tuning.tuning_rows(data, s.cell))
+        flags = [f for f in (tuning.edge_lr(data, s.cell, s.tune_best_lr),
+                             tuning.pruned_at_one_end(data, s.cell)) if f]  # fmt: skip
+        if s.learning.collapse:
+            flags.append(f"collapsed predictions: {s.learning.collapse}")
+        rows.append([*lead, str(n_tune), g(t.tuned), f"{s.tune_best_lr:.2g}" if s.tune_best_lr else "–",
+                     g(t.rerun), str(t.n_rerun), g(t.gap, 3),
+                     ", ".join(f"{v:.2g}" for v in sorted(set(s.seed_lrs))) or "–",
+                     "; ".join(flags) or "–"])  # fmt: skip
+    return header, rows
+
+
+def pruned_table(data: SweepData) -> list[list[str]]:
+    """Every pruned tuning trial: cell, trial, lr, step, reason."""
+    return [[p["cell"], str(p["trial"]), f"{p['lr']:.2g}" if p["lr"] else "–",
+             str(p["step"]) if p["step"] is not None else "–", p["reason"]]
+            for p in tuning.pruned(data)]  # fmt: skip
 
 
 def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
@@ -141,9 +197,9 @@ def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
     rows = [
         ("sweep", data.name),
         ("sweep directory", str(data.dir)),
-        ("storage", str(data.meta.get("storage", ""))),
+        ("storage", redact.text(str(data.meta.get("storage", "")))),
         ("created", str(data.meta.get("created", ""))),
-        ("original command", str(data.meta.get("command", ""))),
+        ("original command", redact.text(str(data.meta.get("command", "")))),
         ("git sha", distinct("git_sha")),
         ("packages", pk),
         ("python", distinct("python")),
@@ -176,6 +232,7 @@ def context(
     metric, direction = analysis.quality_metric(data)
     cell_header, cell_rows, unmeasured = cell_table(data, summaries)
     comp_header, comp_rows = comparison_table(comps)
+    tune_header, tune_rows = tuning_table(summaries, data)
     repro, commands = reproducibility(data)
     return {
         "name": data.name,
@@ -196,6 +253,15 @@ def context(
         "comp_header": comp_header,
         "comp_rows": comp_rows,
         "alpha": stats.ALPHA,
+        "min_runs": stats.MIN_RUNS,
+        "margin": stats.EQUIVALENCE_MARGIN,
+        "chance_margin": learning.CHANCE_MARGIN,
+        "tuning_method": tuning.method(data),
+        "lr_bounds": _bounds_text(data),
+        "tune_header": tune_header,
+        "tune_rows": tune_rows,
+        "winners_curse": tuning.WINNERS_CURSE,
+        "pruned_rows": pruned_table(data),
         "figures": figures,
         "missing": missing,
         "repro": repro,
@@ -203,6 +269,11 @@ def context(
         "spec_text": data.spec_text.rstrip(),
         "labels": {s.cell: label(data, s) for s in summaries},
     }
+
+
+def _bounds_text(data: SweepData) -> str:
+    b = tuning.lr_bounds(data)
+    return f"{b[0]:.2g} to {b[1]:.2g}" if b else "not tuned"
 
 
 def _figure_entries(figures: list[RenderedFigure], embed: bool) -> list[dict[str, Any]]:

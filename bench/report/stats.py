@@ -1,19 +1,38 @@
-"""Statistics the report may claim: means with bootstrap CIs, effect sizes, tests.
+"""Statistics the report may claim: means with bootstrap CIs, effect sizes, tests,
+equivalence, and the status of every comparison.
 
-- A cell's quality: the mean over its seed runs with a 95% percentile-bootstrap
-  CI of the mean (no CI with fewer than two seeds).
+- A cell's quality: the mean over its seed runs with a 95% bootstrap CI of the
+  mean (``scipy.stats.bootstrap``, BCa; percentile when BCa is degenerate; no
+  CI with fewer than two runs).
 - A comparison of two groups: the difference of means, its 95% bootstrap CI
   (each group resampled on its own), Hedges' g (the difference in pooled
   standard deviations, small-sample corrected) and a two-sided Welch t-test.
 - Many comparisons: Holm–Bonferroni step-down adjusted p-values (controls the
-  family-wise error rate; no independence assumption).
-- Verdicts are words: "significant", "not significant", "not enough seeds"
-  (fewer than two runs in a group) or "no variation" (every run identical).
+  family-wise error rate; no independence assumption), once for the difference
+  tests and once for the equivalence tests.
+- "No meaningful difference" only from an equivalence test: TOST, two
+  one-sided Welch t-tests against ±:data:`EQUIVALENCE_MARGIN` (Schuirmann 1987;
+  Lakens 2017, "Equivalence tests", Soc. Psychol. Personal. Sci.).
+
+Decision rules (fixed before any run is judged), in this order:
+
+1. fewer than :data:`MIN_RUNS` runs on a side: **inconclusive** (too few runs);
+2. every run of both sides identical: **inconclusive** (no seed variation);
+3. Holm-adjusted Welch p < :data:`ALPHA`: **significant**;
+4. Holm-adjusted TOST p < :data:`ALPHA`: **not significant**, and the two are
+   equivalent within the margin ("no meaningful difference");
+5. the difference is smaller than the seed noise floor (the pooled standard
+   deviation of runs within a side): **inconclusive** (effect below the noise);
+6. otherwise: **not significant** (a visible difference the runs do not confirm).
+
+A side made only of cells that did not learn is decided before any of this
+(:mod:`bench.report.analysis`): **inconclusive**.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -22,12 +41,17 @@ from scipy import stats as sps
 
 ALPHA = 0.05
 N_BOOT = 4000
-MIN_SEEDS = 2
+MIN_SEEDS = 2  # runs needed for an interval
+MIN_RUNS = 3  # runs per side needed for a significance verdict
+# Equivalence margin of TOST, in units of the quality metric (nats for a loss,
+# fraction for an accuracy): differences smaller than this count as no
+# meaningful difference. 0.02 nats is 2% in perplexity.
+EQUIVALENCE_MARGIN = 0.02
 
-NOT_ENOUGH = "not enough seeds"
-NO_VARIATION = "no variation"
 SIGNIFICANT = "significant"
 NOT_SIGNIFICANT = "not significant"
+INCONCLUSIVE = "inconclusive"
+STATUSES = (SIGNIFICANT, NOT_SIGNIFICANT, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -43,7 +67,11 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Group ``a`` against group ``b`` on one metric (difference = mean a - mean b)."""
+    """Group ``a`` against group ``b`` on one metric (difference = mean a - mean b).
+
+    ``verdict`` is one of :data:`STATUSES`; ``reason`` says why in one clause;
+    ``equivalent`` is True only when TOST showed the difference within ±margin.
+    """
 
     axis: str
     a: str
@@ -58,44 +86,65 @@ class Comparison:
     hedges_g: float | None
     p: float | None
     p_adj: float | None = None
-    verdict: str = NOT_ENOUGH
+    verdict: str = INCONCLUSIVE
+    reason: str = ""
+    p_tost: float | None = None
+    p_tost_adj: float | None = None
+    noise: float | None = None  # pooled within-side sd: the seed noise floor
+    margin: float = EQUIVALENCE_MARGIN
+    equivalent: bool = False
+    excluded: tuple[str, ...] = ()  # cells left out because they did not learn
 
     @property
     def testable(self) -> bool:
         return self.p is not None and math.isfinite(self.p)
 
 
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
+def _finite(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+
+
+def _boot(data: tuple[np.ndarray, ...], statistic, seed: int, conf: float) -> tuple[float, float]:
+    """scipy's bootstrap CI (BCa; percentile when BCa is undefined, e.g. ties)."""
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sps.bootstrap(data, statistic, n_resamples=N_BOOT, confidence_level=conf,
+                                method=method, vectorized=True, rng=np.random.default_rng(seed))  # fmt: skip
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(lo) and math.isfinite(hi):
+            return lo, hi
+    return math.nan, math.nan
+
+
+def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis)
 
 
 def bootstrap_mean_ci(
-    values: Sequence[float], conf: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
+    values: Sequence[float | None], conf: float = 0.95, seed: int = 0
 ) -> Estimate:
-    """Mean and percentile-bootstrap CI of the mean; no CI below MIN_SEEDS values."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    """Mean and bootstrap CI of the mean; no CI below MIN_SEEDS values."""
+    x = _finite(values)
     if len(x) == 0:
         return Estimate(0, None)
     mean = float(x.mean())
     if len(x) < MIN_SEEDS:
         return Estimate(len(x), mean)
-    idx = _rng(seed).integers(0, len(x), size=(n_boot, len(x)))
-    means = x[idx].mean(axis=1)
-    q = (1 - conf) / 2
-    lo, hi = np.quantile(means, [q, 1 - q])
-    return Estimate(len(x), mean, float(lo), float(hi), float(x.std(ddof=1)))
+    if np.all(x == x[0]):
+        return Estimate(len(x), mean, mean, mean, 0.0)
+    lo, hi = _boot((x,), _mean, seed, conf)
+    return Estimate(len(x), mean, lo, hi, float(x.std(ddof=1)))
 
 
 def bootstrap_diff_ci(
-    a: np.ndarray, b: np.ndarray, conf: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
+    a: np.ndarray, b: np.ndarray, conf: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile-bootstrap CI of mean(a) - mean(b), resampling each group separately."""
-    rng = _rng(seed)
-    ma = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1)
-    mb = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(axis=1)
-    q = (1 - conf) / 2
-    lo, hi = np.quantile(ma - mb, [q, 1 - q])
-    return float(lo), float(hi)
+    """Bootstrap CI of mean(a) - mean(b), resampling each group separately."""
+    if np.all(a == a[0]) and np.all(b == b[0]):
+        d = float(a[0] - b[0])
+        return d, d
+    return _boot((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), seed, conf)
 
 
 def hedges_g(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -103,11 +152,19 @@ def hedges_g(a: np.ndarray, b: np.ndarray) -> float | None:
     na, nb = len(a), len(b)
     if na < 2 or nb < 2:
         return None
-    pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    if pooled == 0:
+    pooled = pooled_sd(a, b)
+    if not pooled:
         return None
     correction = 1 - 3 / (4 * (na + nb) - 9)
     return float((a.mean() - b.mean()) / pooled * correction)
+
+
+def pooled_sd(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pooled within-group standard deviation (the seed noise floor of a comparison)."""
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return None
+    return math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
 
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -117,24 +174,50 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def tost_p(a: np.ndarray, b: np.ndarray, margin: float = EQUIVALENCE_MARGIN) -> float | None:
+    """TOST p-value for |mean a - mean b| < margin: the larger of two one-sided Welch tests.
+
+    H0: the difference is <= -margin or >= +margin. A small p says the two are
+    equivalent within ±margin. None when both groups have no variance.
+    """
+    if a.var(ddof=1) == 0 and b.var(ddof=1) == 0:
+        return None
+    lower = sps.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
+    upper = sps.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+    return float(max(lower, upper))
+
+
 def compare(
-    axis: str, name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], seed: int = 0
+    axis: str,
+    name_a: str,
+    a: Sequence[float | None],
+    name_b: str,
+    b: Sequence[float | None],
+    seed: int = 0,
+    margin: float = EQUIVALENCE_MARGIN,
 ) -> Comparison:
-    """Compare two groups of seed results (unadjusted: see :func:`adjust`)."""
-    xa = np.asarray([v for v in a if v is not None and math.isfinite(v)], dtype=float)
-    xb = np.asarray([v for v in b if v is not None and math.isfinite(v)], dtype=float)
+    """Compare two groups of seed results (unadjusted: :func:`adjust` sets the verdict)."""
+    xa, xb = _finite(a), _finite(b)
     mean_a = float(xa.mean()) if len(xa) else None
     mean_b = float(xb.mean()) if len(xb) else None
     diff = mean_a - mean_b if mean_a is not None and mean_b is not None else None
-    base = Comparison(
-        axis, name_a, name_b, len(xa), len(xb), mean_a, mean_b, diff, None, None, None, None
-    )
+    base = Comparison(axis, name_a, name_b, len(xa), len(xb), mean_a, mean_b, diff,
+                      None, None, None, None, margin=margin)  # fmt: skip
     if len(xa) < MIN_SEEDS or len(xb) < MIN_SEEDS:
-        return base
+        return replace(base, reason=_too_few(len(xa), len(xb)))
     lo, hi = bootstrap_diff_ci(xa, xb, seed=seed)
+    out = replace(base, lo=lo, hi=hi, hedges_g=hedges_g(xa, xb), noise=pooled_sd(xa, xb))
+    if len(xa) < MIN_RUNS or len(xb) < MIN_RUNS:
+        return replace(out, reason=_too_few(len(xa), len(xb)))
     p = welch_p(xa, xb)
-    return replace(base, lo=lo, hi=hi, hedges_g=hedges_g(xa, xb), p=p,
-                   verdict=NO_VARIATION if p is None else NOT_SIGNIFICANT)  # fmt: skip
+    if p is None:
+        return replace(out, reason="every run of each side gave the same value (no seed "
+                       "variation), so no test is possible")  # fmt: skip
+    return replace(out, p=p, p_tost=tost_p(xa, xb, margin))
+
+
+def _too_few(na: int, nb: int) -> str:
+    return f"too few runs ({na} vs {nb}; a verdict needs at least {MIN_RUNS} per side)"
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -151,11 +234,35 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def adjust(comparisons: Sequence[Comparison], alpha: float = ALPHA) -> list[Comparison]:
-    """Holm-correct the testable comparisons together and set each verdict."""
+    """Holm-correct the testable comparisons (difference and TOST families) and set verdicts."""
     testable = [i for i, c in enumerate(comparisons) if c.testable]
     adjusted = holm([comparisons[i].p for i in testable]) if testable else []
+    tost = holm([comparisons[i].p_tost for i in testable]) if testable else []
     out = list(comparisons)
-    for i, p_adj in zip(testable, adjusted, strict=True):
-        verdict = SIGNIFICANT if p_adj < alpha else NOT_SIGNIFICANT
-        out[i] = replace(out[i], p_adj=p_adj, verdict=verdict)
+    for i, p_adj, t_adj in zip(testable, adjusted, tost, strict=True):
+        out[i] = decide(replace(out[i], p_adj=p_adj, p_tost_adj=t_adj), alpha)
     return out
+
+
+def decide(c: Comparison, alpha: float = ALPHA) -> Comparison:
+    """Rules 3-6 of the module docstring for a tested, Holm-adjusted comparison."""
+    assert c.p_adj is not None and c.diff is not None
+    if c.p_adj < alpha:
+        return replace(c, verdict=SIGNIFICANT, reason=f"Holm-adjusted p < {alpha}")
+    if c.p_tost_adj is not None and c.p_tost_adj < alpha:
+        return replace(c, verdict=NOT_SIGNIFICANT, equivalent=True,
+                       reason=f"equivalent within ±{c.margin:g} (TOST, Holm-adjusted p < {alpha})")  # fmt: skip
+    if c.noise is not None and abs(c.diff) < c.noise:
+        return replace(c, verdict=INCONCLUSIVE,
+                       reason=f"the difference {abs(c.diff):.3g} is below the seed noise floor "
+                       f"(sd {c.noise:.3g}) and equivalence within ±{c.margin:g} is not shown")  # fmt: skip
+    return replace(c, verdict=NOT_SIGNIFICANT,
+                   reason=f"Holm-adjusted p ≥ {alpha} and equivalence within ±{c.margin:g} not shown")  # fmt: skip
+
+
+def two_sample_p(a: Sequence[float | None], b: Sequence[float | None]) -> float | None:
+    """Welch p of two groups with at least MIN_RUNS runs each, else None."""
+    xa, xb = _finite(a), _finite(b)
+    if len(xa) < MIN_RUNS or len(xb) < MIN_RUNS:
+        return None
+    return welch_p(xa, xb)

@@ -26,6 +26,7 @@ from bench.config import ConfigError
 from bench.resources import cpu_slots
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
 from bench.sweeps.objective import fail_trial
+from bench.sweeps.recovery import recover_orphans
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.worker import EXIT_INTERRUPTED, STORAGE_ENV
@@ -151,6 +152,7 @@ class Supervisor:
             slot.worker_id,
             "--threads",
             str(slot.threads),
+            "--prepared",  # the launcher has checked every cell's data already
         ]
         if self.deadline is not None:
             cmd += ["--deadline", repr(self.deadline)]
@@ -231,6 +233,29 @@ class Supervisor:
         return EXIT_INTERRUPTED
 
 
+def report_failed_cells(sweep: Sweep) -> bool:
+    """Print each cell whose every trial failed, with its first error; True if any."""
+    from bench.sweeps.study import failed_cells
+
+    failed = failed_cells(sweep.open_storage(), sweep.spec)
+    for cell, reason in failed.items():
+        print(f"error: every trial of cell {cell} failed; first error: {reason}", file=sys.stderr)
+    return bool(failed)
+
+
+def dry_run_sweep(spec_path: str | Path, workers: int | None) -> int:
+    """Print the cells, tuning points, runs and an estimated time; create nothing."""
+    from bench.sweeps.layout import resolve_spec
+    from bench.sweeps.preflight import check_cells, make_plan, print_plan
+
+    spec, _ = resolve_spec(spec_path)
+    check_cells(spec, str(spec_path))
+    n = workers or 1
+    slots = assign_devices(n, [], 1)
+    print_plan(spec, make_plan(spec, slots[0].threads), n)
+    return 0
+
+
 def run_sweep(
     spec_path: str | Path,
     workers: int | None = None,
@@ -240,6 +265,7 @@ def run_sweep(
     *,
     live: bool | None = None,
     command: str | None = None,
+    dry_run: bool = False,
 ) -> int:
     """Run (or resume) a sweep with local worker processes; returns an exit code.
 
@@ -251,6 +277,8 @@ def run_sweep(
     from bench.sweeps.summary import log_sweep_to_wandb
 
     quiet_optuna()
+    if dry_run:
+        return dry_run_sweep(spec_path, workers)
     # Every option is checked before prepare_sweep creates the sweep directory.
     spec, _ = resolve_spec(spec_path)
     per_trial = build_cell_config(spec, {}, "base").train.devices
@@ -262,6 +290,7 @@ def run_sweep(
     sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
     wall = sweep.spec.budget.wall_clock
     sup = Supervisor(sweep, slots, deadline=time.time() + wall if wall else None)
+    sup.events += recover_orphans(sweep)  # trials of workers that died with a previous launcher
 
     def request_stop(signum: int, frame: Any) -> None:
         sup.stop_requested = True
@@ -284,6 +313,8 @@ def run_sweep(
     for e in sup.events:
         print(e, file=sys.stderr)
     print_sweep_status(sweep)
+    if code == 0 and report_failed_cells(sweep):
+        code = 1
     if code == 0:
         log_sweep_to_wandb(sweep)
     elif code == EXIT_INTERRUPTED:
@@ -319,6 +350,11 @@ def add_sweep_arguments(p) -> None:
         help="Optuna storage URL (default: journal file in the sweep directory)",
     )
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list cells, tuning points, runs and an estimated time; start nothing",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ creates anything; rerunning it on an existing sweep directory resumes that sweep
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +17,9 @@ from pathlib import Path
 import optuna
 
 from bench import records
+from bench import redact as hide
 from bench.config import ConfigError, read_text_file
+from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec, load_spec, slug
 from bench.sweeps.storage import check_storage, default_storage, is_rdb, open_storage, redact
 from bench.sweeps.study import create_studies
@@ -80,9 +81,18 @@ def prepare_sweep(
     storage: str | None = None,
     out: str | Path | None = None,
     command: str | None = None,
+    check_data: bool = True,
 ) -> Sweep:
-    """Validate, then create or reopen the sweep directory and its studies."""
+    """Validate, then create or reopen the sweep directory and its studies.
+
+    ``check_data``: also build every cell's data first (see
+    :func:`bench.sweeps.preflight.check_cells`); workers the launcher starts skip it.
+    """
     spec, from_dir = resolve_spec(spec_path)
+    if check_data:
+        from bench.sweeps.preflight import check_cells
+
+        check_cells(spec, str(spec_path))
     sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
     recorded = None
     if is_sweep_dir(sweep_dir):
@@ -119,9 +129,14 @@ def prepare_sweep(
             {
                 "name": spec.name,
                 "mode": "search" if spec.search is not None else "compare",
-                "storage": url if not is_rdb(url) else redact(url),
+                "tuning": tuning.describe(spec),
+                "pruner": spec.effective_pruner,
+                "seeds": spec.seeds,
+                "storage": redact(url),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                "command": hide.text(command)
+                if command
+                else hide.command([Path(sys.argv[0]).name, *sys.argv[1:]]),
                 "spec": SPEC_YAML,
                 "runs": RUNS,
             },

@@ -36,17 +36,63 @@ TRIAL_CONFIG_ENV = "BENCH_SWEEP_TRIAL_CONFIG"  # DDP ranks > 0 read their trial'
 PRUNE_METRIC_ENV = "BENCH_SWEEP_PRUNE_METRIC"  # and whether rank 0 prunes (collectives must match)
 
 
+# Compare mode prunes a trial only when it is clearly hopeless: its objective is still
+# worse than the task's chance level once warm-up is over AND half of its steps are done.
+# Half, not warm-up alone: a small learning rate is slow, not hopeless, and stopping it
+# early would let the pruner decide which learning rate a cell gets.
+CHANCE_PRUNE_AFTER = 0.5
+
+
+def chance_level(datamodule: Any, metric: str) -> float | None:
+    """The task's chance value of ``metric`` (None when the task does not know it)."""
+    fn = getattr(datamodule, "baseline", None)
+    if fn is None:
+        return None
+    value = fn().as_dict().get(metric)  # bench.tasks.baseline.Baseline
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
 class PruningCallback(L.Callback):
-    """Report the objective at each validation; stop the Trainer when Optuna prunes.
+    """Report the objective at each validation; stop the Trainer when the trial is pruned.
+
+    ``rule="optuna"`` asks the study's pruner (search mode: hyperband or median).
+    ``rule="chance"`` (compare mode) never looks at other trials: it stops a trial
+    whose objective is still on the wrong side of the task's chance level after
+    warm-up and :data:`CHANCE_PRUNE_AFTER` of its steps.
 
     Only rank 0 talks to Optuna (``trial`` is None on other DDP ranks); the
     decision is shared with every rank so they stop together.
     """
 
-    def __init__(self, trial: optuna.Trial | None, metric: str) -> None:
+    def __init__(
+        self,
+        trial: optuna.Trial | None,
+        metric: str,
+        rule: str = "optuna",
+        minimize: bool = True,
+    ) -> None:
         self.trial = trial
         self.metric = metric
+        self.rule = rule
+        self.minimize = minimize
         self.pruned_at: int | None = None
+        self.reason = ""
+
+    def _hopeless(self, trainer: L.Trainer, pl_module: L.LightningModule, value: float) -> bool:
+        cfg = pl_module.cfg.train  # type: ignore[attr-defined]
+        after = max(cfg.warmup_steps, CHANCE_PRUNE_AFTER * trainer.max_steps)
+        if trainer.global_step < after:
+            return False
+        chance = chance_level(trainer.datamodule, self.metric)
+        if chance is None:
+            return False
+        worse = value > chance if self.minimize else value < chance
+        if worse:
+            self.reason = (
+                f"{self.metric} {value:.4g} still worse than chance {chance:.4g} at step "
+                f"{trainer.global_step} of {trainer.max_steps}"
+            )
+        return worse
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -55,7 +101,10 @@ class PruningCallback(L.Callback):
         value = trainer.callback_metrics.get(self.metric)
         if self.trial is not None and value is not None and math.isfinite(float(value)):
             self.trial.report(float(value), step=trainer.global_step)
-            prune = self.trial.should_prune()
+            if self.rule == "chance":
+                prune = self._hopeless(trainer, pl_module, float(value))
+            else:
+                prune = self.trial.should_prune()
         if trainer.strategy.reduce_boolean_decision(prune, all=False):
             self.pruned_at = trainer.global_step
             trainer.should_stop = True
@@ -159,9 +208,9 @@ def fail_trial(
     storage = study._storage
     if storage.get_trial(trial_id).state != TrialState.RUNNING:
         return False
-    storage.set_trial_user_attr(trial_id, "status", status)
-    storage.set_trial_user_attr(trial_id, "reason", reason)
     try:
+        storage.set_trial_user_attr(trial_id, "status", status)
+        storage.set_trial_user_attr(trial_id, "reason", reason)
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -236,7 +285,17 @@ def execute(
 
     multi = spec.multi_objective
     pruning = job.phase != "seed" and spec.effective_pruner != "none"
-    pruner_cb = PruningCallback(trial, spec.objectives[0].metric) if pruning else None
+    objective = spec.objectives[0]
+    pruner_cb = (
+        PruningCallback(
+            trial,
+            objective.metric,
+            rule="chance" if spec.effective_pruner == "chance" else "optuna",
+            minimize=objective.direction == "minimize",
+        )
+        if pruning
+        else None
+    )
     records.atomic_write(scratch, dump_yaml(cfg))
     os.environ[TRIAL_CONFIG_ENV] = str(scratch)  # DDP ranks > 0 re-run the worker and read it
     os.environ[PRUNE_METRIC_ENV] = pruner_cb.metric if pruner_cb else ""
@@ -261,6 +320,9 @@ def execute(
         os.environ.pop(PRUNE_METRIC_ENV, None)
 
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if math.isfinite(v)})
+    if getattr(result, "learning", ""):  # learned / did_not_learn / collapsed (finished runs)
+        trial.set_user_attr("learning", result.learning)
+        trial.set_user_attr("learning_reason", result.learning_reason)
     status, reason, state, values = _judge(result, spec, pruner_cb, multi)
     if status == "interrupted":
         fail_trial(study, trial._trial_id, status, result.reason or "interrupted", retry=None)
@@ -278,7 +340,8 @@ def _judge(result, spec, pruner_cb: PruningCallback | None, multi: bool):
     if result.status in ("failed", "interrupted"):
         return result.status, result.reason, TrialState.FAIL, None
     if pruner_cb is not None and pruner_cb.pruned_at is not None:
-        return "pruned", f"pruned at step {pruner_cb.pruned_at}", TrialState.PRUNED, None
+        why = f": {pruner_cb.reason}" if pruner_cb.reason else ""
+        return "pruned", f"pruned at step {pruner_cb.pruned_at}{why}", TrialState.PRUNED, None
     values = []
     for o in spec.objectives:
         v = result.metrics.get(o.metric)

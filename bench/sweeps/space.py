@@ -61,11 +61,26 @@ SAMPLERS: dict[str, Callable[[TuneSpec | None, int], optuna.samplers.BaseSampler
 }
 
 
+def _auto(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE that starts from the enqueued deterministic points instead of random draws."""
+    from bench.sweeps import tuning
+
+    startup = len(tuning.points(spec.space, spec.seed)) if tuning.method(spec) != "tpe" else 10  # type: ignore[arg-type]
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup)
+
+
+# Samplers whose order is fixed by the seed: every worker must use the same seed, or
+# workers map the same grid index to different points (repeats and gaps).
+SHARED_SEED = frozenset({"grid"})
+
+
 def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     """The spec's sampler; ``seed`` differs per worker so workers do not propose twins."""
     space = spec.space
     if space is None:
         return optuna.samplers.RandomSampler(seed=seed)  # no parameters: nothing to sample
+    if space.sampler == "auto":
+        return _auto(spec, seed)
     return SAMPLERS[space.sampler](space, seed)
 
 
@@ -80,6 +95,9 @@ def _median(steps: int, every: int) -> optuna.pruners.BasePruner:
 
 
 PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
+    # chance: never relative to other trials; the trial's own callback stops it when
+    # its loss is still above the task's chance level (bench.sweeps.objective).
+    "chance": lambda steps, every: optuna.pruners.NopPruner(),
     "hyperband": _hyperband,
     "median": _median,
     "none": lambda steps, every: optuna.pruners.NopPruner(),

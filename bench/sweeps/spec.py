@@ -22,6 +22,11 @@ from bench.config import ConfigError, build_run_config, flatten, load_yaml
 
 Scalar = str | int | float | bool | None
 
+DEFAULT_SEEDS = 3  # fewer than 3 runs per side and the report prints no significance verdict
+# Pruners that judge a trial against other trials' early curves; in compare mode those
+# are other learning rates, so the pruner (not the training) would decide the comparison.
+RELATIVE_PRUNERS = ("hyperband", "median")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -89,8 +94,20 @@ class TuneSpec(_Strict):
     """What to tune and how many trials to spend (per cell in compare mode)."""
 
     params: dict[str, ParamSpec]
-    trials: int = Field(8, ge=1)
-    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    trials: int = Field(5, ge=1)
+    # auto: compare mode runs the same deterministic points in every cell (a grid for
+    # one parameter, quasi-random points for more; see bench.sweeps.tuning), then TPE;
+    # search mode: TPE.
+    sampler: Literal["auto", "tpe", "random", "grid"] = "auto"
+    points: int | None = Field(None, ge=1)  # auto: deterministic points (default min(trials, 5))
+
+    @model_validator(mode="after")
+    def _points_fit(self) -> TuneSpec:
+        if self.points is not None and self.sampler != "auto":
+            raise ValueError(f"points: only with sampler 'auto', not {self.sampler!r}")
+        if self.points is not None and self.points > self.trials:
+            raise ValueError(f"points={self.points} exceeds trials={self.trials}")
+        return self
 
     @field_validator("params", mode="before")
     @classmethod
@@ -150,9 +167,10 @@ class SweepSpec(_Strict):
     compare: dict[str, list[Scalar]] | None = None
     tune: TuneSpec | None = None
     search: TuneSpec | None = None
-    seeds: int = Field(0, ge=0)
+    seeds: int | None = Field(None, ge=0)  # None: 3 in compare mode, 0 in search mode
     objective: Objective | list[Objective] = Field(default_factory=Objective)
-    pruner: Literal["hyperband", "median", "none"] | None = None  # None: hyperband, none if multi
+    # None: "chance" in compare mode; hyperband in search mode (none if multi-objective).
+    pruner: Literal["chance", "hyperband", "median", "none"] | None = None
     budget: Budget = Field(default_factory=Budget)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     seed: int = 0  # sampler seed
@@ -178,6 +196,13 @@ class SweepSpec(_Strict):
             raise ValueError(
                 f"pruner={self.pruner!r}: pruning is single-objective only; use pruner: none"
             )
+        if self.compare is not None and self.pruner in RELATIVE_PRUNERS:
+            raise ValueError(
+                f"pruner={self.pruner!r} compares a trial's early curve with other learning "
+                "rates' and would decide the comparison; allowed in compare mode: chance, none"
+            )
+        if self.seeds is None:  # resolved here, so spec.yaml records the number used
+            object.__setattr__(self, "seeds", DEFAULT_SEEDS if self.compare is not None else 0)
         return self
 
     @property
@@ -192,6 +217,8 @@ class SweepSpec(_Strict):
     def effective_pruner(self) -> str:
         if self.pruner is not None:
             return self.pruner
+        if self.compare is not None:
+            return "chance"
         return "none" if self.multi_objective else "hyperband"
 
     @property

@@ -14,7 +14,7 @@ from rich.table import Table
 from bench.config import ConfigError
 from bench.sweeps.layout import Sweep, is_sweep_dir, open_sweep_dir
 from bench.sweeps.storage import check_storage, open_storage
-from bench.sweeps.study import CellStatus, outcome, sweep_status, tally
+from bench.sweeps.study import CellStatus, Problem, outcome, problems, sweep_status, tally
 
 COLUMNS = ("complete", "running", "waiting", "pruned", "diverged", "failed")
 
@@ -75,10 +75,34 @@ def _console() -> Console:
     return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
 
 
+MAX_PROBLEM_ROWS = 20  # the rest are in the report and the storage
+
+
+def problem_table(problems: list[Problem]) -> Table:
+    """Trials that failed, were pruned or diverged, with the reason each one recorded."""
+    table = Table(title="trials that did not complete")
+    for col in ("phase", "cell", "trial", "outcome", "params", "reason"):
+        table.add_column(col, justify="right" if col == "trial" else "left")
+    for p in problems[:MAX_PROBLEM_ROWS]:
+        params = ", ".join(
+            f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+            for k, v in p.params.items()
+        )
+        table.add_row(p.phase, p.cell, str(p.number), p.outcome, params or "-", p.reason)
+    if len(problems) > MAX_PROBLEM_ROWS:
+        table.caption = f"{len(problems) - MAX_PROBLEM_ROWS} more not shown"
+    return table
+
+
 def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
-    """Print the progress table of a prepared sweep."""
-    rows = sweep_status(sweep.open_storage(), sweep.spec)
-    (console or _console()).print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})"))
+    """Print the progress table of a prepared sweep, then the trials that did not complete."""
+    console = console or _console()
+    storage = sweep.open_storage()
+    rows = sweep_status(storage, sweep.spec)
+    console.print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})"))
+    found = problems(storage, sweep.spec)
+    if found:
+        console.print(problem_table(found))
 
 
 def storage_rows(url: str) -> list[CellStatus]:

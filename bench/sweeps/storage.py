@@ -58,18 +58,19 @@ def check_storage(url: str) -> None:
 
 def redact(url: str) -> str:
     """The URL with any password hidden, for messages and sweep.json."""
-    if not is_rdb(url):
-        return url
-    from sqlalchemy.engine import make_url
+    from bench import redact as hide
 
-    return make_url(url).render_as_string(hide_password=True)
+    return hide.url(url)
 
 
 def open_storage(url: str, retry: RetrySpec | None = None) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; RDB storages record heartbeats and retry stale trials."""
     retry = retry or RetrySpec()
     if not is_rdb(url):
+        from bench.sweeps.journal import repair_and_report
+
         Path(url).parent.mkdir(parents=True, exist_ok=True)
+        repair_and_report(url)  # never append after a record a crash cut short
         lock = JournalFileSymlinkLock(url, grace_period=JOURNAL_LOCK_GRACE)
         return JournalStorage(JournalFileBackend(url, lock_obj=lock))
     import sqlalchemy.exc

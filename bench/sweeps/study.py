@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec, build_cell_config, cell_key
 
 DISCARDED = frozenset({"surplus", "duplicate"})  # statuses of trials that hold no slot
@@ -63,12 +64,41 @@ def plan(spec: SweepSpec) -> list[Cell]:
 
 
 def create_studies(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> None:
-    """Create every study of the sweep (idempotent: existing studies are kept)."""
+    """Create every study of the sweep (idempotent: existing studies are kept).
+
+    With the ``auto`` sampler in compare mode, each cell study also gets the
+    deterministic tuning points enqueued once (see :mod:`bench.sweeps.tuning`).
+    """
     names = [c.study for c in plan(spec)] + ([seed_study_name(spec)] if spec.seeds else [])
     for name in names:
         optuna.create_study(
             storage=storage, study_name=name, directions=directions(spec), load_if_exists=True
         )
+    if tuning.method(spec) in ("grid", "qmc"):
+        pts = tuning.points(spec.space, spec.seed)  # type: ignore[arg-type]
+        for cell in plan(spec):
+            enqueue_points(load_study(storage, cell.study), pts, tuning.method(spec))
+
+
+def enqueue_points(study: optuna.Study, pts: Sequence[dict[str, Any]], how: str) -> int:
+    """Enqueue the tuning points a cell study does not hold yet; returns how many were added.
+
+    Each point is a job (``point{i}``): two processes preparing the sweep at once may
+    both enqueue it, and the later copy is given back as ``duplicate`` when popped.
+    """
+    present = {t.user_attrs.get("job") for t in study.get_trials(deepcopy=False)}
+    added = 0
+    for i, params in enumerate(pts):
+        job = f"point{i}"
+        if job in present:
+            continue
+        study.enqueue_trial(
+            params=dict(params),
+            user_attrs={"job": job, "point": i, "tuning": how},
+            skip_if_exists=False,
+        )
+        added += 1
+    return added
 
 
 def load_study(
@@ -116,6 +146,7 @@ class Tally:
 
     counts: dict[str, int] = field(default_factory=dict)
     used: int = 0  # slots that count against the budget
+    retries_waiting: int = 0  # WAITING retries: they hold their slot already
     durations: list[float] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> int:
@@ -138,7 +169,11 @@ def tally(trials: Sequence[FrozenTrial], below: int | None = None) -> Tally:
     for t in latest_by_slot(trials).values():
         o = outcome(t)
         out.counts[o] = out.counts.get(o, 0) + 1
-        if o not in DISCARDED:
+        retry = "failed_trial" in t.system_attrs
+        if o == "waiting" and retry:
+            out.retries_waiting += 1
+        # An enqueued job (a tuning point, a seed run) takes its slot when it starts.
+        if o not in DISCARDED and (o != "waiting" or retry):
             out.used += 1
         if t.state in FINISHED and o not in DISCARDED and t.datetime_start and t.datetime_complete:
             out.durations.append((t.datetime_complete - t.datetime_start).total_seconds())
@@ -321,3 +356,58 @@ def _mean_value(trials: Sequence[FrozenTrial]) -> float | None:
     """Mean first objective over a cell's completed seed runs (the table's "best" column)."""
     values = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
     return sum(values) / len(values) if values else None
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A finished trial that did not complete, with its recorded reason."""
+
+    cell: str
+    phase: str
+    number: int
+    outcome: str  # failed | invalid | pruned | diverged
+    reason: str
+    params: dict[str, Any]
+
+
+def problems(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> list[Problem]:
+    """Every failed, pruned or diverged trial of the sweep (the newest try of each slot)."""
+    names = [(c.key, c.study) for c in plan(spec)]
+    if spec.seeds:
+        names.append(("", seed_study_name(spec)))
+    out = []
+    for key, name in names:
+        study = load_study(storage, name)
+        for t in latest_by_slot(study.get_trials(deepcopy=False)).values():
+            o = outcome(t)
+            if o not in ("failed", "pruned", "diverged"):
+                continue
+            status = str(t.user_attrs.get("status") or o)
+            out.append(
+                Problem(
+                    key or str(t.user_attrs.get("cell", "?")),
+                    str(t.user_attrs.get("phase", "seed" if not key else "tune")),
+                    t.number,
+                    "invalid" if status == "invalid" else o,
+                    str(t.user_attrs.get("reason") or "no reason recorded"),
+                    dict(t.params),
+                )
+            )
+    return out
+
+
+def failed_cells(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> dict[str, str]:
+    """cell -> first error, for every cell whose finished tuning trials all failed."""
+    out: dict[str, str] = {}
+    for cell in plan(spec):
+        slots = latest_by_slot(load_study(storage, cell.study).get_trials(deepcopy=False))
+        finished = [
+            t for t in slots.values() if t.state in FINISHED and outcome(t) not in DISCARDED
+        ]
+        if finished and all(t.state == TrialState.FAIL for t in finished):
+            first = min(finished, key=lambda t: t.number)
+            out[cell.key] = str(first.user_attrs.get("reason") or "no reason recorded")
+    return out

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from bench import redact
 from bench.config import build_run_config
 from bench.sweeps.layout import Sweep
 from bench.sweeps.study import outcome, plan, seed_study_name
@@ -79,22 +80,23 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
 
         rows = trial_rows(sweep)
         columns = list(rows[0]) if rows else ["study", "trial"]
-        run = wandb.init(
-            project=cfg.tracking.project,
-            entity=cfg.tracking.entity,
-            group=sweep.spec.name,
-            job_type="sweep",
-            name=f"{sweep.spec.name}-sweep",
-            dir=str(sweep.dir),
-            mode=cfg.tracking.mode,
-            config={
-                "sweep": sweep.spec.model_dump(mode="json"),
-                "storage": str(sweep.storage_url).split("@")[-1],
-            },
-            settings=wandb_settings(cfg.tracking.mode),
-            tags=["sweep"],
-            reinit="create_new",
-        )
+        with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
+            run = wandb.init(
+                project=cfg.tracking.project,
+                entity=cfg.tracking.entity,
+                group=sweep.spec.name,
+                job_type="sweep",
+                name=f"{sweep.spec.name}-sweep",
+                dir=str(sweep.dir),
+                mode=cfg.tracking.mode,
+                config={
+                    "sweep": sweep.spec.model_dump(mode="json"),
+                    "storage": redact.url(str(sweep.storage_url)),
+                },
+                settings=wandb_settings(cfg.tracking.mode),
+                tags=["sweep"],
+                reinit="create_new",
+            )
         table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
         run.log({"trials": table})
         best: dict[str, float] = {}

@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 import time
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +45,8 @@ from bench.sweeps.objective import (
     host_worker_id,
     run_ddp_follower,
 )
-from bench.sweeps.space import make_pruner, make_sampler
+from bench.sweeps.recovery import identity, recover_orphans
+from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.study import (
@@ -83,10 +83,16 @@ class Worker:
         self._steps, self._every = base.train.max_steps, base.train.val_every
 
     def study(self, name: str) -> optuna.Study:
-        """The study with this worker's own sampler (seeded per worker) and the spec's pruner."""
+        """The study with this worker's sampler and the spec's pruner.
+
+        Seeded per worker so workers do not propose twins, except samplers that
+        need one shared order (grid): those get the spec's seed on every worker.
+        """
         if name not in self.studies:
             spec = self.sweep.spec
             seed = (spec.seed + zlib.crc32(f"{self.label}/{name}".encode())) % 2**31
+            if spec.space is not None and spec.space.sampler in SHARED_SEED:
+                seed = spec.seed
             self.studies[name] = optuna.load_study(
                 study_name=name,
                 storage=self.storage,
@@ -113,7 +119,7 @@ class Worker:
             study = self.study(cell.study)
             self._fail_stale(study)
             t = used[cell.study]
-            if t["waiting"] == 0 and (t.used >= cell.budget or cap_left <= 0):
+            if t.retries_waiting == 0 and (t.used >= cell.budget or cap_left <= 0):
                 busy |= t["running"] > 0
                 continue
             trial = self._ask(study)
@@ -124,6 +130,14 @@ class Worker:
                 and tally(study.get_trials(deepcopy=False), below=trial.number).used >= cell.budget
             ):
                 self._give_back(study, trial._trial_id, "surplus")
+                busy = True
+                continue
+            if "job" in frozen.user_attrs and is_duplicate(
+                study.get_trials(deepcopy=False), frozen
+            ):
+                self._give_back(
+                    study, trial._trial_id, "duplicate"
+                )  # a tuning point enqueued twice
                 busy = True
                 continue
             tags = [f"{k.removeprefix('model.')}={v}" for k, v in cell.overrides.items()]
@@ -171,10 +185,24 @@ class Worker:
         self.current = None
 
     def _fail_stale(self, study: optuna.Study) -> None:
-        """RDB: fail (and retry) trials whose worker stopped sending heartbeats."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        """RDB: fail (and retry) trials whose worker stopped sending heartbeats.
+
+        Optuna's own ``fail_stale_trials`` leaves the trial's attributes saying
+        ``running``; this records ``failed`` and why before the state changes.
+        """
+        storage = study._storage
+        interval = heartbeat_interval(storage)
+        if not interval:
+            return
+        grace = getattr(storage, "grace_period", None) or 2 * interval
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            fail_trial(
+                study,
+                trial_id,
+                "failed",
+                f"no heartbeat for over {grace} s: its worker died or lost the storage",
+                self.sweep.spec.retry.max_retries,
+            )
 
     # ------------------------------------------------------------------ loop
 
@@ -195,7 +223,7 @@ class Worker:
                 records.write_json(
                     state_file,
                     {
-                        "pid": os.getpid(),
+                        **identity(),  # host, pid, start time: see bench.sweeps.recovery
                         "study": job.study.study_name,
                         "trial_id": job.trial._trial_id,
                         "number": job.trial.number,
@@ -231,6 +259,7 @@ def run_worker(
     *,
     deadline: float | None = None,
     threads: int | None = None,
+    check_data: bool = True,
 ) -> int:
     """Join a sweep as one worker (this process) and work until it is done.
 
@@ -246,7 +275,7 @@ def run_worker(
         )
     if deadline is not None and not math.isfinite(deadline):
         raise ConfigError(f"--deadline={deadline}: allowed: a finite time in epoch seconds")
-    sweep = prepare_sweep(spec_path, storage=storage, out=out)
+    sweep = prepare_sweep(spec_path, storage=storage, out=out, check_data=check_data)
     wall = sweep.spec.budget.wall_clock
     if deadline is None and wall is not None:
         deadline = time.time() + wall
@@ -255,6 +284,8 @@ def run_worker(
 
         torch.set_num_threads(threads)
     signal.signal(signal.SIGTERM, _sigterm)
+    for note in recover_orphans(sweep):
+        print(note, file=sys.stderr)
     worker = Worker(
         sweep, str(worker_id if worker_id is not None else os.getpid()), threads, deadline
     )
@@ -279,6 +310,7 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-id", default=None, help="name of this worker (default: its pid)")
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None, help="torch threads for this worker")
+    p.add_argument("--prepared", action="store_true", help=argparse.SUPPRESS)  # by the launcher
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -293,6 +325,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         args.worker_id,
         deadline=args.deadline,
         threads=args.threads,
+        check_data=not args.prepared,
     )
 
 

@@ -17,6 +17,7 @@ overlap the training set (different sizes), so they draw freely.
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import itertools
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from bench.config import ConfigError, TaskConfig
+from bench.tasks.baseline import Baseline
 from bench.tasks.vocab import Example, collate
 
 ARCHS = ("decoder", "encoder_decoder")
@@ -85,10 +87,13 @@ class BenchDataModule(L.LightningDataModule, abc.ABC):
     ``vocab_size`` (with specials), ``eval_lengths`` (first = training length),
     ``max_positions`` (longest sequence any split feeds the model), ``metrics``.
     Data is built by ``setup()`` (idempotent, cheap, deterministic, offline).
+    ``baseline()`` gives the chance level of every metric per eval length;
+    batches mark the labels in ``trivial_labels`` in ``batch["trivial"]``.
     """
 
     metrics: tuple[str, ...] = ("acc", "exact_match")
     supported_archs: tuple[str, ...] = ARCHS
+    trivial_labels: tuple[int, ...] = ()  # label ids a format-aware predictor always gets right
 
     def __init__(self, cfg: TaskConfig, arch: str) -> None:
         super().__init__()
@@ -110,6 +115,10 @@ class BenchDataModule(L.LightningDataModule, abc.ABC):
     def unigram_entropy(self) -> float | None:
         """Text only: the unigram baseline in nats/byte; None for other tasks."""
         return None
+
+    @abc.abstractmethod
+    def baseline(self) -> Baseline:
+        """The chance level of each metric at each eval length (see :mod:`bench.tasks.baseline`)."""
 
     @abc.abstractmethod
     def build(self) -> tuple[Dataset[Example], list[Dataset[Example]]]:
@@ -144,7 +153,7 @@ class BenchDataModule(L.LightningDataModule, abc.ABC):
             batch_size=self.cfg.batch_size,
             shuffle=shuffle,
             generator=generator,
-            collate_fn=collate,
+            collate_fn=functools.partial(collate, trivial_labels=self.trivial_labels),
             num_workers=workers,
             persistent_workers=workers > 0,
             drop_last=False,

@@ -21,6 +21,11 @@ example. Symbols are ids ``N_SPECIAL + k``.
   ``seq_len`` and ``modulus``; predicting the bare sum of ``n`` terms in one
   token is not learnable that quickly. Vocabulary: specials + ``modulus``
   (``n_symbols`` is unused).
+
+Chance (:meth:`ProbeTask.baseline`): every answer has a fixed length, so its end
+token is trivially predictable; each other answer position is uniform over the
+tokens that can occur there (the ``n_symbols`` symbols; recall's ``n_symbols``
+values; modadd's ``modulus`` residues).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
 from bench.tasks.base import BenchDataModule, ExampleDataset, is_heldout, rng_for
-from bench.tasks.vocab import ENCODERS, N_SPECIAL, Example
+from bench.tasks.baseline import Baseline, baseline_from_lengths, uniform_answer
+from bench.tasks.vocab import ENCODERS, EOS, N_SPECIAL, Example
 
 Rows = tuple[np.ndarray, np.ndarray]  # prompts [count, P], answers [count, A] (token ids)
 
@@ -41,6 +47,9 @@ _MAX_ROUNDS = 20  # rejection rounds before a space is declared too small
 
 class ProbeTask(BenchDataModule):
     """A prompt/answer probe; subclasses define the problem and its sizes."""
+
+    trivial_labels = (EOS,)  # every answer of a size has one length: its end is known
+    answer_word = "symbols"  # what the answer tokens are, for the baseline's description
 
     def __init__(self, cfg: TaskConfig, arch: str) -> None:
         super().__init__(cfg, arch)
@@ -64,6 +73,20 @@ class ProbeTask(BenchDataModule):
 
     def answer_len(self, n: int) -> int:
         return n
+
+    def answer_alphabet(self, cfg: TaskConfig) -> int:
+        """How many tokens can occur at each answer position."""
+        return self.alphabet(cfg)
+
+    def baseline(self) -> Baseline:
+        k = self.answer_alphabet(self.cfg)
+        return baseline_from_lengths(
+            f"uniform over the {k} {self.answer_word} at each answer position, end token known",
+            "the end token",
+            self.eval_lengths,
+            {n: uniform_answer(self.answer_len(n), k) for n in self.eval_lengths},
+            self.vocab_size,
+        )
 
     @abc.abstractmethod
     def generate(self, rng: np.random.Generator, n: int, count: int) -> Rows:
@@ -141,6 +164,8 @@ class SortTask(ProbeTask):
 class RecallTask(ProbeTask):
     """``k1 v1 ... kn vn q`` -> the value of key ``q`` (keys distinct)."""
 
+    answer_word = "values"
+
     def check(self, cfg: TaskConfig) -> None:
         longest = max(self.eval_lengths)
         if cfg.n_symbols < longest:
@@ -152,6 +177,9 @@ class RecallTask(ProbeTask):
 
     def alphabet(self, cfg: TaskConfig) -> int:
         return 2 * cfg.n_symbols  # keys, then values
+
+    def answer_alphabet(self, cfg: TaskConfig) -> int:
+        return cfg.n_symbols  # the answer is a value
 
     def prompt_len(self, n: int) -> int:
         return 2 * n + 1
@@ -175,6 +203,8 @@ class RecallTask(ProbeTask):
 
 class ModAddTask(ProbeTask):
     """Running sums mod ``modulus`` of ``n`` terms (the last is the full sum)."""
+
+    answer_word = "residues"
 
     def alphabet(self, cfg: TaskConfig) -> int:
         return cfg.modulus

@@ -28,16 +28,24 @@ as the test set.
 Both sides share one word vocabulary (:data:`TOKENS`, ids from ``N_SPECIAL``):
 the decoder reads ``command SEP actions EOS``, the encoder-decoder maps the
 command (source) to the actions (target).
+
+Chance (:meth:`ScanTask.baseline`): an answer's length depends on its command,
+so no position is trivially predictable; a predictor that knows the output
+format is uniform over the 6 actions and the end token at every answer
+position (loss ``ln 7``), and its exact match is the mean of ``7**-(len+1)``
+over the tier's commands.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
 from bench.tasks.base import BenchDataModule, ExampleDataset, is_heldout, rng_for
+from bench.tasks.baseline import Baseline, Chance, baseline_from_lengths
 from bench.tasks.vocab import ENCODERS, N_SPECIAL, Example
 
 PRIMITIVES = {"walk": "I_WALK", "look": "I_LOOK", "run": "I_RUN", "jump": "I_JUMP"}
@@ -155,6 +163,25 @@ class ScanTask(BenchDataModule):
             self.max_positions = max(c + 1 + a for c, a in longest)
         else:
             self.max_positions = max(max(c, a + 1) for c, a in longest)
+
+    def baseline(self) -> Baseline:
+        k = len(ACTIONS) + 1  # an action or the end
+        chances = {
+            n: Chance(
+                loss=math.log(k),
+                acc=1 / k,
+                acc_nontrivial=1 / k,
+                exact_match=sum(float(k) ** -(len(a) + 1) for _, a in pool) / len(pool),
+            )
+            for n, pool in zip(self.eval_lengths, self.val_pools, strict=True)
+        }
+        return baseline_from_lengths(
+            f"uniform over the {len(ACTIONS)} actions and the end token at each answer position",
+            "none (answer lengths vary)",
+            self.eval_lengths,
+            chances,
+            self.vocab_size,
+        )
 
     def build(self) -> tuple[Dataset[Example], list[Dataset[Example]]]:
         cfg = self.cfg

@@ -23,7 +23,10 @@ drawn from the seeded train stream; validation has ``n_val`` windows of
 
 ``unigram_entropy`` is the cross-entropy (nats/byte) of the validation bytes
 under the training byte frequencies with add-one smoothing over the 256 bytes:
-the loss a model reaches by learning only byte frequencies.
+the loss a model reaches by learning only byte frequencies. It is the task's
+chance ``val/loss`` (:meth:`TextTask.baseline`); chance accuracy is that
+model's: the share of validation bytes equal to the most frequent training
+byte. No position is trivially predictable and there is no exact match.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
 from bench.tasks.base import BenchDataModule, rng_for
+from bench.tasks.baseline import Baseline, Chance, baseline_from_lengths
 from bench.tasks.vocab import N_SPECIAL, Example
 
 VAL_EVERY = 10  # every 10th document is validation
@@ -156,6 +160,12 @@ def unigram_cross_entropy(train: np.ndarray, val: np.ndarray) -> float:
     return float(-logp[val].mean())
 
 
+def unigram_accuracy(train: np.ndarray, val: np.ndarray) -> float:
+    """Share of ``val`` bytes equal to the most frequent byte of ``train``."""
+    top = int(np.bincount(train, minlength=256).argmax())
+    return float((val == top).mean())
+
+
 class WindowDataset(Dataset[Example]):
     """Fixed-length byte windows of a stream: ``input_ids`` and next-byte ``labels``."""
 
@@ -192,6 +202,7 @@ class TextTask(BenchDataModule):
         self.train_sources: list[str] = []
         self.val_sources: list[str] = []
         self._entropy: float | None = None
+        self._unigram_acc: float | None = None
 
     @property
     def unigram_entropy(self) -> float:
@@ -199,6 +210,18 @@ class TextTask(BenchDataModule):
         self.setup()
         assert self._entropy is not None
         return self._entropy
+
+    def baseline(self) -> Baseline:
+        entropy = self.unigram_entropy  # builds the data if needed
+        assert self._unigram_acc is not None
+        chance = Chance(entropy, self._unigram_acc, self._unigram_acc, None)
+        return baseline_from_lengths(
+            "the unigram model: training byte frequencies, add-one smoothed",
+            "none",
+            self.eval_lengths,
+            dict.fromkeys(self.eval_lengths, chance),
+            self.vocab_size,
+        )
 
     def documents(self) -> list[tuple[str, bytes]]:
         """The corpus as ``(name, bytes)`` documents, capped at ``max_bytes``."""
@@ -230,6 +253,7 @@ class TextTask(BenchDataModule):
                     "task.seq_len"
                 )
         self._entropy = unigram_cross_entropy(train, val)
+        self._unigram_acc = unigram_accuracy(train, val)
         train_ds = self._windows(train, cfg.seq_len, cfg.n_train, 0)
         vals = [self._windows(val, n, cfg.n_val, 1, i) for i, n in enumerate(self.eval_lengths)]
         return train_ds, vals

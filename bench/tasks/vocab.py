@@ -11,8 +11,10 @@ A prompt/answer problem becomes, for each architecture:
 * ``encoder_decoder``: ``src = prompt``, ``tgt_in = BOS answer``,
   ``labels = answer EOS``.
 
-:func:`collate` right-pads with PAD (labels with IGNORE) and adds ``src_pad``
-(True at padding) for encoder-decoder batches.
+:func:`collate` right-pads with PAD (labels with IGNORE), adds ``src_pad``
+(True at padding) for encoder-decoder batches, and ``trivial`` (True at scored
+positions whose label is one of the task's trivially predictable tokens, e.g.
+the end token of a fixed-length answer; see :mod:`bench.tasks.baseline`).
 """
 
 from __future__ import annotations
@@ -59,8 +61,12 @@ ENCODERS: dict[str, Callable[[Sequence[int], Sequence[int]], Example]] = {
 _PAD_VALUES = {"labels": IGNORE}  # every other key pads with PAD
 
 
-def collate(items: Sequence[Example]) -> dict[str, Tensor]:
-    """Stack examples into a batch, right-padding keys whose lengths vary."""
+def collate(items: Sequence[Example], trivial_labels: Sequence[int] = ()) -> dict[str, Tensor]:
+    """Stack examples into a batch, right-padding keys whose lengths vary.
+
+    ``batch["trivial"]`` marks the labels in ``trivial_labels`` (padding, labelled
+    IGNORE, is never trivial: it is not scored at all).
+    """
     batch = {
         key: pad_sequence(
             [it[key] for it in items], batch_first=True, padding_value=_PAD_VALUES.get(key, PAD)
@@ -70,4 +76,6 @@ def collate(items: Sequence[Example]) -> dict[str, Tensor]:
     if "src" in batch:
         lengths = torch.tensor([len(it["src"]) for it in items])
         batch["src_pad"] = torch.arange(batch["src"].shape[1]) >= lengths[:, None]
+    labels = batch["labels"]
+    batch["trivial"] = torch.isin(labels, torch.tensor(list(trivial_labels), dtype=labels.dtype))
     return batch
