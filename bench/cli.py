@@ -105,7 +105,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train one configuration and write a run directory", _train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import build_run_config
-    from bench.run import train_run
+    from bench.run import RunInterrupted, train_run
     from bench.summary import print_run_summary
 
     quiet_lightning()
@@ -118,7 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "summary.json").is_file():
             raise ConfigError(f"--resume {run_dir}: the run already finished (summary.json exists)")
         cfg = build_run_config(cfg_path, args.args)
-        result = train_run(cfg, resume=run_dir, command=cmdline)
+        try:
+            result = train_run(cfg, resume=run_dir, command=cmdline)
+        except KeyboardInterrupt as e:  # even before training started: the same run resumes
+            raise e if isinstance(e, RunInterrupted) else RunInterrupted(run_dir) from None
     else:
         cfg = load_run_config(args.args)
         result = train_run(cfg, command=cmdline)
