@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import warnings
 from collections.abc import Callable
@@ -104,7 +105,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train one configuration and write a run directory", _train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import build_run_config
-    from bench.run import train_run
+    from bench.run import RunInterrupted, train_run
     from bench.summary import print_run_summary
 
     quiet_lightning()
@@ -117,7 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "summary.json").is_file():
             raise ConfigError(f"--resume {run_dir}: the run already finished (summary.json exists)")
         cfg = build_run_config(cfg_path, args.args)
-        result = train_run(cfg, resume=run_dir, command=cmdline)
+        try:
+            result = train_run(cfg, resume=run_dir, command=cmdline)
+        except KeyboardInterrupt as e:  # even before training started: the same run resumes
+            raise e if isinstance(e, RunInterrupted) else RunInterrupted(run_dir) from None
     else:
         cfg = load_run_config(args.args)
         result = train_run(cfg, command=cmdline)
@@ -173,7 +177,17 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
+    if args.csv:
+        csv = Path(args.csv)
+        if csv.is_dir() or not csv.parent.is_dir():
+            raise ConfigError(f"--csv {csv}: allowed: a file path in an existing directory")
     configs = throughput_configs(args.args, args.vary)
+    import torch
+
+    from bench.resources import check_fits
+
+    for _, cfg in configs:  # before any model is built
+        check_fits(cfg, "gpu" if torch.cuda.is_available() else "cpu")
     rows = run_throughput(configs, steps=args.steps, csv_path=Path(args.csv) if args.csv else None)
     print(format_table(rows))
     base = rows[0]["tokens_per_sec"]
@@ -340,11 +354,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bench {args.command}: error: {problem[1]}", file=sys.stderr)
         return problem[0]
-    except KeyboardInterrupt:
-        print(
-            f"bench {args.command}: interrupted; rerun the same command to resume", file=sys.stderr
-        )
+    except KeyboardInterrupt as e:
+        print(f"bench {args.command}: {interrupted_message(args.command, e)}", file=sys.stderr)
         return 130
+
+
+def interrupted_message(command: str, e: KeyboardInterrupt) -> str:
+    """What to say after Ctrl-C: the exact command that resumes, where there is one."""
+    run_dir = getattr(e, "run_dir", None)
+    if run_dir is not None:
+        if getattr(e, "resumable", False):
+            return f"interrupted; resume with: bench train --resume {shlex.quote(str(run_dir))}"
+        return f"interrupted before the first checkpoint; {run_dir} cannot be resumed"
+    if command in ("sweep", "worker"):
+        return "interrupted; rerun the same command to resume"
+    return "interrupted"
 
 
 if __name__ == "__main__":

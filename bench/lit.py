@@ -15,6 +15,7 @@ from bench.model import build_model
 from bench.model.norms import NORMS
 
 IGNORE = -100
+PAD = 0  # bench.tasks.vocab.PAD: collate right-pads every token key with it
 
 
 def _forward(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -22,6 +23,22 @@ def _forward(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     if "src" in batch:
         return model(batch["src"], batch["tgt_in"], batch.get("src_pad"))
     return model(batch["input_ids"], batch.get("pad_mask"))
+
+
+def real_positions(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Which positions of a batch hold tokens rather than padding (True = real), per stack.
+
+    ``encoder``: the source (``~src_pad``); ``decoder``: the decoder's queries
+    (``tgt_in`` of an encoder-decoder batch, else ``input_ids``; ``pad_mask``
+    when given). Right-padding puts PAD only after a sequence's real tokens.
+    """
+    if "src" in batch:
+        src_pad = batch.get("src_pad")
+        enc = ~src_pad.bool() if src_pad is not None else torch.ones_like(batch["src"], dtype=bool)
+        return {"encoder": enc, "decoder": batch["tgt_in"] != PAD}
+    ids = batch["input_ids"]
+    pad = batch.get("pad_mask")
+    return {"decoder": ~pad.bool() if pad is not None else ids != PAD}
 
 
 def nontrivial_mask(labels: Tensor, trivial: Tensor | None) -> Tensor:
@@ -138,8 +155,21 @@ class BenchModule(L.LightningModule):
             label_smoothing=label_smoothing,
         )
 
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """The loss the optimizer descends: cross-entropy with ``train.label_smoothing``.
+
+        Every diagnostic that differentiates or evaluates a loss (noise scale,
+        Hessian, landscape) measures this one, so their numbers describe training.
+        """
+        return self.compute_loss(batch, self.cfg.train.label_smoothing)
+
+    @property
+    def training_loss_name(self) -> str:
+        """What :meth:`training_loss` computes, recorded next to each diagnostic's numbers."""
+        return f"cross_entropy(label_smoothing={self.cfg.train.label_smoothing:g})"
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.compute_loss(batch, self.cfg.train.label_smoothing)
+        loss = self.training_loss(batch)
         if not torch.isfinite(loss):
             # Stop here: a NaN step would poison the weights and the checkpoint.
             self.diverged = True

@@ -29,8 +29,10 @@ from bench.checkpoint import checkpoint_step
 from bench.config import ConfigError, RunConfig, dump_yaml
 from bench.csvlog import MetricsCSVLogger
 from bench.diagnostics import build_callbacks, landscape_of
+from bench.diagnostics.guard import DiagnosticErrors
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
+from bench.resources import check_fits
 from bench.tasks import build_datamodule
 from bench.tasks.baseline import judge_learning
 
@@ -46,6 +48,15 @@ class RunResult:
     # learned | did_not_learn | collapsed (bench.tasks.baseline); "" when not judged (diverged)
     learning: str = ""
     learning_reason: str = ""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a run; ``run_dir`` holds it, ``resumable`` if it has a checkpoint."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+        self.resumable = (run_dir / records.LAST_CKPT).is_file()
 
 
 @dataclass
@@ -82,9 +93,17 @@ def prepare(cfg: RunConfig) -> Prepared:
     Raises ConfigError (one line) for any problem, before anything is written.
     """
     cfg = cfg.model_copy(deep=True)
+    precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
+    check_fits(cfg, accelerator)  # before the data or the model is allocated
     dm = build_datamodule(cfg.task, cfg.model.arch)
     dm.setup("fit")
     cfg.model.vocab_size = dm.vocab_size
+    n_train = len(dm.train_dataloader().dataset)
+    if cfg.task.batch_size > n_train:
+        raise ConfigError(
+            f"task.batch_size={cfg.task.batch_size} is larger than the training set "
+            f"({n_train} examples of task {cfg.task.name!r}); allowed: 1..{n_train}"
+        )
     if cfg.model.pos_encoding == "learned" and dm.max_positions > cfg.model.max_len:
         raise ConfigError(
             f"model.max_len={cfg.model.max_len} is shorter than the longest sequence the task feeds "
@@ -92,7 +111,6 @@ def prepare(cfg: RunConfig) -> Prepared:
             f"{cfg.task.eval_scales}); a learned encoding has no position past max_len: "
             f"raise model.max_len to >= {dm.max_positions}"
         )
-    precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
     return Prepared(cfg, dm, precision, accelerator)
 
 
@@ -236,7 +254,8 @@ def train_run(
         save_top_k=0,
         every_n_train_steps=t.checkpoint_every or t.val_every,
     )
-    diagnostics = build_callbacks(cfg, run_dir)
+    errors = DiagnosticErrors()  # a failing diagnostic is recorded, never fatal
+    diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = _loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_steps=t.max_steps,
@@ -261,7 +280,7 @@ def train_run(
 
     def record_status(*args, **kwargs) -> None:
         if primary:
-            records.write_status(*args, **kwargs)
+            records.write_status(*args, **kwargs, diagnostic_errors=errors.messages)
 
     started = time.time()
     status, reason = "completed", ""
@@ -283,7 +302,7 @@ def train_run(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         record_status(run_dir, "interrupted", "interrupted (Ctrl-C)", step=trainer.global_step)
         _finish_loggers(loggers, "failed")
-        raise KeyboardInterrupt from None
+        raise RunInterrupted(run_dir) from None
     except BaseException as e:
         _fail(e, run_dir, record_status, loggers, trainer.global_step)
 
@@ -299,10 +318,17 @@ def train_run(
 
     try:
         trainer.save_checkpoint(run_dir / records.LAST_CKPT)
-        if cfg.diagnostics.landscape and trainer.is_global_zero:
-            metrics.update(_landscape(module, dm, run_dir, trainer, loggers))
     except Exception as e:
         _fail(e, run_dir, record_status, loggers, trainer.global_step)
+    if cfg.diagnostics.landscape and trainer.is_global_zero:
+        metrics.update(
+            errors.call(
+                "landscape",
+                "end of run",
+                lambda: _landscape(module, dm, run_dir, trainer, loggers),
+                {},
+            )
+        )
     n_params = sum(p.numel() for p in module.model.parameters())
     baseline = dm.baseline()
     chance = baseline.as_dict()
@@ -314,6 +340,7 @@ def train_run(
         "wall_time": time.time() - started,
         "params": n_params,
         "metrics": metrics,
+        "diagnostic_errors": errors.messages,  # "name: hook: Error: message" per failure
         "baseline": chance,
         "learning": {"status": learning, "reason": learning_reason},
     }

@@ -58,7 +58,18 @@ def test_cpu_workers_divide_the_cores_and_hide_gpus():
         s.env["CUDA_VISIBLE_DEVICES"] == "" and s.env["OMP_NUM_THREADS"] == "4" for s in slots
     )
     assert [s.threads for s in assign_devices(2, [], per_trial=2, cpu_count=8)] == [2, 2]
-    assert [s.threads for s in assign_devices(4, [], per_trial=1, cpu_count=2)] == [1, 1, 1, 1]
+    assert [s.threads for s in assign_devices(2, [], per_trial=1, cpu_count=2)] == [1, 1]
+
+
+def test_more_cpu_workers_than_cpu_slots_is_refused():
+    with pytest.raises(
+        ConfigError, match=r"--workers=4: needs 4 CPU slots .* may use 2; allowed: 1..2"
+    ):
+        assign_devices(4, [], per_trial=1, cpu_count=2)
+    with pytest.raises(
+        ConfigError, match=r"--workers=2: needs 4 CPU slots \(train.devices=2 each\)"
+    ):
+        assign_devices(2, [], per_trial=2, cpu_count=2)
 
 
 def test_device_lists_are_parsed():

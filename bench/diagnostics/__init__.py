@@ -2,8 +2,15 @@
 
 Each measurement is plain functions (usable in a notebook) plus a Lightning
 callback. :func:`build_callbacks` turns ``RunConfig.diagnostics`` into the
-callbacks of one run; :func:`landscape_of` runs the loss-landscape analysis on
-a trained module (at the end of a run, or later via ``bench landscape``).
+callbacks of one run, each wrapped by :func:`bench.diagnostics.guard.guard` so
+that a failing diagnostic is recorded and switched off instead of failing the
+run; :func:`landscape_of` runs the loss-landscape analysis on a trained module
+(at the end of a run, or later via ``bench landscape``).
+
+Every diagnostic that evaluates a loss measures the *training* loss, the one the
+optimizer descends (cross-entropy with ``train.label_smoothing``):
+``BenchModule.training_loss``. Each records which loss it measured (``loss`` in
+its npz files).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 from bench.config import DiagnosticsConfig, RunConfig
+from bench.diagnostics.guard import DiagnosticErrors, guard
 
 
 def _gradients(d: DiagnosticsConfig, run_dir: Path) -> Callback:
@@ -51,10 +59,18 @@ CALLBACKS: dict[str, tuple[Callable[[DiagnosticsConfig], bool], Callable[..., Ca
 }
 
 
-def build_callbacks(cfg: RunConfig, run_dir: Path) -> list[Callback]:
-    """The diagnostics callbacks ``cfg.diagnostics`` switches on, in a fixed order."""
+def build_callbacks(
+    cfg: RunConfig, run_dir: Path, errors: DiagnosticErrors | None = None
+) -> list[Callback]:
+    """The diagnostics callbacks ``cfg.diagnostics`` switches on, in a fixed order.
+
+    Each is guarded: its errors go to ``errors`` (a warning, then switched off).
+    """
+    errors = errors if errors is not None else DiagnosticErrors()
     return [
-        make(cfg.diagnostics, run_dir) for on, make in CALLBACKS.values() if on(cfg.diagnostics)
+        guard(make(cfg.diagnostics, run_dir), name, errors)
+        for name, (on, make) in CALLBACKS.items()
+        if on(cfg.diagnostics)
     ]
 
 
@@ -71,7 +87,12 @@ def landscape_of(
 
     Uses the saved trajectory (PCA plane) when the run recorded one.
     """
-    from bench.diagnostics.functional import flatten_params, trainable_params
+    from bench.diagnostics.functional import (
+        flatten_params,
+        loss_name,
+        trainable_params,
+        training_loss,
+    )
     from bench.diagnostics.landscape import landscape_report, load_trajectory
 
     d = module.cfg.diagnostics
@@ -82,7 +103,7 @@ def landscape_of(
     batches = [b for _, b in zip(range(n_batches or d.landscape_batches), loader, strict=False)]
     return landscape_report(
         module,
-        lambda m, b: m.compute_loss(b),
+        training_loss,
         batches,
         theta_init,
         flatten_params(trainable_params(module)),
@@ -90,4 +111,5 @@ def landscape_of(
         out,
         resolution=resolution or d.landscape_resolution,
         seed=seed,
+        loss_name=loss_name(module, training_loss),
     )

@@ -96,6 +96,26 @@ def loss_at(module: nn.Module, loss_fn: LossFn) -> Callable[[Mapping[str, Tensor
     return f
 
 
+def training_loss(module: nn.Module, batch: Any) -> Tensor:
+    """The loss training descends, the default of every diagnostic.
+
+    ``module.training_loss(batch)`` (:class:`bench.lit.BenchModule`: cross-entropy
+    with ``train.label_smoothing``), else ``module.compute_loss(batch)``.
+    """
+    fn = getattr(module, "training_loss", None) or module.compute_loss
+    return fn(batch)
+
+
+def loss_name(module: nn.Module, loss_fn: Callable[..., Any]) -> str:
+    """What a diagnostic measures, for its records: e.g. ``cross_entropy(label_smoothing=0.1)``."""
+    if loss_fn is training_loss:
+        if hasattr(module, "training_loss_name"):
+            return str(module.training_loss_name)
+        has = "training_loss" if hasattr(module, "training_loss") else "compute_loss"
+        return f"{type(module).__name__}.{has}"
+    return getattr(loss_fn, "__qualname__", repr(loss_fn))
+
+
 def as_batches(batch_or_batches: Any) -> list[Any]:
     """A list of batches from one batch (a dict/tensor/tuple) or a list of them."""
     if isinstance(batch_or_batches, list):

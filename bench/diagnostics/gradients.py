@@ -35,8 +35,10 @@ values line up with ``train/loss`` of the same batch):
 =====================================  ===========================================================
 
 Files in ``<out_dir>/diagnostics/``: ``gradients.npz`` (per-step arrays, per-head
-entropies), ``grad_norm_depth.png`` (norm against depth at init and at the end)
-and ``attn_entropy.png`` (per-layer entropy over training).
+entropies, and ``loss``: the loss the noise scale differentiates, the training
+loss with its label smoothing), ``grad_norm_depth.png`` (norm against depth at
+init and at the end; only when norms were measured) and ``attn_entropy.png``
+(per-layer entropy over training).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig
+from bench.diagnostics.functional import loss_name, training_loss
 from bench.diagnostics.throughput import DIAGNOSTICS_TIME, exclude_from_throughput
 
 Batch = Any
@@ -289,15 +292,25 @@ def squared_grad_norm(loss: Tensor, params: Sequence[nn.Parameter]) -> float:
 # ----------------------------------------------------------------------------- attention entropy
 
 
-def attention_entropy(probs: Tensor) -> Tensor:
+def attention_entropy(probs: Tensor, query_mask: Tensor | None = None) -> Tensor:
     """Entropy (nats) per head of attention probabilities ``[B, H, T, S]`` -> ``[H]``.
 
     Mean over batch and queries of ``-Σ_s p log p``; masked keys have probability
     0 and add nothing (``xlogy(0, 0) = 0``). Uniform attention over S keys gives
-    ``log S``, one-hot attention 0.
+    ``log S``, one-hot attention 0. ``query_mask [B, T]`` (True = a real token)
+    leaves padded query positions out of the mean: a padding query attends to
+    whatever the mask lets it and measures nothing about the model.
     """
     ent = -torch.special.xlogy(probs.float(), probs.float()).sum(-1)  # [B, H, T]
+    if query_mask is not None:
+        keep = query_mask.to(ent.device, torch.bool)[:, None, :].expand_as(ent)
+        ent = ent.masked_fill(~keep, math.nan)
     return ent.transpose(0, 1).reshape(probs.shape[1], -1).nanmean(-1)
+
+
+def _stack_of(layer: str) -> str:
+    """``enc_layer_0`` -> encoder; decoder self- and cross-attention -> decoder (the queries')."""
+    return "encoder" if layer.startswith("enc_layer") else "decoder"
 
 
 def attention_layer_name(module_name: str) -> str:
@@ -319,9 +332,15 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @torch.no_grad()
-def attention_entropies(model: nn.Module, forward: Callable[[], Any]) -> dict[str, Tensor]:
+def attention_entropies(
+    model: nn.Module,
+    forward: Callable[[], Any],
+    query_masks: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
     """Per-head entropy ``[H]`` of every attention layer during ``forward()`` in eval mode.
 
+    ``query_masks``: ``{"encoder": [B, S], "decoder": [B, T]}`` (True = real token,
+    e.g. :func:`bench.lit.real_positions`); a layer's padded queries are left out.
     Switches ``record_probs`` on for the call only and restores the train/eval mode.
     """
     mods = attention_modules(model)
@@ -335,7 +354,8 @@ def attention_entropies(model: nn.Module, forward: Callable[[], Any]) -> dict[st
         for name, m in mods.items():
             probs = getattr(m, "last_probs", None)
             if probs is not None:
-                out[name] = attention_entropy(probs).cpu()
+                mask = (query_masks or {}).get(_stack_of(name))
+                out[name] = attention_entropy(probs, mask).cpu()
         return out
     finally:
         for m in mods.values():
@@ -355,19 +375,24 @@ def _isolated_rng(device: torch.device) -> Iterator[None]:
         yield
 
 
-def _default_loss(pl_module: L.LightningModule, batch: Batch) -> Tensor:
-    return pl_module.compute_loss(batch)
-
-
 def _default_forward(pl_module: L.LightningModule, batch: Batch) -> Any:
     return pl_module(batch)
+
+
+def _default_query_masks(pl_module: L.LightningModule, batch: Batch) -> dict[str, Tensor] | None:
+    from bench.lit import real_positions
+
+    try:
+        return real_positions(batch)
+    except (KeyError, TypeError):  # not a bench batch: every query counts
+        return None
 
 
 class GradientDiagnostics(L.Callback):
     """Gradient norms, update ratios, noise scale and attention entropy every N steps.
 
     Relies on ``pl_module.model`` (the ``nn.Module``), ``loss_fn(pl_module, batch)``
-    (default ``pl_module.compute_loss(batch)``, for the noise scale) and
+    (default :func:`~bench.diagnostics.functional.training_loss`, for the noise scale) and
     ``forward_fn(pl_module, batch)`` (default ``pl_module(batch)``, for the
     entropy). Metrics go straight to ``trainer.loggers`` at the measured step, so
     they are not lost between Lightning's ``log_every_n_steps``. Assumes one
@@ -376,8 +401,13 @@ class GradientDiagnostics(L.Callback):
 
     Noise scale: ``B_big`` = the training batch (its gradient is in ``p.grad``
     before clipping), ``B_small`` = its first half (one extra forward/backward,
-    on measured steps only). Entropy: the first ``entropy_examples`` examples of
-    the first training batch, kept fixed for the whole run.
+    on measured steps only). Both gradients must be of the same loss, the one
+    training descends: with label smoothing, a smoothed big-batch gradient
+    against unsmoothed half-batch ones inflates B_simple several times, so
+    ``loss_fn`` must be the training loss (the default is; ``gradients.npz``
+    records it as ``loss``). Entropy: the first ``entropy_examples`` examples of
+    the first training batch, kept fixed for the whole run, over real (unpadded)
+    query positions only.
     """
 
     def __init__(
@@ -385,7 +415,7 @@ class GradientDiagnostics(L.Callback):
         cfg: DiagnosticsConfig,
         out_dir: str | Path,
         *,
-        loss_fn: LossFn = _default_loss,
+        loss_fn: LossFn = training_loss,
         forward_fn: ForwardFn = _default_forward,
         noise_ema: float = 0.9,
         entropy_examples: int = 8,
@@ -405,11 +435,13 @@ class GradientDiagnostics(L.Callback):
         self._step: int | None = None
         self._before: list[Tensor] | None = None
         self._row: dict[str, float] = {}
+        self.loss = ""  # what the noise scale differentiates (set in setup)
 
     # -- hooks
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.layout = Layout.of(pl_module.model)
+        self.loss = loss_name(pl_module, self.loss_fn)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Batch, batch_idx: int
@@ -479,7 +511,9 @@ class GradientDiagnostics(L.Callback):
             return
         with trainer.precision_plugin.forward_context():
             ent = attention_entropies(
-                pl_module.model, lambda: self.forward_fn(pl_module, self._fixed)
+                pl_module.model,
+                lambda: self.forward_fn(pl_module, self._fixed),
+                _default_query_masks(pl_module, self._fixed),
             )
         if not ent:
             return
@@ -551,6 +585,7 @@ class GradientDiagnostics(L.Callback):
         out["entropy_steps"] = np.array([s for s, _ in self.entropy], dtype=np.int64)
         out["entropy_layers"] = np.array(layers, dtype=str)
         out["attn_entropy"] = ent
+        out["loss"] = np.array(self.loss)
         return out
 
     def save(self) -> list[Path]:
@@ -559,7 +594,8 @@ class GradientDiagnostics(L.Callback):
         d.mkdir(parents=True, exist_ok=True)
         arrays = self.arrays()
         written = [_atomic_write(d / "gradients.npz", lambda f: np.savez(f, **arrays))]
-        if len(arrays["steps"]) and len(arrays["blocks"]):
+        drawn = arrays["grad_norm_blocks"][[0, -1]] if len(arrays["steps"]) else np.zeros(0)
+        if len(arrays["blocks"]) and (np.nan_to_num(drawn) > 0).any():  # log scale needs > 0
             written.append(
                 _atomic_write(d / "grad_norm_depth.png", lambda f: _plot_depth(arrays, f))
             )

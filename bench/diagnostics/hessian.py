@@ -49,11 +49,13 @@ from bench.diagnostics.functional import (
     flatten_params,
     functional_context,
     loss_at,
+    loss_name,
     move_to,
     new_figure,
     save_figure,
     save_npz,
     trainable_params,
+    training_loss,
     unflatten_params,
 )
 
@@ -453,10 +455,6 @@ def check_precision(precision: str) -> None:
         )
 
 
-def _default_loss(module: nn.Module, batch: Any) -> Tensor:
-    return module.compute_loss(batch)
-
-
 def _first_val_batch(trainer: L.Trainer) -> Any:
     dm = trainer.datamodule
     if dm is None or not hasattr(dm, "val_dataloader"):
@@ -487,6 +485,10 @@ class HessianCallback(L.Callback):
     ``out_dir/diagnostics/hessian_step{N}.npz`` and ``.png`` (the density).
     The batch is the one given, else the first batch of the datamodule's first
     validation loader. Runs on global rank zero only.
+
+    The loss is the training loss (:func:`~bench.diagnostics.functional.training_loss`:
+    for a BenchModule, cross-entropy with ``train.label_smoothing``), so the curvature is that of the surface the
+    optimizer descends; each npz records it as ``loss_fn`` (``loss`` is its value).
     """
 
     def __init__(
@@ -496,7 +498,7 @@ class HessianCallback(L.Callback):
         top_k: int = 3,
         iters: int = 20,
         batch: Any = None,
-        loss_fn: LossFn = _default_loss,
+        loss_fn: LossFn = training_loss,
         tol: float = 1e-4,
         n_trace_samples: int = 50,
         n_lanczos: int = 40,
@@ -518,6 +520,7 @@ class HessianCallback(L.Callback):
         self.batch = batch
         self.targets: list[int] = []
         self.results: dict[int, dict[str, float]] = {}
+        self.loss_name = ""
 
     @classmethod
     def from_config(
@@ -566,6 +569,7 @@ class HessianCallback(L.Callback):
         batch = move_to(self.batch, pl_module.device)
         start = time.perf_counter()
         result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
+        self.loss_name = loss_name(pl_module, self.loss_fn)
         result.extra["hessian/seconds"] = time.perf_counter() - start
         metrics = result.scalars()
         for logger in trainer.loggers:
@@ -585,6 +589,7 @@ class HessianCallback(L.Callback):
             condition=result.condition,
             n_params=result.n_params,
             loss=result.loss,
+            loss_fn=np.array(self.loss_name),
             lanczos_steps=result.lanczos_steps,
             converged=result.converged,
             grid=result.grid,

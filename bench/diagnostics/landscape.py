@@ -506,6 +506,7 @@ def landscape_report(
     threshold: float = 0.1,
     n_interp: int = 21,
     chunk_size: int | None = None,
+    loss_name: str = "",
 ) -> dict[str, float]:
     """Interpolation, random plane and (with a trajectory) PCA plane for a loaded model.
 
@@ -514,7 +515,9 @@ def landscape_report(
     ``landscape/...`` numbers. The random plane spans ``[-span, span]^2`` in
     filter-normalised units around ``theta_final`` with ``resolution`` points a
     side (made odd so the centre is a grid node); ``sharpness`` uses ``radius``,
-    ``basin_width`` uses ``threshold`` (loss units above the centre).
+    ``basin_width`` uses ``threshold`` (loss units above the centre). ``loss_name``
+    says which loss ``loss_fn`` is (a run passes its training loss); every npz
+    records it as ``loss_fn``.
     """
     out_dir = Path(out_dir)
     resolution += 1 - resolution % 2
@@ -524,7 +527,9 @@ def landscape_report(
 
     alphas, losses = interpolate(module, loss_fn, batches, theta_init, final, n_interp, chunk_size)
     summary["landscape/interp_barrier"] = interp_barrier(alphas, losses)
-    save_npz(out_dir / "landscape_interp.npz", alphas=alphas, losses=losses)
+    save_npz(
+        out_dir / "landscape_interp.npz", alphas=alphas, losses=losses, loss_fn=np.array(loss_name)
+    )
     save_figure(plot_interpolation(alphas, losses), out_dir / "landscape_interp.png")
 
     d1, d2 = random_directions(final, seed)
@@ -538,7 +543,14 @@ def landscape_report(
         "landscape/basin_censored": censored,
     }
     _plane_outputs(
-        out_dir, "random", xs, ys, z, "Loss around the final weights (random plane)", seed=seed
+        out_dir,
+        "random",
+        xs,
+        ys,
+        z,
+        "Loss around the final weights (random plane)",
+        seed=seed,
+        loss_fn=np.array(loss_name),
     )
 
     if trajectory is not None and len(_stack(trajectory, like, torch.device("cpu"))) >= 2:
@@ -549,7 +561,18 @@ def landscape_report(
         zp = evaluate_plane(module, loss_fn, batches, final, p1, p2, px, py, chunk_size)
         summary["landscape/pca_explained_1"], summary["landscape/pca_explained_2"] = explained
         title = f"PCA plane ({100 * explained[0]:.0f}% + {100 * explained[1]:.0f}% of variance)"
-        _plane_outputs(out_dir, "pca", px, py, zp, title, path, path=path, explained=explained)
+        _plane_outputs(
+            out_dir,
+            "pca",
+            px,
+            py,
+            zp,
+            title,
+            path,
+            path=path,
+            explained=explained,
+            loss_fn=np.array(loss_name),
+        )
 
     with atomic_path(out_dir / "landscape_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import ConfigError, safe_load
+from bench.config import ConfigError, read_text_file, safe_load
 from bench.records import CONFIG, DIAGNOSTICS, MANIFEST, SUMMARY, read_json, read_metrics
 
 DISCARDED = frozenset({"surplus", "duplicate"})  # bench.sweeps.study.DISCARDED
@@ -97,7 +97,7 @@ def load_sweep(sweep_dir: str | Path, storage: str | None = None) -> SweepData:
     if not isinstance(meta, dict) or "name" not in meta or "storage" not in meta:
         raise ConfigError(f"{d / SWEEP_JSON}: not a sweep record (needs 'name' and 'storage')")
     spec_path = d / meta.get("spec", SPEC_YAML)
-    spec_text = spec_path.read_text() if spec_path.is_file() else ""
+    spec_text = read_text_file(spec_path, "sweep spec") if spec_path.is_file() else ""
     try:
         spec = safe_load(spec_text) or {}
     except Exception as e:  # a broken spec.yaml must not hide the results

@@ -43,14 +43,10 @@ def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench dashboard")
-    add_dashboard_arguments(p)
-    a = p.parse_args(argv)
-    try:
-        return start_dashboard(a.sweep, a.host, a.port, a.storage)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """``python -m bench.sweeps.dashboard ARGS`` is ``bench dashboard ARGS`` (one error format)."""
+    from bench.cli import main as cli_main
+
+    return cli_main(["dashboard", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.sweeps.layout import Sweep, prepare_sweep
+from bench.resources import cpu_slots
+from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
 from bench.sweeps.objective import fail_trial
 from bench.sweeps.recovery import recover_orphans
 from bench.sweeps.spec import build_cell_config
@@ -76,11 +77,13 @@ def assign_devices(
 
     GPU: workers default to len(gpus) // per_trial; asking for more is an error.
     CPU: workers default to 1; each process of a trial gets cores // (workers x per_trial)
-    threads (at least 1), so workers do not oversubscribe the cores.
+    threads (at least 1), so workers do not oversubscribe the cores. More worker
+    processes than CPU slots (``os.sched_getaffinity``) is an error: each is a
+    whole torch process, and on CPU they would only time-share the same cores.
     """
-    cores = max(cpu_count or os.cpu_count() or 1, 1)
+    cores = max(cpu_count or cpu_slots(), 1)
     if workers is not None and workers < 1:
-        raise ConfigError(f"--workers={workers}: must be >= 1")
+        raise ConfigError(f"--workers={workers}: allowed: an integer >= 1")
     if gpus:
         if len(gpus) % per_trial:
             raise ConfigError(
@@ -104,6 +107,11 @@ def assign_devices(
             for i, g in enumerate(groups[:n])
         ]
     n = workers or 1
+    if n * per_trial > cores:
+        raise ConfigError(
+            f"--workers={n}: needs {n * per_trial} CPU slots (train.devices={per_trial} each) "
+            f"but this process may use {cores}; allowed: 1..{max(cores // per_trial, 1)}"
+        )
     threads = max(cores // (n * per_trial), 1)
     env = {
         "CUDA_VISIBLE_DEVICES": "",
@@ -271,10 +279,15 @@ def run_sweep(
     quiet_optuna()
     if dry_run:
         return dry_run_sweep(spec_path, workers)
-    sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
-    per_trial = build_cell_config(sweep.spec, {}, "base").train.devices
+    # Every option is checked before prepare_sweep creates the sweep directory.
+    spec, _ = resolve_spec(spec_path)
+    per_trial = build_cell_config(spec, {}, "base").train.devices
     gpus = parse_devices(devices)
-    slots = assign_devices(workers, detect_gpus() if gpus is None else gpus, per_trial)
+    visible = detect_gpus()
+    if gpus and not visible:
+        raise ConfigError(f"--devices={','.join(gpus)}: no GPU is visible here; use --devices cpu")
+    slots = assign_devices(workers, visible if gpus is None else gpus, per_trial)
+    sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
     wall = sweep.spec.budget.wall_clock
     sup = Supervisor(sweep, slots, deadline=time.time() + wall if wall else None)
     sup.events += recover_orphans(sweep)  # trials of workers that died with a previous launcher
@@ -345,14 +358,10 @@ def add_sweep_arguments(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run_sweep(
-            args.spec, args.workers, args.devices, args.storage, args.out, dry_run=args.dry_run
-        )
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """``python -m bench.sweeps.launcher ARGS`` is ``bench sweep ARGS`` (one error format)."""
+    from bench.cli import main as cli_main
+
+    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

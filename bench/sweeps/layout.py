@@ -18,7 +18,7 @@ import optuna
 
 from bench import records
 from bench import redact as hide
-from bench.config import ConfigError
+from bench.config import ConfigError, read_text_file
 from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec, load_spec, slug
 from bench.sweeps.storage import check_storage, default_storage, is_rdb, open_storage, redact
@@ -55,7 +55,15 @@ def is_sweep_dir(path: str | Path) -> bool:
 
 
 def read_sweep_json(sweep_dir: Path) -> dict:
-    return json.loads((sweep_dir / SWEEP_JSON).read_text())
+    """``sweep.json`` as a dict; a file that is not a JSON object is a one-line ConfigError."""
+    path = sweep_dir / SWEEP_JSON
+    try:
+        meta = json.loads(read_text_file(path, "sweep.json"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("storage", ""), str):
+        raise ConfigError(f"{path}: expected a JSON object with a 'storage' string")
+    return meta
 
 
 def resolve_spec(spec_path: str | Path) -> tuple[SweepSpec, Path | None]:
@@ -96,6 +104,8 @@ def prepare_sweep(
                 f"out={sweep_dir}: holds sweep '{meta.get('name')}' with a different spec; "
                 "rerun with the same spec to resume, or choose another out directory / name"
             )
+    elif sweep_dir.exists() and not sweep_dir.is_dir():
+        raise ConfigError(f"out={sweep_dir}: exists and is not a directory")
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise ConfigError(f"out={sweep_dir}: exists and is not a sweep directory")
     if storage is None and recorded is not None:

@@ -29,7 +29,7 @@ RELATIVE_PRUNERS = ("hyperband", "median")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ParamSpec(_Strict):
@@ -356,4 +356,4 @@ def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and fully validate a sweep spec YAML file; raises ConfigError (one line)."""
-    return parse_spec(load_yaml(path), str(path))
+    return parse_spec(load_yaml(path, "sweep spec"), str(path))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ import optuna
 
 from bench import records
 from bench.config import ConfigError
+from bench.resources import cpu_slots
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import (
     Interrupted,
@@ -267,6 +269,12 @@ def run_worker(
     (default: now + the spec's wall_clock budget). Returns an exit code.
     """
     quiet_optuna()
+    if threads is not None and not 1 <= threads <= cpu_slots():
+        raise ConfigError(
+            f"--threads={threads}: allowed: 1..{cpu_slots()} (this process's CPU slots)"
+        )
+    if deadline is not None and not math.isfinite(deadline):
+        raise ConfigError(f"--deadline={deadline}: allowed: a finite time in epoch seconds")
     sweep = prepare_sweep(spec_path, storage=storage, out=out, check_data=check_data)
     wall = sweep.spec.budget.wall_clock
     if deadline is None and wall is not None:
@@ -322,12 +330,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run_from_args(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """``python -m bench.sweeps.worker ARGS`` is ``bench worker ARGS`` (one error format)."""
+    from bench.cli import main as cli_main
+
+    return cli_main(["worker", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""A diagnostic never fails a run, and every diagnostics switch works on its own.
+
+Every one of the 2^6 combinations of the six switches trains a real (tiny) run
+through ``train_run``; a diagnostic that raises is recorded in status.json and
+summary.json as ``diagnostic_errors`` and the run completes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from bench import records
+from bench.run import train_run
+
+SWITCHES = ("gradients", "noise_scale", "attention_entropy", "hessian", "landscape", "throughput")
+
+# The cheapest run that still exercises every diagnostic: five optimizer steps
+# (throughput skips three warm-up steps and needs two more for its window), one
+# validation, a Hessian and a 3x3 landscape at the end.
+CHEAP = {
+    "model.d_model": 16,
+    "model.n_layers": 1,
+    "model.n_heads": 2,
+    "task.seq_len": 4,
+    "task.n_train": 32,
+    "task.n_val": 8,
+    "task.batch_size": 8,
+    "task.eval_scales": [1],
+    "train.max_steps": 5,
+    "train.val_every": 5,
+    "train.warmup_steps": 0,
+    "diagnostics.gradients_every": 1,
+    "diagnostics.hessian_steps": [1.0],
+    "diagnostics.hessian_top_k": 1,
+    "diagnostics.hessian_iters": 2,
+    "diagnostics.landscape_resolution": 3,
+    "diagnostics.landscape_batches": 1,
+}
+
+
+def _switches(combo: tuple[bool, ...]) -> dict[str, bool]:
+    return dict(zip(SWITCHES, combo, strict=True))
+
+
+def _id(combo: tuple[bool, ...]) -> str:
+    return "+".join(n for n, on in _switches(combo).items() if on) or "none"
+
+
+COMBOS = list(itertools.product((False, True), repeat=len(SWITCHES)))
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
+def test_every_combination_of_diagnostics_switches_completes_and_measures_what_is_on(tiny, combo):
+    on = _switches(combo)
+    cfg = tiny(**CHEAP, **{f"diagnostics.{k}": v for k, v in on.items()})
+    result = train_run(cfg)
+
+    assert result.status == "completed", result.reason
+    summary = records.read_json(result.run_dir / records.SUMMARY)
+    assert summary["diagnostic_errors"] == []
+    assert records.read_status(result.run_dir)["diagnostic_errors"] == []
+    d = result.run_dir / records.DIAGNOSTICS
+    grads = d / "gradients.npz"
+    assert grads.is_file() == (on["gradients"] or on["noise_scale"] or on["attention_entropy"])
+    if grads.is_file():
+        with np.load(grads) as z:
+            keys = set(z["keys"].tolist())
+            assert ("cond/grad_norm_total" in keys) == on["gradients"]
+            assert ("cond/noise_scale" in keys) == on["noise_scale"]
+            assert (len(z["entropy_steps"]) > 0) == on["attention_entropy"]
+        assert (d / "grad_norm_depth.png").is_file() == on["gradients"]
+        assert (d / "attn_entropy.png").is_file() == on["attention_entropy"]
+    assert (d / "hessian_step5.npz").is_file() == on["hessian"]
+    assert (d / "landscape_interp.npz").is_file() == on["landscape"]
+    assert ("throughput/tokens_per_sec" in result.metrics) == on["throughput"]
+
+
+def test_a_diagnostic_that_raises_is_recorded_and_the_run_completes(
+    tiny, monkeypatch, caplog
+) -> None:
+    from bench.diagnostics import gradients
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("norms exploded")
+
+    monkeypatch.setattr(gradients, "grad_norms", broken)
+    cfg = tiny(**CHEAP, **{"diagnostics.hessian": True})
+    with caplog.at_level(logging.WARNING, logger="bench.diagnostics"):
+        result = train_run(cfg)
+
+    assert result.status == "completed", result.reason
+    expected = "gradients: on_before_optimizer_step: RuntimeError: norms exploded"
+    summary = records.read_json(result.run_dir / records.SUMMARY)
+    assert summary["diagnostic_errors"] == [expected]
+    assert records.read_status(result.run_dir)["diagnostic_errors"] == [expected]
+    assert expected in caplog.text  # a warning, once
+    assert caplog.text.count("norms exploded") == 1
+    # The failed diagnostic is switched off; the others still measured.
+    assert not (result.run_dir / records.DIAGNOSTICS / "gradients.npz").exists()
+    assert (result.run_dir / records.DIAGNOSTICS / "hessian_step5.npz").is_file()
+    assert "throughput/tokens_per_sec" in result.metrics
+    assert json.loads((result.run_dir / records.STATUS).read_text())["status"] == "completed"
+
+
+def test_a_failing_end_of_run_landscape_is_recorded_and_the_run_completes(
+    tiny, monkeypatch
+) -> None:
+    from bench import run
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for the plane")
+
+    monkeypatch.setattr(run, "landscape_of", broken)
+    result = train_run(tiny(**CHEAP, **{"diagnostics.landscape": True}))
+    assert result.status == "completed"
+    errors = records.read_json(result.run_dir / records.SUMMARY)["diagnostic_errors"]
+    assert errors == ["landscape: end of run: MemoryError: no room for the plane"]
