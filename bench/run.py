@@ -339,6 +339,7 @@ def train_run(
         "steps": trainer.global_step,
         "wall_time": time.time() - started,
         "params": n_params,
+        "world_size": trainer.world_size,  # processes that trained (DDP ranks)
         "metrics": metrics,
         "diagnostic_errors": errors.messages,  # "name: hook: Error: message" per failure
         "baseline": chance,

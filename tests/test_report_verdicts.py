@@ -226,7 +226,7 @@ def test_length_generalization_is_per_cell_against_chance(tmp_path):
     lens = [f for f in found if f.text.startswith("Length generalization of")]
     assert [f.text.split(":")[0] for f in lens] == [
         "Length generalization of rope", "Length generalization of alibi"]  # fmt: skip
-    assert "4x: loss 1.300 (chance 2.480)" in lens[0].text
+    assert "4x: loss 1.300 (chance 2.48)" in lens[0].text
 
 
 def _lines(ax) -> list[str]:

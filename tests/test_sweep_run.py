@@ -251,11 +251,11 @@ def test_ctrl_c_stops_the_workers_cleanly_and_the_rerun_resumes(tmp_path):
     ]
     assert interrupted
     for t in interrupted:
-        status = json.loads((Path(t.user_attrs["run_dir"]) / "status.json").read_text())
-        assert status["status"] in (
-            "interrupted",
-            "running",
-        )  # killed before train_run started: running
+        status_file = Path(t.user_attrs["run_dir"]) / "status.json"
+        if status_file.exists():  # else stopped before train_run wrote anything
+            status = json.loads(status_file.read_text())
+            # killed before training started: still "running"
+            assert status["status"] in ("interrupted", "running")
         assert any(w.system_attrs.get("failed_trial") == t.number for w in everything)
     done_before = {(t.user_attrs["run_dir"]) for t in everything if t.state == TrialState.COMPLETE}
 
@@ -282,10 +282,10 @@ def test_a_trial_spanning_two_cpu_processes_runs_with_ddp(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MEMBER: 2/2" in proc.stderr or "MEMBER: 2/2" in proc.stdout
     assert_sweep_finished(out, cells=1, budget=2, seeds=0)
     for t in trials_of(out)["tiny/tune/norm_placement=pre"]:
-        assert (Path(t.user_attrs["run_dir"]) / "summary.json").is_file()
+        summary = json.loads((Path(t.user_attrs["run_dir"]) / "summary.json").read_text())
+        assert summary["world_size"] == 2  # both DDP ranks trained
 
 
 def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
@@ -327,7 +327,7 @@ def test_bad_spec_makes_the_worker_exit_2_with_one_line(tmp_path):
     spec = write_spec(tmp_path / "s.yaml", {**tiny_spec(), "seedz": 1})
     proc = run_module("bench.sweeps.worker", str(spec), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: ") and "seedz" in proc.stderr
+    assert proc.stderr.strip().startswith("bench worker: error: ") and "seedz" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 

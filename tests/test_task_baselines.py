@@ -353,6 +353,7 @@ def test_a_copy_run_that_learns_is_judged_learned_in_its_result_and_summary(tiny
             "task.n_train": 2048,
             "train.max_steps": 200,
             "train.val_every": 100,
+            "train.lr": 1e-2,  # the auto init (xavier, sqrt(d) embeddings) at its usual lr
             "task.eval_scales": [1, 2],
         }
     )
