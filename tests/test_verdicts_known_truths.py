@@ -82,3 +82,19 @@ def test_a_learning_rate_range_that_cannot_learn_is_reported_as_did_not_learn(tm
         assert word not in found, (word, found)
     runs = [json.loads(p.read_text()) for p in (tmp_path / "sweep" / "runs").glob("*/summary.json")]
     assert runs and all(r["learning"]["status"] != "learned" for r in runs)
+
+
+def test_comparing_placements_under_one_init_that_starves_post_ln_says_so(tmp_path):
+    from bench.report import build_report
+    from bench.sweeps import run_worker
+
+    spec = tiny_spec(
+        tune={"params": {"train.lr": {"low": 1e-2, "high": 1e-2}}, "trials": 1}, seeds=0
+    )
+    spec["base"]["model"].update(init="gpt2", embed_scale="none")  # GPT-2's N(0, 0.02)
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    assert run_worker(str(path), out=str(tmp_path / "sweep"), worker_id="w0", threads=1) == 0
+    md = (build_report(tmp_path / "sweep", tmp_path / "report") / "report.md").read_text()
+    findings = _findings(md)
+    assert "init=gpt2 with embed_scale=none" in findings
+    assert "post attention near uniform" in findings
