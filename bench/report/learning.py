@@ -28,14 +28,18 @@ from typing import Any
 
 import numpy as np
 
+from bench.tasks.baseline import LOSS_MARGIN
+
 LEARNED = "learned"
 DID_NOT_LEARN = "did_not_learn"
 COLLAPSED = "collapsed"
 UNKNOWN = "unknown"
 EXCLUDED = (DID_NOT_LEARN, COLLAPSED)
 
-# A run learned when it closes at least this fraction of the gap from chance to perfect.
-CHANCE_MARGIN = 0.2
+# A cell learned when its mean closes at least this fraction of the gap from chance to
+# perfect: the same margin a single run must clear (for a loss, 10% below chance), so a
+# cell and its runs are judged by one rule.
+CHANCE_MARGIN = LOSS_MARGIN
 # Collapse: two tuning trials whose learning rates differ by at least this factor ...
 COLLAPSE_LR_RATIO = 2.0
 # ... reach the same objective within this relative tolerance ...
