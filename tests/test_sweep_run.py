@@ -251,8 +251,11 @@ def test_ctrl_c_stops_the_workers_cleanly_and_the_rerun_resumes(tmp_path):
     ]
     assert interrupted
     for t in interrupted:
-        status_file = Path(t.user_attrs["run_dir"]) / "status.json"
-        if status_file.exists():  # else stopped before train_run wrote anything
+        # A trial stopped right after it was claimed has no run directory yet, and one
+        # stopped before train_run wrote anything has no status.json.
+        run_dir = t.user_attrs.get("run_dir")
+        status_file = Path(run_dir) / "status.json" if run_dir else None
+        if status_file is not None and status_file.exists():
             status = json.loads(status_file.read_text())
             # killed before training started: still "running"
             assert status["status"] in ("interrupted", "running")
