@@ -51,6 +51,21 @@ def test_the_same_model_under_two_names_is_never_a_winner(tmp_path):
     assert "beats" not in texts and "Best cell" not in texts
 
 
+def test_a_difference_whose_worse_side_found_its_best_lr_at_the_range_edge_is_inconclusive(
+    tmp_path,
+):
+    # post's tuning keeps improving up to the highest grid point: its optimum may lie beyond
+    cells = [Cell({"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=_tune(-2.5, 1.0),
+                  chance=CHANCE, learning="learned"),
+             Cell({"norm_placement": "post"}, seeds=[1.5, 1.52, 1.49], tune=_tune(0.0, 1.5),
+                  chance=CHANCE, learning="learned")]  # fmt: skip
+    _, _, comps, found = _analyse(make_sweep(tmp_path, cells))
+    assert comps[0].verdict == stats.INCONCLUSIVE
+    assert "post may be under-tuned" in comps[0].reason
+    text = next(f for f in found if f.text.startswith("norm_placement")).text
+    assert "beats" not in text and "widen train.lr's range" in text
+
+
 def test_clearly_separated_cells_with_three_runs_are_significant(tmp_path):
     cells = [Cell({"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=_tune(-2.5, 1.0),
                   chance=CHANCE, learning="learned"),

@@ -218,7 +218,26 @@ def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Com
             if not ga or not gb:
                 c = dataclasses.replace(c, reason=_no_side_reason(summaries, axis, va, vb))
             out.append(c)
-    return stats.adjust(out)
+    return [_under_tuned(data, kept, c) for c in stats.adjust(out)]
+
+
+def _under_tuned(data: SweepData, kept: list[CellSummary], c: stats.Comparison) -> stats.Comparison:
+    """A significant difference is inconclusive when the worse side may be under-tuned: one
+    of its cells found its best learning rate at the edge of the searched range, so its
+    optimum may lie outside it (the better side at an edge only could do better still)."""
+    if c.verdict != stats.SIGNIFICANT or c.diff is None:
+        return c
+    a_better = (c.diff < 0) == (data.direction == "minimize")
+    worse = c.b if a_better else c.a
+    edged = [s.cell for s in kept if s.axes.get(c.axis) == worse
+             and tuning.edge_lr(data, s.cell, s.tune_best_lr) is not None]  # fmt: skip
+    if not edged:
+        return c
+    return dataclasses.replace(
+        c, verdict=stats.INCONCLUSIVE,
+        reason=f"{worse} may be under-tuned: the best learning rate of {', '.join(edged)} "
+        "lies at the edge of the searched range (widen train.lr's range and rerun)",
+    )  # fmt: skip
 
 
 def _no_side_reason(summaries: list[CellSummary], axis: str, va: str, vb: str) -> str:

@@ -103,7 +103,7 @@ def edge_lr(data: SweepData, cell: str, best: float | None) -> str | None:
     lo, hi = math.log(bounds[0]), math.log(bounds[1])
     step = (hi - lo) / (len(lrs) - 1)  # one step of a log-spaced grid of this many points
     x = math.log(best)
-    if x - lo < step * (1 - 1e-9) or hi - x < step * (1 - 1e-9):
+    if x - lo < step * (1 - 1e-3) or hi - x < step * (1 - 1e-3):  # points keep 6 digits
         end = "lower" if x - lo < hi - x else "upper"
         bound = bounds[0] if end == "lower" else bounds[1]
         return (f"best lr {best:.2g} is within one log-grid step of the {end} bound "
