@@ -135,8 +135,10 @@ def quality_by_cell(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     ax.set_yticks(range(len(shown)),
                   [f"{label(data, s)}  (n={s.quality.n}){_excluded_note(s)}" for s in shown])  # fmt: skip
     ax.invert_yaxis()
-    chance_line(ax, sweep_chance(shown), vertical=True)
-    log_if_decades(ax, [v for s in shown for v in s.values], "x")
+    chance = sweep_chance(shown)
+    chance_line(ax, chance, vertical=True)
+    # the chance line counts: runs far below it are told apart on a log scale
+    log_if_decades(ax, [v for s in shown for v in s.values] + ([chance] if chance else []), "x")
     ax.set_xlabel(f"{words(metric)} ({'lower' if direction == 'minimize' else 'higher'} is better)")
     ax.set_title(f"{words(metric).capitalize()} per cell: mean and 95% bootstrap interval",
                  fontsize=10)  # fmt: skip
@@ -202,9 +204,10 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         for b in bounds:
             ax.axvline(b, color="0.5", lw=1, ls="--", zorder=1)
         ax.axvline(bounds[0], color="0.5", lw=1, ls="--", label="search bounds", zorder=1)
-    chance_line(ax, sweep_chance(summaries))
+    chance = sweep_chance(summaries)
+    chance_line(ax, chance)
     ax.set_xscale("log")
-    log_if_decades(ax, qs)
+    log_if_decades(ax, list(qs) + ([chance] if chance else []))
     ax.set_xlabel("learning rate")
     ax.set_ylabel(words(metric))
     ax.set_title("Learning-rate sensitivity: one dot per run\n(● tuning trial, ◇ seed re-run; "
