@@ -1,0 +1,103 @@
+"""The import rules of ARCHITECTURE.md hold.
+
+Each rule is checked in a fresh interpreter (this test process has long since
+imported torch), and the model package's rule also statically, so that an
+import inside a function of ``bench/model/`` is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "bench" / "model"
+REPORT_DIR = ROOT / "bench" / "report"
+
+
+def loaded_after_import(modules: list[str], watched: list[str]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has loaded after importing ``modules``."""
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"print(','.join(w for w in {watched!r} if w in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return out.split(",") if out else []
+
+
+def test_the_model_package_loads_no_lightning_wandb_or_optuna():
+    watched = ["lightning", "pytorch_lightning", "wandb", "optuna"]
+    modules = ["bench.model", *(f"bench.model.{p.stem}" for p in sorted(MODEL_DIR.glob("*.py")))]
+    assert loaded_after_import(modules, watched) == []
+
+
+FORBIDDEN_IN_MODEL = {"lightning", "pytorch_lightning", "wandb", "optuna"}
+
+
+def forbidden_imports(source: str, forbidden: set[str]) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import of a ``forbidden`` top-level package, at any depth."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [(node.lineno, n) for n in names if n.split(".")[0] in forbidden]
+    return sorted(found)
+
+
+def test_no_file_of_the_model_package_imports_lightning_wandb_or_optuna():
+    files = sorted(MODEL_DIR.rglob("*.py"))
+    assert len(files) >= 8  # norms, positional, attention, feedforward, block, ...
+    found = {
+        str(path.relative_to(ROOT)): bad
+        for path in files
+        if (bad := forbidden_imports(path.read_text(), FORBIDDEN_IN_MODEL))
+    }
+    assert found == {}
+
+
+def test_the_static_check_catches_imports_hidden_in_functions_and_type_checking_blocks():
+    source = (
+        "import torch\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    import wandb.sdk\n"
+        "def f():\n"
+        "    from lightning.pytorch import Trainer\n"
+        "    import optuna\n"
+        "    from .norms import NORMS\n"
+    )
+    found = forbidden_imports(source, FORBIDDEN_IN_MODEL)
+    assert found == [(4, "wandb.sdk"), (6, "lightning.pytorch"), (7, "optuna")]
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ["bench.report"],
+        [f"bench.report.{p.stem}" for p in sorted(REPORT_DIR.glob("*.py"))],
+    ],
+    ids=["package", "every-submodule"],
+)
+def test_the_report_loads_no_torch_or_lightning(modules):
+    assert loaded_after_import(modules, ["torch", "lightning", "pytorch_lightning"]) == []
+
+
+@pytest.mark.parametrize("module", ["bench.config", "bench.tasks.baseline"])
+def test_configs_and_task_baselines_load_no_torch(module):
+    assert loaded_after_import([module], ["torch", "lightning"]) == []
+
+
+def test_the_subprocess_check_sees_a_module_that_loads_torch():
+    # The helper must be able to fail: the LightningModule loads both.
+    assert loaded_after_import(["bench.lit"], ["torch", "lightning"]) == ["torch", "lightning"]
