@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import redact
 from bench.config import ConfigError
+from bench.sweeps.args import add_dashboard_arguments, add_sweep_arguments, add_worker_arguments
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
 
@@ -199,21 +200,10 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _lazy_args(module: str, name: str) -> Callable[[argparse.ArgumentParser], None]:
-    """Arguments defined next to the code that reads them (bench.sweeps.*)."""
-
-    def add(p: argparse.ArgumentParser) -> None:
-        import importlib
-
-        getattr(importlib.import_module(module), name)(p)
-
-    return add
-
-
 @command(
     "sweep",
     "run (or resume) a sweep: one worker per GPU or CPU slot",
-    _lazy_args("bench.sweeps.launcher", "add_sweep_arguments"),
+    add_sweep_arguments,
 )
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweeps.launcher import run_sweep
@@ -233,7 +223,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 @command(
     "worker",
     "join a sweep as one worker (e.g. on another machine, with --storage postgresql://...)",
-    _lazy_args("bench.sweeps.worker", "add_worker_arguments"),
+    add_worker_arguments,
 )
 def cmd_worker(args: argparse.Namespace) -> int:
     quiet_lightning()
@@ -259,7 +249,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 @command(
     "dashboard",
     "serve optuna-dashboard on a sweep's storage",
-    _lazy_args("bench.sweeps.dashboard", "add_dashboard_arguments"),
+    add_dashboard_arguments,
 )
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from bench.sweeps.dashboard import start_dashboard

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -33,13 +32,6 @@ def start_dashboard(
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it
         run_server(backend, host=host, port=port)
     return 0
-
-
-def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", help="sweep directory (or a storage URL)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--storage", default=None, help="storage URL when the sweep's is not recorded")
 
 
 def main(argv: list[str] | None = None) -> int:

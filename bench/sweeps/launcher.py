@@ -24,12 +24,13 @@ from typing import Any
 
 from bench.config import ConfigError
 from bench.resources import cpu_slots
+from bench.sweeps.args import STORAGE_ENV, add_sweep_arguments
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
 from bench.sweeps.objective import fail_trial
 from bench.sweeps.recovery import recover_orphans
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
-from bench.sweeps.worker import EXIT_INTERRUPTED, STORAGE_ENV
+from bench.sweeps.worker import EXIT_INTERRUPTED
 
 MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying is a bug, not bad luck
 STOP_GRACE = 60.0  # seconds a stopping worker gets to record its trial before SIGKILL
@@ -329,32 +330,6 @@ def build_parser():
     p = argparse.ArgumentParser(prog="bench sweep", description="Run or resume a sweep.")
     add_sweep_arguments(p)
     return p
-
-
-def add_sweep_arguments(p) -> None:
-    p.add_argument("spec", help="sweep spec YAML, or an existing sweep directory to resume")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="worker processes (default: one per GPU group, or 1 on CPU)",
-    )
-    p.add_argument(
-        "--devices",
-        default=None,
-        help="GPU ids, e.g. 0,1 ('cpu' for CPU slots; default: all visible GPUs)",
-    )
-    p.add_argument(
-        "--storage",
-        default=None,
-        help="Optuna storage URL (default: journal file in the sweep directory)",
-    )
-    p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="list cells, tuning points, runs and an estimated time; start nothing",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ import optuna
 from bench import records
 from bench.config import ConfigError
 from bench.resources import cpu_slots
+from bench.sweeps.args import add_worker_arguments
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import (
     Interrupted,
@@ -60,7 +61,6 @@ from bench.sweeps.study import (
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
 EXIT_INTERRUPTED = 130
-STORAGE_ENV = "BENCH_SWEEP_STORAGE"  # how the launcher hands workers the storage URL
 
 
 @dataclass
@@ -297,20 +297,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench worker", description="Join a sweep as one worker.")
     add_worker_arguments(p)
     return p
-
-
-def add_worker_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="sweep spec YAML, or an existing sweep directory")
-    p.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV),
-        help=f"Optuna storage URL (default: ${STORAGE_ENV}, else the sweep's journal file)",
-    )
-    p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
-    p.add_argument("--worker-id", default=None, help="name of this worker (default: its pid)")
-    p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, default=None, help="torch threads for this worker")
-    p.add_argument("--prepared", action="store_true", help=argparse.SUPPRESS)  # by the launcher
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -1,0 +1,63 @@
+"""Command-line arguments of ``bench sweep``, ``bench worker`` and ``bench dashboard``.
+
+Kept apart from the code that reads them so that building the ``bench`` parser
+(``bench --help``, ``bench variants``, ...) imports nothing heavy: this module
+imports only the standard library, never Optuna, Lightning or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+STORAGE_ENV = "BENCH_SWEEP_STORAGE"  # how the launcher hands workers the storage URL
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """``bench sweep SPEC [--workers N] [--devices IDS] [--storage URL] [--out DIR]``."""
+    p.add_argument("spec", help="sweep spec YAML, or an existing sweep directory to resume")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per GPU group, or 1 on CPU)",
+    )
+    p.add_argument(
+        "--devices",
+        default=None,
+        help="GPU ids, e.g. 0,1 ('cpu' for CPU slots; default: all visible GPUs)",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: journal file in the sweep directory)",
+    )
+    p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list cells, tuning points, runs and an estimated time; start nothing",
+    )
+
+
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    """``bench worker SPEC [--storage URL] [--out DIR] [--worker-id ID] [--threads N]``."""
+    p.add_argument("spec", help="sweep spec YAML, or an existing sweep directory")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"Optuna storage URL (default: ${STORAGE_ENV}, else the sweep's journal file)",
+    )
+    p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
+    p.add_argument("--worker-id", default=None, help="name of this worker (default: its pid)")
+    p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for this worker")
+    p.add_argument("--prepared", action="store_true", help=argparse.SUPPRESS)  # by the launcher
+
+
+def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
+    """``bench dashboard SWEEP [--host H] [--port P] [--storage URL]``."""
+    p.add_argument("sweep", help="sweep directory (or a storage URL)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--storage", default=None, help="storage URL when the sweep's is not recorded")

@@ -1,0 +1,95 @@
+"""Commands that do not train start without torch or Lightning (issue 15, item 4).
+
+Each check runs ``bench.cli.main(ARGV)`` in a fresh interpreter and reads which heavy
+modules ended up in ``sys.modules``. Timings are not asserted here; they live in
+``tools/cli_latency.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.sweep_helpers import tiny_spec, write_spec
+
+HEAVY = ("torch", "lightning", "optuna", "wandb", "matplotlib")
+
+PROBE = """
+import contextlib, io, json, sys
+from bench.cli import main
+argv = json.loads(sys.argv[1])
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+heavy = [m for m in {heavy!r} if m in sys.modules]
+print(json.dumps({{"code": code, "stdout": out.getvalue(), "heavy": heavy}}))
+"""
+
+
+def run_probe(*argv: str) -> dict:
+    """``main(argv)`` in a fresh interpreter: its exit code, stdout and heavy modules loaded."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), json.dumps(list(argv))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("argv", "shows"),
+    [
+        (["--help"], "Which transformer architecture choice"),
+        (["variants"], "model.pos_encoding"),
+        (["report", "--help"], "SWEEP_DIR"),
+        (["sweep", "--help"], "--workers"),
+        (["worker", "--help"], "--worker-id"),
+        (["dashboard", "--help"], "--port"),
+    ],
+)
+def test_commands_that_do_not_train_import_no_torch_lightning_or_optuna(argv, shows):
+    result = run_probe(*argv)
+    assert result["code"] == 0
+    assert shows in result["stdout"]
+    assert result["heavy"] == []
+
+
+def test_building_the_parser_imports_nothing_heavy():
+    code = (
+        "import sys; from bench.cli import build_parser; build_parser(); "
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_status_reads_the_storage_with_optuna_but_imports_no_torch_or_lightning(
+    tmp_path: Path,
+):
+    from bench.sweeps.layout import prepare_sweep
+
+    spec = write_spec(tmp_path / "s.yaml", tiny_spec())
+    prepare_sweep(spec, out=tmp_path / "sweep", check_data=False)
+    result = run_probe("status", str(tmp_path / "sweep"))
+    assert result["code"] == 0
+    assert "norm_placement=pre" in result["stdout"]
+    assert "optuna" in result["heavy"]
+    assert "torch" not in result["heavy"] and "lightning" not in result["heavy"]
+
+
+def test_the_probe_sees_torch_and_lightning_when_a_command_path_imports_them():
+    """The check above can fail: a module that imports Lightning shows up in the probe."""
+    code = f"import sys, bench.sweeps.objective; print([m for m in {HEAVY!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch" in proc.stdout and "lightning" in proc.stdout
