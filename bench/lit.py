@@ -13,9 +13,7 @@ from torch import Tensor, nn
 from bench.config import RunConfig, TrainConfig
 from bench.model import build_model
 from bench.model.norms import NORMS
-
-IGNORE = -100
-PAD = 0  # bench.tasks.vocab.PAD: collate right-pads every token key with it
+from bench.tasks.vocab import IGNORE, PAD  # collate right-pads every token key with PAD
 
 
 def _forward(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:

@@ -110,6 +110,17 @@ def wait_for(predicate, timeout: float = 120, every: float = 0.2) -> Any:
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def require_postgres() -> None:
+    """Skip a test without the PostgreSQL server, except in CI (CI=true), where it must run."""
+    import pytest
+
+    if postgres_reachable():
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("PostgreSQL on 127.0.0.1:5432 unreachable, and CI must run this test")
+    pytest.skip("PostgreSQL on 127.0.0.1:5432 unreachable")
+
+
 def postgres_reachable() -> bool:
     try:
         import psycopg2

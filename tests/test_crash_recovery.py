@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from sweep_helpers import (
     env_for_tests,
     fresh_database,
-    postgres_reachable,
+    require_postgres,
     tiny_spec,
     wait_for,
     worker_cmd,
@@ -139,8 +139,8 @@ def test_a_journal_torn_mid_record_is_repaired_with_a_backup_and_never_appended_
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not postgres_reachable(), reason="PostgreSQL on 127.0.0.1:5432 unreachable")
 def test_a_trial_failed_by_heartbeat_says_failed_and_why(tmp_path):
+    require_postgres()
     spec_dict = tiny_spec(
         compare={"model.norm_placement": ["pre"]},
         seeds=0,

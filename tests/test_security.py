@@ -7,7 +7,6 @@ with a password-protected role, and the real files a sweep and its report write
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sweep_helpers import PG_HOST, PG_PORT, PG_USER, env_for_tests, postgres_reachable, write_spec
+from sweep_helpers import PG_HOST, PG_PORT, PG_USER, env_for_tests, require_postgres, write_spec
 
 BENCH = [sys.executable, "-m", "bench.cli"]
 RUN_ARGS = [
@@ -141,10 +140,7 @@ def pg_with_password():
     """A PostgreSQL role with a password and its own database; yields the URL with user:pw."""
     import psycopg2
 
-    if not postgres_reachable():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 unreachable")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 unreachable")
+    require_postgres()
     tag = uuid.uuid4().hex[:8]
     role, db = f"h1_security_{tag}", f"h1_security_{tag}"
     admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
@@ -216,8 +212,7 @@ def test_the_readme_postgresql_url_form_works_with_bench_worker(tmp_path):
     """``bench worker sweeps/x.yaml --storage postgresql://host/db``, as the README shows."""
     import psycopg2
 
-    if not postgres_reachable():
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 unreachable")
+    require_postgres()
     from sweep_helpers import tiny_spec
 
     db = f"h1_security_readme_{uuid.uuid4().hex[:8]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,27 +36,27 @@ class LengthPoint:
         return self.chance is not None and near_chance(self.loss, self.chance, minimize=True)
 
 
-def _chance_at(s: CellSummary, length: int, train_length: int | None) -> float | None:
+def _at_length(
+    records: list[dict[str, Any]], key: str, length: int, train_length: int | None
+) -> list[float]:
+    """Each record's ``key@length`` (plain ``key`` stands for the training length)."""
     vals = []
-    for r in s.rows:
-        b = r.get("baseline") or {}
-        v = b.get(f"val/loss@{length}")
+    for rec in records:
+        v = rec.get(f"{key}@{length}")
         if v is None and length == train_length:
-            v = b.get("val/loss")
+            v = rec.get(key)
         if v is not None:
-            vals.append(v)
+            vals.append(float(v))
+    return vals
+
+
+def _chance_at(s: CellSummary, length: int, train_length: int | None) -> float | None:
+    vals = _at_length([r.get("baseline") or {} for r in s.rows], "val/loss", length, train_length)
     return float(np.median(vals)) if vals else None
 
 
 def _exact_match_at(s: CellSummary, length: int, train_length: int | None) -> float | None:
-    vals = []
-    for r in s.rows:
-        m = r["metrics"]
-        v = m.get(f"val/exact_match@{length}")
-        if v is None and length == train_length:
-            v = m.get("val/exact_match")
-        if v is not None:
-            vals.append(v)
+    vals = _at_length([r["metrics"] for r in s.rows], "val/exact_match", length, train_length)
     return float(np.mean(vals)) if vals else None
 
 
