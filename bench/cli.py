@@ -285,6 +285,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- reproduce
+
+
+def _reproduce_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "claims", nargs="*", metavar="CLAIM", help="claim ids or claim files (default: all)"
+    )
+    p.add_argument(
+        "--budget",
+        default="quick",
+        help="quick (exercises the pipeline, verdicts may be inconclusive) or full",
+    )
+    p.add_argument("--workers", type=int, help="worker processes per claim sweep (default: 1)")
+    p.add_argument("--storage", metavar="URL", help="one Optuna storage for every claim sweep")
+    p.add_argument("--runs", metavar="DIR", help="sweep directories (default: runs/claims/BUDGET)")
+    p.add_argument("--out", metavar="DIR", help="report directory (default: reports/claims)")
+    p.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="rerun with fresh training seeds: every seed + 1000 x K (default 0)",
+    )
+    p.add_argument(
+        "--judge-only", action="store_true", help="judge the sweeps as they are; run nothing"
+    )
+
+
+@command(
+    "reproduce",
+    "run published claims about architecture choices as sweeps; a verdict per claim",
+    _reproduce_args,
+)
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    quiet_lightning()
+    from bench.claims.reproduce import reproduce
+
+    return reproduce(
+        args.claims,
+        args.budget,
+        args.workers,
+        args.storage,
+        args.runs,
+        args.out,
+        args.seed_offset,
+        args.judge_only,
+    )
+
+
 # ----------------------------------------------------------------------------- landscape
 
 

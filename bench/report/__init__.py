@@ -72,14 +72,14 @@ def build_report(
         if wandb and mode == "online":
             publish.publish_wandb_report(data, texts, analysis.quality_metric(data)[0])
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a report is for everyone
-        _swap_into_place(tmp, target)
+        swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
 
-def _swap_into_place(new: Path, target: Path) -> None:
+def swap_into_place(new: Path, target: Path) -> None:
     """Rename ``new`` to ``target``, replacing an older report there."""
     if not target.exists():
         os.replace(new, target)

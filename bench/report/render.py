@@ -42,7 +42,7 @@ METHOD = (
 )
 
 
-def _md(text: Any) -> str:
+def md_text(text: Any) -> str:
     """Escape a string for Markdown prose (CommonMark backslash escapes, no HTML entities):
     a ``<`` that could open a tag, a ``&`` that could start an entity, emphasis markers."""
     s = re.sub(r"([\\`*]|\](?=\())", r"\\\1", str(text))
@@ -50,8 +50,8 @@ def _md(text: Any) -> str:
     return re.sub(r"&(?=#?\w+;)", r"\\&", s)
 
 
-def _md_cell(text: Any) -> str:
-    return _md(text).replace("|", "\\|").replace("\n", " ")
+def md_cell(text: Any) -> str:
+    return md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def environment() -> jinja2.Environment:
@@ -62,8 +62,8 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.filters["md"] = _md
-    env.filters["cell"] = _md_cell
+    env.filters["md"] = md_text
+    env.filters["cell"] = md_cell
     return env
 
 

@@ -1,0 +1,140 @@
+"""The figure of a claim: the runs behind its verdict, one kind per registered function.
+
+- ``cells``: every run's value per cell, with the cell mean and its 95% t-interval;
+- ``lengths``: the metric against evaluation length (1x = training length), the
+  mean over a cell's runs with each run faint behind it;
+- ``axis``: the metric against one compared axis (``x``, e.g. the learning rate),
+  one line per value of ``by`` (e.g. QK-norm on and off), runs as dots.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from bench.claims.metrics import Samples, counted_rows
+from bench.claims.spec import FigureSpec, MetricSpec
+from bench.report.collect import SweepData
+
+WIDTH, HEIGHT = 7.0, 3.6
+
+
+def _new() -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH, HEIGHT), dpi=110, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _label(metric: str, spec: MetricSpec) -> str:
+    return spec.label or metric
+
+
+def cells(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) -> Any:
+    fig, ax = _new()
+    by: dict[str, list[float]] = defaultdict(list)
+    for s in samples.values:
+        by[s.cell].append(s.value)
+    names = list(by)
+    for i, name in enumerate(names):
+        v = np.array(by[name])
+        ax.scatter(np.full(len(v), i) + np.linspace(-0.08, 0.08, len(v)), v, s=14, alpha=0.6)
+        m = float(v.mean())
+        half = _half_interval(v)
+        ax.errorbar([i + 0.22], [m], yerr=[[half], [half]], fmt="o", color="black", capsize=4)
+    ax.set_xticks(range(len(names)), [n.replace(",", "\n") for n in names], fontsize=8)
+    ax.set_ylabel(_label(fs.metric, spec))
+    ax.set_title(f"{_label(fs.metric, spec)} per run (dots), mean and 95% t-interval (black)")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def lengths(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) -> Any:
+    fig, ax = _new()
+    key = re.sub(r"@\d+x$", "", spec.key)
+    pat = re.compile(rf"^{re.escape(key)}@(\d+)$")
+    per_cell: dict[str, list[dict[int, float]]] = defaultdict(list)
+    for r in counted_rows(data):
+        if r["status"] != "completed":
+            continue
+        pts = {int(m.group(1)): v for k, v in r["metrics"].items() if (m := pat.match(k))}
+        if pts:
+            per_cell[r["cell"]].append(pts)
+    train = data.train_length or 1
+    for i, (cell, runs) in enumerate(per_cell.items()):
+        color = f"C{i}"
+        xs = sorted({n for run in runs for n in run})
+        for run in runs:
+            ax.plot([n / train for n in xs if n in run], [run[n] for n in xs if n in run],
+                    color=color, alpha=0.2, lw=1)  # fmt: skip
+        mean = [float(np.mean([run[n] for run in runs if n in run])) for n in xs]
+        ax.plot([n / train for n in xs], mean, "o-", color=color, label=cell)
+    ax.set_xlabel(f"evaluation length / training length ({train})")
+    ax.set_ylabel(key)
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{key} by evaluation length (runs faint, mean bold)")
+    return fig
+
+
+def axis(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) -> Any:
+    fig, ax = _new()
+    x_axis = (fs.x or "").removeprefix("model.")
+    by_axis = (fs.by or "").removeprefix("model.")
+    lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for s in samples.values:
+        try:
+            x = float(s.axes[x_axis])
+        except (KeyError, ValueError):
+            continue
+        lines[s.axes.get(by_axis, "all") if by_axis else "all"].append((x, s.value))
+    for i, (name, pts) in enumerate(sorted(lines.items())):
+        color = f"C{i}"
+        xs = sorted({x for x, _ in pts})
+        ax.scatter([x for x, _ in pts], [v for _, v in pts], color=color, s=12, alpha=0.5)
+        ax.plot(xs, [np.mean([v for x2, v in pts if x2 == x]) for x in xs], "o-", color=color,
+                label=f"{by_axis}={name}" if by_axis else name)  # fmt: skip
+    if fs.log_x:
+        ax.set_xscale("log")
+    vals = [s.value for s in samples.values if math.isfinite(s.value)]
+    if vals and min(vals) > 0 and max(vals) / min(vals) > 30:
+        ax.set_yscale("log")
+    ax.set_xlabel(fs.x or "")
+    ax.set_ylabel(_label(fs.metric, spec))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{_label(fs.metric, spec)} against {x_axis} (dots: runs, line: mean)")
+    return fig
+
+
+def _half_interval(v: np.ndarray) -> float:
+    if len(v) < 2 or float(v.std()) == 0.0:
+        return 0.0
+    return float(sps.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+FIGURES: dict[str, Callable[[FigureSpec, Samples, MetricSpec, SweepData], Any]] = {
+    "cells": cells,
+    "lengths": lengths,
+    "axis": axis,
+}
+
+
+def draw(
+    fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData, path: Path
+) -> Path | None:
+    """Draw one figure to ``path`` (PNG); None when there is nothing to draw."""
+    if not samples.values and fs.kind != "lengths":
+        return None
+    fig = FIGURES[fs.kind](fs, samples, spec, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

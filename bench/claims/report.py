@@ -1,0 +1,137 @@
+"""The claims report: one section per claim, a verdict table first.
+
+``OUT/index.html`` (self-contained: figures embedded, no scripts), ``OUT/report.md``
+(figures linked from ``OUT/figures/``). Written into a temporary directory and
+swapped into place, so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bench.claims import spec as cspec
+from bench.claims.reproduce import ClaimResult, judge_claim
+from bench.claims.rules import INCONCLUSIVE
+
+HOW = (
+    "Each claim's sweep is an ordinary compare sweep; the runs counted are each cell's "
+    "seed runs (plus its single run when nothing is tuned). A run that diverged counts "
+    "as chance. Each test is a Welch-Satterthwaite t-interval of a contrast of cell "
+    "means, Bonferroni-adjusted over the claim's tests; a claim is reproduced when every "
+    "test's interval clears its threshold, not reproduced when one lies wholly on the "
+    "wrong side, and inconclusive otherwise or when a precondition fails. The rules "
+    "were fixed in the claim files before the full runs."
+)
+
+
+def write_report(
+    claims: list[cspec.ClaimSpec],
+    root: Path,
+    target: Path,
+    budget: str,
+    seed_offset: int,
+    storage: str | None,
+) -> Path:
+    """Judge every claim from the sweeps under ``root`` and write the report to ``target``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bench.report import swap_into_place
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        results = [judge_claim(c, root, tmp / "figures", storage) for c in claims]
+        ctx = context(results, budget, seed_offset, root)
+        env = _environment()
+        (tmp / "report.md").write_text(env.get_template("claims.md.j2").render(ctx))
+        ctx_html = {**ctx, "sections": [_embed(s) for s in ctx["sections"]]}
+        (tmp / "index.html").write_text(env.get_template("claims.html.j2").render(ctx_html))
+        os.chmod(tmp, 0o755)
+        swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target / "index.html"
+
+
+def context(results: list[ClaimResult], budget: str, offset: int, root: Path) -> dict[str, Any]:
+    sections = [_section(r) for r in results]
+    total = sum(r.seconds or 0.0 for r in results if r.claim.sweep is not None)
+    return {
+        "budget": budget,
+        "seed_offset": offset,
+        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "runs_root": str(root),
+        "total_minutes": f"{total / 60:.1f}" if total else "",
+        "how": HOW,
+        "sections": sections,
+    }
+
+
+def _section(r: ClaimResult) -> dict[str, Any]:
+    c = r.claim
+    v = r.verdict
+    tests = []
+    for t in v.tests if v else []:
+        tests.append(
+            {
+                "says": t.spec.says or t.spec.kind,
+                "effect": "" if t.effect is None else f"{t.effect:+.3g}",
+                "interval": t.interval or t.reason,
+                "level": f"{100 * t.level:.3g}%",
+                "needs": t.threshold,
+                "status": t.status,
+                "runs": ", ".join(f"{k}: {n}" for k, n in t.sizes.items()),
+            }
+        )
+    first = tests[0] if tests else {}
+    return {
+        "id": c.id,
+        "title": c.title,
+        "citation": c.citation,
+        "url": c.url,
+        "statement": " ".join(c.statement.split()),
+        "scale": " ".join(c.scale.split()),
+        "status": v.status if v else INCONCLUSIVE,
+        "reason": v.reason if v else f"no runs: {r.error}",
+        "effect": f"{first['effect']} {first['interval']}".strip() if first else "",
+        "tests": tests,
+        "ran": r.ran,
+        "shares": c.sweep_of or "",
+        "minutes": f"{r.seconds / 60:.1f}" if r.seconds and c.sweep is not None else "",
+        "figures": [{"file": f"figures/{p.name}", "path": p} for p in r.figures],
+        "notes": r.notes[:20] + ([f"... and {len(r.notes) - 20} more"] if len(r.notes) > 20 else []),
+    }
+
+
+def _embed(section: dict[str, Any]) -> dict[str, Any]:
+    figs = []
+    for f in section["figures"]:
+        b64 = base64.b64encode(Path(f["path"]).read_bytes()).decode("ascii")
+        figs.append({**f, "data_uri": f"data:image/png;base64,{b64}"})
+    return {**section, "figures": figs}
+
+
+def _environment() -> jinja2.Environment:
+    from bench.report.render import md_cell, md_text
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("bench.claims", "templates"),
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_text
+    env.filters["cell"] = md_cell
+    return env

@@ -1,0 +1,205 @@
+"""``bench reproduce``: run the claims' sweeps, judge each claim, write one report.
+
+Order of work, so that a mistake costs nothing:
+
+1. every named claim is loaded and its sweep validated (spec, every cell's config,
+   every selector of its rule against the sweep's axes) before anything runs;
+2. each claim that owns a sweep runs it as an ordinary sweep in
+   ``RUNS/<budget>/<id>/`` (``bench sweep`` with its spec written beside it), so an
+   interrupted ``bench reproduce`` resumes where it stopped and a finished claim is
+   not run again;
+3. every claim is judged from its sweep's records (:mod:`bench.claims.rules`) and
+   the report is written to ``OUT`` (``index.html``, ``report.md``, ``figures/``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.claims import spec as cspec
+from bench.claims.metrics import Samples
+from bench.claims.rules import Verdict
+from bench.config import ConfigError
+
+TIMING = "timing.json"  # seconds each claim's sweep ran, summed over invocations
+
+
+@dataclass
+class ClaimResult:
+    """A judged claim: its verdict, samples, figures and what was run."""
+
+    claim: cspec.ClaimSpec
+    sweep_dir: Path
+    verdict: Verdict | None = None
+    samples: dict[str, Samples] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+    ran: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    error: str = ""
+
+
+def select_claims(names: list[str]) -> list[cspec.ClaimSpec]:
+    """The named claims (all shipped ones when none), plus the owners of ``sweep_of``."""
+    chosen = [cspec.load_claim(n) for n in (names or cspec.names())]
+    if not chosen:
+        raise ConfigError(f"no claims in {cspec.CLAIM_DIR}")
+    ids = {c.id for c in chosen}
+    for c in list(chosen):
+        if c.sweep_of and c.sweep_of not in ids:
+            owner = cspec.load_claim(c.sweep_of)
+            chosen.insert(chosen.index(c), owner)
+            ids.add(owner.id)
+    return chosen
+
+
+def check_claims(claims: list[cspec.ClaimSpec], budget: str, offset: int) -> dict[str, Any]:
+    """Each owning claim's sweep spec as data, validated (ConfigError in one line)."""
+    from bench.sweeps.spec import parse_spec, validate_spec_configs
+
+    sweeps: dict[str, Any] = {}
+    by_id = {c.id: c for c in claims}
+    for c in claims:
+        if c.sweep is None:
+            continue
+        where = f"claim {c.id}"
+        data = cspec.sweep_data(c, budget, offset)
+        if not data.get("compare"):
+            raise ConfigError(f"{where}: sweep: needs 'compare' (a claim compares cells)")
+        spec = parse_spec(data, where)
+        validate_spec_configs(spec, where)
+        sweeps[c.id] = data
+    for c in claims:
+        cspec.check_selectors(c, sweeps[c.sweep_id], f"claim {c.id}")
+        if c.sweep_of and by_id[c.sweep_of].sweep is None:
+            raise ConfigError(f"claim {c.id}: sweep_of {c.sweep_of}: that claim has no sweep")
+    return sweeps
+
+
+def run_claim_sweeps(
+    sweeps: dict[str, Any],
+    root: Path,
+    workers: int | None,
+    storage: str | None,
+) -> int:
+    """Run (or resume) each claim's sweep in turn; the first non-zero exit code stops."""
+    from bench.sweeps.launcher import run_sweep
+
+    root.mkdir(parents=True, exist_ok=True)
+    timing = _read_timing(root)
+    for claim_id, data in sweeps.items():
+        path = root / f"{claim_id}.yaml"
+        text = yaml.safe_dump(data, sort_keys=False)
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+        print(f"bench reproduce: claim {claim_id}: sweep {root / claim_id}", flush=True)
+        start = time.monotonic()
+        code = run_sweep(path, workers, "cpu" if workers else None, storage, root / claim_id,
+                         command=f"bench reproduce {claim_id}")  # fmt: skip
+        timing[claim_id] = timing.get(claim_id, 0.0) + time.monotonic() - start
+        (root / TIMING).write_text(json.dumps(timing, indent=1))
+        if code != 0:
+            print(f"bench reproduce: claim {claim_id}: sweep ended with {code}", file=sys.stderr)
+            return code
+    return 0
+
+
+def judge_claim(claim: cspec.ClaimSpec, root: Path, fig_dir: Path, storage: str | None):
+    """Load the claim's sweep and judge it; a sweep that cannot be read is an error row."""
+    from bench.claims import figures, rules
+    from bench.claims.metrics import run_samples
+    from bench.report.collect import load_sweep
+
+    result = ClaimResult(claim, root / claim.sweep_id)
+    result.seconds = _read_timing(root).get(claim.sweep_id)
+    try:
+        data = load_sweep(result.sweep_dir, storage)
+    except ConfigError as e:
+        result.error = str(e)
+        return result
+    result.samples = {name: run_samples(data, name, m) for name, m in claim.metrics.items()}
+    result.verdict = rules.judge(claim, result.samples)
+    result.ran = what_was_run(data.spec, data)
+    for name, s in result.samples.items():
+        result.notes += [f"{name}: {n}" for n in s.notes]
+    for i, fs in enumerate(claim.figures):
+        path = fig_dir / f"{claim.id}-{i}-{fs.kind}.png"
+        drawn = figures.draw(fs, result.samples[fs.metric], claim.metrics[fs.metric], data, path)
+        if drawn is not None:
+            result.figures.append(drawn)
+    return result
+
+
+def what_was_run(spec: dict[str, Any], data: Any) -> list[tuple[str, str]]:
+    """The sweep in a few labelled lines: task, model, cells, tuning, seeds, steps, runs."""
+    base = spec.get("base") or {}
+    task, model = base.get("task") or {}, base.get("model") or {}
+    train = base.get("train") or {}
+    tune = spec.get("tune")
+    if tune:
+        params = ", ".join(
+            f"{k} {p.get('low')}..{p.get('high')}" if isinstance(p, dict) else f"{k} {p}"
+            for k, p in tune["params"].items()
+        )
+        tuning = f"{params}: {tune.get('trials', 5)} trials per cell, same points in every cell"
+    else:
+        tuning = f"none: train.lr {train.get('lr', 'default')} in every cell"
+    cells = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in spec["compare"].items())
+    counted = sum(1 for r in data.rows if r["status"] == "completed")
+    return [
+        ("task", ", ".join(f"{k} {v}" for k, v in task.items())),
+        ("model", ", ".join(f"{k} {v}" for k, v in model.items())),
+        ("cells", cells),
+        ("tuning", tuning),
+        ("seeds", f"{spec.get('seeds')} fresh seeds per cell after tuning"),
+        ("steps", str((spec.get("budget") or {}).get("max_steps") or train.get("max_steps"))),
+        ("runs", f"{len(data.rows)} trials, {counted} completed"),
+    ]
+
+
+def reproduce(
+    names: list[str],
+    budget: str = "quick",
+    workers: int | None = None,
+    storage: str | None = None,
+    runs: str | Path | None = None,
+    out: str | Path | None = None,
+    seed_offset: int = 0,
+    judge_only: bool = False,
+) -> int:
+    """The command; returns its exit code (0 when every sweep ran, whatever the verdicts)."""
+    from bench.claims.report import write_report
+    from bench.sweeps.storage import quiet_optuna
+
+    if budget not in cspec.BUDGETS:
+        raise ConfigError(f"--budget {budget}: allowed: {', '.join(cspec.BUDGETS)}")
+    if seed_offset < 0:
+        raise ConfigError(f"--seed-offset {seed_offset}: allowed: an integer >= 0")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: allowed: an integer >= 1")
+    claims = select_claims(names)
+    sweeps = check_claims(claims, budget, seed_offset)
+    suffix = f"-offset{seed_offset}" if seed_offset else ""
+    root = Path(runs) if runs else Path("runs") / "claims" / f"{budget}{suffix}"
+    target = Path(out) if out else Path("reports") / "claims"
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {target}: exists and is not a directory")
+    quiet_optuna()
+    code = 0 if judge_only else run_claim_sweeps(sweeps, root, workers, storage)
+    path = write_report(claims, root, target, budget, seed_offset, storage)
+    print(f"bench reproduce: report {path}")
+    return code
+
+
+def _read_timing(root: Path) -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in json.loads((root / TIMING).read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
