@@ -318,7 +318,6 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     _reproduce_args,
 )
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    quiet_lightning()
     from bench.claims.reproduce import reproduce
 
     return reproduce(

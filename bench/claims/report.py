@@ -111,7 +111,9 @@ def _section(r: ClaimResult) -> dict[str, Any]:
         "shares": c.sweep_of or "",
         "minutes": f"{r.seconds / 60:.1f}" if r.seconds and c.sweep is not None else "",
         "figures": [{"file": f"figures/{p.name}", "path": p} for p in r.figures],
-        "notes": r.notes[:20] + ([f"... and {len(r.notes) - 20} more"] if len(r.notes) > 20 else []),
+        "not_drawn": r.not_drawn,
+        "notes": r.notes[:20]
+        + ([f"... and {len(r.notes) - 20} more"] if len(r.notes) > 20 else []),
     }
 
 

@@ -42,6 +42,7 @@ class ClaimResult:
     figures: list[Path] = field(default_factory=list)
     ran: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    not_drawn: list[str] = field(default_factory=list)  # figures without data, and why
     seconds: float | None = None
     error: str = ""
 
@@ -60,8 +61,15 @@ def select_claims(names: list[str]) -> list[cspec.ClaimSpec]:
     return chosen
 
 
-def check_claims(claims: list[cspec.ClaimSpec], budget: str, offset: int) -> dict[str, Any]:
-    """Each owning claim's sweep spec as data, validated (ConfigError in one line)."""
+def check_claims(
+    claims: list[cspec.ClaimSpec], budget: str, offset: int, build_data: bool = False
+) -> dict[str, Any]:
+    """Each owning claim's sweep spec as data, validated (ConfigError in one line).
+
+    ``build_data``: also build every cell's data as its runs will (what ``bench
+    sweep`` checks before it starts), so no claim runs before every claim is sound.
+    """
+    from bench.sweeps.preflight import check_cells
     from bench.sweeps.spec import parse_spec, validate_spec_configs
 
     sweeps: dict[str, Any] = {}
@@ -75,6 +83,8 @@ def check_claims(claims: list[cspec.ClaimSpec], budget: str, offset: int) -> dic
             raise ConfigError(f"{where}: sweep: needs 'compare' (a claim compares cells)")
         spec = parse_spec(data, where)
         validate_spec_configs(spec, where)
+        if build_data:
+            check_cells(spec, where)
         sweeps[c.id] = data
     for c in claims:
         cspec.check_selectors(c, sweeps[c.sweep_id], f"claim {c.id}")
@@ -134,6 +144,9 @@ def judge_claim(claim: cspec.ClaimSpec, root: Path, fig_dir: Path, storage: str 
         drawn = figures.draw(fs, result.samples[fs.metric], claim.metrics[fs.metric], data, path)
         if drawn is not None:
             result.figures.append(drawn)
+        else:
+            m = claim.metrics[fs.metric]
+            result.not_drawn.append(f"{m.label or fs.metric}: no run recorded {m.key}")
     return result
 
 
@@ -185,7 +198,7 @@ def reproduce(
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers}: allowed: an integer >= 1")
     claims = select_claims(names)
-    sweeps = check_claims(claims, budget, seed_offset)
+    sweeps = check_claims(claims, budget, seed_offset, build_data=not judge_only)
     suffix = f"-offset{seed_offset}" if seed_offset else ""
     root = Path(runs) if runs else Path("runs") / "claims" / f"{budget}{suffix}"
     target = Path(out) if out else Path("reports") / "claims"

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from scipy import stats as sps
 
 from bench.claims.metrics import Sample, Samples
-from bench.claims.spec import ClaimSpec, MetricSpec, Requirement, Selector, TestSpec
+from bench.claims.spec import ClaimSpec, MetricSpec, Requirement, RuleTest, Selector
 from bench.claims.spec import selector_matches as _match
 
 ALPHA = 0.05
@@ -64,7 +64,7 @@ class Term:
 class TestResult:
     """One test's effect, interval and status, in words for the report."""
 
-    spec: TestSpec
+    spec: RuleTest
     status: str
     effect: float | None
     low: float | None
@@ -101,6 +101,8 @@ def contrast_interval(terms: list[Term], level: float) -> tuple[float, float, fl
     """(effect, low, high) of sum(w * mean), Welch-Satterthwaite; a reason string when
     no interval can be formed."""
     for t in terms:
+        if not t.samples:
+            return f"{t.label}: no run recorded this metric"
         if len(t.samples) < MIN_RUNS:
             return f"{t.label}: {len(t.samples)} run(s), need {MIN_RUNS}"
     effect = sum(t.weight * _mean(t.samples) for t in terms)
@@ -129,7 +131,7 @@ def _select(samples: Samples, *selectors: Selector | None) -> list[Sample]:
     return samples.of(lambda axes: _match(merged, axes))
 
 
-def _terms(t: TestSpec, samples: Samples, sign: float) -> list[Term]:
+def _terms(t: RuleTest, samples: Samples, sign: float) -> list[Term]:
     """The contrast of a test; ``sign`` +1 when lower is better (effect = b - a)."""
     if t.kind in ("at_most", "at_least"):
         return [Term(1.0, t.a, _select(samples, t.a))]
@@ -142,21 +144,21 @@ def _terms(t: TestSpec, samples: Samples, sign: float) -> list[Term]:
     return [Term(sign, t.b or {}, _select(samples, t.b)), Term(-sign, t.a, _select(samples, t.a))]
 
 
-Decide = Callable[[float, float, TestSpec], tuple[str, str]]
+Decide = Callable[[float, float, RuleTest], tuple[str, str]]
 
 
-def _above(threshold: Callable[[TestSpec], float]) -> Decide:
+def _above(threshold: Callable[[RuleTest], float]) -> Decide:
     """holds when the whole interval is above the threshold, fails when below."""
 
-    def decide(low: float, high: float, t: TestSpec) -> tuple[str, str]:
+    def decide(low: float, high: float, t: RuleTest) -> tuple[str, str]:
         th = threshold(t)
         return (HOLDS if low > th else FAILS if high < th else UNCLEAR), f"> {th:+.3g}"
 
     return decide
 
 
-def _below(threshold: Callable[[TestSpec], float]) -> Decide:
-    def decide(low: float, high: float, t: TestSpec) -> tuple[str, str]:
+def _below(threshold: Callable[[RuleTest], float]) -> Decide:
+    def decide(low: float, high: float, t: RuleTest) -> tuple[str, str]:
         th = threshold(t)
         return (HOLDS if high < th else FAILS if low > th else UNCLEAR), f"< {th:+.3g}"
 
@@ -172,7 +174,7 @@ DECIDE: dict[str, Decide] = {
 }
 
 
-def run_test(t: TestSpec, samples: Samples, metric: MetricSpec, n_tests: int) -> TestResult:
+def run_test(t: RuleTest, samples: Samples, metric: MetricSpec, n_tests: int) -> TestResult:
     """One test of the rule at the claim's Bonferroni-adjusted level."""
     level = 1 - ALPHA / n_tests
     sign = 1.0 if metric.lower_is_better else -1.0

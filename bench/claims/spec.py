@@ -82,7 +82,7 @@ class MetricSpec(_Strict):
         return self
 
 
-class TestSpec(_Strict):
+class RuleTest(_Strict):
     """One test of the decision rule (see :mod:`bench.claims.rules`)."""
 
     kind: Literal["better", "not_worse", "gap_shrinks", "at_most", "at_least"]
@@ -97,7 +97,7 @@ class TestSpec(_Strict):
     says: str = ""  # the test in words, for the report
 
     @model_validator(mode="after")
-    def _fields(self) -> TestSpec:
+    def _fields(self) -> RuleTest:
         pairs = self.kind in ("better", "not_worse", "gap_shrinks")
         if pairs and self.b is None:
             raise ValueError(f"kind {self.kind}: needs 'b' (the cell it is compared with)")
@@ -148,7 +148,7 @@ class ClaimSpec(_Strict):
     sweep_of: str | None = Field(None, pattern=_ID)
     budgets: dict[Literal["quick", "full"], dict[str, Any]] = Field(default_factory=dict)
     metrics: dict[str, MetricSpec]
-    tests: list[TestSpec] = Field(min_length=1)
+    tests: list[RuleTest] = Field(min_length=1)
     requires: list[Requirement] = Field(default_factory=list)
     figures: list[FigureSpec] = Field(default_factory=list)
 
@@ -263,7 +263,7 @@ def check_selectors(claim: ClaimSpec, sweep: dict[str, Any], where: str) -> None
     for i, r in enumerate(claim.requires):
         if isinstance(r.cells, dict):
             sels.append((f"requires.{i}.cells", r.cells))
-    for i, (name, m) in enumerate(claim.metrics.items()):
+    for name, m in claim.metrics.items():
         if m.over is not None:
             sels.append((f"metrics.{name}.over", {m.over: None}))
     for loc, sel in sels:
@@ -286,7 +286,7 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     while len(parts) > 1:
         rest = ".".join(parts)
-        if rest in node or node is not data and _dotted_keys(node):
+        if rest in node or (node is not data and _dotted_keys(node)):
             break
         child = node.get(parts[0])
         if not isinstance(child, dict):

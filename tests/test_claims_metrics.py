@@ -1,0 +1,94 @@
+"""One number per run: which runs count, diverged runs as chance, LR sensitivity by hand."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from bench.claims.metrics import run_samples
+from bench.claims.spec import MetricSpec
+from bench.report.collect import SweepData
+
+CHANCE = {"val/loss": 2.5, "val/loss@32": 2.5, "val/loss@128": 2.5, "uniform/val/loss": 5.5}
+
+
+def row(cell: str, seed: int, status: str = "completed", phase: str = "seed", **metrics):
+    axes = dict(kv.split("=") for kv in cell.split(","))
+    return {"phase": phase, "cell": cell, "seed": seed, "status": status, "reason": "",
+            "metrics": metrics, "baseline": CHANCE, "run_dir": "", **axes}  # fmt: skip
+
+
+def sweep(rows: list[dict], axes: list[str], tuned: bool = True) -> SweepData:
+    spec = {"compare": {a: [] for a in axes}, **({"tune": {"params": {}}} if tuned else {})}
+    return SweepData(name="s", dir=Path("."), meta={}, spec=spec, spec_text="", axes=axes,
+                     axis_keys={a: a for a in axes}, cells=[], tuned=[], objective="val/loss",
+                     direction="minimize", rows=rows, train_length=32)  # fmt: skip
+
+
+def test_seed_runs_count_and_tuning_runs_only_when_nothing_was_tuned():
+    rows = [row("pe=a", 0, phase="tune", **{"val/loss": 9.0}), row("pe=a", 1, **{"val/loss": 1.0})]
+    tuned = run_samples(sweep(rows, ["pe"], tuned=True), "m", MetricSpec(key="val/loss"))
+    assert [s.value for s in tuned.values] == [1.0]  # the selected tuning run is not a seed
+    untuned = run_samples(sweep(rows, ["pe"], tuned=False), "m", MetricSpec(key="val/loss"))
+    assert sorted(s.value for s in untuned.values) == [1.0, 9.0]
+
+
+def test_a_diverged_run_counts_as_chance_and_a_failed_run_is_left_out_with_a_note():
+    rows = [
+        row("pe=a", 1, **{"val/loss": 1.0}),
+        row("pe=a", 2, status="diverged"),
+        row("pe=a", 3, status="failed"),
+    ]
+    s = run_samples(sweep(rows, ["pe"]), "m", MetricSpec(key="val/loss"))
+    assert sorted(x.value for x in s.values) == [1.0, 2.5]
+    assert any("diverged: counted as chance" in n for n in s.notes)
+    assert any("seed 3: failed: left out" in n for n in s.notes)
+
+
+def test_length_keys_scale_with_the_training_length_and_minus_subtracts():
+    rows = [row("pe=a", 1, **{"val/loss@32": 1.0, "val/loss@128": 1.75})]
+    spec = MetricSpec(key="val/loss@4x", minus="val/loss@1x")
+    assert [x.value for x in run_samples(sweep(rows, ["pe"]), "m", spec).values] == [0.75]
+
+
+def test_lr_sensitivity_follows_wortsman_per_group_and_seed():
+    # qk=false, seed 1: losses 3.0, 2.0, 8.0 (above l0 = 5.5, capped) over three lrs
+    losses = {("false", 1): [3.0, 2.0, 8.0], ("true", 1): [2.2, 2.0, 2.1]}
+    rows = [
+        row(f"qk={qk},lr={lr}", seed, **{"val/loss": v})
+        for (qk, seed), vals in losses.items()
+        for lr, v in zip(["0.001", "0.01", "0.1"], vals, strict=True)
+    ]
+    spec = MetricSpec(key="val/loss", over="lr", reduce="lr_sensitivity")
+    got = {s.axes["qk"]: s.value for s in run_samples(sweep(rows, ["qk", "lr"]), "m", spec).values}
+    assert got["false"] == pytest.approx(((3.0 - 2.0) + 0 + (5.5 - 2.0)) / 3)
+    assert got["true"] == pytest.approx((0.2 + 0 + 0.1) / 3)
+
+
+def test_a_seed_missing_one_learning_rate_is_left_out_of_lr_sensitivity():
+    rows = [row("qk=false,lr=0.001", 1, **{"val/loss": 3.0})]
+    rows += [
+        row("qk=false,lr=0.1", 2, **{"val/loss": 3.0}),
+        row("qk=false,lr=0.001", 2, **{"val/loss": 2.0}),
+    ]
+    spec = MetricSpec(key="val/loss", over="lr", reduce="lr_sensitivity")
+    s = run_samples(sweep(rows, ["qk", "lr"]), "m", spec)
+    assert [x.seed for x in s.values] == [2]
+    assert any("seed 1: no run at lr=[0.1]" in n for n in s.notes)
+
+
+def test_step_metrics_reduce_over_layers_and_steps_of_metrics_csv(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["step", "cond/attn_logit_max/0", "cond/attn_logit_max/1"])
+        w.writeheader()
+        w.writerows([{"step": 0, "cond/attn_logit_max/0": 1.0, "cond/attn_logit_max/1": 2.0},
+                     {"step": 10, "cond/attn_logit_max/0": 40.0, "cond/attn_logit_max/1": ""}])  # fmt: skip
+    r = {**row("pe=a", 1, status="diverged"), "run_dir": str(run)}
+    top = MetricSpec(key="cond/attn_logit_max/*", steps="max", diverged_as_chance=False)
+    low = MetricSpec(key="cond/attn_logit_max/*", steps="min", diverged_as_chance=False)
+    assert run_samples(sweep([r], ["pe"]), "m", top).values[0].value == 40.0
+    assert run_samples(sweep([r], ["pe"]), "m", low).values[0].value == 1.0

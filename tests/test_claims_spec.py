@@ -1,0 +1,169 @@
+"""Claim files: every shipped claim is a valid sweep for both budgets; a broken one is one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.claims import spec as cspec
+from bench.claims.reproduce import check_claims, select_claims
+from bench.config import ConfigError
+
+# The claims the issue names: adding a claim is adding a file, so this list only grows.
+FIRST_CLAIMS = {
+    "alibi-extrapolation",
+    "postln-warmup",
+    "nope-length",
+    "swiglu",
+    "qk-norm-lr-sensitivity",
+    "entropy-collapse",
+    "gqa",
+}
+
+
+def test_the_first_claims_ship_in_the_package():
+    assert set(cspec.names()) >= FIRST_CLAIMS
+    assert (cspec.CLAIM_DIR / "swiglu.yaml").resolve().parent.name == "claims"
+
+
+@pytest.mark.parametrize("budget", ["quick", "full"])
+def test_every_shipped_claim_is_a_valid_sweep_whose_rule_names_its_axes(budget):
+    claims = select_claims([])
+    sweeps = check_claims(claims, budget, 0)
+    owners = {c.id for c in claims if c.sweep is not None}
+    assert set(sweeps) == owners
+    for c in claims:
+        assert c.citation and c.url.startswith("https://") and len(c.scale.split()) > 20
+        assert sweeps[c.sweep_id]["name"] == f"claim-{c.sweep_id}"
+
+
+def test_the_quick_budget_is_smaller_than_the_full_one():
+    for c in select_claims([]):
+        if c.sweep is None:
+            continue
+        quick, full = cspec.sweep_data(c, "quick"), cspec.sweep_data(c, "full")
+        assert quick["budget"]["max_steps"] < full["budget"]["max_steps"]
+        assert quick["seeds"] <= full["seeds"]
+
+
+def test_a_seed_offset_moves_every_training_seed_and_the_sampler_seed():
+    c = cspec.load_claim("swiglu")
+    base = cspec.sweep_data(c, "full")
+    moved = cspec.sweep_data(c, "full", seed_offset=2)
+    assert moved["base"]["train"]["seed"] == base["base"]["train"].get("seed", 0) + 2000
+    assert moved["seed"] == base.get("seed", 0) + 2
+    assert moved["base"]["task"] == base["base"]["task"]  # same data
+
+
+def test_a_claim_that_shares_runs_brings_in_the_claim_that_owns_them():
+    chosen = [c.id for c in select_claims(["entropy-collapse"])]
+    assert chosen == ["qk-norm-lr-sensitivity", "entropy-collapse"]
+
+
+def test_budget_overrides_reach_dotted_keys_of_compare_and_tune():
+    data = {"compare": {"train.lr": [1]}, "tune": {"params": {"train.lr": {"low": 1}}}}
+    cspec.set_path(data, "compare.train.lr", [2, 3])
+    cspec.set_path(data, "tune.params.train.lr", {"low": 5})
+    cspec.set_path(data, "base.task.n_train", 7)
+    assert data == {
+        "compare": {"train.lr": [2, 3]},
+        "tune": {"params": {"train.lr": {"low": 5}}},
+        "base": {"task": {"n_train": 7}},
+    }
+
+
+def _write(tmp_path: Path, name: str, **changes) -> Path:
+    data = yaml.safe_load((cspec.CLAIM_DIR / "swiglu.yaml").read_text())
+    data.update(changes)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BROKEN = {
+    "unknown metric": (
+        {
+            "tests": [
+                {"kind": "better", "metric": "nope", "a": {"ffn": "relu"}, "b": {"ffn": "gelu"}}
+            ]
+        },
+        "metric 'nope' is not defined under metrics",
+    ),
+    "axis not compared": (
+        {
+            "tests": [
+                {"kind": "better", "metric": "loss", "a": {"norm": "pre"}, "b": {"ffn": "gelu"}}
+            ]
+        },
+        "'norm' is not a compared axis; allowed: ffn",
+    ),
+    "value not in the axis": (
+        {
+            "tests": [
+                {"kind": "better", "metric": "loss", "a": {"ffn": "tanh"}, "b": {"ffn": "gelu"}}
+            ]
+        },
+        "ffn='tanh' is not one of its values",
+    ),
+    "better without b": (
+        {"tests": [{"kind": "better", "metric": "loss", "a": {"ffn": "relu"}}]},
+        "needs 'b'",
+    ),
+    "both sweep and sweep_of": ({"sweep_of": "gqa"}, "exactly one of 'sweep' and 'sweep_of'"),
+    "unknown test kind": (
+        {"tests": [{"kind": "wins", "metric": "loss", "a": {"ffn": "relu"}}]},
+        "tests.0.kind",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_claim_file_is_refused_in_one_line_before_anything_runs(tmp_path, case):
+    changes, message = BROKEN[case]
+    path = _write(tmp_path, "swiglu", **changes)
+    with pytest.raises(ConfigError) as err:
+        check_claims(select_claims([str(path)]), "quick", 0)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_id_that_differs_from_the_file_name_is_refused(tmp_path):
+    path = _write(tmp_path, "other", id="swiglu")
+    with pytest.raises(ConfigError, match="differs from the file name"):
+        cspec.load_claim(path)
+
+
+BAD_ARGUMENTS = {
+    "unknown claim": (["no-such-claim"], "claim 'no-such-claim': no such claim; allowed: "),
+    "unknown budget": (["swiglu", "--budget", "huge"], "--budget huge: allowed: quick, full"),
+    "negative offset": (
+        ["swiglu", "--seed-offset", "-1"],
+        "--seed-offset -1: allowed: an integer >= 0",
+    ),
+    "no workers": (["swiglu", "--workers", "0"], "--workers 0: allowed: an integer >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS))
+def test_bench_reproduce_refuses_bad_arguments_with_one_line_and_exit_2(
+    tmp_path, monkeypatch, capsys, case
+):
+    from bench.cli import main
+
+    args, message = BAD_ARGUMENTS[case]
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", *args, "--runs", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "reports").exists()
+
+
+def test_a_bad_claim_as_a_real_command_prints_no_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "bench.cli", "reproduce", "no-such-claim"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "Traceback" not in p.stderr and list(tmp_path.iterdir()) == []

@@ -1,0 +1,104 @@
+"""``bench reproduce --budget quick`` end to end: real sweeps, real report, opened in Chromium.
+
+Three of the shipped claims run here (the QK-norm sweep, the entropy-collapse claim
+that judges the same runs, and NoPE with its precondition): each claim sweep costs
+about half a minute on 2 cores, and every claim's spec is validated for both budgets
+in ``test_claims_spec.py``. The quick budget exercises the pipeline; its verdicts may
+be (and mostly are) inconclusive.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from browser import ensure_chromium, inspect_page
+
+from bench.wandb_records import find_run_files, read_run
+
+CLAIMS = ["entropy-collapse", "nope-length"]
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+
+
+def _reproduce(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "bench.cli", "reproduce", *CLAIMS, "--budget", "quick",
+           "--workers", "2", "--runs", str(root / "runs"), "--out", str(root / "report"), *extra]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=900)
+
+
+def _trials(sweep_dir: Path) -> int:
+    """Every trial of every study of the sweep, counted through Optuna."""
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sweep_dir / "journal.log"))
+    )
+    return sum(s.n_trials for s in optuna.get_all_study_summaries(storage))
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reproduce")
+    p = _reproduce(root)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return root
+
+
+def test_each_claim_gets_a_section_with_statement_verdict_and_reason(reproduced):
+    md = (reproduced / "report" / "report.md").read_text()
+    for claim in ["qk-norm-lr-sensitivity", *CLAIMS]:
+        section = md[md.index(f'<a id="{claim}"></a>') :]
+        heading = section.splitlines()[1]
+        assert heading.endswith(VERDICTS), heading
+        assert "**Verdict: " in section and "What was run" in section
+    # NoPE's precondition: quick runs cannot fit copying, so the claim is not judged.
+    nope = md[md.index('<a id="nope-length"></a>') :]
+    assert "inconclusive" in nope.splitlines()[1]
+    assert "precondition not met: every cell fits the training length" in nope
+
+
+def test_the_shared_sweep_runs_once_and_is_judged_by_both_claims(reproduced):
+    runs = reproduced / "runs"
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == [
+        "nope-length",
+        "qk-norm-lr-sensitivity",
+    ]
+    md = (reproduced / "report" / "report.md").read_text()
+    assert "the runs of claim [qk-norm-lr-sensitivity]" in md
+
+
+def test_the_report_opens_in_chromium_with_every_figure_and_nothing_fetched(reproduced, tmp_path):
+    ensure_chromium()
+    report = reproduced / "report"
+    drawn = sorted((report / "figures").glob("*.png"))
+    page = inspect_page(report / "index.html", tmp_path / "shot.png")
+    assert page.console_errors == [] and page.script_elements == 0
+    assert len(page.images) == len(drawn) >= 3
+    for img in page.images:
+        assert img["complete"] and img["width"] > 300 and img["height"] > 100, img
+    assert all(u.startswith(("file://", "data:image/png")) for u in page.requests), page.requests
+    assert "Published findings, reproduced at small scale" in page.text
+    assert page.scroll_width <= 1280
+
+
+def test_runs_are_grouped_per_claim_in_wandb(reproduced):
+    files = find_run_files(reproduced / "runs" / "nope-length" / "wandb")
+    assert files, "no W&B offline runs"
+    groups = {read_run(f).group for f in files}
+    assert groups == {"claim-nope-length"}
+
+
+def test_a_second_invocation_resumes_without_running_anything_again(reproduced):
+    sweeps = [reproduced / "runs" / name for name in ("nope-length", "qk-norm-lr-sensitivity")]
+    before = [_trials(d) for d in sweeps]
+    verdicts = _verdicts((reproduced / "report" / "report.md").read_text())
+    p = _reproduce(reproduced)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert [_trials(d) for d in sweeps] == before
+    assert _verdicts((reproduced / "report" / "report.md").read_text()) == verdicts
+
+
+def _verdicts(md: str) -> list[str]:
+    return re.findall(r"^## .*: (reproduced|not reproduced|inconclusive)$", md, re.M)
