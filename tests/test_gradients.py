@@ -279,12 +279,22 @@ def test_output_logit_stats_are_max_mean_and_mean_log_partition_of_real_position
     assert stats["log_z_mean"] == pytest.approx(float(torch.logsumexp(kept, -1).mean()), rel=1e-5)
 
 
-def test_attention_stats_entropy_min_is_below_the_mean_of_heads():
+def test_attention_stats_entropy_min_is_below_the_mean_and_uniform_is_the_maximum():
     torch.manual_seed(0)
     model = build_model(ModelConfig(**TINY_MODEL))
-    ids = torch.randint(0, 16, (2, 6))
-    ent = attention_stats(model, lambda: model(ids)).entropy
-    assert all(float(v.min()) <= float(v.mean()) for v in ent.values())
+    ids = torch.randint(1, 16, (2, 6))
+    stats = attention_stats(model, lambda: model(ids))
+    assert all(float(v.min()) <= float(v.mean()) for v in stats.entropy.values())
+    # Causal attention, no padding: query t sees t + 1 keys.
+    causal = sum(math.log(t + 1) for t in range(6)) / 6
+    assert stats.uniform == pytest.approx({f"layer_{i}": causal for i in range(3)}, rel=1e-6)
+    assert all(float(stats.entropy[k].max()) <= v + 1e-5 for k, v in stats.uniform.items())
+    # The second sequence has 4 real tokens: its queries 0..3 see 1..4 keys.
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[1, 4:] = True
+    padded = attention_stats(model, lambda: model(ids, pad), {"decoder": ~pad}).uniform
+    expected = (6 * causal + sum(math.log(t + 1) for t in range(4))) / 10
+    assert padded["layer_0"] == pytest.approx(expected, rel=1e-6)
 
 
 # ----------------------------------------------------------------------------- through a Trainer
@@ -357,6 +367,7 @@ def test_callback_logs_cond_keys_every_n_steps_and_writes_npz_and_png(tmp_path):
         "cond/attn_entropy/layer_0",
         "cond/attn_entropy/layer_1",
         "cond/attn_entropy_min/layer_1",
+        "cond/attn_entropy_uniform/layer_0",
         "cond/attn_logit_max/layer_0",
         "cond/attn_logit_max/layer_1",
         "cond/output_logit_max",

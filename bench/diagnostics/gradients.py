@@ -33,6 +33,8 @@ values line up with ``train/loss`` of the same batch):
                                        fixed batch; layer = layer_{i}, enc_layer_{i}, dec_layer_{i},
                                        dec_layer_{i}/cross
 ``cond/attn_entropy_min/{layer}``      the lowest head's entropy (mean over queries and the batch)
+``cond/attn_entropy_uniform/{layer}``  the entropy of uniform attention over the allowed keys (its
+                                       maximum; constant for the fixed batch)
 ``cond/attn_logit_max/{layer}``        largest pre-softmax logit ``|q.k|/sqrt(d_head)`` over heads,
                                        real queries and the keys each may attend to
 ``cond/output_logit_max``              largest output logit on the fixed batch's real positions
@@ -346,12 +348,30 @@ class AttentionStats:
     may attend to; ``output``: ``output_logit_max`` (largest output logit),
     ``output_logit_mean`` (mean logit) and ``log_z_mean`` (mean log-partition
     ``logsumexp`` of the logits, what z-loss pushes to 0; Wortsman et al. 2023,
-    Chowdhery et al. 2022) over the decoder's real positions.
+    Chowdhery et al. 2022) over the decoder's real positions; ``uniform``: per
+    layer, the entropy uniform attention over the allowed keys would have (mean of
+    ``log keys`` over real queries), the maximum ``entropy`` can reach.
     """
 
     entropy: dict[str, Tensor]
     logit_max: dict[str, float]
     output: dict[str, float]
+    uniform: dict[str, float]
+
+
+def _floats(values: Mapping[str, Tensor]) -> dict[str, float]:
+    """Scalar tensors as floats, with one host sync."""
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True))
+
+
+def _mean_over_queries(per_query: Tensor, query_mask: Tensor | None = None) -> Tensor:
+    """Mean over the batch and the real queries of a per-query value ``[B, 1, T]``."""
+    if query_mask is not None:
+        keep = query_mask.to(per_query.device, torch.bool)[:, None, :]
+        per_query = per_query.masked_fill(~keep, math.nan)
+    return per_query.nanmean()
 
 
 def output_logit_stats(logits: Tensor, positions: Tensor | None = None) -> dict[str, float]:
@@ -393,6 +413,7 @@ def attention_stats(
         logits = forward()
         entropy: dict[str, Tensor] = {}
         peaks: dict[str, Tensor] = {}
+        uniform: dict[str, Tensor] = {}
         for name, m in mods.items():
             probs = getattr(m, "last_probs", None)
             if probs is None:
@@ -405,23 +426,23 @@ def attention_stats(
                     keep = mask.to(peak.device, torch.bool)[:, None, :].expand_as(peak)
                     peak = peak.masked_fill(~keep, 0.0)
                 peaks[name] = peak.amax()
-        logit_max = (
-            dict(zip(peaks, torch.stack(list(peaks.values())).tolist(), strict=True))
-            if peaks
-            else {}
-        )
+            keys = getattr(m, "last_keys", None)  # [B | 1, H | 1, T]
+            if keys is not None:
+                log_keys = keys[:, :1].float().log().expand(probs.shape[0], 1, probs.shape[2])
+                uniform[name] = _mean_over_queries(log_keys, mask)
+        logit_max, uniform_max = _floats(peaks), _floats(uniform)
         output = (
             output_logit_stats(logits, masks.get("decoder"))
             if isinstance(logits, Tensor) and logits.ndim == 3
             else {}
         )
-        return AttentionStats(entropy, logit_max, output)
+        return AttentionStats(entropy, logit_max, output, uniform_max)
     finally:
         for m in mods.values():
             m.record_probs = False
             m.last_probs = None
             if hasattr(m, "last_logit_max"):
-                m.last_logit_max = None
+                m.last_logit_max = m.last_keys = None
         model.train(was_training)
 
 
@@ -595,6 +616,7 @@ class GradientDiagnostics(L.Callback):
         self.entropy.append((step, ent))
         row.update({f"cond/attn_entropy/{k}": float(v.mean()) for k, v in ent.items()})
         row.update({f"cond/attn_entropy_min/{k}": float(v.min()) for k, v in ent.items()})
+        row.update({f"cond/attn_entropy_uniform/{k}": v for k, v in stats.uniform.items()})
 
     def _measure_noise(
         self, trainer: L.Trainer, pl_module: L.LightningModule, row: dict[str, float]

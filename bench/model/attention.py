@@ -68,8 +68,10 @@ class Attention(nn.Module):
     ``[B, H, T, S]`` (detached) in ``last_probs`` and the largest pre-softmax
     logit ``|q.k|/sqrt(d_head)`` each query gives an allowed key, ``[B, H, T]``, in
     ``last_logit_max`` (Wortsman et al. 2023, "Small-scale proxies for large-scale
-    Transformer training instabilities": its growth precedes entropy collapse);
-    the output still comes from SDPA.
+    Transformer training instabilities": its growth precedes entropy collapse)
+    and the number of keys each query may attend to, ``[B | 1, H | 1, T]``, in
+    ``last_keys`` (uniform attention has entropy ``log last_keys``); the output
+    still comes from SDPA.
     """
 
     def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
@@ -95,6 +97,7 @@ class Attention(nn.Module):
         self.record_probs = False
         self.last_probs: Tensor | None = None
         self.last_logit_max: Tensor | None = None
+        self.last_keys: Tensor | None = None
 
     def weight_blocks(self) -> list[tuple[str, nn.Linear, slice]]:
         """``(role, linear, rows)`` of each logical projection; roles: q, k, v, out."""
@@ -144,17 +147,19 @@ class Attention(nn.Module):
             enable_gqa=KV != H,
         )
         if self.record_probs:
-            self.last_probs, self.last_logit_max = self._probs(q, k, mask, inputs.is_causal)
+            self.last_probs, self.last_logit_max, self.last_keys = self._probs(
+                q, k, mask, inputs.is_causal
+            )
         y = y.transpose(1, 2).reshape(B, T, H * hd)
         return self.resid_drop(self.out(y))
 
     @torch.no_grad()
     def _probs(
         self, q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool
-    ) -> tuple[Tensor, Tensor]:
-        """Softmax of the same scores SDPA sees (no dropout), in float32, and the largest
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Softmax of the same scores SDPA sees (no dropout), in float32, the largest
         ``|q.k|/sqrt(d)`` per query over the keys it may attend to (positional biases
-        left out: the logit the q/k weights make)."""
+        left out: the logit the q/k weights make) and how many keys that is."""
         k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
         logits = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(self.head_dim)
         if mask is not None:
@@ -167,6 +172,10 @@ class Attention(nn.Module):
         else:
             scores, hidden = logits, None
         size = logits.abs()
-        if hidden is not None:
+        if hidden is None:
+            keys = torch.full((1, 1, logits.shape[-2]), logits.shape[-1], device=q.device)
+        else:
             size = size.masked_fill(hidden, 0.0)
-        return scores.softmax(dim=-1), size.amax(dim=-1)
+            keys = (~hidden).sum(-1)
+            keys = keys.view((1,) * (3 - keys.ndim) + tuple(keys.shape))  # [B | 1, H | 1, T]
+        return scores.softmax(dim=-1), size.amax(dim=-1), keys
