@@ -22,6 +22,7 @@ from bench.diagnostics.gradients import (
     NoiseScale,
     attention_entropies,
     attention_entropy,
+    attention_stats,
     classify_parameter,
     first_last_ratio,
     grad_norms,
@@ -240,6 +241,62 @@ def test_attention_entropies_cover_every_layer_and_restore_the_model():
     assert not any(getattr(m, "record_probs", False) for m in model.modules())
 
 
+def test_attention_logit_max_is_the_largest_allowed_scaled_q_dot_k_of_a_real_query():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    ids = torch.randint(1, 16, (2, 6))
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[1, 4:] = True  # the second sequence has 4 real tokens
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab_qk(module, args, output):  # q, k of layer 0 from its fused projection
+        q, k, _ = output.split(32, dim=-1)
+        captured["q"] = q.view(2, 6, 2, 16).transpose(1, 2)
+        captured["k"] = k.view(2, 6, 2, 16).transpose(1, 2)
+
+    handle = model.blocks[0].attn.qkv.register_forward_hook(grab_qk)
+    stats = attention_stats(model, lambda: model(ids, pad), {"decoder": ~pad})
+    handle.remove()
+    scores = (captured["q"] @ captured["k"].transpose(-2, -1)).abs() / 4.0  # sqrt(16)
+    allowed = torch.ones(6, 6, dtype=torch.bool).tril()[None, None] & ~pad[:, None, None, :]
+    allowed = (allowed & ~pad[:, None, :, None]).expand_as(scores)  # padded queries: not measured
+    assert float(scores.max()) > float(scores[allowed].max())  # the mask matters here
+    assert stats.logit_max["layer_0"] == pytest.approx(float(scores[allowed].max()), rel=1e-5)
+    assert set(stats.logit_max) == {"layer_0", "layer_1", "layer_2"}
+
+
+def test_output_logit_stats_are_max_mean_and_mean_log_partition_of_real_positions():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    ids = torch.randint(1, 16, (2, 6))
+    real = torch.ones(2, 6, dtype=torch.bool)
+    real[0, 3:] = False
+    logits = model.eval()(ids).detach()
+    stats = attention_stats(model, lambda: model(ids), {"decoder": real}).output
+    kept = logits[real]
+    assert stats["output_logit_max"] == pytest.approx(float(kept.max()), rel=1e-5)
+    assert stats["output_logit_mean"] == pytest.approx(float(kept.mean()), rel=1e-4, abs=1e-6)
+    assert stats["log_z_mean"] == pytest.approx(float(torch.logsumexp(kept, -1).mean()), rel=1e-5)
+
+
+def test_attention_stats_entropy_min_is_below_the_mean_and_uniform_is_the_maximum():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    ids = torch.randint(1, 16, (2, 6))
+    stats = attention_stats(model, lambda: model(ids))
+    assert all(float(v.min()) <= float(v.mean()) for v in stats.entropy.values())
+    # Causal attention, no padding: query t sees t + 1 keys.
+    causal = sum(math.log(t + 1) for t in range(6)) / 6
+    assert stats.uniform == pytest.approx({f"layer_{i}": causal for i in range(3)}, rel=1e-6)
+    assert all(float(stats.entropy[k].max()) <= v + 1e-5 for k, v in stats.uniform.items())
+    # The second sequence has 4 real tokens: its queries 0..3 see 1..4 keys.
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[1, 4:] = True
+    padded = attention_stats(model, lambda: model(ids, pad), {"decoder": ~pad}).uniform
+    expected = (6 * causal + sum(math.log(t + 1) for t in range(4))) / 10
+    assert padded["layer_0"] == pytest.approx(expected, rel=1e-6)
+
+
 # ----------------------------------------------------------------------------- through a Trainer
 
 
@@ -309,8 +366,19 @@ def test_callback_logs_cond_keys_every_n_steps_and_writes_npz_and_png(tmp_path):
         "cond/noise_scale",
         "cond/attn_entropy/layer_0",
         "cond/attn_entropy/layer_1",
+        "cond/attn_entropy_min/layer_1",
+        "cond/attn_entropy_uniform/layer_0",
+        "cond/attn_logit_max/layer_0",
+        "cond/attn_logit_max/layer_1",
+        "cond/output_logit_max",
+        "cond/output_logit_mean",
+        "cond/log_z_mean",
     ]:
         assert key in row, key
+    assert row["cond/attn_entropy_min/layer_0"] <= row["cond/attn_entropy/layer_0"]
+    assert row["cond/output_logit_max"] > row["cond/output_logit_mean"]
+    # log Z >= the largest logit of each position, hence >= their mean
+    assert row["cond/log_z_mean"] > row["cond/output_logit_mean"]
     assert row["cond/grad_norm_ratio_first_last"] == pytest.approx(
         row["cond/grad_norm/block_0"] / row["cond/grad_norm/block_1"], rel=1e-5
     )

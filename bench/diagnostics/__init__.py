@@ -7,6 +7,11 @@ that a failing diagnostic is recorded and switched off instead of failing the
 run; :func:`landscape_of` runs the loss-landscape analysis on a trained module
 (at the end of a run, or later via ``bench landscape``).
 
+The package itself imports no torch or Lightning (each callback's module is
+imported when it is built), so that the pure-Python diagnoses
+(:mod:`bench.diagnostics.diagnoses`: rules that read a run's records and say why
+it trains badly) load in the report and in ``bench status``.
+
 Every diagnostic that evaluates a loss measures the *training* loss, the one the
 optimizer descends (cross-entropy with ``train.label_smoothing``):
 ``BenchModule.training_loss``. Each records which loss it measured (``loss`` in
@@ -17,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from lightning.pytorch.callbacks import Callback
+from typing import TYPE_CHECKING, Any
 
 from bench.config import DiagnosticsConfig, RunConfig
-from bench.diagnostics.guard import DiagnosticErrors, guard
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback
+
+    from bench.diagnostics.guard import DiagnosticErrors
 
 
 def _gradients(d: DiagnosticsConfig, run_dir: Path) -> Callback:
@@ -66,6 +73,8 @@ def build_callbacks(
 
     Each is guarded: its errors go to ``errors`` (a warning, then switched off).
     """
+    from bench.diagnostics.guard import DiagnosticErrors, guard
+
     errors = errors if errors is not None else DiagnosticErrors()
     return [
         guard(make(cfg.diagnostics, run_dir), name, errors)

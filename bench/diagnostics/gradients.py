@@ -32,6 +32,14 @@ values line up with ``train/loss`` of the same batch):
 ``cond/attn_entropy/{layer}``          attention entropy (nats), mean over heads, queries and a
                                        fixed batch; layer = layer_{i}, enc_layer_{i}, dec_layer_{i},
                                        dec_layer_{i}/cross
+``cond/attn_entropy_min/{layer}``      the lowest head's entropy (mean over queries and the batch)
+``cond/attn_entropy_uniform/{layer}``  the entropy of uniform attention over the allowed keys (its
+                                       maximum; constant for the fixed batch)
+``cond/attn_logit_max/{layer}``        largest pre-softmax logit ``|q.k|/sqrt(d_head)`` over heads,
+                                       real queries and the keys each may attend to
+``cond/output_logit_max``              largest output logit on the fixed batch's real positions
+``cond/output_logit_mean``             mean output logit there
+``cond/log_z_mean``                    mean log-partition ``logsumexp(logits)`` there
 =====================================  ===========================================================
 
 Files in ``<out_dir>/diagnostics/``: ``gradients.npz`` (per-step arrays, per-head
@@ -331,37 +339,121 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+@dataclass(frozen=True)
+class AttentionStats:
+    """What one eval-mode forward on the fixed batch says about attention and the output.
+
+    ``entropy``: per layer, the entropy per head ``[H]``; ``logit_max``: per layer,
+    the largest ``|q.k|/sqrt(d_head)`` over heads, real queries and the keys they
+    may attend to; ``output``: ``output_logit_max`` (largest output logit),
+    ``output_logit_mean`` (mean logit) and ``log_z_mean`` (mean log-partition
+    ``logsumexp`` of the logits, what z-loss pushes to 0; Wortsman et al. 2023,
+    Chowdhery et al. 2022) over the decoder's real positions; ``uniform``: per
+    layer, the entropy uniform attention over the allowed keys would have (mean of
+    ``log keys`` over real queries), the maximum ``entropy`` can reach.
+    """
+
+    entropy: dict[str, Tensor]
+    logit_max: dict[str, float]
+    output: dict[str, float]
+    uniform: dict[str, float]
+
+
+def _floats(values: Mapping[str, Tensor]) -> dict[str, float]:
+    """Scalar tensors as floats, with one host sync."""
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True))
+
+
+def _mean_over_queries(per_query: Tensor, query_mask: Tensor | None = None) -> Tensor:
+    """Mean over the batch and the real queries of a per-query value ``[B, 1, T]``."""
+    if query_mask is not None:
+        keep = query_mask.to(per_query.device, torch.bool)[:, None, :]
+        per_query = per_query.masked_fill(~keep, math.nan)
+    return per_query.nanmean()
+
+
+def output_logit_stats(logits: Tensor, positions: Tensor | None = None) -> dict[str, float]:
+    """Max and mean of output logits ``[B, T, V]`` and their mean log-partition.
+
+    ``positions [B, T]`` (True = a real token) chooses the positions measured.
+    """
+    flat = logits.detach().float()
+    flat = flat[positions.to(flat.device, torch.bool)] if positions is not None else flat
+    flat = flat.reshape(-1, logits.shape[-1])
+    if flat.shape[0] == 0:
+        return {}
+    values = torch.stack([flat.max(), flat.mean(), torch.logsumexp(flat, -1).mean()]).tolist()
+    return dict(zip(("output_logit_max", "output_logit_mean", "log_z_mean"), values, strict=True))
+
+
 @torch.no_grad()
+def attention_stats(
+    model: nn.Module,
+    forward: Callable[[], Any],
+    query_masks: Mapping[str, Tensor] | None = None,
+) -> AttentionStats:
+    """Attention entropy per head, largest attention logit per layer and output-logit
+    statistics of one ``forward()`` in eval mode (see :class:`AttentionStats`).
+
+    ``query_masks``: ``{"encoder": [B, S], "decoder": [B, T]}`` (True = real token,
+    e.g. :func:`bench.lit.real_positions`); a layer's padded queries are left out.
+    Switches ``record_probs`` on for the call only and restores the train/eval mode.
+    ``forward()``'s return value is taken as the output logits when it is a
+    ``[B, T, V]`` tensor.
+    """
+    mods = attention_modules(model)
+    was_training = model.training
+    model.eval()
+    masks = query_masks or {}
+    try:
+        for m in mods.values():
+            m.record_probs = True
+        logits = forward()
+        entropy: dict[str, Tensor] = {}
+        peaks: dict[str, Tensor] = {}
+        uniform: dict[str, Tensor] = {}
+        for name, m in mods.items():
+            probs = getattr(m, "last_probs", None)
+            if probs is None:
+                continue
+            mask = masks.get(_stack_of(name))
+            entropy[name] = attention_entropy(probs, mask).cpu()
+            peak = getattr(m, "last_logit_max", None)  # [B, H, T]
+            if peak is not None:
+                if mask is not None:
+                    keep = mask.to(peak.device, torch.bool)[:, None, :].expand_as(peak)
+                    peak = peak.masked_fill(~keep, 0.0)
+                peaks[name] = peak.amax()
+            keys = getattr(m, "last_keys", None)  # [B | 1, H | 1, T]
+            if keys is not None:
+                log_keys = keys[:, :1].float().log().expand(probs.shape[0], 1, probs.shape[2])
+                uniform[name] = _mean_over_queries(log_keys, mask)
+        logit_max, uniform_max = _floats(peaks), _floats(uniform)
+        output = (
+            output_logit_stats(logits, masks.get("decoder"))
+            if isinstance(logits, Tensor) and logits.ndim == 3
+            else {}
+        )
+        return AttentionStats(entropy, logit_max, output, uniform_max)
+    finally:
+        for m in mods.values():
+            m.record_probs = False
+            m.last_probs = None
+            if hasattr(m, "last_logit_max"):
+                m.last_logit_max = m.last_keys = None
+        model.train(was_training)
+
+
 def attention_entropies(
     model: nn.Module,
     forward: Callable[[], Any],
     query_masks: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Per-head entropy ``[H]`` of every attention layer during ``forward()`` in eval mode.
-
-    ``query_masks``: ``{"encoder": [B, S], "decoder": [B, T]}`` (True = real token,
-    e.g. :func:`bench.lit.real_positions`); a layer's padded queries are left out.
-    Switches ``record_probs`` on for the call only and restores the train/eval mode.
-    """
-    mods = attention_modules(model)
-    was_training = model.training
-    model.eval()
-    try:
-        for m in mods.values():
-            m.record_probs = True
-        forward()
-        out = {}
-        for name, m in mods.items():
-            probs = getattr(m, "last_probs", None)
-            if probs is not None:
-                mask = (query_masks or {}).get(_stack_of(name))
-                out[name] = attention_entropy(probs, mask).cpu()
-        return out
-    finally:
-        for m in mods.values():
-            m.record_probs = False
-            m.last_probs = None
-        model.train(was_training)
+    """Per-head entropy ``[H]`` of every attention layer during ``forward()`` in eval mode
+    (:func:`attention_stats`' ``entropy``)."""
+    return attention_stats(model, forward, query_masks).entropy
 
 
 # ----------------------------------------------------------------------------- callback
@@ -510,15 +602,21 @@ class GradientDiagnostics(L.Callback):
         if self._fixed is None:
             return
         with trainer.precision_plugin.forward_context():
-            ent = attention_entropies(
+            stats = attention_stats(
                 pl_module.model,
                 lambda: self.forward_fn(pl_module, self._fixed),
                 _default_query_masks(pl_module, self._fixed),
             )
+        row = self._row
+        row.update({f"cond/{k}": v for k, v in stats.output.items()})
+        row.update({f"cond/attn_logit_max/{k}": v for k, v in stats.logit_max.items()})
+        ent = stats.entropy
         if not ent:
             return
         self.entropy.append((step, ent))
-        self._row.update({f"cond/attn_entropy/{k}": float(v.mean()) for k, v in ent.items()})
+        row.update({f"cond/attn_entropy/{k}": float(v.mean()) for k, v in ent.items()})
+        row.update({f"cond/attn_entropy_min/{k}": float(v.min()) for k, v in ent.items()})
+        row.update({f"cond/attn_entropy_uniform/{k}": v for k, v in stats.uniform.items()})
 
     def _measure_noise(
         self, trainer: L.Trainer, pl_module: L.LightningModule, row: dict[str, float]

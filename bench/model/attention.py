@@ -65,7 +65,13 @@ class Attention(nn.Module):
     Self-attention uses one fused q/k/v projection; cross-attention a query
     projection and a fused k/v projection of the encoder memory. Set
     ``record_probs = True`` to also store the attention probabilities
-    ``[B, H, T, S]`` (detached) in ``last_probs``; the output still comes from SDPA.
+    ``[B, H, T, S]`` (detached) in ``last_probs`` and the largest pre-softmax
+    logit ``|q.k|/sqrt(d_head)`` each query gives an allowed key, ``[B, H, T]``, in
+    ``last_logit_max`` (Wortsman et al. 2023, "Small-scale proxies for large-scale
+    Transformer training instabilities": its growth precedes entropy collapse)
+    and the number of keys each query may attend to, ``[B | 1, H | 1, T]``, in
+    ``last_keys`` (uniform attention has entropy ``log last_keys``); the output
+    still comes from SDPA.
     """
 
     def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
@@ -90,6 +96,8 @@ class Attention(nn.Module):
         self.resid_drop = nn.Dropout(cfg.dropout)
         self.record_probs = False
         self.last_probs: Tensor | None = None
+        self.last_logit_max: Tensor | None = None
+        self.last_keys: Tensor | None = None
 
     def weight_blocks(self) -> list[tuple[str, nn.Linear, slice]]:
         """``(role, linear, rows)`` of each logical projection; roles: q, k, v, out."""
@@ -139,19 +147,35 @@ class Attention(nn.Module):
             enable_gqa=KV != H,
         )
         if self.record_probs:
-            self.last_probs = self._probs(q, k, mask, inputs.is_causal)
+            self.last_probs, self.last_logit_max, self.last_keys = self._probs(
+                q, k, mask, inputs.is_causal
+            )
         y = y.transpose(1, 2).reshape(B, T, H * hd)
         return self.resid_drop(self.out(y))
 
     @torch.no_grad()
-    def _probs(self, q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
-        """Softmax of the same scores SDPA sees (no dropout), in float32."""
+    def _probs(
+        self, q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Softmax of the same scores SDPA sees (no dropout), in float32, the largest
+        ``|q.k|/sqrt(d)`` per query over the keys it may attend to (positional biases
+        left out: the logit the q/k weights make) and how many keys that is."""
         k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
-        scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(self.head_dim)
+        logits = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(self.head_dim)
         if mask is not None:
-            scores = scores + mask.float()
+            scores = logits + mask.float()
+            hidden = torch.isneginf(scores)
         elif is_causal:
-            t, s = scores.shape[-2:]
-            future = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(1)
-            scores = scores.masked_fill(future, float("-inf"))
-        return scores.softmax(dim=-1)
+            t, s = logits.shape[-2:]
+            hidden = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(1)
+            scores = logits.masked_fill(hidden, float("-inf"))
+        else:
+            scores, hidden = logits, None
+        size = logits.abs()
+        if hidden is None:
+            keys = torch.full((1, 1, logits.shape[-2]), logits.shape[-1], device=q.device)
+        else:
+            size = size.masked_fill(hidden, 0.0)
+            keys = (~hidden).sum(-1)
+            keys = keys.view((1,) * (3 - keys.ndim) + tuple(keys.shape))  # [B | 1, H | 1, T]
+        return scores.softmax(dim=-1), size.amax(dim=-1), keys
