@@ -20,6 +20,8 @@ from browser import ensure_chromium, inspect_page
 
 from bench.wandb_records import find_run_files, read_run
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 CLAIMS = ["entropy-collapse", "nope-length"]
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
@@ -38,16 +40,19 @@ def _trials(sweep_dir: Path) -> int:
     return sum(s.n_trials for s in optuna.get_all_study_summaries(storage))
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reproduce")
-    p = _reproduce(root)
+def test_bench_reproduce_quick_end_to_end(tmp_path):
+    # One test, so that pytest-xdist runs these sweeps once (not once per worker).
+    p = _reproduce(tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    return root
+    _each_claim_gets_a_section_with_statement_verdict_and_reason(tmp_path)
+    _the_shared_sweep_runs_once_and_is_judged_by_both_claims(tmp_path)
+    _runs_are_grouped_per_claim_in_wandb(tmp_path)
+    _the_report_opens_in_chromium_with_every_figure_and_nothing_fetched(tmp_path)
+    _a_second_invocation_resumes_without_running_anything_again(tmp_path)
 
 
-def test_each_claim_gets_a_section_with_statement_verdict_and_reason(reproduced):
-    md = (reproduced / "report" / "report.md").read_text()
+def _each_claim_gets_a_section_with_statement_verdict_and_reason(root: Path) -> None:
+    md = (root / "report" / "report.md").read_text()
     for claim in ["qk-norm-lr-sensitivity", *CLAIMS]:
         section = md[md.index(f'<a id="{claim}"></a>') :]
         heading = section.splitlines()[1]
@@ -59,21 +64,21 @@ def test_each_claim_gets_a_section_with_statement_verdict_and_reason(reproduced)
     assert "precondition not met: every cell fits the training length" in nope
 
 
-def test_the_shared_sweep_runs_once_and_is_judged_by_both_claims(reproduced):
-    runs = reproduced / "runs"
+def _the_shared_sweep_runs_once_and_is_judged_by_both_claims(root: Path) -> None:
+    runs = root / "runs"
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == [
         "nope-length",
         "qk-norm-lr-sensitivity",
     ]
-    md = (reproduced / "report" / "report.md").read_text()
+    md = (root / "report" / "report.md").read_text()
     assert "the runs of claim [qk-norm-lr-sensitivity]" in md
 
 
-def test_the_report_opens_in_chromium_with_every_figure_and_nothing_fetched(reproduced, tmp_path):
+def _the_report_opens_in_chromium_with_every_figure_and_nothing_fetched(root: Path) -> None:
     ensure_chromium()
-    report = reproduced / "report"
+    report = root / "report"
     drawn = sorted((report / "figures").glob("*.png"))
-    page = inspect_page(report / "index.html", tmp_path / "shot.png")
+    page = inspect_page(report / "index.html", root / "shot.png")
     assert page.console_errors == [] and page.script_elements == 0
     assert len(page.images) == len(drawn) >= 3
     for img in page.images:
@@ -83,21 +88,20 @@ def test_the_report_opens_in_chromium_with_every_figure_and_nothing_fetched(repr
     assert page.scroll_width <= 1280
 
 
-def test_runs_are_grouped_per_claim_in_wandb(reproduced):
-    files = find_run_files(reproduced / "runs" / "nope-length" / "wandb")
+def _runs_are_grouped_per_claim_in_wandb(root: Path) -> None:
+    files = find_run_files(root / "runs" / "nope-length" / "wandb")
     assert files, "no W&B offline runs"
-    groups = {read_run(f).group for f in files}
-    assert groups == {"claim-nope-length"}
+    assert {read_run(f).group for f in files} == {"claim-nope-length"}
 
 
-def test_a_second_invocation_resumes_without_running_anything_again(reproduced):
-    sweeps = [reproduced / "runs" / name for name in ("nope-length", "qk-norm-lr-sensitivity")]
+def _a_second_invocation_resumes_without_running_anything_again(root: Path) -> None:
+    sweeps = [root / "runs" / name for name in ("nope-length", "qk-norm-lr-sensitivity")]
     before = [_trials(d) for d in sweeps]
-    verdicts = _verdicts((reproduced / "report" / "report.md").read_text())
-    p = _reproduce(reproduced)
+    verdicts = _verdicts((root / "report" / "report.md").read_text())
+    p = _reproduce(root)
     assert p.returncode == 0, p.stderr[-2000:]
     assert [_trials(d) for d in sweeps] == before
-    assert _verdicts((reproduced / "report" / "report.md").read_text()) == verdicts
+    assert _verdicts((root / "report" / "report.md").read_text()) == verdicts
 
 
 def _verdicts(md: str) -> list[str]:
