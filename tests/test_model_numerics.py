@@ -43,6 +43,26 @@ def test_norms_return_the_input_dtype(name):
     assert NORMS[name](8)(x).dtype == torch.bfloat16
 
 
+FLOAT64_FORMULAS = {  # (x, norm) -> the norm's output computed in float64
+    "layernorm": lambda x, n: (
+        (x - x.mean(-1, keepdim=True)) / (x.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    ),
+    "rmsnorm": lambda x, n: x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt(),
+    "scalenorm": lambda x, n: n.g * x / x.norm(dim=-1, keepdim=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_norms_keep_float64_in_a_float64_model(name):
+    """``model.double()`` (reference and gradient checks) neither fails nor drops to float32:
+    the upcast for bf16 must not be a downcast for float64."""
+    x = torch.randn(4, 8, dtype=torch.float64) * 3 + 1
+    norm = NORMS[name](8).double()
+    y = norm(x)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, FLOAT64_FORMULAS[name](x, norm), atol=1e-12, rtol=0)
+
+
 def test_qk_norm_normalises_each_head_of_queries_and_keys():
     torch.manual_seed(0)
     cfg = ModelConfig(

@@ -1,8 +1,10 @@
 """Normalisation layers: layernorm, rmsnorm, scalenorm.
 
 Every norm takes ``(dim, bias)`` and normalises the last dimension. They compute
-in float32 and return the input dtype, so they behave the same under bf16
-autocast and can also normalise per-head queries and keys (``qk_norm``).
+in at least float32 (bf16/fp16 inputs are upcast, float64 stays float64) and
+return the input dtype, so they behave the same under bf16 autocast, run in a
+float64 model (reference and gradient checks), and can also normalise per-head
+queries and keys (``qk_norm``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 EPS = 1e-5
+
+
+def _upcast(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is of lower precision, else unchanged (float32, float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 class Norm(nn.Module):
@@ -33,7 +40,7 @@ class LayerNorm(Norm):
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x.float(), (self.dim,), self.weight, self.bias, EPS).type_as(x)
+        return F.layer_norm(_upcast(x), (self.dim,), self.weight, self.bias, EPS).type_as(x)
 
 
 class RMSNorm(Norm):
@@ -44,7 +51,7 @@ class RMSNorm(Norm):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x.float(), (self.dim,), self.weight, EPS).type_as(x)
+        return F.rms_norm(_upcast(x), (self.dim,), self.weight, EPS).type_as(x)
 
 
 class ScaleNorm(Norm):
@@ -55,7 +62,7 @@ class ScaleNorm(Norm):
         self.g = nn.Parameter(torch.tensor(math.sqrt(dim)))
 
     def forward(self, x: Tensor) -> Tensor:
-        xf = x.float()
+        xf = _upcast(x)
         return (xf * (self.g / xf.norm(dim=-1, keepdim=True).clamp_min(EPS))).type_as(x)
 
 
