@@ -103,7 +103,6 @@ def run_claim_sweeps(
     from bench.sweeps.launcher import run_sweep
 
     root.mkdir(parents=True, exist_ok=True)
-    timing = _read_timing(root)
     for claim_id, data in sweeps.items():
         path = root / f"{claim_id}.yaml"
         text = yaml.safe_dump(data, sort_keys=False)
@@ -113,6 +112,7 @@ def run_claim_sweeps(
         start = time.monotonic()
         code = run_sweep(path, workers, "cpu" if workers else None, storage, root / claim_id,
                          command=f"bench reproduce {claim_id}")  # fmt: skip
+        timing = _read_timing(root)  # read late: another invocation may have written
         timing[claim_id] = timing.get(claim_id, 0.0) + time.monotonic() - start
         (root / TIMING).write_text(json.dumps(timing, indent=1))
         if code != 0:
