@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -50,8 +51,8 @@ def cells(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) -
         half = _half_interval(v)
         ax.errorbar([i + 0.22], [m], yerr=[[half], [half]], fmt="o", color="black", capsize=4)
     ax.set_xticks(range(len(names)), [n.replace(",", "\n") for n in names], fontsize=8)
-    ax.set_ylabel(_label(fs.metric, spec))
-    ax.set_title(f"{_label(fs.metric, spec)} per run (dots), mean and 95% t-interval (black)")
+    ax.set_ylabel(_wrap(_label(fs.metric, spec)))
+    ax.set_title("each run (dots), the cell mean and its 95% t-interval (black)")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -111,11 +112,15 @@ def axis(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) ->
     if vals and min(vals) > 0 and max(vals) / min(vals) > 30:
         ax.set_yscale("log")
     ax.set_xlabel(fs.x or "")
-    ax.set_ylabel(_label(fs.metric, spec))
+    ax.set_ylabel(_wrap(_label(fs.metric, spec)))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{_label(fs.metric, spec)} against {x_axis} (dots: runs, line: mean)")
+    ax.set_title(f"each run (dots) and the mean (line) against {x_axis}")
     return fig
+
+
+def _wrap(text: str, width: int = 32) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
 def _half_interval(v: np.ndarray) -> float:
