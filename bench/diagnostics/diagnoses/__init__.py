@@ -18,7 +18,7 @@ when online (:mod:`bench.tracking`), per cell in ``bench report``
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,26 @@ RULES: dict[str, Rule] = {
 __all__ = ["RULES", "Diagnosis", "Rule", "RunRecords", "diagnose", "diagnose_run", "lines"]
 
 
-def diagnose(rec: RunRecords, rules: Mapping[str, Rule] | None = None) -> list[Diagnosis]:
-    """Every rule that fires on ``rec``, in :data:`RULES` order; a failing rule is skipped."""
+def _warn(name: str, error: Exception) -> None:
+    log.warning("diagnosis rule %s failed: %s: %s", name, type(error).__name__, error)
+
+
+def diagnose(
+    rec: RunRecords,
+    rules: Mapping[str, Rule] | None = None,
+    on_error: Callable[[str, Exception], None] = _warn,
+) -> list[Diagnosis]:
+    """Every rule that fires on ``rec``, in :data:`RULES` order.
+
+    A rule that raises is skipped and reported to ``on_error(name, error)`` (by
+    default a logged warning; ``train_run`` records it in ``diagnostic_errors``).
+    """
     found = []
     for name, rule in (rules or RULES).items():
         try:
             d = rule.diagnose(rec)
         except Exception as e:  # a diagnosis never fails what asked for it
-            log.warning("diagnosis rule %s failed: %s: %s", name, type(e).__name__, e)
+            on_error(name, e)
             continue
         if d is not None:
             found.append(d)
