@@ -135,7 +135,7 @@ def test_uniform_attention_fires_when_entropy_stays_at_its_maximum_early():
     rec = attention_run(lambda s: 2.07 if s < 200 else 1.0)
     ev = fires("uniform_attention", rec)
     assert ev is not None
-    assert "layer_0 stayed uniform for the first 160 steps" in ev and "of max 2.08" in ev
+    assert "layer_0 stayed uniform for the first 180 steps" in ev and "of max 2.08" in ev
 
 
 def test_uniform_attention_is_quiet_when_attention_forms_within_the_first_part():
@@ -267,6 +267,17 @@ def test_sharpness_above_two_over_lr_is_past_the_edge_of_stability():
 def test_sharpness_far_below_two_over_lr_fires_and_near_it_does_not():
     assert "below" in (fires("sharpness_vs_lr", sharpness_run(0.5)) or "")
     assert fires("sharpness_vs_lr", sharpness_run(50.0)) is None
+
+
+def test_a_flat_minimum_of_a_run_that_learned_is_not_too_small_a_step():
+    rec = sharpness_run(0.06)  # pre-LN on the quickstart at its end, val/loss 0.0008
+    learned = RunRecords(rec.rows, rec.config, {**rec.summary, "learning": {"status": "learned"}})
+    assert fires("sharpness_vs_lr", learned) is None
+
+
+def test_sharpness_during_warmup_is_not_judged():
+    rec = records({"hessian/lambda_max": [(0, 1e4)], "lr": lambda s: 1e-2}, every=10)
+    assert fires("sharpness_vs_lr", rec) is None
 
 
 # ----------------------------------------------------------------------------- 8 noise scale

@@ -13,29 +13,34 @@ from bench.diagnostics.diagnoses.base import Rule, RunRecords, fmt, median, wind
 # or more, at init or as the median of the early measurements. Xiong et al. 2020
 # (Fig. 3) show pre-LN's per-layer gradient norms flat across depth at init and
 # post-LN's growing toward the output; a whole order of magnitude across one stack is
-# far outside what a pre-LN stack shows (within ~2x on the quickstart) and is what the
-# quickstart's post-LN with N(0, 0.02) embeddings showed (block 0 at 20x block 1).
+# far outside what a pre-LN stack shows (quickstart, 400 steps: 1.2x at init, median
+# 2.9x, at most 5.3x) and is what the quickstart's post-LN with N(0, 0.02) embeddings
+# shows (block 0 at 15x block 1 at init, then 1/6x to 1/15x).
 DEPTH_RATIO = 10.0
 # Update size: the median over the steps after warmup of a block's per-step
 # ||dtheta|| / ||theta||. The usual band for Adam-trained transformers is around 1e-3
 # per step (Karpathy's rule of thumb; Wortsman et al. 2023, Sec. 3.4, relate the
 # update RMS to the learning rate). Small models take larger relative steps (the
-# quickstart's learning runs: 1e-2 to 8e-2 at d_model 32), so the band is wide:
+# quickstart's pre-LN run at lr 1e-2: 1.5e-2 per step at the peak learning rate, 1e-4
+# at the end of its cosine decay, median 1e-3), so the band is wide:
 # a block far outside [1e-5, 0.2] barely moves, or rewrites itself every few steps.
 UPDATE_LOW = 1e-5
 UPDATE_HIGH = 0.2
 # Sharpness against the learning rate (Cohen et al. 2021, edge of stability): gradient
 # descent with step size lr is stable along a direction of curvature lambda only while
 # lambda < 2 / lr; above it training oscillates. Far below it (100x), a step moves
-# ~1% of the way the curvature allows: the learning rate could be much higher. Adam
-# rescales the curvature it sees (Cohen et al. 2022), so this reads the raw Hessian
-# as a rough guide only.
+# ~1% of the way the curvature allows: the learning rate could be much higher; judged
+# only in runs that did not learn (a converged run sits in a flat minimum: pre-LN on the
+# quickstart ended at lambda_max 0.06 against 2/lr = 2000 with val/loss 0.0008).
+# Measurements during warmup are not judged. Adam rescales the curvature it sees
+# (Cohen et al. 2022), so this reads the raw Hessian as a rough guide only.
 EOS_FACTOR = 2.0
 SHARPNESS_FAR_BELOW = 100.0
 # Batch size against the measured gradient noise scale B_simple (McCandlish et al.
 # 2018): steps ~ S_min (1 + B_noise / B) and examples ~ E_min (1 + B / B_noise). At
 # 10x either way a run needs ~11x the minimum steps (batch too small) or examples
-# (batch too large).
+# (batch too large). The quickstart (batch 32) measures B_simple 4-10 (pre-LN) and
+# 16-68 (post-LN): within the band.
 NOISE_FACTOR = 10.0
 
 _BLOCK = re.compile(r"^cond/grad_norm/(?P<stack>enc_block|block|dec_block)_(?P<i>\d+)$")
@@ -152,23 +157,29 @@ class SharpnessVsLearningRate(Rule):
     def evidence(self, rec: RunRecords) -> str | None:
         lrs = rec.series("lr")
         peak_lr = rec.config.get("train.lr")
-        for step, lam in reversed(rec.series("hessian/lambda_max")):
+        warmup = rec.config.get("train.warmup_steps") or 0
+        judged = []
+        for step, lam in rec.series("hessian/lambda_max"):
             before = [v for s, v in lrs if s <= step]
             lr = before[-1] if before else peak_lr
-            if not isinstance(lr, float) or lr <= 0 or lam <= 0:
-                continue
-            limit = EOS_FACTOR / lr
-            if lam > limit:
+            if step >= warmup and isinstance(lr, float) and lr > 0 and lam > 0:
+                judged.append((step, lam, lr))
+        for step, lam, lr in judged:
+            if lam > EOS_FACTOR / lr:
                 return (
-                    f"Hessian lambda_max {fmt(lam)} at step {step} is above 2/lr = {fmt(limit)} "
-                    f"(lr {lr:.3g}): past the edge of stability"
+                    f"Hessian lambda_max {fmt(lam)} at step {step} is above 2/lr = "
+                    f"{fmt(EOS_FACTOR / lr)} (lr {lr:.3g}): past the edge of stability"
                 )
+        learned = (rec.summary.get("learning") or {}).get("status") == "learned"
+        if judged and not learned:  # a converged minimum is flat: no sign of too small a step
+            step, lam, lr = judged[-1]
+            limit = EOS_FACTOR / lr
             if lam * SHARPNESS_FAR_BELOW < limit:
                 return (
                     f"Hessian lambda_max {fmt(lam)} at step {step} is {limit / lam:.0f}x below "
-                    f"2/lr = {fmt(limit)} (lr {lr:.3g}): steps far smaller than the curvature allows"
+                    f"2/lr = {fmt(limit)} (lr {lr:.3g}) in a run that did not learn: steps far "
+                    "smaller than the curvature allows"
                 )
-            return None  # judged on the last measurement only
         return None
 
     def advise(self, rec: RunRecords) -> str:
