@@ -78,40 +78,55 @@ class AttentionMaps:
         return out
 
 
-def draw_grid(maps: AttentionMaps, step_index: int, example: int, title: str = "") -> Any:
-    """A figure: one row per layer, one column per head, each an attention heatmap
+Panel = tuple[str, np.ndarray, np.ndarray, np.ndarray]  # (row label, [H, q, k], q/k tokens)
+
+
+def panels(maps: AttentionMaps, step_index: int, example: int, prefix: str = "") -> list[Panel]:
+    """One row of heatmaps per layer: ``(prefix + layer, [H, q, k], query and key tokens)``."""
+    out = []
+    for j, (layer, m) in enumerate(maps.at(step_index, example)):
+        out.append(
+            (
+                prefix + layer,
+                m,
+                maps.tokens[example, : m.shape[1]],
+                maps.key_tokens[j][example, : m.shape[2]],
+            )
+        )
+    return out
+
+
+def draw_panels(rows: list[Panel], title: str) -> Any:
+    """A figure: one row per panel, one column per head, each an attention heatmap
     (rows: query positions, columns: key positions, colour: probability 0..1)."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    per_layer = maps.at(step_index, example)
-    n_rows = len(per_layer)
-    n_cols = max(m.shape[0] for _, m in per_layer)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(1.9 * n_cols + 0.8, 1.9 * n_rows + 0.6), squeeze=False
-    )
+    n_cols = max(m.shape[0] for _, m, _, _ in rows)
+    fig = Figure(figsize=(1.9 * n_cols + 1.0, 1.9 * len(rows) + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
     image = None
-    for r, (layer, m) in enumerate(per_layer):
-        j = maps.layers.index(layer)
+    for r, (name, m, queries, keys) in enumerate(rows):
         for h in range(n_cols):
             ax = axes[r, h]
             if h >= m.shape[0]:
                 ax.axis("off")
                 continue
             image = ax.imshow(m[h], vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
-            _ticks(
-                ax, maps.tokens[example, : m.shape[1]], maps.key_tokens[j][example, : m.shape[2]]
-            )
-            ax.set_title(f"{layer} head {h}", fontsize=7)
-    step = maps.steps[step_index]
-    fig.suptitle(
-        title or f"attention at step {step}, example {example} (rows: queries)", fontsize=9
-    )
+            _ticks(ax, queries, keys)
+            ax.set_title(f"{name} head {h}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="probability")
+        fig.colorbar(image, ax=axes, shrink=0.6, label="probability")
     return fig
+
+
+def draw_grid(maps: AttentionMaps, step_index: int, example: int, title: str = "") -> Any:
+    """Every layer (rows) and head (columns) of one recorded step and example."""
+    step = maps.steps[step_index]
+    title = title or f"attention at step {step}, example {example} (rows: queries, columns: keys)"
+    return draw_panels(panels(maps, step_index, example), title)
 
 
 def _ticks(ax: Any, queries: np.ndarray, keys: np.ndarray) -> None:
@@ -125,11 +140,7 @@ def _ticks(ax: Any, queries: np.ndarray, keys: np.ndarray) -> None:
 
 def save_grid(maps: AttentionMaps, step_index: int, example: int, path: Path, **kw: Any) -> Path:
     """Draw :func:`draw_grid` into ``path`` (PNG)."""
-    import matplotlib.pyplot as plt
-
-    fig = draw_grid(maps, step_index, example, **kw)
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+    draw_grid(maps, step_index, example, **kw).savefig(path, format="png", dpi=110)
     return path
 
 
