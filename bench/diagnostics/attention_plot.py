@@ -78,16 +78,17 @@ class AttentionMaps:
         return out
 
 
-Panel = tuple[str, np.ndarray, np.ndarray, np.ndarray]  # (row label, [H, q, k], q/k tokens)
+Panel = tuple[str, str, np.ndarray, np.ndarray, np.ndarray]  # row, layer, [H, q, k], tokens
 
 
-def panels(maps: AttentionMaps, step_index: int, example: int, prefix: str = "") -> list[Panel]:
-    """One row of heatmaps per layer: ``(prefix + layer, [H, q, k], query and key tokens)``."""
+def panels(maps: AttentionMaps, step_index: int, example: int, row: str = "") -> list[Panel]:
+    """One row of heatmaps per layer: ``(row label, layer, [H, q, k], query and key tokens)``."""
     out = []
     for j, (layer, m) in enumerate(maps.at(step_index, example)):
         out.append(
             (
-                prefix + layer,
+                row,
+                layer,
                 m,
                 maps.tokens[example, : m.shape[1]],
                 maps.key_tokens[j][example, : m.shape[2]],
@@ -102,12 +103,14 @@ def draw_panels(rows: list[Panel], title: str) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    n_cols = max(m.shape[0] for _, m, _, _ in rows)
+    n_cols = max(m.shape[0] for _, _, m, _, _ in rows)
     fig = Figure(figsize=(1.9 * n_cols + 1.0, 1.9 * len(rows) + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), n_cols, squeeze=False)
     image = None
-    for r, (name, m, queries, keys) in enumerate(rows):
+    for r, (row, layer, m, queries, keys) in enumerate(rows):
+        if row:
+            axes[r, 0].set_ylabel(row, fontsize=7)
         for h in range(n_cols):
             ax = axes[r, h]
             if h >= m.shape[0]:
@@ -115,7 +118,7 @@ def draw_panels(rows: list[Panel], title: str) -> Any:
                 continue
             image = ax.imshow(m[h], vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
             _ticks(ax, queries, keys)
-            ax.set_title(f"{name} head {h}", fontsize=7)
+            ax.set_title(f"{layer} head {h}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="probability")

@@ -4,7 +4,8 @@ Each run's diagnoses come from its ``summary.json`` (``diagnoses``), or are work
 out from its records when it has none (a run that diverged, or one from before
 the rules): :func:`bench.diagnostics.diagnoses.diagnose_run`. A cell lists each
 rule that fired in any of its runs once, with how many of its runs it fired in
-and the evidence of the first, next to the cell's learning status.
+and the evidence of the first, next to the cell's learning status. A cell none of
+whose runs finished (all pruned or diverged) is read from every trial it ran.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ class CellDiagnosis:
         return f"{d.title} ({self.runs} of {self.of} runs): {d.evidence}; try {d.advice}"
 
 
-def cell_diagnoses(s: CellSummary) -> list[CellDiagnosis]:
-    """Every rule that fired in the runs behind a cell's numbers, in rule order."""
-    dirs = [Path(r["run_dir"]) for r in s.rows if r.get("run_dir")]
+def cell_diagnoses(s: CellSummary, data: SweepData | None = None) -> list[CellDiagnosis]:
+    """Every rule that fired in the runs behind a cell's numbers, in rule order; a cell
+    with no such run (every trial pruned, diverged or failed) is read from all its trials."""
+    rows = s.rows
+    if not rows and data is not None:
+        rows = [r for r in data.rows if r.get("cell") == s.cell]
+    dirs = [Path(r["run_dir"]) for r in rows if r.get("run_dir")]
     per_run = [diagnose_run(d) for d in dirs if d.is_dir()]
     found: dict[str, tuple[Diagnosis, int]] = {}
     for run in per_run:
@@ -52,7 +57,7 @@ def diagnosis_rows(data: SweepData, summaries: list[CellSummary]) -> list[dict[s
     out = []
     for s in summaries:
         name = " / ".join(str(s.axes.get(a, "")) for a in data.axes) if data.axes else s.cell
-        found = cell_diagnoses(s)
+        found = cell_diagnoses(s, data)
         out.append(
             {
                 "cell": name,

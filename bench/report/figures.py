@@ -586,14 +586,24 @@ def attention_maps(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     _, direction = analysis.quality_metric(data)
     rows = []
     for s in summaries:
-        runs = [r for r in s.rows if r.get("value") is not None and diagnostics_dir(r)]
-        runs = [r for r in runs if (diagnostics_dir(r) / FILE).is_file()]
-        if not runs:
-            continue
-        best = (min if direction == "minimize" else max)(runs, key=lambda r: r["value"])
+
+        def has_maps(r: dict) -> bool:
+            d = diagnostics_dir(r)
+            return d is not None and (d / FILE).is_file()
+
+        runs = [r for r in s.rows if r.get("value") is not None and has_maps(r)]
+        if runs:
+            best = (min if direction == "minimize" else max)(runs, key=lambda r: r["value"])
+            which = f"trial {best.get('trial', '?')}"
+        else:  # no run behind the cell's numbers (all pruned or diverged): its last trial
+            tried = [r for r in data.rows if r.get("cell") == s.cell and has_maps(r)]
+            if not tried:
+                continue
+            best = tried[-1]
+            which = f"trial {best.get('trial', '?')}, {best.get('status', '?')}"
         maps = AttentionMaps.load(diagnostics_dir(best) / FILE)
-        prefix = f"{label(data, s)} (trial {best.get('trial', '?')}) · "
-        rows += panels(maps, len(maps.steps) - 1, 0, prefix)
+        step = maps.steps[-1]
+        rows += panels(maps, len(maps.steps) - 1, 0, f"{label(data, s)}\n({which}, step {step})")
     if not rows:
         return "not recorded (no diagnostics/attention_maps.npz; diagnostics.attention_maps)"
     if len(rows) > MAX_ATTENTION_ROWS:
