@@ -11,13 +11,14 @@ seq 64, batch 32; ``--set key=value`` to change), this script
 
 1. trains ``--steps`` steps with a real Lightning Trainer and the default
    diagnostics (gradient norms, noise scale, entropy, throughput, attention maps),
-   timing the loop: the step time a user sees;
+   timing every step; the fastest is the step time compared against (on a busy
+   machine the same statistic as the fastest of the repeated forwards in 2.);
 2. times, alternating ``--repeats`` times on the same fixed batch, the measured
    step's entropy forward as it is now (:func:`attention_stats`) and as it was before
    (the same forward and softmax without the new statistics), keeping the fastest of
    each, and the recording of one set of attention maps;
 3. prints the new cost per training step, ``(new - old) / every + 2 x maps / steps``,
-   as a fraction of the step time (target: below 3%).
+   as a fraction of the fastest step (target: below 3%).
 
     python tools/diagnostics_overhead.py [--steps 100] [--repeats 30] [--set model.d_model=64]
 """
@@ -80,20 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     d = cfg.diagnostics
 
     # 1. the step time with default diagnostics, from a real run
-    class LoopTimer(L.Callback):
-        start = end = 0.0
+    class StepTimer(L.Callback):
+        """Each training step's wall time (batch start to batch end)."""
+
+        def __init__(self) -> None:
+            self.start, self.times = 0.0, []
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if not self.start:
-                self.start = time.perf_counter()
+            self.start = time.perf_counter()
 
-        def on_train_end(self, trainer, pl_module):
-            self.end = time.perf_counter()
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.times.append(time.perf_counter() - self.start)
 
-    timer = LoopTimer()
+    timer = StepTimer()
     torch.set_num_threads(1)
     result = train_run(cfg, callbacks=[timer])
-    step_time = (timer.end - timer.start) / args.steps
+    # The fastest step: on a shared machine the same statistic as the fastest of the
+    # repeated forwards below (a median would count other processes' load in the step).
+    step_time = min(timer.times)
+    median_step = sorted(timer.times)[len(timer.times) // 2]
 
     # 2. the measured step's forward, new against old, on the run's own model and a batch
     from bench.lit import BenchModule
@@ -148,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: d_model={cfg.model.d_model} n_layers={cfg.model.n_layers} "
           f"seq={cfg.task.seq_len} batch={cfg.task.batch_size}; run {result.status}, "
           f"{args.steps} steps, diagnostics at defaults (every {d.gradients_every})")  # fmt: skip
-    print(f"step time with default diagnostics   {1e3 * step_time:8.2f} ms")
+    print(f"step time, fastest (median)          {1e3 * step_time:8.2f} ms "
+          f"({1e3 * median_step:.2f} ms)")  # fmt: skip
     print(f"measured-step forward, before        {1e3 * best['old']:8.2f} ms")
     print(f"measured-step forward, now           {1e3 * best['new']:8.2f} ms")
     print(f"one set of attention maps            {1e3 * best['maps']:8.2f} ms")
