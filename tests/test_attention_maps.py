@@ -61,7 +61,7 @@ def test_the_grid_has_one_heatmap_per_layer_and_head():
         ],
         queries=[np.array([5]), np.array([4]), np.array([4])],
         keys=[np.array([5]), np.array([4]), np.array([5])],
-        tokens=np.arange(4)[None],
+        query_tokens=[np.arange(5)[None], np.arange(4)[None], np.arange(4)[None]],
         key_tokens=[np.arange(5)[None], np.arange(4)[None], np.arange(5)[None]],
     )
     fig = draw_grid(maps, 0, 0)
@@ -69,6 +69,8 @@ def test_the_grid_has_one_heatmap_per_layer_and_head():
     assert len(heatmaps) == 9  # 3 layers x 3 heads
     assert heatmaps[-1].get_title() == "dec_layer_0/cross head 2"
     assert heatmaps[-1].images[0].get_array().shape == (4, 5)  # queries x keys
+    # an encoder layer's queries are the source tokens
+    assert [t.get_text() for t in heatmaps[0].get_yticklabels()] == ["0", "1", "2", "3", "4"]
 
 
 def test_bench_attention_draws_a_recorded_step_and_example(run, capsys):

@@ -69,7 +69,7 @@ def _attention_maps_bytes() -> bytes:
         maps=[np.full((2, 2, 1, 3, 3), 1 / 3)],
         queries=[np.array([3, 3])],
         keys=[np.array([3, 3])],
-        tokens=np.zeros((2, 3), dtype=np.int64),
+        query_tokens=[np.zeros((2, 3), dtype=np.int64)],
         key_tokens=[np.zeros((2, 3), dtype=np.int64)],
     )
     buf = io.BytesIO()

@@ -61,6 +61,7 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
             "maps": [],
             "queries": [],
             "keys": [],
+            "query_tokens": [],
             "key_tokens": [],
         }
         for name, m in mods.items():
@@ -73,8 +74,8 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
             out["maps"].append(probs[..., :max_len, :max_len].float().cpu().numpy())
             out["queries"].append(real[query_stack])
             out["keys"].append(real[key_stack])
+            out["query_tokens"].append(tokens[query_stack])
             out["key_tokens"].append(tokens[key_stack])
-        out["tokens"] = tokens["decoder"]
         return out
 
 
@@ -138,8 +139,8 @@ class AttentionMapsCallback(L.Callback):
                     "maps": [m[i] for m in old.maps],
                     "queries": old.queries,
                     "keys": old.keys,
+                    "query_tokens": old.query_tokens,
                     "key_tokens": old.key_tokens,
-                    "tokens": old.tokens,
                 }
             )
 
@@ -153,7 +154,7 @@ class AttentionMapsCallback(L.Callback):
             ],
             queries=list(first["queries"]),
             keys=list(first["keys"]),
-            tokens=first["tokens"],
+            query_tokens=list(first["query_tokens"]),
             key_tokens=list(first["key_tokens"]),
         )
 

@@ -9,7 +9,8 @@ the end), ``layers [L]`` (``layer_0``, ``enc_layer_0``, ``dec_layer_0/cross``),
 ``maps_{j} [N, K, H, T, S]`` (float16 attention probabilities of layer ``j`` on
 ``K`` fixed validation examples), ``queries_{j} [K]`` / ``keys_{j} [K]`` (how
 many query and key positions of each example are real, not padding) and
-``tokens [K, T]`` / ``key_tokens_{j} [K, S]`` (the token ids along each axis).
+``query_tokens_{j} [K, T]`` / ``key_tokens_{j} [K, S]`` (the token ids along each
+axis: the encoder's for encoder layers and cross-attention keys, else the decoder's).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class AttentionMaps:
     maps: list[np.ndarray]  # per layer [N, K, H, T, S]
     queries: list[np.ndarray]  # per layer [K]
     keys: list[np.ndarray]  # per layer [K]
-    tokens: np.ndarray  # [K, T]
+    query_tokens: list[np.ndarray]  # per layer [K, T]
     key_tokens: list[np.ndarray]  # per layer [K, S]
 
     @property
@@ -52,7 +53,10 @@ class AttentionMaps:
                 [z[f"maps_{j}"] for j in idx],
                 [z[f"queries_{j}"] for j in idx],
                 [z[f"keys_{j}"] for j in idx],
-                z["tokens"],
+                [
+                    z[f"query_tokens_{j}"] if f"query_tokens_{j}" in z else z["tokens"]
+                    for j in idx  # first files held the decoder's tokens only
+                ],
                 [z[f"key_tokens_{j}"] for j in idx],
             )
 
@@ -60,12 +64,12 @@ class AttentionMaps:
         out: dict[str, np.ndarray] = {
             "steps": np.array(self.steps, dtype=np.int64),
             "layers": np.array(self.layers, dtype=str),
-            "tokens": self.tokens,
         }
         for j in range(len(self.layers)):
             out[f"maps_{j}"] = self.maps[j].astype(np.float16)
             out[f"queries_{j}"] = self.queries[j]
             out[f"keys_{j}"] = self.keys[j]
+            out[f"query_tokens_{j}"] = self.query_tokens[j]
             out[f"key_tokens_{j}"] = self.key_tokens[j]
         return out
 
@@ -90,7 +94,7 @@ def panels(maps: AttentionMaps, step_index: int, example: int, row: str = "") ->
                 row,
                 layer,
                 m,
-                maps.tokens[example, : m.shape[1]],
+                maps.query_tokens[j][example, : m.shape[1]],
                 maps.key_tokens[j][example, : m.shape[2]],
             )
         )
