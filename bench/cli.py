@@ -358,6 +358,30 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- attention
+
+
+def _attention_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory with recorded attention maps"
+    )
+    p.add_argument("--step", type=int, help="a recorded step (default: the last; 0 is at init)")
+    p.add_argument("--example", type=int, default=0, help="which recorded validation example")
+    p.add_argument(
+        "--out", metavar="FILE.png", help="where to draw (default: in RUN_DIR/diagnostics)"
+    )
+
+
+@command(
+    "attention", "draw a run's attention maps: one heatmap per layer and head", _attention_args
+)
+def cmd_attention(args: argparse.Namespace) -> int:
+    from bench.diagnostics.attention_plot import draw_attention
+
+    print(draw_attention(Path(args.run_dir), args.step, args.example, args.out))
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 

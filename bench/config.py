@@ -366,6 +366,11 @@ class DiagnosticsConfig(_Strict):
     landscape_batches: int = Field(2, ge=1)  # evaluation batches per grid point
     throughput: bool = True
     peak_flops: float | None = Field(None, gt=0)  # override the peak used for MFU
+    # attention maps of fixed validation examples at init and at the end (attention_maps.py)
+    attention_maps: bool = True
+    attention_maps_examples: int = Field(4, ge=1)  # examples recorded (bench attention --example)
+    attention_maps_max_len: int = Field(64, ge=1)  # positions kept per axis (longer: cropped)
+    attention_maps_max_params: int = Field(20_000_000, ge=0)  # larger models: no maps
 
 
 # ----------------------------------------------------------------------------- run

@@ -48,6 +48,8 @@ class RunResult:
     # learned | did_not_learn | collapsed (bench.tasks.baseline); "" when not judged (diverged)
     learning: str = ""
     learning_reason: str = ""
+    # what bench.diagnostics.diagnoses found: [{rule, title, evidence, paper, advice}]
+    diagnoses: list[dict[str, str]] = field(default_factory=list)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -312,9 +314,10 @@ def train_run(
         if hasattr(cb, "summary"):
             metrics.update(_finite(cb.summary()))
     if status == "diverged":
-        record_status(run_dir, status, reason, step=trainer.global_step)
-        _finish_loggers(loggers, "failed")
-        return RunResult(status, run_dir, metrics, reason)
+        found = _diagnoses(cfg, run_dir, loggers, {"status": status}, errors) if primary else []
+        record_status(run_dir, status, reason, step=trainer.global_step, diagnoses=found)
+        _finish_loggers(loggers, "failed", summary=_diagnosis_keys(found))
+        return RunResult(status, run_dir, metrics, reason, diagnoses=found)
 
     try:
         trainer.save_checkpoint(run_dir / records.LAST_CKPT)
@@ -345,15 +348,51 @@ def train_run(
         "baseline": chance,
         "learning": {"status": learning, "reason": learning_reason},
     }
+    found = _diagnoses(cfg, run_dir, loggers, summary, errors) if primary else []
+    summary["diagnoses"] = found
     # W&B's summary already holds each logged key's min/last; add what only we know.
     extra = {k: v for k, v in metrics.items() if k.startswith("best/")}
     extra.update(steps=trainer.global_step, params=n_params, status=status)
     extra.update(learning=learning, learning_reason=learning_reason)
+    extra.update(_diagnosis_keys(found))
     _finish_loggers(loggers, "success", summary=extra)
     record_status(run_dir, status, reason, step=trainer.global_step)
     if primary:
         records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
-    return RunResult(status, run_dir, metrics, reason, learning, learning_reason)
+    return RunResult(status, run_dir, metrics, reason, learning, learning_reason, found)
+
+
+def _diagnoses(
+    cfg: RunConfig, run_dir: Path, loggers: list, summary: dict, errors: DiagnosticErrors
+) -> list[dict[str, str]]:
+    """The diagnosis rules on this run's records (never fatal); online W&B gets an alert."""
+    from bench.diagnostics.diagnoses import RunRecords, diagnose
+    from bench.tracking import SafeWandbLogger, alert_diagnoses
+
+    def find() -> list[dict[str, str]]:
+        for lg in loggers:
+            if isinstance(lg, MetricsCSVLogger):
+                lg.save()  # metrics.csv holds every logged row before the rules read it
+        rec = RunRecords(records.read_metrics(run_dir), cfg.flat(), summary, summary["status"])
+        failed = lambda name, e: errors.record(f"diagnosis {name}", "end of run", e)  # noqa: E731
+        return [d.as_dict() for d in diagnose(rec, on_error=failed)]
+
+    found = errors.call("diagnoses", "end of run", find, [])
+    for lg in loggers:
+        if isinstance(lg, SafeWandbLogger):
+            errors.call(
+                "diagnoses",
+                "W&B alert",
+                lambda lg=lg: alert_diagnoses(lg, found, run_dir.name),
+                False,
+            )
+    return found
+
+
+def _diagnosis_keys(found: list[dict[str, str]]) -> dict[str, str]:
+    from bench.tracking import diagnosis_summary
+
+    return diagnosis_summary(found)
 
 
 _WRITE_FAILED = ("file write failed", "No space left on device", "unexpected pos")

@@ -38,4 +38,13 @@ def print_run_summary(result, console: Console | None = None) -> None:
         console.print(f"reason: {result.reason}")
     if result.learning:
         console.print(f"learning: {result.learning.replace('_', ' ')}: {result.learning_reason}")
+    diagnoses = getattr(result, "diagnoses", [])
+    if diagnoses:
+        console.print(f"diagnoses ({len(diagnoses)}):")
+        for d in diagnoses:
+            console.print(
+                f"  - {d['title']}: {d['evidence']}; try {d['advice']}",
+                highlight=False,
+                markup=False,
+            )
     print(result.run_dir)

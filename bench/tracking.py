@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -258,9 +258,36 @@ class SafeWandbLogger(WandbLogger):
         """Set final values (e.g. ``best/val/loss``) in the W&B run's summary."""
         self._safe("summary update", lambda: self.experiment.summary.update(dict(values)))
 
+    def alert(self, title: str, text: str) -> bool:
+        """A W&B alert (email/Slack), sent only by an online run; True if sent."""
+        run = self.experiment
+        if self.failed or getattr(run, "offline", True):
+            return False
+        self._safe("alert", run.alert, title=title[:63], text=text, level="WARN")
+        return not self.failed
+
     def finish(self, exit_code: int = 0) -> None:
         """Close the W&B run (see :func:`finish`)."""
         finish(self, exit_code)
+
+
+def diagnosis_summary(diagnoses: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """W&B summary keys for a run's diagnoses: ``diagnoses`` (the rules that fired,
+    comma-separated, ``none`` when none did) and ``diagnosis/<rule>`` (the evidence)."""
+    out = {"diagnoses": ", ".join(d["rule"] for d in diagnoses) or "none"}
+    out.update({f"diagnosis/{d['rule']}": d["evidence"] for d in diagnoses})
+    return out
+
+
+def alert_diagnoses(
+    logger: SafeWandbLogger, diagnoses: Sequence[Mapping[str, str]], run_name: str
+) -> bool:
+    """One W&B alert listing the diagnoses, online only; True if one was sent."""
+    if not diagnoses:
+        return False
+    title = f"{run_name}: {', '.join(d['title'] for d in diagnoses)}"
+    text = "\n".join(f"{d['title']}: {d['evidence']}; try {d['advice']}" for d in diagnoses)
+    return logger.alert(title, text)
 
 
 def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> SafeWandbLogger | None:

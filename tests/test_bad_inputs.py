@@ -55,6 +55,31 @@ def _checkpoint_bytes() -> bytes:
 CKPT = _checkpoint_bytes()
 
 
+def _attention_maps_bytes() -> bytes:
+    """A real attention_maps.npz: 2 steps (0 and 30), 1 layer, 2 examples, 1 head, 3x3."""
+    import io
+
+    import numpy as np
+
+    from bench.diagnostics.attention_plot import AttentionMaps
+
+    maps = AttentionMaps(
+        steps=[0, 30],
+        layers=["layer_0"],
+        maps=[np.full((2, 2, 1, 3, 3), 1 / 3)],
+        queries=[np.array([3, 3])],
+        keys=[np.array([3, 3])],
+        query_tokens=[np.zeros((2, 3), dtype=np.int64)],
+        key_tokens=[np.zeros((2, 3), dtype=np.int64)],
+    )
+    buf = io.BytesIO()
+    np.savez(buf, **maps.arrays())
+    return buf.getvalue()
+
+
+MAPS = {"r/config.yaml": "", "r/diagnostics/attention_maps.npz": _attention_maps_bytes()}
+
+
 def spec_with(**changes) -> str:
     """GOOD_SPEC with top-level keys replaced (dotted keys go one level down)."""
     import copy
@@ -295,6 +320,23 @@ CASES = [
     C("landscape-resolution-2", "landscape r --resolution 2", "--resolution=2"),
     C("landscape-batches-0", "landscape r --batches 0", "--batches=0"),
     C("landscape-resolution-word", "landscape r --resolution big", "invalid int"),
+    # ------------------------------------------------------------------ attention
+    C("attention-no-such-dir", "attention nowhere", "not a run directory"),
+    C("attention-not-a-run", "attention adir", "not a run directory", **{"adir/x": ""}),
+    C("attention-no-maps", "attention r", "no attention maps recorded", **{"r/config.yaml": ""}),
+    C(
+        "attention-maps-corrupt",
+        "attention r",
+        "not readable as attention maps",
+        **{"r/config.yaml": "", "r/diagnostics/attention_maps.npz": b"PK\x03\x04 not a zip"},
+    ),
+    C("attention-step-not-recorded", "attention r --step 7", "recorded: 0, 30", **MAPS),
+    C("attention-example-too-big", "attention r --example 2", "allowed: 0..1", **MAPS),
+    C("attention-example-negative", "attention r --example -1", "allowed: 0..1", **MAPS),
+    C("attention-step-word", "attention r --step last", "invalid int", **MAPS),
+    C("attention-out-not-png", "attention r --out maps.pdf", "ending in .png", **MAPS),
+    C("attention-out-no-dir", "attention r --out nodir/m.png", "does not exist", **MAPS),
+    C("attention-missing-arg", "attention", "required: RUN_DIR"),
     # ------------------------------------------------------------------ throughput
     C("throughput-steps-0", "throughput --steps 0", "--steps=0"),
     C("throughput-steps-negative", "throughput --steps -5", "--steps=-5"),
@@ -390,6 +432,7 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
         "status",
         "landscape",
         "throughput",
+        "attention",
     }
     assert sum(per_command.values()) >= 60
     assert len({c.id for c in CASES}) == len(CASES)

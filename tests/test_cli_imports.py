@@ -93,3 +93,35 @@ def test_the_probe_sees_torch_and_lightning_when_a_command_path_imports_them():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "torch" in proc.stdout and "lightning" in proc.stdout
+
+
+def test_status_lists_the_diagnoses_of_finished_trials_without_torch(tmp_path: Path):
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from bench.diagnostics.diagnoses import Diagnosis
+    from bench.sweeps.layout import open_sweep_dir, prepare_sweep
+    from bench.sweeps.study import plan
+
+    spec = write_spec(tmp_path / "s.yaml", tiny_spec())
+    prepare_sweep(spec, out=tmp_path / "sweep", check_data=False)
+    sweep = open_sweep_dir(tmp_path / "sweep")
+    run_dir = tmp_path / "sweep" / "runs" / "tune-pre-t0000"
+    run_dir.mkdir(parents=True)
+    found = Diagnosis("uniform_attention", "uniform attention", "layer_0 stayed at 2.07 of 2.08",
+                      "Xiong et al. 2020", "init=auto")  # fmt: skip
+    (run_dir / "summary.json").write_text(
+        json.dumps({"status": "completed", "diagnoses": [found.as_dict()]})
+    )
+    cell = plan(sweep.spec)[0]
+    study = optuna.load_study(study_name=cell.study, storage=sweep.open_storage())
+    study.add_trial(
+        create_trial(state=TrialState.COMPLETE, value=1.0,
+                     user_attrs={"run_dir": str(run_dir), "phase": "tune", "status": "completed"})
+    )  # fmt: skip
+    result = run_probe("status", str(tmp_path / "sweep"))
+    assert result["code"] == 0
+    out = result["stdout"]
+    assert "diagnoses of finished trials" in out
+    assert "uniform attention" in out and "layer_0 stayed at 2.07 of 2.08" in out
+    assert "torch" not in result["heavy"] and "lightning" not in result["heavy"]

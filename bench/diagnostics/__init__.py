@@ -56,12 +56,19 @@ def _throughput(d: DiagnosticsConfig, run_dir: Path) -> Callback:
     return ThroughputDiagnostics(d)
 
 
+def _attention_maps(d: DiagnosticsConfig, run_dir: Path) -> Callback:
+    from bench.diagnostics.attention_maps import AttentionMapsCallback
+
+    return AttentionMapsCallback(d, run_dir)
+
+
 # name -> (is it on?, build it). Throughput comes last so it sees the others'
 # excluded time.
 CALLBACKS: dict[str, tuple[Callable[[DiagnosticsConfig], bool], Callable[..., Callback]]] = {
     "gradients": (lambda d: d.gradients or d.noise_scale or d.attention_entropy, _gradients),
     "hessian": (lambda d: d.hessian, _hessian),
     "landscape": (lambda d: d.landscape, _trajectory),
+    "attention_maps": (lambda d: d.attention_maps, _attention_maps),
     "throughput": (lambda d: d.throughput, _throughput),
 }
 

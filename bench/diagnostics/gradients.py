@@ -388,6 +388,26 @@ def output_logit_stats(logits: Tensor, positions: Tensor | None = None) -> dict[
     return dict(zip(("output_logit_max", "output_logit_mean", "log_z_mean"), values, strict=True))
 
 
+@contextmanager
+def recording_attention(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
+    """Eval mode with every attention layer's ``record_probs`` on, for one block of code;
+    yields the layers by name. Restores the train/eval mode and drops what was recorded."""
+    mods = attention_modules(model)
+    was_training = model.training
+    model.eval()
+    try:
+        for m in mods.values():
+            m.record_probs = True
+        yield mods
+    finally:
+        for m in mods.values():
+            m.record_probs = False
+            m.last_probs = None
+            if hasattr(m, "last_logit_max"):
+                m.last_logit_max = m.last_keys = None
+        model.train(was_training)
+
+
 @torch.no_grad()
 def attention_stats(
     model: nn.Module,
@@ -403,13 +423,8 @@ def attention_stats(
     ``forward()``'s return value is taken as the output logits when it is a
     ``[B, T, V]`` tensor.
     """
-    mods = attention_modules(model)
-    was_training = model.training
-    model.eval()
     masks = query_masks or {}
-    try:
-        for m in mods.values():
-            m.record_probs = True
+    with recording_attention(model) as mods:
         logits = forward()
         entropy: dict[str, Tensor] = {}
         peaks: dict[str, Tensor] = {}
@@ -437,13 +452,6 @@ def attention_stats(
             else {}
         )
         return AttentionStats(entropy, logit_max, output, uniform_max)
-    finally:
-        for m in mods.values():
-            m.record_probs = False
-            m.last_probs = None
-            if hasattr(m, "last_logit_max"):
-                m.last_logit_max = m.last_keys = None
-        model.train(was_training)
 
 
 def attention_entropies(

@@ -579,6 +579,44 @@ class FigureSpec:
     draw: Callable[[SweepData, list[CellSummary]], Drawn]
 
 
+def attention_maps(data: SweepData, summaries: list[CellSummary]) -> Drawn:
+    """The end-of-training attention maps of each cell's best run (validation example 0)."""
+    from bench.diagnostics.attention_plot import FILE, AttentionMaps, draw_panels, panels
+
+    _, direction = analysis.quality_metric(data)
+    rows = []
+    for s in summaries:
+
+        def has_maps(r: dict) -> bool:
+            d = diagnostics_dir(r)
+            return d is not None and (d / FILE).is_file()
+
+        runs = [r for r in s.rows if r.get("value") is not None and has_maps(r)]
+        if runs:
+            best = (min if direction == "minimize" else max)(runs, key=lambda r: r["value"])
+            which = f"trial {best.get('trial', '?')}"
+        else:  # no run behind the cell's numbers (all pruned or diverged): its last trial
+            tried = [r for r in data.rows if r.get("cell") == s.cell and has_maps(r)]
+            if not tried:
+                continue
+            best = tried[-1]
+            which = f"trial {best.get('trial', '?')}, {best.get('status', '?')}"
+        maps = AttentionMaps.load(diagnostics_dir(best) / FILE)
+        step = maps.steps[-1]
+        rows += panels(maps, len(maps.steps) - 1, 0, f"{label(data, s)}\n({which}, step {step})")
+    if not rows:
+        return "not recorded (no diagnostics/attention_maps.npz; diagnostics.attention_maps)"
+    if len(rows) > MAX_ATTENTION_ROWS:
+        return (
+            f"not drawn: {len(rows)} cell x layer rows (at most {MAX_ATTENTION_ROWS}); "
+            "draw a run's maps with bench attention RUN_DIR"
+        )
+    return draw_panels(rows, "Attention at the end of training, best run per cell")
+
+
+MAX_ATTENTION_ROWS = 24  # cell x layer rows of heatmaps in one figure
+
+
 FIGURES: dict[str, FigureSpec] = {
     "quality": FigureSpec("Quality per cell",
         "Each dot is one run behind the cell's number (its seed re-runs, else its best tuning "
@@ -611,6 +649,13 @@ FIGURES: dict[str, FigureSpec] = {
         "B_simple = tr(Σ)/|G|² (mean over the cell's runs, error bars one sd); when an estimate "
         "is negative (|G|² estimated below zero from noisy batches), its two components are "
         "shown beside it. Right: the mean attention entropy in nats.", noise_and_entropy),
+    "attention_maps": FigureSpec("What attention learned",
+        "The best run of each cell (by the quality metric), at the end of training: one row "
+        "per layer, one heatmap per head, on the first validation example (rows: query "
+        "positions, columns: key positions, labelled with token ids; colour: attention "
+        "probability). Reversal shows an anti-diagonal over the answer, copying a shifted "
+        "diagonal. Any run: bench attention RUN_DIR [--step N] [--example K].",
+        attention_maps),
     "landscape": FigureSpec("Loss landscapes",
         "Loss around each cell's best run on a random filter-normalised plane; ★ = the trained weights.",
         landscapes),

@@ -21,6 +21,7 @@ from bench import redact
 from bench.report import analysis, learning, stats, tuning
 from bench.report.analysis import CellSummary
 from bench.report.collect import SweepData, manifests
+from bench.report.diagnoses import diagnosis_rows
 from bench.report.figures import RenderedFigure, label
 from bench.report.findings import Finding, ci, g
 
@@ -268,6 +269,7 @@ def context(
         "commands": commands,
         "spec_text": data.spec_text.rstrip(),
         "labels": {s.cell: label(data, s) for s in summaries},
+        "diagnoses": diagnosis_rows(data, summaries),
     }
 
 

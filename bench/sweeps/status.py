@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from rich.console import Console
@@ -14,7 +15,21 @@ from rich.table import Table
 from bench.config import ConfigError
 from bench.sweeps.layout import Sweep, is_sweep_dir, open_sweep_dir
 from bench.sweeps.storage import check_storage, open_storage
-from bench.sweeps.study import CellStatus, Problem, outcome, problems, sweep_status, tally
+from bench.sweeps.study import (
+    CellStatus,
+    Problem,
+    latest_by_slot,
+    load_study,
+    outcome,
+    plan,
+    problems,
+    seed_study_name,
+    sweep_status,
+    tally,
+)
+
+if TYPE_CHECKING:
+    from bench.diagnostics.diagnoses import Diagnosis
 
 COLUMNS = ("complete", "running", "waiting", "pruned", "diverged", "failed")
 
@@ -94,8 +109,59 @@ def problem_table(problems: list[Problem]) -> Table:
     return table
 
 
+def _trial_run_dir(recorded: object, sweep_dir: Path) -> Path | None:
+    """A trial's run directory (also after the sweep directory was moved)."""
+    if not recorded:
+        return None
+    p = Path(str(recorded))
+    moved = sweep_dir / "runs" / p.name
+    return p if p.is_dir() else moved if moved.is_dir() else None
+
+
+def diagnosed_trials(
+    storage: optuna.storages.BaseStorage, sweep: Sweep
+) -> list[tuple[str, str, int, str, list[Diagnosis]]]:
+    """(phase, cell, trial, outcome, diagnoses) of every finished trial with a diagnosis.
+
+    Read from each run's ``summary.json`` (worked out from its records when it has
+    none, e.g. a diverged run): :func:`bench.diagnostics.diagnoses.diagnose_run`.
+    """
+    from bench.diagnostics.diagnoses import diagnose_run
+
+    names = [(c.key, c.study) for c in plan(sweep.spec)]
+    if sweep.spec.seeds:
+        names.append(("", seed_study_name(sweep.spec)))
+    out = []
+    for key, name in names:
+        for t in latest_by_slot(load_study(storage, name).get_trials(deepcopy=False)).values():
+            o = outcome(t)
+            run_dir = _trial_run_dir(t.user_attrs.get("run_dir"), sweep.dir)
+            if o in ("running", "waiting") or run_dir is None:
+                continue
+            found = diagnose_run(run_dir)
+            if found:
+                cell = key or str(t.user_attrs.get("cell", "?"))
+                phase = str(t.user_attrs.get("phase", "seed" if not key else "tune"))
+                out.append((phase, cell, t.number, o, found))
+    return out
+
+
+def diagnosis_table(rows: list[tuple[str, str, int, str, list[Diagnosis]]]) -> Table:
+    """Finished trials and what their measurements point to (the first evidence shown)."""
+    table = Table(title="diagnoses of finished trials")
+    for col in ("phase", "cell", "trial", "outcome", "diagnoses", "evidence"):
+        table.add_column(col, justify="right" if col == "trial" else "left")
+    for phase, cell, number, o, found in rows[:MAX_PROBLEM_ROWS]:
+        titles = ", ".join(d.title for d in found)
+        table.add_row(phase, cell, str(number), o, titles, found[0].evidence)
+    if len(rows) > MAX_PROBLEM_ROWS:
+        table.caption = f"{len(rows) - MAX_PROBLEM_ROWS} more not shown (see bench report)"
+    return table
+
+
 def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
-    """Print the progress table of a prepared sweep, then the trials that did not complete."""
+    """Print the progress table of a prepared sweep, the trials that did not complete and
+    the diagnoses of finished trials."""
     console = console or _console()
     storage = sweep.open_storage()
     rows = sweep_status(storage, sweep.spec)
@@ -103,6 +169,9 @@ def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
     found = problems(storage, sweep.spec)
     if found:
         console.print(problem_table(found))
+    diagnosed = diagnosed_trials(storage, sweep)
+    if diagnosed:
+        console.print(diagnosis_table(diagnosed))
 
 
 def storage_rows(url: str) -> list[CellStatus]:

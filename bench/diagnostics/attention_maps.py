@@ -1,0 +1,181 @@
+"""What attention learned: every layer's and head's map on fixed validation examples,
+at init and at the end of training.
+
+:class:`AttentionMapsCallback` takes the first ``attention_maps_examples``
+examples of the first validation loader (the training length), runs one
+eval-mode forward with ``record_probs`` on at step 0 (before any update) and at
+the end, and writes ``diagnostics/attention_maps.npz`` (format:
+:mod:`bench.diagnostics.attention_plot`) with ``attention_init.png`` and
+``attention_end.png`` (example 0) next to it; W&B gets both images. Cheap: two
+forwards of a few examples per run. Off for models above
+``attention_maps_max_params`` parameters, and sequences are cropped to their
+first ``attention_maps_max_len`` positions, so the file stays small.
+
+A run resumed from a checkpoint keeps the maps recorded before it stopped.
+What a trained model should show: the anti-diagonal for reversal, the diagonal
+(shifted by the prompt) for copying, an induction pattern on associative recall.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench.config import DiagnosticsConfig
+from bench.diagnostics.attention_plot import FILE, AttentionMaps, save_grid
+from bench.diagnostics.gradients import _stack_of, recording_attention, slice_batch
+from bench.diagnostics.throughput import exclude_from_throughput
+
+log = logging.getLogger("bench.diagnostics")
+
+Batch = dict[str, Tensor]
+
+
+def _tokens(batch: Batch) -> dict[str, Tensor]:
+    """Token ids of each stack's positions: ``decoder`` (queries) and ``encoder``."""
+    if "src" in batch:
+        return {"encoder": batch["src"], "decoder": batch["tgt_in"]}
+    return {"decoder": batch["input_ids"]}
+
+
+@torch.no_grad()
+def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
+    """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
+    (cropped to ``max_len``), real query and key counts per example, and token ids."""
+    from bench.lit import _forward, real_positions
+
+    with recording_attention(model) as mods:
+        _forward(model, batch)
+        real = {
+            k: v.sum(-1).clamp(max=max_len).cpu().numpy() for k, v in real_positions(batch).items()
+        }
+        tokens = {k: v[:, :max_len].cpu().numpy() for k, v in _tokens(batch).items()}
+        out: dict[str, Any] = {
+            "layers": [],
+            "maps": [],
+            "queries": [],
+            "keys": [],
+            "query_tokens": [],
+            "key_tokens": [],
+        }
+        for name, m in mods.items():
+            probs = getattr(m, "last_probs", None)
+            if probs is None:
+                continue
+            query_stack = _stack_of(name)
+            key_stack = "encoder" if name.endswith("/cross") else query_stack
+            out["layers"].append(name)
+            out["maps"].append(probs[..., :max_len, :max_len].float().cpu().numpy())
+            out["queries"].append(real[query_stack])
+            out["keys"].append(real[key_stack])
+            out["query_tokens"].append(tokens[query_stack])
+            out["key_tokens"].append(tokens[key_stack])
+        return out
+
+
+class AttentionMapsCallback(L.Callback):
+    """Records attention maps at init and at the end (see the module docstring)."""
+
+    def __init__(self, cfg: DiagnosticsConfig, run_dir: str | Path) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.out = Path(run_dir) / "diagnostics"
+        self.steps: list[int] = []
+        self.records: list[dict[str, Any]] = []
+        self._batch: Batch | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        n_params = sum(p.numel() for p in pl_module.model.parameters())
+        if n_params > self.cfg.attention_maps_max_params:
+            log.info(
+                "attention maps off: %d parameters > diagnostics.attention_maps_max_params=%d",
+                n_params,
+                self.cfg.attention_maps_max_params,
+            )
+            return
+        loader = trainer.datamodule.val_dataloader()[0]
+        batch = next(iter(loader))
+        self._batch = {
+            k: v.to(pl_module.device)
+            for k, v in slice_batch(batch, self.cfg.attention_maps_examples).items()
+        }
+        self._resume()
+        if trainer.global_step == 0:
+            self._record(trainer, pl_module, 0)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._batch is None or not trainer.is_global_zero:
+            return
+        step = trainer.global_step
+        if not self.steps or self.steps[-1] != step:
+            self._record(trainer, pl_module, step)
+        with exclude_from_throughput():
+            self.save(trainer)
+
+    def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        with exclude_from_throughput(), trainer.precision_plugin.forward_context():
+            rec = record_maps(pl_module.model, self._batch, self.cfg.attention_maps_max_len)
+        if rec["layers"]:
+            self.steps.append(step)
+            self.records.append(rec)
+
+    def _resume(self) -> None:
+        """Keep what a run stopped before its end recorded (the init maps)."""
+        path = self.out / FILE
+        if not path.is_file() or self.records:
+            return
+        old = AttentionMaps.load(path)
+        for i, step in enumerate(old.steps):
+            self.steps.append(step)
+            self.records.append(
+                {
+                    "layers": old.layers,
+                    "maps": [m[i] for m in old.maps],
+                    "queries": old.queries,
+                    "keys": old.keys,
+                    "query_tokens": old.query_tokens,
+                    "key_tokens": old.key_tokens,
+                }
+            )
+
+    def maps(self) -> AttentionMaps:
+        first = self.records[0]
+        return AttentionMaps(
+            steps=list(self.steps),
+            layers=list(first["layers"]),
+            maps=[
+                np.stack([r["maps"][j] for r in self.records]) for j in range(len(first["layers"]))
+            ],
+            queries=list(first["queries"]),
+            keys=list(first["keys"]),
+            query_tokens=list(first["query_tokens"]),
+            key_tokens=list(first["key_tokens"]),
+        )
+
+    def save(self, trainer: L.Trainer | None = None) -> list[Path]:
+        """Write the npz and the init / end figures; W&B gets the figures."""
+        from bench.diagnostics.gradients import _atomic_write
+
+        if not self.records:
+            return []
+        self.out.mkdir(parents=True, exist_ok=True)
+        maps = self.maps()
+        arrays = maps.arrays()
+        written = [_atomic_write(self.out / FILE, lambda f: np.savez(f, **arrays))]
+        names = {0: "attention_init.png", len(maps.steps) - 1: "attention_end.png"}
+        for i, name in names.items():
+            if i == 0 and maps.steps[0] != 0:
+                continue  # no init maps (e.g. resumed without them)
+            written.append(save_grid(maps, i, 0, self.out / name))
+        for logger in trainer.loggers if trainer is not None else []:
+            if hasattr(logger, "log_image"):
+                for path in written[1:]:
+                    key = "attention/" + path.stem.removeprefix("attention_")
+                    logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+        return written

@@ -1,0 +1,161 @@
+"""What a diagnosis rule reads and what it says: :class:`RunRecords` and :class:`Rule`.
+
+Pure Python (stdlib and :mod:`bench.config`), so the report and ``bench status``
+read diagnoses without torch. A rule reads a run's records (``metrics.csv``
+series, the resolved config, ``summary.json``) and, when the measurements point
+to a known failure, returns its *evidence*: one sentence with the numbers. The
+rule's class says which records it reads, the paper the failure is described in
+and what to try.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench import records
+from bench.config import flatten, safe_load
+
+Series = list[tuple[int, float]]  # (step, value), in step order, finite values only
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """One run's records as the rules read them.
+
+    ``rows``: ``metrics.csv`` as float rows (with ``step``); ``config``: the flat
+    resolved RunConfig (``train.lr``, ``task.batch_size``, ...); ``summary``:
+    ``summary.json`` (or the in-memory summary at the end of ``train_run``);
+    ``status``: completed / diverged / stopped / ...
+    """
+
+    rows: Sequence[Mapping[str, float]] = ()
+    config: Mapping[str, Any] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    status: str = ""
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path, summary: Mapping[str, Any] | None = None) -> RunRecords:
+        """Read a run directory (anything missing reads as empty)."""
+        run_dir = Path(run_dir)
+        config: dict[str, Any] = {}
+        if (run_dir / records.CONFIG).is_file():
+            config = flatten(safe_load((run_dir / records.CONFIG).read_text()) or {})
+        if summary is None:
+            path = run_dir / records.SUMMARY
+            summary = records.read_json(path) if path.is_file() else {}
+        status = str(summary.get("status") or records.read_status(run_dir).get("status", ""))
+        return cls(records.read_metrics(run_dir), config, summary, status)
+
+    def series(self, key: str) -> Series:
+        """The finite values logged for ``key``, one per step (the last one logged wins)."""
+        by_step: dict[int, float] = {}
+        for row in self.rows:
+            v = row.get(key)
+            if v is not None and "step" in row and math.isfinite(v):
+                by_step[int(row["step"])] = v
+        return sorted(by_step.items())
+
+    def keys(self, prefix: str) -> list[str]:
+        """Logged keys starting with ``prefix``, sorted."""
+        return sorted({k for row in self.rows for k in row if k.startswith(prefix)})
+
+    @property
+    def total_steps(self) -> int:
+        """The steps the run was meant to take (``train.max_steps``), else the last logged."""
+        planned = self.config.get("train.max_steps")
+        if isinstance(planned, int) and planned > 0:
+            return planned
+        return max((int(r["step"]) for r in self.rows if "step" in r), default=0)
+
+    def chance_loss(self) -> float | None:
+        """The task's chance-level val/loss (``summary.json`` ``baseline``), if recorded."""
+        v = (self.summary.get("baseline") or {}).get("val/loss")
+        return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+    def non_finite_loss(self) -> bool:
+        """Did training diverge (status, or a non-finite train/loss in the records)?"""
+        if self.status == "diverged":
+            return True
+        return any("train/loss" in r and not math.isfinite(r["train/loss"]) for r in self.rows)
+
+
+def window(series: Series, last_step: float) -> Series:
+    """The points at or before ``last_step``."""
+    return [(s, v) for s, v in series if s <= last_step]
+
+
+def median(values: Iterable[float]) -> float:
+    vs = [v for v in values if math.isfinite(v)]
+    return statistics.median(vs) if vs else math.nan
+
+
+def layer_of(key: str) -> str:
+    """``cond/attn_entropy/layer_0`` -> ``layer_0``; ``.../dec_layer_1/cross`` -> ``dec_layer_1/cross``."""
+    return key.split("/", 2)[2]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A rule that fired on a run: what it is, the evidence, the paper and what to try."""
+
+    rule: str
+    title: str
+    evidence: str
+    paper: str
+    advice: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "rule": self.rule,
+            "title": self.title,
+            "evidence": self.evidence,
+            "paper": self.paper,
+            "advice": self.advice,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Diagnosis:
+        return cls(*(str(d.get(k, "")) for k in ("rule", "title", "evidence", "paper", "advice")))
+
+    def line(self) -> str:
+        """``title: evidence; try advice`` (one line, for terminals and tables)."""
+        return f"{self.title}: {self.evidence}; try {self.advice}"
+
+
+class Rule:
+    """One diagnosis. Subclasses set the class attributes and implement :meth:`evidence`.
+
+    ``reads``: the record keys the rule reads (``{layer}``/``{block}`` stand for
+    every layer or block; ``config:``/``summary:`` name config fields and
+    summary entries). :meth:`evidence` returns one sentence with the numbers
+    when the rule fires, else None; :meth:`advise` what to try (by default the
+    class's ``advice``; a rule may tailor it to the run's config).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]
+    paper: ClassVar[str]
+    advice: ClassVar[str]
+
+    def evidence(self, rec: RunRecords) -> str | None:
+        raise NotImplementedError
+
+    def advise(self, rec: RunRecords) -> str:
+        return self.advice
+
+    def diagnose(self, rec: RunRecords) -> Diagnosis | None:
+        found = self.evidence(rec)
+        if found is None:
+            return None
+        return Diagnosis(self.name, self.title, found, self.paper, self.advise(rec))
+
+
+def fmt(x: float) -> str:
+    """A number for a sentence: 3 significant digits."""
+    return f"{x:.3g}"

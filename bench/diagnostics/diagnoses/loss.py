@@ -1,0 +1,131 @@
+"""The loss and the output logits: spikes, plateaus at chance, drifting log-partition."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.diagnostics.diagnoses.base import Rule, RunRecords, fmt, median
+from bench.tasks.baseline import LOSS_MARGIN
+
+# A loss spike: a logged train/loss at least twice the median of the 5 logged values
+# before it, and higher by at least 20% of the task's chance loss (0.1 nats when no
+# chance level is recorded). Single-batch losses of a run that trains smoothly vary by
+# ~5-10% of chance from log to log; a doubling that large is a spike in the sense of
+# Chowdhery et al. 2022 (PaLM, Sec. 5.1) and Zhai et al. 2023.
+SPIKE_RATIO = 2.0
+SPIKE_CHANCE_FRACTION = 0.2
+SPIKE_MIN_NATS = 0.1
+SPIKE_CONTEXT = 5
+# A plateau at chance: val/loss within LOSS_MARGIN (10%, the margin a run must clear to
+# count as learned, bench.tasks.baseline) of the chance loss for at least half the run.
+PLATEAU_FRACTION = 0.5
+# Output logit divergence (Wortsman et al. 2023, Sec. 3.2): the mean log-partition
+# log Z drifts by more than 20 nats from its value at init. Softmax ignores a shift of
+# all logits, so nothing in the loss holds log Z in place; z-loss (1e-4 log^2 Z,
+# Chowdhery et al. 2022) does. A model that predicts confidently over a small vocabulary
+# needs log Z only a few nats above its correct-token logit (|log Z| < ~15 on the probes);
+# a drift of 20 is a shift of every logit, not confidence.
+LOG_Z_DRIFT = 20.0
+
+
+@dataclass(frozen=True)
+class Spike:
+    step: int
+    before: float  # median of the logged losses just before
+    value: float
+
+
+def loss_spikes(rec: RunRecords) -> list[Spike]:
+    """The train/loss spikes of a run (see ``SPIKE_*``), in step order."""
+    series = rec.series("train/loss")
+    chance = rec.chance_loss()
+    floor = SPIKE_CHANCE_FRACTION * chance if chance else SPIKE_MIN_NATS
+    out = []
+    for i in range(SPIKE_CONTEXT, len(series)):
+        step, value = series[i]
+        before = median(v for _, v in series[i - SPIKE_CONTEXT : i])
+        if value >= SPIKE_RATIO * before and value - before >= floor:
+            out.append(Spike(step, before, value))
+    return out
+
+
+class LossSpikes(Rule):
+    name = "loss_spikes"
+    title = "loss spikes"
+    reads = ("train/loss", "status", "summary: baseline")
+    paper = "Chowdhery et al. 2022 (PaLM, Sec. 5.1); Wortsman et al. 2023"
+    advice = "a lower learning rate, a longer warmup or qk_norm=true"
+
+    def evidence(self, rec: RunRecords) -> str | None:
+        spikes = loss_spikes(rec)
+        if spikes:
+            first = spikes[0]
+            more = f" ({len(spikes)} spikes in all)" if len(spikes) > 1 else ""
+            return (
+                f"train/loss jumped from {fmt(first.before)} to {fmt(first.value)} at step "
+                f"{first.step}{more}"
+            )
+        if rec.non_finite_loss():
+            return "train/loss became non-finite (the run diverged)"
+        return None
+
+
+class ChancePlateau(Rule):
+    name = "chance_plateau"
+    title = "plateau at chance"
+    reads = ("val/loss", "summary: baseline", "config: train.max_steps")
+    paper = "the task's chance level (bench.tasks.baseline); Power et al. 2022 (grokking)"
+    advice = (
+        "a different learning rate (this one moved nothing that depends on the input), "
+        "more steps, or a configuration whose attention forms (see the other diagnoses)"
+    )
+
+    def evidence(self, rec: RunRecords) -> str | None:
+        chance = rec.chance_loss()
+        series = rec.series("val/loss")
+        if not chance or not series:
+            return None
+        near = [(s, v) for s, v in series if abs(v - chance) <= LOSS_MARGIN * chance]
+        # the longest stretch of consecutive validations near chance
+        best: list[tuple[int, float]] = []
+        run: list[tuple[int, float]] = []
+        for point in series:
+            run = [*run, point] if point in near else []
+            best = run if len(run) > len(best) else best
+        if len(best) < 2:
+            return None
+        span = best[-1][0] - best[0][0]
+        if span < PLATEAU_FRACTION * rec.total_steps:
+            return None
+        lo, hi = min(v for _, v in best), max(v for _, v in best)
+        return (
+            f"val/loss stayed at chance ({fmt(chance)}) from step {best[0][0]} to "
+            f"{best[-1][0]} ({fmt(lo)}-{fmt(hi)})"
+        )
+
+
+class OutputLogitDivergence(Rule):
+    name = "output_logit_divergence"
+    title = "output logit divergence"
+    reads = ("cond/log_z_mean", "cond/output_logit_mean", "cond/output_logit_max")
+    paper = (
+        "Wortsman et al. 2023 (Small-scale proxies for large-scale Transformer training "
+        "instabilities, Sec. 3.2); z-loss from Chowdhery et al. 2022"
+    )
+    advice = "a z-loss (1e-4 log^2 Z), more weight decay or a lower learning rate"
+
+    def evidence(self, rec: RunRecords) -> str | None:
+        log_z = rec.series("cond/log_z_mean")
+        if len(log_z) < 2:
+            return None
+        s0, z0 = log_z[0]
+        s1, z1 = max(log_z, key=lambda p: abs(p[1] - z0))
+        if abs(z1 - z0) < LOG_Z_DRIFT or not math.isfinite(z1):
+            return None
+        mean = dict(rec.series("cond/output_logit_mean"))
+        peak = dict(rec.series("cond/output_logit_max"))
+        extra = ""
+        if s1 in mean and s1 in peak:
+            extra = f"; mean logit {fmt(mean[s1])}, max {fmt(peak[s1])}"
+        return f"mean log Z drifted from {fmt(z0)} at step {s0} to {fmt(z1)} at step {s1}{extra}"

@@ -1,0 +1,51 @@
+"""``bench report`` lists each cell's diagnoses next to its learning status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+from report_helpers import make_sweep, standard_cells
+
+from bench.diagnostics.diagnoses import Diagnosis
+from bench.report import build_report
+from bench.report.collect import load_sweep
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+UNIFORM = Diagnosis(
+    "uniform_attention",
+    "uniform attention",
+    "attention in layer_0 stayed uniform for the first 160 steps (entropy 2.07 of max 2.08)",
+    "Xiong et al. 2020",
+    "init=auto",
+)
+
+
+def test_each_cell_lists_its_runs_diagnoses_next_to_its_learning_status(tmp_path):
+    sweep = make_sweep(tmp_path, standard_cells())
+    data = load_sweep(sweep)
+    post_rope = [
+        Path(r["run_dir"])
+        for r in data.rows
+        if r["cell"] == "norm_placement=post,pos_encoding=rope" and r["phase"] == "seed"
+    ]
+    assert len(post_rope) == 3
+    for i, run_dir in enumerate(post_rope):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary["diagnoses"] = [UNIFORM.as_dict()] if i < 2 else []
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    out = build_report(sweep, tmp_path / "out")
+    md = (out / "report.md").read_text()
+    section = md.split("### Diagnoses", 1)[1].split("## Comparisons", 1)[0]
+    line = next(x for x in section.splitlines() if x.startswith("- **post / rope**"))
+    assert "·" in line  # the cell's learning status follows its name
+    assert (
+        "  - uniform attention (2 of 3 runs): attention in layer_0 stayed uniform for the "
+        "first 160 steps (entropy 2.07 of max 2.08); try init=auto" in section
+    )
+    # a cell whose runs record none, and whose records show none, says so
+    assert "- **pre / rope** · " in section and "no diagnosis" in section
+    html = (out / "index.html").read_text()
+    assert "uniform attention (2 of 3 runs)" in html
