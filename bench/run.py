@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import lightning as L
 import torch
@@ -32,6 +32,7 @@ from bench.diagnostics import build_callbacks, landscape_of
 from bench.diagnostics.guard import DiagnosticErrors
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
+from bench.preemption import PREEMPTION, Preempted, PreemptionCheckpoint
 from bench.resources import check_fits
 from bench.tasks import build_datamodule
 from bench.tasks.baseline import judge_learning
@@ -165,6 +166,14 @@ class _TrackValidation(Callback):
         self.last_step = -1
         self.best: dict[str, float] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: a resumed run keeps the best values seen before."""
+        return {"last_step": self.last_step, "best": dict(self.best)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_step = int(state.get("last_step", -1))
+        self.best = {k: float(v) for k, v in state.get("best", {}).items()}
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -205,7 +214,24 @@ def train_run(
     resume: Path | None = None,
     command: str | None = None,
 ) -> RunResult:
-    """Train one configuration and record it; see the module docstring."""
+    """Train one configuration and record it; see the module docstring.
+
+    A preemption signal (:mod:`bench.preemption`, when the caller installed its
+    handlers) checkpoints the run at the next step boundary, records it
+    ``preempted`` and raises :class:`~bench.preemption.Preempted`; ``resume=run_dir``
+    continues it exactly.
+    """
+    with PREEMPTION.deferred():
+        return _train_run(cfg, callbacks, resume=resume, command=command)
+
+
+def _train_run(
+    cfg: RunConfig,
+    callbacks: Sequence[Callback],
+    *,
+    resume: Path | None,
+    command: str | None,
+) -> RunResult:
     prep = prepare(cfg)
     cfg, dm = prep.cfg, prep.datamodule
     ckpt_path: Path | None = None
@@ -254,6 +280,7 @@ def train_run(
         save_top_k=0,
         every_n_train_steps=t.checkpoint_every or t.val_every,
     )
+    preemption = PreemptionCheckpoint(run_dir / records.LAST_CKPT)
     errors = DiagnosticErrors()  # a failing diagnostic is recorded, never fatal
     diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = _loggers(cfg, run_dir)
@@ -270,7 +297,7 @@ def train_run(
         strategy="ddp" if t.devices > 1 else "auto",
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=[checkpoint, tracker, *diagnostics, *callbacks],
+        callbacks=[checkpoint, tracker, *diagnostics, *callbacks, preemption],
         enable_progress_bar=sys.stderr.isatty() if t.progress_bar is None else t.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -297,6 +324,10 @@ def train_run(
             trainer.validate(module, datamodule=_RunData(dm, loader), verbose=False)
         if status == "completed" and trainer.global_step < t.max_steps:
             status, reason = "stopped", f"stopped early at step {trainer.global_step}"
+    except Preempted as e:
+        record_status(run_dir, "preempted", f"preempted ({e}); resumable", step=e.step)
+        _finish_loggers(loggers, "failed")
+        raise
     except SystemExit:
         # Lightning turns Ctrl-C into a graceful shutdown followed by sys.exit(1).
         signal.signal(signal.SIGINT, signal.default_int_handler)
