@@ -79,7 +79,7 @@ def local_slurm(directory: Path) -> Iterator[dict[str, str]]:
 
 
 def squeue(job: str, env: dict[str, str]) -> dict[str, str]:
-    """``{array task id: state}`` of a job array's queued and running tasks."""
+    """``{task's Slurm id: state}`` of a job (array)'s queued and running tasks."""
     out = subprocess.run(
         ["squeue", "-h", "-r", "-j", job, "-o", "%i %T"],
         capture_output=True,
@@ -87,22 +87,4 @@ def squeue(job: str, env: dict[str, str]) -> dict[str, str]:
         env=env,
         timeout=30,
     ).stdout
-    return {
-        line.split()[0].split("_")[-1]: line.split()[1] for line in out.splitlines() if line.strip()
-    }
-
-
-def start_now(job_task: str, env: dict[str, str]) -> None:
-    """Let a requeued task start at once (Slurm holds requeued jobs ~2 minutes by default)."""
-    for _ in range(50):
-        done = subprocess.run(
-            ["scontrol", "update", f"JobId={job_task}", "StartTime=now"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-        )
-        if done.returncode == 0:
-            return
-        time.sleep(0.1)  # still completing its requeue
-    raise RuntimeError(f"scontrol update {job_task} StartTime=now: {done.stderr}")
+    return dict(line.split()[:2] for line in out.splitlines() if line.strip())

@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from slurm_cluster import local_slurm, squeue, start_now
+from slurm_cluster import local_slurm, squeue
 from sweep_helpers import (
     PYTHON,
     env_for_tests,
@@ -102,7 +102,7 @@ def test_a_slurm_sweep_gives_the_trials_and_report_rows_of_the_local_launcher(tm
     require_postgres()
     from bench.report.collect import load_sweep
 
-    spec = write_spec(tmp_path / "tiny.yaml", tiny_spec())
+    spec = write_spec(tmp_path / "tiny.yaml", tiny_spec(seeds=0))  # 2 cells x 2 trials
     local = bench("sweep", str(spec), "--out", str(tmp_path / "local"), env=slurm)
     assert local.returncode == 0, local.stderr
     with fresh_database() as url:
@@ -130,7 +130,7 @@ def test_a_slurm_sweep_gives_the_trials_and_report_rows_of_the_local_launcher(tm
             )  # fmt: skip
 
         ours, theirs = load_sweep(tmp_path / "slurm", url), load_sweep(tmp_path / "local")
-        assert len(ours.rows) == 6
+        assert len(ours.rows) == 4
         assert rows(ours) == rows(theirs)
 
 
@@ -164,7 +164,7 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
         )  # fmt: skip
         assert sub.returncode == 0, sub.stderr
         job = job_id(sub.stdout)
-        task = f"{job}_0"
+        task = job  # a single worker is a plain job (a one-task array for submitit)
         wait_for(lambda: last_step(run0) > 0, timeout=120, every=0.1)
         print(f"submission to the first trial step: {time.time() - t0:.1f} s")
 
@@ -172,9 +172,7 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
         for how in (["scancel", "--signal=USR2", task], ["scontrol", "requeue", task]):
             at = wait_for(lambda: (s := last_step(run0)) >= 40 * (len(stops) + 1) and s, 120, 0.1)
             subprocess.run(how, env=slurm, check=True, timeout=30)
-            wait_for(lambda: squeue(job, slurm).get("0") == "PENDING", timeout=60, every=0.2)
-            start_now(task, slurm)
-            stops.append(at)
+            stops.append(at)  # the requeued worker starts again by itself (~6 s here)
         at = wait_for(lambda: (s := last_step(run0)) >= 130 and s, 120, 0.1)
         cancel = bench("sweep", str(out), "--launcher", "slurm", "--cancel", env=slurm)
         assert cancel.returncode == 0, cancel.stderr

@@ -390,13 +390,14 @@ def _submit(sweep: Sweep, opts: LauncherSpec, workers: int) -> Submitted:
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10**6)
     executor.update_parameters(**executor_parameters(opts, f"bench-{sweep.spec.name}"))
     worker = SlurmWorker(str(sweep.dir.resolve()), sweep.storage_url, opts.cpus_per_worker)
-    jobs_ = executor.map_array(worker, list(range(workers)))  # one array task per worker
-    job_id = str(jobs_[0].job_id).split("_")[0]
+    # One array task per worker (submitit submits a single worker as a plain job).
+    tasks = [str(j.job_id) for j in executor.map_array(worker, list(range(workers)))]
+    job_id = tasks[0].split("_")[0]
     jobs = read_jobs(sweep.dir)
     jobs.append(
         {
             "job_id": job_id,
-            "workers": workers,
+            "tasks": tasks,  # the workers' Slurm ids: JOB_TASK, or JOB for a single worker
             "submitted": time.time(),
             "options": sbatch_options(opts),
         }
@@ -409,7 +410,7 @@ def _submit(sweep: Sweep, opts: LauncherSpec, workers: int) -> Submitted:
 
 
 def array_states(job_id: str) -> dict[str, tuple[str, str]]:
-    """``{array task id: (Slurm state, node or pending reason)}`` of a job array.
+    """``{task's Slurm id: (Slurm state, node or pending reason)}`` of a job (array).
 
     From ``squeue`` (queued and running tasks), then ``sacct`` when the cluster
     keeps accounting; tasks neither knows any more are left out.
@@ -423,7 +424,7 @@ def array_states(job_id: str) -> dict[str, tuple[str, str]]:
     )
     for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
         jid, state, where = [*line.split("|"), "", ""][:3]
-        out[jid.split("_", 1)[-1]] = (state, where)
+        out[jid] = (state, where)
     acct = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State,NodeList"],
         capture_output=True,
@@ -432,9 +433,8 @@ def array_states(job_id: str) -> dict[str, tuple[str, str]]:
     )
     for line in acct.stdout.splitlines() if acct.returncode == 0 else []:
         jid, state, where = [*line.split("|"), "", ""][:3]
-        task = jid.split("_", 1)[-1]
-        if "_" in jid and task.isdigit() and task not in out:
-            out[task] = (state.split()[0], where)
+        if jid not in out and state:
+            out[jid] = (state.split()[0], where)
     return out
 
 
@@ -450,9 +450,8 @@ def worker_rows(sweep_dir: Path) -> list[tuple[str, str, str, str]]:
     job = jobs[-1]
     states = array_states(job["job_id"])
     rows = []
-    for task in range(int(job["workers"])):
-        wid = f"{job['job_id']}_{task}"
-        state, where = states.get(str(task), ("ENDED", "no longer known to Slurm"))
+    for wid in job.get("tasks", []):
+        state, where = states.get(wid, ("ENDED", "no longer known to Slurm"))
         trial = "-"
         path = sweep_dir / WORKERS / f"slurm-{wid}.json"
         try:
