@@ -152,25 +152,27 @@ def wandb_settings(mode: str) -> Any:
     return wandb.Settings(reinit="create_new", **chosen)
 
 
-def run_id(run_dir: Path) -> str:
+def run_id(run_dir: Path, renew: bool = False) -> str:
     """The W&B run id of the run in ``run_dir``: made once, kept in ``records.WANDB_ID``.
 
     Every process that trains this run (the first, ``bench train --resume``, a
-    sweep trial resumed after preemption) logs to the same W&B run.
+    sweep trial resumed after preemption) logs to the same W&B run. ``renew``
+    makes a new one: after a failed start W&B keeps the old id "in use" in this
+    process, so the offline fallback needs its own.
     """
     path = Path(run_dir) / records.WANDB_ID
     try:
         known = path.read_text().strip()
     except OSError:
         known = ""
-    if known:
+    if known and not renew:
         return known
     new = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     records.atomic_write(path, new + "\n")
     return new
 
 
-def _init_run(cfg: RunConfig, run_dir: Path, mode: str) -> Any:
+def _init_run(cfg: RunConfig, run_dir: Path, mode: str, renew_id: bool = False) -> Any:
     import wandb
 
     if mode == "offline":
@@ -181,7 +183,7 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: str) -> Any:
     with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
         run = wandb.init(
             mode=mode,
-            id=run_id(run_dir),
+            id=run_id(run_dir, renew=renew_id),
             resume="allow",  # a resumed run (bench train --resume, a resumed trial) continues it
             dir=str(run_dir),
             project=t.project,
@@ -306,15 +308,16 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> SafeWandbLogger | None:
         )
         mode = "offline"
     run_dir = Path(run_dir)
+    failed = False
     while mode is not None:
         nxt = FALLBACK[mode]
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            run = _init_run(cfg, run_dir, mode)
+            run = _init_run(cfg, run_dir, mode, renew_id=failed)
         except Exception as e:
             then = f"trying {nxt}" if nxt else "this run is not tracked in W&B"
             _warn_once(f"init:{mode}", f"W&B {mode} start failed ({_one_line(e)}); {then}")
-            mode = nxt
+            mode, failed = nxt, True
             continue
         return SafeWandbLogger(
             experiment=run,
