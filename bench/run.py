@@ -202,6 +202,22 @@ def _loggers(cfg: RunConfig, run_dir: Path) -> list:
 _RUN_DIR_ENV = "BENCH_RUN_DIR"
 
 
+def cluster_plugins(devices: int, env: dict[str, str] | None = None) -> list:
+    """Lightning plugins for where this process runs.
+
+    A sweep worker on Slurm is one task (``srun`` with one task per worker) that
+    owns ``devices`` GPUs: a DDP trial's ranks are started by Lightning itself,
+    on that node, as on a workstation. Lightning would otherwise read the Slurm
+    task layout (one task) and refuse ``devices > 1``.
+    """
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    env = os.environ if env is None else env
+    if devices > 1 and env.get("SLURM_NTASKS") == "1":
+        return [LightningEnvironment()]
+    return []
+
+
 def _primary_process() -> bool:
     """False in the extra DDP ranks Lightning launches (they see LOCAL_RANK > 0)."""
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
@@ -295,6 +311,7 @@ def _train_run(
         accelerator=prep.accelerator,
         devices=t.devices,
         strategy="ddp" if t.devices > 1 else "auto",
+        plugins=cluster_plugins(t.devices),
         deterministic=t.deterministic,
         logger=loggers,
         callbacks=[checkpoint, tracker, *diagnostics, *callbacks, preemption],

@@ -252,3 +252,40 @@ def test_a_slurm_option_without_the_slurm_launcher_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--partition: a Slurm option" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+# ----------------------------------------------------------------------------- GPU placement
+
+
+def test_gpus_per_worker_become_gres_and_a_ddp_trial_must_fit_in_one_workers_gpus(tmp_path):
+    """No GPU here: the placement logic is checked on its inputs and outputs."""
+    import submitit
+
+    from bench.config import ConfigError
+    from bench.run import cluster_plugins
+    from bench.sweeps.slurm import check_devices, executor_parameters, sbatch_options, worker_gpus
+    from bench.sweeps.spec import LauncherSpec, parse_spec
+
+    opts = LauncherSpec(name="slurm", gpus_per_worker=2, cpus_per_worker=8, time="1-00:00:00")
+    assert "--gres=gpu:2" in sbatch_options(opts)
+    executor = submitit.SlurmExecutor(folder=tmp_path)
+    executor.update_parameters(**executor_parameters(opts, "bench-x"))
+    script = executor._make_submission_file_text("python -m x", "uid")
+    for line in ("--gres=gpu:2", "--cpus-per-task=8", "--ntasks-per-node=1", "--time=1440"):
+        assert f"#SBATCH {line}" in script, script
+
+    # Slurm sets CUDA_VISIBLE_DEVICES to the allocated GPUs (renumbered from 0 under cgroups).
+    assert worker_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == ["0", "1"]
+    assert worker_gpus({"CUDA_VISIBLE_DEVICES": "2,5"}) == ["2", "5"]
+    assert worker_gpus({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}) == []
+    assert worker_gpus({}) == []
+
+    # A DDP trial (train.devices=2) fits in 2 GPUs per worker, not in 1.
+    spec = parse_spec({**tiny_spec(), "base": {**tiny_spec()["base"], "train": {"devices": 2}}})
+    check_devices(spec, opts)
+    with pytest.raises(ConfigError, match=r"--gpus-per-worker=1: a trial needs train.devices=2"):
+        check_devices(spec, LauncherSpec(name="slurm", gpus_per_worker=1))
+    # Inside the one-task Slurm job Lightning starts the DDP ranks itself.
+    in_task = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "bench-x"}
+    assert [type(p).__name__ for p in cluster_plugins(2, in_task)] == ["LightningEnvironment"]
+    assert cluster_plugins(1, in_task) == [] and cluster_plugins(2, {}) == []

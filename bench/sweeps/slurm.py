@@ -294,6 +294,7 @@ class SlurmWorker:
     sweep_dir: str
     storage: str
     threads: int
+    gpus: int | None = None  # --gpus-per-worker: Slurm must have given this many
 
     def __call__(self, task: int) -> int:
         import signal
@@ -306,6 +307,17 @@ class SlurmWorker:
 
         env = submitit.JobEnvironment()
         os.environ[STORAGE_ENV] = self.storage
+        gpus = worker_gpus()
+        if self.gpus is None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker uses no GPU it was not given
+        elif len(gpus) < self.gpus:
+            print(
+                f"error: Slurm gave worker {env.job_id} {len(gpus)} GPUs "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}); "
+                f"the sweep asked for {self.gpus}",
+                file=sys.stderr,
+            )
+            return 2
         worker_id = f"slurm-{env.job_id}"
         argv = ["worker", self.sweep_dir, "--worker-id", worker_id, "--prepared"]
         code = main([*argv, "--threads", str(self.threads)])
@@ -389,7 +401,9 @@ def _submit(sweep: Sweep, opts: LauncherSpec, workers: int) -> Submitted:
     folder.chmod(0o700)  # the pickled worker holds the storage URL
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10**6)
     executor.update_parameters(**executor_parameters(opts, f"bench-{sweep.spec.name}"))
-    worker = SlurmWorker(str(sweep.dir.resolve()), sweep.storage_url, opts.cpus_per_worker)
+    worker = SlurmWorker(
+        str(sweep.dir.resolve()), sweep.storage_url, opts.cpus_per_worker, opts.gpus_per_worker
+    )
     # One array task per worker (submitit submits a single worker as a plain job).
     tasks = [str(j.job_id) for j in executor.map_array(worker, list(range(workers)))]
     job_id = tasks[0].split("_")[0]
