@@ -210,7 +210,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.sweeps.layout import resolve_spec
 
     cmdline = redact.command(["bench", *sys.argv[1:]])
-    launcher = args.launcher or resolve_spec(args.spec)[0].launcher.name
+    spec_launcher = resolve_spec(args.spec)[0].launcher
+    launcher = args.launcher or spec_launcher.name
     given = {k: getattr(args, k) for k in SLURM_FLAGS if getattr(args, k) is not None}
     if launcher == "slurm" or args.cancel:
         from bench.sweeps.slurm import cancel_sweep, submit_sweep
@@ -230,7 +231,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     return run_sweep(
         args.spec,
-        args.workers,
+        args.workers or spec_launcher.workers,
         args.devices,
         args.storage,
         args.out,
