@@ -20,7 +20,7 @@ import pytest
 from conftest import TINY
 from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
-from sweep_helpers import env_for_tests, tiny_spec, wait_for, worker_cmd, write_spec
+from sweep_helpers import env_for_tests, one_cell_spec, wait_for, worker_cmd, write_spec
 
 from bench.config import build_run_config
 from bench.preemption import PREEMPTION, Preempted
@@ -82,12 +82,7 @@ def test_a_run_preempted_twice_resumes_exactly_and_keeps_one_wandb_run(tmp_path,
 
 
 def test_a_retry_of_a_killed_workers_trial_resumes_from_its_checkpoint(tmp_path):
-    spec = tiny_spec(
-        compare={"model.norm_placement": ["pre"]},
-        tune={"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "trials": 1},
-        seeds=0,
-    )
-    spec["base"]["train"].update(max_steps=400, val_every=100, checkpoint_every=10)
+    spec = one_cell_spec(1, max_steps=400, val_every=100, checkpoint_every=10)
     path = write_spec(tmp_path / "s.yaml", spec)
     out = tmp_path / "sweep"
     first = subprocess.Popen(worker_cmd(path, out, "a"), env=env_for_tests())

@@ -29,6 +29,7 @@ from sweep_helpers import (
     PYTHON,
     env_for_tests,
     fresh_database,
+    one_cell_spec,
     require_postgres,
     tiny_spec,
     wait_for,
@@ -147,12 +148,7 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
     from bench.config import build_run_config
     from bench.run import train_run
 
-    spec = tiny_spec(
-        compare={"model.norm_placement": ["pre"]},
-        tune={"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "trials": 2},
-        seeds=0,
-    )
-    spec["base"]["train"].update(max_steps=240, val_every=40, log_every=4)
+    spec = one_cell_spec(2, max_steps=240, val_every=40, log_every=4)
     path = write_spec(tmp_path / "long.yaml", spec)
     out = tmp_path / "sweep"
     run0 = out / "runs" / "tune-norm_placement=pre-t0000"
