@@ -26,7 +26,6 @@ import pytest
 from optuna.trial import TrialState
 from slurm_cluster import local_slurm, squeue
 from sweep_helpers import (
-    PYTHON,
     env_for_tests,
     fresh_database,
     one_cell_spec,
@@ -58,14 +57,21 @@ def slurm(tmp_path_factory):
                 os.environ["SLURM_CONF"] = old
 
 
-def bench(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "bench.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture
+def bench(capsys):
+    """``bench ARGS`` in this process (what the console script runs): (exit code, stdout, stderr).
+
+    In-process saves a Python start with torch per command; the workers Slurm
+    starts are real processes on the cluster.
+    """
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 def job_id(stdout: str) -> str:
@@ -99,27 +105,29 @@ def done(job: str, env: dict[str, str]) -> bool:
 # ----------------------------------------------------------------------------- same as local
 
 
-def test_a_slurm_sweep_gives_the_trials_and_report_rows_of_the_local_launcher(tmp_path, slurm):
+def test_a_slurm_sweep_gives_the_trials_and_report_rows_of_the_local_launcher(
+    tmp_path, slurm, bench
+):
     require_postgres()
     from bench.report.collect import load_sweep
 
     spec = write_spec(tmp_path / "tiny.yaml", tiny_spec(seeds=0))  # 2 cells x 2 trials
-    local = bench("sweep", str(spec), "--out", str(tmp_path / "local"), env=slurm)
-    assert local.returncode == 0, local.stderr
+    code, _, err = bench("sweep", str(spec), "--out", str(tmp_path / "local"))
+    assert code == 0, err
     with fresh_database() as url:
         t0 = time.time()
-        sub = bench(
+        code, out, err = bench(
             "sweep", str(spec), "--out", str(tmp_path / "slurm"), "--launcher", "slurm",
-            "--workers", "2", "--storage", url, env=slurm,
+            "--workers", "2", "--storage", url,
         )  # fmt: skip
-        assert sub.returncode == 0, sub.stderr
-        job = job_id(sub.stdout)
+        assert code == 0, err
+        job = job_id(out)
         wait_for(lambda: done(job, slurm), timeout=180, every=0.5)
         print(f"slurm sweep: {time.time() - t0:.1f} s from submission to the end")
 
-        status = bench("status", str(tmp_path / "slurm"), env=slurm)
-        assert status.returncode == 0, status.stderr
-        assert "Slurm workers" in status.stdout and f"{job}_1" in status.stdout
+        code, out, err = bench("status", str(tmp_path / "slurm"))
+        assert code == 0, err
+        assert "Slurm workers" in out and f"{job}_1" in out and "COMPLETED" in out
 
         def rows(data) -> list[tuple]:
             return sorted(
@@ -139,7 +147,7 @@ def test_a_slurm_sweep_gives_the_trials_and_report_rows_of_the_local_launcher(tm
 
 
 def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterrupted(
-    tmp_path, slurm
+    tmp_path, slurm, bench
 ):
     """Pre-timeout signal (the worker requeues itself), ``scontrol requeue``, then
     ``scancel`` of the whole array and a resubmission: the same trial number goes on
@@ -154,12 +162,11 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
     run0 = out / "runs" / "tune-norm_placement=pre-t0000"
     with fresh_database() as url:
         t0 = time.time()
-        sub = bench(
+        code, said, err = bench(
             "sweep", str(path), "--out", str(out), "--launcher", "slurm", "--storage", url,
-            env=slurm,
         )  # fmt: skip
-        assert sub.returncode == 0, sub.stderr
-        job = job_id(sub.stdout)
+        assert code == 0, err
+        job = job_id(said)
         task = job  # a single worker is a plain job (a one-task array for submitit)
         wait_for(lambda: last_step(run0) > 0, timeout=120, every=0.1)
         print(f"submission to the first trial step: {time.time() - t0:.1f} s")
@@ -170,16 +177,16 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
             subprocess.run(how, env=slurm, check=True, timeout=30)
             stops.append(at)  # the requeued worker starts again by itself (~6 s here)
         at = wait_for(lambda: (s := last_step(run0)) >= 130 and s, 120, 0.1)
-        cancel = bench("sweep", str(out), "--launcher", "slurm", "--cancel", env=slurm)
-        assert cancel.returncode == 0, cancel.stderr
+        code, said, err = bench("sweep", str(out), "--launcher", "slurm", "--cancel")
+        assert code == 0 and said.startswith(f"cancelled Slurm job array {job}"), err
         wait_for(lambda: done(job, slurm), timeout=60, every=0.2)
         stops.append(at)
         held = trials(url)["tiny/tune/norm_placement=pre"][0]
         assert held.state == TrialState.WAITING and held.user_attrs["status"] == "preempted"
 
-        again = bench("sweep", str(out), "--launcher", "slurm", "--storage", url, env=slurm)
-        assert again.returncode == 0, again.stderr
-        wait_for(lambda: done(job_id(again.stdout), slurm), timeout=180, every=0.5)
+        code, said, err = bench("sweep", str(out), "--launcher", "slurm", "--storage", url)
+        assert code == 0, err
+        wait_for(lambda: done(job_id(said), slurm), timeout=180, every=0.5)
 
         studies = trials(url)
         (tune,) = studies.values()

@@ -426,12 +426,12 @@ def _submit(sweep: Sweep, opts: LauncherSpec, workers: int) -> Submitted:
 def array_states(job_id: str) -> dict[str, tuple[str, str]]:
     """``{task's Slurm id: (Slurm state, node or pending reason)}`` of a job (array).
 
-    From ``squeue`` (queued and running tasks), then ``sacct`` when the cluster
-    keeps accounting; tasks neither knows any more are left out.
+    From ``squeue`` (queued, running, and ended within the cluster's MinJobAge),
+    then ``sacct`` when the cluster keeps accounting; tasks neither knows are left out.
     """
     out: dict[str, tuple[str, str]] = {}
     proc = subprocess.run(
-        ["squeue", "-h", "-r", "-j", job_id, "-o", "%i|%T|%R"],
+        ["squeue", "-h", "-r", "-t", "all", "-j", job_id, "-o", "%i|%T|%R"],
         capture_output=True,
         text=True,
         timeout=30,
