@@ -249,6 +249,23 @@ def test_a_bad_launcher_option_is_one_line_and_exit_2_before_anything_is_submitt
     assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout == before
 
 
+def test_the_specs_launcher_section_chooses_slurm_and_its_keys_are_checked_the_same_way(
+    tmp_path, slurm, capsys
+):
+    require_postgres()
+    spec = tiny_spec(launcher={"name": "slurm", "partition": "nosuch", "workers": 2})
+    path = write_spec(tmp_path / "tiny.yaml", spec)
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    code = main(["sweep", str(path), "--out", str(tmp_path / "s"), "--storage", url])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--partition=nosuch" in err and "Slurm refuses" in err, err
+    bad = write_spec(tmp_path / "bad.yaml", tiny_spec(launcher={"name": "slurm", "mem": "lots"}))
+    code = main(["sweep", str(bad), "--out", str(tmp_path / "s"), "--storage", url])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "launcher.mem='lots'" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_slurm_option_without_the_slurm_launcher_is_refused(tmp_path, capsys):
     spec = write_spec(tmp_path / "tiny.yaml", tiny_spec())
     code = main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--partition", "gpu"])
