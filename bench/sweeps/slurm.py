@@ -352,7 +352,11 @@ def planned_storage(spec: SweepSpec, from_dir: Path | None, storage: str | None,
     sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
     if is_sweep_dir(sweep_dir):
         recorded = read_sweep_json(sweep_dir).get("storage")
-        if recorded and "***" not in recorded:
+        if recorded and "***" in recorded:
+            raise ConfigError(
+                f"out={sweep_dir}: its storage URL has a hidden password; pass --storage URL"
+            )
+        if recorded:
             return recorded
     return default_storage(sweep_dir)
 
