@@ -231,7 +231,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     return run_sweep(
         args.spec,
-        args.workers or spec_launcher.workers,
+        args.workers if args.workers is not None else spec_launcher.workers,
         args.devices,
         args.storage,
         args.out,
