@@ -206,12 +206,32 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     add_sweep_arguments,
 )
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.sweeps.launcher import run_sweep
+    from bench.sweeps.args import SLURM_FLAGS
+    from bench.sweeps.layout import resolve_spec
 
     cmdline = redact.command(["bench", *sys.argv[1:]])
+    spec_launcher = resolve_spec(args.spec)[0].launcher
+    launcher = args.launcher or spec_launcher.name
+    given = {k: getattr(args, k) for k in SLURM_FLAGS if getattr(args, k) is not None}
+    if launcher == "slurm" or args.cancel:
+        from bench.sweeps.slurm import cancel_sweep, submit_sweep
+
+        if args.cancel:
+            return cancel_sweep(args.spec, args.out)
+        if args.devices is not None or args.dry_run:
+            flag = "--devices" if args.devices is not None else "--dry-run"
+            raise ConfigError(f"{flag}: only with the local launcher; Slurm places the workers")
+        return submit_sweep(
+            args.spec, {**given, "workers": args.workers}, args.storage, args.out, cmdline
+        )
+    if given:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise ConfigError(f"{flag}: a Slurm option; allowed only with --launcher slurm")
+    from bench.sweeps.launcher import run_sweep
+
     return run_sweep(
         args.spec,
-        args.workers,
+        args.workers if args.workers is not None else spec_launcher.workers,
         args.devices,
         args.storage,
         args.out,

@@ -1,7 +1,7 @@
 """The run directory's files: what a run leaves behind, written safely.
 
 ``config.yaml`` (resolved), ``metrics.csv`` (history), ``status.json`` (running /
-completed / stopped / diverged / failed / interrupted, with the reason),
+completed / stopped / diverged / failed / interrupted / preempted, with the reason),
 ``summary.json`` (written last and atomically: its presence means the run ended
 normally), ``manifest.json`` (how to reproduce it).
 
@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 LAST_CKPT = "checkpoints/last.ckpt"
 DIAGNOSTICS = "diagnostics"
+WANDB_ID = "wandb/run-id"  # the W&B run id: a resumed run continues the same W&B run
 
 
 def atomic_write(path: Path, text: str) -> None:

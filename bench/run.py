@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import lightning as L
 import torch
@@ -32,6 +32,7 @@ from bench.diagnostics import build_callbacks, landscape_of
 from bench.diagnostics.guard import DiagnosticErrors
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
+from bench.preemption import PREEMPTION, Preempted, PreemptionCheckpoint
 from bench.resources import check_fits
 from bench.tasks import build_datamodule
 from bench.tasks.baseline import judge_learning
@@ -167,6 +168,14 @@ class _TrackValidation(Callback):
         self.last_step = -1
         self.best: dict[str, float] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: a resumed run keeps the best values seen before."""
+        return {"last_step": self.last_step, "best": dict(self.best)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_step = int(state.get("last_step", -1))
+        self.best = {k: float(v) for k, v in state.get("best", {}).items()}
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -195,6 +204,22 @@ def _loggers(cfg: RunConfig, run_dir: Path) -> list:
 _RUN_DIR_ENV = "BENCH_RUN_DIR"
 
 
+def cluster_plugins(devices: int, env: dict[str, str] | None = None) -> list:
+    """Lightning plugins for where this process runs.
+
+    A sweep worker on Slurm is one task (``srun`` with one task per worker) that
+    owns ``devices`` GPUs: a DDP trial's ranks are started by Lightning itself,
+    on that node, as on a workstation. Lightning would otherwise read the Slurm
+    task layout (one task) and refuse ``devices > 1``.
+    """
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    env = os.environ if env is None else env
+    if devices > 1 and env.get("SLURM_NTASKS") == "1":
+        return [LightningEnvironment()]
+    return []
+
+
 def _primary_process() -> bool:
     """False in the extra DDP ranks Lightning launches (they see LOCAL_RANK > 0)."""
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
@@ -207,7 +232,24 @@ def train_run(
     resume: Path | None = None,
     command: str | None = None,
 ) -> RunResult:
-    """Train one configuration and record it; see the module docstring."""
+    """Train one configuration and record it; see the module docstring.
+
+    A preemption signal (:mod:`bench.preemption`, when the caller installed its
+    handlers) checkpoints the run at the next step boundary, records it
+    ``preempted`` and raises :class:`~bench.preemption.Preempted`; ``resume=run_dir``
+    continues it exactly.
+    """
+    with PREEMPTION.deferred():
+        return _train_run(cfg, callbacks, resume=resume, command=command)
+
+
+def _train_run(
+    cfg: RunConfig,
+    callbacks: Sequence[Callback],
+    *,
+    resume: Path | None,
+    command: str | None,
+) -> RunResult:
     prep = prepare(cfg)
     cfg, dm = prep.cfg, prep.datamodule
     ckpt_path: Path | None = None
@@ -256,6 +298,7 @@ def train_run(
         save_top_k=0,
         every_n_train_steps=t.checkpoint_every or t.val_every,
     )
+    preemption = PreemptionCheckpoint(run_dir / records.LAST_CKPT)
     errors = DiagnosticErrors()  # a failing diagnostic is recorded, never fatal
     diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = _loggers(cfg, run_dir)
@@ -270,9 +313,10 @@ def train_run(
         accelerator=prep.accelerator,
         devices=t.devices,
         strategy="ddp" if t.devices > 1 else "auto",
+        plugins=cluster_plugins(t.devices),
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=[checkpoint, tracker, *diagnostics, *callbacks],
+        callbacks=[checkpoint, tracker, *diagnostics, *callbacks, preemption],
         enable_progress_bar=sys.stderr.isatty() if t.progress_bar is None else t.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -299,6 +343,10 @@ def train_run(
             trainer.validate(module, datamodule=_RunData(dm, loader), verbose=False)
         if status == "completed" and trainer.global_step < t.max_steps:
             status, reason = "stopped", f"stopped early at step {trainer.global_step}"
+    except Preempted as e:
+        record_status(run_dir, "preempted", f"preempted ({e}); resumable", step=e.step)
+        _finish_loggers(loggers, "failed")
+        raise
     except SystemExit:
         # Lightning turns Ctrl-C into a graceful shutdown followed by sys.exit(1).
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -10,6 +10,9 @@ Lightning ``WandbLogger`` whose W&B files live in ``run_dir/wandb/``:
 - The W&B config is ``cfg.flat()`` (``model.pos_encoding``, ...) plus
   ``meta.<key>`` for ``tracking.meta``; tags name every architecture axis value
   (``pos_encoding=rope``) and the preset (``variant=llama``).
+- The run id is made once and kept in ``run_dir/wandb/run-id``: resuming the run
+  (``bench train --resume``, a preempted sweep trial) continues the same W&B run
+  (``resume="allow"``), so the dashboard shows one run, not a crashed one and a new one.
 - ``val/loss`` keeps its minimum (and last value) in the summary; every metric
   is plotted against ``trainer/global_step``.
 
@@ -22,6 +25,8 @@ Call :func:`finish` when the run ends, so the ``.wandb`` file is complete.
 from __future__ import annotations
 
 import os
+import secrets
+import string
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,7 +34,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
-from bench import redact
+from bench import records, redact
 from bench.config import RunConfig, axes
 from bench.wandb_records import wait_until_closed
 
@@ -147,7 +152,27 @@ def wandb_settings(mode: str) -> Any:
     return wandb.Settings(reinit="create_new", **chosen)
 
 
-def _init_run(cfg: RunConfig, run_dir: Path, mode: str) -> Any:
+def run_id(run_dir: Path, renew: bool = False) -> str:
+    """The W&B run id of the run in ``run_dir``: made once, kept in ``records.WANDB_ID``.
+
+    Every process that trains this run (the first, ``bench train --resume``, a
+    sweep trial resumed after preemption) logs to the same W&B run. ``renew``
+    makes a new one: after a failed start W&B keeps the old id "in use" in this
+    process, so the offline fallback needs its own.
+    """
+    path = Path(run_dir) / records.WANDB_ID
+    try:
+        known = path.read_text().strip()
+    except OSError:
+        known = ""
+    if known and not renew:
+        return known
+    new = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    records.atomic_write(path, new + "\n")
+    return new
+
+
+def _init_run(cfg: RunConfig, run_dir: Path, mode: str, renew_id: bool = False) -> Any:
     import wandb
 
     if mode == "offline":
@@ -158,6 +183,8 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: str) -> Any:
     with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
         run = wandb.init(
             mode=mode,
+            id=run_id(run_dir, renew=renew_id),
+            resume="allow",  # a resumed run (bench train --resume, a resumed trial) continues it
             dir=str(run_dir),
             project=t.project,
             entity=t.entity,
@@ -308,15 +335,16 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> SafeWandbLogger | None:
         )
         mode = "offline"
     run_dir = Path(run_dir)
+    failed = False
     while mode is not None:
         nxt = FALLBACK[mode]
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            run = _init_run(cfg, run_dir, mode)
+            run = _init_run(cfg, run_dir, mode, renew_id=failed)
         except Exception as e:
             then = f"trying {nxt}" if nxt else "this run is not tracked in W&B"
             _warn_once(f"init:{mode}", f"W&B {mode} start failed ({_one_line(e)}); {then}")
-            mode = nxt
+            mode, failed = nxt, True
             continue
         return SafeWandbLogger(
             experiment=run,

@@ -64,6 +64,20 @@ def tiny_spec(**changes: Any) -> dict[str, Any]:
     return spec
 
 
+def one_cell_spec(trials: int, **train: Any) -> dict[str, Any]:
+    """One cell (pre-LN), ``trials`` tuning trials, no seed phase; ``train`` keys replaced.
+
+    Long trials (many steps) give a test time to stop a worker mid-trial.
+    """
+    spec = tiny_spec(
+        compare={"model.norm_placement": ["pre"]},
+        tune={"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "trials": trials},
+        seeds=0,
+    )
+    spec["base"]["train"].update(train)
+    return spec
+
+
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

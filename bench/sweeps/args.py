@@ -38,6 +38,57 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="list cells, tuning points, runs and an estimated time; start nothing",
     )
+    add_slurm_arguments(p)
+
+
+# Flags of the Slurm launcher (the spec's `launcher:` keys; flags win), by their dest.
+SLURM_FLAGS = (
+    "partition",
+    "account",
+    "qos",
+    "time",
+    "gpus_per_worker",
+    "cpus_per_worker",
+    "mem",
+    "sbatch",
+    "signal_delay",
+)
+
+
+def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
+    """``--launcher slurm`` and its options (also the keys of the spec's ``launcher:``)."""
+    g = p.add_argument_group("Slurm launcher (--launcher slurm)")
+    g.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default=None,
+        help="local worker processes, or one Slurm job array (default: the spec's launcher.name)",
+    )
+    g.add_argument("--partition", default=None, help="Slurm partition")
+    g.add_argument("--account", default=None, help="Slurm account")
+    g.add_argument("--qos", default=None, help="Slurm quality of service")
+    g.add_argument("--time", default=None, help="time limit of each worker (MIN or D-HH:MM:SS)")
+    g.add_argument(
+        "--gpus-per-worker", type=int, default=None, help="GPUs per worker (--gres=gpu:N)"
+    )
+    g.add_argument("--cpus-per-worker", type=int, default=None, help="CPUs per worker")
+    g.add_argument("--mem", default=None, help="memory per worker, e.g. 16G")
+    g.add_argument(
+        "--sbatch",
+        action="append",
+        default=None,
+        metavar="OPTION",
+        help="an extra sbatch option, e.g. --sbatch=--constraint=a100 (repeatable)",
+    )
+    g.add_argument(
+        "--signal-delay",
+        type=int,
+        default=None,
+        help="seconds before the time limit that Slurm signals a worker to checkpoint",
+    )
+    g.add_argument(
+        "--cancel", action="store_true", help="cancel the sweep's queued and running Slurm jobs"
+    )
 
 
 def add_worker_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,8 @@ The trial's user attributes record what the report needs: ``cell``, ``phase``,
 interrupted / invalid), ``reason``, ``metrics`` and the ``worker``.
 Outcome -> Optuna state: completed -> COMPLETE; pruned and diverged -> PRUNED
 (a diverged run is a bad configuration, not a broken worker); failed / invalid
--> FAIL; interrupted -> FAIL and re-enqueued, so a rerun resumes it.
+-> FAIL; interrupted -> FAIL and re-enqueued, so a rerun resumes it; preempted ->
+back to WAITING, same number, resumed from its checkpoint (``resume.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from optuna.trial import TrialState
 from bench import records
 from bench.config import ConfigError, dump_yaml
 from bench.sweeps.layout import Sweep
+from bench.sweeps.resume import prepare_run_dir
 from bench.sweeps.space import suggest
 from bench.sweeps.spec import build_cell_config
 
@@ -258,8 +260,14 @@ def execute(
     ``scratch`` is a file the worker owns: the trial's config is written there for
     DDP ranks > 0, which Lightning starts by re-running the worker command.
 
-    Raises :class:`Interrupted` after recording an interrupted trial (Ctrl-C / SIGTERM).
+    A preempted trial (back from WAITING) or a retry of a dead worker's trial
+    resumes from its checkpoint (:mod:`bench.sweeps.resume`).
+
+    Raises :class:`Interrupted` after recording an interrupted trial (Ctrl-C);
+    lets :class:`~bench.preemption.Preempted` through (the worker holds the trial
+    for resumption).
     """
+    from bench.checkpoint import checkpoint_step
     from bench.run import train_run  # heavy import, only where training happens
 
     spec, trial, study = sweep.spec, job.trial, job.study
@@ -282,6 +290,15 @@ def execute(
     attrs.update(run_dir=str(cfg.tracking.run_dir), seed=cfg.train.seed)
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
+    t = cfg.tracking
+    resume = prepare_run_dir(
+        study,
+        trial._trial_id,
+        Path(str(t.run_dir)),
+        {"tracking.run_dir": t.run_dir, "tracking.name": t.name, "tracking.meta": t.meta},
+    )
+    if resume is not None:
+        trial.set_user_attr("resumed_from_step", checkpoint_step(resume / records.LAST_CKPT))
 
     multi = spec.multi_objective
     pruning = job.phase != "seed" and spec.effective_pruner != "none"
@@ -302,12 +319,13 @@ def execute(
     try:
         with ddp_isolated():
             result = train_run(
-                cfg, [pruner_cb] if pruner_cb else [], command=f"bench sweep {spec.name}"
+                cfg,
+                [pruner_cb] if pruner_cb else [],
+                resume=resume,
+                command=f"bench sweep {spec.name}",
             )
     except KeyboardInterrupt:
-        fail_trial(
-            study, trial._trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None
-        )
+        fail_trial(study, trial._trial_id, "interrupted", "interrupted (Ctrl-C)", retry=None)
         raise Interrupted from None
     except Exception as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0]

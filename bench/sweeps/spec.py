@@ -158,6 +158,31 @@ class RetrySpec(_Strict):
     grace_period: int | None = Field(None, ge=1)  # None: 2 x heartbeat_interval
 
 
+TIME_LIMIT = r"^(\d+|(\d+-)?\d+(:\d{1,2}){0,2})$"  # Slurm's --time: MIN, [D-]HH[:MM[:SS]], MM:SS
+MEMORY = r"^\d+[KMGT]?$"  # Slurm's --mem: a number, optionally K/M/G/T
+
+
+class LauncherSpec(_Strict):
+    """Where a sweep's workers run (``bench sweep --launcher``; flags override these keys).
+
+    ``local``: worker processes on this machine (launcher.py). ``slurm``: one
+    Slurm job array of ``workers`` tasks, submitted through submitit (slurm.py);
+    a worker is one trial at a time, on ``gpus_per_worker`` GPUs (``--gres=gpu:N``).
+    """
+
+    name: Literal["local", "slurm"] = "local"
+    workers: int | None = Field(None, ge=1)
+    partition: str | None = Field(None, min_length=1)
+    account: str | None = Field(None, min_length=1)
+    qos: str | None = Field(None, min_length=1)
+    time: str | None = Field(None, pattern=TIME_LIMIT)  # the job's time limit
+    gpus_per_worker: int | None = Field(None, ge=1)  # None: CPU workers
+    cpus_per_worker: int = Field(1, ge=1)
+    mem: str | None = Field(None, pattern=MEMORY)  # memory per worker, e.g. 8G
+    sbatch: list[str] = Field(default_factory=list)  # extra sbatch options: "--constraint=a100"
+    signal_delay: int = Field(120, ge=10)  # seconds before the time limit: the pre-timeout signal
+
+
 class SweepSpec(_Strict):
     """A whole sweep. Exactly one of ``compare`` and ``search``."""
 
@@ -174,6 +199,7 @@ class SweepSpec(_Strict):
     budget: Budget = Field(default_factory=Budget)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     seed: int = 0  # sampler seed
+    launcher: LauncherSpec = Field(default_factory=LauncherSpec)
 
     @model_validator(mode="after")
     def _mode(self) -> SweepSpec:
@@ -252,7 +278,10 @@ class SweepSpec(_Strict):
 
     def dump(self) -> str:
         """The resolved spec as YAML (what ``spec.yaml`` in the sweep directory holds)."""
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        data = self.model_dump(mode="json", exclude_none=True)
+        if self.launcher == LauncherSpec():  # the default: spec.yaml files stay as they were
+            data.pop("launcher")
+        return yaml.safe_dump(data, sort_keys=False)
 
 
 def cell_key(overrides: dict[str, Any]) -> str:

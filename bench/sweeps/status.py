@@ -166,12 +166,29 @@ def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
     storage = sweep.open_storage()
     rows = sweep_status(storage, sweep.spec)
     console.print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})"))
+    workers = slurm_workers_table(sweep.dir)
+    if workers is not None:
+        console.print(workers)
     found = problems(storage, sweep.spec)
     if found:
         console.print(problem_table(found))
     diagnosed = diagnosed_trials(storage, sweep)
     if diagnosed:
         console.print(diagnosis_table(diagnosed))
+
+
+def slurm_workers_table(sweep_dir: Path) -> Table | None:
+    """The Slurm state of each worker of the sweep's newest job array (None: not on Slurm)."""
+    from bench.sweeps.slurm import read_jobs, worker_rows
+
+    if not read_jobs(sweep_dir):
+        return None
+    table = Table(title="Slurm workers (newest job array)")
+    for col in ("worker", "state", "node / reason", "trial"):
+        table.add_column(col)
+    for row in worker_rows(sweep_dir):
+        table.add_row(*row)
+    return table
 
 
 def storage_rows(url: str) -> list[CellStatus]:

@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.sweeps import tuning
+from bench.sweeps.resume import holds_slot
 from bench.sweeps.spec import SweepSpec, build_cell_config, cell_key
 
 DISCARDED = frozenset({"surplus", "duplicate"})  # statuses of trials that hold no slot
@@ -146,7 +147,7 @@ class Tally:
 
     counts: dict[str, int] = field(default_factory=dict)
     used: int = 0  # slots that count against the budget
-    retries_waiting: int = 0  # WAITING retries: they hold their slot already
+    retries_waiting: int = 0  # WAITING retries and preempted trials: they hold their slot already
     durations: list[float] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> int:
@@ -169,7 +170,7 @@ def tally(trials: Sequence[FrozenTrial], below: int | None = None) -> Tally:
     for t in latest_by_slot(trials).values():
         o = outcome(t)
         out.counts[o] = out.counts.get(o, 0) + 1
-        retry = "failed_trial" in t.system_attrs
+        retry = holds_slot(t)  # a retry or a preempted trial: its slot is taken already
         if o == "waiting" and retry:
             out.retries_waiting += 1
         # An enqueued job (a tuning point, a seed run) takes its slot when it starts.

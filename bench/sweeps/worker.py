@@ -11,8 +11,11 @@ Any number of workers (processes, machines) share one storage. A worker:
 3. waits while other workers still run trials that might fail and be retried;
 4. stops at the wall-clock deadline (no new trial starts after it).
 
-SIGINT/SIGTERM: the running trial ends FAIL ``interrupted`` and is re-enqueued;
-exit code 130. ``python -m bench.sweeps.worker SPEC ...`` runs one worker.
+SIGINT (Ctrl-C): the running trial ends FAIL ``interrupted`` and is re-enqueued;
+exit code 130. SIGTERM, SIGUSR1, SIGUSR2 (preemption, :mod:`bench.preemption`):
+the running trial checkpoints at its next step, goes back to WAITING with its
+number (``resume.py``), and the worker exits with :data:`EXIT_PREEMPTED`; the
+next worker to ask resumes it. ``python -m bench.sweeps.worker SPEC ...`` runs one worker.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import optuna
 
 from bench import records
 from bench.config import ConfigError
+from bench.preemption import PREEMPTION, Preempted
 from bench.resources import cpu_slots
 from bench.sweeps.args import add_worker_arguments
 from bench.sweeps.layout import Sweep, prepare_sweep
@@ -47,6 +51,7 @@ from bench.sweeps.objective import (
     run_ddp_follower,
 )
 from bench.sweeps.recovery import identity, recover_orphans
+from bench.sweeps.resume import hold_for_resumption, holds_slot
 from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
@@ -61,6 +66,7 @@ from bench.sweeps.study import (
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
 EXIT_INTERRUPTED = 130
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a preemption signal; run the worker again later
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Worker:
     storage: Any = None
     studies: dict[str, optuna.Study] = field(default_factory=dict)
     current: tuple[optuna.Study, int] | None = None  # claimed trial (study, trial_id)
+    preempted: Preempted | None = None  # set when a preemption signal stopped the worker
 
     def __post_init__(self) -> None:
         self.storage = self.sweep.open_storage()
@@ -124,7 +131,7 @@ class Worker:
                 continue
             trial = self._ask(study)
             frozen = study._storage.get_trial(trial._trial_id)
-            fresh = "failed_trial" not in frozen.system_attrs  # not a retry: is there budget left?
+            fresh = not holds_slot(frozen)  # not a retry or preempted: is there budget left?
             if (
                 fresh
                 and tally(study.get_trials(deepcopy=False), below=trial.number).used >= cell.budget
@@ -234,21 +241,29 @@ class Worker:
                     execute(self.sweep, job, self.label, scratch, self.threads)
                 self.current = None
                 state_file.unlink(missing_ok=True)
+                if PREEMPTION.requested:  # the signal came as the trial finished
+                    raise Preempted(PREEMPTION.signum or signal.SIGTERM)
+        except Preempted as e:
+            if self.current is not None:
+                study, trial_id = self.current
+                where = f" at step {e.step}" if e.step is not None else ""
+                reason = (
+                    f"preempted{where} ({signal.Signals(e.signum).name} to worker {self.label})"
+                )
+                hold_for_resumption(study, trial_id, reason)
+                self.current = None
+            state_file.unlink(missing_ok=True)
+            self.preempted = e
+            return EXIT_PREEMPTED
         except KeyboardInterrupt as e:
             signal.signal(
                 signal.SIGINT, signal.SIG_IGN
             )  # a second Ctrl-C must not cut the clean-up
             if self.current is not None and not isinstance(e, Interrupted):
                 study, trial_id = self.current
-                fail_trial(
-                    study, trial_id, "interrupted", "interrupted (Ctrl-C / SIGTERM)", retry=None
-                )
+                fail_trial(study, trial_id, "interrupted", "interrupted (Ctrl-C)", retry=None)
             state_file.unlink(missing_ok=True)
             return EXIT_INTERRUPTED
-
-
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def run_worker(
@@ -283,7 +298,7 @@ def run_worker(
         import torch
 
         torch.set_num_threads(threads)
-    signal.signal(signal.SIGTERM, _sigterm)
+    PREEMPTION.install()  # SIGTERM, SIGUSR1, SIGUSR2: checkpoint, hold the trial, exit
     for note in recover_orphans(sweep):
         print(note, file=sys.stderr)
     worker = Worker(

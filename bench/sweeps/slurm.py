@@ -1,0 +1,499 @@
+"""``bench sweep SPEC --launcher slurm``: the sweep's workers as one Slurm job array, via submitit.
+
+Each array task runs one ``bench worker`` (:class:`SlurmWorker`, the same entry
+point as every launcher) against the sweep's shared storage: a PostgreSQL (any
+SQLAlchemy) URL, or a journal file on a filesystem every node mounts. Slurm
+places the tasks; submitit writes the batch script and runs the worker on the
+node; Optuna's storage coordinates the trials. The command returns after
+submission and records the job in ``slurm/jobs.json`` of the sweep directory,
+which ``bench status`` (Slurm state of each worker) and ``--cancel`` read.
+
+Preemption: submitit asks Slurm for ``--signal=USR2@signal_delay`` (the
+pre-timeout signal); SIGTERM comes with preemption, ``scontrol requeue`` and
+``scancel``. A worker checkpoints its trial, puts it back for resumption and
+exits (:mod:`bench.preemption`, :mod:`bench.sweeps.resume`); after the
+pre-timeout signal it also requeues its own array task, so the sweep goes on
+past the time limit. Any worker, requeued or not, resumes the trial.
+
+Everything is checked before anything is submitted or written, including the
+options themselves against the cluster (``sbatch --test-only``): a bad
+partition, account, QoS, GPU count or storage is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bench import records
+from bench.config import ConfigError
+from bench.sweeps.args import STORAGE_ENV
+from bench.sweeps.layout import (
+    DEFAULT_ROOT,
+    WORKERS,
+    Sweep,
+    is_sweep_dir,
+    read_sweep_json,
+    resolve_spec,
+)
+from bench.sweeps.spec import LauncherSpec, SweepSpec, build_cell_config
+from bench.sweeps.storage import default_storage, is_rdb, redact
+
+SLURM_DIR = "slurm"  # in the sweep directory: submitit's scripts, pickles, logs; jobs.json
+JOBS_JSON = "jobs.json"
+ACTIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING"})
+
+# Filesystems every node of a cluster can mount (a journal file must live on one).
+SHARED_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ceph",
+        "cephfs",
+        "glusterfs",
+        "fuse.glusterfs",
+        "panfs",
+        "wekafs",
+        "cifs",
+        "smb3",
+        "afs",
+        "orangefs",
+        "fuse.juicefs",
+        "fuse.sshfs",
+        "virtiofs",
+    }
+)
+
+# CLI flag of each launcher key, for messages.
+FLAGS = {
+    "workers": "--workers",
+    "partition": "--partition",
+    "account": "--account",
+    "qos": "--qos",
+    "time": "--time",
+    "gpus_per_worker": "--gpus-per-worker",
+    "cpus_per_worker": "--cpus-per-worker",
+    "mem": "--mem",
+    "sbatch": "--sbatch",
+    "signal_delay": "--signal-delay",
+}
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def launcher_options(spec: SweepSpec, cli: dict[str, Any]) -> LauncherSpec:
+    """The spec's ``launcher:`` section with the command-line flags given laid over it."""
+    given = {k: v for k, v in cli.items() if v is not None and v != []}
+    data = {**spec.launcher.model_dump(exclude_none=True), **given, "name": "slurm"}
+    try:
+        return LauncherSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0])
+        where = FLAGS.get(key, key) if key in given else f"launcher.{key}"
+        value = err.get("input")
+        msg = err["msg"].replace("Input should be", "allowed:")
+        if "pattern" in err["type"]:
+            msg = {
+                "time": "allowed: minutes, or [D-]HH:MM:SS as sbatch --time takes",
+                "mem": "allowed: a number with an optional K/M/G/T suffix, e.g. 16G",
+            }.get(key, msg)
+        raise ConfigError(f"{where}={value!r}: {msg}") from None
+
+
+def sbatch_options(opts: LauncherSpec) -> list[str]:
+    """The sbatch options of one worker (what ``sbatch --test-only`` checks and submitit sets)."""
+    out = [f"--cpus-per-task={opts.cpus_per_worker}"]
+    for key in ("partition", "account", "qos", "time", "mem"):
+        value = getattr(opts, key)
+        if value is not None:
+            out.append(f"--{key}={value}")
+    if opts.gpus_per_worker:
+        out.append(f"--gres=gpu:{opts.gpus_per_worker}")
+    return out + [_extra_option(line) for line in opts.sbatch]
+
+
+def _extra_option(line: str) -> str:
+    text = line.strip().removeprefix("#SBATCH").strip()
+    if not re.fullmatch(r"--[a-z][a-z0-9-]*(=\S.*)?", text):
+        raise ConfigError(
+            f"--sbatch={line!r}: allowed: one sbatch option as --name or --name=value"
+        )
+    return text
+
+
+def executor_parameters(opts: LauncherSpec, job_name: str) -> dict[str, Any]:
+    """submitit ``SlurmExecutor.update_parameters`` arguments for ``opts``."""
+    extra: dict[str, Any] = {}
+    for option in [_extra_option(line) for line in opts.sbatch]:
+        name, _, value = option[2:].partition("=")
+        extra[name.replace("-", "_")] = value if value else True
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "cpus_per_task": opts.cpus_per_worker,
+        "ntasks_per_node": 1,  # one worker process; a DDP trial's ranks are Lightning's
+        "signal_delay_s": opts.signal_delay,
+        "stderr_to_stdout": True,
+        "additional_parameters": extra,
+    }
+    for key in ("partition", "account", "qos", "mem"):
+        if getattr(opts, key) is not None:
+            params[key] = getattr(opts, key)
+    # None drops submitit's default of 5 minutes: no --time, the partition's default applies
+    params["time"] = minutes(opts.time) if opts.time is not None else None
+    if opts.gpus_per_worker:
+        params["gres"] = f"gpu:{opts.gpus_per_worker}"
+    return params
+
+
+def minutes(limit: str) -> int:
+    """Slurm's time formats (MIN, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) in whole minutes, rounded up."""
+    days = 0
+    if "-" in limit:
+        d, limit = limit.split("-", 1)
+        days = int(d)
+        parts = [int(p) for p in limit.split(":")] + [0, 0]
+        h, m, s = parts[0], parts[1], parts[2]
+    else:
+        parts = [int(p) for p in limit.split(":")]
+        if len(parts) == 1:
+            return parts[0]
+        h, m, s = ([0, *parts] if len(parts) == 2 else parts)[:3]
+    total = ((days * 24 + h) * 60 + m) * 60 + s
+    return max(-(-total // 60), 1)
+
+
+def worker_gpus(env: dict[str, str] | None = None) -> list[str]:
+    """The GPUs Slurm gave this worker: ``CUDA_VISIBLE_DEVICES`` as Slurm sets it for ``--gres``.
+
+    Slurm numbers the allocated GPUs ``0..N-1`` in ``CUDA_VISIBLE_DEVICES`` (its
+    device cgroup hides the rest) or names the physical ones; either way this is
+    the list a trial's ``train.devices`` must fit in. Unset or empty: no GPU.
+    """
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES", "")
+    return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "NoDevFiles"]
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_shared_storage(url: str) -> None:
+    """Refuse a storage that workers on other nodes cannot reach (one line, ConfigError)."""
+    if is_rdb(url):
+        if url.startswith("sqlite"):
+            raise ConfigError(
+                f"--storage={redact(url)}: SQLite is a file on this machine, not safe for workers "
+                "on several nodes; use a PostgreSQL URL or a journal file on a shared filesystem"
+            )
+        return
+    fs = filesystem_type(Path(url))
+    if fs not in SHARED_FILESYSTEMS:
+        raise ConfigError(
+            f"--storage={url}: a journal on a local filesystem ({fs}) cannot be seen by workers "
+            "on other nodes; allowed: a PostgreSQL URL (postgresql://...) or a journal on a "
+            "shared filesystem (NFS, Lustre, GPFS, BeeGFS, CephFS, ...)"
+        )
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem ``path`` is (or would be) on, from /proc/mounts."""
+    target = path.resolve()
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    best, kind = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = str(target) == point or str(target).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def check_cluster(opts: LauncherSpec, workers: int) -> None:
+    """Ask Slurm whether it would accept the job array, without submitting it."""
+    if shutil.which("sbatch") is None:
+        raise ConfigError(
+            "--launcher slurm: no sbatch here (is this a Slurm login node? "
+            "tools/local-slurm.sh starts a one-node cluster)"
+        )
+    cmd = [
+        "sbatch",
+        "--test-only",
+        f"--array=0-{workers - 1}",
+        *sbatch_options(opts),
+        "--output=/dev/null",
+        "--wrap=true",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        said = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()] or [
+            proc.stderr.strip() or f"exit {proc.returncode}"
+        ]
+        raise ConfigError(
+            f"--launcher slurm {' '.join(sbatch_options(opts))}: Slurm refuses it "
+            f"({said[-1].strip()}){_partitions_hint(opts)}"
+        )
+
+
+def _partitions_hint(opts: LauncherSpec) -> str:
+    if opts.partition is None:
+        return ""
+    proc = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30)
+    names = sorted(set(proc.stdout.split())) if proc.returncode == 0 else []
+    return f"; partitions here: {', '.join(names)}" if names else ""
+
+
+def check_devices(spec: SweepSpec, opts: LauncherSpec) -> None:
+    """A trial's ``train.devices`` must fit in one worker's GPUs (or CPU processes)."""
+    per_trial = build_cell_config(spec, {}, "base").train.devices
+    have = opts.gpus_per_worker or opts.cpus_per_worker
+    what = "GPUs" if opts.gpus_per_worker else "CPUs"
+    if per_trial > have:
+        flag = "--gpus-per-worker" if opts.gpus_per_worker else "--cpus-per-worker"
+        raise ConfigError(
+            f"{flag}={have}: a trial needs train.devices={per_trial} {what}; "
+            f"allowed: {flag} >= {per_trial}"
+        )
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class SlurmWorker:
+    """What each array task runs: ``bench worker SWEEP_DIR`` in this process.
+
+    The storage URL travels inside this (pickled, in the 0700 ``slurm/``
+    directory), not on a command line. After a pre-timeout signal the worker has
+    checkpointed and released its trial; it then requeues its own array task so
+    that the sweep continues past the time limit.
+    """
+
+    sweep_dir: str
+    storage: str
+    threads: int
+    gpus: int | None = None  # --gpus-per-worker: Slurm must have given this many
+
+    def __call__(self, task: int) -> int:
+        import signal
+
+        import submitit
+
+        from bench.cli import main
+        from bench.preemption import PREEMPTION
+        from bench.sweeps.worker import EXIT_PREEMPTED
+
+        env = submitit.JobEnvironment()
+        os.environ[STORAGE_ENV] = self.storage
+        gpus = worker_gpus()
+        if self.gpus is None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker uses no GPU it was not given
+        elif len(gpus) < self.gpus:
+            print(
+                f"error: Slurm gave worker {env.job_id} {len(gpus)} GPUs "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}); "
+                f"the sweep asked for {self.gpus}",
+                file=sys.stderr,
+            )
+            return 2
+        worker_id = f"slurm-{env.job_id}"
+        argv = ["worker", self.sweep_dir, "--worker-id", worker_id, "--prepared"]
+        code = main([*argv, "--threads", str(self.threads)])
+        if code == EXIT_PREEMPTED and PREEMPTION.signum not in (None, signal.SIGTERM):
+            subprocess.run(["scontrol", "requeue", env.job_id], check=False, timeout=60)
+        return code
+
+
+@dataclass
+class Submitted:
+    job_id: str
+    workers: int
+
+
+def jobs_file(sweep_dir: Path) -> Path:
+    return sweep_dir / SLURM_DIR / JOBS_JSON
+
+
+def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The job arrays submitted for this sweep, oldest first."""
+    try:
+        data = json.loads(jobs_file(sweep_dir).read_text())
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def planned_storage(spec: SweepSpec, from_dir: Path | None, storage: str | None, out: Any) -> str:
+    """The storage URL ``prepare_sweep`` will use (computed before it creates anything)."""
+    if storage:
+        return storage
+    sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
+    if is_sweep_dir(sweep_dir):
+        recorded = read_sweep_json(sweep_dir).get("storage")
+        if recorded and "***" in recorded:
+            raise ConfigError(
+                f"out={sweep_dir}: its storage URL has a hidden password; pass --storage URL"
+            )
+        if recorded:
+            return recorded
+    return default_storage(sweep_dir)
+
+
+def submit_sweep(
+    spec_path: str | Path,
+    cli: dict[str, Any],
+    storage: str | None = None,
+    out: str | Path | None = None,
+    command: str | None = None,
+) -> int:
+    """Check everything, prepare the sweep directory, submit the job array; exit code."""
+    from bench.sweeps.layout import prepare_sweep
+    from bench.sweeps.storage import quiet_optuna
+
+    quiet_optuna()
+    spec, from_dir = resolve_spec(spec_path)
+    opts = launcher_options(spec, cli)
+    workers = opts.workers or 1
+    check_devices(spec, opts)
+    check_shared_storage(planned_storage(spec, from_dir, storage, out))
+    check_cluster(opts, workers)
+    sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
+    running = [j for j in read_jobs(sweep_dir) if active_tasks(j["job_id"])]
+    if running:
+        raise ConfigError(
+            f"{sweep_dir}: job array {running[-1]['job_id']} of this sweep is still queued or "
+            "running; wait for it, or cancel it with --cancel"
+        )
+    sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
+    submitted = _submit(sweep, opts, workers)
+    print(
+        f"submitted Slurm job array {submitted.job_id} ({workers} worker"
+        f"{'s' if workers > 1 else ''}) for sweep {sweep.spec.name}\n"
+        f"  follow: bench status {sweep.dir}\n"
+        f"  cancel: bench sweep {sweep.dir} --launcher slurm --cancel"
+    )
+    return 0
+
+
+def _submit(sweep: Sweep, opts: LauncherSpec, workers: int) -> Submitted:
+    import submitit
+
+    folder = sweep.dir / SLURM_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)  # the pickled worker holds the storage URL
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10**6)
+    executor.update_parameters(**executor_parameters(opts, f"bench-{sweep.spec.name}"))
+    worker = SlurmWorker(
+        str(sweep.dir.resolve()), sweep.storage_url, opts.cpus_per_worker, opts.gpus_per_worker
+    )
+    # One array task per worker (submitit submits a single worker as a plain job).
+    tasks = [str(j.job_id) for j in executor.map_array(worker, list(range(workers)))]
+    job_id = tasks[0].split("_")[0]
+    jobs = read_jobs(sweep.dir)
+    jobs.append(
+        {
+            "job_id": job_id,
+            "tasks": tasks,  # the workers' Slurm ids: JOB_TASK, or JOB for a single worker
+            "submitted": time.time(),
+            "options": sbatch_options(opts),
+        }
+    )
+    records.write_json(jobs_file(sweep.dir), jobs)
+    return Submitted(job_id, workers)
+
+
+# ----------------------------------------------------------------------------- state, cancel
+
+
+def array_states(job_id: str) -> dict[str, tuple[str, str]]:
+    """``{task's Slurm id: (Slurm state, node or pending reason)}`` of a job (array).
+
+    From ``squeue`` (queued, running, and ended within the cluster's MinJobAge),
+    then ``sacct`` when the cluster keeps accounting; tasks neither knows are left out.
+    """
+    out: dict[str, tuple[str, str]] = {}
+    proc = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-j", job_id, "-o", "%i|%T|%R"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        jid, state, where = [*line.split("|"), "", ""][:3]
+        out[jid] = (state, where)
+    acct = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State,NodeList"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    for line in acct.stdout.splitlines() if acct.returncode == 0 else []:
+        jid, state, where = [*line.split("|"), "", ""][:3]
+        if jid not in out and state:
+            out[jid] = (state.split()[0], where)
+    return out
+
+
+def active_tasks(job_id: str) -> list[str]:
+    return [t for t, (state, _) in array_states(job_id).items() if state in ACTIVE]
+
+
+def worker_rows(sweep_dir: Path) -> list[tuple[str, str, str, str]]:
+    """(worker, Slurm state, node or reason, trial it runs) for the newest job array."""
+    jobs = read_jobs(sweep_dir)
+    if not jobs:
+        return []
+    job = jobs[-1]
+    states = array_states(job["job_id"])
+    rows = []
+    for wid in job.get("tasks", []):
+        state, where = states.get(wid, ("ENDED", "no longer known to Slurm"))
+        trial = "-"
+        path = sweep_dir / WORKERS / f"slurm-{wid}.json"
+        try:
+            info = json.loads(path.read_text())
+            trial = f"{info['study'].split('/', 1)[-1]} #{info['number']}"
+        except (OSError, ValueError, KeyError):
+            pass
+        rows.append((wid, state, where, trial))
+    return rows
+
+
+def cancel_sweep(spec_path: str | Path, out: str | Path | None = None) -> int:
+    """``scancel`` every queued or running job array of the sweep; exit code."""
+    spec, from_dir = resolve_spec(spec_path)
+    sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
+    jobs = [j["job_id"] for j in read_jobs(sweep_dir) if active_tasks(j["job_id"])]
+    if not jobs:
+        print(f"{sweep_dir}: no queued or running Slurm job of this sweep", file=sys.stderr)
+        return 0
+    proc = subprocess.run(["scancel", *jobs], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise ConfigError(f"scancel {' '.join(jobs)}: {proc.stderr.strip() or proc.returncode}")
+    print(
+        f"cancelled Slurm job array {', '.join(jobs)}; running trials checkpoint and resume "
+        f"when you submit again: bench sweep {sweep_dir} --launcher slurm"
+    )
+    return 0

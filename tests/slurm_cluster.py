@@ -1,0 +1,90 @@
+"""A real one-node Slurm cluster for the tests: Debian's slurm-wlm and munge, started by
+``tools/local-slurm.sh`` in a temporary directory, stopped by the PID files it wrote.
+
+:func:`ensure_slurm` installs the packages with apt-get when they are missing
+(in CI the Slurm tests must run, never skip), as :func:`tests.browser.ensure_chromium`
+does for Chromium. :func:`local_slurm` picks two free ports, starts the cluster,
+points ``SLURM_CONF`` at it and always stops the daemons afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "local-slurm.sh"
+
+
+def ensure_slurm() -> None:
+    """slurmctld, slurmd and munged; installs Debian's packages when missing (needs root)."""
+    if all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch")):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "slurm-wlm", "munge"],
+        check=True,
+        capture_output=True,
+        timeout=1200,
+        env=env,
+    )
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p+1 free (slurmctld and slurmd)."""
+    for _ in range(50):
+        with closing(socket.socket()) as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        if port > 65000:
+            continue
+        with closing(socket.socket()) as s2:
+            try:
+                s2.bind(("", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+@contextmanager
+def local_slurm(directory: Path) -> Iterator[dict[str, str]]:
+    """A running one-node cluster; yields the environment that reaches it (``SLURM_CONF``)."""
+    ensure_slurm()
+    env = {**os.environ, "BENCH_SLURM_PORT": str(_free_port_pair())}
+    started = time.time()
+    try:
+        proc = subprocess.run(
+            [str(SCRIPT), "start", str(directory)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            logs = "".join(p.read_text()[-2000:] for p in directory.glob("*.log"))
+            raise RuntimeError(f"local Slurm did not start: {proc.stderr}\n{logs}")
+        conf = str(directory / "slurm.conf")
+        yield {"SLURM_CONF": conf, "BENCH_SLURM_STARTUP": f"{time.time() - started:.2f}"}
+    finally:
+        subprocess.run(
+            [str(SCRIPT), "stop", str(directory)], env=env, capture_output=True, timeout=120
+        )
+
+
+def squeue(job: str, env: dict[str, str]) -> dict[str, str]:
+    """``{task's Slurm id: state}`` of a job (array)'s queued and running tasks."""
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-j", job, "-o", "%i %T"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    ).stdout
+    return dict(line.split()[:2] for line in out.splitlines() if line.strip())
