@@ -13,7 +13,6 @@ import errno
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from bench.diagnostics import build_callbacks, landscape_of
 from bench.diagnostics.guard import DiagnosticErrors
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
+from bench.progress import make_progress
 from bench.resources import check_fits
 from bench.tasks import build_datamodule
 from bench.tasks.baseline import judge_learning
@@ -257,6 +257,7 @@ def train_run(
     errors = DiagnosticErrors()  # a failing diagnostic is recorded, never fatal
     diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = _loggers(cfg, run_dir)
+    progress = make_progress(cfg, run_dir) if _primary_process() else None
     trainer = L.Trainer(
         max_steps=t.max_steps,
         max_epochs=-1,
@@ -270,8 +271,14 @@ def train_run(
         strategy="ddp" if t.devices > 1 else "auto",
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=[checkpoint, tracker, *diagnostics, *callbacks],
-        enable_progress_bar=sys.stderr.isatty() if t.progress_bar is None else t.progress_bar,
+        callbacks=[
+            checkpoint,
+            tracker,
+            *diagnostics,
+            *callbacks,
+            *([progress] if progress else []),
+        ],
+        enable_progress_bar=False,  # bench.progress counts steps, not an epoch's batches
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=run_dir,

@@ -274,7 +274,7 @@ def run_sweep(
     visible GPU (CPU when there is none). ``live``: show the rich progress display
     (default: when stdout is a terminal).
     """
-    from bench.sweeps.status import LiveStatus, print_sweep_status
+    from bench.sweeps.status import LiveStatus, TrialFeed, next_steps, print_sweep_status
     from bench.sweeps.summary import log_sweep_to_wandb
 
     quiet_optuna()
@@ -307,7 +307,9 @@ def run_sweep(
             with display:
                 code = sup.run(on_tick=display.refresh)
         else:
-            code = sup.run()
+            feed = TrialFeed(sweep)  # piped: one line per finished trial
+            code = sup.run(on_tick=feed.poll)
+            feed.poll(force=True)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -318,6 +320,7 @@ def run_sweep(
         code = 1
     if code == 0:
         log_sweep_to_wandb(sweep)
+        print("\n".join(next_steps(sweep)))
     elif code == EXIT_INTERRUPTED:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
     return code

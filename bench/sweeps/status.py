@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
+import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -68,6 +71,70 @@ class LiveStatus:
 
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(*exc)
+
+
+class TrialFeed:
+    """One plain line per trial as it finishes (output piped): cell, trial, phase, objective, time.
+
+    ``poll`` is called by the launcher on every tick; it reads the storage at most
+    every ``every`` seconds. Trials finished before the feed started are not printed.
+    """
+
+    def __init__(self, sweep: Sweep, every: float = 2.0, file=None) -> None:
+        self.sweep, self.every, self.file = sweep, every, file
+        self.storage = sweep.open_storage()
+        self.last = 0.0
+        self.seen: set[tuple[str, int]] = {key for key, _ in self._finished()}
+
+    def _finished(self):
+        from bench.sweeps.study import FINISHED, plan, seed_study_name
+
+        names = [c.study for c in plan(self.sweep.spec)]
+        if self.sweep.spec.seeds:
+            names.append(seed_study_name(self.sweep.spec))
+        for name in names:
+            study = optuna.load_study(study_name=name, storage=self.storage)
+            for t in study.get_trials(deepcopy=False, states=FINISHED):
+                if outcome(t) not in ("surplus", "duplicate"):
+                    yield (name, t.number), t
+
+    def poll(self, force: bool = False) -> list[str]:
+        """Print (and return) a line for each trial that finished since the last poll."""
+        now = time.monotonic()
+        if not force and now - self.last < self.every:
+            return []
+        self.last = now
+        lines = []
+        for key, t in sorted(
+            self._finished(), key=lambda kt: kt[1].datetime_complete or datetime.min
+        ):
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            lines.append(trial_line(t, self.sweep.spec.objectives[0].metric))
+        for line in lines:
+            print(line, file=self.file or sys.stdout, flush=True)
+        return lines
+
+
+def trial_line(t, metric: str) -> str:
+    """``trial  tune  norm_placement=pre  #3  complete  val/loss=0.0123  41s``."""
+    a = t.user_attrs
+    phase = str(a.get("phase", "?"))
+    cell = str(a.get("cell", "?"))
+    if "seed" in a and phase == "seed":
+        cell += f" seed={a['seed']}"
+    o = outcome(t)
+    value = f"{metric}={t.values[0]:.4g}" if t.values else str(a.get("reason", ""))[:60]
+    secs = t.duration.total_seconds() if t.duration else None
+    took = "-" if secs is None else f"{secs:.1f}s" if secs < 60 else _fmt_eta(secs)
+    return f"trial  {phase:<6} {cell:<24} #{t.number:<3} {o:<9} {value}  {took}"
+
+
+def next_steps(sweep: Sweep) -> list[str]:
+    """The commands that show a finished sweep: its report and its dashboard."""
+    d = shlex.quote(str(sweep.dir))
+    return [f"report:    bench report {d}", f"dashboard: bench dashboard {d}"]
 
 
 def _console() -> Console:
@@ -147,4 +214,12 @@ def print_status(target: str | Path, storage: str | None = None) -> int:
     return 0
 
 
-__all__ = ["LiveStatus", "outcome", "print_status", "print_sweep_status", "status_table"]
+__all__ = [
+    "LiveStatus",
+    "TrialFeed",
+    "next_steps",
+    "outcome",
+    "print_status",
+    "print_sweep_status",
+    "status_table",
+]
