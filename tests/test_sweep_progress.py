@@ -1,0 +1,59 @@
+"""What ``bench sweep`` shows while it runs: piped, a line per finished trial; on a terminal,
+the live status table; at the end, the commands for the report and the dashboard."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+
+from tests.finished_sweep import finished_sweep
+from tests.sweep_helpers import env_for_tests
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_piped_a_sweep_prints_one_line_per_finished_trial_then_the_next_commands():
+    out, proc = finished_sweep()
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("trial ")]
+    # 2 cells x 2 tuning trials + 2 seed runs, each once, with its objective and time
+    assert len(lines) == 6, proc.stdout
+    pattern = r"trial  (tune|seed) +norm_placement=(pre|post)( seed=1)? +#\d+ +complete +val/loss=[\d.]+  [\d.]+s"
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
+    assert sum(" seed " in f" {line.split()[1]} " for line in lines) == 2
+    assert "\x1b[" not in proc.stdout
+    assert f"report:    bench report {out}" in proc.stdout
+    assert f"dashboard: bench dashboard {out}" in proc.stdout
+    assert proc.stdout.index("trial ") < proc.stdout.index("report:")
+
+
+def test_on_a_terminal_a_sweep_shows_the_live_status_table_and_the_next_commands():
+    out, _ = finished_sweep()
+    spec = out.parent.parent.parent / "daily.yaml"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "sweep", str(spec), "--workers", "1", "--out", str(out)],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env={**env_for_tests(), "COLUMNS": "140"},
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=120) == 0
+    os.close(master)
+    screen = ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    assert "done/budget" in screen and "norm_placement=post" in screen
+    assert "━" in screen or "─" in screen  # a drawn table, not plain lines
+    assert not re.search(r"^trial  tune", screen, re.M)  # the terminal gets the table instead
+    assert f"bench report {out}" in screen and f"bench dashboard {out}" in screen
