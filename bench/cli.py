@@ -257,6 +257,35 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return start_dashboard(args.sweep, args.host, args.port, args.storage)
 
 
+# ----------------------------------------------------------------------------- ls
+
+
+def _ls_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "where",
+        nargs="*",
+        metavar="[DIR] [key=value ...]",
+        help="a directory of runs (default: runs), then filters such as norm_placement=pre",
+    )
+    p.add_argument("--status", action="append", help="only this status (repeatable)")
+    p.add_argument("--task", action="append", help="only this task (repeatable)")
+    p.add_argument("--sort", default="started", help="started (default), name, task, status, "
+                   "steps, best or duration")  # fmt: skip
+    p.add_argument("--reverse", action="store_true", help="reverse the order")
+
+
+@command("ls", "runs and sweeps under runs/ (or DIR): status, steps, best objective", _ls_args)
+def cmd_ls(args: argparse.Namespace) -> int:
+    from bench.listing import list_runs
+
+    dirs = [w for w in args.where if "=" not in w]
+    if len(dirs) > 1:
+        raise ConfigError(f"{dirs[1]}: one DIR only (filters are key=value)")
+    filters = [w for w in args.where if "=" in w]
+    return list_runs(dirs[0] if dirs else "runs", args.status, args.task, filters, args.sort,
+                     args.reverse)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- report
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.config import RunConfig
+from bench.summary import fmt_duration
 
 WIDTH = 100  # wrap width of the plain config lines
 PLAIN_LINES = 10  # a piped run prints about this many step lines (plus validations)
@@ -71,13 +72,6 @@ def plain_every(max_steps: int, log_every: int) -> int:
     return max(log_every, math.ceil(target / log_every) * log_every)
 
 
-def _eta(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    s = round(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def step_line(
     step: int, total: int, loss: float | None, tok_s: float | None, eta: float | None
 ) -> str:
@@ -86,7 +80,7 @@ def step_line(
     parts = [f"step {step:>{width}}/{total}"]
     parts.append(f"loss {loss:.4g}" if loss is not None else "loss -")
     parts.append(f"{tok_s:.3g} tok/s" if tok_s else "- tok/s")
-    parts.append(f"eta {_eta(eta)}")
+    parts.append(f"eta {fmt_duration(eta)}")
     return "  ".join(parts)
 
 

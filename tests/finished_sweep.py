@@ -26,7 +26,17 @@ def finished_sweep() -> tuple[Path, subprocess.CompletedProcess]:
     spec = write_spec(root / "daily.yaml", SPEC)
     out = root / "runs" / "sweeps" / "daily"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "sweep", str(spec), "--workers", "1", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "sweep",
+            str(spec),
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
         cwd=root,
         env=env_for_tests(),
         capture_output=True,

@@ -295,6 +295,12 @@ CASES = [
     C("landscape-resolution-2", "landscape r --resolution 2", "--resolution=2"),
     C("landscape-batches-0", "landscape r --batches 0", "--batches=0"),
     C("landscape-resolution-word", "landscape r --resolution big", "invalid int"),
+    # ------------------------------------------------------------------ ls
+    C("ls-no-such-dir", "ls nowhere", "nowhere: no such directory"),
+    C("ls-sort-unknown", "ls --sort colour", "--sort=colour: allowed: started"),
+    C("ls-status-unknown", "ls --status finished", "--status=finished: allowed: running"),
+    C("ls-two-dirs", "ls a b", "b: one DIR only", **{"a/x": "", "b/x": ""}),
+    C("ls-filter-no-value", "ls norm_placement=", "a filter is key=value"),
     # ------------------------------------------------------------------ throughput
     C("throughput-steps-0", "throughput --steps 0", "--steps=0"),
     C("throughput-steps-negative", "throughput --steps -5", "--steps=-5"),
@@ -390,6 +396,7 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
         "status",
         "landscape",
         "throughput",
+        "ls",
     }
     assert sum(per_command.values()) >= 60
     assert len({c.id for c in CASES}) == len(CASES)

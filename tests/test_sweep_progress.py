@@ -34,7 +34,17 @@ def test_on_a_terminal_a_sweep_shows_the_live_status_table_and_the_next_commands
     spec = out.parent.parent.parent / "daily.yaml"
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "sweep", str(spec), "--workers", "1", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "sweep",
+            str(spec),
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=slave,
         stderr=slave,
