@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import pytest
 from bench.cli import main
 from bench.listing import scan, select
 from tests.finished_sweep import finished_sweep
+from tests.terminal import run_in_pty
 from tests.test_cli_imports import run_probe
 
 
@@ -70,26 +68,8 @@ def test_ls_reads_small_files_only_and_imports_no_torch_lightning_or_optuna(root
 
 
 def test_on_a_terminal_ls_draws_the_table_in_the_terminal_width(root):
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "ls", str(root)],
-        stdout=slave,
-        stderr=slave,
-        env={**os.environ, "COLUMNS": "120"},
-    )
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert proc.wait(timeout=60) == 0
-    os.close(master)
-    screen = b"".join(chunks).decode()
-    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).splitlines()
+    code, screen = run_in_pty(["ls", str(root)], {**os.environ, "COLUMNS": "120"})
+    assert code == 0
+    lines = screen.splitlines()
     assert any("done 6/6" in line for line in lines)
     assert max(len(line) for line in lines) <= 120

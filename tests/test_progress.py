@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import pty
 import re
@@ -11,8 +10,7 @@ import threading
 
 from bench.config import build_run_config
 from bench.progress import header_lines, plain_every, step_line
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+from tests.terminal import drain
 
 
 def test_the_header_names_the_run_dir_then_the_values_that_differ_from_the_defaults(tmp_path):
@@ -68,19 +66,8 @@ def test_on_a_terminal_the_run_shows_a_step_bar_with_loss_tokens_per_second_and_
     from bench.run import train_run
 
     master, slave = pty.openpty()
-    out = io.BytesIO()
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                return
-            if not chunk:
-                return
-            out.write(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
+    text: list[str] = []
+    reader = threading.Thread(target=lambda: text.append(drain(master)), daemon=True)
     reader.start()
     tty = os.fdopen(slave, "w", buffering=1)
     monkeypatch.setattr(sys, "stderr", tty)
@@ -89,7 +76,7 @@ def test_on_a_terminal_the_run_shows_a_step_bar_with_loss_tokens_per_second_and_
     tty.close()  # the reader sees EOF
     reader.join(timeout=10)
     os.close(master)
-    screen = ANSI.sub("", out.getvalue().decode(errors="replace")).replace("\r", "\n")
+    screen = text[0].replace("\r", "\n")
     assert f"run dir: {result.run_dir}" in screen
     assert "━" in screen  # rich's bar
     assert re.search(r"20/20 loss [\d.]+ [\d.e+]+ tok/s eta", screen), screen[-2000:]

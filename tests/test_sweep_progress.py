@@ -3,16 +3,11 @@ the live status table; at the end, the commands for the report and the dashboard
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import subprocess
-import sys
 
 from tests.finished_sweep import finished_sweep
 from tests.sweep_helpers import env_for_tests
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+from tests.terminal import run_in_pty
 
 
 def test_piped_a_sweep_prints_one_line_per_finished_trial_then_the_next_commands():
@@ -32,37 +27,11 @@ def test_piped_a_sweep_prints_one_line_per_finished_trial_then_the_next_commands
 def test_on_a_terminal_a_sweep_shows_the_live_status_table_and_the_next_commands():
     out, _ = finished_sweep()
     spec = out.parent.parent.parent / "daily.yaml"
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.cli",
-            "sweep",
-            str(spec),
-            "--workers",
-            "1",
-            "--out",
-            str(out),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env={**env_for_tests(), "COLUMNS": "140"},
+    code, screen = run_in_pty(
+        ["sweep", str(spec), "--workers", "1", "--out", str(out)],
+        {**env_for_tests(), "COLUMNS": "140"},
     )
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: every writer closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert proc.wait(timeout=120) == 0
-    os.close(master)
-    screen = ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    assert code == 0
     assert "done/budget" in screen and "norm_placement=post" in screen
     assert "━" in screen or "─" in screen  # a drawn table, not plain lines
     assert not re.search(r"^trial  tune", screen, re.M)  # the terminal gets the table instead
