@@ -286,6 +286,32 @@ def cmd_ls(args: argparse.Namespace) -> int:
                      args.reverse)  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- compare
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "targets",
+        nargs="+",
+        metavar="RUN_OR_SWEEP",
+        help="run directories and sweep directories (a sweep gives one column per cell)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="where compare.png goes (default: reports/compare-<time>)"
+    )
+
+
+@command(
+    "compare",
+    "runs or sweep cells side by side: config differences, metrics, curves",
+    _compare_args,
+)
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare
+
+    return compare(args.targets, args.out)
+
+
 # ----------------------------------------------------------------------------- report
 
 

@@ -2,7 +2,7 @@
 
 ``bench ls``, ``compare``, ``export`` and the sweep-progress tests read it; none
 of them changes it. Two cells (pre / post), 2 tuning trials and 1 seed each, 10
-steps a run with a validation every 5.
+steps a run with a validation every 5, gradient diagnostics on.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tests.sweep_helpers import env_for_tests, tiny_spec, write_spec
 
 SPEC = tiny_spec(name="daily")
 SPEC["base"]["train"].update(max_steps=10, val_every=5)
+SPEC["base"]["diagnostics"].update(gradients=True, gradients_every=5)  # a diagnostic to compare
 
 
 @cache

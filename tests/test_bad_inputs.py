@@ -301,6 +301,21 @@ CASES = [
     C("ls-status-unknown", "ls --status finished", "--status=finished: allowed: running"),
     C("ls-two-dirs", "ls a b", "b: one DIR only", **{"a/x": "", "b/x": ""}),
     C("ls-filter-no-value", "ls norm_placement=", "a filter is key=value"),
+    # ------------------------------------------------------------------ compare
+    C("compare-no-such-dir", "compare nowhere r", "nowhere: neither a run directory"),
+    C(
+        "compare-one-run",
+        "compare r",
+        "needs at least two runs",
+        **{"r/config.yaml": RUN_CONFIG, "r/status.json": '{"status": "completed"}'},
+    ),
+    C(
+        "compare-out-is-a-file",
+        "compare r r --out afile",
+        "--out afile: exists and is not a dir",
+        **{"afile": "x"},
+    ),
+    C("compare-no-args", "compare", "required: RUN_OR_SWEEP"),
     # ------------------------------------------------------------------ throughput
     C("throughput-steps-0", "throughput --steps 0", "--steps=0"),
     C("throughput-steps-negative", "throughput --steps -5", "--steps=-5"),
@@ -397,6 +412,7 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
         "landscape",
         "throughput",
         "ls",
+        "compare",
     }
     assert sum(per_command.values()) >= 60
     assert len({c.id for c in CASES}) == len(CASES)
