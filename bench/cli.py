@@ -269,8 +269,11 @@ def _ls_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--status", action="append", help="only this status (repeatable)")
     p.add_argument("--task", action="append", help="only this task (repeatable)")
-    p.add_argument("--sort", default="started", help="started (default), name, task, status, "
-                   "steps, best or duration")  # fmt: skip
+    p.add_argument(
+        "--sort",
+        default="started",
+        help="started (default), name, task, status, steps, best or duration",
+    )
     p.add_argument("--reverse", action="store_true", help="reverse the order")
 
 
@@ -282,8 +285,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if len(dirs) > 1:
         raise ConfigError(f"{dirs[1]}: one DIR only (filters are key=value)")
     filters = [w for w in args.where if "=" in w]
-    return list_runs(dirs[0] if dirs else "runs", args.status, args.task, filters, args.sort,
-                     args.reverse)  # fmt: skip
+    return list_runs(
+        dirs[0] if dirs else "runs", args.status, args.task, filters, args.sort, args.reverse
+    )
 
 
 # ----------------------------------------------------------------------------- compare

@@ -231,8 +231,9 @@ def draw(columns: list[Column], path: Path) -> Path:
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
-               frameon=False)  # fmt: skip
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False
+    )
     fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(labels) / 3), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -254,8 +255,11 @@ def table(columns: list[Column]) -> Any:
     if not diffs:
         t.add_row("(identical configs)", *[""] * len(columns))
     t.rows[-1].end_section = True
-    t.add_row("[bold]metrics (final; best/ = best validation)[/bold]", *[""] * len(columns),
-              end_section=True)  # fmt: skip
+    t.add_row(
+        "[bold]metrics (final; best/ = best validation)[/bold]",
+        *[""] * len(columns),
+        end_section=True,
+    )
     for k, values in metric_rows(columns):
         t.add_row(k, *values)
     t.add_row("runs", *[str(len(c.runs)) for c in columns])

@@ -40,7 +40,7 @@ STATUSES = (
     "done",
     "partial",
     "empty",
-)  # fmt: skip  (runs, then sweeps)
+)  # runs, then sweeps
 SORT_KEYS = ("started", "name", "task", "status", "steps", "best", "duration")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on configs
 
