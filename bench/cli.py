@@ -316,6 +316,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare(args.targets, args.out)
 
 
+# ----------------------------------------------------------------------------- export
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory")
+    p.add_argument(
+        "--format", default="csv", help="csv (default), jsonl or parquet (needs pyarrow)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="output file (default: <sweep name>-runs.<format>; - for stdout)",
+    )
+    p.add_argument(
+        "--storage", metavar="URL", help="the sweep's storage, if not the one in sweep.json"
+    )
+
+
+@command(
+    "export", "a sweep's runs as one table (the report's): csv, jsonl or parquet", _export_args
+)
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import export
+
+    return export(args.sweep_dir, args.format, args.out, args.storage)
+
+
 # ----------------------------------------------------------------------------- report
 
 

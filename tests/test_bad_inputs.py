@@ -316,6 +316,11 @@ CASES = [
         **{"afile": "x"},
     ),
     C("compare-no-args", "compare", "required: RUN_OR_SWEEP"),
+    # ------------------------------------------------------------------ export
+    C("export-no-such-dir", "export nowhere", "not a sweep directory"),
+    C("export-format-unknown", "export sw --format xlsx", "--format xlsx: allowed: csv, jsonl"),
+    C("export-out-no-dir", "export sw --out nodir/r.csv", "--out nodir/r.csv: allowed: a file"),
+    C("export-sweep-json-broken", "export sw", "sweep.json", **{"sw/sweep.json": "{oops"}),
     # ------------------------------------------------------------------ throughput
     C("throughput-steps-0", "throughput --steps 0", "--steps=0"),
     C("throughput-steps-negative", "throughput --steps -5", "--steps=-5"),
@@ -413,6 +418,7 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
         "throughput",
         "ls",
         "compare",
+        "export",
     }
     assert sum(per_command.values()) >= 60
     assert len({c.id for c in CASES}) == len(CASES)
