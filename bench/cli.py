@@ -217,6 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.out,
         command=cmdline,
         dry_run=args.dry_run,
+        extend=args.extend,
     )
 
 

@@ -211,6 +211,26 @@ CASES = [
         "exists and is not a sweep directory",
         **{"s.yaml": GOOD_SPEC, "full/x": "x"},
     ),
+    C(
+        "sweep-grows-without-extend",
+        "sweep s.yaml --out sw",
+        "the spec adds to sweep 'tiny'; rerun with --extend",
+        **{
+            "s.yaml": spec_with(seeds=5),
+            "sw/sweep.json": SWEEP_JSON % "j.log",
+            "sw/spec.yaml": yaml.safe_dump({**SPEC, "seeds": 3}),
+        },
+    ),
+    C(
+        "sweep-changed-not-additive",
+        "sweep s.yaml --out sw --extend",
+        "holds sweep 'tiny' with a different spec (compare.model.norm_placement is not an additive",
+        **{
+            "s.yaml": spec_with(compare={"model.norm_placement": ["post"]}),
+            "sw/sweep.json": SWEEP_JSON % "j.log",
+            "sw/spec.yaml": GOOD_SPEC,
+        },
+    ),
     # ------------------------------------------------------------------ worker
     C("worker-not-utf8", "worker s.yaml", "not UTF-8", **{"s.yaml": NOT_UTF8}),
     C("worker-empty", "worker s.yaml", "the file is empty", **{"s.yaml": ""}),

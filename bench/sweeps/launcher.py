@@ -267,6 +267,7 @@ def run_sweep(
     live: bool | None = None,
     command: str | None = None,
     dry_run: bool = False,
+    extend: bool = False,
 ) -> int:
     """Run (or resume) a sweep with local worker processes; returns an exit code.
 
@@ -288,7 +289,7 @@ def run_sweep(
     if gpus and not visible:
         raise ConfigError(f"--devices={','.join(gpus)}: no GPU is visible here; use --devices cpu")
     slots = assign_devices(workers, visible if gpus is None else gpus, per_trial)
-    sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
+    sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command, extend=extend)
     wall = sweep.spec.budget.wall_clock
     sup = Supervisor(sweep, slots, deadline=time.time() + wall if wall else None)
     sup.events += recover_orphans(sweep)  # trials of workers that died with a previous launcher
