@@ -356,7 +356,10 @@ def train_run(
     extra = {k: v for k, v in metrics.items() if k.startswith("best/")}
     extra.update(steps=trainer.global_step, params=n_params, status=status)
     extra.update(learning=learning, learning_reason=learning_reason)
-    _finish_loggers(loggers, "success", summary=extra)
+    figures = run_dir / records.DIAGNOSTICS  # landscape, gradient heatmap, Hessian, ...
+    _finish_loggers(
+        loggers, "success", summary=extra, cfg=cfg, figures=figures, step=trainer.global_step
+    )
     record_status(run_dir, status, reason, step=trainer.global_step)
     if primary:
         records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
@@ -392,14 +395,24 @@ def _landscape(module: BenchModule, dm, run_dir: Path, trainer: L.Trainer, logge
     return _finite(summary)
 
 
-def _finish_loggers(loggers: list, outcome: str, summary: dict | None = None) -> None:
-    """Close every logger; W&B gets the final metrics in its summary (never fatal)."""
-    from bench.tracking import SafeWandbLogger, finish
+def _finish_loggers(
+    loggers: list,
+    outcome: str,
+    summary: dict | None = None,
+    cfg: RunConfig | None = None,
+    figures: Path | None = None,
+    step: int | None = None,
+) -> None:
+    """Close every logger (never fatal). W&B gets the final metrics and the cell's axes as
+    summary keys (``cfg``) and the diagnostics' figures as images (``figures``)."""
+    from bench.tracking import SafeWandbLogger, finish, summary_keys
 
     for lg in loggers:
         if isinstance(lg, SafeWandbLogger):
+            if figures is not None and figures.is_dir():
+                lg.log_figures(figures, step)
             if summary:
-                lg.update_summary(summary)
+                lg.update_summary({**(summary_keys(cfg) if cfg is not None else {}), **summary})
             finish(lg, 0 if outcome == "success" else 1)
         else:
             lg.finalize(outcome)
