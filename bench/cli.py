@@ -389,11 +389,12 @@ def _landscape_args(p: argparse.ArgumentParser) -> None:
 )
 def cmd_landscape(args: argparse.Namespace) -> int:
     quiet_lightning()
-    from bench.posthoc import landscape_of_run
+    from bench.posthoc import landscape_of_run, planes_line
 
     summary, out = landscape_of_run(Path(args.run_dir), args.resolution, args.batches, args.seed)
     for key, value in summary.items():
         print(f"{key:<32} {value:.4g}")
+    print(planes_line(summary, out / "trajectory.npz"))
     print(out)
     return 0
 
