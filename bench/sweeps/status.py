@@ -17,7 +17,16 @@ from rich.table import Table
 from bench.config import ConfigError
 from bench.sweeps.layout import Sweep, is_sweep_dir, open_sweep_dir
 from bench.sweeps.storage import check_storage, open_storage
-from bench.sweeps.study import CellStatus, Problem, outcome, problems, sweep_status, tally
+from bench.sweeps.study import (
+    CellStatus,
+    Problem,
+    outcome,
+    plan,
+    problems,
+    seed_values,
+    sweep_status,
+    tally,
+)
 
 COLUMNS = ("complete", "running", "waiting", "pruned", "diverged", "failed")
 
@@ -85,9 +94,11 @@ class TrialFeed:
         self.storage = sweep.open_storage()
         self.last = 0.0
         self.seen: set[tuple[str, int]] = {key for key, _ in self._finished()}
+        seed = f" seed={max(seed_values(sweep.spec), default=0)}" if sweep.spec.seeds else ""
+        self.width = max(len(c.key) for c in plan(sweep.spec)) + len(seed)
 
     def _finished(self):
-        from bench.sweeps.study import FINISHED, plan, seed_study_name
+        from bench.sweeps.study import FINISHED, seed_study_name
 
         names = [c.study for c in plan(self.sweep.spec)]
         if self.sweep.spec.seeds:
@@ -111,24 +122,26 @@ class TrialFeed:
             if key in self.seen:
                 continue
             self.seen.add(key)
-            lines.append(trial_line(t, self.sweep.spec.objectives[0].metric))
+            lines.append(trial_line(t, self.sweep.spec.objectives[0].metric, self.width))
         for line in lines:
             print(line, file=self.file or sys.stdout, flush=True)
         return lines
 
 
-def trial_line(t, metric: str) -> str:
-    """``trial  tune  norm_placement=pre  #3  complete  val/loss=0.0123  41s``."""
+def trial_line(t, metric: str, width: int = 24) -> str:
+    """``trial  tune   norm_placement=pre  #3   complete  val/loss=0.0123  41.0s``; a trial
+    that did not complete shows its reason instead of a value."""
     a = t.user_attrs
     phase = str(a.get("phase", "?"))
     cell = str(a.get("cell", "?"))
     if "seed" in a and phase == "seed":
         cell += f" seed={a['seed']}"
     o = outcome(t)
-    value = f"{metric}={t.values[0]:.4g}" if t.values else str(a.get("reason", ""))[:60]
+    done = t.state == optuna.trial.TrialState.COMPLETE and t.values
+    value = f"{metric}={t.values[0]:.4g}" if done else str(a.get("reason", ""))[:70]
     secs = t.duration.total_seconds() if t.duration else None
     took = "-" if secs is None else f"{secs:.1f}s" if secs < 60 else _fmt_eta(secs)
-    return f"trial  {phase:<6} {cell:<24} #{t.number:<3} {o:<9} {value}  {took}"
+    return f"trial  {phase:<6} {cell:<{width}} #{t.number:<3} {o:<9} {value}  {took}"
 
 
 def next_steps(sweep: Sweep) -> list[str]:
