@@ -242,16 +242,18 @@ def draw(columns: list[Column], path: Path) -> Path:
 
 
 def table(columns: list[Column]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(show_lines=False)
     t.add_column("")
     for c in columns:
-        t.add_column(c.label, justify="right", overflow="fold")
+        t.add_column(escape(c.label), justify="right", overflow="fold")
     diffs = config_differences(columns)
     t.add_row("[bold]config (differences only)[/bold]", *[""] * len(columns), end_section=True)
     for k, values in diffs.items():
-        t.add_row(k, *values)
+        t.add_row(Text(k), *(Text(v) for v in values))  # values are text, never markup
     if not diffs:
         t.add_row("(identical configs)", *[""] * len(columns))
     t.rows[-1].end_section = True

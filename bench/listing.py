@@ -74,7 +74,7 @@ def _json(path: Path) -> dict[str, Any]:
 def _yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(), Loader=_Loader)
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # unreadable, not UTF-8, not YAML
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -125,7 +125,9 @@ def read_run(run_dir: Path, objective: str = "val/loss") -> Entry:
     best = _number(metrics.get(f"best/{objective}", metrics.get(objective)))
     started = _epoch(manifest.get("created"))
     duration = _number(summary.get("wall_time"))
-    if duration is None and started is not None and _number(status.get("time")):
+    if duration is None and started is not None and status.get("status") == "running":
+        duration = time.time() - started  # so far
+    elif duration is None and started is not None and _number(status.get("time")):
         duration = float(status["time"]) - started
     steps = summary.get("steps", status.get("step"))
     return Entry(
@@ -324,9 +326,11 @@ def _age(t: float | None) -> str:
 
 
 def table(entries: list[Entry], root: Path) -> Any:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=f"{len(entries)} under {root}", title_justify="left")
+    t = Table(title=escape(f"{len(entries)} under {root}"), title_justify="left")
     for col in (
         "name",
         "kind",
@@ -346,7 +350,7 @@ def table(entries: list[Entry], root: Path) -> Any:
             else e.name
         )
         best = "-" if e.best is None else f"{e.best:.4g}"
-        t.add_row(
+        cells = (
             name or e.name,
             e.kind,
             e.task or "-",
@@ -357,6 +361,7 @@ def table(entries: list[Entry], root: Path) -> Any:
             _age(e.started),
             fmt_duration(e.duration),
         )
+        t.add_row(*(Text(c) for c in cells))  # names are text, never rich markup
     return t
 
 

@@ -73,3 +73,17 @@ def test_on_a_terminal_ls_draws_the_table_in_the_terminal_width(root):
     lines = screen.splitlines()
     assert any("done 6/6" in line for line in lines)
     assert max(len(line) for line in lines) <= 120
+
+
+def test_names_are_shown_as_text_never_as_rich_markup(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from bench.listing import Entry, table
+
+    root = tmp_path / "r[bold]"
+    entry = Entry(kind="run", name="a[red]b", path=root / "a[red]b", what="[/]", status="done")
+    out = io.StringIO()
+    Console(file=out, width=200).print(table([entry], root))
+    assert "a[red]b" in out.getvalue() and "[/]" in out.getvalue() and "r[bold]" in out.getvalue()
