@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import lightning as L
+
 from bench.config import RunConfig
 from bench.summary import fmt_duration
 
@@ -91,12 +93,6 @@ def validation_line(step: int, total: int, metrics: dict[str, float]) -> str:
     return f"val  step {step}/{total}  {shown}".rstrip()
 
 
-def _callback_base() -> type:
-    import lightning as L
-
-    return L.Callback
-
-
 class _Rate:
     """Tokens/s and time left over the steps since the run (or its resume) started."""
 
@@ -136,7 +132,7 @@ def make_progress(cfg: RunConfig, run_dir: Path, stream: IO[str] | None = None) 
     return RunProgress(cfg, run_dir, stream, bar)
 
 
-class RunProgress(_callback_base()):  # type: ignore[misc]
+class RunProgress(L.Callback):
     """Header at fit start, then a step-based bar (terminal) or plain lines (piped)."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, stream: IO[str], bar: bool) -> None:
