@@ -321,8 +321,9 @@ def run_sweep(
         code = 1
     if code == 0:
         log_sweep_to_wandb(sweep)
+    if code in (0, 1):  # finished, even with failed cells: what there is can be looked at
         print("\n".join(next_steps(sweep)))
-    elif code == EXIT_INTERRUPTED:
+    if code == EXIT_INTERRUPTED:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
     return code
 
