@@ -39,6 +39,14 @@ METRICS = (
 CURVES = ("train/loss", "val/loss")
 DIAGNOSTIC_PREFIXES = ("cond/", "hessian/", "throughput/tokens_per_sec", "landscape/")
 MAX_DIAGNOSTIC_PANELS = 6
+PREFERRED_DIAGNOSTICS = (  # drawn first when shared: what the report also looks at
+    "cond/grad_norm_total",
+    "cond/update_ratio_total",
+    "hessian/lambda_max",
+    "cond/noise_scale",
+    "cond/grad_norm_ratio_first_last",
+    "throughput/tokens_per_sec",
+)
 SKIP_CONFIG = ("tracking.", "train.threads")  # where records go, not what was trained
 
 
@@ -61,6 +69,18 @@ class Column:
             values = {_text(r.fields.get(k)) for r in self.runs}
             out[k] = values.pop() if len(values) == 1 else "(varies)"
         return out
+
+    def status(self) -> str:
+        """``completed`` / ``stopped at 50 of 100`` (each distinct status once, with its count)."""
+        parts = []
+        for r in self.runs:
+            text = r.status
+            total = r.fields.get("train.max_steps")
+            if r.status != "completed" and r.steps is not None:
+                text += f" at {r.steps}" + (f" of {total}" if total else "")
+            parts.append(text)
+        counts = {p: parts.count(p) for p in parts}
+        return ", ".join(p if n == 1 else f"{n}x {p}" for p, n in counts.items())
 
     def metric(self, key: str) -> list[float]:
         return [m[key] for m in self.finals if key in m and math.isfinite(m[key])]
@@ -180,15 +200,11 @@ def shared_diagnostics(columns: list[Column]) -> list[str]:
             keys |= {k for row in h for k in row}
         per_column.append(keys)
     shared = set.intersection(*per_column) if per_column else set()
-    keep = sorted(
-        k
-        for k in shared
-        if k.startswith(DIAGNOSTIC_PREFIXES)
-        and "/block_" not in k
-        and "/layer_" not in k
-        and "@" not in k
-    )
-    return keep[:MAX_DIAGNOSTIC_PANELS]
+    whole = {  # cond/grad_norm_total, not cond/grad_norm/block_0/attn or val/loss@32
+        k for k in shared if k.startswith(DIAGNOSTIC_PREFIXES) and k.count("/") == 1
+    }
+    first = [k for k in PREFERRED_DIAGNOSTICS if k in whole]
+    return [*first, *sorted(whole - set(first))][:MAX_DIAGNOSTIC_PANELS]
 
 
 def draw(columns: list[Column], path: Path) -> Path:
@@ -197,6 +213,7 @@ def draw(columns: list[Column], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     keys = [*CURVES, *shared_diagnostics(columns)]
     ncols = 2 if len(keys) <= 4 else 3
@@ -225,6 +242,9 @@ def draw(columns: list[Column], path: Path) -> Path:
                 )
         if lo > 0 and hi / lo > 10:  # decades apart: a log axis shows both ends
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -265,6 +285,7 @@ def table(columns: list[Column]) -> Any:
     for k, values in metric_rows(columns):
         t.add_row(k, *values)
     t.add_row("runs", *[str(len(c.runs)) for c in columns])
+    t.add_row("status", *[Text(c.status()) for c in columns])  # a pruned run stopped early
     return t
 
 

@@ -30,6 +30,8 @@ def test_two_runs_show_only_the_config_keys_that_differ_and_their_metrics(sweep,
     assert "tracking." not in out  # where records went is no difference
     for metric in ("train/loss", "val/loss", "best/val/loss", "val/acc"):
         assert any(line.lstrip("│ ").startswith(metric + " ") for line in out.splitlines()), metric
+    status = next(line for line in out.splitlines() if line.lstrip("│ ").startswith("status "))
+    assert status.count("completed") == 2
     png = tmp_path / "c" / "compare.png"
     assert f"figure: {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -42,8 +44,9 @@ def test_a_sweep_gives_one_column_per_cell_from_its_seed_runs(sweep):
     diffs = config_differences(columns)
     assert set(diffs) == {"model.norm_placement"} | ({"train.lr"} & set(diffs))
     # every run logged the gradient diagnostics: they are drawn next to the losses
-    assert "cond/grad_norm_total" in shared_diagnostics(columns)
-    assert not any("/block_" in k for k in shared_diagnostics(columns))
+    shared = shared_diagnostics(columns)
+    assert shared[0] == "cond/grad_norm_total"  # the whole-model norm first
+    assert not any("/block_" in k or k.count("/") > 1 for k in shared)
 
 
 def test_runs_of_different_sweeps_with_the_same_names_stay_apart(sweep, tmp_path, capsys):
