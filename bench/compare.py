@@ -155,6 +155,10 @@ def load_columns(targets: list[str]) -> list[Column]:
             "bench compare needs at least two runs or sweep cells; got "
             f"{len(columns)} ({', '.join(c.label for c in columns) or 'none'})"
         )
+    prefixes = {c.label.partition(":")[0] for c in columns if ":" in c.label}
+    if len(prefixes) == 1 and all(":" in c.label for c in columns):  # one sweep: its cells
+        for c in columns:
+            c.label = c.label.partition(":")[2]
     labels = [c.label for c in columns]
     for c in columns:  # the same run dir name in two sweeps: say which is which
         if labels.count(c.label) > 1:

@@ -115,6 +115,17 @@ def describe_model(flat: dict[str, Any]) -> str:
     return " ".join(parts) or "defaults"
 
 
+def describe_trial(meta: dict[str, Any], flat: dict[str, Any]) -> str:
+    """``seed norm_placement=pre seed=2 lr=0.00726``: a sweep run's phase, cell, seed and lr."""
+    parts = [str(meta.get("phase", "?")), str(meta.get("cell", ""))]
+    if meta.get("phase") == "seed" and "seed" in meta:
+        parts.append(f"seed={meta['seed']}")
+    lr = _number(flat.get("train.lr"))
+    if lr is not None:
+        parts.append(f"lr={lr:.3g}")
+    return " ".join(p for p in parts if p)
+
+
 def read_run(run_dir: Path, objective: str = "val/loss") -> Entry:
     """A run directory's row from its small files."""
     flat = flatten(_yaml(run_dir / CONFIG))
@@ -179,7 +190,7 @@ def read_sweep(sweep_dir: Path) -> tuple[Entry, list[Entry]]:
             for k, v in r.fields.items()
             if k.startswith("tracking.meta.")
         }
-        r.what = f"{meta_fields.get('phase', '?')} {meta_fields.get('cell', '')}".strip()
+        r.what = describe_trial(meta_fields, r.fields)
     compare = spec.get("compare") if isinstance(spec.get("compare"), dict) else {}
     search = spec.get("search") or {}
     fields: dict[str, Any] = flatten(spec.get("base") or {})

@@ -39,7 +39,7 @@ def test_two_runs_show_only_the_config_keys_that_differ_and_their_metrics(sweep,
 
 def test_a_sweep_gives_one_column_per_cell_from_its_seed_runs(sweep):
     columns = load_columns([str(sweep)])
-    assert {c.label for c in columns} == {"daily:norm_placement=pre", "daily:norm_placement=post"}
+    assert {c.label for c in columns} == {"norm_placement=pre", "norm_placement=post"}
     assert all(len(c.runs) == 1 and c.runs[0].path.name.startswith("seed-") for c in columns)
     diffs = config_differences(columns)
     assert set(diffs) == {"model.norm_placement"} | ({"train.lr"} & set(diffs))
