@@ -29,6 +29,14 @@ from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec
 
 _MISSING = object()
+NOT_ADDITIVE = (  # key prefix -> why the finished trials no longer fit
+    ("base.", "every run would train something else"),
+    ("budget.max_steps", "every run would train for another number of steps"),
+    ("objective", "the trials were judged by another objective"),
+    ("tune.params", "another search space"),
+    ("search.params", "another search space"),
+    ("pruner", "trials were pruned (or not) by another rule"),
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,9 @@ def _judge(key: str, old: Any, new: Any, a: SweepSpec, b: SweepSpec) -> tuple[bo
             cells = math.prod(len(v) for k, v in _flat(b).items() if k.startswith("compare."))
             return True, f"new value(s) {_show(added)}: {cells} cells in all"
         return False, "a removed value drops finished cells"
+    for prefix, why in NOT_ADDITIVE:
+        if key.startswith(prefix):
+            return False, why
     return False, "the finished trials would answer another question"
 
 
