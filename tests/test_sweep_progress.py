@@ -36,3 +36,24 @@ def test_on_a_terminal_a_sweep_shows_the_live_status_table_and_the_next_commands
     assert "━" in screen or "─" in screen  # a drawn table, not plain lines
     assert not re.search(r"^trial  tune", screen, re.M)  # the terminal gets the table instead
     assert f"bench report {out}" in screen and f"bench dashboard {out}" in screen
+
+
+def test_on_a_narrow_terminal_the_status_table_folds_its_outcome_counts_into_one_column():
+    import io
+
+    from rich.console import Console
+
+    from bench.sweeps.status import status_table
+    from bench.sweeps.study import CellStatus, Tally
+
+    cell = "norm_placement=post,pos_encoding=learned"
+    rows = [CellStatus("s/tune/x", cell, "tune", 5, Tally({"complete": 3, "pruned": 2}), 1.5, 0)]
+    narrow = io.StringIO()
+    Console(file=narrow, width=80).print(status_table(rows, "s", width=80))
+    text = narrow.getvalue()
+    assert "outcomes" in text and "3 complete," in text and "2 pruned" in text
+    assert "diverged" not in text
+    assert "…" not in text and "pos_encoding=learned" in text  # the cell is wrapped, not cut
+    wide = io.StringIO()
+    Console(file=wide, width=160).print(status_table(rows, "s", width=160))
+    assert all(col in wide.getvalue() for col in ("complete", "pruned", "diverged", "failed"))

@@ -38,23 +38,31 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def status_table(rows: list[CellStatus], title: str = "") -> Table:
-    """The progress table: per cell, trials by outcome / budget, best value, ETA."""
+COMPACT_BELOW = 120  # terminal columns: narrower, the outcome counts share one column
+
+
+def status_table(rows: list[CellStatus], title: str = "", width: int | None = None) -> Table:
+    """The progress table: per cell, trials by outcome / budget, best value, ETA.
+
+    On a terminal narrower than COMPACT_BELOW columns the six outcome columns
+    become one (``3 complete, 2 pruned``), so cell names are not cut to ``nor…``.
+    """
+    compact = width is not None and width < COMPACT_BELOW
     table = Table(title=title or None)
-    for col in ("phase", "cell", "done/budget", *COLUMNS, "best", "eta"):
-        table.add_column(col, justify="left" if col in ("phase", "cell") else "right")
+    counts = ("outcomes",) if compact else COLUMNS
+    for col in ("phase", "cell", "done/budget", *counts, "best", "eta"):
+        left = col in ("phase", "cell", "outcomes")
+        table.add_column(col, justify="left" if left else "right", overflow="fold")
     for r in rows:
         t = r.tally
         budget = "?" if r.budget is None else str(r.budget)
         best = "-" if r.best is None else f"{r.best:.4g}"
-        table.add_row(
-            r.phase,
-            r.cell,
-            f"{t.done}/{budget}",
-            *(str(t[c]) for c in COLUMNS),
-            best,
-            _fmt_eta(r.eta),
-        )
+        if compact:
+            shown = [", ".join(f"{t[c]} {c}" for c in COLUMNS if t[c]) or "-"]
+        else:
+            shown = [str(t[c]) for c in COLUMNS]
+        cell = r.cell.replace(",", ", ") if compact else r.cell  # wraps between axes
+        table.add_row(r.phase, cell, f"{t.done}/{budget}", *shown, best, _fmt_eta(r.eta))
     return table
 
 
@@ -64,12 +72,14 @@ class LiveStatus:
     def __init__(self, sweep: Sweep, workers: int | None = None) -> None:
         self.sweep, self.workers = sweep, workers
         self.storage = sweep.open_storage()
-        self.live = Live(self._render(), refresh_per_second=2, transient=False)
+        self.console = Console()
+        self.live = Live(
+            self._render(), console=self.console, refresh_per_second=2, transient=False
+        )
 
     def _render(self) -> Table:
-        return status_table(
-            sweep_status(self.storage, self.sweep.spec, self.workers), self.sweep.spec.name
-        )
+        rows = sweep_status(self.storage, self.sweep.spec, self.workers)
+        return status_table(rows, self.sweep.spec.name, self.console.width)
 
     def refresh(self) -> None:
         self.live.update(self._render())
@@ -179,7 +189,8 @@ def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
     console = console or _console()
     storage = sweep.open_storage()
     rows = sweep_status(storage, sweep.spec)
-    console.print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})"))
+    width = console.width if console.is_terminal else None
+    console.print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})", width))
     found = problems(storage, sweep.spec)
     if found:
         console.print(problem_table(found))
