@@ -50,9 +50,15 @@ def status_table(rows: list[CellStatus], title: str = "", width: int | None = No
     compact = width is not None and width < COMPACT_BELOW
     table = Table(title=title or None)
     counts = ("outcomes",) if compact else COLUMNS
-    for col in ("phase", "cell", "done/budget", *counts, "best", "eta"):
+    parts = [len(p) + 1 for r in rows for p in r.cell.split(",")]  # "pos_encoding=learned,"
+    for col in ("phase", "cell", "done" if compact else "done/budget", *counts, "best", "eta"):
         left = col in ("phase", "cell", "outcomes")
-        table.add_column(col, justify="left" if left else "right", overflow="fold")
+        table.add_column(
+            col,
+            justify="left" if left else "right",
+            overflow="fold",
+            min_width=min(max(parts, default=4), 40) if col == "cell" and compact else None,
+        )
     for r in rows:
         t = r.tally
         budget = "?" if r.budget is None else str(r.budget)
