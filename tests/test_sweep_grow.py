@@ -140,7 +140,7 @@ def test_more_seeds_extend_the_sweep_and_keep_every_finished_trial(tmp_path, cap
     assert meta["seeds"] == 2 and "seeds: 1 -> 2" in meta["extended"][0]["changes"][0]
 
 
-def test_new_axis_values_add_cells_and_more_trials_redo_seeds_only_for_a_new_best(tmp_path):
+def test_new_axis_values_add_cells_and_more_trials_extend_the_old_cells(tmp_path):
     sweep = _run(tmp_path, BASE)
     pre_before = _finished(sweep, "grow/tune/norm_placement=pre")
     grown = changed(**{"compare/model.norm_placement": ["pre", "post"], "tune/trials": 3})
@@ -192,3 +192,33 @@ def test_a_change_that_is_not_additive_shows_the_diff_and_points_to_a_new_out(tm
     out = capsys.readouterr().out
     assert "base.train.max_steps: 4 -> 8  (not additive" in out
     assert "seeds: 1 -> 2  (additive" in out
+
+
+def test_a_new_best_from_more_trials_gets_new_seed_runs_and_the_old_ones_are_superseded(tmp_path):
+    """Storage-level: a better tuning trial changes the seed job's source; the seed run of the
+    old best leaves the status table and the report, and a new job is enqueued."""
+    from bench.report.collect import load_sweep
+    from bench.sweeps.study import enqueue_missing_seed_jobs, seed_jobs, sweep_status
+
+    sweep = prepare_sweep(
+        write_spec(tmp_path / "g.yaml", BASE), out=tmp_path / "s", check_data=False
+    )
+    storage = sweep.open_storage()
+    tune = optuna.load_study(study_name="grow/tune/norm_placement=pre", storage=storage)
+    for value in (2.0, 1.0):  # the two enqueued tuning points
+        tune.tell(tune.ask(), value)
+    seeds = optuna.load_study(study_name="grow/seeds", storage=storage)
+    assert enqueue_missing_seed_jobs(seeds, seed_jobs(storage, sweep.spec)) == 1
+    old = seeds.ask()
+    seeds.tell(old, 1.1)
+    assert enqueue_missing_seed_jobs(seeds, seed_jobs(storage, sweep.spec)) == 0  # done already
+
+    better = tune.ask({"train.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)})
+    tune.tell(better, 0.5)  # a third trial (the sweep grew) beats both points
+    (job,) = seed_jobs(storage, sweep.spec)
+    assert job.source == f"grow/tune/norm_placement=pre#{better.number}"
+    assert enqueue_missing_seed_jobs(seeds, [job]) == 1  # same cell and seed, new source
+    (row,) = [r for r in sweep_status(storage, sweep.spec) if r.phase == "seed"]
+    assert (row.tally.done, row.tally["waiting"]) == (0, 1)  # the old run no longer counts
+    rows = load_sweep(tmp_path / "s").runs(phase="seed")
+    assert [r["trial"] for r in rows] == [1]  # the report keeps only the new best's job
