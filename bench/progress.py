@@ -26,6 +26,7 @@ from bench.summary import fmt_duration
 
 WIDTH = 100  # wrap width of the plain config lines
 PLAIN_LINES = 10  # a piped run prints about this many step lines (plus validations)
+BAR_EVERY_S = 0.2  # seconds between bar updates (each reads the loss from the device)
 
 
 def _fmt(v: Any) -> str:
@@ -143,6 +144,7 @@ class RunProgress(L.Callback):
         self.loss: float | None = None
         self._progress: Any = None
         self._task: Any = None
+        self._shown = 0.0  # perf_counter of the last bar update
 
     def _print(self, text: str) -> None:
         if self._progress is not None:
@@ -189,11 +191,18 @@ class RunProgress(L.Callback):
         from bench.diagnostics.throughput import batch_tokens
 
         self.rate.add(batch_tokens(batch) * max(trainer.world_size, 1))
+        step = trainer.global_step
+        now = time.perf_counter()
+        if self._progress is not None:
+            if now - self._shown < BAR_EVERY_S and step != self.total:
+                return  # reading the loss syncs a GPU: a few times a second is enough
+        elif step % self.every and step != self.total:
+            return
+        self._shown = now
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None:
             value = float(loss.detach())
             self.loss = value if math.isfinite(value) else self.loss
-        step = trainer.global_step
         tok_s = self.rate.tok_s()
         if self._progress is not None:
             self._progress.update(
@@ -202,10 +211,9 @@ class RunProgress(L.Callback):
                 loss=f"{self.loss:.4g}" if self.loss is not None else "-",
                 tok_s=f"{tok_s:.3g}" if tok_s else "-",
             )
-        elif step % self.every == 0 or step == self.total:
-            self._print(
-                step_line(step, self.total, self.loss, tok_s, self.rate.eta(step, self.total))
-            )
+        else:
+            eta = self.rate.eta(step, self.total)
+            self._print(step_line(step, self.total, self.loss, tok_s, eta))
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
