@@ -237,6 +237,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.out,
         command=cmdline,
         dry_run=args.dry_run,
+        extend=args.extend,
     )
 
 
@@ -275,6 +276,92 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from bench.sweeps.dashboard import start_dashboard
 
     return start_dashboard(args.sweep, args.host, args.port, args.storage)
+
+
+# ----------------------------------------------------------------------------- ls
+
+
+def _ls_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "where",
+        nargs="*",
+        metavar="[DIR] [key=value ...]",
+        help="a directory of runs (default: runs), then filters such as norm_placement=pre",
+    )
+    p.add_argument("--status", action="append", help="only this status (repeatable)")
+    p.add_argument("--task", action="append", help="only this task (repeatable)")
+    p.add_argument(
+        "--sort",
+        default="started",
+        help="started (default), name, task, status, steps, best or duration",
+    )
+    p.add_argument("--reverse", action="store_true", help="reverse the order")
+
+
+@command("ls", "runs and sweeps under runs/ (or DIR): status, steps, best objective", _ls_args)
+def cmd_ls(args: argparse.Namespace) -> int:
+    from bench.listing import list_runs
+
+    dirs = [w for w in args.where if "=" not in w]
+    if len(dirs) > 1:
+        raise ConfigError(f"{dirs[1]}: one DIR only (filters are key=value)")
+    filters = [w for w in args.where if "=" in w]
+    return list_runs(
+        dirs[0] if dirs else "runs", args.status, args.task, filters, args.sort, args.reverse
+    )
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "targets",
+        nargs="+",
+        metavar="RUN_OR_SWEEP",
+        help="run directories and sweep directories (a sweep gives one column per cell)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="where compare.png goes (default: reports/compare-<time>)"
+    )
+
+
+@command(
+    "compare",
+    "runs or sweep cells side by side: config differences, metrics, curves",
+    _compare_args,
+)
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare
+
+    return compare(args.targets, args.out)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory")
+    p.add_argument(
+        "--format", default="csv", help="csv (default), jsonl or parquet (needs pyarrow)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="output file (default: <sweep name>-runs.<format>; - for stdout)",
+    )
+    p.add_argument(
+        "--storage", metavar="URL", help="the sweep's storage, if not the one in sweep.json"
+    )
+
+
+@command(
+    "export", "a sweep's runs as one table (the report's): csv, jsonl or parquet", _export_args
+)
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import export
+
+    return export(args.sweep_dir, args.format, args.out, args.storage)
 
 
 # ----------------------------------------------------------------------------- report
@@ -369,11 +456,12 @@ def _landscape_args(p: argparse.ArgumentParser) -> None:
 )
 def cmd_landscape(args: argparse.Namespace) -> int:
     quiet_lightning()
-    from bench.posthoc import landscape_of_run
+    from bench.posthoc import landscape_of_run, planes_line
 
     summary, out = landscape_of_run(Path(args.run_dir), args.resolution, args.batches, args.seed)
     for key, value in summary.items():
         print(f"{key:<32} {value:.4g}")
+    print(planes_line(summary, out / "trajectory.npz"))
     print(out)
     return 0
 

@@ -62,3 +62,21 @@ def landscape_of_run(
         theta_init = initial_weights(module)
     summary = landscape_of(module, dm, run_dir, theta_init, resolution, n_batches, seed)
     return summary, run_dir / records.DIAGNOSTICS
+
+
+def planes_line(summary: dict[str, float], trajectory: Path) -> str:
+    """One line: the planes computed, and why a PCA plane is missing (and how to get one)."""
+    done = ["interpolation from init", "random plane"]
+    if "landscape/pca_explained_1" in summary:
+        e1, e2 = summary["landscape/pca_explained_1"], summary.get("landscape/pca_explained_2", 0.0)
+        done.append(f"PCA plane ({100 * e1:.0f}% + {100 * e2:.0f}% of the trajectory's variance)")
+        return "computed: " + ", ".join(done)
+    why = (
+        f"its trajectory ({trajectory.name}) has fewer than 2 snapshots"
+        if trajectory.is_file()
+        else f"the run saved no trajectory ({records.DIAGNOSTICS}/{trajectory.name})"
+    )
+    return (
+        f"computed: {', '.join(done)}; no PCA plane: {why}; train with "
+        "diagnostics.landscape=true to save one (a snapshot every diagnostics.landscape_every steps)"
+    )

@@ -13,7 +13,6 @@ import errno
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from bench.diagnostics.guard import DiagnosticErrors
 from bench.lit import BenchModule
 from bench.loader import ResumableLoader
 from bench.preemption import PREEMPTION, Preempted, PreemptionCheckpoint
+from bench.progress import make_progress
 from bench.resources import check_fits
 from bench.tasks import build_datamodule
 from bench.tasks.baseline import judge_learning
@@ -302,6 +302,7 @@ def _train_run(
     errors = DiagnosticErrors()  # a failing diagnostic is recorded, never fatal
     diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = _loggers(cfg, run_dir)
+    progress = make_progress(cfg, run_dir) if _primary_process() else None
     trainer = L.Trainer(
         max_steps=t.max_steps,
         max_epochs=-1,
@@ -316,8 +317,15 @@ def _train_run(
         plugins=cluster_plugins(t.devices),
         deterministic=t.deterministic,
         logger=loggers,
-        callbacks=[checkpoint, tracker, *diagnostics, *callbacks, preemption],
-        enable_progress_bar=sys.stderr.isatty() if t.progress_bar is None else t.progress_bar,
+        callbacks=[
+            checkpoint,
+            tracker,
+            *diagnostics,
+            *callbacks,
+            preemption,
+            *([progress] if progress else []),
+        ],
+        enable_progress_bar=False,  # bench.progress counts steps, not an epoch's batches
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=run_dir,
@@ -403,7 +411,10 @@ def _train_run(
     extra.update(steps=trainer.global_step, params=n_params, status=status)
     extra.update(learning=learning, learning_reason=learning_reason)
     extra.update(_diagnosis_keys(found))
-    _finish_loggers(loggers, "success", summary=extra)
+    figures = run_dir / records.DIAGNOSTICS  # landscape, gradient heatmap, Hessian, ...
+    _finish_loggers(
+        loggers, "success", summary=extra, cfg=cfg, figures=figures, step=trainer.global_step
+    )
     record_status(run_dir, status, reason, step=trainer.global_step)
     if primary:
         records.write_json(run_dir / records.SUMMARY, summary)  # last: it marks the run finished
@@ -472,14 +483,24 @@ def _landscape(module: BenchModule, dm, run_dir: Path, trainer: L.Trainer, logge
     return _finite(summary)
 
 
-def _finish_loggers(loggers: list, outcome: str, summary: dict | None = None) -> None:
-    """Close every logger; W&B gets the final metrics in its summary (never fatal)."""
-    from bench.tracking import SafeWandbLogger, finish
+def _finish_loggers(
+    loggers: list,
+    outcome: str,
+    summary: dict | None = None,
+    cfg: RunConfig | None = None,
+    figures: Path | None = None,
+    step: int | None = None,
+) -> None:
+    """Close every logger (never fatal). W&B gets the final metrics and the cell's axes as
+    summary keys (``cfg``) and the diagnostics' figures as images (``figures``)."""
+    from bench.tracking import SafeWandbLogger, finish, summary_keys
 
     for lg in loggers:
         if isinstance(lg, SafeWandbLogger):
+            if figures is not None and figures.is_dir():
+                lg.log_figures(figures, step)
             if summary:
-                lg.update_summary(summary)
+                lg.update_summary({**(summary_keys(cfg) if cfg is not None else {}), **summary})
             finish(lg, 0 if outcome == "success" else 1)
         else:
             lg.finalize(outcome)

@@ -16,6 +16,16 @@ MAIN_KEYS = (
 )
 
 
+def fmt_duration(seconds: float | None) -> str:
+    """``4.2s``, ``3m07s``, ``2h05m``; ``-`` when unknown."""
+    if seconds is None or seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
 def main_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
     """The headline metrics, then length-extrapolation and throughput ones, in a fixed order."""
     rows = [(k, metrics[k]) for k in MAIN_KEYS if k in metrics]

@@ -136,6 +136,16 @@ def wandb_tags(cfg: RunConfig) -> list[str]:
     return list(dict.fromkeys(tags))  # unique, order kept
 
 
+def summary_keys(cfg: RunConfig) -> dict[str, Any]:
+    """Top-level summary keys a W&B workspace groups runs by: every model axis under its
+    own name (``norm_placement``, ``pos_encoding``, ...), ``task``, ``variant`` and the
+    sweep's ``tracking.meta`` (``cell``, ``phase``, ``trial``, ``seed``)."""
+    out: dict[str, Any] = {axis: getattr(cfg.model, axis) for axis in axes()}
+    out.update(task=cfg.task.name, variant=cfg.variant or "")
+    out.update(cfg.tracking.meta)
+    return out
+
+
 def _env_var(setting: str) -> str:
     """The environment variable wandb reads for a setting (``x_foo`` -> ``WANDB__FOO``)."""
     if setting.startswith("x_"):
@@ -280,6 +290,15 @@ class SafeWandbLogger(WandbLogger):
 
     def finalize(self, status: str) -> None:
         self._safe("finalize", super().finalize, status)
+
+    def log_figures(self, folder: Path, step: int | None = None) -> list[str]:
+        """Log every PNG in ``folder`` (a run's diagnostics) as ``diagnostics/<name>``; the keys."""
+        keys = []
+        for png in sorted(Path(folder).glob("*.png")):
+            key = f"diagnostics/{png.stem}"
+            self.log_image(key=key, images=[str(png)], step=step)
+            keys.append(key)
+        return keys
 
     def update_summary(self, values: Mapping[str, Any]) -> None:
         """Set final values (e.g. ``best/val/loss``) in the W&B run's summary."""

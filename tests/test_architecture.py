@@ -98,6 +98,15 @@ def test_configs_and_task_baselines_load_no_torch(module):
     assert loaded_after_import([module], ["torch", "lightning"]) == []
 
 
+@pytest.mark.parametrize("module", ["bench.listing", "bench.compare"])
+def test_ls_and_compare_load_no_torch_lightning_or_optuna(module):
+    assert loaded_after_import([module], ["torch", "lightning", "optuna"]) == []
+
+
+def test_export_loads_no_torch_or_lightning():
+    assert loaded_after_import(["bench.export"], ["torch", "lightning"]) == []
+
+
 def test_the_subprocess_check_sees_a_module_that_loads_torch():
     # The helper must be able to fail: the LightningModule loads both.
     assert loaded_after_import(["bench.lit"], ["torch", "lightning"]) == ["torch", "lightning"]

@@ -236,6 +236,26 @@ CASES = [
         "exists and is not a sweep directory",
         **{"s.yaml": GOOD_SPEC, "full/x": "x"},
     ),
+    C(
+        "sweep-grows-without-extend",
+        "sweep s.yaml --out sw",
+        "the spec adds to sweep 'tiny'; rerun with --extend",
+        **{
+            "s.yaml": spec_with(seeds=5),
+            "sw/sweep.json": SWEEP_JSON % "j.log",
+            "sw/spec.yaml": yaml.safe_dump({**SPEC, "seeds": 3}),
+        },
+    ),
+    C(
+        "sweep-changed-not-additive",
+        "sweep s.yaml --out sw --extend",
+        "holds sweep 'tiny' with a different spec (compare.model.norm_placement is not an additive",
+        **{
+            "s.yaml": spec_with(compare={"model.norm_placement": ["post"]}),
+            "sw/sweep.json": SWEEP_JSON % "j.log",
+            "sw/spec.yaml": GOOD_SPEC,
+        },
+    ),
     # ------------------------------------------------------------------ worker
     C("worker-not-utf8", "worker s.yaml", "not UTF-8", **{"s.yaml": NOT_UTF8}),
     C("worker-empty", "worker s.yaml", "the file is empty", **{"s.yaml": ""}),
@@ -337,6 +357,32 @@ CASES = [
     C("attention-out-not-png", "attention r --out maps.pdf", "ending in .png", **MAPS),
     C("attention-out-no-dir", "attention r --out nodir/m.png", "does not exist", **MAPS),
     C("attention-missing-arg", "attention", "required: RUN_DIR"),
+    # ------------------------------------------------------------------ ls
+    C("ls-no-such-dir", "ls nowhere", "nowhere: no such directory"),
+    C("ls-sort-unknown", "ls --sort colour", "--sort=colour: allowed: started"),
+    C("ls-status-unknown", "ls --status finished", "--status=finished: allowed: running"),
+    C("ls-two-dirs", "ls a b", "b: one DIR only", **{"a/x": "", "b/x": ""}),
+    C("ls-filter-no-value", "ls norm_placement=", "a filter is key=value"),
+    # ------------------------------------------------------------------ compare
+    C("compare-no-such-dir", "compare nowhere r", "nowhere: neither a run directory"),
+    C(
+        "compare-one-run",
+        "compare r",
+        "needs at least two runs",
+        **{"r/config.yaml": RUN_CONFIG, "r/status.json": '{"status": "completed"}'},
+    ),
+    C(
+        "compare-out-is-a-file",
+        "compare r r --out afile",
+        "--out afile: exists and is not a dir",
+        **{"afile": "x"},
+    ),
+    C("compare-no-args", "compare", "required: RUN_OR_SWEEP"),
+    # ------------------------------------------------------------------ export
+    C("export-no-such-dir", "export nowhere", "not a sweep directory"),
+    C("export-format-unknown", "export sw --format xlsx", "--format xlsx: allowed: csv, jsonl"),
+    C("export-out-no-dir", "export sw --out nodir/r.csv", "--out nodir/r.csv: allowed: a file"),
+    C("export-sweep-json-broken", "export sw", "sweep.json", **{"sw/sweep.json": "{oops"}),
     # ------------------------------------------------------------------ throughput
     C("throughput-steps-0", "throughput --steps 0", "--steps=0"),
     C("throughput-steps-negative", "throughput --steps -5", "--steps=-5"),
@@ -433,6 +479,9 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
         "landscape",
         "throughput",
         "attention",
+        "ls",
+        "compare",
+        "export",
     }
     assert sum(per_command.values()) >= 60
     assert len({c.id for c in CASES}) == len(CASES)

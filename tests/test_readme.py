@@ -29,3 +29,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_constraints_pin_torch_without_a_local_build_tag():
     pins = (ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.13.0" in pins
+
+
+def test_the_readme_shows_every_command_with_an_example():
+    from bench.cli import COMMANDS
+
+    blocks = "\n".join(re.findall(r"```bash\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S))
+    examples = {line.split()[1] for line in blocks.splitlines() if line.startswith("bench ")}
+    assert set(COMMANDS) <= examples, set(COMMANDS) - examples

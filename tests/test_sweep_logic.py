@@ -164,7 +164,7 @@ def test_a_seed_job_enqueued_twice_runs_once(sweep):
     assert enqueue_missing_seed_jobs(seeds, jobs) == 2
     assert enqueue_missing_seed_jobs(seeds, jobs) == 0  # idempotent
     seeds.enqueue_trial(
-        {}, user_attrs={"job": jobs[0].key, "cell": jobs[0].cell}
+        {}, user_attrs={"job": jobs[0].key, "cell": jobs[0].cell, "source": jobs[0].source}
     )  # a racing worker
     first, second, dup = (seeds.ask() for _ in range(3))
     trials = seeds.get_trials()

@@ -226,7 +226,7 @@ def test_resuming_a_sweep_directory_with_a_different_spec_is_refused(tmp_path):
     out = tmp_path / "sweep"
     prepare_sweep(write_spec(tmp_path / "a.yaml", tiny_spec()), out=out)
     with pytest.raises(ConfigError, match="different spec"):
-        prepare_sweep(write_spec(tmp_path / "b.yaml", tiny_spec(seeds=3)), out=out)
+        prepare_sweep(write_spec(tmp_path / "b.yaml", tiny_spec(pruner="chance")), out=out)
 
 
 def test_prepare_creates_the_documented_layout(tmp_path):

@@ -1,7 +1,7 @@
 """Wall time of the commands that do not train (issue 15, item 4: each under 1 s).
 
-Runs ``bench --help``, ``bench variants``, ``bench status SWEEP_DIR`` and
-``bench report --help`` as fresh subprocesses, each ``--repeat`` times (default 5),
+Runs ``bench --help``, ``bench variants``, ``bench status SWEEP_DIR``, ``bench ls``
+(the sweep's parent: one row; the sweep: a row per run) and ``bench report --help`` as fresh subprocesses, each ``--repeat`` times (default 5),
 and prints the median and the slowest run against the 1 s target. The sweep
 directory for ``bench status`` is a tiny sweep prepared (studies created, nothing
 trained) in a temporary directory, unless ``--sweep DIR`` names an existing one
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             "bench --help": ["--help"],
             "bench variants": ["variants"],
             "bench status SWEEP_DIR": ["status", str(sweep)],
+            "bench ls SWEEP_DIR/..": ["ls", str(sweep.parent)],
+            "bench ls SWEEP_DIR": ["ls", str(sweep)],
             "bench report --help": ["report", "--help"],
         }
         rows = [

@@ -68,7 +68,7 @@ def build_report(
             "comparisons": (ctx["comp_header"], ctx["comp_rows"]),
         }
         texts = [f.text for f in found]
-        publish.log_report(data, mode, figures, tables, texts, target)
+        publish.log_report(data, mode, figures, tables, texts, target, into_sweep_run=wandb)
         if wandb and mode == "online":
             publish.publish_wandb_report(data, texts, analysis.quality_metric(data)[0])
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a report is for everyone

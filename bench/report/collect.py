@@ -121,10 +121,13 @@ def load_sweep(sweep_dir: str | Path, storage: str | None = None) -> SweepData:
     cells = _planned_cells(compare)
     cell_overrides = dict(cells)
     rows = []
+    sources = _seed_sources(studies)
     for study_name, study in studies.items():
         for t in study.get_trials(deepcopy=False):
             if t.user_attrs.get("status") in DISCARDED:  # given back by a worker: holds no slot
                 continue
+            if t.user_attrs.get("source") not in (None, *sources):
+                continue  # a seed run of an earlier best, before the sweep grew
             rows.append(_row(name, study_name, t, d, axis_keys, cell_overrides, tuned, objective))
     if not rows:
         raise ConfigError(f"{d}: sweep '{name}' has no trials yet (nothing to report)")
@@ -146,6 +149,18 @@ def load_sweep(sweep_dir: str | Path, storage: str | None = None) -> SweepData:
         studies=studies,
         train_length=int(seq_len) if seq_len else None,
     )
+
+
+def _seed_sources(studies: dict[str, Any]) -> set[str]:
+    """``study#number`` of each tuning study's best trial(s): what the seed runs rerun now."""
+    from bench.sweeps.study import best_trials
+
+    return {
+        f"{name}#{t.number}"
+        for name, study in studies.items()
+        if not name.endswith("/seeds")
+        for t in best_trials(study, len(study.directions) > 1)
+    }
 
 
 def _default_seq_len() -> int:

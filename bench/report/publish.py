@@ -60,9 +60,13 @@ def log_report(
     tables: dict[str, tuple[list[str], list[list[Any]]]],
     findings: list[str],
     report_dir: Path,
+    into_sweep_run: bool = False,
 ) -> Path | None:
-    """Log figures, tables and findings to a new report run in ``SWEEP_DIR/wandb``.
+    """Log figures, tables and findings to a W&B run in ``SWEEP_DIR/wandb``.
 
+    ``into_sweep_run`` (``bench report --wandb``): into the sweep-level run that
+    ``bench sweep`` wrote the trials table to (same run id, resumed), so the
+    sweep's page holds the report's figures; else into a new ``report`` run.
     Returns the run's ``.wandb`` file (offline) / directory, or None when
     disabled or when W&B failed (with a warning).
     """
@@ -82,13 +86,14 @@ def log_report(
                 project=tracking.get("project", "bench"),
                 entity=tracking.get("entity"),
                 group=data.name,
-                job_type="report",
-                name=f"{data.name}-report",
+                **_which_run(data, into_sweep_run),
                 dir=str(data.dir),
                 mode=mode,
-                config={"sweep": data.name, "report_dir": str(report_dir)},
+                config={"report_dir": str(report_dir)}
+                if into_sweep_run  # the sweep run's config holds the spec already
+                else {"sweep": data.name, "report_dir": str(report_dir)},
                 settings=wandb_settings(mode),
-                tags=["report"],
+                tags=["sweep"] if into_sweep_run else ["report"],
             )
         try:
             row: dict[str, Any] = {}
@@ -116,6 +121,16 @@ def log_report(
             stacklevel=2,
         )
         return None
+
+
+def _which_run(data: SweepData, into_sweep_run: bool) -> dict[str, Any]:
+    """wandb.init arguments naming the sweep-level run (resumed) or a new report run."""
+    if not into_sweep_run:
+        return {"job_type": "report", "name": f"{data.name}-report"}
+    from bench.sweeps.summary import sweep_run_id
+
+    run_id = sweep_run_id(data.name, data.meta.get("created"))
+    return {"job_type": "sweep", "name": f"{data.name}-sweep", "id": run_id, "resume": "allow"}
 
 
 def publish_wandb_report(data: SweepData, findings: list[str], metric: str) -> str | None:

@@ -34,6 +34,11 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweeps/NAME)")
     p.add_argument(
+        "--extend",
+        action="store_true",
+        help="grow an existing sweep with a spec that only adds (more seeds, trials, axis values)",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="list cells, tuning points, runs and an estimated time; start nothing",

@@ -267,6 +267,7 @@ def run_sweep(
     live: bool | None = None,
     command: str | None = None,
     dry_run: bool = False,
+    extend: bool = False,
 ) -> int:
     """Run (or resume) a sweep with local worker processes; returns an exit code.
 
@@ -274,7 +275,7 @@ def run_sweep(
     visible GPU (CPU when there is none). ``live``: show the rich progress display
     (default: when stdout is a terminal).
     """
-    from bench.sweeps.status import LiveStatus, print_sweep_status
+    from bench.sweeps.status import LiveStatus, TrialFeed, next_steps, print_sweep_status
     from bench.sweeps.summary import log_sweep_to_wandb
 
     quiet_optuna()
@@ -288,7 +289,7 @@ def run_sweep(
     if gpus and not visible:
         raise ConfigError(f"--devices={','.join(gpus)}: no GPU is visible here; use --devices cpu")
     slots = assign_devices(workers, visible if gpus is None else gpus, per_trial)
-    sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command)
+    sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command, extend=extend)
     wall = sweep.spec.budget.wall_clock
     sup = Supervisor(sweep, slots, deadline=time.time() + wall if wall else None)
     sup.events += recover_orphans(sweep)  # trials of workers that died with a previous launcher
@@ -307,7 +308,9 @@ def run_sweep(
             with display:
                 code = sup.run(on_tick=display.refresh)
         else:
-            code = sup.run()
+            feed = TrialFeed(sweep)  # piped: one line per finished trial
+            code = sup.run(on_tick=feed.poll)
+            feed.poll(force=True)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -318,7 +321,9 @@ def run_sweep(
         code = 1
     if code == 0:
         log_sweep_to_wandb(sweep)
-    elif code == EXIT_INTERRUPTED:
+    if code in (0, 1):  # finished, even with failed cells: what there is can be looked at
+        print("\n".join(next_steps(sweep)))
+    if code == EXIT_INTERRUPTED:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
     return code
 

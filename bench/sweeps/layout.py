@@ -82,11 +82,13 @@ def prepare_sweep(
     out: str | Path | None = None,
     command: str | None = None,
     check_data: bool = True,
+    extend: bool = False,
 ) -> Sweep:
     """Validate, then create or reopen the sweep directory and its studies.
 
     ``check_data``: also build every cell's data first (see
     :func:`bench.sweeps.preflight.check_cells`); workers the launcher starts skip it.
+    ``extend``: accept a spec that adds to the sweep's (see :mod:`bench.sweeps.grow`).
     """
     spec, from_dir = resolve_spec(spec_path)
     if check_data:
@@ -95,15 +97,17 @@ def prepare_sweep(
         check_cells(spec, str(spec_path))
     sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
     recorded = None
+    growth: list = []
     if is_sweep_dir(sweep_dir):
         meta = read_sweep_json(sweep_dir)
         recorded = meta.get("storage")
         old = (sweep_dir / SPEC_YAML).read_text() if (sweep_dir / SPEC_YAML).is_file() else None
         if old is not None and old != spec.dump():
-            raise ConfigError(
-                f"out={sweep_dir}: holds sweep '{meta.get('name')}' with a different spec; "
-                "rerun with the same spec to resume, or choose another out directory / name"
-            )
+            from bench.sweeps.grow import check_growth
+
+            old_spec = load_spec(sweep_dir / SPEC_YAML)
+            name = str(meta.get("name", old_spec.name))
+            growth = check_growth(old_spec, spec, str(sweep_dir), name, extend)
     elif sweep_dir.exists() and not sweep_dir.is_dir():
         raise ConfigError(f"out={sweep_dir}: exists and is not a directory")
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
@@ -123,6 +127,13 @@ def prepare_sweep(
     (sweep_dir / RUNS).mkdir(exist_ok=True)
     (sweep_dir / WORKERS).mkdir(exist_ok=True)
     records.atomic_write(sweep_dir / SPEC_YAML, spec.dump())
+    if growth:  # sweep.json says what the sweep is now, and when it grew
+        meta = read_sweep_json(sweep_dir)
+        meta.update(seeds=spec.seeds, tuning=tuning.describe(spec))
+        meta.setdefault("extended", []).append(
+            {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changes": [c.line() for c in growth]}
+        )
+        records.write_json(sweep_dir / SWEEP_JSON, meta)
     if not is_sweep_dir(sweep_dir):
         records.write_json(
             sweep_dir / SWEEP_JSON,

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from bench import records
 from bench.config import ConfigError, dump_yaml
+from bench.sweeps.labels import axis_attrs, set_seed_params
 from bench.sweeps.layout import Sweep
 from bench.sweeps.resume import prepare_run_dir
 from bench.sweeps.space import suggest
@@ -279,6 +280,9 @@ def execute(
     }
     if job.seed is not None:
         attrs["seed"] = job.seed
+    attrs.update(axis_attrs(spec, job.overrides))  # optuna-dashboard tells cells apart by these
+    if job.phase == "seed":
+        set_seed_params(trial, spec, job.overrides)
     try:
         params = suggest(trial, spec.space) if job.phase != "seed" else {}
         cfg = trial_config(sweep, job, params, threads)

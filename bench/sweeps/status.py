@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
+import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,12 +27,14 @@ from bench.sweeps.study import (
     plan,
     problems,
     seed_study_name,
+    seed_values,
     sweep_status,
     tally,
 )
 
 if TYPE_CHECKING:
     from bench.diagnostics.diagnoses import Diagnosis
+
 
 COLUMNS = ("complete", "running", "waiting", "pruned", "diverged", "failed")
 
@@ -41,23 +46,37 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def status_table(rows: list[CellStatus], title: str = "") -> Table:
-    """The progress table: per cell, trials by outcome / budget, best value, ETA."""
+COMPACT_BELOW = 120  # terminal columns: narrower, the outcome counts share one column
+
+
+def status_table(rows: list[CellStatus], title: str = "", width: int | None = None) -> Table:
+    """The progress table: per cell, trials by outcome / budget, best value, ETA.
+
+    On a terminal narrower than COMPACT_BELOW columns the six outcome columns
+    become one (``3 complete, 2 pruned``), so cell names are not cut to ``nor…``.
+    """
+    compact = width is not None and width < COMPACT_BELOW
     table = Table(title=title or None)
-    for col in ("phase", "cell", "done/budget", *COLUMNS, "best", "eta"):
-        table.add_column(col, justify="left" if col in ("phase", "cell") else "right")
+    counts = ("outcomes",) if compact else COLUMNS
+    parts = [len(p) + 1 for r in rows for p in r.cell.split(",")]  # "pos_encoding=learned,"
+    for col in ("phase", "cell", "done" if compact else "done/budget", *counts, "best", "eta"):
+        left = col in ("phase", "cell", "outcomes")
+        table.add_column(
+            col,
+            justify="left" if left else "right",
+            overflow="fold",
+            min_width=min(max(parts, default=4), 40) if col == "cell" and compact else None,
+        )
     for r in rows:
         t = r.tally
         budget = "?" if r.budget is None else str(r.budget)
         best = "-" if r.best is None else f"{r.best:.4g}"
-        table.add_row(
-            r.phase,
-            r.cell,
-            f"{t.done}/{budget}",
-            *(str(t[c]) for c in COLUMNS),
-            best,
-            _fmt_eta(r.eta),
-        )
+        if compact:
+            shown = [", ".join(f"{t[c]} {c}" for c in COLUMNS if t[c]) or "-"]
+        else:
+            shown = [str(t[c]) for c in COLUMNS]
+        cell = r.cell.replace(",", ", ") if compact else r.cell  # wraps between axes
+        table.add_row(r.phase, cell, f"{t.done}/{budget}", *shown, best, _fmt_eta(r.eta))
     return table
 
 
@@ -67,12 +86,14 @@ class LiveStatus:
     def __init__(self, sweep: Sweep, workers: int | None = None) -> None:
         self.sweep, self.workers = sweep, workers
         self.storage = sweep.open_storage()
-        self.live = Live(self._render(), refresh_per_second=2, transient=False)
+        self.console = Console()
+        self.live = Live(
+            self._render(), console=self.console, refresh_per_second=2, transient=False
+        )
 
     def _render(self) -> Table:
-        return status_table(
-            sweep_status(self.storage, self.sweep.spec, self.workers), self.sweep.spec.name
-        )
+        rows = sweep_status(self.storage, self.sweep.spec, self.workers)
+        return status_table(rows, self.sweep.spec.name, self.console.width)
 
     def refresh(self) -> None:
         self.live.update(self._render())
@@ -83,6 +104,74 @@ class LiveStatus:
 
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(*exc)
+
+
+class TrialFeed:
+    """One plain line per trial as it finishes (output piped): cell, trial, phase, objective, time.
+
+    ``poll`` is called by the launcher on every tick; it reads the storage at most
+    every ``every`` seconds. Trials finished before the feed started are not printed.
+    """
+
+    def __init__(self, sweep: Sweep, every: float = 2.0, file=None) -> None:
+        self.sweep, self.every, self.file = sweep, every, file
+        self.storage = sweep.open_storage()
+        self.last = 0.0
+        self.seen: set[tuple[str, int]] = {key for key, _ in self._finished()}
+        seed = f" seed={max(seed_values(sweep.spec), default=0)}" if sweep.spec.seeds else ""
+        self.width = max(len(c.key) for c in plan(sweep.spec)) + len(seed)
+
+    def _finished(self):
+        from bench.sweeps.study import FINISHED, seed_study_name
+
+        names = [c.study for c in plan(self.sweep.spec)]
+        if self.sweep.spec.seeds:
+            names.append(seed_study_name(self.sweep.spec))
+        for name in names:
+            study = optuna.load_study(study_name=name, storage=self.storage)
+            for t in study.get_trials(deepcopy=False, states=FINISHED):
+                if outcome(t) not in ("surplus", "duplicate"):
+                    yield (name, t.number), t
+
+    def poll(self, force: bool = False) -> list[str]:
+        """Print (and return) a line for each trial that finished since the last poll."""
+        now = time.monotonic()
+        if not force and now - self.last < self.every:
+            return []
+        self.last = now
+        lines = []
+        for key, t in sorted(
+            self._finished(), key=lambda kt: kt[1].datetime_complete or datetime.min
+        ):
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            lines.append(trial_line(t, self.sweep.spec.objectives[0].metric, self.width))
+        for line in lines:
+            print(line, file=self.file or sys.stdout, flush=True)
+        return lines
+
+
+def trial_line(t, metric: str, width: int = 24) -> str:
+    """``trial  tune   norm_placement=pre  #3   complete  val/loss=0.0123  41.0s``; a trial
+    that did not complete shows its reason instead of a value."""
+    a = t.user_attrs
+    phase = str(a.get("phase", "?"))
+    cell = str(a.get("cell", "?"))
+    if "seed" in a and phase == "seed":
+        cell += f" seed={a['seed']}"
+    o = outcome(t)
+    done = t.state == optuna.trial.TrialState.COMPLETE and t.values
+    value = f"{metric}={t.values[0]:.4g}" if done else str(a.get("reason", ""))[:70]
+    secs = t.duration.total_seconds() if t.duration else None
+    took = "-" if secs is None else f"{secs:.1f}s" if secs < 60 else _fmt_eta(secs)
+    return f"trial  {phase:<6} {cell:<{width}} #{t.number:<3} {o:<9} {value}  {took}"
+
+
+def next_steps(sweep: Sweep) -> list[str]:
+    """The commands that show a finished sweep: its report and its dashboard."""
+    d = shlex.quote(str(sweep.dir))
+    return [f"report:    bench report {d}", f"dashboard: bench dashboard {d}"]
 
 
 def _console() -> Console:
@@ -165,7 +254,8 @@ def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
     console = console or _console()
     storage = sweep.open_storage()
     rows = sweep_status(storage, sweep.spec)
-    console.print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})"))
+    width = console.width if console.is_terminal else None
+    console.print(status_table(rows, f"{sweep.spec.name} ({sweep.dir})", width))
     workers = slurm_workers_table(sweep.dir)
     if workers is not None:
         console.print(workers)
@@ -233,4 +323,12 @@ def print_status(target: str | Path, storage: str | None = None) -> int:
     return 0
 
 
-__all__ = ["LiveStatus", "outcome", "print_status", "print_sweep_status", "status_table"]
+__all__ = [
+    "LiveStatus",
+    "TrialFeed",
+    "next_steps",
+    "outcome",
+    "print_status",
+    "print_sweep_status",
+    "status_table",
+]

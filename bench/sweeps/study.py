@@ -238,13 +238,13 @@ def enqueue_missing_seed_jobs(study: optuna.Study, jobs: Sequence[SeedJob]) -> i
     (see :func:`is_duplicate`), so this needs no lock.
     """
     present = {
-        t.user_attrs.get("job")
+        (t.user_attrs.get("job"), t.user_attrs.get("source"))
         for t in study.get_trials(deepcopy=False)
         if t.user_attrs.get("status") not in DISCARDED
     }
     added = 0
     for job in jobs:
-        if job.key in present:
+        if (job.key, job.source) in present:  # a new best (the sweep grew): a new job
             continue
         study.enqueue_trial(
             params={},
@@ -262,11 +262,26 @@ def enqueue_missing_seed_jobs(study: optuna.Study, jobs: Sequence[SeedJob]) -> i
     return added
 
 
+def seed_sources(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> set[str]:
+    """The tuning trials (``study#number``) whose configurations the seed phase runs now.
+
+    A seed run of any other source ran an earlier best of its cell, before more
+    tuning trials found a better one (the sweep grew): it is superseded.
+    """
+    return {job.source for job in seed_jobs(storage, spec)}
+
+
+def is_current_seed_run(t: FrozenTrial, sources: set[str]) -> bool:
+    source = t.user_attrs.get("source")
+    return source is None or source in sources
+
+
 def is_duplicate(trials: Sequence[FrozenTrial], mine: FrozenTrial) -> bool:
-    """True when another slot with a lower number already holds ``mine``'s job."""
-    job, slot = mine.user_attrs.get("job"), slot_of(mine)
+    """True when another slot with a lower number already holds ``mine``'s job (and source)."""
+    job, source, slot = mine.user_attrs.get("job"), mine.user_attrs.get("source"), slot_of(mine)
     return any(
         t.user_attrs.get("job") == job
+        and t.user_attrs.get("source") == source
         and slot_of(t) < slot
         and t.user_attrs.get("status") not in DISCARDED
         for t in trials
@@ -333,7 +348,10 @@ def sweep_status(
     if spec.seeds:
         study = load_study(storage, seed_study_name(spec))
         by_cell: dict[str, list[FrozenTrial]] = {}
+        sources = seed_sources(storage, spec)
         for t in study.get_trials(deepcopy=False):
+            if not is_current_seed_run(t, sources):
+                continue
             if "cell" in t.user_attrs:  # trials given back before taking a job have none
                 by_cell.setdefault(str(t.user_attrs["cell"]), []).append(t)
         for cell_name, trials in by_cell.items():

@@ -7,8 +7,10 @@ goes to W&B (``wandb.Table`` named ``trials``) when the sweep finishes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import warnings
 from typing import Any
 
@@ -63,6 +65,13 @@ def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
     return rows
 
 
+def sweep_run_id(name: str, created: str | None) -> str:
+    """The W&B run id of a sweep's sweep-level run: the same for ``bench sweep`` (which writes
+    the trials table) and ``bench report --wandb`` (which adds the report's figures)."""
+    digest = hashlib.sha1(f"{name}|{created}".encode()).hexdigest()[:8]
+    return f"sweep-{re.sub(r'[^A-Za-z0-9_-]+', '-', name)[:40]}-{digest}"
+
+
 def log_sweep_to_wandb(sweep: Sweep) -> str | None:
     """Log the trials table to a sweep-level W&B run in the sweep directory.
 
@@ -87,6 +96,8 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
                 group=sweep.spec.name,
                 job_type="sweep",
                 name=f"{sweep.spec.name}-sweep",
+                id=sweep_run_id(sweep.spec.name, _created(sweep)),
+                resume="allow",  # a grown sweep logs its table again into the same run
                 dir=str(sweep.dir),
                 mode=cfg.tracking.mode,
                 config={
@@ -113,6 +124,12 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
     except Exception as e:  # tracking never fails the sweep
         warnings.warn(f"sweep-level W&B run not written: {type(e).__name__}: {e}", stacklevel=2)
         return None
+
+
+def _created(sweep: Sweep) -> str | None:
+    from bench.sweeps.layout import read_sweep_json
+
+    return read_sweep_json(sweep.dir).get("created")
 
 
 def _tracking(sweep: Sweep) -> dict[str, Any]:

@@ -1,0 +1,48 @@
+"""One small finished sweep per test process, made by the real ``bench sweep`` (piped).
+
+``bench ls``, ``compare``, ``export`` and the sweep-progress tests read it; none
+of them changes it. Two cells (pre / post), 2 tuning trials and 1 seed each, 10
+steps a run with a validation every 5, gradient diagnostics on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from tests.sweep_helpers import env_for_tests, tiny_spec, write_spec
+
+SPEC = tiny_spec(name="daily")
+SPEC["base"]["train"].update(max_steps=10, val_every=5)
+SPEC["base"]["diagnostics"].update(gradients=True, gradients_every=5)  # a diagnostic to compare
+
+
+@cache
+def finished_sweep() -> tuple[Path, subprocess.CompletedProcess]:
+    """(sweep directory, the piped ``bench sweep`` process that made it)."""
+    root = Path(tempfile.mkdtemp(prefix="bench-daily-"))
+    spec = write_spec(root / "daily.yaml", SPEC)
+    out = root / "runs" / "sweeps" / "daily"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "sweep",
+            str(spec),
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=root,
+        env=env_for_tests(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
