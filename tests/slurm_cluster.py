@@ -9,10 +9,12 @@ points ``SLURM_CONF`` at it and always stops the daemons afterwards.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -55,8 +57,15 @@ def _free_port_pair() -> int:
 
 @contextmanager
 def local_slurm(directory: Path) -> Iterator[dict[str, str]]:
-    """A running one-node cluster; yields the environment that reaches it (``SLURM_CONF``)."""
+    """A running one-node cluster; yields the environment that reaches it (``SLURM_CONF``).
+
+    One cluster at a time on this machine: two slurmd daemons for the same node (two
+    pytest-xdist workers each starting one) fight over it and one dies, so a second
+    caller waits on a lock file until the first cluster is stopped.
+    """
     ensure_slurm()
+    lock = open(Path(tempfile.gettempdir()) / "bench-local-slurm.lock", "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
     env = {**os.environ, "BENCH_SLURM_PORT": str(_free_port_pair())}
     started = time.time()
     try:
@@ -76,6 +85,8 @@ def local_slurm(directory: Path) -> Iterator[dict[str, str]]:
         subprocess.run(
             [str(SCRIPT), "stop", str(directory)], env=env, capture_output=True, timeout=120
         )
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 def squeue(job: str, env: dict[str, str]) -> dict[str, str]:

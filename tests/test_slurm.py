@@ -168,7 +168,7 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
         assert code == 0, err
         job = job_id(said)
         task = job  # a single worker is a plain job (a one-task array for submitit)
-        wait_for(lambda: last_step(run0) > 0, timeout=120, every=0.1)
+        wait_for(lambda: last_step(run0) > 0, timeout=300, every=0.1)
         print(f"submission to the first trial step: {time.time() - t0:.1f} s")
 
         stops = []
