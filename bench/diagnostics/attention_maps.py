@@ -99,15 +99,18 @@ class AttentionMapsCallback(L.Callback):
                 self.cfg.attention_maps_max_params,
             )
             return
-        loader = trainer.datamodule.val_dataloader()[0]
-        batch = next(iter(loader))
-        self._batch = {
-            k: v.to(pl_module.device)
-            for k, v in slice_batch(batch, self.cfg.attention_maps_examples).items()
-        }
-        self._resume()
-        if trainer.global_step == 0:
-            self._record(trainer, pl_module, 0)
+        # The random state is left as it was: a resumed run must draw the same dropout
+        # masks as an uninterrupted one (creating a loader iterator draws a seed).
+        with torch.random.fork_rng(devices=[]):
+            loader = trainer.datamodule.val_dataloader()[0]
+            batch = next(iter(loader))
+            self._batch = {
+                k: v.to(pl_module.device)
+                for k, v in slice_batch(batch, self.cfg.attention_maps_examples).items()
+            }
+            self._resume()
+            if trainer.global_step == 0:
+                self._record(trainer, pl_module, 0)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._batch is None or not trainer.is_global_zero:
@@ -119,8 +122,14 @@ class AttentionMapsCallback(L.Callback):
             self.save(trainer)
 
     def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
-        with exclude_from_throughput(), trainer.precision_plugin.forward_context():
-            rec = record_maps(pl_module.model, self._batch, self.cfg.attention_maps_max_len)
+        model = pl_module.model
+        was_training = model.training
+        model.eval()  # no dropout in the maps, and no random draws
+        try:
+            with exclude_from_throughput(), trainer.precision_plugin.forward_context():
+                rec = record_maps(model, self._batch, self.cfg.attention_maps_max_len)
+        finally:
+            model.train(was_training)
         if rec["layers"]:
             self.steps.append(step)
             self.records.append(rec)

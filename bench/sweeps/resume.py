@@ -91,6 +91,8 @@ def prepare_run_dir(
         shutil.copytree(source, run_dir, ignore=_only_wandb_id)
         _retarget_config(run_dir, overrides)
         return run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        return None  # not ours to remove: the run itself fails on it, as a failed trial
     if run_dir.exists():  # stopped before its first checkpoint: start again, same W&B run
         for child in run_dir.iterdir():
             if child.name == Path(records.WANDB_ID).parts[0]:
