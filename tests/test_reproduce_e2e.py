@@ -1,9 +1,9 @@
 """``bench reproduce --budget quick`` end to end: real sweeps, real report, opened in Chromium.
 
-Three of the shipped claims run here (the QK-norm sweep, the entropy-collapse claim
-that judges the same runs, and NoPE with its precondition): each claim sweep costs
-about half a minute on 2 cores, and every claim's spec is validated for both budgets
-in ``test_claims_spec.py``. The quick budget exercises the pipeline; its verdicts may
+Two of the shipped claims run here (the QK-norm sweep and the entropy-collapse claim
+that judges the same runs): each claim sweep costs about half a minute on 2 cores,
+every claim's spec is validated for both budgets in ``test_claims_spec.py``, and the
+precondition path (NoPE's) is specified in ``test_claims_rules.py``. The quick budget exercises the pipeline; its verdicts may
 be (and mostly are) inconclusive.
 """
 
@@ -22,7 +22,7 @@ from bench.wandb_records import find_run_files, read_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CLAIMS = ["entropy-collapse", "nope-length"]
+CLAIMS = ["entropy-collapse"]
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
 
@@ -58,18 +58,11 @@ def _each_claim_gets_a_section_with_statement_verdict_and_reason(root: Path) -> 
         heading = section.splitlines()[1]
         assert heading.endswith(VERDICTS), heading
         assert "**Verdict: " in section and "What was run" in section
-    # NoPE's precondition: quick runs cannot fit copying, so the claim is not judged.
-    nope = md[md.index('<a id="nope-length"></a>') :]
-    assert "inconclusive" in nope.splitlines()[1]
-    assert "precondition not met: every cell fits the training length" in nope
 
 
 def _the_shared_sweep_runs_once_and_is_judged_by_both_claims(root: Path) -> None:
     runs = root / "runs"
-    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == [
-        "nope-length",
-        "qk-norm-lr-sensitivity",
-    ]
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["qk-norm-lr-sensitivity"]
     md = (root / "report" / "report.md").read_text()
     assert "the runs of claim [qk-norm-lr-sensitivity]" in md
 
@@ -89,13 +82,13 @@ def _the_report_opens_in_chromium_with_every_figure_and_nothing_fetched(root: Pa
 
 
 def _runs_are_grouped_per_claim_in_wandb(root: Path) -> None:
-    files = find_run_files(root / "runs" / "nope-length" / "wandb")
+    files = find_run_files(root / "runs" / "qk-norm-lr-sensitivity" / "wandb")
     assert files, "no W&B offline runs"
-    assert {read_run(f).group for f in files} == {"claim-nope-length"}
+    assert {read_run(f).group for f in files} == {"claim-qk-norm-lr-sensitivity"}
 
 
 def _a_second_invocation_resumes_without_running_anything_again(root: Path) -> None:
-    sweeps = [root / "runs" / name for name in ("nope-length", "qk-norm-lr-sensitivity")]
+    sweeps = [root / "runs" / "qk-norm-lr-sensitivity"]
     before = [_trials(d) for d in sweeps]
     verdicts = _verdicts((root / "report" / "report.md").read_text())
     p = _reproduce(root)
