@@ -407,7 +407,9 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="worker processes per claim sweep (default: 1)")
     p.add_argument("--storage", metavar="URL", help="one Optuna storage for every claim sweep")
     p.add_argument("--runs", metavar="DIR", help="sweep directories (default: runs/claims/BUDGET)")
-    p.add_argument("--out", metavar="DIR", help="report directory (default: reports/claims)")
+    p.add_argument(
+        "--out", metavar="DIR", help="report directory (default: reports/claims[-offsetK])"
+    )
     p.add_argument(
         "--seed-offset",
         type=int,

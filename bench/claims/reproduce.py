@@ -171,10 +171,16 @@ def what_was_run(spec: dict[str, Any], data: Any) -> list[tuple[str, str]]:
         ("model", ", ".join(f"{k} {v}" for k, v in model.items())),
         ("cells", cells),
         ("tuning", tuning),
-        ("seeds", f"{spec.get('seeds')} fresh seeds per cell after tuning"),
+        ("seeds", _seeds_text(spec.get("seeds"), bool(tune))),
         ("steps", str((spec.get("budget") or {}).get("max_steps") or train.get("max_steps"))),
         ("runs", f"{len(data.rows)} trials, {counted} completed"),
     ]
+
+
+def _seeds_text(seeds: Any, tuned: bool) -> str:
+    if tuned:
+        return f"{seeds} fresh seeds per cell, re-running its best tuning configuration"
+    return f"{seeds} seed runs per cell plus its single run (nothing tuned): {int(seeds or 0) + 1} runs"
 
 
 def reproduce(
@@ -187,7 +193,11 @@ def reproduce(
     seed_offset: int = 0,
     judge_only: bool = False,
 ) -> int:
-    """The command; returns its exit code (0 when every sweep ran, whatever the verdicts)."""
+    """The command; returns its exit code (0 when every sweep ran, whatever the verdicts).
+
+    Defaults: sweeps in ``runs/claims/<budget>[-offsetK]``, the report in
+    ``reports/claims[-offsetK]`` (a rerun with other seeds does not overwrite the first).
+    """
     from bench.claims.report import write_report
     from bench.sweeps.storage import quiet_optuna
 
@@ -201,7 +211,7 @@ def reproduce(
     sweeps = check_claims(claims, budget, seed_offset, build_data=not judge_only)
     suffix = f"-offset{seed_offset}" if seed_offset else ""
     root = Path(runs) if runs else Path("runs") / "claims" / f"{budget}{suffix}"
-    target = Path(out) if out else Path("reports") / "claims"
+    target = Path(out) if out else Path("reports") / f"claims{suffix}"
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--out {target}: exists and is not a directory")
     quiet_optuna()
