@@ -126,14 +126,6 @@ def _embed(section: dict[str, Any]) -> dict[str, Any]:
 
 
 def _environment() -> jinja2.Environment:
-    from bench.report.render import md_cell, md_text
+    from bench.report.render import environment
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("bench.claims", "templates"),
-        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    env.filters["md"] = md_text
-    env.filters["cell"] = md_cell
-    return env
+    return environment("bench.claims")

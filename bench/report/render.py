@@ -55,10 +55,10 @@ def md_cell(text: Any) -> str:
     return md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
-def environment() -> jinja2.Environment:
-    """Templates from the package; autoescape for ``*.html.j2`` only."""
+def environment(package: str = "bench.report") -> jinja2.Environment:
+    """Templates from ``package``'s ``templates/``; autoescape for ``*.html.j2`` only."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("bench.report", "templates"),
+        loader=jinja2.PackageLoader(package, "templates"),
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
