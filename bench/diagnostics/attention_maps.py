@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -29,8 +29,12 @@ from torch import Tensor
 
 from bench.config import DiagnosticsConfig
 from bench.diagnostics.attention_plot import FILE, AttentionMaps, save_grid
-from bench.diagnostics.gradients import _stack_of, recording_attention, slice_batch
-from bench.diagnostics.throughput import exclude_from_throughput
+from bench.diagnostics.attention_stats import recording_attention
+from bench.diagnostics.base import Diagnostic
+from bench.diagnostics.batches import slice_batch
+from bench.diagnostics.grouping import stack_of_layer
+from bench.diagnostics.stopwatch import exclude_from_throughput
+from bench.io import save_npz
 
 log = logging.getLogger("bench.diagnostics")
 
@@ -68,7 +72,7 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
             probs = getattr(m, "last_probs", None)
             if probs is None:
                 continue
-            query_stack = _stack_of(name)
+            query_stack = stack_of_layer(name)
             key_stack = "encoder" if name.endswith("/cross") else query_stack
             out["layers"].append(name)
             out["maps"].append(probs[..., :max_len, :max_len].float().cpu().numpy())
@@ -79,8 +83,17 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
         return out
 
 
-class AttentionMapsCallback(L.Callback):
-    """Records attention maps at init and at the end (see the module docstring)."""
+class AttentionMapsCallback(Diagnostic):
+    """Records attention maps at init and at the end (see the module docstring).
+
+    Runs: ``on_train_start`` (the maps at init), ``on_train_end`` (the maps at
+    the end; writes the npz and figures on global rank zero). Logs the figures
+    to W&B as ``attention/init`` and ``attention/end``.
+    """
+
+    name: ClassVar[str] = "attention_maps"
+    metrics: ClassVar[str] = "attention/"
+    files: ClassVar[tuple[str, ...]] = (FILE, "attention_init.png", "attention_end.png")
 
     def __init__(self, cfg: DiagnosticsConfig, run_dir: str | Path) -> None:
         super().__init__()
@@ -169,14 +182,12 @@ class AttentionMapsCallback(L.Callback):
 
     def save(self, trainer: L.Trainer | None = None) -> list[Path]:
         """Write the npz and the init / end figures; W&B gets the figures."""
-        from bench.diagnostics.gradients import _atomic_write
-
         if not self.records:
             return []
         self.out.mkdir(parents=True, exist_ok=True)
         maps = self.maps()
         arrays = maps.arrays()
-        written = [_atomic_write(self.out / FILE, lambda f: np.savez(f, **arrays))]
+        written = [save_npz(self.out / FILE, **arrays)]
         names = {0: "attention_init.png", len(maps.steps) - 1: "attention_end.png"}
         for i, name in names.items():
             if i == 0 and maps.steps[0] != 0:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.io import save_figure
+
 FILE = "attention_maps.npz"
 MAX_TICK_LABELS = 24  # token ids along the axes only for maps this short
 
@@ -147,7 +149,7 @@ def _ticks(ax: Any, queries: np.ndarray, keys: np.ndarray) -> None:
 
 def save_grid(maps: AttentionMaps, step_index: int, example: int, path: Path, **kw: Any) -> Path:
     """Draw :func:`draw_grid` into ``path`` (PNG)."""
-    draw_grid(maps, step_index, example, **kw).savefig(path, format="png", dpi=110)
+    save_figure(draw_grid(maps, step_index, example, **kw), path, dpi=110, tight=False)
     return path
 
 

@@ -33,7 +33,7 @@ def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:
 
 def initial_weights(module: BenchModule) -> torch.Tensor:
     """The run's weights at step 0, rebuilt from its seed exactly as train_run built them."""
-    from bench.diagnostics.functional import flatten_params, trainable_params
+    from bench.diagnostics.parameters import flatten_params, trainable_params
 
     L.seed_everything(module.cfg.train.seed, workers=True, verbose=False)
     fresh = BenchModule(module.cfg, module.eval_lengths)
