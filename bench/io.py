@@ -76,8 +76,9 @@ def save_npz(path: str | Path, /, **arrays: Any) -> Path:
     """Arrays into an uncompressed ``.npz`` at ``path``, atomically; returns ``path``."""
     import numpy as np
 
+    named: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(fh, **named)
     return Path(path)
 
 

@@ -114,7 +114,7 @@ def git_sha() -> str | None:
 
 def manifest(seed: int, command: str | None, device: str) -> dict[str, Any]:
     """What is needed to reproduce a run: code version, packages, hardware, seed, command."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)

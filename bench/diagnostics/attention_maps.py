@@ -30,7 +30,7 @@ from torch import Tensor
 from bench.config import DiagnosticsConfig
 from bench.diagnostics.attention_plot import FILE, AttentionMaps, save_grid
 from bench.diagnostics.attention_stats import recording_attention
-from bench.diagnostics.base import Diagnostic
+from bench.diagnostics.base import Diagnostic, datamodule_of, model_of
 from bench.diagnostics.batches import slice_batch
 from bench.diagnostics.grouping import stack_of_layer
 from bench.diagnostics.stopwatch import exclude_from_throughput
@@ -104,7 +104,7 @@ class AttentionMapsCallback(Diagnostic):
         self._batch: Batch | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        n_params = sum(p.numel() for p in pl_module.model.parameters())
+        n_params = sum(p.numel() for p in model_of(pl_module).parameters())
         if n_params > self.cfg.attention_maps_max_params:
             log.info(
                 "attention maps off: %d parameters > diagnostics.attention_maps_max_params=%d",
@@ -115,7 +115,9 @@ class AttentionMapsCallback(Diagnostic):
         # The random state is left as it was: a resumed run must draw the same dropout
         # masks as an uninterrupted one (creating a loader iterator draws a seed).
         with torch.random.fork_rng(devices=[]):
-            loader = trainer.datamodule.val_dataloader()[0]
+            dm = datamodule_of(trainer)
+            assert dm is not None, "attention maps read the first validation batch"
+            loader = dm.val_dataloader()[0]
             batch = next(iter(loader))
             self._batch = {
                 k: v.to(pl_module.device)
@@ -135,7 +137,9 @@ class AttentionMapsCallback(Diagnostic):
             self.save(trainer)
 
     def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
-        model = pl_module.model
+        model = model_of(pl_module)
+        if self._batch is None:
+            return
         was_training = model.training
         model.eval()  # no dropout in the maps, and no random draws
         try:
@@ -193,7 +197,9 @@ class AttentionMapsCallback(Diagnostic):
             if i == 0 and maps.steps[0] != 0:
                 continue  # no init maps (e.g. resumed without them)
             written.append(save_grid(maps, i, 0, self.out / name))
-        for logger in trainer.loggers if trainer is not None else []:
+        if trainer is None:
+            return written
+        for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 for path in written[1:]:
                     key = "attention/" + path.stem.removeprefix("attention_")

@@ -103,7 +103,8 @@ def output_logit_stats(logits: Tensor, positions: Tensor | None = None) -> dict[
 def recording_attention(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
     """Eval mode with every attention layer's ``record_probs`` on, for one block of code;
     yields the layers by name. Restores the train/eval mode and drops what was recorded."""
-    mods = attention_modules(model)
+    # Duck-typed: record_probs, last_probs (and last_logit_max, last_keys when present).
+    mods: dict[str, Any] = attention_modules(model)
     was_training = model.training
     model.eval()
     try:

@@ -27,6 +27,19 @@ from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
+from torch import nn
+
+
+def model_of(pl_module: L.LightningModule) -> nn.Module:
+    """The ``nn.Module`` a bench LightningModule trains: ``pl_module.model``."""
+    model = pl_module.model
+    assert isinstance(model, nn.Module), "a diagnostic needs pl_module.model (an nn.Module)"
+    return model
+
+
+def datamodule_of(trainer: L.Trainer) -> L.LightningDataModule | None:
+    """The datamodule ``trainer.fit`` was given (set at run time; not in Trainer's stub)."""
+    return getattr(trainer, "datamodule", None)
 
 
 class Diagnostic(L.Callback):

@@ -10,7 +10,7 @@ helpers work on any nesting of dicts, lists and tuples of tensors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -33,7 +33,8 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Mapping):
         return {k: move_to(v, device) for k, v in batch.items()}
     if isinstance(batch, Sequence) and not isinstance(batch, str):
-        return type(batch)(move_to(v, device) for v in batch)
+        rebuild: Callable[[Iterable[Any]], Any] = type(batch)  # list, tuple, ...
+        return rebuild(move_to(v, device) for v in batch)
     return batch
 
 

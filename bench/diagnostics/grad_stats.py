@@ -40,7 +40,9 @@ def grad_norms(model: nn.Module, layout: Layout | None = None) -> dict[str, floa
     per_param = grad_norm(model, 2.0)
     values = [per_param.get(f"grad_2.0_norm/{n}") for n in layout.names]
     present = [v for v in values if v is not None]
-    floats = iter(torch.stack(present).float().tolist()) if present else iter(())  # one sync
+    # grad_norm is typed as returning floats; its values are 0-d tensors (one host sync here).
+    tensors = [torch.as_tensor(v) for v in present]
+    floats = iter(torch.stack(tensors).float().tolist()) if present else iter(())
     return _group_norms(layout, [next(floats) ** 2 if v is not None else None for v in values])
 
 

@@ -65,7 +65,7 @@ from torch import Tensor
 
 from bench.config import DiagnosticsConfig
 from bench.diagnostics.attention_stats import attention_stats
-from bench.diagnostics.base import Diagnostic
+from bench.diagnostics.base import Diagnostic, model_of
 from bench.diagnostics.batches import Batch, batch_size_of, clone_batch, slice_batch
 from bench.diagnostics.context import isolated_rng
 from bench.diagnostics.grad_stats import (
@@ -104,7 +104,7 @@ def default_query_masks(pl_module: L.LightningModule, batch: Batch) -> dict[str,
 class GradientDiagnostics(Diagnostic):
     """Gradient norms, update ratios, noise scale and attention entropy every N steps.
 
-    Relies on ``pl_module.model`` (the ``nn.Module``), ``loss_fn(pl_module, batch)``
+    Relies on ``model_of(pl_module)`` (the ``nn.Module``), ``loss_fn(pl_module, batch)``
     (default :func:`~bench.diagnostics.loss.training_loss`, for the noise scale) and
     ``forward_fn(pl_module, batch)`` (default ``pl_module(batch)``, for the
     entropy). Metrics go straight to ``trainer.loggers`` at the measured step, so
@@ -161,7 +161,7 @@ class GradientDiagnostics(Diagnostic):
     # -- hooks
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.layout = Layout.of(pl_module.model)
+        self.layout = Layout.of(model_of(pl_module))
         self.loss = loss_name(pl_module, self.loss_fn)
 
     def on_train_batch_start(
@@ -185,7 +185,7 @@ class GradientDiagnostics(Diagnostic):
         with exclude_from_throughput():
             row = self._row
             if self.cfg.gradients:
-                norms = grad_norms(pl_module.model, self.layout)
+                norms = grad_norms(model_of(pl_module), self.layout)
                 row.update({f"cond/grad_norm/{k}": v for k, v in norms.items() if k != "total"})
                 row["cond/grad_norm_total"] = norms.get("total", 0.0)
                 for prefix, blocks in self.layout.stacks().items():
@@ -232,7 +232,7 @@ class GradientDiagnostics(Diagnostic):
             return
         with trainer.precision_plugin.forward_context():
             stats = attention_stats(
-                pl_module.model,
+                model_of(pl_module),
                 lambda: self.forward_fn(pl_module, self._fixed),
                 default_query_masks(pl_module, self._fixed),
             )

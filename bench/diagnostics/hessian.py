@@ -73,7 +73,9 @@ class HessianOperator:
             return loss, loss.detach()
 
         grad_fn = torch.func.grad(grad_and_loss, has_aux=True)
-        self.grad, self._vjp, loss = torch.func.vjp(grad_fn, theta, has_aux=True)
+        # (gradient, its vjp, the aux loss); torch's stub types only the no-aux pair
+        out: tuple[Any, ...] = torch.func.vjp(grad_fn, theta, has_aux=True)
+        self.grad, self._vjp, loss = out
         self.loss = float(loss)
         self.n = theta.numel()
         self.device = theta.device

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure
 
 from bench.config import ConfigError, DiagnosticsConfig
-from bench.diagnostics.base import Diagnostic
+from bench.diagnostics.base import Diagnostic, datamodule_of
 from bench.diagnostics.batches import move_to
 from bench.diagnostics.hessian import HessianResult, hessian_analysis
 from bench.diagnostics.loss import LossFn, loss_name, training_loss
@@ -54,7 +54,7 @@ def check_precision(precision: str) -> None:
 
 
 def _first_val_batch(trainer: L.Trainer) -> Any:
-    dm = trainer.datamodule
+    dm = datamodule_of(trainer)
     if dm is None or not hasattr(dm, "val_dataloader"):
         raise ConfigError(
             "diagnostics.hessian: no evaluation batch; pass batch= or use a datamodule "
@@ -113,7 +113,7 @@ class HessianCallback(Diagnostic):
     ) -> None:
         self.out_dir = Path(out_dir)
         self.fractions = list(steps)
-        self.kwargs = dict(
+        self.kwargs: dict[str, Any] = dict(
             top_k=top_k,
             iters=iters,
             tol=tol,

@@ -10,7 +10,7 @@ Hessian differentiates twice and the landscape ``vmap``-s.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -50,7 +50,8 @@ def training_loss(module: nn.Module, batch: Any) -> Tensor:
     ``module.training_loss(batch)`` (:class:`bench.lit.BenchModule`: cross-entropy
     with ``train.label_smoothing``), else ``module.compute_loss(batch)``.
     """
-    fn = getattr(module, "training_loss", None) or module.compute_loss
+    method = getattr(module, "training_loss", None) or module.compute_loss
+    fn = cast(Callable[[Any], Tensor], method)  # nn.Module types attributes as Tensor | Module
     return fn(batch)
 
 

@@ -4,7 +4,7 @@ principal directions of the training trajectory, and projections onto them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from bench.diagnostics.parameters import (
 )
 
 Vector = Tensor | Mapping[str, Tensor]
+Coords = Sequence[float] | np.ndarray  # plane coordinates along one axis
 
 
 def random_directions(params: Mapping[str, Tensor], seed: int = 0) -> tuple[Params, Params]:
@@ -70,6 +71,13 @@ def stack_snapshots(
     return torch.stack(rows)
 
 
+def _flat(v: Vector, like: Mapping[str, Tensor] | None) -> Tensor:
+    """``v`` as one flat vector (a mapping in the order of ``like``, else its own)."""
+    if isinstance(v, Tensor):
+        return v.reshape(-1)
+    return as_flat(v, like if like is not None else v)
+
+
 def pca_directions(trajectory: Any, final: Vector) -> tuple[Vector, Vector, list[float]]:
     """First two principal directions of ``theta_i - final`` over the trajectory.
 
@@ -78,7 +86,7 @@ def pca_directions(trajectory: Any, final: Vector) -> tuple[Vector, Vector, list
     in Li et al.) that each explains.
     """
     like = final if isinstance(final, Mapping) else None
-    flat = as_flat(final, like) if like is not None else final.reshape(-1)
+    flat = _flat(final, like)
     m = stack_snapshots(trajectory, like, flat.device).to(torch.float64) - flat.to(torch.float64)
     if m.shape[0] < 2:
         raise ConfigError("landscape: the PCA plane needs at least 2 trajectory snapshots")
@@ -94,8 +102,8 @@ def pca_directions(trajectory: Any, final: Vector) -> tuple[Vector, Vector, list
 def project(trajectory: Any, final: Vector, d1: Vector, d2: Vector) -> np.ndarray:
     """Plane coordinates ``[T, 2]`` of each snapshot (least squares onto ``d1, d2``)."""
     like = final if isinstance(final, Mapping) else None
-    f = as_flat(final, like) if like is not None else final.reshape(-1)
-    basis = torch.stack([as_flat(d, like) if like is not None else d.reshape(-1) for d in (d1, d2)])
+    f = _flat(final, like)
+    basis = torch.stack([_flat(d, like) for d in (d1, d2)])
     m = stack_snapshots(trajectory, like, f.device).to(torch.float64) - f.to(torch.float64)
     coef = torch.linalg.lstsq(basis.T.to(torch.float64), m.T).solution
     return coef.T.cpu().numpy()

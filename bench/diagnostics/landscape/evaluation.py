@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from bench.diagnostics.batches import as_batches, move_to
 from bench.diagnostics.context import functional_context
 from bench.diagnostics.landscape.directions import (
+    Coords,
     Vector,
     random_directions,
 )
@@ -100,7 +101,7 @@ def evaluate_points_loop(
     return out
 
 
-def _grid_coords(xs: Sequence[float], ys: Sequence[float]) -> np.ndarray:
+def _grid_coords(xs: Coords, ys: Coords) -> np.ndarray:
     gx, gy = np.meshgrid(np.asarray(xs, float), np.asarray(ys, float))  # [len(ys), len(xs)]
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
@@ -112,8 +113,8 @@ def evaluate_plane(
     center: Vector,
     d1: Vector,
     d2: Vector,
-    xs: Sequence[float],
-    ys: Sequence[float],
+    xs: Coords,
+    ys: Coords,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
 ) -> np.ndarray:
@@ -132,8 +133,8 @@ def evaluate_plane_loop(
     center: Vector,
     d1: Vector,
     d2: Vector,
-    xs: Sequence[float],
-    ys: Sequence[float],
+    xs: Coords,
+    ys: Coords,
 ) -> np.ndarray:
     """:func:`evaluate_plane` by a plain loop over grid points."""
     z = evaluate_points_loop(module, loss_fn, batches, center, d1, d2, _grid_coords(xs, ys))
@@ -179,7 +180,7 @@ def benchmark_grid(
     xs = np.linspace(-1, 1, resolution)
 
     def best(fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
-        times, z = [], None
+        times, z = [], np.empty(0)
         for _ in range(repeats):
             start = time.perf_counter()
             z = fn()

@@ -3,24 +3,22 @@ interpolation barrier."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
+
+from bench.diagnostics.landscape.directions import Coords
 
 
 def _interpolator(xs: np.ndarray, ys: np.ndarray, z: np.ndarray) -> RegularGridInterpolator:
     return RegularGridInterpolator((np.asarray(ys, float), np.asarray(xs, float)), z)
 
 
-def center_loss(xs: Sequence[float], ys: Sequence[float], z: np.ndarray) -> float:
+def center_loss(xs: Coords, ys: Coords, z: np.ndarray) -> float:
     """The loss at plane coordinates (0, 0) (exact when 0 is a grid node)."""
     return float(_interpolator(np.asarray(xs), np.asarray(ys), z)([[0.0, 0.0]])[0])
 
 
-def sharpness(
-    xs: Sequence[float], ys: Sequence[float], z: np.ndarray, radius: float = 0.5
-) -> float:
+def sharpness(xs: Coords, ys: Coords, z: np.ndarray, radius: float = 0.5) -> float:
     """Largest rise of the loss above the centre over grid points within ``radius``
     (Euclidean, in plane coordinates) of the centre."""
     gx, gy = np.meshgrid(np.asarray(xs, float), np.asarray(ys, float))
@@ -29,8 +27,8 @@ def sharpness(
 
 
 def basin_width(
-    xs: Sequence[float],
-    ys: Sequence[float],
+    xs: Coords,
+    ys: Coords,
     z: np.ndarray,
     threshold: float = 0.1,
     n_rays: int = 16,
@@ -44,22 +42,22 @@ def basin_width(
     full length (so the mean is then a lower bound); ``censored`` is the
     fraction of such rays.
     """
-    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-    interp = _interpolator(xs, ys, z)
-    level = center_loss(xs, ys, z) + threshold
+    xa, ya = np.asarray(xs, float), np.asarray(ys, float)
+    interp = _interpolator(xa, ya, z)
+    level = center_loss(xa, ya, z) + threshold
     widths, censored = [], 0
     for angle in np.linspace(0, 2 * np.pi, n_rays, endpoint=False):
         u = np.array([np.cos(angle), np.sin(angle)])
         # distance to the grid's edge along u
         limits = [
             (hi if c > 0 else lo) / c
-            for c, lo, hi in ((u[0], xs[0], xs[-1]), (u[1], ys[0], ys[-1]))
+            for c, lo, hi in ((u[0], xa[0], xa[-1]), (u[1], ya[0], ya[-1]))
             if abs(c) > 1e-12
         ]
         r_max = min(limits)
         r = np.linspace(0.0, r_max, n_samples)
         pts = np.stack([r * u[1], r * u[0]], axis=1)  # (y, x) order for the interpolator
-        vals = interp(np.clip(pts, [ys[0], xs[0]], [ys[-1], xs[-1]]))
+        vals = interp(np.clip(pts, [ya[0], xa[0]], [ya[-1], xa[-1]]))
         above = np.nonzero(vals > level)[0]
         if len(above) == 0:
             widths.append(r_max)
