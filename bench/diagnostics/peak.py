@@ -10,7 +10,7 @@ Table figures are the vendors' DENSE tensor-core numbers (the datasheets'
 headline bf16/tf32 figures are often "with sparsity", i.e. 2x the dense rate).
 
 Why not Lightning's ``lightning.fabric.utilities.throughput.get_available_flops``
-(checked against lightning 2.x's ``_CUDA_FLOPS``): it agrees for A100, A10G, L4,
+(checked against the ``_CUDA_FLOPS`` table of lightning 2.6.6): it agrees for A100, A10G, L4,
 T4, V100 (SXM and PCIe) and H100 (SXM and PCIe), but not for the rest of this
 table: its H100 NVL figures are those of the NVL *pair* (bf16 1978.8 vs 835.5
 TFLOP/s), its RTX 4090 / 3090 bf16 figures are the fp16-accumulate rate (82.6 /

@@ -1,4 +1,16 @@
-"""How many landscape grid points fit in memory at once (the ``vmap`` chunk size)."""
+"""How many landscape grid points fit in memory at once (the ``vmap`` chunk size).
+
+:func:`point_bytes` counts the bytes of every tensor the ATen operators of one
+loss evaluation produce, with ``torch.utils._python_dispatch.TorchDispatchMode``
+(a private module; the mode class is the documented way to see every operator,
+and ``FlopCounterMode`` is built on it). No public API does this job:
+``torch.overrides.TorchFunctionMode`` sees Python-level calls, so a composite
+like the math SDPA kernel is one call and its ``T x T`` intermediates would be
+missed (a smaller estimate, larger chunks, a risk of running out of memory);
+``torch.cuda.max_memory_allocated`` exists on CUDA only and needs a real
+evaluation; ``torch.func.functional_call`` (already used for the evaluation
+itself) measures nothing. So the private import stays, here only.
+"""
 
 from __future__ import annotations
 
