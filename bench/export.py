@@ -71,7 +71,7 @@ def write_parquet(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> No
         numeric = all(v is None or isinstance(v, int | float) for v in values)
         data[c] = values if numeric else [None if v is None else str(v) for v in values]
     with atomic_path(path) as tmp:
-        pq.write_table(pa.table(data), tmp)
+        pq.write_table(pa.table(data), str(tmp))
 
 
 def export(sweep_dir: str, fmt: str, out: str | None = None, storage: str | None = None) -> int:
