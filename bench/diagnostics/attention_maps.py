@@ -31,7 +31,7 @@ from bench.config import DiagnosticsConfig
 from bench.diagnostics.attention_plot import FILE, AttentionMaps, save_grid
 from bench.diagnostics.attention_stats import recording_attention
 from bench.diagnostics.base import Diagnostic, datamodule_of, model_of
-from bench.diagnostics.batches import slice_batch
+from bench.diagnostics.batches import model_forward, slice_batch
 from bench.diagnostics.grouping import stack_of_layer
 from bench.diagnostics.stopwatch import exclude_from_throughput
 from bench.io import save_npz
@@ -52,10 +52,10 @@ def _tokens(batch: Batch) -> dict[str, Tensor]:
 def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
     """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
     (cropped to ``max_len``), real query and key counts per example, and token ids."""
-    from bench.lit import _forward, real_positions
+    from bench.lit import real_positions
 
     with recording_attention(model) as mods:
-        _forward(model, batch)
+        model_forward(model, batch)
         real = {
             k: v.sum(-1).clamp(max=max_len).cpu().numpy() for k, v in real_positions(batch).items()
         }

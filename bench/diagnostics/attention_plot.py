@@ -15,7 +15,6 @@ axis: the encoder's for encoder layers and cross-attention keys, else the decode
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,13 +201,3 @@ def draw_attention(
     if not target.parent.is_dir():
         raise ConfigError(f"--out {out}: the directory {target.parent} does not exist")
     return save_grid(maps, index, example, target)
-
-
-def summary_of(maps: AttentionMaps) -> Mapping[str, Any]:
-    """What was recorded, for messages: steps, layers, heads, examples."""
-    return {
-        "steps": maps.steps,
-        "layers": maps.layers,
-        "heads": int(maps.maps[0].shape[2]) if maps.maps else 0,
-        "examples": maps.examples,
-    }
