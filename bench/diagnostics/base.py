@@ -57,8 +57,10 @@ class Diagnostic(L.Callback):
     def summary(self) -> dict[str, float]:
         """Whole-run numbers that go into ``summary.json`` and the run's final metrics.
 
-        Called once by ``train_run`` after ``trainer.fit`` returns (on every
-        process; also after a failed or stopped run). Default: nothing.
+        Called once by ``train_run`` after ``trainer.fit`` returns (a completed,
+        stopped or diverged run; not after a crash, preemption or Ctrl-C), on
+        every process. Its numbers replace the last logged values of the same
+        keys. Default: nothing.
         """
         return {}
 
