@@ -174,7 +174,7 @@ def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, obje
     _throughput_args,
 )
 def cmd_throughput(args: argparse.Namespace) -> int:
-    from bench.diagnostics.throughput import format_table, run_throughput
+    from bench.diagnostics.throughput_command import format_table, run_throughput
 
     if args.steps < 1:
         raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
@@ -458,7 +458,7 @@ def _landscape_args(p: argparse.ArgumentParser) -> None:
 )
 def cmd_landscape(args: argparse.Namespace) -> int:
     quiet_lightning()
-    from bench.posthoc import landscape_of_run, planes_line
+    from bench.diagnostics.posthoc import landscape_of_run, planes_line
 
     summary, out = landscape_of_run(Path(args.run_dir), args.resolution, args.batches, args.seed)
     for key, value in summary.items():

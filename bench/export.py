@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
+from bench.io import atomic_path
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -71,14 +70,8 @@ def write_parquet(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> No
         values = [r[c] for r in rows]
         numeric = all(v is None or isinstance(v, int | float) for v in values)
         data[c] = values if numeric else [None if v is None else str(v) for v in values]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        pq.write_table(pa.table(data), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(data), str(tmp))
 
 
 def export(sweep_dir: str, fmt: str, out: str | None = None, storage: str | None = None) -> int:

@@ -188,7 +188,7 @@ class RunProgress(L.Callback):
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        from bench.diagnostics.throughput import batch_tokens
+        from bench.diagnostics.batches import batch_tokens
 
         self.rate.add(batch_tokens(batch) * max(trainer.world_size, 1))
         step = trainer.global_step

@@ -18,13 +18,15 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bench import redact
+from bench.io import atomic_path
+from bench.io import atomic_write as atomic_write  # re-exported: readers of runs use records
+from bench.io import write_json as write_json
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -35,28 +37,6 @@ CHECKPOINTS = "checkpoints"
 LAST_CKPT = "checkpoints/last.ckpt"
 DIAGNOSTICS = "diagnostics"
 WANDB_ID = "wandb/run-id"  # the W&B run id: a resumed run continues the same W&B run
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; run files are for everyone who reads runs
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and not e.filename:  # say which file could not be written
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -134,7 +114,7 @@ def git_sha() -> str | None:
 
 def manifest(seed: int, command: str | None, device: str) -> dict[str, Any]:
     """What is needed to reproduce a run: code version, packages, hardware, seed, command."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -165,11 +145,10 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
         rows = [
             r for r in reader if r.get("step") in ("", None) or int(float(r["step"])) <= last_step
         ]
-    with tempfile.NamedTemporaryFile("w", dir=run_dir, delete=False, newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(f.name, path)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:

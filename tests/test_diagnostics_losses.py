@@ -18,9 +18,11 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig, build_run_config
-from bench.diagnostics.functional import functional_context, training_loss
+from bench.diagnostics.context import functional_context
 from bench.diagnostics.gradients import GradientDiagnostics
-from bench.diagnostics.hessian import HessianCallback, hvp
+from bench.diagnostics.hessian import hvp
+from bench.diagnostics.hessian_callback import HessianCallback
+from bench.diagnostics.loss import training_loss
 from bench.lit import IGNORE, BenchModule
 from bench.tasks import build_datamodule
 from bench.tasks.vocab import collate, encode_encoder_decoder

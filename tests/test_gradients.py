@@ -16,18 +16,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
-from bench.diagnostics.gradients import (
-    GradientDiagnostics,
-    Layout,
-    NoiseScale,
+from bench.diagnostics.attention_stats import (
     attention_entropies,
     attention_entropy,
     attention_stats,
-    classify_parameter,
-    first_last_ratio,
-    grad_norms,
-    noise_scale_estimates,
 )
+from bench.diagnostics.grad_stats import first_last_ratio, grad_norms
+from bench.diagnostics.gradients import GradientDiagnostics
+from bench.diagnostics.grouping import Layout, classify_parameters
+from bench.diagnostics.noise_scale import NoiseScale, noise_scale_estimates
 from bench.lit import BenchModule
 from bench.model import build_model
 
@@ -63,13 +60,18 @@ def _manual_norm(model: nn.Module, keep) -> float:
         ("decoder.blocks.0.cross_attn.kv_proj.weight", ("dec_block_0", "cross_attn")),
         ("tok_embed.weight", ("embed", None)),
         ("pos.table.weight", ("embed", None)),
-        ("encoder.pos.rel_bias.weight", ("embed", None)),
+        ("encoder.pos.table.weight", ("embed", None)),
         ("final_norm.weight", ("final_norm", None)),
         ("lm_head.weight", ("lm_head", None)),
     ],
 )
 def test_parameters_are_grouped_by_block_and_sublayer(name, expected):
-    assert classify_parameter(name) == expected
+    """By module type (attention, feed-forward, norm, embedding...), under the same names."""
+    common = {**TINY_MODEL, "n_layers": 4, "qk_norm": True, "tie_embeddings": False}
+    decoder = build_model(ModelConfig(**common, pos_encoding="learned"))
+    encdec = build_model(ModelConfig(**common, arch="encoder_decoder", pos_encoding="t5"))
+    groups = {**classify_parameters(encdec), **classify_parameters(decoder)}
+    assert groups[name] == expected
 
 
 def test_block_and_sublayer_norms_equal_manual_norms_of_p_grad():

@@ -16,25 +16,18 @@ from torch.nn.attention import SDPBackend
 from torch.utils.data import DataLoader
 
 from bench.config import ConfigError, DiagnosticsConfig
-from bench.diagnostics.functional import (
-    flatten_params,
-    functional_context,
-    loss_at,
-    sdpa_backends,
-    trainable_params,
-    unflatten_params,
-)
+from bench.diagnostics.context import functional_context, sdpa_backends
 from bench.diagnostics.hessian import (
-    HessianCallback,
-    check_precision,
     hessian_analysis,
     hessian_summary,
     hutchinson_trace,
     hvp,
-    resolve_steps,
     spectral_density,
     top_eigenvalues,
 )
+from bench.diagnostics.hessian_callback import HessianCallback, check_precision, resolve_steps
+from bench.diagnostics.loss import loss_at
+from bench.diagnostics.parameters import flatten_params, trainable_params, unflatten_params
 
 
 class TinyAttention(nn.Module):

@@ -12,7 +12,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bench.config import ConfigError, ModelConfig, RunConfig
-from bench.diagnostics.functional import as_flat, flatten_params, trainable_params
 from bench.diagnostics.landscape import (
     LandscapeCallback,
     basin_width,
@@ -30,6 +29,7 @@ from bench.diagnostics.landscape import (
     random_directions,
     sharpness,
 )
+from bench.diagnostics.parameters import as_flat, flatten_params, trainable_params
 from bench.lit import BenchModule
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -14,19 +14,12 @@ from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
 from bench.diagnostics import peak
-from bench.diagnostics.throughput import (
-    DIAGNOSTICS_TIME,
-    Stopwatch,
-    ThroughputDiagnostics,
-    batch_tokens,
-    exclude_from_throughput,
-    format_table,
-    matmul_params,
-    measured_flops_per_batch,
-    model_flops_per_token,
-    peak_memory_mb,
-    run_throughput,
-)
+from bench.diagnostics.batches import batch_tokens
+from bench.diagnostics.flops import matmul_params, measured_flops_per_batch, model_flops_per_token
+from bench.diagnostics.peak_memory import peak_memory_mb
+from bench.diagnostics.stopwatch import DIAGNOSTICS_TIME, Stopwatch, exclude_from_throughput
+from bench.diagnostics.throughput import ThroughputDiagnostics
+from bench.diagnostics.throughput_command import format_table, run_throughput
 from bench.lit import BenchModule
 
 SMALL = {"d_model": 64, "n_layers": 2, "n_heads": 4, "max_len": 64, "vocab_size": 50}

@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.config import build_run_config, parse_value
     from bench.diagnostics.attention_maps import record_maps
-    from bench.diagnostics.gradients import (
-        _default_query_masks,
+    from bench.diagnostics.attention_stats import (
         attention_entropy,
         attention_stats,
         recording_attention,
     )
+    from bench.diagnostics.gradients import default_query_masks
     from bench.model import attention as attention_module
     from bench.run import train_run
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     fixed = {k: v[:8] for k, v in batch.items()}  # GradientDiagnostics' entropy_examples
-    masks = _default_query_masks(module, fixed)
+    masks = default_query_masks(module, fixed)
     new_probs = attention_module.Attention._probs
 
     def old_probs(self, q, k, mask, is_causal):  # the code before issue 16

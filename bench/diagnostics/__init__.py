@@ -1,7 +1,8 @@
 """Measurements that explain why an architecture trains as it does.
 
 Each measurement is plain functions (usable in a notebook) plus a Lightning
-callback. :func:`build_callbacks` turns ``RunConfig.diagnostics`` into the
+callback, a :class:`bench.diagnostics.base.Diagnostic` (when it runs, what it
+logs, what it writes). :func:`build_callbacks` turns ``RunConfig.diagnostics`` into the
 callbacks of one run, each wrapped by :func:`bench.diagnostics.guard.guard` so
 that a failing diagnostic is recorded and switched off instead of failing the
 run; :func:`landscape_of` runs the loss-landscape analysis on a trained module
@@ -39,7 +40,7 @@ def _gradients(d: DiagnosticsConfig, run_dir: Path) -> Callback:
 
 
 def _hessian(d: DiagnosticsConfig, run_dir: Path) -> Callback:
-    from bench.diagnostics.hessian import HessianCallback
+    from bench.diagnostics.hessian_callback import HessianCallback
 
     return HessianCallback.from_config(d, run_dir)
 
@@ -103,13 +104,9 @@ def landscape_of(
 
     Uses the saved trajectory (PCA plane) when the run recorded one.
     """
-    from bench.diagnostics.functional import (
-        flatten_params,
-        loss_name,
-        trainable_params,
-        training_loss,
-    )
     from bench.diagnostics.landscape import landscape_report, load_trajectory
+    from bench.diagnostics.loss import loss_name, training_loss
+    from bench.diagnostics.parameters import flatten_params, trainable_params
 
     d = module.cfg.diagnostics
     out = run_dir / "diagnostics"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -29,8 +29,12 @@ from torch import Tensor
 
 from bench.config import DiagnosticsConfig
 from bench.diagnostics.attention_plot import FILE, AttentionMaps, save_grid
-from bench.diagnostics.gradients import _stack_of, recording_attention, slice_batch
-from bench.diagnostics.throughput import exclude_from_throughput
+from bench.diagnostics.attention_stats import recording_attention
+from bench.diagnostics.base import Diagnostic, datamodule_of, model_of
+from bench.diagnostics.batches import model_forward, slice_batch
+from bench.diagnostics.grouping import stack_of_layer
+from bench.diagnostics.stopwatch import exclude_from_throughput
+from bench.io import save_npz
 
 log = logging.getLogger("bench.diagnostics")
 
@@ -48,10 +52,10 @@ def _tokens(batch: Batch) -> dict[str, Tensor]:
 def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
     """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
     (cropped to ``max_len``), real query and key counts per example, and token ids."""
-    from bench.lit import _forward, real_positions
+    from bench.lit import real_positions
 
     with recording_attention(model) as mods:
-        _forward(model, batch)
+        model_forward(model, batch)
         real = {
             k: v.sum(-1).clamp(max=max_len).cpu().numpy() for k, v in real_positions(batch).items()
         }
@@ -68,7 +72,7 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
             probs = getattr(m, "last_probs", None)
             if probs is None:
                 continue
-            query_stack = _stack_of(name)
+            query_stack = stack_of_layer(name)
             key_stack = "encoder" if name.endswith("/cross") else query_stack
             out["layers"].append(name)
             out["maps"].append(probs[..., :max_len, :max_len].float().cpu().numpy())
@@ -79,8 +83,17 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
         return out
 
 
-class AttentionMapsCallback(L.Callback):
-    """Records attention maps at init and at the end (see the module docstring)."""
+class AttentionMapsCallback(Diagnostic):
+    """Records attention maps at init and at the end (see the module docstring).
+
+    Runs: ``on_train_start`` (the maps at init), ``on_train_end`` (the maps at
+    the end; writes the npz and figures on global rank zero). Logs the figures
+    to W&B as ``attention/init`` and ``attention/end``.
+    """
+
+    name: ClassVar[str] = "attention_maps"
+    metrics: ClassVar[str] = "attention/"
+    files: ClassVar[tuple[str, ...]] = (FILE, "attention_init.png", "attention_end.png")
 
     def __init__(self, cfg: DiagnosticsConfig, run_dir: str | Path) -> None:
         super().__init__()
@@ -91,7 +104,7 @@ class AttentionMapsCallback(L.Callback):
         self._batch: Batch | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        n_params = sum(p.numel() for p in pl_module.model.parameters())
+        n_params = sum(p.numel() for p in model_of(pl_module).parameters())
         if n_params > self.cfg.attention_maps_max_params:
             log.info(
                 "attention maps off: %d parameters > diagnostics.attention_maps_max_params=%d",
@@ -102,7 +115,9 @@ class AttentionMapsCallback(L.Callback):
         # The random state is left as it was: a resumed run must draw the same dropout
         # masks as an uninterrupted one (creating a loader iterator draws a seed).
         with torch.random.fork_rng(devices=[]):
-            loader = trainer.datamodule.val_dataloader()[0]
+            dm = datamodule_of(trainer)
+            assert dm is not None, "attention maps read the first validation batch"
+            loader = dm.val_dataloader()[0]
             batch = next(iter(loader))
             self._batch = {
                 k: v.to(pl_module.device)
@@ -122,7 +137,9 @@ class AttentionMapsCallback(L.Callback):
             self.save(trainer)
 
     def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
-        model = pl_module.model
+        model = model_of(pl_module)
+        if self._batch is None:
+            return
         was_training = model.training
         model.eval()  # no dropout in the maps, and no random draws
         try:
@@ -169,20 +186,20 @@ class AttentionMapsCallback(L.Callback):
 
     def save(self, trainer: L.Trainer | None = None) -> list[Path]:
         """Write the npz and the init / end figures; W&B gets the figures."""
-        from bench.diagnostics.gradients import _atomic_write
-
         if not self.records:
             return []
         self.out.mkdir(parents=True, exist_ok=True)
         maps = self.maps()
         arrays = maps.arrays()
-        written = [_atomic_write(self.out / FILE, lambda f: np.savez(f, **arrays))]
+        written = [save_npz(self.out / FILE, **arrays)]
         names = {0: "attention_init.png", len(maps.steps) - 1: "attention_end.png"}
         for i, name in names.items():
             if i == 0 and maps.steps[0] != 0:
                 continue  # no init maps (e.g. resumed without them)
             written.append(save_grid(maps, i, 0, self.out / name))
-        for logger in trainer.loggers if trainer is not None else []:
+        if trainer is None:
+            return written
+        for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 for path in written[1:]:
                     key = "attention/" + path.stem.removeprefix("attention_")

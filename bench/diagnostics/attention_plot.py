@@ -15,12 +15,13 @@ axis: the encoder's for encoder layers and cross-attention keys, else the decode
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.io import save_figure
 
 FILE = "attention_maps.npz"
 MAX_TICK_LABELS = 24  # token ids along the axes only for maps this short
@@ -147,7 +148,7 @@ def _ticks(ax: Any, queries: np.ndarray, keys: np.ndarray) -> None:
 
 def save_grid(maps: AttentionMaps, step_index: int, example: int, path: Path, **kw: Any) -> Path:
     """Draw :func:`draw_grid` into ``path`` (PNG)."""
-    draw_grid(maps, step_index, example, **kw).savefig(path, format="png", dpi=110)
+    save_figure(draw_grid(maps, step_index, example, **kw), path, dpi=110, tight=False)
     return path
 
 
@@ -200,13 +201,3 @@ def draw_attention(
     if not target.parent.is_dir():
         raise ConfigError(f"--out {out}: the directory {target.parent} does not exist")
     return save_grid(maps, index, example, target)
-
-
-def summary_of(maps: AttentionMaps) -> Mapping[str, Any]:
-    """What was recorded, for messages: steps, layers, heads, examples."""
-    return {
-        "steps": maps.steps,
-        "layers": maps.layers,
-        "heads": int(maps.maps[0].shape[2]) if maps.maps else 0,
-        "examples": maps.examples,
-    }

@@ -1,5 +1,9 @@
 """Hessian of the loss: products, extreme eigenvalues, trace and spectral density.
 
+The callback that measures it during training is
+:mod:`bench.diagnostics.hessian_callback`; the Lanczos iteration is
+:mod:`bench.diagnostics.lanczos`.
+
 Everything is matrix-free: the Hessian is only ever applied to vectors, as
 reverse-over-reverse ``torch.func.vjp(torch.func.grad(loss))``. The gradient
 graph is built once per (parameters, batch) and reused for every product.
@@ -29,35 +33,18 @@ Methods (and why):
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
-from scipy.linalg import eigh_tridiagonal
 from torch import Tensor, nn
 
-from bench.config import ConfigError, DiagnosticsConfig
-from bench.diagnostics.functional import (
-    LossFn,
-    as_flat,
-    flatten_params,
-    functional_context,
-    loss_at,
-    loss_name,
-    move_to,
-    new_figure,
-    save_figure,
-    save_npz,
-    trainable_params,
-    training_loss,
-    unflatten_params,
-)
+from bench.diagnostics.context import functional_context
+from bench.diagnostics.lanczos import LanczosResult, broadened_density, lanczos
+from bench.diagnostics.loss import LossFn, loss_at
+from bench.diagnostics.parameters import as_flat, flatten_params, trainable_params, unflatten_params
 
 # ----------------------------------------------------------------------------- the operator
 
@@ -65,7 +52,7 @@ from bench.diagnostics.functional import (
 class HessianOperator:
     """``v -> H v`` for a flat vector ``v``, at fixed parameters and batch.
 
-    Build (and use) it inside :func:`bench.diagnostics.functional.functional_context`
+    Build (and use) it inside :func:`bench.diagnostics.context.functional_context`
     with ``grad=True``. Keeps the graph of the gradient alive: memory is about
     that of one training step plus a few parameter copies.
     """
@@ -86,7 +73,9 @@ class HessianOperator:
             return loss, loss.detach()
 
         grad_fn = torch.func.grad(grad_and_loss, has_aux=True)
-        self.grad, self._vjp, loss = torch.func.vjp(grad_fn, theta, has_aux=True)
+        # (gradient, its vjp, the aux loss); torch's stub types only the no-aux pair
+        out: tuple[Any, ...] = torch.func.vjp(grad_fn, theta, has_aux=True)
+        self.grad, self._vjp, loss = out
         self.loss = float(loss)
         self.n = theta.numel()
         self.device = theta.device
@@ -109,105 +98,6 @@ def _gaussian(op: HessianOperator, gen: torch.Generator) -> Tensor:
 def _rademacher(op: HessianOperator, gen: torch.Generator) -> Tensor:
     signs = torch.randint(0, 2, (op.n,), generator=gen).to(op.dtype) * 2 - 1
     return signs.to(op.device)
-
-
-# ----------------------------------------------------------------------------- Lanczos
-
-
-@dataclass
-class LanczosResult:
-    """The tridiagonal ``T`` of a Lanczos run and its eigen-decomposition."""
-
-    alphas: np.ndarray
-    betas: np.ndarray  # off-diagonal, len(alphas) - 1
-    ritz: np.ndarray  # eigenvalues of T, ascending
-    weights: np.ndarray  # squared first components of T's eigenvectors (sum to 1)
-    residuals: np.ndarray  # |beta_last * s_last,i| per Ritz value
-    converged: bool
-
-    @property
-    def steps(self) -> int:
-        return len(self.alphas)
-
-
-def _ritz(alphas: list[float], betas: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(alphas, dtype=np.float64)
-    if len(a) == 1:
-        return a.copy(), np.ones((1, 1))
-    return eigh_tridiagonal(a, np.asarray(betas, dtype=np.float64))
-
-
-def _basis_device(v: Tensor, steps: int) -> torch.device:
-    """Keep the Lanczos basis on the GPU only if it takes under a quarter of free memory."""
-    if v.device.type != "cuda":
-        return v.device
-    free, _ = torch.cuda.mem_get_info(v.device)
-    return v.device if steps * v.numel() * v.element_size() < free // 4 else torch.device("cpu")
-
-
-def lanczos(
-    matvec: Callable[[Tensor], Tensor],
-    v0: Tensor,
-    max_steps: int,
-    *,
-    tol: float | None = None,
-    n_top: int = 0,
-    want_min: bool = False,
-) -> LanczosResult:
-    """Lanczos tridiagonalisation with full re-orthogonalisation (Gram-Schmidt, twice).
-
-    Stops after ``max_steps``, on an invariant subspace, or — when ``tol`` is
-    given — once the top ``n_top`` Ritz values (and the smallest, if
-    ``want_min``) have residuals below ``tol * max|ritz|``. Memory: ``max_steps``
-    vectors of the parameter size.
-    """
-    n = v0.numel()
-    max_steps = max(1, min(max_steps, n))
-    # Vector algebra happens where the basis lives; only matvec's input/output move.
-    basis = torch.empty(max_steps, n, dtype=v0.dtype, device=_basis_device(v0, max_steps))
-    q = (v0 / v0.norm()).to(basis.device)
-    alphas: list[float] = []
-    betas: list[float] = []
-    converged = False
-    beta_last = 0.0
-    for j in range(max_steps):
-        basis[j] = q
-        w = matvec(q).to(basis.device)
-        prev = basis[: j + 1]
-        a = float(torch.dot(q, w))
-        w = w - a * q
-        if j > 0:
-            w = w - betas[-1] * prev[j - 1]
-        for _ in range(2):  # a second pass removes what rounding let back in
-            w = w - prev.T @ (prev @ w)
-        b = float(w.norm())
-        alphas.append(a)
-        beta_last = b
-        ritz, vecs = _ritz(alphas, betas)
-        scale = max(float(np.abs(ritz).max()), 1e-30)
-        if b <= 1e-10 * scale:  # invariant subspace: the Ritz values are exact
-            converged = True
-            break
-        if tol is not None and len(ritz) >= max(n_top, 1):
-            res = b * np.abs(vecs[-1])
-            wanted = list(range(len(ritz) - n_top, len(ritz))) + ([0] if want_min else [])
-            if all(res[i] <= tol * scale for i in wanted):
-                converged = True
-                break
-        if j == max_steps - 1:
-            converged = j + 1 == n  # a full basis is exact
-            break
-        betas.append(b)
-        q = w / b
-    ritz, vecs = _ritz(alphas, betas)
-    return LanczosResult(
-        alphas=np.asarray(alphas),
-        betas=np.asarray(betas),
-        ritz=ritz,
-        weights=vecs[0] ** 2,
-        residuals=beta_last * np.abs(vecs[-1]),
-        converged=converged,
-    )
 
 
 # ----------------------------------------------------------------------------- estimators
@@ -246,25 +136,6 @@ def _slq(
         nodes[i, : run.steps] = run.ritz
         weights[i, : run.steps] = run.weights
     return nodes, weights
-
-
-def broadened_density(
-    nodes: np.ndarray, weights: np.ndarray, n_grid: int = 1000, sigma_frac: float = 0.01
-) -> tuple[np.ndarray, np.ndarray]:
-    """Average of Gaussian-broadened quadratures: ``(grid, density)``, integrating to 1.
-
-    ``sigma = sigma_frac * (max node - min node)``; the grid extends 6 sigma past
-    the extreme nodes so the tails are inside.
-    """
-    live = weights > 0
-    lo, hi = float(nodes[live].min()), float(nodes[live].max())
-    width = hi - lo
-    sigma = sigma_frac * width if width > 0 else 1e-3 * max(abs(hi), 1.0)
-    grid = np.linspace(lo - 6 * sigma, hi + 6 * sigma, n_grid)
-    z = (grid[None, :] - nodes.reshape(-1)[:, None]) / sigma
-    kernel = np.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi))
-    density = (weights.reshape(-1)[:, None] * kernel).sum(0) / nodes.shape[0]
-    return grid, density
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -419,186 +290,3 @@ def hessian_summary(module: nn.Module, loss_fn: LossFn, batch: Any, **kwargs: An
     """``hessian/lambda_max``, ``lambda_min``, ``trace``, ``trace_stderr``, ``condition``,
     ``top_k`` (list); keyword arguments as :func:`hessian_analysis`."""
     return hessian_analysis(module, loss_fn, batch, **kwargs).summary()
-
-
-def plot_density(result: HessianResult, title: str = "") -> Any:
-    """The spectral density on a log scale, with the top-k eigenvalues marked."""
-    fig = new_figure((6.0, 4.0))
-    ax = fig.add_subplot()
-    floor = max(float(result.density.max()) * 1e-8, 1e-300)
-    ax.semilogy(result.grid, np.maximum(result.density, floor), lw=1.2)
-    for lam in result.top_k:
-        ax.axvline(lam, color="tab:red", lw=0.8, ls="--")
-    ax.set_xlabel("eigenvalue")
-    ax.set_ylabel("density (SLQ, Gaussian-broadened)")
-    ax.set_title(title or "Hessian spectral density")
-    return fig
-
-
-# ----------------------------------------------------------------------------- the callback
-
-SUPPORTED_PRECISIONS = ("32-true", "bf16-mixed", "64-true")
-
-
-def check_precision(precision: str) -> None:
-    """Raise ConfigError unless the Hessian can be measured at this Trainer precision.
-
-    Supported: 32-true and 64-true, and bf16-mixed (float32 weights; autocast is
-    disabled during the measurement). Half-precision weights (16-true, bf16-true)
-    and fp16 AMP (16-mixed, whose loss scaling and fp16 range make second-order
-    products unreliable) are refused.
-    """
-    if str(precision) not in SUPPORTED_PRECISIONS:
-        raise ConfigError(
-            f"diagnostics.hessian: precision {precision!r} is not supported; "
-            f"allowed: {', '.join(SUPPORTED_PRECISIONS)}"
-        )
-
-
-def _first_val_batch(trainer: L.Trainer) -> Any:
-    dm = trainer.datamodule
-    if dm is None or not hasattr(dm, "val_dataloader"):
-        raise ConfigError(
-            "diagnostics.hessian: no evaluation batch; pass batch= or use a datamodule "
-            "with val_dataloader()"
-        )
-    loaders = dm.val_dataloader()
-    if isinstance(loaders, Mapping):
-        loaders = next(iter(loaders.values()))
-    if isinstance(loaders, Sequence):
-        loaders = loaders[0]
-    return next(iter(loaders))
-
-
-def resolve_steps(fractions: Sequence[float], total_steps: int) -> list[int]:
-    """Fractions of the run (0 = before any update, 1 = the end) as sorted step numbers."""
-    return sorted({round(f * total_steps) for f in fractions})
-
-
-class HessianCallback(L.Callback):
-    """Measures the Hessian on a fixed evaluation batch at chosen points of training.
-
-    At each step in ``steps`` (fractions of the run's optimizer steps; 0 is before
-    the first update) it runs :func:`hessian_analysis` in eval mode with
-    autocast off, logs ``hessian/...`` scalars (and ``hessian/seconds``, its own
-    wall time) to every logger at that step, and writes
-    ``out_dir/diagnostics/hessian_step{N}.npz`` and ``.png`` (the density).
-    The batch is the one given, else the first batch of the datamodule's first
-    validation loader. Runs on global rank zero only.
-
-    The loss is the training loss (:func:`~bench.diagnostics.functional.training_loss`:
-    for a BenchModule, cross-entropy with ``train.label_smoothing``), so the curvature is that of the surface the
-    optimizer descends; each npz records it as ``loss_fn`` (``loss`` is its value).
-    """
-
-    def __init__(
-        self,
-        out_dir: Path | str,
-        steps: Sequence[float] = (0.0, 0.5, 1.0),
-        top_k: int = 3,
-        iters: int = 20,
-        batch: Any = None,
-        loss_fn: LossFn = training_loss,
-        tol: float = 1e-4,
-        n_trace_samples: int = 50,
-        n_lanczos: int = 40,
-        n_vectors: int = 3,
-        seed: int = 0,
-    ) -> None:
-        self.out_dir = Path(out_dir)
-        self.fractions = list(steps)
-        self.kwargs = dict(
-            top_k=top_k,
-            iters=iters,
-            tol=tol,
-            n_trace_samples=n_trace_samples,
-            n_lanczos=n_lanczos,
-            n_vectors=n_vectors,
-            seed=seed,
-        )
-        self.loss_fn = loss_fn
-        self.batch = batch
-        self.targets: list[int] = []
-        self.results: dict[int, dict[str, float]] = {}
-        self.loss_name = ""
-
-    @classmethod
-    def from_config(
-        cls, cfg: DiagnosticsConfig, out_dir: Path | str, **kwargs: Any
-    ) -> HessianCallback:
-        """Built from ``hessian_steps``, ``hessian_top_k`` and ``hessian_iters``."""
-        return cls(
-            out_dir,
-            steps=cfg.hessian_steps,
-            top_k=cfg.hessian_top_k,
-            iters=cfg.hessian_iters,
-            **kwargs,
-        )
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            check_precision(trainer.precision)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ConfigError(
-                "diagnostics.hessian_steps are fractions of the run; set train.max_steps"
-            )
-        self.targets = resolve_steps(self.fractions, int(total))
-        if trainer.global_step in self.targets:
-            self._measure(trainer, pl_module)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
-    ) -> None:
-        if trainer.global_step in self.targets:
-            self._measure(trainer, pl_module)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Training stopped before a requested step: measure the final weights once.
-        if any(t > trainer.global_step for t in self.targets):
-            self._measure(trainer, pl_module)
-
-    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        step = trainer.global_step
-        if step in self.results or not trainer.is_global_zero:
-            return
-        if self.batch is None:
-            self.batch = _first_val_batch(trainer)
-        batch = move_to(self.batch, pl_module.device)
-        start = time.perf_counter()
-        result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
-        self.loss_name = loss_name(pl_module, self.loss_fn)
-        result.extra["hessian/seconds"] = time.perf_counter() - start
-        metrics = result.scalars()
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
-        self.results[step] = metrics
-        self._save(result, step)
-
-    def _save(self, result: HessianResult, step: int) -> None:
-        out = self.out_dir / "diagnostics"
-        save_npz(
-            out / f"hessian_step{step}.npz",
-            step=step,
-            top_k=np.asarray(result.top_k),
-            lambda_min=result.lambda_min,
-            trace=result.trace,
-            trace_stderr=result.trace_stderr,
-            condition=result.condition,
-            n_params=result.n_params,
-            loss=result.loss,
-            loss_fn=np.array(self.loss_name),
-            lanczos_steps=result.lanczos_steps,
-            converged=result.converged,
-            grid=result.grid,
-            density=result.density,
-            ritz_nodes=result.ritz_nodes,
-            ritz_weights=result.ritz_weights,
-        )
-        try:
-            fig = plot_density(result, f"Hessian spectral density, step {step}")
-            save_figure(fig, out / f"hessian_step{step}.png")
-        except Exception as e:  # a figure must never fail training
-            rank_zero_warn(f"hessian: could not draw the density figure: {e}")

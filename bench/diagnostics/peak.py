@@ -8,6 +8,16 @@ and cached in ``$XDG_CACHE_HOME/bench/peak_flops.json`` (default
 
 Table figures are the vendors' DENSE tensor-core numbers (the datasheets'
 headline bf16/tf32 figures are often "with sparsity", i.e. 2x the dense rate).
+
+Why not Lightning's ``lightning.fabric.utilities.throughput.get_available_flops``
+(checked against the ``_CUDA_FLOPS`` table of lightning 2.6.6): it agrees for A100, A10G, L4,
+T4, V100 (SXM and PCIe) and H100 (SXM and PCIe), but not for the rest of this
+table: its H100 NVL figures are those of the NVL *pair* (bf16 1978.8 vs 835.5
+TFLOP/s), its RTX 4090 / 3090 bf16 figures are the fp16-accumulate rate (82.6 /
+35.6 vs 165.2 / 71), and it has no L40S, A800 or H800. It also reads the device
+name itself (no name argument, so it cannot be tested without that GPU) and
+decides tf32 from the GPU generation at call time. Taking it for the GPUs where
+it agrees would keep this table anyway, so the table stays whole.
 """
 
 from __future__ import annotations
@@ -16,12 +26,13 @@ import json
 import os
 import platform
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+from bench.io import atomic_write
 
 # Dense peak FLOP/s per compute dtype. Sources: NVIDIA datasheets / architecture
 # whitepapers (A100 datasheet; H100 datasheet; L4 datasheet; A10 datasheet; V100
@@ -191,11 +202,7 @@ def _read_cache(path: Path) -> dict[str, float]:
 
 
 def _write_cache(path: Path, cache: dict[str, float]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(cache, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(cache, indent=1, sort_keys=True))
 
 
 def peak_flops(

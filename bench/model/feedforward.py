@@ -13,7 +13,11 @@ from bench.config import ModelConfig
 class FeedForward(nn.Module):
     """``d_model -> ffn_dim -> d_model`` with an activation; dropout on the output."""
 
-    n_inputs = 1  # input matrices fused in fc_in
+    n_inputs: int = 1
+    """How many input projections ``d_model -> ffn_dim`` the layer has, fused in ``fc_in``:
+    one for gelu and relu, two for SwiGLU (gate and up). ``weight_blocks`` lists each,
+    and the FLOP count (:mod:`bench.diagnostics.flops`) reads the matmul weights from
+    there, so a new feed-forward with more projections is counted right."""
     activation: Callable[[Tensor], Tensor] = staticmethod(F.gelu)
 
     def __init__(self, cfg: ModelConfig) -> None:

@@ -12,13 +12,14 @@ as it was. It never touches a journal whose lines are all whole records.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from optuna.storages.journal import JournalFileSymlinkLock
+
+from bench.io import atomic_write
 
 RECORD_START = b'{"op_code"'  # how every Optuna journal record begins
 _reported: set[str] = set()
@@ -88,12 +89,7 @@ def repair_journal(path: str | Path, lock_grace: int = 10) -> str | None:
             return None  # another process repaired it while we waited for the lock
         backup = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.copy2(path, backup)
-        tmp = path.with_name(f".{path.name}.repair")
-        with open(tmp, "wb") as f:
-            f.writelines(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, b"".join(kept))
     finally:
         lock.release()
     return (

@@ -13,6 +13,7 @@ from bench.checkpoint import load_checkpoint
 from bench.config import ConfigError, build_run_config
 from bench.lit import BenchModule
 from bench.run import prepare
+from bench.tasks.base import BenchDataModule
 
 
 def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:
@@ -26,14 +27,16 @@ def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:
         )
     ckpt = load_checkpoint(ckpt_path)  # first: a bad file is refused before any work
     prep = prepare(build_run_config(run_dir / records.CONFIG))
-    module = BenchModule(prep.cfg, prep.datamodule.eval_lengths)
+    dm = prep.datamodule
+    assert isinstance(dm, BenchDataModule)
+    module = BenchModule(prep.cfg, dm.eval_lengths)
     module.load_state_dict(ckpt["state_dict"])
     return module, prep.datamodule, ckpt
 
 
 def initial_weights(module: BenchModule) -> torch.Tensor:
     """The run's weights at step 0, rebuilt from its seed exactly as train_run built them."""
-    from bench.diagnostics.functional import flatten_params, trainable_params
+    from bench.diagnostics.parameters import flatten_params, trainable_params
 
     L.seed_everything(module.cfg.train.seed, workers=True, verbose=False)
     fresh = BenchModule(module.cfg, module.eval_lengths)

@@ -1,0 +1,176 @@
+"""Attention entropy, attention-logit and output-logit statistics of one forward.
+
+Measured in eval mode on a fixed batch by :class:`bench.diagnostics.gradients.
+GradientDiagnostics` (``cond/attn_entropy/...``, ``cond/attn_logit_max/...``,
+``cond/output_logit_max``, ``cond/log_z_mean``); the attention layers record
+their probabilities only inside :func:`recording_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bench.diagnostics.grouping import attention_layers, stack_of_layer
+
+
+def attention_entropy(probs: Tensor, query_mask: Tensor | None = None) -> Tensor:
+    """Entropy (nats) per head of attention probabilities ``[B, H, T, S]`` -> ``[H]``.
+
+    Mean over batch and queries of ``-Σ_s p log p``; masked keys have probability
+    0 and add nothing (``xlogy(0, 0) = 0``). Uniform attention over S keys gives
+    ``log S``, one-hot attention 0. ``query_mask [B, T]`` (True = a real token)
+    leaves padded query positions out of the mean: a padding query attends to
+    whatever the mask lets it and measures nothing about the model.
+    """
+    ent = -torch.special.xlogy(probs.float(), probs.float()).sum(-1)  # [B, H, T]
+    if query_mask is not None:
+        keep = query_mask.to(ent.device, torch.bool)[:, None, :].expand_as(ent)
+        ent = ent.masked_fill(~keep, math.nan)
+    return ent.transpose(0, 1).reshape(probs.shape[1], -1).nanmean(-1)
+
+
+def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module with a ``record_probs`` switch, by layer name, in model order.
+
+    A bench block's attention is named like its block (``layer_2``,
+    ``dec_layer_0/cross``); any other such module by its path (``a/b``).
+    """
+    named = attention_layers(model)
+    return {
+        named.get(id(m), name.replace(".", "/")): m
+        for name, m in model.named_modules()
+        if isinstance(getattr(m, "record_probs", None), bool)
+    }
+
+
+@dataclass(frozen=True)
+class AttentionStats:
+    """What one eval-mode forward on the fixed batch says about attention and the output.
+
+    ``entropy``: per layer, the entropy per head ``[H]``; ``logit_max``: per layer,
+    the largest ``|q.k|/sqrt(d_head)`` over heads, real queries and the keys they
+    may attend to; ``output``: ``output_logit_max`` (largest output logit),
+    ``output_logit_mean`` (mean logit) and ``log_z_mean`` (mean log-partition
+    ``logsumexp`` of the logits, what z-loss pushes to 0; Wortsman et al. 2023,
+    Chowdhery et al. 2022) over the decoder's real positions; ``uniform``: per
+    layer, the entropy uniform attention over the allowed keys would have (mean of
+    ``log keys`` over real queries), the maximum ``entropy`` can reach.
+    """
+
+    entropy: dict[str, Tensor]
+    logit_max: dict[str, float]
+    output: dict[str, float]
+    uniform: dict[str, float]
+
+
+def _floats(values: Mapping[str, Tensor]) -> dict[str, float]:
+    """Scalar tensors as floats, with one host sync."""
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True))
+
+
+def _mean_over_queries(per_query: Tensor, query_mask: Tensor | None = None) -> Tensor:
+    """Mean over the batch and the real queries of a per-query value ``[B, 1, T]``."""
+    if query_mask is not None:
+        keep = query_mask.to(per_query.device, torch.bool)[:, None, :]
+        per_query = per_query.masked_fill(~keep, math.nan)
+    return per_query.nanmean()
+
+
+def output_logit_stats(logits: Tensor, positions: Tensor | None = None) -> dict[str, float]:
+    """Max and mean of output logits ``[B, T, V]`` and their mean log-partition.
+
+    ``positions [B, T]`` (True = a real token) chooses the positions measured.
+    """
+    flat = logits.detach().float()
+    flat = flat[positions.to(flat.device, torch.bool)] if positions is not None else flat
+    flat = flat.reshape(-1, logits.shape[-1])
+    if flat.shape[0] == 0:
+        return {}
+    values = torch.stack([flat.max(), flat.mean(), torch.logsumexp(flat, -1).mean()]).tolist()
+    return dict(zip(("output_logit_max", "output_logit_mean", "log_z_mean"), values, strict=True))
+
+
+@contextmanager
+def recording_attention(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
+    """Eval mode with every attention layer's ``record_probs`` on, for one block of code;
+    yields the layers by name. Restores the train/eval mode and drops what was recorded."""
+    # Duck-typed: record_probs, last_probs (and last_logit_max, last_keys when present).
+    mods: dict[str, Any] = attention_modules(model)
+    was_training = model.training
+    model.eval()
+    try:
+        for m in mods.values():
+            m.record_probs = True
+        yield mods
+    finally:
+        for m in mods.values():
+            m.record_probs = False
+            m.last_probs = None
+            if hasattr(m, "last_logit_max"):
+                m.last_logit_max = m.last_keys = None
+        model.train(was_training)
+
+
+@torch.no_grad()
+def attention_stats(
+    model: nn.Module,
+    forward: Callable[[], Any],
+    query_masks: Mapping[str, Tensor] | None = None,
+) -> AttentionStats:
+    """Attention entropy per head, largest attention logit per layer and output-logit
+    statistics of one ``forward()`` in eval mode (see :class:`AttentionStats`).
+
+    ``query_masks``: ``{"encoder": [B, S], "decoder": [B, T]}`` (True = real token,
+    e.g. :func:`bench.lit.real_positions`); a layer's padded queries are left out.
+    Switches ``record_probs`` on for the call only and restores the train/eval mode.
+    ``forward()``'s return value is taken as the output logits when it is a
+    ``[B, T, V]`` tensor.
+    """
+    masks = query_masks or {}
+    with recording_attention(model) as mods:
+        logits = forward()
+        entropy: dict[str, Tensor] = {}
+        peaks: dict[str, Tensor] = {}
+        uniform: dict[str, Tensor] = {}
+        for name, m in mods.items():
+            probs = getattr(m, "last_probs", None)
+            if probs is None:
+                continue
+            mask = masks.get(stack_of_layer(name))
+            entropy[name] = attention_entropy(probs, mask).cpu()
+            peak = getattr(m, "last_logit_max", None)  # [B, H, T]
+            if peak is not None:
+                if mask is not None:
+                    keep = mask.to(peak.device, torch.bool)[:, None, :].expand_as(peak)
+                    peak = peak.masked_fill(~keep, 0.0)
+                peaks[name] = peak.amax()
+            keys = getattr(m, "last_keys", None)  # [B | 1, H | 1, T]
+            if keys is not None:
+                log_keys = keys[:, :1].float().log().expand(probs.shape[0], 1, probs.shape[2])
+                uniform[name] = _mean_over_queries(log_keys, mask)
+        logit_max, uniform_max = _floats(peaks), _floats(uniform)
+        output = (
+            output_logit_stats(logits, masks.get("decoder"))
+            if isinstance(logits, Tensor) and logits.ndim == 3
+            else {}
+        )
+        return AttentionStats(entropy, logit_max, output, uniform_max)
+
+
+def attention_entropies(
+    model: nn.Module,
+    forward: Callable[[], Any],
+    query_masks: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Per-head entropy ``[H]`` of every attention layer during ``forward()`` in eval mode
+    (:func:`attention_stats`' ``entropy``)."""
+    return attention_stats(model, forward, query_masks).entropy

@@ -1,0 +1,130 @@
+"""FLOPs per token: counted from the built model's matmuls, or measured by Lightning.
+
+The analytic count follows the 6N rule (Kaplan et al. 2020; PaLM, Chowdhery et
+al. 2022, Appendix B): a training step costs ``6 N + 12 L d T`` FLOPs per token,
+inference ``2 N + 4 L d T``. Each weight of a matrix multiply does one multiply
+and one add per token in the forward pass (2 FLOPs), and twice that in the
+backward pass (the gradient with respect to the input and to the weight): 6 in
+all. The attention scores ``QK^T`` and ``AV`` add ``2 x 2 T d`` FLOPs per token
+and layer forward (``12 L d T`` with the backward), over the full ``T x T``
+square (no halving for the causal mask, as in PaLM and ``measure_flops``), with
+``d`` = ``n_heads * head_dim``.
+
+``N`` is read off the built model, as torchtitan's
+``get_dense_model_nparams_and_flops`` does: the weights of every matrix multiply,
+which each :class:`~bench.model.attention.Attention` and
+:class:`~bench.model.feedforward.FeedForward` lists in ``weight_blocks()`` (so a
+SwiGLU's two input projections are counted because the module says it has two),
+plus the output projection ``d_model x vocab`` (counted even when tied to the
+input embedding: the unembedding matmul is real work). Embedding lookups, biases
+and norm gains are not counted (no matmul). This is what
+``torch.utils.flop_counter`` measures; it differs from Kaplan et al.'s
+"non-embedding N" by the head.
+
+For an encoder-decoder (source length S, target length T) the FLOPs are per token
+of source + target: encoder blocks run on S tokens, decoder blocks and the head
+on T, cross-attention K/V projections on S, cross-attention scores over ``T x S``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from lightning.fabric.utilities.throughput import measure_flops
+from torch import Tensor, nn
+
+from bench.config import ModelConfig
+from bench.diagnostics.batches import model_forward
+from bench.diagnostics.grouping import stacks_of
+from bench.model.attention import Attention
+from bench.model.feedforward import FeedForward
+
+_MEMORY_ROLES = ("k", "v")  # cross-attention projections applied to the encoder's memory
+
+
+def _meta_model(cfg: ModelConfig) -> nn.Module:
+    """The model ``cfg`` builds, on the meta device (no memory, no compute)."""
+    from bench.model import build_model
+
+    with torch.device("meta"):
+        return build_model(cfg)
+
+
+def _matmul_weights(module: nn.Module) -> tuple[int, int]:
+    """Matmul weights under ``module``: (applied to its own tokens, to the memory)."""
+    own = memory = 0
+    for m in module.modules():
+        if not isinstance(m, Attention | FeedForward):
+            continue
+        for role, linear, rows in m.weight_blocks():
+            n = (rows.stop - rows.start) * linear.in_features
+            if isinstance(m, Attention) and m.cross and role in _MEMORY_ROLES:
+                memory += n
+            else:
+                own += n
+    return own, memory
+
+
+def _head_weights(model: nn.Module) -> int:
+    """Weights of the output projection (``lm_head``), tied or not."""
+    head = model.get_submodule("lm_head")
+    assert isinstance(head, nn.Linear)
+    return head.in_features * head.out_features
+
+
+def _score_width(model: nn.Module) -> int:
+    """``d`` of the attention scores: ``n_heads * head_dim`` of the model's attention."""
+    attn = next(m for m in model.modules() if isinstance(m, Attention))
+    return attn.n_heads * attn.head_dim
+
+
+def matmul_params(cfg: ModelConfig) -> int:
+    """``N`` of the FLOPs convention: weights of every matmul of the built model, head included."""
+    model = _meta_model(cfg)
+    own, memory = _matmul_weights(model)
+    return own + memory + _head_weights(model)
+
+
+def model_flops_per_token(
+    cfg: ModelConfig, seq_len: int, *, training: bool = True, src_len: int | None = None
+) -> float:
+    """Analytic FLOPs per token: ``6N + 12 L d T`` (training) or ``2N + 4 L d T`` (forward).
+
+    ``seq_len`` is T; for an encoder-decoder ``src_len`` is S (default T) and the
+    result is per source + target token. See the module docstring.
+    """
+    model = _meta_model(cfg)
+    mult = 3 if training else 1  # backward = 2x forward
+    d, t, head = _score_width(model), seq_len, _head_weights(model)
+    stacks = dict(stacks_of(model))
+    if "block" in stacks:
+        own, _ = _matmul_weights(model)
+        fwd = 2 * (own + head) + 4 * len(stacks["block"].blocks) * d * t
+        return float(mult * fwd)
+    s = src_len or seq_len
+    encoder, decoder = stacks["enc_block"], stacks["dec_block"]
+    enc_own, _ = _matmul_weights(encoder)
+    dec_own, dec_memory = _matmul_weights(decoder)
+    matmul = s * enc_own + t * (dec_own + head) + s * dec_memory
+    scores = len(encoder.blocks) * s * s + len(decoder.blocks) * (t * t + t * s)
+    fwd = 2 * matmul + 4 * d * scores
+    return float(mult * fwd) / (s + t)
+
+
+def measured_flops_per_batch(
+    cfg: ModelConfig, batch: Mapping[str, Tensor], *, training: bool = True
+) -> int:
+    """FLOPs of one forward (+ backward when ``training``) counted by ``measure_flops``.
+
+    The model is built on the meta device and fed meta tensors of the batch's
+    shapes, so this costs no memory and no compute.
+    """
+    model = _meta_model(cfg)
+    meta = {
+        k: torch.empty_like(v, device="meta") if isinstance(v, Tensor) else v
+        for k, v in batch.items()
+    }
+    model.train(training)
+    loss_fn: Callable[[Tensor], Tensor] | None = (lambda y: y.sum()) if training else None
+    return int(measure_flops(model, lambda: model_forward(model, meta), loss_fn))

@@ -1,0 +1,210 @@
+"""The Hessian measured during training: :class:`HessianCallback` and its figure."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.utilities import rank_zero_warn
+from matplotlib.figure import Figure
+
+from bench.config import ConfigError, DiagnosticsConfig
+from bench.diagnostics.base import Diagnostic, datamodule_of
+from bench.diagnostics.batches import move_to
+from bench.diagnostics.hessian import HessianResult, hessian_analysis
+from bench.diagnostics.loss import LossFn, loss_name, training_loss
+from bench.io import new_figure, save_figure, save_npz
+
+
+def plot_density(result: HessianResult, title: str = "") -> Figure:
+    """The spectral density on a log scale, with the top-k eigenvalues marked."""
+    fig = new_figure((6.0, 4.0))
+    ax = fig.add_subplot()
+    floor = max(float(result.density.max()) * 1e-8, 1e-300)
+    ax.semilogy(result.grid, np.maximum(result.density, floor), lw=1.2)
+    for lam in result.top_k:
+        ax.axvline(lam, color="tab:red", lw=0.8, ls="--")
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("density (SLQ, Gaussian-broadened)")
+    ax.set_title(title or "Hessian spectral density")
+    return fig
+
+
+SUPPORTED_PRECISIONS = ("32-true", "bf16-mixed", "64-true")
+
+
+def check_precision(precision: str) -> None:
+    """Raise ConfigError unless the Hessian can be measured at this Trainer precision.
+
+    Supported: 32-true and 64-true, and bf16-mixed (float32 weights; autocast is
+    disabled during the measurement). Half-precision weights (16-true, bf16-true)
+    and fp16 AMP (16-mixed, whose loss scaling and fp16 range make second-order
+    products unreliable) are refused.
+    """
+    if str(precision) not in SUPPORTED_PRECISIONS:
+        raise ConfigError(
+            f"diagnostics.hessian: precision {precision!r} is not supported; "
+            f"allowed: {', '.join(SUPPORTED_PRECISIONS)}"
+        )
+
+
+def _first_val_batch(trainer: L.Trainer) -> Any:
+    dm = datamodule_of(trainer)
+    if dm is None or not hasattr(dm, "val_dataloader"):
+        raise ConfigError(
+            "diagnostics.hessian: no evaluation batch; pass batch= or use a datamodule "
+            "with val_dataloader()"
+        )
+    loaders = dm.val_dataloader()
+    if isinstance(loaders, Mapping):
+        loaders = next(iter(loaders.values()))
+    if isinstance(loaders, Sequence):
+        loaders = loaders[0]
+    return next(iter(loaders))
+
+
+def resolve_steps(fractions: Sequence[float], total_steps: int) -> list[int]:
+    """Fractions of the run (0 = before any update, 1 = the end) as sorted step numbers."""
+    return sorted({round(f * total_steps) for f in fractions})
+
+
+class HessianCallback(Diagnostic):
+    """Measures the Hessian on a fixed evaluation batch at chosen points of training.
+
+    At each step in ``steps`` (fractions of the run's optimizer steps; 0 is before
+    the first update) it runs :func:`hessian_analysis` in eval mode with
+    autocast off, logs ``hessian/...`` scalars (and ``hessian/seconds``, its own
+    wall time) to every logger at that step, and writes
+    ``out_dir/diagnostics/hessian_step{N}.npz`` and ``.png`` (the density).
+    The batch is the one given, else the first batch of the datamodule's first
+    validation loader. Runs on global rank zero only.
+
+    The loss is the training loss (:func:`~bench.diagnostics.loss.training_loss`:
+    for a BenchModule, cross-entropy with ``train.label_smoothing``), so the curvature is that of the surface the
+    optimizer descends; each npz records it as ``loss_fn`` (``loss`` is its value).
+
+    Runs: ``setup`` (refuses an unsupported precision), ``on_train_start`` and
+    ``on_train_batch_end`` (at the target steps), ``on_train_end`` (the final
+    weights, when training stopped before a target).
+    """
+
+    name: ClassVar[str] = "hessian"
+    metrics: ClassVar[str] = "hessian/"
+    files: ClassVar[tuple[str, ...]] = ("hessian_step*.npz", "hessian_step*.png")
+
+    def __init__(
+        self,
+        out_dir: Path | str,
+        steps: Sequence[float] = (0.0, 0.5, 1.0),
+        top_k: int = 3,
+        iters: int = 20,
+        batch: Any = None,
+        loss_fn: LossFn = training_loss,
+        tol: float = 1e-4,
+        n_trace_samples: int = 50,
+        n_lanczos: int = 40,
+        n_vectors: int = 3,
+        seed: int = 0,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.fractions = list(steps)
+        self.kwargs: dict[str, Any] = dict(
+            top_k=top_k,
+            iters=iters,
+            tol=tol,
+            n_trace_samples=n_trace_samples,
+            n_lanczos=n_lanczos,
+            n_vectors=n_vectors,
+            seed=seed,
+        )
+        self.loss_fn = loss_fn
+        self.batch = batch
+        self.targets: list[int] = []
+        self.results: dict[int, dict[str, float]] = {}
+        self.loss_name = ""
+
+    @classmethod
+    def from_config(
+        cls, cfg: DiagnosticsConfig, out_dir: Path | str, **kwargs: Any
+    ) -> HessianCallback:
+        """Built from ``hessian_steps``, ``hessian_top_k`` and ``hessian_iters``."""
+        return cls(
+            out_dir,
+            steps=cfg.hessian_steps,
+            top_k=cfg.hessian_top_k,
+            iters=cfg.hessian_iters,
+            **kwargs,
+        )
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            check_precision(trainer.precision)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ConfigError(
+                "diagnostics.hessian_steps are fractions of the run; set train.max_steps"
+            )
+        self.targets = resolve_steps(self.fractions, int(total))
+        if trainer.global_step in self.targets:
+            self._measure(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        if trainer.global_step in self.targets:
+            self._measure(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Training stopped before a requested step: measure the final weights once.
+        if any(t > trainer.global_step for t in self.targets):
+            self._measure(trainer, pl_module)
+
+    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if step in self.results or not trainer.is_global_zero:
+            return
+        if self.batch is None:
+            self.batch = _first_val_batch(trainer)
+        batch = move_to(self.batch, pl_module.device)
+        start = time.perf_counter()
+        result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
+        self.loss_name = loss_name(pl_module, self.loss_fn)
+        result.extra["hessian/seconds"] = time.perf_counter() - start
+        metrics = result.scalars()
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        self.results[step] = metrics
+        self._save(result, step)
+
+    def _save(self, result: HessianResult, step: int) -> None:
+        out = self.out_dir / "diagnostics"
+        save_npz(
+            out / f"hessian_step{step}.npz",
+            step=step,
+            top_k=np.asarray(result.top_k),
+            lambda_min=result.lambda_min,
+            trace=result.trace,
+            trace_stderr=result.trace_stderr,
+            condition=result.condition,
+            n_params=result.n_params,
+            loss=result.loss,
+            loss_fn=np.array(self.loss_name),
+            lanczos_steps=result.lanczos_steps,
+            converged=result.converged,
+            grid=result.grid,
+            density=result.density,
+            ritz_nodes=result.ritz_nodes,
+            ritz_weights=result.ritz_weights,
+        )
+        try:
+            fig = plot_density(result, f"Hessian spectral density, step {step}")
+            save_figure(fig, out / f"hessian_step{step}.png")
+        except Exception as e:  # a figure must never fail training
+            rank_zero_warn(f"hessian: could not draw the density figure: {e}")

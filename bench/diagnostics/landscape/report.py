@@ -1,0 +1,175 @@
+"""Every landscape of one trained model into a folder: the npz, the figures and the summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.diagnostics.landscape.directions import (
+    Vector,
+    pca_directions,
+    project,
+    random_directions,
+    stack_snapshots,
+)
+from bench.diagnostics.landscape.evaluation import evaluate_plane, interpolate
+from bench.diagnostics.landscape.figures import plot_contour, plot_interpolation, plot_surface
+from bench.diagnostics.landscape.measures import basin_width, center_loss, interp_barrier, sharpness
+from bench.diagnostics.loss import LossFn
+from bench.diagnostics.parameters import (
+    Params,
+    as_flat,
+    trainable_params,
+    unflatten_params,
+)
+from bench.io import atomic_write, save_figure, save_npz
+
+
+def _plane_outputs(
+    out_dir: Path,
+    name: str,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    z: np.ndarray,
+    title: str,
+    trajectory: np.ndarray | None = None,
+    **extra: Any,
+) -> None:
+    save_npz(out_dir / f"landscape_{name}.npz", xs=xs, ys=ys, losses=z, **extra)
+    fig = plot_contour(xs, ys, z, title, trajectory)
+    save_figure(fig, out_dir / f"landscape_{name}_contour.png")
+    save_figure(plot_surface(xs, ys, z, title), out_dir / f"landscape_{name}_surface.png")
+
+
+def _span(values: np.ndarray, margin: float = 0.25) -> tuple[float, float]:
+    lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    pad = margin * max(hi - lo, 1e-8)
+    return lo - pad, hi + pad
+
+
+@dataclass
+class _Job:
+    """One model's landscape: what every part of :func:`landscape_report` shares."""
+
+    module: nn.Module
+    loss_fn: LossFn
+    batches: Any
+    final: Params
+    out_dir: Path
+    resolution: int
+    chunk_size: int | None
+    loss_name: str
+
+    def plane(self, d1: Vector, d2: Vector, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        return evaluate_plane(
+            self.module, self.loss_fn, self.batches, self.final, d1, d2, xs, ys, self.chunk_size
+        )
+
+    def interpolation(self, theta_init: Vector, n_interp: int) -> dict[str, float]:
+        """The loss on the line from the initial to the final weights."""
+        alphas, losses = interpolate(
+            self.module,
+            self.loss_fn,
+            self.batches,
+            theta_init,
+            self.final,
+            n_interp,
+            self.chunk_size,
+        )
+        save_npz(
+            self.out_dir / "landscape_interp.npz",
+            alphas=alphas,
+            losses=losses,
+            loss_fn=np.array(self.loss_name),
+        )
+        save_figure(plot_interpolation(alphas, losses), self.out_dir / "landscape_interp.png")
+        return {"landscape/interp_barrier": interp_barrier(alphas, losses)}
+
+    def random_plane(
+        self, seed: int, span: float, radius: float, threshold: float
+    ) -> dict[str, float]:
+        """The filter-normalised random plane around the final weights."""
+        d1, d2 = random_directions(self.final, seed)
+        xs = ys = np.linspace(-span, span, self.resolution)
+        z = self.plane(d1, d2, xs, ys)
+        width, censored = basin_width(xs, ys, z, threshold)
+        title = "Loss around the final weights (random plane)"
+        loss_fn = np.array(self.loss_name)
+        _plane_outputs(self.out_dir, "random", xs, ys, z, title, seed=seed, loss_fn=loss_fn)
+        return {
+            "landscape/center_loss": center_loss(xs, ys, z),
+            "landscape/sharpness": sharpness(xs, ys, z, radius),
+            "landscape/basin_width": width,
+            "landscape/basin_censored": censored,
+        }
+
+    def pca_plane(self, trajectory: Any) -> dict[str, float]:
+        """The plane of the trajectory's first two principal directions, the path drawn on it."""
+        p1, p2, explained = pca_directions(trajectory, self.final)
+        path = project(trajectory, self.final, p1, p2)
+        px = np.linspace(*_span(path[:, 0]), self.resolution)
+        py = np.linspace(*_span(path[:, 1]), self.resolution)
+        zp = self.plane(p1, p2, px, py)
+        title = f"PCA plane ({100 * explained[0]:.0f}% + {100 * explained[1]:.0f}% of variance)"
+        _plane_outputs(
+            self.out_dir,
+            "pca",
+            px,
+            py,
+            zp,
+            title,
+            path,
+            path=path,
+            explained=explained,
+            loss_fn=np.array(self.loss_name),
+        )
+        return {
+            "landscape/pca_explained_1": explained[0],
+            "landscape/pca_explained_2": explained[1],
+        }
+
+
+def landscape_report(
+    module: nn.Module,
+    loss_fn: LossFn,
+    batches: Any,
+    theta_init: Vector,
+    theta_final: Vector,
+    trajectory: Any | None,
+    out_dir: Path | str,
+    resolution: int = 11,
+    seed: int = 0,
+    span: float = 1.0,
+    radius: float = 0.5,
+    threshold: float = 0.1,
+    n_interp: int = 21,
+    chunk_size: int | None = None,
+    loss_name: str = "",
+) -> dict[str, float]:
+    """Interpolation, random plane and (with a trajectory) PCA plane for a loaded model.
+
+    Writes ``landscape_{interp,random,pca}.npz``, contour and surface PNGs and
+    ``landscape_summary.json`` into ``out_dir`` (each atomically) and returns the
+    ``landscape/...`` numbers. The random plane spans ``[-span, span]^2`` in
+    filter-normalised units around ``theta_final`` with ``resolution`` points a
+    side (made odd so the centre is a grid node); ``sharpness`` uses ``radius``,
+    ``basin_width`` uses ``threshold`` (loss units above the centre). ``loss_name``
+    says which loss ``loss_fn`` is (a run passes its training loss); every npz
+    records it as ``loss_fn``.
+    """
+    resolution += 1 - resolution % 2
+    like = trainable_params(module)
+    final = unflatten_params(as_flat(theta_final, like), like)
+    job = _Job(module, loss_fn, batches, final, Path(out_dir), resolution, chunk_size, loss_name)
+    summary = job.interpolation(theta_init, n_interp)
+    summary |= job.random_plane(seed, span, radius, threshold)
+    if trajectory is not None and len(stack_snapshots(trajectory, like, torch.device("cpu"))) >= 2:
+        summary |= job.pca_plane(trajectory)
+    atomic_write(Path(out_dir) / "landscape_summary.json", json.dumps(summary, indent=2))
+    return summary
