@@ -48,6 +48,7 @@ from bench.sweeps.layout import (
 )
 from bench.sweeps.spec import LauncherSpec, SweepSpec, build_cell_config
 from bench.sweeps.storage import default_storage, is_rdb, redact
+from bench.validation import describe
 
 SLURM_DIR = "slurm"  # in the sweep directory: submitit's scripts, pickles, logs; jobs.json
 JOBS_JSON = "jobs.json"
@@ -102,17 +103,15 @@ def launcher_options(spec: SweepSpec, cli: dict[str, Any]) -> LauncherSpec:
     try:
         return LauncherSpec.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = str(err["loc"][0])
-        where = FLAGS.get(key, key) if key in given else f"launcher.{key}"
-        value = err.get("input")
-        msg = err["msg"].replace("Input should be", "allowed:")
-        if "pattern" in err["type"]:
-            msg = {
-                "time": "allowed: minutes, or [D-]HH:MM:SS as sbatch --time takes",
-                "mem": "allowed: a number with an optional K/M/G/T suffix, e.g. 16G",
-            }.get(key, msg)
-        raise ConfigError(f"{where}={value!r}: {msg}") from None
+        raise ConfigError(
+            describe(e, LauncherSpec, prefix="launcher", where=lambda k: _flag(k, given))
+        ) from None
+
+
+def _flag(key: str, given: dict[str, Any]) -> str:
+    """``launcher.mem`` as the user gave it: ``--mem`` when it came from the command line."""
+    name = key.removeprefix("launcher.")
+    return FLAGS.get(name, key) if name in given else key
 
 
 def sbatch_options(opts: LauncherSpec) -> list[str]:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.config import ConfigError, build_run_config, flatten, load_yaml
+from bench.validation import describe
 
 Scalar = str | int | float | bool | None
 
@@ -175,10 +176,14 @@ class LauncherSpec(_Strict):
     partition: str | None = Field(None, min_length=1)
     account: str | None = Field(None, min_length=1)
     qos: str | None = Field(None, min_length=1)
-    time: str | None = Field(None, pattern=TIME_LIMIT)  # the job's time limit
+    time: str | None = Field(  # the job's time limit
+        None, pattern=TIME_LIMIT, description="minutes, or [D-]HH:MM:SS as sbatch --time takes"
+    )
     gpus_per_worker: int | None = Field(None, ge=1)  # None: CPU workers
     cpus_per_worker: int = Field(1, ge=1)
-    mem: str | None = Field(None, pattern=MEMORY)  # memory per worker, e.g. 8G
+    mem: str | None = Field(  # memory per worker
+        None, pattern=MEMORY, description="a number with an optional K/M/G/T suffix, e.g. 16G"
+    )
     sbatch: list[str] = Field(default_factory=list)  # extra sbatch options: "--constraint=a100"
     signal_delay: int = Field(120, ge=10)  # seconds before the time limit: the pre-timeout signal
 
@@ -338,47 +343,12 @@ def validate_spec_configs(spec: SweepSpec, source: str = "") -> None:
                 )
 
 
-def _describe(err: ValidationError, source: str) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    where = f"{source}: " if source else ""
-    if e["type"] == "extra_forbidden":
-        return f"{where}unknown key '{loc}'{_allowed(e['loc'])}"
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "value_error":
-        return f"{where}{loc + ': ' if loc else ''}{msg}"
-    value = e.get("input")
-    shown = f"={value!r}" if not isinstance(value, dict | list) else ""
-    return f"{where}{loc}{shown}: {msg.replace('Input should be', 'allowed:')}"
-
-
-def _allowed(loc: tuple[Any, ...]) -> str:
-    model: Any = SweepSpec
-    for p in loc[:-1]:
-        field = model.model_fields.get(str(p)) if isinstance(model, type) else None
-        if field is None:  # inside a dict (e.g. tune.params.NAME): the value type
-            model = ParamSpec if p not in ("params",) else model
-            continue
-        ann = field.annotation
-        model = next(
-            (
-                a
-                for a in (ann, *getattr(ann, "__args__", ()))
-                if isinstance(a, type) and issubclass(a, BaseModel)
-            ),
-            model,
-        )
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return f"; allowed: {', '.join(model.model_fields)}"
-    return ""
-
-
 def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
     """Validate a spec mapping (types, then every RunConfig it implies)."""
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, source)) from None
+        raise ConfigError(describe(e, SweepSpec, source)) from None
     validate_spec_configs(spec, source)
     return spec
 
