@@ -113,7 +113,7 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
     minimize = direction == "minimize"
     extra = length_keys(data)
     cells = list(dict.fromkeys([*data.cells, *(r["cell"] for r in data.rows)]))
-    search = bool(data.spec.get("search"))
+    search = data.spec.search is not None
     has_seeds = any(r["phase"] == "seed" for r in data.rows)
     out = []
     for cell in cells:
@@ -186,7 +186,7 @@ def _lr(row: dict[str, Any] | None) -> float | None:
 def axis_values(data: SweepData, axis: str) -> list[str]:
     """The values of a compared axis, in spec order."""
     key = data.axis_keys[axis]
-    spec_vals = (data.spec.get("compare") or {}).get(key)
+    spec_vals = (data.spec.compare or {}).get(key)
     if spec_vals:
         return [str(v).lower() if isinstance(v, bool) else str(v) for v in spec_vals]
     return sorted({str(r.get(axis, "")) for r in data.rows if r.get(axis, "") != ""})

@@ -95,7 +95,7 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
 
 def _suggestion(data: SweepData) -> str:
     """What to change when nothing learned."""
-    base = data.spec.get("base") or {}
+    base = data.spec.base
     steps = (base.get("train") or {}).get("max_steps")
     model = base.get("model") or {}
     bounds = tuning.lr_bounds(data)
@@ -289,10 +289,9 @@ def missing_items(data: SweepData) -> list[dict[str, Any]]:
         elif r["run_dir"] and not r["has_summary"]:
             out.append({"cell": r["cell"], "phase": r["phase"], "trial": r["trial"],
                         "status": "no summary.json", "reason": f"{r['run_dir']} has no summary.json"})  # fmt: skip
-    tune = data.spec.get("tune") or {}
-    planned = int(tune.get("trials", 0)) if tune else 0
-    seeds = int(data.spec.get("seeds", 0) or 0)
-    for cell in data.cells if data.spec.get("compare") else []:
+    planned = data.spec.tune.trials if data.spec.tune is not None else 0
+    seeds = data.spec.seeds or 0
+    for cell in data.cells if data.spec.compare else []:
         rows = [r for r in data.rows if r["cell"] == cell]
         n_tune = len({r["trial"] for r in rows if r["phase"] == "tune"})
         if planned and n_tune < planned:

@@ -30,7 +30,7 @@ def resolve_mode(data: SweepData, publish: bool, mode: str | None) -> str:
         return mode
     if os.environ.get("WANDB_MODE") == "disabled":
         return "disabled"
-    tracking = (data.spec.get("base") or {}).get("tracking") or {}
+    tracking = data.spec.base.get("tracking") or {}
     if tracking.get("mode") == "disabled" and not publish:
         return "disabled"
     if publish:
@@ -78,7 +78,7 @@ def log_report(
         from bench.tracking import wandb_settings
         from bench.wandb_records import wait_until_closed
 
-        tracking = (data.spec.get("base") or {}).get("tracking") or {}
+        tracking = data.spec.base.get("tracking") or {}
         if mode == "offline":
             os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
@@ -148,7 +148,7 @@ def publish_wandb_report(data: SweepData, findings: list[str], metric: str) -> s
             stacklevel=2,
         )
         return None
-    tracking = (data.spec.get("base") or {}).get("tracking") or {}
+    tracking = data.spec.base.get("tracking") or {}
     project = tracking.get("project", "bench")
     entity = tracking.get("entity")
     try:
@@ -158,7 +158,7 @@ def publish_wandb_report(data: SweepData, findings: list[str], metric: str) -> s
             project=project,
             entity=entity,
             title=f"Sweep report: {data.name}",
-            description=str(data.spec.get("description", "")),
+            description=data.spec.description,
             blocks=[
                 wr.H1(text=f"Sweep {data.name}"),
                 wr.MarkdownBlock(text="\n".join(f"- {f}" for f in findings)),

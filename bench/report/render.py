@@ -209,7 +209,7 @@ def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
         ("cpu count", distinct("cpu_count")),
         ("platform", distinct("platform")),
         ("seeds (seed phase)", ", ".join(seeds) or "none"),
-        ("sampler seed", str(data.spec.get("seed", 0))),
+        ("sampler seed", str(data.spec.seed)),
     ]
     commands = (
         f"bench sweep {data.dir / 'spec.yaml'} --out runs/sweeps/{data.name}\n"
@@ -237,7 +237,7 @@ def context(
     repro, commands = reproducibility(data)
     return {
         "name": data.name,
-        "description": str(data.spec.get("description", "") or ""),
+        "description": data.spec.description,
         "mode": str(data.meta.get("mode", "compare")),
         "n_runs": len(data.rows),
         "n_studies": len(data.studies),

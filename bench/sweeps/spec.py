@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bench.config import ConfigError, build_run_config, flatten, load_yaml
 from bench.validation import describe
@@ -27,6 +35,8 @@ DEFAULT_SEEDS = 3  # fewer than 3 runs per side and the report prints no signifi
 # Pruners that judge a trial against other trials' early curves; in compare mode those
 # are other learning rates, so the pruner (not the training) would decide the comparison.
 RELATIVE_PRUNERS = ("hyperband", "median")
+# Validation context of a spec a sweep directory recorded (see parse_spec).
+RECORDED = "recorded"
 
 
 class _Strict(BaseModel):
@@ -207,7 +217,7 @@ class SweepSpec(_Strict):
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
 
     @model_validator(mode="after")
-    def _mode(self) -> SweepSpec:
+    def _mode(self, info: ValidationInfo) -> SweepSpec:
         if (self.compare is None) == (self.search is None):
             raise ValueError("give exactly one of 'compare' (cells) or 'search' (one study)")
         if self.search is not None and self.tune is not None:
@@ -227,7 +237,8 @@ class SweepSpec(_Strict):
             raise ValueError(
                 f"pruner={self.pruner!r}: pruning is single-objective only; use pruner: none"
             )
-        if self.compare is not None and self.pruner in RELATIVE_PRUNERS:
+        recorded = bool(info.context and info.context.get(RECORDED))
+        if self.compare is not None and self.pruner in RELATIVE_PRUNERS and not recorded:
             raise ValueError(
                 f"pruner={self.pruner!r} compares a trial's early curve with other learning "
                 "rates' and would decide the comparison; allowed in compare mode: chance, none"
@@ -343,16 +354,23 @@ def validate_spec_configs(spec: SweepSpec, source: str = "") -> None:
                 )
 
 
-def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
-    """Validate a spec mapping (types, then every RunConfig it implies)."""
+def parse_spec(data: dict[str, Any], source: str = "", recorded: bool = False) -> SweepSpec:
+    """Validate a spec mapping (types, then every RunConfig it implies).
+
+    ``recorded``: the ``spec.yaml`` of an existing sweep directory, read to report on
+    runs that already exist. Its types are checked; the rules that only decide
+    whether a *new* sweep may start are not (the RunConfig of every cell, which an
+    older bench may have accepted, and pruners refused in compare mode since).
+    """
     try:
-        spec = SweepSpec.model_validate(data)
+        spec = SweepSpec.model_validate(data, context={RECORDED: recorded})
     except ValidationError as e:
         raise ConfigError(describe(e, SweepSpec, source)) from None
-    validate_spec_configs(spec, source)
+    if not recorded:
+        validate_spec_configs(spec, source)
     return spec
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and fully validate a sweep spec YAML file; raises ConfigError (one line)."""
-    return parse_spec(load_yaml(path, "sweep spec"), str(path))
+def load_spec(path: str | Path, recorded: bool = False) -> SweepSpec:
+    """Read and validate a sweep spec YAML file (see :func:`parse_spec`); ConfigError (one line)."""
+    return parse_spec(load_yaml(path, "sweep spec"), str(path), recorded)

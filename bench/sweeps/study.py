@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,7 +268,18 @@ def seed_sources(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> set[s
     A seed run of any other source ran an earlier best of its cell, before more
     tuning trials found a better one (the sweep grew): it is superseded.
     """
-    return {job.source for job in seed_jobs(storage, spec)}
+    if not spec.seeds:
+        return set()
+    return best_sources({c.study: load_study(storage, c.study) for c in plan(spec)}, spec)
+
+
+def best_sources(tuning: Mapping[str, optuna.Study], spec: SweepSpec) -> set[str]:
+    """``study#number`` of each tuning study's best trial(s): the configurations seeds re-run."""
+    return {
+        f"{name}#{t.number}"
+        for name, study in tuning.items()
+        for t in best_trials(study, spec.multi_objective)
+    }
 
 
 def is_current_seed_run(t: FrozenTrial, sources: set[str]) -> bool:
