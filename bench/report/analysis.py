@@ -100,8 +100,8 @@ TABLE_METRICS = {
 
 
 def _best_tuning_row(rows: list[dict[str, Any]], metric: str, minimize: bool) -> dict | None:
-    scored = [(quality(r, metric), r) for r in rows if r["status"] == "completed"]
-    scored = [(q, r) for q, r in scored if q is not None]
+    scored = [(q, r) for r in rows
+              if r["status"] == "completed" and (q := quality(r, metric)) is not None]  # fmt: skip
     if not scored:
         return None
     return (min if minimize else max)(scored, key=lambda qr: qr[0])[1]
@@ -131,7 +131,7 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
             used, source = [best], "best tuning trial"
         else:
             used, source = [], "no finished run"
-        values = [quality(r, metric) for r in used]
+        values = [q for r in used if (q := quality(r, metric)) is not None]  # every one here
         seed_lrs = tuning.seed_lrs(seed_rows)
         points = [(float(r["train.lr"]), q) for r in tune_rows
                   if r["status"] == "completed" and isinstance(r.get("train.lr"), int | float)
@@ -210,11 +210,11 @@ def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Com
         for i, (va, vb) in enumerate(itertools.combinations(values, 2)):
             (ga, gb), (ra, rb) = _matched_groups(kept, axis, va, vb, others)
             c = stats.compare(axis, va, ga, vb, gb, seed=i)
-            raw = {"mean_a": float(np.mean(ra)) if ra else None,
-                   "mean_b": float(np.mean(rb)) if rb else None}  # fmt: skip
             gone = tuple(s.cell for s in summaries if s.learning.excluded
                          and s.axes.get(axis) in (va, vb))  # fmt: skip
-            c = dataclasses.replace(c, excluded=gone, **raw)
+            c = dataclasses.replace(c, excluded=gone,
+                                    mean_a=float(np.mean(ra)) if ra else None,
+                                    mean_b=float(np.mean(rb)) if rb else None)  # fmt: skip
             if not ga or not gb:
                 c = dataclasses.replace(c, reason=_no_side_reason(summaries, axis, va, vb))
             out.append(c)

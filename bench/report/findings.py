@@ -75,7 +75,8 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
     win, lose = (c.a, c.b) if a_better else (c.b, c.a)
     sign = (-1 if minimize else 1) * (1 if a_better else -1)
     size = sign * c.diff
-    lo, hi = sorted((sign * c.lo, sign * c.hi)) if c.lo is not None else (None, None)
+    lo, hi = (sorted((sign * c.lo, sign * c.hi)) if c.lo is not None and c.hi is not None
+              else (None, None))  # fmt: skip
     interval = f"[{g(lo, 3)}, {g(hi, 3)}]"
     effect = f", Hedges' g = {g(abs(c.hedges_g), 2)}" if c.hedges_g is not None else ""
     stat = f"p = {g(c.p_adj, 2)}, Holm-corrected, {n}{effect}"
@@ -130,8 +131,9 @@ def lowest_cell(
     data: SweepData, summaries: list[CellSummary], metric: str, minimize: bool
 ) -> Finding | None:
     """The cell with the best mean among those that learned, tested against the runner-up."""
-    ranked = [s for s in analysis.learned(summaries) if s.quality.mean is not None]
-    ranked.sort(key=lambda s: s.quality.mean if minimize else -s.quality.mean)
+    means = {s.cell: m for s in analysis.learned(summaries) if (m := s.quality.mean) is not None}
+    ranked = [s for s in analysis.learned(summaries) if s.cell in means]
+    ranked.sort(key=lambda s: means[s.cell] if minimize else -means[s.cell])
     if not ranked:
         return None
     b = ranked[0]
@@ -169,7 +171,7 @@ def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
     top, rest = cells[0], cells[1:]
     t = est[top.cell]
     separated = t.lo is not None and all(
-        est[s.cell].hi is not None and t.lo > est[s.cell].hi for s in rest)  # fmt: skip
+        (hi := est[s.cell].hi) is not None and t.lo > hi for s in rest)  # fmt: skip
     few = [s for s in cells if est[s.cell].n < stats.MIN_RUNS]
     if separated and not few:
         ratio = (t.mean or 0) / (est[cells[-1].cell].mean or 1)

@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from bench import redact
 from bench.report.collect import SweepData
@@ -24,10 +24,13 @@ class ReportTrackingWarning(UserWarning):
     """W&B could not record the report; the files on disk are complete."""
 
 
-def resolve_mode(data: SweepData, publish: bool, mode: str | None) -> str:
+WandbMode = Literal["online", "offline", "disabled"]
+
+
+def resolve_mode(data: SweepData, publish: bool, mode: str | None) -> WandbMode:
     """offline unless the sweep disabled tracking; online only when asked and logged in."""
     if mode is not None:
-        return mode
+        return cast(WandbMode, mode)  # one of the choices of bench report --wandb-mode
     if os.environ.get("WANDB_MODE") == "disabled":
         return "disabled"
     tracking = data.spec.base.get("tracking") or {}
@@ -55,7 +58,7 @@ def _cell(v: Any) -> Any:
 
 def log_report(
     data: SweepData,
-    mode: str,
+    mode: WandbMode,
     figures: list[RenderedFigure],
     tables: dict[str, tuple[list[str], list[list[Any]]]],
     findings: list[str],
@@ -102,7 +105,9 @@ def log_report(
                     row[f"report/{f.name}"] = wandb.Image(str(f.path), caption=f.title)
             for name, (cols, rows) in tables.items():
                 row[f"report/{name}"] = wandb.Table(
-                    columns=cols, data=[[_cell(v) for v in r] for r in rows], allow_mixed_types=True
+                    columns=[*cols],
+                    data=[[_cell(v) for v in r] for r in rows],
+                    allow_mixed_types=True,
                 )
             run.log(row)
             run.summary["report/findings"] = "\n".join(findings)

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,15 +177,14 @@ def minutes(limit: str) -> int:
     return max(-(-total // 60), 1)
 
 
-def worker_gpus(env: dict[str, str] | None = None) -> list[str]:
+def worker_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     """The GPUs Slurm gave this worker: ``CUDA_VISIBLE_DEVICES`` as Slurm sets it for ``--gres``.
 
     Slurm numbers the allocated GPUs ``0..N-1`` in ``CUDA_VISIBLE_DEVICES`` (its
     device cgroup hides the rest) or names the physical ones; either way this is
     the list a trial's ``train.devices`` must fit in. Unset or empty: no GPU.
     """
-    env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES", "")
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES", "")
     return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "NoDevFiles"]
 
 

@@ -81,24 +81,32 @@ class ParamSpec(_Strict):
             return self.type
         return "categorical" if self.choices is not None else "float"
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a range (the validator has made sure both are given)."""
+        if self.low is None or self.high is None:
+            raise ValueError("choices have no bounds")
+        return self.low, self.high
+
     def values(self) -> list[Any]:
         """Representative values to validate against RunConfig: choices, else the bounds."""
         if self.kind == "categorical":
             return list(self.choices or [])
         cast = int if self.kind == "int" else float
-        return [cast(self.low), cast(self.high)]
+        return [cast(b) for b in self.bounds]
 
     def grid(self) -> list[Any] | None:
         """Every value for a grid sampler, or None when the range is continuous."""
         if self.kind == "categorical":
             return list(self.choices or [])
+        low, high = self.bounds
         if self.kind == "int":
             step = int(self.step or 1)
-            return list(range(int(self.low), int(self.high) + 1, step))
+            return list(range(int(low), int(high) + 1, step))
         if self.step is None:
             return None
-        n = math.floor((self.high - self.low) / self.step + 1e-9) + 1
-        return [self.low + i * self.step for i in range(n)]
+        n = math.floor((high - low) / self.step + 1e-9) + 1
+        return [low + i * self.step for i in range(n)]
 
 
 class TuneSpec(_Strict):
@@ -146,11 +154,14 @@ class TuneSpec(_Strict):
         return v
 
 
+Direction = Literal["minimize", "maximize"]
+
+
 class Objective(_Strict):
     """A metric from the run's final metrics and whether to minimize or maximize it."""
 
     metric: str = "val/loss"
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Direction = "minimize"
 
 
 class Budget(_Strict):

@@ -80,6 +80,7 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
 
         rows = trial_rows(sweep)
         columns = list(rows[0]) if rows else ["study", "trial"]
+        header: list[str | int] = [*columns]
         with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
             run = wandb.init(
                 project=cfg.tracking.project,
@@ -99,7 +100,7 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
                 tags=["sweep"],
                 reinit="create_new",
             )
-        table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
+        table = wandb.Table(columns=header, data=[[r[c] for c in columns] for r in rows])
         run.log({"trials": table})
         best: dict[str, float] = {}
         metric = sweep.spec.objectives[0].metric
