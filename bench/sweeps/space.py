@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -51,7 +51,13 @@ class BudgetedGridSampler(optuna.samplers.GridSampler):
     (at most the grid size, see ``SweepSpec.trials_per_cell``).
     """
 
-    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[override]
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
         return None
 
 
