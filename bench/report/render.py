@@ -180,6 +180,8 @@ def pruned_table(data: SweepData) -> list[list[str]]:
 
 def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
     """(key/value rows, the commands that reproduce the sweep and this report)."""
+    from bench.sweeps.layout import SPEC_YAML
+
     ms = manifests(data)
 
     def distinct(key: str) -> str:
@@ -212,7 +214,7 @@ def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
         ("sampler seed", str(data.spec.seed)),
     ]
     commands = (
-        f"bench sweep {data.dir / 'spec.yaml'} --out runs/sweeps/{data.name}\n"
+        f"bench sweep {data.dir / SPEC_YAML} --out runs/sweeps/{data.name}\n"
         f"bench report runs/sweeps/{data.name} --out reports/{data.name}"
     )
     return rows, commands
