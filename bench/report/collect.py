@@ -1,6 +1,8 @@
 """Sweep directory + Optuna storage + run directories -> one tidy table of runs.
 
-The report reads only files and the study storage (never the model). Every
+The report reads only files and the study storage (never the model), the sweep
+directory through :func:`bench.sweeps.layout.open_sweep_dir` and each trial
+through :func:`bench.sweeps.trials.read_trial` (the one reader of a sweep). Every
 trial of every study of the sweep becomes one row (a plain dict): its cell and
 compared axis values, phase, seed, outcome, tuned parameters, final metrics
 from the run's ``summary.json`` (falling back to the trial's ``metrics`` user
