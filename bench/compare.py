@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.listing import SWEEP_JSON, Entry, is_run_dir, read_run, read_sweep
+from bench.listing import Entry, is_run_dir, read_run, read_sweep
 from bench.records import SUMMARY, read_json, read_metrics
+from bench.sweeps.layout import is_sweep_dir
 
 # Final and best metrics, in this order, when any column has them.
 METRICS = (
@@ -141,7 +142,7 @@ def load_columns(targets: list[str]) -> list[Column]:
     columns: list[Column] = []
     for t in targets:
         p = Path(t)
-        if (p / SWEEP_JSON).is_file():
+        if is_sweep_dir(p):
             columns += _cell_columns(p)
         elif is_run_dir(p):
             columns.append(Column(p.name, [read_run(p)]))

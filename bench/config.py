@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench import presets
+from bench.validation import describe
 
 
 class _Loader(yaml.SafeLoader):
@@ -501,47 +502,12 @@ def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
     return data
 
 
-def describe_validation_error(err: ValidationError, source: str = "") -> str:
-    """The first pydantic error as one line: where, what value, what is allowed."""
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    where = f"{source}: " if source else ""
-    if e["type"] == "extra_forbidden":
-        parent = e["loc"][:-1]
-        allowed = _allowed_keys(err.title, parent)
-        return f"{where}unknown key '{loc}'" + (
-            f"; allowed: {', '.join(allowed)}" if allowed else ""
-        )
-    if e["type"] == "value_error":
-        return f"{where}{e['msg'].removeprefix('Value error, ')}"
-    value = e.get("input")
-    shown = f"={value!r}" if not isinstance(value, dict) else ""
-    msg = e["msg"]
-    if e["type"] == "literal_error":
-        msg = msg.replace("Input should be", "allowed:")
-    return f"{where}{loc}{shown}: {msg}"
-
-
-def _allowed_keys(title: str, parent: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] | None = {c.__name__: c for c in _ALL}.get(title)
-    for p in parent:
-        if model is None:
-            return []
-        field = model.model_fields.get(str(p))
-        ann = field.annotation if field else None
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return sorted(model.model_fields) if model else []
-
-
-_ALL = (ModelConfig, TaskConfig, TrainConfig, TrackingConfig, DiagnosticsConfig, RunConfig)
-
-
 def validate(cls: type[BaseModel], data: Mapping[str, Any], source: str = "") -> Any:
     """``cls.model_validate`` with the error turned into a ConfigError line."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(describe_validation_error(e, source)) from None
+        raise ConfigError(describe(e, cls, source)) from None
 
 
 def build_run_config(

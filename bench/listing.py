@@ -27,8 +27,9 @@ import yaml
 from bench.config import ConfigError, axes, flatten
 from bench.records import CONFIG, MANIFEST, STATUS, SUMMARY
 from bench.summary import fmt_duration
+from bench.sweeps.layout import is_sweep_dir, read_sweep_files, read_sweep_json
+from bench.sweeps.spec import Objective, SweepSpec
 
-SWEEP_JSON, SPEC_YAML = "sweep.json", "spec.yaml"  # bench.sweeps.layout (that module loads Optuna)
 STATUSES = (
     "running",
     "completed",
@@ -157,27 +158,35 @@ def read_run(run_dir: Path, objective: str = "val/loss") -> Entry:
     )
 
 
-def _planned(spec: dict[str, Any]) -> int | None:
+def _planned(spec: SweepSpec | None) -> int | None:
     """Trials a compare spec plans: cells x (tuning trials + seeds); None when unknown."""
-    compare = spec.get("compare")
-    if not isinstance(compare, dict):
+    if spec is None or spec.compare is None:
         return None
-    cells = math.prod(len(v) for v in compare.values() if isinstance(v, list))
-    tune = spec.get("tune") or {}
-    trials = int(tune.get("trials", 5)) if tune else 1
-    seeds = spec.get("seeds", 3)
-    return cells * (trials + int(seeds if isinstance(seeds, int) else 3))
+    trials = spec.tune.trials if spec.tune is not None else 1
+    return len(spec.cells()) * (trials + (spec.seeds or 0))
+
+
+def _sweep_files(sweep_dir: Path) -> tuple[dict[str, Any], SweepSpec | None]:
+    """``sweep.json`` and the recorded spec (:mod:`bench.sweeps.layout`, the one sweep reader).
+
+    A sweep whose files do not read is still listed, from its runs.
+    """
+    try:
+        return read_sweep_files(sweep_dir)
+    except ConfigError:
+        pass
+    try:
+        return read_sweep_json(sweep_dir), None
+    except ConfigError:
+        return {}, None
 
 
 def read_sweep(sweep_dir: Path) -> tuple[Entry, list[Entry]]:
     """A sweep's row (its runs summed up) and the rows of its runs."""
-    meta = _json(sweep_dir / SWEEP_JSON)
-    spec = _yaml(sweep_dir / str(meta.get("spec", SPEC_YAML)))
-    objective = spec.get("objective") or {}
-    if isinstance(objective, list):
-        objective = objective[0] if objective else {}
-    metric = str(objective.get("metric", "val/loss"))
-    maximize = objective.get("direction") == "maximize"
+    meta, spec = _sweep_files(sweep_dir)
+    objective = spec.objectives[0] if spec is not None else Objective()
+    metric = objective.metric
+    maximize = objective.direction == "maximize"
     runs_dir = sweep_dir / str(meta.get("runs", "runs"))
     runs = (
         [read_run(d, metric) for d in sorted(runs_dir.iterdir()) if d.is_dir()]
@@ -191,10 +200,10 @@ def read_sweep(sweep_dir: Path) -> tuple[Entry, list[Entry]]:
             if k.startswith("tracking.meta.")
         }
         r.what = describe_trial(meta_fields, r.fields)
-    compare = spec.get("compare") if isinstance(spec.get("compare"), dict) else {}
-    search = spec.get("search") or {}
-    fields: dict[str, Any] = flatten(spec.get("base") or {})
-    fields.update({k: list(v) for k, v in compare.items() if isinstance(v, list)})
+    compare = (spec.compare if spec is not None else None) or {}
+    searched = list(spec.search.params) if spec is not None and spec.search is not None else []
+    fields: dict[str, Any] = flatten(spec.base if spec is not None else {})
+    fields.update({k: list(v) for k, v in compare.items()})
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -215,7 +224,7 @@ def read_sweep(sweep_dir: Path) -> tuple[Entry, list[Entry]]:
     ]
     axes_text = " x ".join(
         f"{k.removeprefix('model.')}={','.join(_text(x) for x in v)}" for k, v in compare.items()
-    ) or ("search " + " ".join(k.removeprefix("model.") for k in (search.get("params") or {})))
+    ) or ("search " + " ".join(k.removeprefix("model.") for k in searched))
     entry = Entry(
         kind="sweep",
         name=str(meta.get("name", sweep_dir.name)),
@@ -243,7 +252,7 @@ def scan(root: Path) -> list[Entry]:
         raise ConfigError(
             f"{root}: no such directory; allowed: a directory of runs (default runs/)"
         )
-    if (root / SWEEP_JSON).is_file():
+    if is_sweep_dir(root):
         return read_sweep(root)[1]
     if is_run_dir(root):
         return [read_run(root)]
@@ -256,7 +265,7 @@ def _walk(d: Path) -> Iterator[Entry]:
     except OSError:
         return
     for child in children:
-        if (child / SWEEP_JSON).is_file():
+        if is_sweep_dir(child):
             yield read_sweep(child)[0]
         elif is_run_dir(child):
             yield read_run(child)

@@ -135,7 +135,7 @@ def make_sweep(
         "base": {"task": {"name": "copy", "seq_len": TRAIN_LEN}, "tracking": {"mode": "disabled"}},
         "compare": compare,
         "tune": {"params": {"train.lr": {"low": 1e-4, "high": 0.1, "log": True}},
-                 "trials": max(len(c.tune) + len(c.failed) + len(c.pruned) for c in cells)},
+                 "trials": max(1, *(len(c.tune) + len(c.failed) + len(c.pruned) for c in cells))},
         "seeds": n_seeds, "pruner": "none", **(extra_spec or {}),
     }  # fmt: skip
     (d / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

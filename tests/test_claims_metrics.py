@@ -10,6 +10,7 @@ import pytest
 from bench.claims.metrics import run_samples
 from bench.claims.spec import MetricSpec
 from bench.report.collect import SweepData
+from bench.sweeps.spec import SweepSpec
 
 CHANCE = {"val/loss": 2.5, "val/loss@32": 2.5, "val/loss@128": 2.5, "uniform/val/loss": 5.5}
 
@@ -21,7 +22,14 @@ def row(cell: str, seed: int, status: str = "completed", phase: str = "seed", **
 
 
 def sweep(rows: list[dict], axes: list[str], tuned: bool = True) -> SweepData:
-    spec = {"compare": {a: [] for a in axes}, **({"tune": {"params": {}}} if tuned else {})}
+    lr = {"train.lr": {"low": 1e-3, "high": 1e-1, "log": True}}
+    spec = SweepSpec.model_validate(
+        {
+            "name": "s",
+            "compare": {a: ["a"] for a in axes},
+            **({"tune": {"params": lr}} if tuned else {}),
+        }
+    )
     return SweepData(name="s", dir=Path("."), meta={}, spec=spec, spec_text="", axes=axes,
                      axis_keys={a: a for a in axes}, cells=[], tuned=[], objective="val/loss",
                      direction="minimize", rows=rows, train_length=32)  # fmt: skip

@@ -248,5 +248,6 @@ def test_wandb_mode_follows_the_sweep_unless_forced(report):
     data = load_sweep(report[0])  # its spec disables tracking
     assert resolve_mode(data, publish=False, mode=None) == "disabled"
     assert resolve_mode(data, publish=False, mode="offline") == "offline"
-    data.spec["base"]["tracking"] = {"mode": "offline"}
+    base = {**data.spec.base, "tracking": {"mode": "offline"}}
+    data.spec = data.spec.model_copy(update={"base": base})
     assert resolve_mode(data, publish=False, mode=None) == "offline"

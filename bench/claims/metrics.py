@@ -56,7 +56,7 @@ class Samples:
 
 def counted_rows(data: SweepData) -> list[dict[str, Any]]:
     """The rows a claim judges: seed runs, plus tuning runs when nothing was tuned."""
-    untuned = not data.spec.get("tune")
+    untuned = data.spec.tune is None
     return [r for r in data.rows if r["phase"] == "seed" or (untuned and r["phase"] == "tune")]
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -27,6 +27,10 @@ from bench.claims import spec as cspec
 from bench.claims.metrics import Samples
 from bench.claims.rules import Verdict
 from bench.config import ConfigError
+
+if TYPE_CHECKING:
+    from bench.report.collect import SweepData
+    from bench.sweeps.spec import SweepSpec
 
 TIMING = "timing.json"  # seconds each claim's sweep ran, summed over invocations
 
@@ -150,29 +154,30 @@ def judge_claim(claim: cspec.ClaimSpec, root: Path, fig_dir: Path, storage: str 
     return result
 
 
-def what_was_run(spec: dict[str, Any], data: Any) -> list[tuple[str, str]]:
+def what_was_run(spec: SweepSpec, data: SweepData) -> list[tuple[str, str]]:
     """The sweep in a few labelled lines: task, model, cells, tuning, seeds, steps, runs."""
-    base = spec.get("base") or {}
-    task, model = base.get("task") or {}, base.get("model") or {}
-    train = base.get("train") or {}
-    tune = spec.get("tune")
-    if tune:
+    task, model = spec.base.get("task") or {}, spec.base.get("model") or {}
+    train = spec.base.get("train") or {}
+    tune = spec.tune
+    if tune is not None:
         params = ", ".join(
-            f"{k} {p.get('low')}..{p.get('high')}" if isinstance(p, dict) else f"{k} {p}"
-            for k, p in tune["params"].items()
+            f"{k} {', '.join(map(str, p.choices or []))}"
+            if p.kind == "categorical"
+            else f"{k} {p.low}..{p.high}"
+            for k, p in tune.params.items()
         )
-        tuning = f"{params}: {tune.get('trials', 5)} trials per cell, same points in every cell"
+        tuning = f"{params}: {tune.trials} trials per cell, same points in every cell"
     else:
         tuning = f"none: train.lr {train.get('lr', 'default')} in every cell"
-    cells = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in spec["compare"].items())
+    cells = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in (spec.compare or {}).items())
     counted = sum(1 for r in data.rows if r["status"] == "completed")
     return [
         ("task", ", ".join(f"{k} {v}" for k, v in task.items())),
         ("model", ", ".join(f"{k} {v}" for k, v in model.items())),
         ("cells", cells),
         ("tuning", tuning),
-        ("seeds", _seeds_text(spec.get("seeds"), bool(tune))),
-        ("steps", str((spec.get("budget") or {}).get("max_steps") or train.get("max_steps"))),
+        ("seeds", _seeds_text(spec.seeds, tune is not None)),
+        ("steps", str(spec.budget.max_steps or train.get("max_steps"))),
         ("runs", f"{len(data.rows)} trials, {counted} completed"),
     ]
 

@@ -191,7 +191,7 @@ def run_test(t: RuleTest, samples: Samples, metric: MetricSpec, n_tests: int) ->
 
 def check_requirement(r: Requirement, samples: Samples) -> str | None:
     """None when met; else why not, in words."""
-    chosen = samples.values if r.cells == "all" else _select(samples, r.cells)  # type: ignore[arg-type]
+    chosen = samples.values if r.cells == "all" else _select(samples, r.cells)
     by_cell: dict[str, list[Sample]] = {}
     for s in chosen:
         by_cell.setdefault(s.cell, []).append(s)

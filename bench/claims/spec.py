@@ -39,6 +39,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.config import ConfigError, load_yaml
+from bench.validation import describe
 
 CLAIM_DIR = Path(__file__).resolve().parent / "files"
 BUDGETS = ("quick", "full")
@@ -198,9 +199,7 @@ def load_claim(name_or_path: str | Path) -> ClaimSpec:
     try:
         claim = ClaimSpec.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "claim"
-        raise ConfigError(f"{path}: {where}: {err['msg']}") from None
+        raise ConfigError(describe(e, ClaimSpec, str(path))) from None
     if claim.id != path.stem:
         raise ConfigError(f"{path}: id {claim.id!r} differs from the file name {path.stem!r}")
     return claim

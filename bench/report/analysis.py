@@ -100,8 +100,8 @@ TABLE_METRICS = {
 
 
 def _best_tuning_row(rows: list[dict[str, Any]], metric: str, minimize: bool) -> dict | None:
-    scored = [(quality(r, metric), r) for r in rows if r["status"] == "completed"]
-    scored = [(q, r) for q, r in scored if q is not None]
+    scored = [(q, r) for r in rows
+              if r["status"] == "completed" and (q := quality(r, metric)) is not None]  # fmt: skip
     if not scored:
         return None
     return (min if minimize else max)(scored, key=lambda qr: qr[0])[1]
@@ -113,7 +113,7 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
     minimize = direction == "minimize"
     extra = length_keys(data)
     cells = list(dict.fromkeys([*data.cells, *(r["cell"] for r in data.rows)]))
-    search = bool(data.spec.get("search"))
+    search = data.spec.search is not None
     has_seeds = any(r["phase"] == "seed" for r in data.rows)
     out = []
     for cell in cells:
@@ -131,7 +131,7 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
             used, source = [best], "best tuning trial"
         else:
             used, source = [], "no finished run"
-        values = [quality(r, metric) for r in used]
+        values = [q for r in used if (q := quality(r, metric)) is not None]  # every one here
         seed_lrs = tuning.seed_lrs(seed_rows)
         points = [(float(r["train.lr"]), q) for r in tune_rows
                   if r["status"] == "completed" and isinstance(r.get("train.lr"), int | float)
@@ -186,7 +186,7 @@ def _lr(row: dict[str, Any] | None) -> float | None:
 def axis_values(data: SweepData, axis: str) -> list[str]:
     """The values of a compared axis, in spec order."""
     key = data.axis_keys[axis]
-    spec_vals = (data.spec.get("compare") or {}).get(key)
+    spec_vals = (data.spec.compare or {}).get(key)
     if spec_vals:
         return [str(v).lower() if isinstance(v, bool) else str(v) for v in spec_vals]
     return sorted({str(r.get(axis, "")) for r in data.rows if r.get(axis, "") != ""})
@@ -210,11 +210,11 @@ def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Com
         for i, (va, vb) in enumerate(itertools.combinations(values, 2)):
             (ga, gb), (ra, rb) = _matched_groups(kept, axis, va, vb, others)
             c = stats.compare(axis, va, ga, vb, gb, seed=i)
-            raw = {"mean_a": float(np.mean(ra)) if ra else None,
-                   "mean_b": float(np.mean(rb)) if rb else None}  # fmt: skip
             gone = tuple(s.cell for s in summaries if s.learning.excluded
                          and s.axes.get(axis) in (va, vb))  # fmt: skip
-            c = dataclasses.replace(c, excluded=gone, **raw)
+            c = dataclasses.replace(c, excluded=gone,
+                                    mean_a=float(np.mean(ra)) if ra else None,
+                                    mean_b=float(np.mean(rb)) if rb else None)  # fmt: skip
             if not ga or not gb:
                 c = dataclasses.replace(c, reason=_no_side_reason(summaries, axis, va, vb))
             out.append(c)

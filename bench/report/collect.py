@@ -1,6 +1,8 @@
 """Sweep directory + Optuna storage + run directories -> one tidy table of runs.
 
-The report reads only files and the study storage (never the model). Every
+The report reads only files and the study storage (never the model), the sweep
+directory through :func:`bench.sweeps.layout.open_sweep_dir` and each trial
+through :func:`bench.sweeps.trials.read_trial` (the one reader of a sweep). Every
 trial of every study of the sweep becomes one row (a plain dict): its cell and
 compared axis values, phase, seed, outcome, tuned parameters, final metrics
 from the run's ``summary.json`` (falling back to the trial's ``metrics`` user
@@ -12,23 +14,22 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.config import ConfigError, read_text_file, safe_load
+from bench.config import ConfigError, safe_load
 from bench.records import CONFIG, DIAGNOSTICS, MANIFEST, SUMMARY, read_json, read_metrics
 
-DISCARDED = frozenset({"surplus", "duplicate"})  # bench.sweeps.study.DISCARDED
-SWEEP_JSON = "sweep.json"
-SPEC_YAML = "spec.yaml"
+if TYPE_CHECKING:
+    from bench.sweeps.layout import Sweep
+    from bench.sweeps.spec import SweepSpec
+    from bench.sweeps.trials import TrialRecord
 
 # Final values read from metrics.csv when summary.json does not have them.
 DIAGNOSTIC_KEYS = (
@@ -57,7 +58,7 @@ class SweepData:
     name: str
     dir: Path
     meta: dict[str, Any]  # sweep.json
-    spec: dict[str, Any]  # spec.yaml as a mapping
+    spec: SweepSpec  # spec.yaml, typed (bench.sweeps.layout reads it)
     spec_text: str
     axes: list[str]  # compared axes as columns ("norm_placement")
     axis_keys: dict[str, str]  # column -> config key ("model.norm_placement")
@@ -84,83 +85,89 @@ class SweepData:
 def load_sweep(sweep_dir: str | Path, storage: str | None = None) -> SweepData:
     """Read a sweep directory; ConfigError (one line) when it is not a readable sweep.
 
-    ``storage``: the storage URL, when sweep.json's is not usable here (an RDB URL
-    is recorded with its password hidden).
+    The directory is read by :func:`bench.sweeps.layout.open_sweep_dir` (the typed
+    spec as the sweep recorded it); ``storage``: the storage URL, when sweep.json's
+    is not usable here (an RDB URL is recorded with its password hidden).
     """
-    d = Path(sweep_dir)
-    if not (d / SWEEP_JSON).is_file():
-        raise ConfigError(f"{d}: not a sweep directory (no {SWEEP_JSON})")
-    try:
-        meta = json.loads((d / SWEEP_JSON).read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{d / SWEEP_JSON}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or "name" not in meta or "storage" not in meta:
-        raise ConfigError(f"{d / SWEEP_JSON}: not a sweep record (needs 'name' and 'storage')")
-    spec_path = d / meta.get("spec", SPEC_YAML)
-    spec_text = read_text_file(spec_path, "sweep spec") if spec_path.is_file() else ""
-    try:
-        spec = safe_load(spec_text) or {}
-    except Exception as e:  # a broken spec.yaml must not hide the results
-        raise ConfigError(f"{spec_path}: not valid YAML ({e})") from None
-    name = str(meta["name"])
-    storage_obj = _open_storage(d, storage or str(meta["storage"]))
-    studies = _load_studies(storage_obj, name, d)
+    from bench.sweeps.layout import open_sweep_dir
+
+    sweep = open_sweep_dir(sweep_dir, storage)
+    spec, d, name = sweep.spec, sweep.dir, sweep.spec.name
+    meta = sweep.record()
+    studies = _load_studies(sweep)
     if not studies:
         raise ConfigError(
             f"{d}: storage {meta['storage']} holds no study of sweep '{name}' "
             "(not this sweep's storage, or nothing recorded yet)"
         )
-
-    compare: dict[str, list[Any]] = spec.get("compare") or {}
-    axis_keys = {k.removeprefix("model."): k for k in compare}
-    tune = spec.get("tune") or spec.get("search") or {}
-    tuned = list((tune.get("params") or {}).keys())
-    if spec.get("search"):  # search mode: architecture axes are tuned parameters
+    space = spec.space
+    tuned = list(space.params) if space is not None else []
+    if spec.search is not None:  # search mode: architecture axes are tuned parameters
         axis_keys = {k.removeprefix("model."): k for k in tuned if k.startswith("model.")}
-    objective, direction = _objective(spec)
-    cells = _planned_cells(compare)
-    cell_overrides = dict(cells)
-    rows = []
-    sources = _seed_sources(studies)
-    for study_name, study in studies.items():
-        for t in study.get_trials(deepcopy=False):
-            if t.user_attrs.get("status") in DISCARDED:  # given back by a worker: holds no slot
-                continue
-            if t.user_attrs.get("source") not in (None, *sources):
-                continue  # a seed run of an earlier best, before the sweep grew
-            rows.append(_row(name, study_name, t, d, axis_keys, cell_overrides, tuned, objective))
+    else:
+        axis_keys = {k.removeprefix("model."): k for k in spec.compare or {}}
+    objective = spec.objectives[0]
+    cells = spec.cells() if spec.compare is not None else []
+    rows = _rows(sweep, studies, axis_keys, dict(cells), tuned, objective.metric)
     if not rows:
         raise ConfigError(f"{d}: sweep '{name}' has no trials yet (nothing to report)")
-    task = (spec.get("base") or {}).get("task") or {}
-    seq_len = task.get("seq_len", _default_seq_len())
+    seq_len = (spec.base.get("task") or {}).get("seq_len", _default_seq_len())
     return SweepData(
         name=name,
         dir=d,
         meta=meta,
         spec=spec,
-        spec_text=spec_text,
+        spec_text=sweep.spec_text(),
         axes=list(axis_keys),
         axis_keys=axis_keys,
-        cells=[c for c, _ in cells] if compare else sorted({r["cell"] for r in rows}),
+        cells=[c for c, _ in cells] if cells else sorted({r["cell"] for r in rows}),
         tuned=tuned,
-        objective=objective,
-        direction=direction,
+        objective=objective.metric,
+        direction=objective.direction,
         rows=rows,
         studies=studies,
         train_length=int(seq_len) if seq_len else None,
     )
 
 
-def _seed_sources(studies: dict[str, Any]) -> set[str]:
-    """``study#number`` of each tuning study's best trial(s): what the seed runs rerun now."""
-    from bench.sweeps.study import best_trials
+def _load_studies(sweep: Sweep) -> dict[str, Any]:
+    """The sweep's studies; a storage that cannot be read is a one-line ConfigError."""
+    try:
+        return sweep.studies()
+    except Exception as e:
+        from bench import redact
 
-    return {
-        f"{name}#{t.number}"
-        for name, study in studies.items()
-        if not name.endswith("/seeds")
-        for t in best_trials(study, len(study.directions) > 1)
-    }
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(
+            redact.text(f"{sweep.dir}: unreadable storage ({type(e).__name__}: {first})")
+        ) from None
+
+
+def _rows(
+    sweep: Sweep,
+    studies: dict[str, Any],
+    axis_keys: dict[str, str],
+    cell_overrides: dict[str, dict[str, Any]],
+    tuned: list[str],
+    objective: str,
+) -> list[dict[str, Any]]:
+    """One row per trial, leaving out trials given back by a worker and superseded seed runs."""
+    from bench.sweeps.study import best_sources
+    from bench.sweeps.trials import read_trial
+
+    sources = best_sources(
+        {n: s for n, s in studies.items() if not n.endswith("/seeds")}, sweep.spec
+    )
+    rows = []
+    for study_name, study in studies.items():
+        for t in study.get_trials(deepcopy=False):
+            rec = read_trial(study_name, t)
+            if rec.discarded:  # given back by a worker: holds no slot
+                continue
+            if rec.source not in (None, *sources):
+                continue  # a seed run of an earlier best, before the sweep grew
+            rows.append(_row(sweep, rec, axis_keys, cell_overrides, tuned, objective))
+    return rows
 
 
 def _default_seq_len() -> int:
@@ -169,122 +176,43 @@ def _default_seq_len() -> int:
     return TaskConfig().seq_len
 
 
-def _open_storage(d: Path, url: str) -> Any:
-    from bench.sweeps.storage import check_storage, is_rdb, open_storage
-
-    if is_rdb(url):
-        if "***" in url:
-            raise ConfigError(
-                f"{d}: the storage URL in {SWEEP_JSON} has a hidden password; pass --storage URL"
-            )
-        check_storage(url)
-    else:
-        p = Path(url)
-        if not p.is_file():  # the sweep directory may have moved: look beside sweep.json
-            p = d / p.name
-        if not p.is_file():
-            raise ConfigError(f"{d}: storage {url} does not exist (no trials were ever recorded)")
-        url = str(p)
-    try:
-        return open_storage(url)
-    except Exception as e:
-        from bench import redact
-
-        raise ConfigError(
-            redact.text(f"{d}: cannot read storage {url} ({type(e).__name__}: {e})")
-        ) from None
-
-
-def _load_studies(storage: Any, name: str, d: Path) -> dict[str, Any]:
-    import optuna
-
-    try:
-        names = [n for n in optuna.get_all_study_names(storage) if n.startswith(f"{name}/")]
-        return {
-            n: optuna.load_study(study_name=n, storage=storage) for n in sorted(names, key=_order)
-        }
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ConfigError(f"{d}: unreadable storage ({type(e).__name__}: {first})") from None
-
-
-def _order(study_name: str) -> tuple[int, str]:
-    return (1 if study_name.endswith("/seeds") else 0, study_name)
-
-
-def _objective(spec: dict[str, Any]) -> tuple[str, str]:
-    obj = spec.get("objective") or {}
-    if isinstance(obj, list):
-        obj = obj[0] if obj else {}
-    return str(obj.get("metric", "val/loss")), str(obj.get("direction", "minimize"))
-
-
-def _planned_cells(compare: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:
-    from bench.sweeps.spec import cell_key
-
-    keys = list(compare)
-    return [
-        (cell_key(dict(zip(keys, combo, strict=True))), dict(zip(keys, combo, strict=True)))
-        for combo in itertools.product(*(compare[k] for k in keys))
-    ]
-
-
 # ----------------------------------------------------------------------------- one trial
 
 
-def _status(t: Any) -> str:
-    """completed / pruned / diverged / failed / running / waiting / ... for a trial."""
-    from bench.sweeps.study import outcome
-
-    o = outcome(t)
-    return "completed" if o == "complete" else o
-
-
 def _row(
-    sweep: str,
-    study_name: str,
-    t: Any,
-    sweep_dir: Path,
+    sweep: Sweep,
+    rec: TrialRecord,
     axis_keys: dict[str, str],
     cell_overrides: dict[str, dict[str, Any]],
     tuned: list[str],
     objective: str,
 ) -> dict[str, Any]:
-    a = t.user_attrs
-    phase = str(a.get("phase") or ("seed" if study_name.endswith("/seeds") else "tune"))
-    cell = str(a.get("cell") or study_name.split("/tune/")[-1])
-    params = dict(t.params)
-    if not params and "overrides" in a:
-        try:
-            params = json.loads(a["overrides"])
-        except ValueError:
-            params = {}
-    fixed = {**cell_overrides.get(cell, {}), **params}
-    run_dir = _run_dir(a.get("run_dir"), sweep_dir)
+    """The trial's record, its axis values and what its run directory holds."""
+    fixed = {**cell_overrides.get(rec.cell, {}), **rec.params}
+    run_dir = _run_dir(rec.run_dir, sweep.dir)
     row: dict[str, Any] = {
-        "sweep": sweep,
-        "study": study_name,
-        "phase": phase,
-        "cell": cell,
+        "sweep": sweep.spec.name,
+        "study": rec.study,
+        "phase": rec.phase,
+        "cell": rec.cell,
     }
     for col, key in axis_keys.items():
         v = fixed.get(key)
         row[col] = _fmt(v) if v is not None else ""
-    status = _status(t)
     row.update(
-        trial=t.number,
-        seed=a.get("seed", ""),
-        state=t.state.name,
-        status=status,
-        reason=str(a.get("reason", "") or ""),
+        trial=rec.number,
+        seed=rec.seed if rec.seed is not None else "",
+        state=rec.state,
+        status=rec.status,
+        reason=rec.reason,
     )
     for key in tuned:
         row[key] = fixed.get(key, "")
     if "train.lr" not in tuned:
         row["train.lr"] = fixed.get("train.lr", "")
-    row["value"] = float(t.values[0]) if t.values else None
-    row["last_step"] = _last_step(t, row["reason"])
-    metrics, summary = _metrics(run_dir, a.get("metrics") or {})
+    row["value"] = rec.values[0] if rec.values else None
+    row["last_step"] = rec.last_step
+    metrics, summary = _metrics(run_dir, rec.metrics)
     row["learning"] = summary.get("learning") if isinstance(summary.get("learning"), dict) else None
     row["baseline"] = _baseline(summary.get("baseline"))
     row["config"] = run_config(run_dir)
@@ -294,17 +222,9 @@ def _row(
     row["has_summary"] = bool(summary)
     row["metrics"] = metrics  # flattened into columns by table_columns()
     row["run_dir"] = str(run_dir) if run_dir else ""
-    if status == "completed" and objective not in metrics and row["value"] is None:
+    if rec.status == "completed" and objective not in metrics and row["value"] is None:
         row["status"], row["reason"] = "incomplete", f"no {objective} recorded"
     return row
-
-
-def _last_step(t: Any, reason: str) -> int | None:
-    """The last step a trial reported (Optuna's intermediate values, else its reason)."""
-    if t.intermediate_values:
-        return int(max(t.intermediate_values))
-    m = re.search(r"\bstep (\d+)", reason)
-    return int(m.group(1)) if m else None
 
 
 def _baseline(raw: Any) -> dict[str, float] | None:

@@ -54,7 +54,7 @@ def cell_diagnoses(s: CellSummary, data: SweepData | None = None) -> list[CellDi
 
 def diagnosis_rows(data: SweepData, summaries: list[CellSummary]) -> list[dict[str, object]]:
     """Per cell: its name (``post / learned``), learning status and diagnoses, for the report."""
-    out = []
+    out: list[dict[str, object]] = []
     for s in summaries:
         name = " / ".join(str(s.axes.get(a, "")) for a in data.axes) if data.axes else s.cell
         found = cell_diagnoses(s, data)

@@ -127,10 +127,11 @@ def quality_by_cell(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         q = s.quality
         c = "0.6" if s.learning.excluded else col[s.cell]
         ax.scatter(s.values, [i] * len(s.values), color=c, alpha=0.5, s=20, zorder=2)
-        if q.lo is not None:
-            ax.errorbar(q.mean, i, xerr=[[q.mean - q.lo], [q.hi - q.mean]], fmt="o",
+        if (ci := q.interval()) is not None:
+            mean, lo, hi = ci
+            ax.errorbar(mean, i, xerr=[[mean - lo], [hi - mean]], fmt="o",
                         color=c, capsize=4, ms=7, zorder=3)  # fmt: skip
-        else:
+        elif q.mean is not None:  # every cell shown has values
             ax.plot(q.mean, i, "o", mfc="white", color=c, ms=7, zorder=3)
     ax.set_yticks(range(len(shown)),
                   [f"{label(data, s)}  (n={s.quality.n}){_excluded_note(s)}" for s in shown])  # fmt: skip
@@ -191,9 +192,11 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         tune = [(lr, q) for lr, q, ph in pts if ph != "seed"]
         seed = [(lr, q) for lr, q, ph in pts if ph == "seed"]
         if tune:
-            ax.scatter(*zip(*tune, strict=True), color=color, s=28, label=grp, zorder=3)
+            xs, ys = zip(*tune, strict=True)
+            ax.scatter(xs, ys, color=color, s=28, label=grp, zorder=3)
         if seed:
-            ax.scatter(*zip(*seed, strict=True), s=36, marker="D",
+            xs, ys = zip(*seed, strict=True)
+            ax.scatter(xs, ys, s=36, marker="D",
                        facecolors="none", edgecolors=color, zorder=3,
                        label=None if tune else grp)  # fmt: skip
         for lr, st in lost.get(grp, []):  # no final value: a marker along the top edge
@@ -269,7 +272,7 @@ def length_generalization(data: SweepData, summaries: list[CellSummary]) -> Draw
     # An exact-match panel only when some cell logged it at two or more lengths.
     has_em = any(sum(p.exact_match is not None for p in pts) >= 2 for _, pts in per)
     fig = new_figure(4.0)
-    axs = np.atleast_1d(fig.subplots(1, 2 if has_em else 1))
+    axs = fig.subplots(1, 2 if has_em else 1, squeeze=False)[0]
     chance: dict[int, float] = {}
     for s, pts in per:
         x = [p.length / base for p in pts]
@@ -510,8 +513,8 @@ def pareto(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     """Quality against training throughput per cell; the Pareto front (among cells that
     learned) drawn as a step line through the non-dominated points."""
     metric, direction = analysis.quality_metric(data)
-    pts = [(s, s.quality.mean, s.metrics["tokens/s"].mean) for s in summaries
-           if s.quality.mean is not None and s.metrics["tokens/s"].mean is not None]  # fmt: skip
+    pts = [(s, q, t) for s in summaries if (q := s.quality.mean) is not None
+           and (t := s.metrics["tokens/s"].mean) is not None]  # fmt: skip
     if not pts:
         return "not measured (no throughput/tokens_per_sec; enable diagnostics.throughput)"
     col = colors(summaries)
@@ -523,9 +526,8 @@ def pareto(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     ax = fig.add_subplot()
     for i, (s, q, t) in enumerate(pts):
         tp = s.metrics["tokens/s"]
-        xerr = [[t - tp.lo], [tp.hi - t]] if tp.lo is not None else None
-        qe = s.quality
-        yerr = [[q - qe.lo], [qe.hi - q]] if qe.lo is not None else None
+        xerr = [[t - ci[1]], [ci[2] - t]] if (ci := tp.interval()) is not None else None
+        yerr = [[q - ci[1]], [ci[2] - q]] if (ci := s.quality.interval()) is not None else None
         c = "0.6" if s.learning.excluded else col[s.cell]
         ax.errorbar(t, q, xerr=xerr, yerr=yerr, fmt="o", ms=9 if i in front else 6, color=c,
                     mec="black" if i in front else c, capsize=3, elinewidth=0.8,
@@ -587,21 +589,24 @@ def attention_maps(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     rows = []
     for s in summaries:
 
-        def has_maps(r: dict) -> bool:
+        def maps_file(r: dict) -> Path | None:
             d = diagnostics_dir(r)
-            return d is not None and (d / FILE).is_file()
+            return d / FILE if d is not None and (d / FILE).is_file() else None
 
-        runs = [r for r in s.rows if r.get("value") is not None and has_maps(r)]
+        runs = [r for r in s.rows if r.get("value") is not None and maps_file(r)]
         if runs:
             best = (min if direction == "minimize" else max)(runs, key=lambda r: r["value"])
             which = f"trial {best.get('trial', '?')}"
         else:  # no run behind the cell's numbers (all pruned or diverged): its last trial
-            tried = [r for r in data.rows if r.get("cell") == s.cell and has_maps(r)]
+            tried = [r for r in data.rows if r.get("cell") == s.cell and maps_file(r)]
             if not tried:
                 continue
             best = tried[-1]
             which = f"trial {best.get('trial', '?')}, {best.get('status', '?')}"
-        maps = AttentionMaps.load(diagnostics_dir(best) / FILE)
+        path = maps_file(best)
+        if path is None:  # not so: best was chosen among runs with maps
+            continue
+        maps = AttentionMaps.load(path)
         step = maps.steps[-1]
         rows += panels(maps, len(maps.steps) - 1, 0, f"{label(data, s)}\n({which}, step {step})")
     if not rows:

@@ -75,7 +75,8 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
     win, lose = (c.a, c.b) if a_better else (c.b, c.a)
     sign = (-1 if minimize else 1) * (1 if a_better else -1)
     size = sign * c.diff
-    lo, hi = sorted((sign * c.lo, sign * c.hi)) if c.lo is not None else (None, None)
+    lo, hi = (sorted((sign * c.lo, sign * c.hi)) if c.lo is not None and c.hi is not None
+              else (None, None))  # fmt: skip
     interval = f"[{g(lo, 3)}, {g(hi, 3)}]"
     effect = f", Hedges' g = {g(abs(c.hedges_g), 2)}" if c.hedges_g is not None else ""
     stat = f"p = {g(c.p_adj, 2)}, Holm-corrected, {n}{effect}"
@@ -95,7 +96,7 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
 
 def _suggestion(data: SweepData) -> str:
     """What to change when nothing learned."""
-    base = data.spec.get("base") or {}
+    base = data.spec.base
     steps = (base.get("train") or {}).get("max_steps")
     model = base.get("model") or {}
     bounds = tuning.lr_bounds(data)
@@ -130,8 +131,9 @@ def lowest_cell(
     data: SweepData, summaries: list[CellSummary], metric: str, minimize: bool
 ) -> Finding | None:
     """The cell with the best mean among those that learned, tested against the runner-up."""
-    ranked = [s for s in analysis.learned(summaries) if s.quality.mean is not None]
-    ranked.sort(key=lambda s: s.quality.mean if minimize else -s.quality.mean)
+    means = {s.cell: m for s in analysis.learned(summaries) if (m := s.quality.mean) is not None}
+    ranked = [s for s in analysis.learned(summaries) if s.cell in means]
+    ranked.sort(key=lambda s: means[s.cell] if minimize else -means[s.cell])
     if not ranked:
         return None
     b = ranked[0]
@@ -169,7 +171,7 @@ def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
     top, rest = cells[0], cells[1:]
     t = est[top.cell]
     separated = t.lo is not None and all(
-        est[s.cell].hi is not None and t.lo > est[s.cell].hi for s in rest)  # fmt: skip
+        (hi := est[s.cell].hi) is not None and t.lo > hi for s in rest)  # fmt: skip
     few = [s for s in cells if est[s.cell].n < stats.MIN_RUNS]
     if separated and not few:
         ratio = (t.mean or 0) / (est[cells[-1].cell].mean or 1)
@@ -289,10 +291,9 @@ def missing_items(data: SweepData) -> list[dict[str, Any]]:
         elif r["run_dir"] and not r["has_summary"]:
             out.append({"cell": r["cell"], "phase": r["phase"], "trial": r["trial"],
                         "status": "no summary.json", "reason": f"{r['run_dir']} has no summary.json"})  # fmt: skip
-    tune = data.spec.get("tune") or {}
-    planned = int(tune.get("trials", 0)) if tune else 0
-    seeds = int(data.spec.get("seeds", 0) or 0)
-    for cell in data.cells if data.spec.get("compare") else []:
+    planned = data.spec.tune.trials if data.spec.tune is not None else 0
+    seeds = data.spec.seeds or 0
+    for cell in data.cells if data.spec.compare else []:
         rows = [r for r in data.rows if r["cell"] == cell]
         n_tune = len({r["trial"] for r in rows if r["phase"] == "tune"})
         if planned and n_tune < planned:

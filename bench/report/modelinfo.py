@@ -74,7 +74,7 @@ def shared_init_warning(data: SweepData, models: dict[str, dict[str, Any]]) -> s
     """A sentence when the sweep compares placements or encodings under one explicit init
     that disadvantages some of the cells."""
     axes = [a for a in INIT_SENSITIVE_AXES if a in data.axes]
-    base_init = ((data.spec.get("base") or {}).get("model") or {}).get("init")
+    base_init = (data.spec.base.get("model") or {}).get("init")
     inits = {str(m.get("init")) for m in models.values() if m}
     if not axes or len(inits) != 1 or "auto" in inits or inits == {"None"}:
         return None

@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from bench import redact
 from bench.report.collect import SweepData
@@ -24,13 +24,16 @@ class ReportTrackingWarning(UserWarning):
     """W&B could not record the report; the files on disk are complete."""
 
 
-def resolve_mode(data: SweepData, publish: bool, mode: str | None) -> str:
+WandbMode = Literal["online", "offline", "disabled"]
+
+
+def resolve_mode(data: SweepData, publish: bool, mode: str | None) -> WandbMode:
     """offline unless the sweep disabled tracking; online only when asked and logged in."""
     if mode is not None:
-        return mode
+        return cast(WandbMode, mode)  # one of the choices of bench report --wandb-mode
     if os.environ.get("WANDB_MODE") == "disabled":
         return "disabled"
-    tracking = (data.spec.get("base") or {}).get("tracking") or {}
+    tracking = data.spec.base.get("tracking") or {}
     if tracking.get("mode") == "disabled" and not publish:
         return "disabled"
     if publish:
@@ -55,7 +58,7 @@ def _cell(v: Any) -> Any:
 
 def log_report(
     data: SweepData,
-    mode: str,
+    mode: WandbMode,
     figures: list[RenderedFigure],
     tables: dict[str, tuple[list[str], list[list[Any]]]],
     findings: list[str],
@@ -78,7 +81,7 @@ def log_report(
         from bench.tracking import wandb_settings
         from bench.wandb_records import wait_until_closed
 
-        tracking = (data.spec.get("base") or {}).get("tracking") or {}
+        tracking = data.spec.base.get("tracking") or {}
         if mode == "offline":
             os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
@@ -102,7 +105,9 @@ def log_report(
                     row[f"report/{f.name}"] = wandb.Image(str(f.path), caption=f.title)
             for name, (cols, rows) in tables.items():
                 row[f"report/{name}"] = wandb.Table(
-                    columns=cols, data=[[_cell(v) for v in r] for r in rows], allow_mixed_types=True
+                    columns=[*cols],
+                    data=[[_cell(v) for v in r] for r in rows],
+                    allow_mixed_types=True,
                 )
             run.log(row)
             run.summary["report/findings"] = "\n".join(findings)
@@ -148,7 +153,7 @@ def publish_wandb_report(data: SweepData, findings: list[str], metric: str) -> s
             stacklevel=2,
         )
         return None
-    tracking = (data.spec.get("base") or {}).get("tracking") or {}
+    tracking = data.spec.base.get("tracking") or {}
     project = tracking.get("project", "bench")
     entity = tracking.get("entity")
     try:
@@ -158,7 +163,7 @@ def publish_wandb_report(data: SweepData, findings: list[str], metric: str) -> s
             project=project,
             entity=entity,
             title=f"Sweep report: {data.name}",
-            description=str(data.spec.get("description", "")),
+            description=data.spec.description,
             blocks=[
                 wr.H1(text=f"Sweep {data.name}"),
                 wr.MarkdownBlock(text="\n".join(f"- {f}" for f in findings)),

@@ -180,6 +180,8 @@ def pruned_table(data: SweepData) -> list[list[str]]:
 
 def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
     """(key/value rows, the commands that reproduce the sweep and this report)."""
+    from bench.sweeps.layout import SPEC_YAML
+
     ms = manifests(data)
 
     def distinct(key: str) -> str:
@@ -209,10 +211,10 @@ def reproducibility(data: SweepData) -> tuple[list[tuple[str, str]], str]:
         ("cpu count", distinct("cpu_count")),
         ("platform", distinct("platform")),
         ("seeds (seed phase)", ", ".join(seeds) or "none"),
-        ("sampler seed", str(data.spec.get("seed", 0))),
+        ("sampler seed", str(data.spec.seed)),
     ]
     commands = (
-        f"bench sweep {data.dir / 'spec.yaml'} --out runs/sweeps/{data.name}\n"
+        f"bench sweep {data.dir / SPEC_YAML} --out runs/sweeps/{data.name}\n"
         f"bench report runs/sweeps/{data.name} --out reports/{data.name}"
     )
     return rows, commands
@@ -237,7 +239,7 @@ def context(
     repro, commands = reproducibility(data)
     return {
         "name": data.name,
-        "description": str(data.spec.get("description", "") or ""),
+        "description": data.spec.description,
         "mode": str(data.meta.get("mode", "compare")),
         "n_runs": len(data.rows),
         "n_studies": len(data.studies),

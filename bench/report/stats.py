@@ -64,6 +64,12 @@ class Estimate:
     hi: float | None = None
     sd: float | None = None
 
+    def interval(self) -> tuple[float, float, float] | None:
+        """(mean, lo, hi) when the CI was formed, else None."""
+        if self.mean is None or self.lo is None or self.hi is None:
+            return None
+        return self.mean, self.lo, self.hi
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -236,8 +242,8 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 def adjust(comparisons: Sequence[Comparison], alpha: float = ALPHA) -> list[Comparison]:
     """Holm-correct the testable comparisons (difference and TOST families) and set verdicts."""
     testable = [i for i, c in enumerate(comparisons) if c.testable]
-    adjusted = holm([comparisons[i].p for i in testable]) if testable else []
-    tost = holm([comparisons[i].p_tost for i in testable]) if testable else []
+    adjusted = holm([_number(comparisons[i].p) for i in testable]) if testable else []
+    tost = holm([_number(comparisons[i].p_tost) for i in testable]) if testable else []
     out = list(comparisons)
     for i, p_adj, t_adj in zip(testable, adjusted, tost, strict=True):
         out[i] = decide(replace(out[i], p_adj=p_adj, p_tost_adj=t_adj), alpha)
@@ -266,3 +272,8 @@ def two_sample_p(a: Sequence[float | None], b: Sequence[float | None]) -> float 
     if len(xa) < MIN_RUNS or len(xb) < MIN_RUNS:
         return None
     return welch_p(xa, xb)
+
+
+def _number(p: float | None) -> float:
+    """A p-value of a testable comparison (NaN where a test had none: Holm keeps it last)."""
+    return math.nan if p is None else p

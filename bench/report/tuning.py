@@ -30,24 +30,25 @@ def method(data: SweepData) -> str:
         pts = f", {rec['points']} deterministic points per cell" if rec.get("points") else ""
         desc = f": {rec['description']}" if rec.get("description") else ""
         return f"{rec['method']}{pts}{desc}"
-    tune = data.spec.get("tune") or data.spec.get("search") or {}
-    if not tune:
+    tune = data.spec.space
+    if tune is None:
         return "no tuning (each cell ran its base configuration)"
-    sampler = tune.get("sampler", "tpe")
-    trials = tune.get("trials", 8)
-    pruner = data.spec.get("pruner") or "the default"
-    return (f"{sampler} sampler, {trials} trials per cell, {pruner} pruner (from the spec; "
+    pruner = data.spec.pruner or "the default"
+    return (f"{tune.sampler} sampler, {tune.trials} trials per cell, {pruner} pruner (from the spec; "
             "this sweep records no tuning protocol in sweep.json)")  # fmt: skip
 
 
 def lr_bounds(data: SweepData) -> tuple[float, float] | None:
     """(low, high) of the searched learning-rate range, None when train.lr is not tuned."""
-    tune = data.spec.get("tune") or data.spec.get("search") or {}
-    p = (tune.get("params") or {}).get(LR)
-    if isinstance(p, dict) and _num(p.get("low")) and _num(p.get("high")):
-        return float(p["low"]), float(p["high"])
-    if isinstance(p, list) and p and all(_num(v) for v in p):
-        return float(min(p)), float(max(p))
+    tune = data.spec.space
+    p = tune.params.get(LR) if tune is not None else None
+    if p is None:
+        return None
+    if p.kind != "categorical" and _num(p.low) and _num(p.high):
+        return float(p.low), float(p.high)  # type: ignore[arg-type]
+    choices = [v for v in p.choices or [] if _num(v)]
+    if choices and len(choices) == len(p.choices or []):
+        return float(min(choices)), float(max(choices))  # type: ignore[type-var, arg-type]
     return None
 
 

@@ -42,9 +42,10 @@ def axis_attrs(spec: SweepSpec, overrides: dict[str, Any]) -> dict[str, Any]:
 def _distribution(p: ParamSpec) -> BaseDistribution:
     if p.kind == "categorical":
         return CategoricalDistribution(list(p.choices or []))
+    low, high = p.bounds
     if p.kind == "int":
-        return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-    return FloatDistribution(float(p.low), float(p.high), log=p.log, step=p.step)
+        return IntDistribution(int(low), int(high), log=p.log, step=int(p.step or 1))
+    return FloatDistribution(low, high, log=p.log, step=p.step)
 
 
 def cell_distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:

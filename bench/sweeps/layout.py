@@ -4,6 +4,12 @@
 ``bench status`` / ``bench report`` find everything from the directory alone.
 :func:`prepare_sweep` validates the spec and reaches the storage *before* it
 creates anything; rerunning it on an existing sweep directory resumes that sweep.
+
+This module is also the one reader of an existing sweep directory:
+:func:`open_sweep_dir` (the typed spec, ``sweep.json`` and the storage URL, for
+``bench status``, ``dashboard``, ``report``, ``export``, ``reproduce`` and the
+sweep-level W&B run) and :func:`read_sweep_files` (the two files only, for
+``bench ls`` and ``compare``). It loads no Optuna until a storage is opened.
 """
 
 from __future__ import annotations
@@ -13,16 +19,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from bench import records
 from bench import redact as hide
 from bench.config import ConfigError, read_text_file
-from bench.sweeps import tuning
 from bench.sweeps.spec import SweepSpec, load_spec, slug
-from bench.sweeps.storage import check_storage, default_storage, is_rdb, open_storage, redact
-from bench.sweeps.study import create_studies
+
+if TYPE_CHECKING:
+    import optuna
 
 SWEEP_JSON = "sweep.json"
 SPEC_YAML = "spec.yaml"
@@ -33,14 +38,34 @@ DEFAULT_ROOT = Path("runs") / "sweeps"
 
 @dataclass(frozen=True)
 class Sweep:
-    """A prepared sweep: its validated spec, its directory and its storage URL."""
+    """A sweep: its validated spec, its directory and its storage URL."""
 
     spec: SweepSpec
     dir: Path
     storage_url: str
 
+    def record(self) -> dict[str, Any]:
+        """``sweep.json``: name, mode, tuning, storage (password hidden), created, command."""
+        return read_sweep_json(self.dir)
+
+    @property
+    def spec_path(self) -> Path:
+        return self.dir / str(self.record().get("spec", SPEC_YAML))
+
+    def spec_text(self) -> str:
+        """``spec.yaml`` as written (what the report shows and ``bench sweep`` reruns)."""
+        return read_text_file(self.spec_path, "sweep spec")
+
     def open_storage(self) -> optuna.storages.BaseStorage:
+        from bench.sweeps.storage import open_storage
+
         return open_storage(self.storage_url, self.spec.retry)
+
+    def studies(self) -> dict[str, optuna.Study]:
+        """The sweep's studies in its storage, in spec order (tuning, then seeds)."""
+        from bench.sweeps.trials import load_studies
+
+        return load_studies(self.open_storage(), self.spec)
 
     def run_dir(self, phase: str, cell: str, number: int) -> Path:
         """``runs/{phase}-{cell}-t{number}``: one directory per trial (retries get their own)."""
@@ -54,7 +79,7 @@ def is_sweep_dir(path: str | Path) -> bool:
     return (Path(path) / SWEEP_JSON).is_file()
 
 
-def read_sweep_json(sweep_dir: Path) -> dict:
+def read_sweep_json(sweep_dir: Path) -> dict[str, Any]:
     """``sweep.json`` as a dict; a file that is not a JSON object is a one-line ConfigError."""
     path = sweep_dir / SWEEP_JSON
     try:
@@ -64,6 +89,54 @@ def read_sweep_json(sweep_dir: Path) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("storage", ""), str):
         raise ConfigError(f"{path}: expected a JSON object with a 'storage' string")
     return meta
+
+
+def read_sweep_files(sweep_dir: str | Path) -> tuple[dict[str, Any], SweepSpec]:
+    """``sweep.json`` and the spec the sweep recorded (typed), without its storage.
+
+    The spec is read as a record (:func:`bench.sweeps.spec.parse_spec` ``recorded``),
+    so a sweep made by an earlier bench still reads. ConfigError (one line) when
+    the directory is not a readable sweep.
+    """
+    d = Path(sweep_dir)
+    if not is_sweep_dir(d):
+        raise ConfigError(f"{d}: not a sweep directory (no {SWEEP_JSON})")
+    meta = read_sweep_json(d)
+    spec = load_spec(d / str(meta.get("spec", SPEC_YAML)), recorded=True)
+    return meta, spec
+
+
+def open_sweep_dir(sweep_dir: str | Path, storage: str | None = None) -> Sweep:
+    """An existing sweep from its directory (status, dashboard, report, export, W&B).
+
+    ``storage``: the storage URL, when sweep.json's is not usable here (an RDB URL
+    is recorded with its password hidden). A journal file that is not where
+    sweep.json says is looked for beside it (the directory was moved or copied).
+    """
+    d = Path(sweep_dir)
+    meta, spec = read_sweep_files(d)
+    if "storage" not in meta:
+        raise ConfigError(f"{d / SWEEP_JSON}: expected a JSON object with a 'storage' string")
+    return Sweep(spec, d, _storage_url(d, storage or meta["storage"]))
+
+
+def _storage_url(d: Path, url: str) -> str:
+    """A usable storage URL for the sweep in ``d``; ConfigError when there is none."""
+    from bench.sweeps.storage import check_storage, is_rdb
+
+    if is_rdb(url):
+        if "***" in url:
+            raise ConfigError(
+                f"{d}: the storage URL in {SWEEP_JSON} has a hidden password; pass --storage URL"
+            )
+        check_storage(url)
+        return url
+    p = Path(url)
+    if not p.is_file():  # the sweep directory may have moved: look beside sweep.json
+        p = d / p.name
+    if not p.is_file():
+        raise ConfigError(f"{d}: storage {url} does not exist (no trials were ever recorded)")
+    return str(p)
 
 
 def resolve_spec(spec_path: str | Path) -> tuple[SweepSpec, Path | None]:
@@ -90,6 +163,10 @@ def prepare_sweep(
     :func:`bench.sweeps.preflight.check_cells`); workers the launcher starts skip it.
     ``extend``: accept a spec that adds to the sweep's (see :mod:`bench.sweeps.grow`).
     """
+    from bench.sweeps import tuning
+    from bench.sweeps.storage import check_storage, default_storage, redact
+    from bench.sweeps.study import create_studies
+
     spec, from_dir = resolve_spec(spec_path)
     if check_data:
         from bench.sweeps.preflight import check_cells
@@ -155,16 +232,3 @@ def prepare_sweep(
     sweep = Sweep(spec, sweep_dir, url)
     create_studies(sweep.open_storage(), spec)
     return sweep
-
-
-def open_sweep_dir(sweep_dir: str | Path, storage: str | None = None) -> Sweep:
-    """An existing sweep from its directory (for status, dashboard, report)."""
-    d = Path(sweep_dir)
-    if not is_sweep_dir(d):
-        raise ConfigError(f"{d}: not a sweep directory (no {SWEEP_JSON})")
-    meta = read_sweep_json(d)
-    url = storage or meta["storage"]
-    if is_rdb(url) and "***" in url:
-        raise ConfigError(f"{d}: the storage URL has a hidden password; pass --storage URL")
-    check_storage(url)
-    return Sweep(load_spec(d / SPEC_YAML), d, url)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import lightning as L
 import optuna
@@ -28,7 +28,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from bench import records
-from bench.config import ConfigError, dump_yaml
+from bench.config import ConfigError, RunConfig, dump_yaml
 from bench.sweeps.labels import axis_attrs, set_seed_params
 from bench.sweeps.layout import Sweep
 from bench.sweeps.resume import prepare_run_dir
@@ -82,11 +82,12 @@ class PruningCallback(L.Callback):
         self.reason = ""
 
     def _hopeless(self, trainer: L.Trainer, pl_module: L.LightningModule, value: float) -> bool:
-        cfg = pl_module.cfg.train  # type: ignore[attr-defined]
+        cfg = cast("RunConfig", pl_module.cfg).train  # the BenchModule's config
         after = max(cfg.warmup_steps, CHANCE_PRUNE_AFTER * trainer.max_steps)
         if trainer.global_step < after:
             return False
-        chance = chance_level(trainer.datamodule, self.metric)
+        # Lightning sets trainer.datamodule when fitting starts (it declares no such attribute).
+        chance = chance_level(getattr(trainer, "datamodule", None), self.metric)
         if chance is None:
             return False
         worse = value > chance if self.minimize else value < chance
@@ -130,6 +131,23 @@ class Interrupted(KeyboardInterrupt):
     """The worker was asked to stop while a trial ran; the trial has been re-enqueued."""
 
 
+class Heartbeats(Protocol):
+    """What an Optuna storage with heartbeats (RDB, also behind Optuna's cache) offers."""
+
+    def get_heartbeat_interval(self) -> int | None: ...
+
+    def record_heartbeat(self, trial_id: int) -> None: ...
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]: ...
+
+
+def heartbeats(storage: optuna.storages.BaseStorage) -> Heartbeats | None:
+    """The storage as one that records heartbeats, or None (journal files, RDB without)."""
+    if heartbeat_interval(storage):
+        return cast(Heartbeats, storage)
+    return None
+
+
 def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
     """Seconds between heartbeats (RDB storages with heartbeats), else None."""
     return getattr(storage, "get_heartbeat_interval", lambda: None)()
@@ -142,8 +160,9 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[N
     Optuna only judges trials with at least one heartbeat: the worker records the
     first one right after ``ask`` (see ``Worker.claim``), this thread the rest.
     """
+    beating = heartbeats(storage)
     interval = heartbeat_interval(storage)
-    if not interval:
+    if beating is None or not interval:
         yield
         return
     stop = threading.Event()
@@ -151,7 +170,7 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[N
     def beat() -> None:
         while True:
             try:
-                storage.record_heartbeat(trial_id)
+                beating.record_heartbeat(trial_id)
             except Exception as e:  # a dropped connection must not kill the trial
                 warnings.warn(f"heartbeat failed: {e}", stacklevel=1)
             if stop.wait(interval):

@@ -105,12 +105,15 @@ def time_steps(cfg: RunConfig, threads: int) -> float:
 
     from bench.lit import BenchModule
     from bench.run import prepare
+    from bench.tasks.base import BenchDataModule
 
     prep = prepare(cfg)
+    dm = prep.datamodule
+    assert isinstance(dm, BenchDataModule)  # prepare builds the task's data module
     torch.set_num_threads(max(threads, 1))
-    module = BenchModule(prep.cfg, prep.datamodule.eval_lengths)
+    module = BenchModule(prep.cfg, dm.eval_lengths)
     opt = torch.optim.AdamW(module.parameters(), lr=prep.cfg.train.lr)
-    batch = next(iter(prep.datamodule.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
     times = []
     for i in range(TIMED_STEPS + 1):
         start = time.perf_counter()
@@ -134,7 +137,7 @@ def make_plan(spec: SweepSpec, threads: int) -> Plan:
         cells=cells,
         tuning=tuning.describe(spec),
         tune_runs=budget * len(cells),
-        seed_runs=spec.seeds * len(cells),
+        seed_runs=(spec.seeds or 0) * len(cells),
         step_seconds=time_steps(cfg, threads),
         max_steps=cfg.train.max_steps,
         extra_steps=extra_steps(cfg),

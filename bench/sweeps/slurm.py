@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from bench.sweeps.layout import (
 )
 from bench.sweeps.spec import LauncherSpec, SweepSpec, build_cell_config
 from bench.sweeps.storage import default_storage, is_rdb, redact
+from bench.validation import describe
 
 SLURM_DIR = "slurm"  # in the sweep directory: submitit's scripts, pickles, logs; jobs.json
 JOBS_JSON = "jobs.json"
@@ -102,17 +104,15 @@ def launcher_options(spec: SweepSpec, cli: dict[str, Any]) -> LauncherSpec:
     try:
         return LauncherSpec.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = str(err["loc"][0])
-        where = FLAGS.get(key, key) if key in given else f"launcher.{key}"
-        value = err.get("input")
-        msg = err["msg"].replace("Input should be", "allowed:")
-        if "pattern" in err["type"]:
-            msg = {
-                "time": "allowed: minutes, or [D-]HH:MM:SS as sbatch --time takes",
-                "mem": "allowed: a number with an optional K/M/G/T suffix, e.g. 16G",
-            }.get(key, msg)
-        raise ConfigError(f"{where}={value!r}: {msg}") from None
+        raise ConfigError(
+            describe(e, LauncherSpec, prefix="launcher", where=lambda k: _flag(k, given))
+        ) from None
+
+
+def _flag(key: str, given: dict[str, Any]) -> str:
+    """``launcher.mem`` as the user gave it: ``--mem`` when it came from the command line."""
+    name = key.removeprefix("launcher.")
+    return FLAGS.get(name, key) if name in given else key
 
 
 def sbatch_options(opts: LauncherSpec) -> list[str]:
@@ -177,15 +177,14 @@ def minutes(limit: str) -> int:
     return max(-(-total // 60), 1)
 
 
-def worker_gpus(env: dict[str, str] | None = None) -> list[str]:
+def worker_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     """The GPUs Slurm gave this worker: ``CUDA_VISIBLE_DEVICES`` as Slurm sets it for ``--gres``.
 
     Slurm numbers the allocated GPUs ``0..N-1`` in ``CUDA_VISIBLE_DEVICES`` (its
     device cgroup hides the rest) or names the physical ones; either way this is
     the list a trial's ``train.devices`` must fit in. Unset or empty: no GPU.
     """
-    env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES", "")
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES", "")
     return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "NoDevFiles"]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -11,11 +11,13 @@ from bench.sweeps.spec import ParamSpec, SweepSpec, TuneSpec
 
 
 def _suggest_float(trial: optuna.Trial, name: str, p: ParamSpec) -> float:
-    return trial.suggest_float(name, float(p.low), float(p.high), log=p.log, step=p.step)
+    low, high = p.bounds
+    return trial.suggest_float(name, low, high, log=p.log, step=p.step)
 
 
 def _suggest_int(trial: optuna.Trial, name: str, p: ParamSpec) -> int:
-    return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+    low, high = p.bounds
+    return trial.suggest_int(name, int(low), int(high), step=int(p.step or 1), log=p.log)
 
 
 def _suggest_categorical(trial: optuna.Trial, name: str, p: ParamSpec) -> Any:
@@ -36,9 +38,9 @@ def suggest(trial: optuna.Trial, space: TuneSpec | None) -> dict[str, Any]:
     return {name: SUGGEST[p.kind](trial, name, p) for name, p in space.params.items()}
 
 
-def grid_space(space: TuneSpec) -> dict[str, list[Any]]:
+def grid_space(space: TuneSpec | None) -> dict[str, list[Any]]:
     """The explicit grid of every parameter (validated to exist for the grid sampler)."""
-    return {name: p.grid() or [] for name, p in space.params.items()}
+    return {name: p.grid() or [] for name, p in (space.params if space else {}).items()}
 
 
 class BudgetedGridSampler(optuna.samplers.GridSampler):
@@ -49,7 +51,13 @@ class BudgetedGridSampler(optuna.samplers.GridSampler):
     (at most the grid size, see ``SweepSpec.trials_per_cell``).
     """
 
-    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[override]
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
         return None
 
 

@@ -16,9 +16,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bench.config import ConfigError, build_run_config, flatten, load_yaml
+from bench.validation import describe
 
 Scalar = str | int | float | bool | None
 
@@ -26,6 +35,8 @@ DEFAULT_SEEDS = 3  # fewer than 3 runs per side and the report prints no signifi
 # Pruners that judge a trial against other trials' early curves; in compare mode those
 # are other learning rates, so the pruner (not the training) would decide the comparison.
 RELATIVE_PRUNERS = ("hyperband", "median")
+# Validation context of a spec a sweep directory recorded (see parse_spec).
+RECORDED = "recorded"
 
 
 class _Strict(BaseModel):
@@ -70,24 +81,32 @@ class ParamSpec(_Strict):
             return self.type
         return "categorical" if self.choices is not None else "float"
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a range (the validator has made sure both are given)."""
+        if self.low is None or self.high is None:
+            raise ValueError("choices have no bounds")
+        return self.low, self.high
+
     def values(self) -> list[Any]:
         """Representative values to validate against RunConfig: choices, else the bounds."""
         if self.kind == "categorical":
             return list(self.choices or [])
         cast = int if self.kind == "int" else float
-        return [cast(self.low), cast(self.high)]
+        return [cast(b) for b in self.bounds]
 
     def grid(self) -> list[Any] | None:
         """Every value for a grid sampler, or None when the range is continuous."""
         if self.kind == "categorical":
             return list(self.choices or [])
+        low, high = self.bounds
         if self.kind == "int":
             step = int(self.step or 1)
-            return list(range(int(self.low), int(self.high) + 1, step))
+            return list(range(int(low), int(high) + 1, step))
         if self.step is None:
             return None
-        n = math.floor((self.high - self.low) / self.step + 1e-9) + 1
-        return [self.low + i * self.step for i in range(n)]
+        n = math.floor((high - low) / self.step + 1e-9) + 1
+        return [low + i * self.step for i in range(n)]
 
 
 class TuneSpec(_Strict):
@@ -135,11 +154,14 @@ class TuneSpec(_Strict):
         return v
 
 
+Direction = Literal["minimize", "maximize"]
+
+
 class Objective(_Strict):
     """A metric from the run's final metrics and whether to minimize or maximize it."""
 
     metric: str = "val/loss"
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Direction = "minimize"
 
 
 class Budget(_Strict):
@@ -175,10 +197,14 @@ class LauncherSpec(_Strict):
     partition: str | None = Field(None, min_length=1)
     account: str | None = Field(None, min_length=1)
     qos: str | None = Field(None, min_length=1)
-    time: str | None = Field(None, pattern=TIME_LIMIT)  # the job's time limit
+    time: str | None = Field(  # the job's time limit
+        None, pattern=TIME_LIMIT, description="minutes, or [D-]HH:MM:SS as sbatch --time takes"
+    )
     gpus_per_worker: int | None = Field(None, ge=1)  # None: CPU workers
     cpus_per_worker: int = Field(1, ge=1)
-    mem: str | None = Field(None, pattern=MEMORY)  # memory per worker, e.g. 8G
+    mem: str | None = Field(  # memory per worker
+        None, pattern=MEMORY, description="a number with an optional K/M/G/T suffix, e.g. 16G"
+    )
     sbatch: list[str] = Field(default_factory=list)  # extra sbatch options: "--constraint=a100"
     signal_delay: int = Field(120, ge=10)  # seconds before the time limit: the pre-timeout signal
 
@@ -202,7 +228,7 @@ class SweepSpec(_Strict):
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
 
     @model_validator(mode="after")
-    def _mode(self) -> SweepSpec:
+    def _mode(self, info: ValidationInfo) -> SweepSpec:
         if (self.compare is None) == (self.search is None):
             raise ValueError("give exactly one of 'compare' (cells) or 'search' (one study)")
         if self.search is not None and self.tune is not None:
@@ -222,7 +248,8 @@ class SweepSpec(_Strict):
             raise ValueError(
                 f"pruner={self.pruner!r}: pruning is single-objective only; use pruner: none"
             )
-        if self.compare is not None and self.pruner in RELATIVE_PRUNERS:
+        recorded = bool(info.context and info.context.get(RECORDED))
+        if self.compare is not None and self.pruner in RELATIVE_PRUNERS and not recorded:
             raise ValueError(
                 f"pruner={self.pruner!r} compares a trial's early curve with other learning "
                 "rates' and would decide the comparison; allowed in compare mode: chance, none"
@@ -338,51 +365,23 @@ def validate_spec_configs(spec: SweepSpec, source: str = "") -> None:
                 )
 
 
-def _describe(err: ValidationError, source: str) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    where = f"{source}: " if source else ""
-    if e["type"] == "extra_forbidden":
-        return f"{where}unknown key '{loc}'{_allowed(e['loc'])}"
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "value_error":
-        return f"{where}{loc + ': ' if loc else ''}{msg}"
-    value = e.get("input")
-    shown = f"={value!r}" if not isinstance(value, dict | list) else ""
-    return f"{where}{loc}{shown}: {msg.replace('Input should be', 'allowed:')}"
+def parse_spec(data: dict[str, Any], source: str = "", recorded: bool = False) -> SweepSpec:
+    """Validate a spec mapping (types, then every RunConfig it implies).
 
-
-def _allowed(loc: tuple[Any, ...]) -> str:
-    model: Any = SweepSpec
-    for p in loc[:-1]:
-        field = model.model_fields.get(str(p)) if isinstance(model, type) else None
-        if field is None:  # inside a dict (e.g. tune.params.NAME): the value type
-            model = ParamSpec if p not in ("params",) else model
-            continue
-        ann = field.annotation
-        model = next(
-            (
-                a
-                for a in (ann, *getattr(ann, "__args__", ()))
-                if isinstance(a, type) and issubclass(a, BaseModel)
-            ),
-            model,
-        )
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return f"; allowed: {', '.join(model.model_fields)}"
-    return ""
-
-
-def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
-    """Validate a spec mapping (types, then every RunConfig it implies)."""
+    ``recorded``: the ``spec.yaml`` of an existing sweep directory, read to report on
+    runs that already exist. Its types are checked; the rules that only decide
+    whether a *new* sweep may start are not (the RunConfig of every cell, which an
+    older bench may have accepted, and pruners refused in compare mode since).
+    """
     try:
-        spec = SweepSpec.model_validate(data)
+        spec = SweepSpec.model_validate(data, context={RECORDED: recorded})
     except ValidationError as e:
-        raise ConfigError(_describe(e, source)) from None
-    validate_spec_configs(spec, source)
+        raise ConfigError(describe(e, SweepSpec, source)) from None
+    if not recorded:
+        validate_spec_configs(spec, source)
     return spec
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and fully validate a sweep spec YAML file; raises ConfigError (one line)."""
-    return parse_spec(load_yaml(path, "sweep spec"), str(path))
+def load_spec(path: str | Path, recorded: bool = False) -> SweepSpec:
+    """Read and validate a sweep spec YAML file (see :func:`parse_spec`); ConfigError (one line)."""
+    return parse_spec(load_yaml(path, "sweep spec"), str(path), recorded)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.sweeps import tuning
 from bench.sweeps.resume import holds_slot
-from bench.sweeps.spec import SweepSpec, build_cell_config, cell_key
+from bench.sweeps.spec import Direction, SweepSpec, build_cell_config, cell_key
 
 DISCARDED = frozenset({"surplus", "duplicate"})  # statuses of trials that hold no slot
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -42,7 +42,7 @@ def seed_study_name(spec: SweepSpec) -> str:
     return f"{spec.name}/seeds"
 
 
-def directions(spec: SweepSpec) -> list[str]:
+def directions(spec: SweepSpec) -> list[Direction]:
     return [o.direction for o in spec.objectives]
 
 
@@ -209,7 +209,7 @@ class SeedJob:
 def seed_values(spec: SweepSpec) -> list[int]:
     """Fresh seeds after the tuning seed: re-using it would re-measure the selected run."""
     base = build_cell_config(spec, {}, "base").train.seed
-    return [base + 1 + i for i in range(spec.seeds)]
+    return [base + 1 + i for i in range(spec.seeds or 0)]
 
 
 def seed_jobs(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> list[SeedJob]:
@@ -268,7 +268,18 @@ def seed_sources(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> set[s
     A seed run of any other source ran an earlier best of its cell, before more
     tuning trials found a better one (the sweep grew): it is superseded.
     """
-    return {job.source for job in seed_jobs(storage, spec)}
+    if not spec.seeds:
+        return set()
+    return best_sources({c.study: load_study(storage, c.study) for c in plan(spec)}, spec)
+
+
+def best_sources(tuning: Mapping[str, optuna.Study], spec: SweepSpec) -> set[str]:
+    """``study#number`` of each tuning study's best trial(s): the configurations seeds re-run."""
+    return {
+        f"{name}#{t.number}"
+        for name, study in tuning.items()
+        for t in best_trials(study, spec.multi_objective)
+    }
 
 
 def is_current_seed_run(t: FrozenTrial, sources: set[str]) -> bool:
@@ -331,7 +342,7 @@ def sweep_status(
     rows = []
     for cell in plan(spec):
         study = load_study(storage, cell.study)
-        t = tally(study.get_trials(deepcopy=False))
+        counts = tally(study.get_trials(deepcopy=False))
         best = best_value(study, spec.multi_objective)
         phase = "search" if spec.search is not None else "tune"
         rows.append(
@@ -340,9 +351,9 @@ def sweep_status(
                 cell.key,
                 phase,
                 cell.budget,
-                t,
+                counts,
                 best,
-                eta_seconds(t, cell.budget, workers),
+                eta_seconds(counts, cell.budget, workers),
             )
         )
     if spec.seeds:
@@ -355,7 +366,7 @@ def sweep_status(
             if "cell" in t.user_attrs:  # trials given back before taking a job have none
                 by_cell.setdefault(str(t.user_attrs["cell"]), []).append(t)
         for cell_name, trials in by_cell.items():
-            t = tally(trials)
+            counts = tally(trials)
             best = _mean_value(trials)
             rows.append(
                 CellStatus(
@@ -363,9 +374,9 @@ def sweep_status(
                     cell_name,
                     "seed",
                     spec.seeds,
-                    t,
+                    counts,
                     best,
-                    eta_seconds(t, spec.seeds, workers),
+                    eta_seconds(counts, spec.seeds, workers),
                 )
             )
     return rows

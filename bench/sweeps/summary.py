@@ -14,12 +14,10 @@ import re
 import warnings
 from typing import Any
 
-import optuna
-
 from bench import redact
 from bench.config import build_run_config
 from bench.sweeps.layout import Sweep
-from bench.sweeps.study import outcome, plan, seed_study_name
+from bench.sweeps.trials import read_trial
 
 SUMMARY_METRICS = (
     "val/loss",
@@ -32,35 +30,28 @@ SUMMARY_METRICS = (
 
 def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
     """One flat dict per trial of the sweep (tuning and seed studies)."""
-    storage = sweep.open_storage()
-    names = [c.study for c in plan(sweep.spec)] + (
-        [seed_study_name(sweep.spec)] if sweep.spec.seeds else []
-    )
     metrics_cols = [o.metric for o in sweep.spec.objectives]
     rows = []
-    for name in names:
-        study = optuna.load_study(study_name=name, storage=storage)
+    for name, study in sweep.studies().items():
         for t in study.get_trials(deepcopy=False):
-            a = t.user_attrs
-            params = t.params or (json.loads(a["overrides"]) if "overrides" in a else {})
-            metrics = a.get("metrics", {})
+            rec = read_trial(name, t)
             row: dict[str, Any] = {
                 "study": name,
-                "trial": t.number,
-                "state": t.state.name,
-                "outcome": outcome(t),
-                "cell": a.get("cell", ""),
-                "phase": a.get("phase", ""),
-                "seed": a.get("seed", -1),
-                "reason": a.get("reason", ""),
-                "run_dir": a.get("run_dir", ""),
-                "duration_s": t.duration.total_seconds() if t.duration else math.nan,
-                "params": json.dumps(params, sort_keys=True),
+                "trial": rec.number,
+                "state": rec.state,
+                "outcome": rec.outcome,
+                "cell": rec.cell,
+                "phase": rec.phase,
+                "seed": rec.seed if rec.seed is not None else -1,
+                "reason": rec.reason,
+                "run_dir": rec.run_dir,
+                "duration_s": rec.duration_s if rec.duration_s is not None else math.nan,
+                "params": json.dumps(rec.params, sort_keys=True),
             }
             for i, m in enumerate(metrics_cols):
-                row[f"value/{m}"] = t.values[i] if t.values else math.nan
+                row[f"value/{m}"] = rec.values[i] if rec.values else math.nan
             for m in SUMMARY_METRICS:
-                row[m] = float(metrics.get(m, math.nan))
+                row[m] = float(rec.metrics.get(m, math.nan))
             rows.append(row)
     return rows
 
@@ -89,6 +80,7 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
 
         rows = trial_rows(sweep)
         columns = list(rows[0]) if rows else ["study", "trial"]
+        header: list[str | int] = [*columns]
         with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
             run = wandb.init(
                 project=cfg.tracking.project,
@@ -108,7 +100,7 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
                 tags=["sweep"],
                 reinit="create_new",
             )
-        table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
+        table = wandb.Table(columns=header, data=[[r[c] for c in columns] for r in rows])
         run.log({"trials": table})
         best: dict[str, float] = {}
         metric = sweep.spec.objectives[0].metric
@@ -127,9 +119,8 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
 
 
 def _created(sweep: Sweep) -> str | None:
-    from bench.sweeps.layout import read_sweep_json
-
-    return read_sweep_json(sweep.dir).get("created")
+    created = sweep.record().get("created")
+    return str(created) if created is not None else None
 
 
 def _tracking(sweep: Sweep) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from bench.sweeps.objective import (
     fail_trial,
     heartbeat,
     heartbeat_interval,
+    heartbeats,
     host_worker_id,
     run_ddp_follower,
 )
@@ -183,8 +184,9 @@ class Worker:
         """Ask a trial and at once record a heartbeat: a trial without one is never judged stale."""
         trial = study.ask()
         self.current = (study, trial._trial_id)
-        if heartbeat_interval(study._storage):
-            study._storage.record_heartbeat(trial._trial_id)
+        beating = heartbeats(study._storage)
+        if beating is not None:
+            beating.record_heartbeat(trial._trial_id)
         return trial
 
     def _give_back(self, study: optuna.Study, trial_id: int, status: str) -> None:
@@ -199,10 +201,11 @@ class Worker:
         """
         storage = study._storage
         interval = heartbeat_interval(storage)
-        if not interval:
+        beating = heartbeats(storage)
+        if beating is None or not interval:
             return
         grace = getattr(storage, "grace_period", None) or 2 * interval
-        for trial_id in storage._get_stale_trial_ids(study._study_id):
+        for trial_id in beating._get_stale_trial_ids(study._study_id):
             fail_trial(
                 study,
                 trial_id,
