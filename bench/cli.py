@@ -106,8 +106,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train one configuration and write a run directory", _train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import build_run_config
-    from bench.run import RunInterrupted, train_run
     from bench.summary import print_run_summary
+    from bench.training.run import RunInterrupted, train_run
 
     quiet_lightning()
     cmdline = redact.command(["bench", *sys.argv[1:]])
@@ -185,7 +185,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     configs = throughput_configs(args.args, args.vary)
     import torch
 
-    from bench.resources import check_fits
+    from bench.training.resources import check_fits
 
     for _, cfg in configs:  # before any model is built
         check_fits(cfg, "gpu" if torch.cuda.is_available() else "cpu")

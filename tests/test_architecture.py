@@ -109,4 +109,7 @@ def test_export_loads_no_torch_or_lightning():
 
 def test_the_subprocess_check_sees_a_module_that_loads_torch():
     # The helper must be able to fail: the LightningModule loads both.
-    assert loaded_after_import(["bench.lit"], ["torch", "lightning"]) == ["torch", "lightning"]
+    assert loaded_after_import(["bench.training.module"], ["torch", "lightning"]) == [
+        "torch",
+        "lightning",
+    ]

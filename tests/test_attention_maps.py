@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.diagnostics.attention_plot import FILE, AttentionMaps, draw_grid
-from bench.run import train_run
+from bench.training.run import train_run
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 from bench.config import build_run_config
 from bench.diagnostics import diagnoses
 from bench.diagnostics.diagnoses import Rule, RunRecords
-from bench.run import train_run
 from bench.tracking import SafeWandbLogger, alert_diagnoses, diagnosis_summary
+from bench.training.run import train_run
 
 # The quickstart (sweeps/quickstart.yaml) cut to 60 steps, measured every 10: the first
 # 40% of training (EARLY_FRACTION) is steps 0-24, three measurements.

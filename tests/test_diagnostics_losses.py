@@ -21,9 +21,9 @@ from bench.config import DiagnosticsConfig, build_run_config
 from bench.diagnostics.functional import functional_context, training_loss
 from bench.diagnostics.gradients import GradientDiagnostics
 from bench.diagnostics.hessian import HessianCallback, hvp
-from bench.lit import IGNORE, BenchModule
 from bench.tasks import build_datamodule
 from bench.tasks.vocab import collate, encode_encoder_decoder
+from bench.training.module import IGNORE, BenchModule
 
 SMOOTHING = 0.3
 

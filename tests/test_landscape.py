@@ -30,7 +30,7 @@ from bench.diagnostics.landscape import (
     random_directions,
     sharpness,
 )
-from bench.lit import BenchModule
+from bench.training.module import BenchModule
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

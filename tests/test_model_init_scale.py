@@ -32,8 +32,8 @@ from bench.config import (
 )
 from bench.model import build_model
 from bench.model.embedding import EMBED_SCALES
-from bench.run import train_run
 from bench.tasks import IGNORE, build_datamodule
+from bench.training.run import train_run
 
 PLACEMENTS = get_args(NormPlacement)
 ENCODINGS = get_args(PosEncoding)

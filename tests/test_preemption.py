@@ -23,8 +23,8 @@ from optuna.trial import TrialState
 from sweep_helpers import env_for_tests, one_cell_spec, wait_for, worker_cmd, write_spec
 
 from bench.config import build_run_config
-from bench.preemption import PREEMPTION, Preempted
-from bench.run import train_run
+from bench.training.preemption import PREEMPTION, Preempted
+from bench.training.run import train_run
 from bench.wandb_records import find_run_files, read_run
 
 

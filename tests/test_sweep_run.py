@@ -146,7 +146,7 @@ def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_pat
 
 def test_pruning_callback_stops_the_trainer_when_the_trial_is_worse_than_the_median(tmp_path):
     from bench.config import build_run_config
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     torch.manual_seed(0)
     study = optuna.create_study(

@@ -24,8 +24,6 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from bench.config import TaskConfig
-from bench.lit import BenchModule, nontrivial_mask, prediction_diversity, token_metrics
-from bench.run import train_run
 from bench.summary import print_run_summary
 from bench.tasks import EOS, IGNORE, N_SPECIAL, build_datamodule
 from bench.tasks.baseline import (
@@ -36,6 +34,8 @@ from bench.tasks.baseline import (
     Baseline,
     judge_learning,
 )
+from bench.training.module import BenchModule, nontrivial_mask, prediction_diversity, token_metrics
+from bench.training.run import train_run
 
 PROBES = ("copy", "reverse", "sort", "recall", "modadd")
 ARCHS = ("decoder", "encoder_decoder")

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from bench import records
-from bench.run import train_run
+from bench.training.run import train_run
 
 
 def _metrics_rows(run_dir):

@@ -11,7 +11,7 @@ from tests.finished_sweep import finished_sweep
 
 
 def test_a_run_logs_its_diagnostic_figures_and_axis_summary_keys(tiny):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     cfg = tiny(
         **{

@@ -418,7 +418,7 @@ def attention_stats(
     statistics of one ``forward()`` in eval mode (see :class:`AttentionStats`).
 
     ``query_masks``: ``{"encoder": [B, S], "decoder": [B, T]}`` (True = real token,
-    e.g. :func:`bench.lit.real_positions`); a layer's padded queries are left out.
+    e.g. :func:`bench.training.module.real_positions`); a layer's padded queries are left out.
     Switches ``record_probs`` on for the call only and restores the train/eval mode.
     ``forward()``'s return value is taken as the output logits when it is a
     ``[B, T, V]`` tensor.
@@ -480,7 +480,7 @@ def _default_forward(pl_module: L.LightningModule, batch: Batch) -> Any:
 
 
 def _default_query_masks(pl_module: L.LightningModule, batch: Batch) -> dict[str, Tensor] | None:
-    from bench.lit import real_positions
+    from bench.training.module import real_positions
 
     try:
         return real_positions(batch)
@@ -807,7 +807,7 @@ def benchmark_overhead(
 ) -> dict[str, float]:
     """Train the same model with and without :class:`GradientDiagnostics` in one process.
 
-    Uses :class:`bench.lit.BenchModule` on random tokens (a plain dataloader, no
+    Uses :class:`bench.training.module.BenchModule` on random tokens (a plain dataloader, no
     validation, no logger) with a real ``Trainer``. Runs alternate ``repeats``
     times and the fastest of each is kept. ``overrides`` are dotted RunConfig
     keys (default: a d_model=128, 2-layer decoder, seq 128, batch 16, every 25
@@ -817,7 +817,7 @@ def benchmark_overhead(
     :func:`exclude_from_throughput`, less noisy) as a fraction of the plain step.
     """
     from bench.config import build_run_config
-    from bench.lit import BenchModule
+    from bench.training.module import BenchModule
 
     base = {
         "model.d_model": 128,

@@ -4,6 +4,7 @@
 :class:`EncoderDecoder`. Nothing here imports Lightning, W&B or Optuna.
 """
 
+from bench.model.positional import max_positions
 from bench.model.transformer import (
     ARCHS,
     DecoderLM,
@@ -13,4 +14,12 @@ from bench.model.transformer import (
     deepnorm_constants,
 )
 
-__all__ = ["ARCHS", "DecoderLM", "EncoderDecoder", "Stack", "build_model", "deepnorm_constants"]
+__all__ = [
+    "ARCHS",
+    "DecoderLM",
+    "EncoderDecoder",
+    "Stack",
+    "build_model",
+    "deepnorm_constants",
+    "max_positions",
+]

@@ -4,6 +4,10 @@
 - :meth:`Positional.rotary` gives a :class:`Rotary` that rotates queries and keys (rope);
 - :meth:`Positional.bias` gives an additive attention bias ``[H, T, S]`` (alibi, t5).
 
+Each encoding also answers, from the config alone, how long a sequence it
+supports (:meth:`Positional.max_positions`; None: any length), so a run is
+refused before it starts when its task feeds longer sequences.
+
 ``nope`` uses none. A stack calls ``rotary`` and ``bias`` once per forward and
 passes the results to every layer; attention applies them without asking which
 encoding produced them. ``causal`` says whether the stack is a decoder (the
@@ -26,6 +30,11 @@ class Positional(nn.Module):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__()
         self.causal = causal
+
+    @classmethod
+    def max_positions(cls, cfg: ModelConfig) -> int | None:
+        """The longest sequence this encoding supports under ``cfg``; None when unlimited."""
+        return None
 
     def embed(self, x: Tensor) -> Tensor:
         """Token embeddings ``[B, T, D]`` plus position information (here: unchanged)."""
@@ -76,6 +85,11 @@ class Learned(Positional):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.table = nn.Embedding(cfg.max_len, cfg.d_model)
+
+    @classmethod
+    def max_positions(cls, cfg: ModelConfig) -> int | None:
+        """``max_len``: the table has no position past it."""
+        return cfg.max_len
 
     def embed(self, x: Tensor) -> Tensor:
         t = x.shape[1]
@@ -216,3 +230,8 @@ POSITIONAL: dict[str, type[Positional]] = {
     "t5": T5Bias,
     "nope": NoPE,
 }
+
+
+def max_positions(cfg: ModelConfig) -> int | None:
+    """The longest sequence ``cfg.pos_encoding`` supports (None: any length)."""
+    return POSITIONAL[cfg.pos_encoding].max_positions(cfg)

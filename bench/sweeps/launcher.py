@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.resources import cpu_slots
 from bench.sweeps.args import STORAGE_ENV, add_sweep_arguments
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
 from bench.sweeps.objective import fail_trial
@@ -31,6 +30,7 @@ from bench.sweeps.recovery import recover_orphans
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.worker import EXIT_INTERRUPTED
+from bench.training.resources import cpu_slots
 
 MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying is a bug, not bad luck
 STOP_GRACE = 60.0  # seconds a stopping worker gets to record its trial before SIGKILL
