@@ -25,8 +25,7 @@ from typing import Any
 import yaml
 
 from bench.config import ConfigError, axes, flatten
-from bench.records import CONFIG, MANIFEST, STATUS, SUMMARY
-from bench.summary import fmt_duration
+from bench.records import CONFIG, MANIFEST, STATUS, SUMMARY, fmt_duration
 
 SWEEP_JSON, SPEC_YAML = "sweep.json", "spec.yaml"  # bench.sweeps.layout (that module loads Optuna)
 STATUSES = (

@@ -36,7 +36,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from bench import records, redact
 from bench.config import RunConfig, axes
-from bench.wandb_records import wait_until_closed
+from bench.wandb_file import wait_until_closed
 
 STEP_METRIC = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
 
@@ -216,7 +216,7 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: str, renew_id: bool = False) 
     return run
 
 
-def _finish_run(run: Any, exit_code: int) -> None:
+def finish_run(run: Any, exit_code: int) -> None:
     """``run.finish`` and wait for wandb-core to write the end of the ``.wandb`` file.
 
     ``finish`` returns once the exit record is queued; the file's last block is
@@ -384,7 +384,7 @@ def finish(logger: WandbLogger | None, exit_code: int = 0) -> None:
     if run is None:
         return
     try:
-        _finish_run(run, exit_code)
+        finish_run(run, exit_code)
     except Exception as e:
         warnings.warn(
             f"W&B finish failed ({_one_line(e)}); the run's records may be incomplete",

@@ -451,7 +451,7 @@ def test_bad_input_in_a_real_process_is_one_line_exit_2_and_writes_nothing(case,
     before = _snapshot(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "BENCH_SWEEP_STORAGE"}
     r = subprocess.run(
-        [sys.executable, "-m", "bench.cli", *case.args],
+        [sys.executable, "-m", "bench", *case.args],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -150,7 +150,7 @@ def test_a_failing_alert_is_a_warning_not_an_error():
 
 
 def test_an_offline_run_records_the_diagnosis_summary_keys(tiny):
-    from bench.wandb_records import find_run_files, read_run
+    from wandb_runs import find_run_files, read_run
 
     result = train_run(
         tiny(**{"train.max_steps": 5, "tracking.mode": "offline", "diagnostics.gradients": False})

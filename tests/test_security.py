@@ -18,7 +18,7 @@ import pytest
 import torch
 from sweep_helpers import PG_HOST, PG_PORT, PG_USER, env_for_tests, require_postgres, write_spec
 
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "bench"]
 RUN_ARGS = [
     "task.name=copy",
     "task.seq_len=6",

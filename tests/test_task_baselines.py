@@ -23,8 +23,8 @@ from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 from torch import Tensor, nn
 
+from bench.cli.run_table import print_run_summary
 from bench.config import TaskConfig
-from bench.summary import print_run_summary
 from bench.tasks import EOS, IGNORE, N_SPECIAL, build_datamodule
 from bench.tasks.baseline import (
     COLLAPSE_DIVERSITY,
@@ -371,7 +371,7 @@ def test_a_copy_run_that_learns_is_judged_learned_in_its_result_and_summary(tiny
 
 
 def test_a_learning_rate_too_small_to_learn_is_judged_did_not_learn_everywhere(tiny):
-    from bench.wandb_records import find_run_files, read_run
+    from wandb_runs import find_run_files, read_run
 
     cfg = tiny(
         **{

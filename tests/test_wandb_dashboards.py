@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import shutil
 
-from bench.wandb_records import find_run_files, read_run
+from wandb_runs import find_run_files, read_run
+
 from tests.finished_sweep import finished_sweep
 
 

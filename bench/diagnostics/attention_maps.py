@@ -48,10 +48,10 @@ def _tokens(batch: Batch) -> dict[str, Tensor]:
 def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
     """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
     (cropped to ``max_len``), real query and key counts per example, and token ids."""
-    from bench.training.module import _forward, real_positions
+    from bench.training.module import forward_logits, real_positions
 
     with recording_attention(model) as mods:
-        _forward(model, batch)
+        forward_logits(model, batch)
         real = {
             k: v.sum(-1).clamp(max=max_len).cpu().numpy() for k, v in real_positions(batch).items()
         }

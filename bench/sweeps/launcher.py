@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.sweeps.args import STORAGE_ENV, add_sweep_arguments
+from bench.sweeps.args import STORAGE_ENV
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
 from bench.sweeps.objective import fail_trial
 from bench.sweeps.recovery import recover_orphans
@@ -326,23 +326,3 @@ def run_sweep(
     if code == EXIT_INTERRUPTED:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
     return code
-
-
-def build_parser():
-    """Arguments of ``bench sweep`` (and ``python -m bench.sweeps.launcher``)."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="bench sweep", description="Run or resume a sweep.")
-    add_sweep_arguments(p)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.sweeps.launcher ARGS`` is ``bench sweep ARGS`` (one error format)."""
-    from bench.cli import main as cli_main
-
-    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

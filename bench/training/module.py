@@ -16,7 +16,7 @@ from bench.model.norms import NORMS
 from bench.tasks.vocab import IGNORE, PAD  # collate right-pads every token key with PAD
 
 
-def _forward(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+def forward_logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     """Logits for a batch of either architecture (the batch keys say which)."""
     if "src" in batch:
         return model(batch["src"], batch["tgt_in"], batch.get("src_pad"))
@@ -141,7 +141,7 @@ class BenchModule(L.LightningModule):
         self.diverged = False
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        return _forward(self.model, batch)
+        return forward_logits(self.model, batch)
 
     def compute_loss(self, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> Tensor:
         """Mean token cross-entropy over labeled positions."""

@@ -105,8 +105,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 @command("train", "train one configuration and write a run directory", _train_args)
 def cmd_train(args: argparse.Namespace) -> int:
+    from bench.cli.run_table import print_run_summary
     from bench.config import build_run_config
-    from bench.summary import print_run_summary
     from bench.training.run import RunInterrupted, train_run
 
     quiet_lightning()
@@ -540,7 +540,3 @@ def interrupted_message(command: str, e: KeyboardInterrupt) -> str:
     if command in ("sweep", "worker"):
         return "interrupted; rerun the same command to resume"
     return "interrupted"
-
-
-if __name__ == "__main__":
-    sys.exit(main())
