@@ -147,7 +147,7 @@ def read_run(run_dir: Path, objective: str = "val/loss") -> Entry:
         task=str(flat.get("task.name", "")),
         what=describe_model(flat),
         status=str(status.get("status", "unknown")),
-        steps=int(steps) if _number(steps) is not None else None,
+        steps=int(n) if (n := _number(steps)) is not None else None,
         best=best,
         metric=objective,
         started=started,
@@ -190,7 +190,7 @@ def read_sweep(sweep_dir: Path) -> tuple[Entry, list[Entry]]:
             if k.startswith("tracking.meta.")
         }
         r.what = describe_trial(meta_fields, r.fields)
-    compare = spec.get("compare") if isinstance(spec.get("compare"), dict) else {}
+    compare: dict[str, Any] = spec["compare"] if isinstance(spec.get("compare"), dict) else {}
     search = spec.get("search") or {}
     fields: dict[str, Any] = flatten(spec.get("base") or {})
     fields.update({k: list(v) for k, v in compare.items() if isinstance(v, list)})

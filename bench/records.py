@@ -134,7 +134,7 @@ def git_sha() -> str | None:
 
 def manifest(seed: int, command: str | None, device: str) -> dict[str, Any]:
     """What is needed to reproduce a run: code version, packages, hardware, seed, command."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -165,11 +165,11 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
         rows = [
             r for r in reader if r.get("step") in ("", None) or int(float(r["step"])) <= last_step
         ]
-    with tempfile.NamedTemporaryFile("w", dir=run_dir, delete=False, newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+    with tempfile.NamedTemporaryFile("w", dir=run_dir, delete=False, newline="") as tmp:
+        writer = csv.DictWriter(tmp, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(f.name, path)
+    os.replace(tmp.name, path)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:

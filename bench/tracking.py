@@ -35,7 +35,7 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger
 
 from bench import records, redact
-from bench.config import RunConfig, axes
+from bench.config import RunConfig, TrackingMode, axes
 from bench.wandb_file import wait_until_closed
 
 STEP_METRIC = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
@@ -51,7 +51,7 @@ METRIC_SUMMARIES: dict[str, str] = {
 FINISH_TIMEOUT = 30.0  # seconds to wait for wandb-core to close a run's .wandb file
 
 # Where a failed wandb.init goes next; None: no logger.
-FALLBACK: dict[str, str | None] = {"online": "offline", "offline": None}
+FALLBACK: dict[str, TrackingMode | None] = {"online": "offline", "offline": None}
 
 # Our defaults for wandb.Settings, per mode. Quiet, no console capture, and offline
 # nothing that costs start-up time or CPU (system stats, machine metadata, git,
@@ -182,7 +182,7 @@ def run_id(run_dir: Path, renew: bool = False) -> str:
     return new
 
 
-def _init_run(cfg: RunConfig, run_dir: Path, mode: str, renew_id: bool = False) -> Any:
+def _init_run(cfg: RunConfig, run_dir: Path, mode: TrackingMode, renew_id: bool = False) -> Any:
     import wandb
 
     if mode == "offline":
@@ -343,7 +343,7 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> SafeWandbLogger | None:
     run without a login, or a failing ``wandb.init``, warns once (one line)
     and falls back to offline, then to None.
     """
-    mode: str | None = cfg.tracking.mode
+    mode: TrackingMode | None = cfg.tracking.mode
     if mode == "disabled":
         return None
     if mode == "online" and not has_wandb_login():

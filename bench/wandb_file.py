@@ -32,7 +32,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from wandb.proto import wandb_internal_pb2 as pb
 
@@ -40,6 +40,9 @@ FILE_HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 BLOCK_SIZE = 32 * 1024
 CHUNK_HEADER = struct.Struct("<IHB")  # crc32, payload length, chunk type
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+# wandb picks its generated protobuf module when imported (by protobuf's major
+# version), so a type checker finds no ``Record`` class in ``pb``.
+RECORD: Any = pb.Record  # type: ignore[attr-defined]
 
 
 class CorruptRunFileError(ValueError):
@@ -95,8 +98,8 @@ def _iter_payloads(f: BinaryIO, path: Path) -> Iterator[bytes]:
             parts.append(payload)
 
 
-def iter_records(path: str | Path) -> Iterator[pb.Record]:
-    """Every ``Record`` in a ``run-*.wandb`` file, in the order written.
+def iter_records(path: str | Path) -> Iterator[Any]:
+    """Every ``Record`` (``wandb_internal_pb2.Record``) in a ``run-*.wandb`` file, in the order written.
 
     A file cut short by a crash (a partial last chunk or an unfinished
     multi-chunk record) yields the complete records before the cut.
@@ -108,7 +111,7 @@ def iter_records(path: str | Path) -> Iterator[pb.Record]:
     path = Path(path)
     with path.open("rb") as f:
         for payload in _iter_payloads(f, path):
-            record = pb.Record()
+            record = RECORD()
             try:
                 record.ParseFromString(payload)
             except Exception as e:  # protobuf's DecodeError

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import redact
-from bench.config import ConfigError
+from bench.config import ConfigError, RunConfig
 from bench.sweeps.args import add_dashboard_arguments, add_sweep_arguments, add_worker_arguments
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
@@ -149,7 +149,7 @@ def _throughput_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
 
 
-def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, object]]:
+def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, RunConfig]]:
     """The base config, then one per ``KEY=V1,V2`` value, named by what differs."""
     from bench.config import build_run_config, parse_value
 

@@ -4,15 +4,9 @@
 :class:`EncoderDecoder`. Nothing here imports Lightning, W&B or Optuna.
 """
 
+from bench.model.deepnorm import deepnorm_constants
 from bench.model.positional import max_positions
-from bench.model.transformer import (
-    ARCHS,
-    DecoderLM,
-    EncoderDecoder,
-    Stack,
-    build_model,
-    deepnorm_constants,
-)
+from bench.model.transformer import ARCHS, DecoderLM, EncoderDecoder, Stack, build_model
 
 __all__ = [
     "ARCHS",

@@ -68,6 +68,8 @@ def sinusoid_table(t: int, d: int, device: torch.device | None = None) -> Tensor
 class Sinusoidal(Positional):
     """Fixed sinusoids added to the embeddings; defined for any length."""
 
+    table: Tensor  # buffer: the first max_len positions
+
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.d = cfg.d_model
@@ -126,6 +128,10 @@ class RoPE(Positional):
     GPT-NeoX's partial rotary; the cos/sin tables are cached up to ``max_len``.
     """
 
+    inv_freq: Tensor  # buffers
+    cos_cached: Tensor
+    sin_cached: Tensor
+
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.rot_dim = int(cfg.head_dim * cfg.rope_fraction) // 2 * 2
@@ -167,6 +173,8 @@ def alibi_slopes(n_heads: int) -> list[float]:
 
 class ALiBi(Positional):
     """Press et al. 2022: bias ``-slope_h * distance``; one-sided in a decoder, ``|i-j|`` in an encoder."""
+
+    slopes: Tensor  # buffer: one slope per head
 
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)

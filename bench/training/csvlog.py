@@ -31,6 +31,6 @@ class MetricsCSVLogger(CSVLogger):
 
     @property
     def experiment(self) -> AppendingWriter:
-        if self._experiment is None:
+        if not isinstance(self._experiment, AppendingWriter):  # None until first used
             self._experiment = AppendingWriter(log_dir=self.log_dir)
         return self._experiment

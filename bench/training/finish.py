@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import math
 import os
 import time
@@ -74,7 +75,8 @@ def finish_run(
     except Exception as e:
         fail(e, run, step)
     if cfg.diagnostics.landscape and run.trainer.is_global_zero:
-        metrics.update(run.errors.call("landscape", "end of run", lambda: landscape(run), {}))
+        nothing: dict[str, float] = {}  # when the landscape fails
+        metrics.update(run.errors.call("landscape", "end of run", lambda: landscape(run), nothing))
     summary = _summary(run, status, reason, started, metrics)
     learning, learning_reason = summary["learning"]["status"], summary["learning"]["reason"]
     found = diagnoses(cfg, run, summary) if run.opened.primary else []
@@ -128,15 +130,12 @@ def diagnoses(cfg: RunConfig, run: Assembled, summary: dict[str, Any]) -> list[d
         failed = lambda name, e: errors.record(f"diagnosis {name}", "end of run", e)  # noqa: E731
         return [d.as_dict() for d in diagnose(rec, on_error=failed)]
 
-    found = errors.call("diagnoses", "end of run", find, [])
+    none_found: list[dict[str, str]] = []  # when the rules cannot run
+    found = errors.call("diagnoses", "end of run", find, none_found)
     for lg in run.loggers:
         if isinstance(lg, SafeWandbLogger):
-            errors.call(
-                "diagnoses",
-                "W&B alert",
-                lambda lg=lg: alert_diagnoses(lg, found, run_dir.name),
-                False,
-            )
+            alert = functools.partial(alert_diagnoses, lg, found, run_dir.name)
+            errors.call("diagnoses", "W&B alert", alert, False)
     return found
 
 

@@ -8,6 +8,7 @@ run (the resolved config and its built data) or raises a one-line
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -15,6 +16,7 @@ from bench.config import ConfigError, RunConfig
 from bench.model import max_positions
 from bench.tasks import build_datamodule
 from bench.tasks.base import BenchDataModule
+from bench.training.loader import MapDataset
 from bench.training.resources import check_fits
 
 
@@ -57,7 +59,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     dm = build_datamodule(cfg.task, cfg.model.arch)
     dm.setup("fit")
     cfg.model.vocab_size = dm.vocab_size
-    n_train = len(dm.train_dataloader().dataset)
+    n_train = len(cast(MapDataset, dm.train_dataloader().dataset))
     if cfg.task.batch_size > n_train:
         raise ConfigError(
             f"task.batch_size={cfg.task.batch_size} is larger than the training set "

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from lightning.fabric.plugins.environments import LightningEnvironment
@@ -26,7 +26,7 @@ from bench.diagnostics import build_callbacks
 from bench.diagnostics.guard import DiagnosticErrors
 from bench.tasks.base import BenchDataModule
 from bench.training.csvlog import MetricsCSVLogger
-from bench.training.loader import ResumableLoader
+from bench.training.loader import MapDataset, ResumableLoader
 from bench.training.module import BenchModule
 from bench.training.preemption import PreemptionCheckpoint
 from bench.training.prepare import Prepared
@@ -143,7 +143,7 @@ def assemble(prep: Prepared, opened: OpenedRun, callbacks: Sequence[Callback]) -
     module = BenchModule(cfg, dm.eval_lengths)
     train_set = dm.train_dataloader()
     loader = ResumableLoader(
-        train_set.dataset,  # type: ignore[arg-type]  # a map-style dataset: len and [i]
+        cast(MapDataset, train_set.dataset),  # every task's datasets are map-style
         cfg.task.batch_size,
         train_set.collate_fn,
         seed=cfg.train.seed,
