@@ -130,7 +130,7 @@ def _cell_columns(sweep_dir: Path) -> list[Column]:
             if not tuned:
                 continue
             pick = max if maximize else min
-            chosen = [pick(tuned, key=lambda r: r.best)]
+            chosen = [pick(tuned, key=lambda r: r.best if r.best is not None else math.nan)]
         columns.append(Column(f"{sweep.name}:{cell}", chosen))
     if not columns:
         raise ConfigError(f"{sweep_dir}: sweep '{sweep.name}' has no completed run to compare yet")

@@ -82,6 +82,7 @@ PosEncoding = Literal["sinusoidal", "learned", "rope", "alibi", "t5", "nope"]
 FeedForward = Literal["gelu", "relu", "swiglu"]
 Init = Literal["auto", "torch", "gpt2", "xavier", "deepnorm"]
 EmbedScale = Literal["auto", "none", "sqrt_d", "norm"]
+TrackingMode = Literal["offline", "online", "disabled"]
 
 GPT2_STD = 0.02  # Radford et al. 2019: every weight N(0, 0.02)
 SINUSOID_RMS = math.sqrt(0.5)  # RMS of the Vaswani et al. sin/cos table (half sin, half cos)
@@ -113,25 +114,25 @@ class ModelConfig(_Strict):
     norm_type: NormType = "layernorm"
     qk_norm: bool = False
     pos_encoding: PosEncoding = "learned"
-    rope_base: float = Field(10000.0, gt=0)
-    rope_fraction: float = Field(1.0, gt=0, le=1)
-    t5_num_buckets: int = Field(32, ge=2)
-    t5_max_distance: int = Field(128, ge=2)
-    d_model: int = Field(128, ge=1)
-    n_layers: int = Field(2, ge=1)
-    n_encoder_layers: int | None = Field(None, ge=1)  # None: same as n_layers
-    n_heads: int = Field(4, ge=1)
-    n_kv_heads: int | None = Field(None, ge=1)  # None: n_heads (MHA); 1: MQA
-    d_ff: int | None = Field(None, ge=1)  # None: 4*d_model (8/3*d_model for swiglu)
+    rope_base: float = Field(default=10000.0, gt=0)
+    rope_fraction: float = Field(default=1.0, gt=0, le=1)
+    t5_num_buckets: int = Field(default=32, ge=2)
+    t5_max_distance: int = Field(default=128, ge=2)
+    d_model: int = Field(default=128, ge=1)
+    n_layers: int = Field(default=2, ge=1)
+    n_encoder_layers: int | None = Field(default=None, ge=1)  # None: same as n_layers
+    n_heads: int = Field(default=4, ge=1)
+    n_kv_heads: int | None = Field(default=None, ge=1)  # None: n_heads (MHA); 1: MQA
+    d_ff: int | None = Field(default=None, ge=1)  # None: 4*d_model (8/3*d_model for swiglu)
     ffn: FeedForward = "gelu"
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
     bias: bool = True
     tie_embeddings: bool = True
     init: Init = "auto"  # auto: see resolved()
     # Token embeddings x1 (none), x sqrt(d_model) (sqrt_d) or normed (norm); auto: resolved()
     embed_scale: EmbedScale = "auto"
-    max_len: int = Field(1024, ge=1)
-    vocab_size: int = Field(256, ge=2)
+    max_len: int = Field(default=1024, ge=1)
+    vocab_size: int = Field(default=256, ge=2)
 
     @model_validator(mode="after")
     def _divisibility(self) -> ModelConfig:
@@ -283,18 +284,18 @@ class TaskConfig(_Strict):
     """What to learn. Data is generated (or read locally) from ``seed``."""
 
     name: TaskName = "copy"
-    seq_len: int = Field(16, ge=1)  # problem size / context length at training time
+    seq_len: int = Field(default=16, ge=1)  # problem size / context length at training time
     eval_scales: list[int] = Field(default_factory=lambda: [1, 2, 4])  # x seq_len
-    n_symbols: int = Field(16, ge=2)  # alphabet of the synthetic probes
-    modulus: int = Field(23, ge=2)  # modadd
-    n_train: int = Field(4096, ge=1)  # examples (probes, scan) or windows (text)
-    n_val: int = Field(256, ge=1)
-    batch_size: int = Field(32, ge=1)
+    n_symbols: int = Field(default=16, ge=2)  # alphabet of the synthetic probes
+    modulus: int = Field(default=23, ge=2)  # modadd
+    n_train: int = Field(default=4096, ge=1)  # examples (probes, scan) or windows (text)
+    n_val: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=32, ge=1)
     seed: int = 0
     paths: list[str] = Field(default_factory=list)  # text: files/folders; [] = stdlib
     hf_dataset: str | None = None  # text: a cached Hugging Face dataset name
-    max_bytes: int = Field(2_000_000, ge=1)  # text: cap on bytes read
-    num_workers: int = Field(0, ge=0)
+    max_bytes: int = Field(default=2_000_000, ge=1)  # text: cap on bytes read
+    num_workers: int = Field(default=0, ge=0)
 
 
 # ----------------------------------------------------------------------------- train
@@ -306,24 +307,24 @@ Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 class TrainConfig(_Strict):
     """Optimisation and the Trainer."""
 
-    max_steps: int = Field(300, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    warmup_steps: int = Field(30, ge=0)
+    max_steps: int = Field(default=300, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    warmup_steps: int = Field(default=30, ge=0)
     schedule: Schedule = "cosine"
-    weight_decay: float = Field(0.1, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
     decay_norms_and_embeddings: bool = False
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.98, ge=0, lt=1)
-    grad_clip: float | None = Field(1.0, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.98, ge=0, lt=1)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int = Field(1, ge=1)
-    val_every: int = Field(100, ge=1)  # steps between validations
-    log_every: int = Field(10, ge=1)
-    checkpoint_every: int | None = Field(None, ge=1)  # None: at each validation
-    threads: int | None = Field(None, ge=1)  # torch intra-op threads
+    devices: int = Field(default=1, ge=1)
+    val_every: int = Field(default=100, ge=1)  # steps between validations
+    log_every: int = Field(default=10, ge=1)
+    checkpoint_every: int | None = Field(default=None, ge=1)  # None: at each validation
+    threads: int | None = Field(default=None, ge=1)  # torch intra-op threads
     seed: int = 0
     deterministic: bool = True
     progress_bar: bool | None = None  # None: only when stderr is a terminal
@@ -335,7 +336,7 @@ class TrainConfig(_Strict):
 class TrackingConfig(_Strict):
     """Where a run's records go: the run directory and W&B."""
 
-    mode: Literal["offline", "online", "disabled"] = "offline"
+    mode: TrackingMode = "offline"
     project: str = "bench"
     entity: str | None = None
     group: str | None = None
@@ -354,24 +355,30 @@ class DiagnosticsConfig(_Strict):
     """Switches and intervals for the measurements in bench/diagnostics."""
 
     gradients: bool = True
-    gradients_every: int = Field(25, ge=1)
+    gradients_every: int = Field(default=25, ge=1)
     noise_scale: bool = True
     attention_entropy: bool = True
     hessian: bool = False
     hessian_steps: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # fractions
-    hessian_top_k: int = Field(3, ge=1)
-    hessian_iters: int = Field(20, ge=1)
+    hessian_top_k: int = Field(default=3, ge=1)
+    hessian_iters: int = Field(default=20, ge=1)
     landscape: bool = False
-    landscape_resolution: int = Field(11, ge=3)
-    landscape_every: int | None = Field(None, ge=1)  # trajectory snapshots; None: ~40 per run
-    landscape_batches: int = Field(2, ge=1)  # evaluation batches per grid point
+    landscape_resolution: int = Field(default=11, ge=3)
+    landscape_every: int | None = Field(
+        default=None, ge=1
+    )  # trajectory snapshots; None: ~40 per run
+    landscape_batches: int = Field(default=2, ge=1)  # evaluation batches per grid point
     throughput: bool = True
-    peak_flops: float | None = Field(None, gt=0)  # override the peak used for MFU
+    peak_flops: float | None = Field(default=None, gt=0)  # override the peak used for MFU
     # attention maps of fixed validation examples at init and at the end (attention_maps.py)
     attention_maps: bool = True
-    attention_maps_examples: int = Field(4, ge=1)  # examples recorded (bench attention --example)
-    attention_maps_max_len: int = Field(64, ge=1)  # positions kept per axis (longer: cropped)
-    attention_maps_max_params: int = Field(20_000_000, ge=0)  # larger models: no maps
+    attention_maps_examples: int = Field(
+        default=4, ge=1
+    )  # examples recorded (bench attention --example)
+    attention_maps_max_len: int = Field(
+        default=64, ge=1
+    )  # positions kept per axis (longer: cropped)
+    attention_maps_max_params: int = Field(default=20_000_000, ge=0)  # larger models: no maps
 
 
 # ----------------------------------------------------------------------------- run

@@ -25,8 +25,7 @@ from typing import Any
 import yaml
 
 from bench.config import ConfigError, axes, flatten
-from bench.records import CONFIG, MANIFEST, STATUS, SUMMARY
-from bench.summary import fmt_duration
+from bench.records import CONFIG, MANIFEST, STATUS, SUMMARY, fmt_duration
 from bench.sweeps.layout import is_sweep_dir, read_sweep_files, read_sweep_json
 from bench.sweeps.spec import Objective, SweepSpec
 
@@ -149,7 +148,7 @@ def read_run(run_dir: Path, objective: str = "val/loss") -> Entry:
         task=str(flat.get("task.name", "")),
         what=describe_model(flat),
         status=str(status.get("status", "unknown")),
-        steps=int(steps) if _number(steps) is not None else None,
+        steps=int(n) if (n := _number(steps)) is not None else None,
         best=best,
         metric=objective,
         started=started,

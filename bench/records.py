@@ -161,3 +161,13 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
             {k: float(v) for k, v in row.items() if v not in ("", None)}
             for row in csv.DictReader(f)
         ]
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``4.2s``, ``3m07s``, ``2h05m``; ``-`` when unknown."""
+    if seconds is None or seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -35,8 +35,8 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger
 
 from bench import records, redact
-from bench.config import RunConfig, axes
-from bench.wandb_records import wait_until_closed
+from bench.config import RunConfig, TrackingMode, axes
+from bench.wandb_file import wait_until_closed
 
 STEP_METRIC = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
 
@@ -51,7 +51,7 @@ METRIC_SUMMARIES: dict[str, str] = {
 FINISH_TIMEOUT = 30.0  # seconds to wait for wandb-core to close a run's .wandb file
 
 # Where a failed wandb.init goes next; None: no logger.
-FALLBACK: dict[str, str | None] = {"online": "offline", "offline": None}
+FALLBACK: dict[str, TrackingMode | None] = {"online": "offline", "offline": None}
 
 # Our defaults for wandb.Settings, per mode. Quiet, no console capture, and offline
 # nothing that costs start-up time or CPU (system stats, machine metadata, git,
@@ -182,7 +182,7 @@ def run_id(run_dir: Path, renew: bool = False) -> str:
     return new
 
 
-def _init_run(cfg: RunConfig, run_dir: Path, mode: str, renew_id: bool = False) -> Any:
+def _init_run(cfg: RunConfig, run_dir: Path, mode: TrackingMode, renew_id: bool = False) -> Any:
     import wandb
 
     if mode == "offline":
@@ -216,7 +216,7 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: str, renew_id: bool = False) 
     return run
 
 
-def _finish_run(run: Any, exit_code: int) -> None:
+def finish_run(run: Any, exit_code: int) -> None:
     """``run.finish`` and wait for wandb-core to write the end of the ``.wandb`` file.
 
     ``finish`` returns once the exit record is queued; the file's last block is
@@ -343,7 +343,7 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> SafeWandbLogger | None:
     run without a login, or a failing ``wandb.init``, warns once (one line)
     and falls back to offline, then to None.
     """
-    mode: str | None = cfg.tracking.mode
+    mode: TrackingMode | None = cfg.tracking.mode
     if mode == "disabled":
         return None
     if mode == "online" and not has_wandb_login():
@@ -384,7 +384,7 @@ def finish(logger: WandbLogger | None, exit_code: int = 0) -> None:
     if run is None:
         return
     try:
-        _finish_run(run, exit_code)
+        finish_run(run, exit_code)
     except Exception as e:
         warnings.warn(
             f"W&B finish failed ({_one_line(e)}); the run's records may be incomplete",

@@ -30,7 +30,7 @@ def finished_sweep() -> tuple[Path, subprocess.CompletedProcess]:
         [
             sys.executable,
             "-m",
-            "bench.cli",
+            "bench",
             "sweep",
             str(spec),
             "--workers",

@@ -26,10 +26,10 @@ def drain(master: int) -> str:
 
 
 def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
-    """``python -m bench.cli ARGS`` with stdout and stderr on a pty: (exit code, screen text)."""
+    """``python -m bench ARGS`` with stdout and stderr on a pty: (exit code, screen text)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *args],
+        [sys.executable, "-m", "bench", *args],
         stdin=subprocess.DEVNULL,
         stdout=slave,
         stderr=slave,

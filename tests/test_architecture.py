@@ -107,6 +107,29 @@ def test_export_loads_no_torch_or_lightning():
     assert loaded_after_import(["bench.export"], ["torch", "lightning"]) == []
 
 
+def test_the_training_package_may_load_lightning_but_its_cheap_modules_do_not():
+    # train_run needs Lightning; the package itself and what sweep launchers import
+    # from it (resources: cpu_slots) and checkpoint reading do not.
+    watched = ["torch", "lightning"]
+    assert loaded_after_import(["bench.training.run"], watched) == watched
+    assert loaded_after_import(["bench.training"], watched) == []
+    assert loaded_after_import(["bench.training.resources"], watched) == []
+    assert "lightning" not in loaded_after_import(["bench.training.checkpoint"], watched)
+
+
+def test_no_file_of_the_model_package_imports_the_training_package():
+    found = {
+        str(path.relative_to(ROOT)): bad
+        for path in sorted(MODEL_DIR.rglob("*.py"))
+        if (bad := forbidden_imports(path.read_text(), {"bench"}))
+        and any(m.startswith(("bench.training", "bench.diagnostics")) for _, m in bad)
+    }
+    assert found == {}
+
+
 def test_the_subprocess_check_sees_a_module_that_loads_torch():
     # The helper must be able to fail: the LightningModule loads both.
-    assert loaded_after_import(["bench.lit"], ["torch", "lightning"]) == ["torch", "lightning"]
+    assert loaded_after_import(["bench.training.module"], ["torch", "lightning"]) == [
+        "torch",
+        "lightning",
+    ]

@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.diagnostics.attention_plot import FILE, AttentionMaps, draw_grid
-from bench.run import train_run
+from bench.training.run import train_run
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_bench_attention_draws_a_recorded_step_and_example(run, capsys):
 
 
 def test_the_maps_go_to_wandb_as_images(run):
-    from bench.wandb_records import find_run_files, read_run
+    from wandb_runs import find_run_files, read_run
 
     (path,) = find_run_files(run.run_dir / "wandb")
     logged = read_run(path)

@@ -406,9 +406,9 @@ def imported():
     """Import what the commands import, once, so each case's time is its own work."""
     import bench.diagnostics.posthoc
     import bench.report
-    import bench.run
     import bench.sweeps.launcher
-    import bench.sweeps.status  # noqa: F401
+    import bench.sweeps.status
+    import bench.training.run  # noqa: F401
 
 
 def _snapshot(root: Path) -> dict[str, float]:
@@ -456,7 +456,7 @@ def test_bad_input_in_a_real_process_is_one_line_exit_2_and_writes_nothing(case,
     before = _snapshot(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "BENCH_SWEEP_STORAGE"}
     r = subprocess.run(
-        [sys.executable, "-m", "bench.cli", *case.args],
+        [sys.executable, "-m", "bench", *case.args],
         capture_output=True,
         text=True,
         cwd=tmp_path,

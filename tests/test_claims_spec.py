@@ -163,7 +163,7 @@ def test_bench_reproduce_refuses_bad_arguments_with_one_line_and_exit_2(
 
 
 def test_a_bad_claim_as_a_real_command_prints_no_traceback(tmp_path):
-    cmd = [sys.executable, "-m", "bench.cli", "reproduce", "no-such-claim"]
+    cmd = [sys.executable, "-m", "bench", "reproduce", "no-such-claim"]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert "Traceback" not in p.stderr and list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args],
+        [sys.executable, "-m", "bench", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -34,7 +34,7 @@ from bench.sweeps.storage import open_storage
 
 
 def _sweep_cmd(spec: Path, out: Path, workers: int = 2) -> list[str]:
-    return [sys.executable, "-m", "bench.cli", "sweep", str(spec), "--out", str(out),
+    return [sys.executable, "-m", "bench", "sweep", str(spec), "--out", str(out),
             "--workers", str(workers)]  # fmt: skip
 
 

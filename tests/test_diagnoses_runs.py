@@ -13,8 +13,8 @@ import pytest
 from bench.config import build_run_config
 from bench.diagnostics import diagnoses
 from bench.diagnostics.diagnoses import Rule, RunRecords
-from bench.run import train_run
 from bench.tracking import SafeWandbLogger, alert_diagnoses, diagnosis_summary
+from bench.training.run import train_run
 
 # The quickstart (sweeps/quickstart.yaml) cut to 60 steps, measured every 10: the first
 # 40% of training (EARLY_FRACTION) is steps 0-24, three measurements.
@@ -150,7 +150,7 @@ def test_a_failing_alert_is_a_warning_not_an_error():
 
 
 def test_an_offline_run_records_the_diagnosis_summary_keys(tiny):
-    from bench.wandb_records import find_run_files, read_run
+    from wandb_runs import find_run_files, read_run
 
     result = train_run(
         tiny(**{"train.max_steps": 5, "tracking.mode": "offline", "diagnostics.gradients": False})

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench import records
-from bench.run import train_run
+from bench.training.run import train_run
 
 SWITCHES = ("gradients", "noise_scale", "attention_entropy", "hessian", "landscape", "throughput")
 
@@ -110,12 +110,12 @@ def test_a_diagnostic_that_raises_is_recorded_and_the_run_completes(
 def test_a_failing_end_of_run_landscape_is_recorded_and_the_run_completes(
     tiny, monkeypatch
 ) -> None:
-    from bench import run
+    from bench.training import finish
 
     def broken(*args, **kwargs):
         raise MemoryError("no room for the plane")
 
-    monkeypatch.setattr(run, "landscape_of", broken)
+    monkeypatch.setattr(finish, "landscape_of", broken)
     result = train_run(tiny(**CHEAP, **{"diagnostics.landscape": True}))
     assert result.status == "completed"
     errors = records.read_json(result.run_dir / records.SUMMARY)["diagnostic_errors"]

@@ -23,9 +23,9 @@ from bench.diagnostics.gradients import GradientDiagnostics
 from bench.diagnostics.hessian import hvp
 from bench.diagnostics.hessian_callback import HessianCallback
 from bench.diagnostics.loss import training_loss
-from bench.lit import IGNORE, BenchModule
 from bench.tasks import build_datamodule
 from bench.tasks.vocab import collate, encode_encoder_decoder
+from bench.training.module import IGNORE, BenchModule
 
 SMOOTHING = 0.3
 

@@ -25,8 +25,8 @@ from bench.diagnostics.grad_stats import first_last_ratio, grad_norms
 from bench.diagnostics.gradients import GradientDiagnostics
 from bench.diagnostics.grouping import Layout, classify_parameters
 from bench.diagnostics.noise_scale import NoiseScale, noise_scale_estimates
-from bench.lit import BenchModule
 from bench.model import build_model
+from bench.training.module import BenchModule
 
 TINY_MODEL = {"d_model": 32, "n_layers": 3, "n_heads": 2, "max_len": 32, "vocab_size": 16}
 
@@ -471,7 +471,7 @@ def test_diagnostics_do_not_change_the_training_trajectory(tmp_path):
 
 
 def test_train_run_with_gradient_diagnostics_records_cond_metrics(tiny, tmp_path):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     run_dir = tmp_path / "run"
     cfg = tiny(

@@ -361,12 +361,12 @@ def test_callback_refuses_unsupported_precision_before_training(tmp_path) -> Non
 
 
 def _bench_module():
-    """The project's LightningModule, once bench.lit exists (written in parallel)."""
-    if importlib.util.find_spec("bench.lit") is None:
+    """The project's LightningModule, once bench.training.module exists (written in parallel)."""
+    if importlib.util.find_spec("bench.training.module") is None:
         return None
-    import bench.lit
+    import bench.training.module
 
-    return getattr(bench.lit, "BenchModule", None)
+    return getattr(bench.training.module, "BenchModule", None)
 
 
 def tiny_bench_module(n_layers: int = 1, d_model: int = 8, vocab: int = 6) -> nn.Module:
@@ -385,7 +385,9 @@ def lm_batch(n: int = 3, t: int = 6, vocab: int = 6) -> dict[str, torch.Tensor]:
     return {"input_ids": x, "labels": x.roll(-1, 1)}
 
 
-@pytest.mark.skipif(_bench_module() is None, reason="bench.lit.BenchModule not written yet")
+@pytest.mark.skipif(
+    _bench_module() is None, reason="bench.training.module.BenchModule not written yet"
+)
 def test_real_transformer_lambda_max_and_trace_match_the_exact_hessian() -> None:
     module = tiny_bench_module()
     batch = lm_batch()
@@ -399,7 +401,9 @@ def test_real_transformer_lambda_max_and_trace_match_the_exact_hessian() -> None
     assert abs(mean - float(torch.trace(h))) <= 3 * stderr
 
 
-@pytest.mark.skipif(_bench_module() is None, reason="bench.lit.BenchModule not written yet")
+@pytest.mark.skipif(
+    _bench_module() is None, reason="bench.training.module.BenchModule not written yet"
+)
 def test_callback_on_the_real_module_and_task_uses_the_first_validation_batch(tmp_path) -> None:
     from bench.config import ModelConfig, RunConfig, TaskConfig
     from bench.tasks import build_datamodule

@@ -30,7 +30,7 @@ from bench.diagnostics.landscape import (
     sharpness,
 )
 from bench.diagnostics.parameters import as_flat, flatten_params, trainable_params
-from bench.lit import BenchModule
+from bench.training.module import BenchModule
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ from bench.cli import main
 
 
 def test_landscape_names_its_planes_and_how_to_get_the_missing_pca_plane(tiny, capsys, tmp_path):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     with_traj = train_run(tiny(**{"diagnostics.landscape": True, "diagnostics.landscape_every": 5,
                                   "diagnostics.landscape_resolution": 3}))  # fmt: skip

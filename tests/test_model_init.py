@@ -9,7 +9,7 @@ import torch
 
 from bench.config import ModelConfig
 from bench.model import build_model, deepnorm_constants
-from bench.model.block import DeepNorm
+from bench.model.deepnorm import DeepNorm
 
 
 @pytest.mark.parametrize("n", [1, 6, 18, 100])

@@ -32,8 +32,8 @@ from bench.config import (
 )
 from bench.model import build_model
 from bench.model.embedding import EMBED_SCALES
-from bench.run import train_run
 from bench.tasks import IGNORE, build_datamodule
+from bench.training.run import train_run
 
 PLACEMENTS = get_args(NormPlacement)
 ENCODINGS = get_args(PosEncoding)
@@ -167,7 +167,7 @@ def test_embed_scale_registry_covers_every_value_but_auto():
 
 def test_bench_variants_lists_the_embedding_scale_axis():
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "variants"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bench", "variants"], capture_output=True, text=True, check=True
     ).stdout
     line = next(x for x in out.splitlines() if "model.embed_scale" in x)
     assert all(v in line for v in ("auto*", "none", "sqrt_d", "norm"))

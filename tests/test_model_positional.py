@@ -9,6 +9,7 @@ import torch
 
 from bench.config import ModelConfig
 from bench.model.positional import (
+    POSITIONAL,
     ALiBi,
     Learned,
     RoPE,
@@ -152,3 +153,13 @@ def test_learned_positions_refuse_sequences_longer_than_the_table():
     pe = Learned(_cfg(max_len=8), causal=True)
     with pytest.raises(ValueError, match="max_len"):
         pe.embed(torch.zeros(1, 9, 32))
+
+
+def test_each_encoding_answers_how_long_a_sequence_it_supports():
+    from bench.model import max_positions
+
+    cfg = ModelConfig(max_len=48)
+    assert POSITIONAL["learned"].max_positions(cfg) == 48  # the table ends there
+    for name in POSITIONAL:
+        expected = 48 if name == "learned" else None  # the others extend to any length
+        assert max_positions(cfg.model_copy(update={"pos_encoding": name})) == expected

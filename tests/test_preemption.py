@@ -21,11 +21,11 @@ from conftest import TINY
 from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
 from sweep_helpers import env_for_tests, one_cell_spec, wait_for, worker_cmd, write_spec
+from wandb_runs import find_run_files, read_run
 
 from bench.config import build_run_config
-from bench.preemption import PREEMPTION, Preempted
-from bench.run import train_run
-from bench.wandb_records import find_run_files, read_run
+from bench.training.preemption import PREEMPTION, Preempted
+from bench.training.run import train_run
 
 
 class SignalAt(Callback):

@@ -9,7 +9,7 @@ import sys
 import threading
 
 from bench.config import build_run_config
-from bench.progress import header_lines, plain_every, step_line
+from bench.training.progress import header_lines, plain_every, step_line
 from tests.terminal import drain
 
 
@@ -40,7 +40,7 @@ def _cfg(tiny, **extra):
 
 
 def test_a_piped_run_prints_the_header_plain_step_lines_and_each_validation(tiny, capsys):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     result = train_run(_cfg(tiny))
     err = capsys.readouterr().err
@@ -54,7 +54,7 @@ def test_a_piped_run_prints_the_header_plain_step_lines_and_each_validation(tiny
 
 
 def test_progress_bar_false_prints_nothing(tiny, capsys):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     train_run(tiny())  # the fixture sets train.progress_bar=false
     assert capsys.readouterr().err == ""
@@ -63,7 +63,7 @@ def test_progress_bar_false_prints_nothing(tiny, capsys):
 def test_on_a_terminal_the_run_shows_a_step_bar_with_loss_tokens_per_second_and_eta(
     tiny, monkeypatch
 ):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     master, slave = pty.openpty()
     text: list[str] = []

@@ -206,7 +206,7 @@ def test_an_unreadable_storage_is_a_config_error(tmp_path):
 
 
 def test_offline_wandb_run_holds_the_figures_and_tables(tmp_path, report):
-    from bench.wandb_records import find_run_files, read_run
+    from wandb_runs import find_run_files, read_run
 
     sweep, _ = report
     copy = tmp_path / "sweep"

@@ -17,8 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 from browser import ensure_chromium, inspect_page
-
-from bench.wandb_records import find_run_files, read_run
+from wandb_runs import find_run_files, read_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,7 +26,7 @@ VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
 
 def _reproduce(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "bench.cli", "reproduce", *CLAIMS, "--budget", "quick",
+    cmd = [sys.executable, "-m", "bench", "reproduce", *CLAIMS, "--budget", "quick",
            "--workers", "2", "--runs", str(root / "runs"), "--out", str(root / "report"), *extra]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=900)
 

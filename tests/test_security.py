@@ -18,7 +18,7 @@ import pytest
 import torch
 from sweep_helpers import PG_HOST, PG_PORT, PG_USER, env_for_tests, require_postgres, write_spec
 
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "bench"]
 RUN_ARGS = [
     "task.name=copy",
     "task.seq_len=6",
@@ -94,7 +94,7 @@ def craft_checkpoint(path: Path, marker: Path) -> None:
 
 
 def test_the_checkpoints_bench_writes_load_with_weights_only(trained_run):
-    from bench.checkpoint import load_checkpoint
+    from bench.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained_run / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 20 and ckpt["state_dict"]

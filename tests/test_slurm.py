@@ -154,7 +154,7 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
     from its checkpoint each time; its final metrics equal an uninterrupted run's."""
     require_postgres()
     from bench.config import build_run_config
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     spec = one_cell_spec(2, max_steps=240, val_every=40, log_every=4)
     path = write_spec(tmp_path / "long.yaml", spec)
@@ -282,9 +282,9 @@ def test_gpus_per_worker_become_gres_and_a_ddp_trial_must_fit_in_one_workers_gpu
     import submitit
 
     from bench.config import ConfigError
-    from bench.run import cluster_plugins
     from bench.sweeps.slurm import check_devices, executor_parameters, sbatch_options, worker_gpus
     from bench.sweeps.spec import LauncherSpec, parse_spec
+    from bench.training.trainer import cluster_plugins
 
     opts = LauncherSpec(name="slurm", gpus_per_worker=2, cpus_per_worker=8, time="1-00:00:00")
     assert "--gres=gpu:2" in sbatch_options(opts)

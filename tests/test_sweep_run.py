@@ -146,7 +146,7 @@ def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_pat
 
 def test_pruning_callback_stops_the_trainer_when_the_trial_is_worse_than_the_median(tmp_path):
     from bench.config import build_run_config
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     torch.manual_seed(0)
     study = optuna.create_study(
@@ -179,7 +179,8 @@ def _launch(spec: Path, out: Path, workers: int) -> subprocess.Popen:
     cmd = [
         PYTHON,
         "-m",
-        "bench.sweeps.launcher",
+        "bench",
+        "sweep",
         str(spec),
         "--out",
         str(out),
@@ -300,7 +301,7 @@ def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [PYTHON, "-m", "bench.sweeps.dashboard", str(out), "--port", str(port)],
+        [PYTHON, "-m", "bench", "dashboard", str(out), "--port", str(port)],
         env=env_for_tests(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -336,8 +337,9 @@ def test_bad_spec_makes_the_worker_exit_2_with_one_line(tmp_path):
 
 
 def test_trials_and_the_sweep_reach_wandb_offline(tmp_path):
+    from wandb_runs import find_run_files, read_run
+
     from bench.sweeps.launcher import run_sweep
-    from bench.wandb_records import find_run_files, read_run
 
     spec = tiny_spec(
         compare={"model.norm_placement": ["pre"]},

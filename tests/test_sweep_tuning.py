@@ -24,7 +24,7 @@ def _bench(
     *args: str, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "-m", "bench.cli", *args],
+        [PYTHON, "-m", "bench", *args],
         env=env_for_tests(),
         capture_output=True,
         text=True,

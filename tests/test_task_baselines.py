@@ -23,10 +23,8 @@ from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 from torch import Tensor, nn
 
+from bench.cli.run_table import print_run_summary
 from bench.config import TaskConfig
-from bench.lit import BenchModule, nontrivial_mask, prediction_diversity, token_metrics
-from bench.run import train_run
-from bench.summary import print_run_summary
 from bench.tasks import EOS, IGNORE, N_SPECIAL, build_datamodule
 from bench.tasks.baseline import (
     COLLAPSE_DIVERSITY,
@@ -36,6 +34,8 @@ from bench.tasks.baseline import (
     Baseline,
     judge_learning,
 )
+from bench.training.module import BenchModule, nontrivial_mask, prediction_diversity, token_metrics
+from bench.training.run import train_run
 
 PROBES = ("copy", "reverse", "sort", "recall", "modadd")
 ARCHS = ("decoder", "encoder_decoder")
@@ -371,7 +371,7 @@ def test_a_copy_run_that_learns_is_judged_learned_in_its_result_and_summary(tiny
 
 
 def test_a_learning_rate_too_small_to_learn_is_judged_did_not_learn_everywhere(tiny):
-    from bench.wandb_records import find_run_files, read_run
+    from wandb_runs import find_run_files, read_run
 
     cfg = tiny(
         **{

@@ -20,7 +20,7 @@ from bench.diagnostics.peak_memory import peak_memory_mb
 from bench.diagnostics.stopwatch import DIAGNOSTICS_TIME, Stopwatch, exclude_from_throughput
 from bench.diagnostics.throughput import ThroughputDiagnostics
 from bench.diagnostics.throughput_command import format_table, run_throughput
-from bench.lit import BenchModule
+from bench.training.module import BenchModule
 
 SMALL = {"d_model": 64, "n_layers": 2, "n_heads": 4, "max_len": 64, "vocab_size": 50}
 
@@ -302,7 +302,7 @@ def test_peak_memory_is_reported_in_megabytes():
 
 
 def test_train_run_reports_throughput_in_its_metrics(tiny, tmp_path):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     cfg = tiny(**{"diagnostics.peak_flops": 1e10})
     result = train_run(cfg)  # bench.diagnostics.build_callbacks adds ThroughputDiagnostics

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+from wandb_runs import find_run_files, read_run
 
 from bench import tracking
 from bench.config import RunConfig, axes, build_run_config
@@ -28,7 +29,6 @@ from bench.tracking import (
     make_wandb_logger,
     wandb_tags,
 )
-from bench.wandb_records import find_run_files, read_run
 
 MAX_STEPS = 6
 

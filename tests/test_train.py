@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from bench import records
-from bench.run import train_run
+from bench.training.run import train_run
 
 
 def _metrics_rows(run_dir):
@@ -161,7 +161,7 @@ def test_a_diverging_run_is_marked_diverged_without_a_summary(tiny):
 
 
 def test_the_wandb_offline_record_holds_what_the_run_logged(tiny):
-    from bench.wandb_records import find_run_files, read_run
+    from wandb_runs import find_run_files, read_run
 
     cfg = tiny(
         **{

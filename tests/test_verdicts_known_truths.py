@@ -19,7 +19,7 @@ WINNER_WORDS = (" beats ", "Best cell", "Fastest:")  # how the report names a wi
 
 def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "-m", "bench.cli", *args],
+        [PYTHON, "-m", "bench", *args],
         env=env_for_tests(),
         capture_output=True,
         text=True,

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import shutil
 
-from bench.wandb_records import find_run_files, read_run
+from wandb_runs import find_run_files, read_run
+
 from tests.finished_sweep import finished_sweep
 
 
 def test_a_run_logs_its_diagnostic_figures_and_axis_summary_keys(tiny):
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     cfg = tiny(
         **{

@@ -44,9 +44,9 @@ TINY_SPEC = {
 
 
 def bench_command() -> list[str]:
-    """The ``bench`` console script of this interpreter's environment (else ``-m bench.cli``)."""
+    """The ``bench`` console script of this interpreter's environment (else ``-m bench``)."""
     script = Path(sys.executable).parent / "bench"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "bench.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "bench"]
 
 
 def prepare_status_sweep(root: Path) -> Path:

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from bench.diagnostics.gradients import default_query_masks
     from bench.model import attention as attention_module
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     overrides = {
         "model.d_model": 128,
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     median_step = sorted(timer.times)[len(timer.times) // 2]
 
     # 2. the measured step's forward, new against old, on the run's own model and a batch
-    from bench.lit import BenchModule
     from bench.tasks import build_datamodule
+    from bench.training.module import BenchModule
 
     module = BenchModule(cfg)
     dm = build_datamodule(cfg.task, cfg.model.arch)

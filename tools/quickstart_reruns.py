@@ -33,7 +33,7 @@ def rerun(offset: int, workers: int, root: Path) -> Path:
     path = root / f"quickstart-r{offset}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     sweep, report = root / f"sweep-{offset}", root / f"report-{offset}"
-    bench = [sys.executable, "-m", "bench.cli"]
+    bench = [sys.executable, "-m", "bench"]
     subprocess.run(
         [*bench, "sweep", str(path), "--workers", str(workers), "--out", str(sweep)], check=True
     )

@@ -103,7 +103,7 @@ def per_trial(times: list[tuple[float, float]]) -> tuple[float, float]:
 
 def bench(*args: str, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *args],
+        [sys.executable, "-m", "bench", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -52,7 +52,7 @@ def _tokens(batch: Batch) -> dict[str, Tensor]:
 def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
     """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
     (cropped to ``max_len``), real query and key counts per example, and token ids."""
-    from bench.lit import real_positions
+    from bench.training.module import real_positions
 
     with recording_attention(model) as mods:
         model_forward(model, batch)

@@ -3,7 +3,7 @@
 A bench batch is a dict of tensors: ``input_ids`` (+ ``labels``, ``pad_mask``)
 for a decoder, ``src`` / ``tgt_in`` (+ ``labels``, ``src_pad``) for an
 encoder-decoder. :data:`BATCH_KINDS` says how the model is called on each and
-which tensors count as tokens (what ``BenchModule`` does in ``bench.lit``; the
+which tensors count as tokens (what ``BenchModule`` does in ``bench.training.module``; the
 diagnostics need it without Lightning, e.g. on the meta device). The other
 helpers work on any nesting of dicts, lists and tuples of tensors.
 """

@@ -93,7 +93,7 @@ def _default_forward(pl_module: L.LightningModule, batch: Batch) -> Any:
 
 def default_query_masks(pl_module: L.LightningModule, batch: Batch) -> dict[str, Tensor] | None:
     """The real (unpadded) query positions of a bench batch per stack; None for other batches."""
-    from bench.lit import real_positions
+    from bench.training.module import real_positions
 
     try:
         return real_positions(batch)

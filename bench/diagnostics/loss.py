@@ -47,7 +47,7 @@ def loss_at(module: nn.Module, loss_fn: LossFn) -> Callable[[Mapping[str, Tensor
 def training_loss(module: nn.Module, batch: Any) -> Tensor:
     """The loss training descends, the default of every diagnostic.
 
-    ``module.training_loss(batch)`` (:class:`bench.lit.BenchModule`: cross-entropy
+    ``module.training_loss(batch)`` (:class:`bench.training.module.BenchModule`: cross-entropy
     with ``train.label_smoothing``), else ``module.compute_loss(batch)``.
     """
     method = getattr(module, "training_loss", None) or module.compute_loss

@@ -9,11 +9,11 @@ import lightning as L
 import torch
 
 from bench import records
-from bench.checkpoint import load_checkpoint
 from bench.config import ConfigError, build_run_config
-from bench.lit import BenchModule
-from bench.run import prepare
 from bench.tasks.base import BenchDataModule
+from bench.training.checkpoint import load_checkpoint
+from bench.training.module import BenchModule
+from bench.training.prepare import prepare
 
 
 def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:

@@ -4,13 +4,16 @@
 :class:`EncoderDecoder`. Nothing here imports Lightning, W&B or Optuna.
 """
 
-from bench.model.transformer import (
-    ARCHS,
-    DecoderLM,
-    EncoderDecoder,
-    Stack,
-    build_model,
-    deepnorm_constants,
-)
+from bench.model.deepnorm import deepnorm_constants
+from bench.model.positional import max_positions
+from bench.model.transformer import ARCHS, DecoderLM, EncoderDecoder, Stack, build_model
 
-__all__ = ["ARCHS", "DecoderLM", "EncoderDecoder", "Stack", "build_model", "deepnorm_constants"]
+__all__ = [
+    "ARCHS",
+    "DecoderLM",
+    "EncoderDecoder",
+    "Stack",
+    "build_model",
+    "deepnorm_constants",
+    "max_positions",
+]

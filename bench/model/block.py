@@ -1,77 +1,20 @@
-"""One residual block, and where its norms go (post, pre, sandwich, deepnorm).
+"""One residual block (self-attention, optional cross-attention, FFN) and the placements' registry.
 
-A placement wraps one sublayer ``f`` (attention, cross-attention or the FFN)
-with its norm(s) and residual connection; the block is the same code for every
-placement, for encoder and decoder layers alike.
+The block is the same code for every placement (:mod:`bench.model.placement`,
+:mod:`bench.model.deepnorm`), for encoder and decoder layers alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Iterator
 
 from torch import Tensor, nn
 
 from bench.config import ModelConfig
 from bench.model.attention import Attention, AttnInputs
-from bench.model.feedforward import FEEDFORWARDS
-from bench.model.norms import make_norm
-
-Sublayer = Callable[[Tensor], Tensor]
-
-
-class Placement(nn.Module):
-    """A residual connection around one sublayer, with its norm(s)."""
-
-    final_norm: ClassVar[bool] = False  # does the stack need a norm after its last block?
-
-    def __init__(self, cfg: ModelConfig, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias)
-
-
-class PostNorm(Placement):
-    """Vaswani et al. 2017: ``x = N(x + f(x))``."""
-
-    def forward(self, x: Tensor, f: Sublayer) -> Tensor:
-        return self.norm(x + f(x))
-
-
-class PreNorm(Placement):
-    """Xiong et al. 2020 / GPT-2: ``x = x + f(N(x))``, and a final norm after the stack."""
-
-    final_norm = True
-
-    def forward(self, x: Tensor, f: Sublayer) -> Tensor:
-        return x + f(self.norm(x))
-
-
-class SandwichNorm(Placement):
-    """Ding et al. 2021 (CogView): ``x = x + N2(f(N1(x)))``, and a final norm."""
-
-    final_norm = True
-
-    def __init__(self, cfg: ModelConfig, alpha: float = 1.0) -> None:
-        super().__init__(cfg, alpha)
-        self.norm_out = make_norm(cfg.norm_type, cfg.d_model, cfg.bias)
-
-    def forward(self, x: Tensor, f: Sublayer) -> Tensor:
-        return x + self.norm_out(f(self.norm(x)))
-
-
-class DeepNorm(Placement):
-    """Wang et al. 2022 (DeepNet): ``x = N(alpha * x + f(x))`` (see ``deepnorm_constants``)."""
-
-    def __init__(self, cfg: ModelConfig, alpha: float = 1.0) -> None:
-        super().__init__(cfg, alpha)
-        self.alpha = alpha
-
-    def forward(self, x: Tensor, f: Sublayer) -> Tensor:
-        return self.norm(self.alpha * x + f(x))
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha:.4f}"
-
+from bench.model.deepnorm import DeepNorm
+from bench.model.feedforward import FEEDFORWARDS, FeedForward
+from bench.model.placement import Placement, PostNorm, PreNorm, SandwichNorm
 
 PLACEMENTS: dict[str, type[Placement]] = {
     "post": PostNorm,
@@ -97,6 +40,13 @@ class Block(nn.Module):
         self.cross_res = placement(cfg, alpha) if cross else None
         self.ffn = FEEDFORWARDS[cfg.ffn](cfg)
         self.ffn_res = placement(cfg, alpha)
+
+    def sublayers(self) -> Iterator[Attention | FeedForward]:
+        """Self-attention, cross-attention (if any) and the FFN, in that order."""
+        yield self.attn
+        if self.cross_attn is not None:
+            yield self.cross_attn
+        yield self.ffn
 
     def forward(
         self,

@@ -4,6 +4,10 @@
 - :meth:`Positional.rotary` gives a :class:`Rotary` that rotates queries and keys (rope);
 - :meth:`Positional.bias` gives an additive attention bias ``[H, T, S]`` (alibi, t5).
 
+Each encoding also answers, from the config alone, how long a sequence it
+supports (:meth:`Positional.max_positions`; None: any length), so a run is
+refused before it starts when its task feeds longer sequences.
+
 ``nope`` uses none. A stack calls ``rotary`` and ``bias`` once per forward and
 passes the results to every layer; attention applies them without asking which
 encoding produced them. ``causal`` says whether the stack is a decoder (the
@@ -26,6 +30,11 @@ class Positional(nn.Module):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__()
         self.causal = causal
+
+    @classmethod
+    def max_positions(cls, cfg: ModelConfig) -> int | None:
+        """The longest sequence this encoding supports under ``cfg``; None when unlimited."""
+        return None
 
     def embed(self, x: Tensor) -> Tensor:
         """Token embeddings ``[B, T, D]`` plus position information (here: unchanged)."""
@@ -59,6 +68,8 @@ def sinusoid_table(t: int, d: int, device: torch.device | None = None) -> Tensor
 class Sinusoidal(Positional):
     """Fixed sinusoids added to the embeddings; defined for any length."""
 
+    table: Tensor  # buffer: the first max_len positions
+
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.d = cfg.d_model
@@ -76,6 +87,11 @@ class Learned(Positional):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.table = nn.Embedding(cfg.max_len, cfg.d_model)
+
+    @classmethod
+    def max_positions(cls, cfg: ModelConfig) -> int | None:
+        """``max_len``: the table has no position past it."""
+        return cfg.max_len
 
     def embed(self, x: Tensor) -> Tensor:
         t = x.shape[1]
@@ -111,6 +127,10 @@ class RoPE(Positional):
     ``rope_fraction`` of the head dimension is rotated (an even count), as in
     GPT-NeoX's partial rotary; the cos/sin tables are cached up to ``max_len``.
     """
+
+    inv_freq: Tensor  # buffers
+    cos_cached: Tensor
+    sin_cached: Tensor
 
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
@@ -153,6 +173,8 @@ def alibi_slopes(n_heads: int) -> list[float]:
 
 class ALiBi(Positional):
     """Press et al. 2022: bias ``-slope_h * distance``; one-sided in a decoder, ``|i-j|`` in an encoder."""
+
+    slopes: Tensor  # buffer: one slope per head
 
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
@@ -216,3 +238,8 @@ POSITIONAL: dict[str, type[Positional]] = {
     "t5": T5Bias,
     "nope": NoPE,
 }
+
+
+def max_positions(cfg: ModelConfig) -> int | None:
+    """The longest sequence ``cfg.pos_encoding`` supports (None: any length)."""
+    return POSITIONAL[cfg.pos_encoding].max_positions(cfg)

@@ -11,39 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from bench.config import ModelConfig
-from bench.model.attention import attention_inputs
+from bench.model.attention import Attention, attention_inputs
 from bench.model.block import PLACEMENTS, Block
+from bench.model.deepnorm import StackName, stack_constants
 from bench.model.embedding import EMBED_SCALES
+from bench.model.feedforward import FeedForward
 from bench.model.init import INITS
 from bench.model.norms import make_norm
 from bench.model.positional import POSITIONAL
 
 
-def deepnorm_constants(cfg: ModelConfig) -> dict[str, dict[str, float]]:
-    """DeepNet (Wang et al. 2022, Table 1) residual scale ``alpha`` and init gain ``beta``.
-
-    Returns ``{"decoder": {"alpha", "beta"}}``, plus ``"encoder"`` for an
-    encoder-decoder (N encoder layers, M decoder layers).
-    """
-    m = cfg.n_layers
-    if cfg.arch == "decoder":
-        return {"decoder": {"alpha": (2 * m) ** 0.25, "beta": (8 * m) ** -0.25}}
-    n = cfg.encoder_layers
-    return {
-        "encoder": {"alpha": 0.81 * (n**4 * m) ** (1 / 16), "beta": 0.87 * (n**4 * m) ** (-1 / 16)},
-        "decoder": {"alpha": (3 * m) ** 0.25, "beta": (12 * m) ** -0.25},
-    }
-
-
 class Stack(nn.Module):
     """``n_layers`` blocks with their positional encoding ``pos`` and ``final_norm``.
 
-    ``alpha`` scales the deepnorm residual; ``beta`` is kept for the deepnorm init.
+    ``deepnorm`` holds the stack's DeepNorm constants: ``alpha`` scales the deepnorm
+    placement's residual, ``beta`` is the deepnorm init's gain (either may be used
+    without the other).
     """
 
     def __init__(
@@ -53,16 +42,26 @@ class Stack(nn.Module):
         *,
         causal: bool,
         cross: bool = False,
-        alpha: float = 1.0,
-        beta: float = 1.0,
+        stack: StackName = "decoder",
     ) -> None:
         super().__init__()
-        self.causal, self.n_layers, self.beta = causal, n_layers, beta
+        self.causal, self.n_layers = causal, n_layers
+        self.deepnorm = stack_constants(cfg, stack)
         self.pos = POSITIONAL[cfg.pos_encoding](cfg, causal)
         self.drop = nn.Dropout(cfg.dropout)
+        alpha = self.deepnorm.alpha  # only the deepnorm placement reads it
         self.blocks = nn.ModuleList(Block(cfg, cross, alpha) for _ in range(n_layers))
         needs_final = PLACEMENTS[cfg.norm_placement].final_norm
         self.final_norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias) if needs_final else None
+
+    def stacks(self) -> list[Stack]:
+        """The stacks of this model (for a decoder-only model: itself)."""
+        return [self]
+
+    def sublayers(self) -> Iterator[Attention | FeedForward]:
+        """Every attention and FFN of every block, block by block."""
+        for block in self.blocks:
+            yield from cast(Block, block).sublayers()
 
     def run(
         self,
@@ -92,8 +91,8 @@ class Stack(nn.Module):
             x = block(x, inputs, memory, memory_inputs)
         return self.final_norm(x) if self.final_norm is not None else x
 
-    def forward(self, x: Tensor, pad: Tensor | None = None, **kw: Tensor | None) -> Tensor:
-        return self.run(x, pad, **kw)
+    def forward(self, x: Tensor, pad: Tensor | None = None) -> Tensor:
+        return self.run(x, pad)
 
 
 def _head(cfg: ModelConfig, embed: nn.Embedding) -> nn.Linear:
@@ -136,9 +135,7 @@ class DecoderLM(Stack):
     """Causal language model: ``tok_embed`` -> ``embed_scale`` -> causal stack -> ``lm_head``."""
 
     def __init__(self, cfg: ModelConfig) -> None:
-        dn = deepnorm_constants(cfg)["decoder"]
-        alpha = dn["alpha"] if cfg.norm_placement == "deepnorm" else 1.0
-        super().__init__(cfg, cfg.n_layers, causal=True, alpha=alpha, beta=dn["beta"])
+        super().__init__(cfg, cfg.n_layers, causal=True)
         self.cfg = cfg
         resolved = cfg.resolved()
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
@@ -175,29 +172,17 @@ class EncoderDecoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        dn = deepnorm_constants(cfg)
-        deep = cfg.norm_placement == "deepnorm"
-        enc, dec = dn["encoder"], dn["decoder"]
         resolved = cfg.resolved()
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg)
-        self.encoder = Stack(
-            cfg,
-            cfg.encoder_layers,
-            causal=False,
-            alpha=enc["alpha"] if deep else 1.0,
-            beta=enc["beta"],
-        )
-        self.decoder = Stack(
-            cfg,
-            cfg.n_layers,
-            causal=True,
-            cross=True,
-            alpha=dec["alpha"] if deep else 1.0,
-            beta=dec["beta"],
-        )
+        self.encoder = Stack(cfg, cfg.encoder_layers, causal=False, stack="encoder")
+        self.decoder = Stack(cfg, cfg.n_layers, causal=True, cross=True, stack="decoder")
         self.lm_head = _head(cfg, self.tok_embed)
         INITS[resolved["init"]](self)
+
+    def stacks(self) -> list[Stack]:
+        """The encoder, then the decoder."""
+        return [self.encoder, self.decoder]
 
     def embed(self, ids: Tensor) -> Tensor:
         """Token ids ``[B, T]`` -> scaled token embeddings ``[B, T, D]`` (no positions yet)."""

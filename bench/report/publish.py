@@ -79,7 +79,7 @@ def log_report(
         import wandb
 
         from bench.tracking import wandb_settings
-        from bench.wandb_records import wait_until_closed
+        from bench.wandb_file import wait_until_closed
 
         tracking = data.spec.base.get("tracking") or {}
         if mode == "offline":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 
 from bench.config import ConfigError
@@ -32,14 +31,3 @@ def start_dashboard(
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it
         run_server(backend, host=host, port=port)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.sweeps.dashboard ARGS`` is ``bench dashboard ARGS`` (one error format)."""
-    from bench.cli import main as cli_main
-
-    return cli_main(["dashboard", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

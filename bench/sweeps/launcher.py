@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.resources import cpu_slots
-from bench.sweeps.args import STORAGE_ENV, add_sweep_arguments
+from bench.sweeps.args import STORAGE_ENV
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
 from bench.sweeps.objective import fail_trial
 from bench.sweeps.recovery import recover_orphans
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
 from bench.sweeps.worker import EXIT_INTERRUPTED
+from bench.training.resources import cpu_slots
 
 MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying is a bug, not bad luck
 STOP_GRACE = 60.0  # seconds a stopping worker gets to record its trial before SIGKILL
@@ -326,23 +326,3 @@ def run_sweep(
     if code == EXIT_INTERRUPTED:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
     return code
-
-
-def build_parser():
-    """Arguments of ``bench sweep`` (and ``python -m bench.sweeps.launcher``)."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="bench sweep", description="Run or resume a sweep.")
-    add_sweep_arguments(p)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.sweeps.launcher ARGS`` is ``bench sweep ARGS`` (one error format)."""
-    from bench.cli import main as cli_main
-
-    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

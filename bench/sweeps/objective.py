@@ -284,11 +284,11 @@ def execute(
     resumes from its checkpoint (:mod:`bench.sweeps.resume`).
 
     Raises :class:`Interrupted` after recording an interrupted trial (Ctrl-C);
-    lets :class:`~bench.preemption.Preempted` through (the worker holds the trial
+    lets :class:`~bench.training.preemption.Preempted` through (the worker holds the trial
     for resumption).
     """
-    from bench.checkpoint import checkpoint_step
-    from bench.run import train_run  # heavy import, only where training happens
+    from bench.training.checkpoint import checkpoint_step
+    from bench.training.run import train_run  # heavy import, only where training happens
 
     spec, trial, study = sweep.spec, job.trial, job.study
     attrs: dict[str, Any] = {
@@ -412,7 +412,7 @@ def ddp_follower() -> tuple[Path, str] | None:
 def run_ddp_follower(config: Path, metric: str) -> int:
     """Join rank 0's trial as another DDP rank (no storage access: rank 0 reports)."""
     from bench.config import build_run_config
-    from bench.run import train_run
+    from bench.training.run import train_run
 
     cfg = build_run_config(config)
     rank = os.environ.get("LOCAL_RANK", "1")

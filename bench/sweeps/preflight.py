@@ -51,7 +51,7 @@ def _configs(spec: SweepSpec) -> list[tuple[str, RunConfig]]:
 
 def check_cells(spec: SweepSpec, source: str = "") -> None:
     """Build the data of every distinct task/model combination; ConfigError on the first bad one."""
-    from bench.run import prepare  # torch: only when a sweep is really about to start
+    from bench.training.prepare import prepare  # torch: only when a sweep is really about to start
 
     seen: set[str] = set()
     for where, cfg in _configs(spec):
@@ -103,9 +103,9 @@ def time_steps(cfg: RunConfig, threads: int) -> float:
     """Mean seconds per training step of ``cfg`` (forward, backward, AdamW) on this machine."""
     import torch
 
-    from bench.lit import BenchModule
-    from bench.run import prepare
     from bench.tasks.base import BenchDataModule
+    from bench.training.module import BenchModule
+    from bench.training.prepare import prepare
 
     prep = prepare(cfg)
     dm = prep.datamodule

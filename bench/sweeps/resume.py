@@ -2,7 +2,7 @@
 
 Two ways a trial stops before its end, one way to continue it:
 
-- **Preempted** (Slurm's pre-timeout signal, SIGTERM; see :mod:`bench.preemption`):
+- **Preempted** (Slurm's pre-timeout signal, SIGTERM; see :mod:`bench.training.preemption`):
   the run has checkpointed itself; :func:`hold_for_resumption` puts the trial
   back from RUNNING to WAITING, keeping its number, parameters and run
   directory. The next worker that asks the study for a trial (the requeued one,

@@ -11,7 +11,7 @@ which ``bench status`` (Slurm state of each worker) and ``--cancel`` read.
 Preemption: submitit asks Slurm for ``--signal=USR2@signal_delay`` (the
 pre-timeout signal); SIGTERM comes with preemption, ``scontrol requeue`` and
 ``scancel``. A worker checkpoints its trial, puts it back for resumption and
-exits (:mod:`bench.preemption`, :mod:`bench.sweeps.resume`); after the
+exits (:mod:`bench.training.preemption`, :mod:`bench.sweeps.resume`); after the
 pre-timeout signal it also requeues its own array task, so the sweep goes on
 past the time limit. Any worker, requeued or not, resumes the trial.
 
@@ -301,8 +301,8 @@ class SlurmWorker:
         import submitit
 
         from bench.cli import main
-        from bench.preemption import PREEMPTION
         from bench.sweeps.worker import EXIT_PREEMPTED
+        from bench.training.preemption import PREEMPTION
 
         env = submitit.JobEnvironment()
         os.environ[STORAGE_ENV] = self.storage

@@ -76,7 +76,7 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
     try:
         import wandb
 
-        from bench.tracking import _finish_run, wandb_settings
+        from bench.tracking import finish_run, wandb_settings
 
         rows = trial_rows(sweep)
         columns = list(rows[0]) if rows else ["study", "trial"]
@@ -111,7 +111,7 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
                     best[key] = value
         run.summary.update(best)
         run.summary["n_trials"] = len(rows)
-        _finish_run(run, 0)  # waits until the offline .wandb file is complete
+        finish_run(run, 0)  # waits until the offline .wandb file is complete
         return str(sweep.dir / "wandb")
     except Exception as e:  # tracking never fails the sweep
         warnings.warn(f"sweep-level W&B run not written: {type(e).__name__}: {e}", stacklevel=2)

@@ -12,7 +12,7 @@ Any number of workers (processes, machines) share one storage. A worker:
 4. stops at the wall-clock deadline (no new trial starts after it).
 
 SIGINT (Ctrl-C): the running trial ends FAIL ``interrupted`` and is re-enqueued;
-exit code 130. SIGTERM, SIGUSR1, SIGUSR2 (preemption, :mod:`bench.preemption`):
+exit code 130. SIGTERM, SIGUSR1, SIGUSR2 (preemption, :mod:`bench.training.preemption`):
 the running trial checkpoints at its next step, goes back to WAITING with its
 number (``resume.py``), and the worker exits with :data:`EXIT_PREEMPTED`; the
 next worker to ask resumes it. ``python -m bench.sweeps.worker SPEC ...`` runs one worker.
@@ -35,8 +35,6 @@ import optuna
 
 from bench import records
 from bench.config import ConfigError
-from bench.preemption import PREEMPTION, Preempted
-from bench.resources import cpu_slots
 from bench.sweeps.args import add_worker_arguments
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import (
@@ -64,6 +62,8 @@ from bench.sweeps.study import (
     seed_study_name,
     tally,
 )
+from bench.training.preemption import PREEMPTION, Preempted
+from bench.training.resources import cpu_slots
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
 EXIT_INTERRUPTED = 130

@@ -39,7 +39,7 @@ LOSS_MARGIN = 0.10
 # position) without a single more answer token right.
 ACC_HEADROOM = 0.10
 # Collapsed: the predictions at non-trivial positions hardly depend on the input.
-# ``val/pred_diversity`` (bench.lit.prediction_diversity) is the Jensen-Shannon
+# ``val/pred_diversity`` (bench.training.module.prediction_diversity) is the Jensen-Shannon
 # divergence of the predicted distributions as a fraction of the entropy of their
 # mean: 0 when every position gets the same distribution, 1 when each prediction
 # is certain and they differ. Measured with 2-layer models (d_model 32-64): runs

@@ -186,7 +186,9 @@ class ScanTask(BenchDataModule):
     def build(self) -> tuple[Dataset[Example], list[Dataset[Example]]]:
         cfg = self.cfg
         train = self._sample(self.train_pool, cfg.n_train, 0)
-        vals = [self._sample(pool, cfg.n_val, 1, i) for i, pool in enumerate(self.val_pools)]
+        vals: list[Dataset[Example]] = [
+            self._sample(pool, cfg.n_val, 1, i) for i, pool in enumerate(self.val_pools)
+        ]
         return train, vals
 
     def _sample(

@@ -255,7 +255,9 @@ class TextTask(BenchDataModule):
         self._entropy = unigram_cross_entropy(train, val)
         self._unigram_acc = unigram_accuracy(train, val)
         train_ds = self._windows(train, cfg.seq_len, cfg.n_train, 0)
-        vals = [self._windows(val, n, cfg.n_val, 1, i) for i, n in enumerate(self.eval_lengths)]
+        vals: list[Dataset[Example]] = [
+            self._windows(val, n, cfg.n_val, 1, i) for i, n in enumerate(self.eval_lengths)
+        ]
         return train_ds, vals
 
     def _windows(

@@ -10,7 +10,7 @@ diagnosis never fails a run, a report or a status listing.
 Pure Python: the report and ``bench status`` import it without torch.
 
 Where they appear: the end of ``bench train`` and ``summary.json`` ``diagnoses``
-(:func:`bench.run.train_run`), W&B summary keys ``diagnosis/<rule>`` and an alert
+(:func:`bench.training.run.train_run`), W&B summary keys ``diagnosis/<rule>`` and an alert
 when online (:mod:`bench.tracking`), per cell in ``bench report``
 (:mod:`bench.report.diagnoses`) and in ``bench status`` for finished trials.
 """

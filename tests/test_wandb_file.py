@@ -7,15 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from wandb_runs import find_run_files, read_run
 
-from bench.wandb_records import (
-    BLOCK_SIZE,
-    FILE_HEADER,
-    CorruptRunFileError,
-    find_run_files,
-    iter_records,
-    read_run,
-)
+from bench.wandb_file import BLOCK_SIZE, FILE_HEADER, CorruptRunFileError, iter_records
 
 BLOB = "0123456789abcdef" * 5000  # 80 kB: one record spread over three blocks
 VAL = [3.0, 1.0, 2.0]

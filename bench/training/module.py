@@ -16,7 +16,7 @@ from bench.model.norms import NORMS
 from bench.tasks.vocab import IGNORE, PAD  # collate right-pads every token key with PAD
 
 
-def _forward(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+def forward_logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     """Logits for a batch of either architecture (the batch keys say which)."""
     if "src" in batch:
         return model(batch["src"], batch["tgt_in"], batch.get("src_pad"))
@@ -32,7 +32,11 @@ def real_positions(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """
     if "src" in batch:
         src_pad = batch.get("src_pad")
-        enc = ~src_pad.bool() if src_pad is not None else torch.ones_like(batch["src"], dtype=bool)
+        enc = (
+            ~src_pad.bool()
+            if src_pad is not None
+            else torch.ones_like(batch["src"], dtype=torch.bool)
+        )
         return {"encoder": enc, "decoder": batch["tgt_in"] != PAD}
     ids = batch["input_ids"]
     pad = batch.get("pad_mask")
@@ -112,8 +116,10 @@ def lr_lambda(cfg: TrainConfig):
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on norms, biases and embeddings unless asked."""
-    no_decay_types = (nn.Embedding, *NORMS.values())
-    decay, no_decay, seen = [], [], set()
+    no_decay_types: tuple[type[nn.Module], ...] = (nn.Embedding, *NORMS.values())
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if id(p) in seen or not p.requires_grad:
@@ -141,7 +147,7 @@ class BenchModule(L.LightningModule):
         self.diverged = False
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        return _forward(self.model, batch)
+        return forward_logits(self.model, batch)
 
     def compute_loss(self, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> Tensor:
         """Mean token cross-entropy over labeled positions."""
@@ -173,7 +179,8 @@ class BenchModule(L.LightningModule):
             self.diverged = True
             self.trainer.should_stop = True
         self.log("train/loss", loss, prog_bar=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        opt = self.optimizers()
+        self.log("lr", (opt[0] if isinstance(opt, list) else opt).param_groups[0]["lr"])
         return loss
 
     def validation_step(
@@ -197,10 +204,16 @@ class BenchModule(L.LightningModule):
             weights.update(acc_nontrivial=m["n_nontrivial"], pred_diversity=m["n_nontrivial"])
         for key, value in values.items():
             weight = weights.get(key, m["n_tokens"])
-            kw = {"add_dataloader_idx": False, "batch_size": int(weight)}
-            self.log(f"val/{key}@{length}", value, **kw)
+            n = int(weight)
+            self.log(f"val/{key}@{length}", value, add_dataloader_idx=False, batch_size=n)
             if dataloader_idx == 0:
-                self.log(f"val/{key}", value, prog_bar=key == "loss", **kw)
+                self.log(
+                    f"val/{key}",
+                    value,
+                    prog_bar=key == "loss",
+                    add_dataloader_idx=False,
+                    batch_size=n,
+                )
 
     @property
     def _has_exact_match(self) -> bool:

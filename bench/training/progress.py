@@ -22,7 +22,7 @@ from typing import IO, Any
 import lightning as L
 
 from bench.config import RunConfig
-from bench.summary import fmt_duration
+from bench.records import fmt_duration
 
 WIDTH = 100  # wrap width of the plain config lines
 PLAIN_LINES = 10  # a piped run prints about this many step lines (plus validations)

@@ -1,9 +1,14 @@
-"""The end-of-run table ``bench train`` prints."""
+"""The end-of-run table ``bench train`` prints: status, main metrics, learning verdict, diagnoses."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from bench.training.finish import RunResult
 
 # The metrics a reader looks at first, in this order; the rest stay in the files.
 MAIN_KEYS = (
@@ -16,16 +21,6 @@ MAIN_KEYS = (
 )
 
 
-def fmt_duration(seconds: float | None) -> str:
-    """``4.2s``, ``3m07s``, ``2h05m``; ``-`` when unknown."""
-    if seconds is None or seconds != seconds or seconds in (float("inf"), float("-inf")):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    s = round(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def main_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
     """The headline metrics, then length-extrapolation and throughput ones, in a fixed order."""
     rows = [(k, metrics[k]) for k in MAIN_KEYS if k in metrics]
@@ -35,7 +30,7 @@ def main_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
     return rows
 
 
-def print_run_summary(result, console: Console | None = None) -> None:
+def print_run_summary(result: RunResult, console: Console | None = None) -> None:
     """Status, run directory and the main metrics of a finished run."""
     console = console or Console()
     table = Table(title=f"run {result.status}", show_header=True, header_style="bold")
@@ -48,7 +43,7 @@ def print_run_summary(result, console: Console | None = None) -> None:
         console.print(f"reason: {result.reason}")
     if result.learning:
         console.print(f"learning: {result.learning.replace('_', ' ')}: {result.learning_reason}")
-    diagnoses = getattr(result, "diagnoses", [])
+    diagnoses = result.diagnoses
     if diagnoses:
         console.print(f"diagnoses ({len(diagnoses)}):")
         for d in diagnoses:

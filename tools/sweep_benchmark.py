@@ -6,7 +6,7 @@
 - :func:`benchmark_scaling`: trials per minute with 1 and with N workers on tiny
   single-threaded trials (the ratio should approach N on N free cores).
 
-``python -m bench.sweeps.benchmark`` prints both.
+``python tools/sweep_benchmark.py`` prints both.
 """
 
 from __future__ import annotations

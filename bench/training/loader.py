@@ -10,11 +10,19 @@ by one.) Under DDP each rank takes its own stride of the permutation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
+
+
+class MapDataset(Protocol):
+    """A map-style dataset: a length and examples by index (every task's datasets)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
 
 
 class ResumableLoader:
@@ -22,7 +30,7 @@ class ResumableLoader:
 
     def __init__(
         self,
-        dataset: Sequence[Any],
+        dataset: MapDataset,
         batch_size: int,
         collate_fn: Callable[[list[Any]], Any],
         seed: int = 0,

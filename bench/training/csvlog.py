@@ -7,14 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
-class _AppendingWriter(_ExperimentWriter):
+class AppendingWriter(ExperimentWriter):
     """Lightning's CSV writer, but it keeps an existing metrics.csv (for resumes)."""
 
-    def _check_log_dir_exists(self) -> None:
+    def _check_log_dir_exists(self) -> None:  # Lightning's hook: it would delete the file
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as f:
                 self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
@@ -30,7 +30,7 @@ class MetricsCSVLogger(CSVLogger):
         super().__init__(save_dir=str(run_dir), name="", version="")
 
     @property
-    def experiment(self) -> _ExperimentWriter:
-        if self._experiment is None:
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+    def experiment(self) -> AppendingWriter:
+        if not isinstance(self._experiment, AppendingWriter):  # None until first used
+            self._experiment = AppendingWriter(log_dir=self.log_dir)
         return self._experiment

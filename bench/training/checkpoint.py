@@ -3,7 +3,7 @@
 A checkpoint is a pickle, and unpickling can run any code the file names. Every
 checkpoint bench reads (``bench train --resume``, ``bench landscape``, the DDP
 ranks of a resumed run, and Lightning's own restore, which gets
-``weights_only=True`` from :func:`bench.run.train_run`) goes through PyTorch's
+``weights_only=True`` from :func:`bench.training.run.train_run`) goes through PyTorch's
 restricted unpickler (``torch.load(weights_only=True)``): tensors, containers and
 plain Python values only. The checkpoints bench writes hold nothing else.
 

@@ -1,0 +1,77 @@
+"""The ``bench`` command: the parser, the entry point, and one line per user error.
+
+Each sub-command lives in a module of :mod:`bench.cli` and registers itself
+(:func:`bench.cli.registry.command`); they are imported below in the order
+``bench --help`` lists them. A user's mistake (ConfigError) becomes one line on
+stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+
+from bench.cli.registry import COMMANDS
+from bench.config import ConfigError
+
+for _module in ("train", "sweep", "results", "posthoc"):  # the order bench --help lists them
+    importlib.import_module(f"bench.cli.{_module}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Which transformer architecture choice, and why.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, add_args, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(fn=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bench`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.fn(args) or 0)
+    except ConfigError as e:
+        print(f"bench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        from bench.records import os_problem
+
+        problem = os_problem(e)
+        if problem is None:
+            raise
+        print(f"bench {args.command}: error: {problem[1]}", file=sys.stderr)
+        return problem[0]
+    except KeyboardInterrupt as e:
+        print(f"bench {args.command}: {interrupted_message(args.command, e)}", file=sys.stderr)
+        return 130
+
+
+def interrupted_message(command: str, e: KeyboardInterrupt) -> str:
+    """What to say after Ctrl-C: the exact command that resumes, where there is one."""
+    run_dir = getattr(e, "run_dir", None)
+    if run_dir is not None:
+        if getattr(e, "resumable", False):
+            return f"interrupted; resume with: bench train --resume {shlex.quote(str(run_dir))}"
+        return f"interrupted before the first checkpoint; {run_dir} cannot be resumed"
+    if command in ("sweep", "worker"):
+        return "interrupted; rerun the same command to resume"
+    return "interrupted"

@@ -1,0 +1,58 @@
+"""``bench landscape`` and ``bench attention``: a finished run's directory, after the fact."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cli.registry import command, quiet_lightning
+
+# ----------------------------------------------------------------------------- landscape
+
+
+def _landscape_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished or checkpointed run directory")
+    p.add_argument("--resolution", type=int, help="grid points a side (default: the run's config)")
+    p.add_argument(
+        "--batches", type=int, help="evaluation batches per grid point (default: config)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+
+
+@command(
+    "landscape", "loss landscape of a run: interpolation, random and PCA planes", _landscape_args
+)
+def cmd_landscape(args: argparse.Namespace) -> int:
+    quiet_lightning()
+    from bench.diagnostics.posthoc import landscape_of_run, planes_line
+
+    summary, out = landscape_of_run(Path(args.run_dir), args.resolution, args.batches, args.seed)
+    for key, value in summary.items():
+        print(f"{key:<32} {value:.4g}")
+    print(planes_line(summary, out / "trajectory.npz"))
+    print(out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def _attention_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory with recorded attention maps"
+    )
+    p.add_argument("--step", type=int, help="a recorded step (default: the last; 0 is at init)")
+    p.add_argument("--example", type=int, default=0, help="which recorded validation example")
+    p.add_argument(
+        "--out", metavar="FILE.png", help="where to draw (default: in RUN_DIR/diagnostics)"
+    )
+
+
+@command(
+    "attention", "draw a run's attention maps: one heatmap per layer and head", _attention_args
+)
+def cmd_attention(args: argparse.Namespace) -> int:
+    from bench.diagnostics.attention_plot import draw_attention
+
+    print(draw_attention(Path(args.run_dir), args.step, args.example, args.out))
+    return 0

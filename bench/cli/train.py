@@ -1,0 +1,141 @@
+"""``bench variants``, ``bench train`` and ``bench throughput``: one configuration at a time."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import redact
+from bench.cli.registry import (
+    command,
+    config_args,
+    load_run_config,
+    quiet_lightning,
+    split_config_args,
+)
+from bench.config import ConfigError, RunConfig
+
+# ----------------------------------------------------------------------------- variants
+
+
+@command("variants", "list every architecture axis and every preset", lambda p: None)
+def cmd_variants(args: argparse.Namespace) -> int:
+    from bench import presets
+    from bench.config import ModelConfig, axes
+
+    defaults = ModelConfig()
+    print("Axes (model.FIELD: allowed values; * marks the default)")
+    for name, values in axes().items():
+        shown = ", ".join(f"{v}*" if v == getattr(defaults, name) else str(v) for v in values)
+        print(f"  model.{name:<16} {shown}")
+    print("\nPresets (variant=NAME; what each sets)")
+    for name in presets.names():
+        sets = " ".join(f"{k}={v}" for k, v in presets.load(name).items())
+        desc = presets.description(name)
+        print(f"  {name:<12} {sets}")
+        if desc:
+            print(f"  {'':<12} {desc}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    config_args(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+
+
+@command("train", "train one configuration and write a run directory", _train_args)
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.cli.run_table import print_run_summary
+    from bench.config import build_run_config
+    from bench.training.run import RunInterrupted, train_run
+
+    quiet_lightning()
+    cmdline = redact.command(["bench", *sys.argv[1:]])
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise ConfigError(f"--resume {run_dir}: not a run directory (no config.yaml)")
+        if (run_dir / "summary.json").is_file():
+            raise ConfigError(f"--resume {run_dir}: the run already finished (summary.json exists)")
+        cfg = build_run_config(cfg_path, args.args)
+        try:
+            result = train_run(cfg, resume=run_dir, command=cmdline)
+        except KeyboardInterrupt as e:  # even before training started: the same run resumes
+            raise e if isinstance(e, RunInterrupted) else RunInterrupted(run_dir) from None
+    else:
+        cfg = load_run_config(args.args)
+        result = train_run(cfg, command=cmdline)
+    print_run_summary(result)
+    return 0 if result.status in ("completed", "stopped") else 1
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def _throughput_args(p: argparse.ArgumentParser) -> None:
+    config_args(p)
+    p.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="also run the config with each value of KEY (repeatable; e.g. "
+        "model.pos_encoding=rope,alibi,t5 or variant=llama,sandwich)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=20, help="timed steps per config (the fastest counts)"
+    )
+    p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+
+
+def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, RunConfig]]:
+    """The base config, then one per ``KEY=V1,V2`` value, named by what differs."""
+    from bench.config import build_run_config, parse_value
+
+    path, overrides = split_config_args(args)
+    configs = [("base", build_run_config(path, overrides))]
+    for spec in vary:
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError(
+                f"--vary {spec!r}: expected KEY=V1,V2 (e.g. model.pos_encoding=rope,alibi)"
+            )
+        for value in values.split(","):
+            extra = f"{key}={value}"
+            parse_value(value)
+            configs.append((extra, build_run_config(path, [*overrides, extra])))
+    return configs
+
+
+@command(
+    "throughput",
+    "tokens/s, FLOP/s and fraction of the measured matmul peak, side by side",
+    _throughput_args,
+)
+def cmd_throughput(args: argparse.Namespace) -> int:
+    from bench.diagnostics.throughput_command import format_table, run_throughput
+
+    if args.steps < 1:
+        raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
+    if args.csv:
+        csv = Path(args.csv)
+        if csv.is_dir() or not csv.parent.is_dir():
+            raise ConfigError(f"--csv {csv}: allowed: a file path in an existing directory")
+    configs = throughput_configs(args.args, args.vary)
+    import torch
+
+    from bench.training.resources import check_fits
+
+    for _, cfg in configs:  # before any model is built
+        check_fits(cfg, "gpu" if torch.cuda.is_available() else "cpu")
+    rows = run_throughput(configs, steps=args.steps, csv_path=Path(args.csv) if args.csv else None)
+    print(format_table(rows))
+    base = rows[0]["tokens_per_sec"]
+    for row in rows[1:]:
+        print(f"{row['name']}: {row['tokens_per_sec'] / base:.2f}x the base's tokens/s")
+    return 0

@@ -1,0 +1,76 @@
+"""Validating a run before anything is written: precision, device, memory and data.
+
+:func:`prepare` turns a :class:`~bench.config.RunConfig` into a :class:`Prepared`
+run (the resolved config and its built data) or raises a one-line
+:class:`~bench.config.ConfigError`; nothing is created on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+
+from bench.config import ConfigError, RunConfig
+from bench.model import max_positions
+from bench.tasks import build_datamodule
+from bench.tasks.base import BenchDataModule
+from bench.training.loader import MapDataset
+from bench.training.resources import check_fits
+
+
+@dataclass
+class Prepared:
+    """A validated run: the resolved config and its data, nothing written yet."""
+
+    cfg: RunConfig
+    datamodule: BenchDataModule
+    precision: str
+    accelerator: str
+
+
+def resolve_precision(cfg: RunConfig, cuda: bool) -> tuple[str, str]:
+    """(precision, accelerator): bf16 autocast on GPU, fp32 on CPU unless set."""
+    t = cfg.train
+    if t.accelerator == "gpu" and not cuda:
+        raise ConfigError(
+            "train.accelerator='gpu' but no CUDA device is visible; allowed here: cpu, auto"
+        )
+    accelerator = "gpu" if t.accelerator == "gpu" or (t.accelerator == "auto" and cuda) else "cpu"
+    precision: str = t.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+    if accelerator == "cpu" and precision == "16-mixed":
+        raise ConfigError(
+            "train.precision='16-mixed' needs a GPU; allowed on CPU: 32-true, bf16-mixed"
+        )
+    return precision, accelerator
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Validate a config against its task and resolve what depends on the data.
+
+    Raises ConfigError (one line) for any problem, before anything is written.
+    """
+    cfg = cfg.model_copy(deep=True)
+    precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
+    check_fits(cfg, accelerator)  # before the data or the model is allocated
+    dm = build_datamodule(cfg.task, cfg.model.arch)
+    dm.setup("fit")
+    cfg.model.vocab_size = dm.vocab_size
+    n_train = len(cast(MapDataset, dm.train_dataloader().dataset))
+    if cfg.task.batch_size > n_train:
+        raise ConfigError(
+            f"task.batch_size={cfg.task.batch_size} is larger than the training set "
+            f"({n_train} examples of task {cfg.task.name!r}); allowed: 1..{n_train}"
+        )
+    longest = max_positions(cfg.model)  # None: the encoding has no length limit
+    if longest is not None and dm.max_positions > longest:
+        raise ConfigError(
+            f"model.max_len={cfg.model.max_len} is shorter than the longest sequence the task feeds "
+            f"({dm.max_positions}, task.seq_len={cfg.task.seq_len} x eval_scales "
+            f"{cfg.task.eval_scales}); a {cfg.model.pos_encoding} encoding has no position past "
+            f"max_len: raise model.max_len to >= {dm.max_positions}"
+        )
+    return Prepared(cfg, dm, precision, accelerator)
