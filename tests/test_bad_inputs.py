@@ -431,7 +431,9 @@ def _check(case: Case, code: int, stderr: str, seconds: float, before, root: Pat
     assert "Traceback" not in stderr, stderr
     assert 1 <= len(lines) <= 3, stderr
     assert case.message in stderr, stderr
-    assert seconds < 2.0, f"{case.id} took {seconds:.2f}s"
+    # Not a speed target (machines are shared): a guard against a refusal that first
+    # trains, retries a connection or waits; each of those takes far longer than this.
+    assert seconds < 20.0, f"{case.id} took {seconds:.2f}s"
     assert _snapshot(root) == before, "a bad input must not write anything"
 
 
