@@ -163,8 +163,7 @@ def prepare_sweep(
     :func:`bench.sweeps.preflight.check_cells`); workers the launcher starts skip it.
     ``extend``: accept a spec that adds to the sweep's (see :mod:`bench.sweeps.grow`).
     """
-    from bench.sweeps import tuning
-    from bench.sweeps.storage import check_storage, default_storage, redact
+    from bench.sweeps.storage import check_storage
     from bench.sweeps.study import create_studies
 
     spec, from_dir = resolve_spec(spec_path)
@@ -173,6 +172,21 @@ def prepare_sweep(
 
         check_cells(spec, str(spec_path))
     sweep_dir = Path(out) if out is not None else (from_dir or DEFAULT_ROOT / spec.name)
+    recorded, growth = _check_target(sweep_dir, spec, extend)
+    url = _chosen_storage(sweep_dir, storage, recorded)
+    check_storage(url)
+
+    # Everything is valid: now create.
+    _write_sweep_dir(sweep_dir, spec, url, growth, command)
+    sweep = Sweep(spec, sweep_dir, url)
+    create_studies(sweep.open_storage(), spec)
+    return sweep
+
+
+def _check_target(sweep_dir: Path, spec: SweepSpec, extend: bool) -> tuple[str | None, list]:
+    """Whether ``sweep_dir`` may hold this sweep: (the storage URL its sweep.json records,
+    the changes of a grown spec). A new directory must be absent or empty; an existing
+    sweep's spec may only change as :mod:`bench.sweeps.grow` allows."""
     recorded = None
     growth: list = []
     if is_sweep_dir(sweep_dir):
@@ -189,17 +203,30 @@ def prepare_sweep(
         raise ConfigError(f"out={sweep_dir}: exists and is not a directory")
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise ConfigError(f"out={sweep_dir}: exists and is not a sweep directory")
+    return recorded, growth
+
+
+def _chosen_storage(sweep_dir: Path, storage: str | None, recorded: str | None) -> str:
+    """The storage URL: the one given, else the one the sweep recorded, else the default."""
+    from bench.sweeps.storage import default_storage
+
     if storage is None and recorded is not None:
         if "***" in recorded:
             raise ConfigError(
                 f"out={sweep_dir}: its storage URL has a hidden password; pass --storage URL"
             )
-        url = recorded
-    else:
-        url = storage or default_storage(sweep_dir)
-    check_storage(url)
+        return recorded
+    return storage or default_storage(sweep_dir)
 
-    # Everything is valid: now create.
+
+def _write_sweep_dir(
+    sweep_dir: Path, spec: SweepSpec, url: str, growth: list, command: str | None
+) -> None:
+    """Create the directory, write spec.yaml, and write sweep.json (a new sweep) or record
+    in it that the sweep grew."""
+    from bench.sweeps import tuning
+    from bench.sweeps.storage import redact
+
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / RUNS).mkdir(exist_ok=True)
     (sweep_dir / WORKERS).mkdir(exist_ok=True)
@@ -229,6 +256,3 @@ def prepare_sweep(
                 "runs": RUNS,
             },
         )
-    sweep = Sweep(spec, sweep_dir, url)
-    create_studies(sweep.open_storage(), spec)
-    return sweep

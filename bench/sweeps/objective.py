@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import lightning as L
 import optuna
@@ -33,7 +33,10 @@ from bench.sweeps.labels import axis_attrs, set_seed_params
 from bench.sweeps.layout import Sweep
 from bench.sweeps.resume import prepare_run_dir
 from bench.sweeps.space import suggest
-from bench.sweeps.spec import build_cell_config
+from bench.sweeps.spec import SweepSpec, build_cell_config
+
+if TYPE_CHECKING:
+    from bench.training.finish import RunResult
 
 TRIAL_CONFIG_ENV = "BENCH_SWEEP_TRIAL_CONFIG"  # DDP ranks > 0 read their trial's config here
 PRUNE_METRIC_ENV = "BENCH_SWEEP_PRUNE_METRIC"  # and whether rank 0 prunes (collectives must match)
@@ -287,10 +290,23 @@ def execute(
     lets :class:`~bench.training.preemption.Preempted` through (the worker holds the trial
     for resumption).
     """
-    from bench.training.checkpoint import checkpoint_step
-    from bench.training.run import train_run  # heavy import, only where training happens
+    spec, trial = sweep.spec, job.trial
+    attrs = _trial_attrs(spec, job, worker)
+    if job.phase == "seed":
+        set_seed_params(trial, spec, job.overrides)
+    cfg = _configure(sweep, job, attrs, threads)
+    if cfg is None:
+        return "invalid"
+    resume = _open_run_dir(job, cfg)
+    pruner_cb = _pruning_callback(spec, job)
+    result = _train(job, cfg, scratch, resume, pruner_cb, command=f"bench sweep {spec.name}")
+    if isinstance(result, str):
+        return result
+    return _record(job, result, spec, pruner_cb)
 
-    spec, trial, study = sweep.spec, job.trial, job.study
+
+def _trial_attrs(spec: SweepSpec, job: TrialJob, worker: str) -> dict[str, Any]:
+    """The user attributes every trial carries: its cell, phase, worker, seed and axes."""
     attrs: dict[str, Any] = {
         "cell": job.cell,
         "phase": job.phase,
@@ -300,53 +316,79 @@ def execute(
     if job.seed is not None:
         attrs["seed"] = job.seed
     attrs.update(axis_attrs(spec, job.overrides))  # optuna-dashboard tells cells apart by these
-    if job.phase == "seed":
-        set_seed_params(trial, spec, job.overrides)
+    return attrs
+
+
+def _configure(
+    sweep: Sweep, job: TrialJob, attrs: dict[str, Any], threads: int | None
+) -> RunConfig | None:
+    """The trial's run config, its attributes set on the trial; None when the sampled
+    combination is invalid (the trial is then told FAIL with status ``invalid``)."""
+    trial = job.trial
     try:
-        params = suggest(trial, spec.space) if job.phase != "seed" else {}
+        params = suggest(trial, sweep.spec.space) if job.phase != "seed" else {}
         cfg = trial_config(sweep, job, params, threads)
     except ConfigError as e:  # search mode can sample an invalid combination
         for k, v in {**attrs, "status": "invalid", "reason": str(e)}.items():
             trial.set_user_attr(k, v)
-        study.tell(trial, state=TrialState.FAIL)
-        return "invalid"
+        job.study.tell(trial, state=TrialState.FAIL)
+        return None
     attrs.update(run_dir=str(cfg.tracking.run_dir), seed=cfg.train.seed)
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
+    return cfg
+
+
+def _open_run_dir(job: TrialJob, cfg: RunConfig) -> Path | None:
+    """Claim the trial's run directory; the run directory to resume from, if any."""
+    from bench.training.checkpoint import checkpoint_step
+
     t = cfg.tracking
     resume = prepare_run_dir(
-        study,
-        trial._trial_id,
+        job.study,
+        job.trial._trial_id,
         Path(str(t.run_dir)),
         {"tracking.run_dir": t.run_dir, "tracking.name": t.name, "tracking.meta": t.meta},
     )
     if resume is not None:
-        trial.set_user_attr("resumed_from_step", checkpoint_step(resume / records.LAST_CKPT))
+        job.trial.set_user_attr("resumed_from_step", checkpoint_step(resume / records.LAST_CKPT))
+    return resume
 
-    multi = spec.multi_objective
-    pruning = job.phase != "seed" and spec.effective_pruner != "none"
+
+def _pruning_callback(spec: SweepSpec, job: TrialJob) -> PruningCallback | None:
+    """The pruner of a tuning trial (seed re-runs are never pruned)."""
+    if job.phase == "seed" or spec.effective_pruner == "none":
+        return None
     objective = spec.objectives[0]
-    pruner_cb = (
-        PruningCallback(
-            trial,
-            objective.metric,
-            rule="chance" if spec.effective_pruner == "chance" else "optuna",
-            minimize=objective.direction == "minimize",
-        )
-        if pruning
-        else None
+    return PruningCallback(
+        job.trial,
+        objective.metric,
+        rule="chance" if spec.effective_pruner == "chance" else "optuna",
+        minimize=objective.direction == "minimize",
     )
+
+
+def _train(
+    job: TrialJob,
+    cfg: RunConfig,
+    scratch: Path,
+    resume: Path | None,
+    pruner_cb: PruningCallback | None,
+    command: str,
+) -> RunResult | str:
+    """Train the trial's run; its result, or ``"failed"`` after telling the study so.
+
+    Raises :class:`Interrupted` after recording an interrupted trial (Ctrl-C).
+    """
+    from bench.training.run import train_run  # heavy import, only where training happens
+
+    study, trial = job.study, job.trial
     records.atomic_write(scratch, dump_yaml(cfg))
     os.environ[TRIAL_CONFIG_ENV] = str(scratch)  # DDP ranks > 0 re-run the worker and read it
     os.environ[PRUNE_METRIC_ENV] = pruner_cb.metric if pruner_cb else ""
     try:
         with ddp_isolated():
-            result = train_run(
-                cfg,
-                [pruner_cb] if pruner_cb else [],
-                resume=resume,
-                command=f"bench sweep {spec.name}",
-            )
+            return train_run(cfg, [pruner_cb] if pruner_cb else [], resume=resume, command=command)
     except KeyboardInterrupt:
         fail_trial(study, trial._trial_id, "interrupted", "interrupted (Ctrl-C)", retry=None)
         raise Interrupted from None
@@ -360,11 +402,19 @@ def execute(
         os.environ.pop(TRIAL_CONFIG_ENV, None)
         os.environ.pop(PRUNE_METRIC_ENV, None)
 
+
+def _record(
+    job: TrialJob, result: RunResult, spec: SweepSpec, pruner_cb: PruningCallback | None
+) -> str:
+    """Record a finished run's metrics and learning verdict on the trial and tell the
+    study its outcome; returns the status. Raises :class:`Interrupted` for a run that
+    was interrupted."""
+    study, trial = job.study, job.trial
     trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if math.isfinite(v)})
     if getattr(result, "learning", ""):  # learned / did_not_learn / collapsed (finished runs)
         trial.set_user_attr("learning", result.learning)
         trial.set_user_attr("learning_reason", result.learning_reason)
-    status, reason, state, values = _judge(result, spec, pruner_cb, multi)
+    status, reason, state, values = _judge(result, spec, pruner_cb, spec.multi_objective)
     if status == "interrupted":
         fail_trial(study, trial._trial_id, status, result.reason or "interrupted", retry=None)
         raise Interrupted

@@ -1,0 +1,210 @@
+"""The transformer's config: every architecture axis a ``Literal`` (the model's
+registries are checked against them), sizes, and the init-scale arithmetic behind
+:meth:`ModelConfig.init_warning`."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from bench.config.base import Strict
+
+Arch = Literal["decoder", "encoder_decoder"]
+NormPlacement = Literal["post", "pre", "sandwich", "deepnorm"]
+NormType = Literal["layernorm", "rmsnorm", "scalenorm"]
+PosEncoding = Literal["sinusoidal", "learned", "rope", "alibi", "t5", "nope"]
+FeedForward = Literal["gelu", "relu", "swiglu"]
+Init = Literal["auto", "torch", "gpt2", "xavier", "deepnorm"]
+EmbedScale = Literal["auto", "none", "sqrt_d", "norm"]
+
+GPT2_STD = 0.02  # Radford et al. 2019: every weight N(0, 0.02)
+SINUSOID_RMS = math.sqrt(0.5)  # RMS of the Vaswani et al. sin/cos table (half sin, half cos)
+
+
+def embedding_std(init: str, d_model: int) -> float:
+    """The standard deviation the init scheme ``init`` gives token (and learned position) embeddings.
+
+    torch: ``nn.Embedding``'s N(0, 1); gpt2: 0.02; xavier and deepnorm: ``d_model^-1/2``
+    (tensor2tensor and fairseq, whose ``sqrt(d_model)`` scale then gives unit RMS).
+    """
+    return {"torch": 1.0, "gpt2": GPT2_STD}.get(init, d_model**-0.5)
+
+
+# Bounds init_warning() judges a combination by (pure arithmetic on the init's std).
+# A post-LN/deepnorm first block's attention logits scale with its input RMS squared:
+# RMS 0.028 (gpt2 init, no scale) gives logits of std ~1e-5 and attention that stays
+# uniform (issue 9); below 0.25 they are < 1/16 of the unit-input value.
+MIN_FIRST_BLOCK_RMS = 0.25
+MAX_FIRST_BLOCK_RMS = 4.0  # above: logits >= 16x the unit-input value (saturated softmax)
+MAX_SINUSOID_RATIO = 4.0  # sinusoidal vs token RMS further apart than this: one swamps the other
+
+
+class ModelConfig(Strict):
+    """The transformer. Axis fields are Literals; sizes are positive ints."""
+
+    arch: Arch = "decoder"
+    norm_placement: NormPlacement = "pre"
+    norm_type: NormType = "layernorm"
+    qk_norm: bool = False
+    pos_encoding: PosEncoding = "learned"
+    rope_base: float = Field(default=10000.0, gt=0)
+    rope_fraction: float = Field(default=1.0, gt=0, le=1)
+    t5_num_buckets: int = Field(default=32, ge=2)
+    t5_max_distance: int = Field(default=128, ge=2)
+    d_model: int = Field(default=128, ge=1)
+    n_layers: int = Field(default=2, ge=1)
+    n_encoder_layers: int | None = Field(default=None, ge=1)  # None: same as n_layers
+    n_heads: int = Field(default=4, ge=1)
+    n_kv_heads: int | None = Field(default=None, ge=1)  # None: n_heads (MHA); 1: MQA
+    d_ff: int | None = Field(default=None, ge=1)  # None: 4*d_model (8/3*d_model for swiglu)
+    ffn: FeedForward = "gelu"
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    bias: bool = True
+    tie_embeddings: bool = True
+    init: Init = "auto"  # auto: see resolved()
+    # Token embeddings x1 (none), x sqrt(d_model) (sqrt_d) or normed (norm); auto: resolved()
+    embed_scale: EmbedScale = "auto"
+    max_len: int = Field(default=1024, ge=1)
+    vocab_size: int = Field(default=256, ge=2)
+
+    @model_validator(mode="after")
+    def _divisibility(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}"
+            )
+        if self.kv_heads > self.n_heads or self.n_heads % self.kv_heads:
+            raise ValueError(
+                f"model.n_heads={self.n_heads} must be divisible by "
+                f"model.n_kv_heads={self.kv_heads} (1 <= n_kv_heads <= n_heads)"
+            )
+        if self.pos_encoding == "rope":
+            rot = int(self.head_dim * self.rope_fraction) // 2 * 2
+            if rot < 2:
+                raise ValueError(
+                    f"model.rope_fraction={self.rope_fraction} rotates no pair of the "
+                    f"head dimension {self.head_dim}; allowed: a fraction rotating >= 2 dims"
+                )
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def encoder_layers(self) -> int:
+        return self.n_encoder_layers or self.n_layers
+
+    @property
+    def ffn_dim(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.ffn == "swiglu":  # keeps parameters equal to a 4x GELU FFN (LLaMA)
+            return int(8 * self.d_model / 3)
+        return 4 * self.d_model
+
+    def resolved(self) -> dict[str, str]:
+        """The concrete ``{"init": ..., "embed_scale": ...}`` the model is built with.
+
+        ``init: auto`` is deepnorm for the deepnorm placement (Wang et al. 2022) and
+        xavier (Vaswani et al. 2017 as tensor2tensor/fairseq implement it) for every
+        other placement, so placements compared under ``auto`` share one init family.
+        ``embed_scale: auto`` then completes the init the way its source does: sqrt_d for
+        xavier and deepnorm (N(0, d^-1/2) embeddings: unit RMS at the first block), none
+        for torch (N(0, 1): unit already) and gpt2 (GPT-2 itself; :meth:`init_warning`
+        says when 0.02 embeddings disadvantage the placement or encoding).
+        Pure Python: the report calls it without torch.
+        """
+        init = self.init
+        if init == "auto":
+            init = "deepnorm" if self.norm_placement == "deepnorm" else "xavier"
+        scale = self.embed_scale
+        if scale == "auto":
+            scale = "sqrt_d" if init in ("xavier", "deepnorm") else "none"
+        return {"init": init, "embed_scale": scale}
+
+    @property
+    def init_scheme(self) -> str:
+        """The concrete init scheme (``resolved()["init"]``)."""
+        return self.resolved()["init"]
+
+    def embedding_rms(self) -> dict[str, float]:
+        """Expected RMS at init of the ``token`` embeddings (after the embedding scale), the
+        ``position`` embeddings added to them (0 if none) and their sum, the ``first_block``
+        input (dropout aside). Pure arithmetic from ``resolved()``."""
+        r = self.resolved()
+        std = embedding_std(r["init"], self.d_model)
+        token = {"none": std, "sqrt_d": std * math.sqrt(self.d_model), "norm": 1.0}[
+            r["embed_scale"]
+        ]
+        position = {"sinusoidal": SINUSOID_RMS, "learned": std}.get(self.pos_encoding, 0.0)
+        return {
+            "token": token,
+            "position": position,
+            "first_block": math.hypot(token, position),
+        }
+
+    def init_warning(self) -> str | None:
+        """One sentence when an explicit (non-auto) init/embed_scale combination is known to
+        disadvantage this placement or positional encoding, else None.
+
+        Judged on :meth:`embedding_rms` against ``MIN/MAX_FIRST_BLOCK_RMS`` (post-LN and
+        deepnorm only: their first attention sees the raw input) and
+        ``MAX_SINUSOID_RATIO``, and on one measured failure: a norm over tied N(0, 0.02)
+        embeddings (Adam's steps of ``lr`` are large next to 0.02) stayed at chance for
+        post- and pre-LN on the quickstart at lr 3e-3 and 1e-2, and the deepnorm init
+        (v, out, FFN scaled by beta) with a tied head collapsed to uniform predictions
+        there (best val/loss 2.2-2.56 at lr 1e-3..3e-2; untied: 0.004). Inputs of RMS
+        ~5.7 (torch init with sqrt_d) kept post-LN at 1.8-2.5 where unit inputs reach 0.3.
+        All-auto combinations are warned about only for the tied deepnorm head, which
+        ``auto`` cannot change.
+        """
+        r, rms = self.resolved(), self.embedding_rms()
+        combo = f"init={r['init']} with embed_scale={r['embed_scale']}"
+        if r["init"] == "deepnorm" and self.tie_embeddings:  # auto cannot untie the head
+            return (
+                f"{combo}: the beta-scaled deepnorm init with a head tied to the embeddings "
+                "collapsed to uniform predictions on the quickstart; set tie_embeddings=false"
+            )
+        if self.init == "auto" and self.embed_scale == "auto":
+            return None
+        if r["init"] == "gpt2" and r["embed_scale"] == "norm" and self.tie_embeddings:
+            return (
+                f"{combo}: normed N(0, 0.02) embeddings tied to the head stayed at chance "
+                "for post- and pre-LN on the quickstart; use init=auto"
+            )
+        if self.norm_placement in ("post", "deepnorm"):
+            first = rms["first_block"]
+            if first < MIN_FIRST_BLOCK_RMS:
+                return (
+                    f"{combo}: first-block inputs of RMS ~{first:.2g} keep "
+                    f"{self.norm_placement} attention near uniform at init (its logits "
+                    "scale with the input RMS squared); use init=auto"
+                )
+            if first > MAX_FIRST_BLOCK_RMS:
+                return (
+                    f"{combo}: first-block inputs of RMS ~{first:.2g} saturate "
+                    f"{self.norm_placement} attention at init (its logits scale with the "
+                    "input RMS squared); use init=auto"
+                )
+        if self.pos_encoding == "sinusoidal":
+            ratio = rms["position"] / rms["token"]
+            if ratio > MAX_SINUSOID_RATIO:
+                return (
+                    f"{combo}: the sinusoidal table (RMS {SINUSOID_RMS:.2f}) is {ratio:.0f}x "
+                    f"the token embeddings (RMS ~{rms['token']:.2g}) and swamps them; "
+                    "use init=auto"
+                )
+            if ratio < 1 / MAX_SINUSOID_RATIO:
+                return (
+                    f"{combo}: token embeddings of RMS ~{rms['token']:.2g} are "
+                    f"{1 / ratio:.0f}x the sinusoidal table (RMS {SINUSOID_RMS:.2f}) and "
+                    "swamp the positions; use init=auto"
+                )
+        return None

@@ -1,0 +1,29 @@
+"""What to learn: the task and its data."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from bench.config.base import Strict
+
+TaskName = Literal["copy", "reverse", "sort", "recall", "modadd", "scan", "text"]
+
+
+class TaskConfig(Strict):
+    """What to learn. Data is generated (or read locally) from ``seed``."""
+
+    name: TaskName = "copy"
+    seq_len: int = Field(default=16, ge=1)  # problem size / context length at training time
+    eval_scales: list[int] = Field(default_factory=lambda: [1, 2, 4])  # x seq_len
+    n_symbols: int = Field(default=16, ge=2)  # alphabet of the synthetic probes
+    modulus: int = Field(default=23, ge=2)  # modadd
+    n_train: int = Field(default=4096, ge=1)  # examples (probes, scan) or windows (text)
+    n_val: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    seed: int = 0
+    paths: list[str] = Field(default_factory=list)  # text: files/folders; [] = stdlib
+    hf_dataset: str | None = None  # text: a cached Hugging Face dataset name
+    max_bytes: int = Field(default=2_000_000, ge=1)  # text: cap on bytes read
+    num_workers: int = Field(default=0, ge=0)
