@@ -26,6 +26,14 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert test in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def test_ci_checks_lint_format_and_types_before_the_tests():
+    _, test = readme_commands()
+    steps = test.split(" && ")
+    checks = [".venv/bin/ruff check", ".venv/bin/ruff format --check", ".venv/bin/mypy"]
+    where = [next(i for i, s in enumerate(steps) if s.startswith(c)) for c in checks]
+    assert max(where) < next(i for i, s in enumerate(steps) if "pytest" in s)
+
+
 def test_constraints_pin_torch_without_a_local_build_tag():
     pins = (ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.13.0" in pins
