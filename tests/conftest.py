@@ -17,6 +17,17 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bench-test-cache-")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Collect the Slurm cluster's tests first.
+
+    They share one cluster, so ``--dist loadgroup`` runs them one after another
+    on a single xdist worker (``xdist_group("slurm")``, minutes of wall time).
+    Collected last, they are the whole run's tail while the other worker idles;
+    collected first, the other worker runs everything else meanwhile.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable
+
+
 TINY = {
     "model.d_model": 32,
     "model.n_layers": 2,

@@ -288,6 +288,7 @@ def _cell(placement: str, encoding: str) -> dict[str, object]:
     return cell
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_every_encoding_learns_the_quickstart_with_auto_init(tmp_path, placement):
     """6 real runs per placement at the quickstart budget (~2-5 s each on a shared CPU).
@@ -303,6 +304,7 @@ def test_every_encoding_learns_the_quickstart_with_auto_init(tmp_path, placement
         assert loss < (LEARNED if enc in ABSOLUTE else DID_NOT_LEARN), (enc, losses)
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="deepnorm init + tied embeddings collapses (see UNTIED)")
 def test_deepnorm_with_tied_embeddings_learns_the_quickstart(tmp_path):
     cell = {"model.norm_placement": "deepnorm", "model.pos_encoding": "learned"}
