@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.apt import apt_install
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = (
     "--headless",
@@ -44,18 +46,12 @@ FLAGS = (
 
 def ensure_chromium() -> str:
     """The chromium binary; installs Debian's package when missing (needs root)."""
-    path = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
-    if path:
-        return path
-    subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "chromium", "chromium-driver"],
-        check=True,
-        capture_output=True,
-        timeout=1200,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
-    return CHROMIUM
+
+    def found() -> str | None:
+        return shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
+
+    apt_install(["chromium", "chromium-driver"], lambda: found() is not None)
+    return found() or CHROMIUM
 
 
 @dataclass

@@ -20,21 +20,16 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from tests.apt import apt_install
+
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "local-slurm.sh"
 
 
 def ensure_slurm() -> None:
     """slurmctld, slurmd and munged; installs Debian's packages when missing (needs root)."""
-    if all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch")):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "slurm-wlm", "munge"],
-        check=True,
-        capture_output=True,
-        timeout=1200,
-        env=env,
+    apt_install(
+        ["slurm-wlm", "munge"],
+        lambda: all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch")),
     )
 
 
