@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,23 @@ def test_step_metrics_reduce_over_layers_and_steps_of_metrics_csv(tmp_path):
     low = MetricSpec(key="cond/attn_logit_max/*", steps="min", diverged_as_chance=False)
     assert run_samples(sweep([r], ["pe"]), "m", top).values[0].value == 40.0
     assert run_samples(sweep([r], ["pe"]), "m", low).values[0].value == 1.0
+
+
+def test_log10_judges_each_runs_logarithm_and_leaves_out_a_value_it_is_undefined_for():
+    rows = [
+        row("qk=false", 1, **{"m": 1.0e4}),
+        row("qk=false", 2, **{"m": 100.0}),
+        row("qk=false", 3, **{"m": 0.0}),
+    ]
+    s = run_samples(sweep(rows, ["qk"]), "m", MetricSpec(key="m", transform="log10"))
+    assert sorted(x.value for x in s.values) == pytest.approx([2.0, 4.0])
+    assert any("seed 3: 0 <= 0 has no log10; left out" in n for n in s.notes)
+
+
+def test_log10_applies_after_lr_sensitivity_is_formed_per_seed():
+    rows = [
+        row(f"qk=false,lr={lr}", 1, **{"val/loss": v}) for lr, v in [("0.001", 2.0), ("0.1", 4.0)]
+    ]
+    spec = MetricSpec(key="val/loss", over="lr", reduce="lr_sensitivity", transform="log10")
+    (only,) = run_samples(sweep(rows, ["qk", "lr"]), "m", spec).values
+    assert only.value == pytest.approx(math.log10((0.0 + 2.0) / 2))

@@ -114,6 +114,11 @@ BROKEN = {
         "needs 'b'",
     ),
     "both sweep and sweep_of": ({"sweep_of": "gqa"}, "exactly one of 'sweep' and 'sweep_of'"),
+    "unknown transform": (
+        {"metrics": {"loss": {"key": "val/loss", "transform": "log2"}}},
+        "metrics.loss.transform",
+    ),
+    "version below 1": ({"version": 0}, "version"),
     "unknown test kind": (
         {"tests": [{"kind": "wins", "metric": "loss", "a": {"ffn": "relu"}}]},
         "tests.0.kind",

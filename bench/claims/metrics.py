@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.claims.spec import MetricSpec, scaled_key
@@ -80,7 +80,20 @@ def run_samples(data: SweepData, name: str, spec: MetricSpec) -> Samples:
         seed = row["seed"] if isinstance(row["seed"], int) else None
         out.values.append(Sample(row["cell"], axes, seed, value, note))
     if spec.over is not None:
-        return _collapse(out, spec, data, chance)
+        out = _collapse(out, spec, data, chance)
+    return _transformed(out, spec)
+
+
+def _transformed(samples: Samples, spec: MetricSpec) -> Samples:
+    """Each sample's value under ``spec.transform``; a value it is undefined for is left out."""
+    if spec.transform is None:
+        return samples
+    out = Samples(samples.metric, notes=list(samples.notes))
+    for s in samples.values:
+        if s.value > 0:
+            out.values.append(replace(s, value=math.log10(s.value)))
+        else:
+            out.notes.append(f"{s.cell} seed {s.seed}: {s.value:.3g} <= 0 has no log10; left out")
     return out
 
 

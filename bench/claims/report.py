@@ -103,6 +103,8 @@ def _section(r: ClaimResult) -> dict[str, Any]:
         "url": c.url,
         "statement": " ".join(c.statement.split()),
         "scale": " ".join(c.scale.split()),
+        "version": c.version,
+        "history": " ".join(c.history.split()),
         "status": v.status if v else INCONCLUSIVE,
         "reason": v.reason if v else f"no runs: {r.error}",
         "effect": f"{first['effect']} {first['interval']}".strip() if first else "",

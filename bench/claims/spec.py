@@ -61,6 +61,9 @@ class MetricSpec(_Strict):
     ``minus``: subtract another final metric (``val/loss@4x`` minus ``val/loss@1x``).
     ``over`` + ``reduce: lr_sensitivity``: collapse one axis (the learning rate) per
     seed into Wortsman et al.'s LR sensitivity (:mod:`bench.claims.metrics`).
+    ``transform: log10``: judge the base-10 logarithm of each run's value, for a
+    quantity that spans orders of magnitude across runs (attention logits of 1e1 and
+    1e4), where a contrast of raw means is dominated by its largest run.
     """
 
     key: str
@@ -68,6 +71,7 @@ class MetricSpec(_Strict):
     steps: Literal["max", "min", "last"] | None = None
     over: str | None = None
     reduce: Literal["lr_sensitivity"] | None = None
+    transform: Literal["log10"] | None = None
     label: str = ""
     lower_is_better: bool = True
     # a run that diverged or failed counts as this metric's chance value (the
@@ -145,6 +149,10 @@ class ClaimSpec(_Strict):
     url: str
     statement: str
     scale: str
+    # a claim's rule changes only as a new version, judged on seed offsets no earlier
+    # version's decision looked at; ``history`` says what changed and why
+    version: int = Field(1, ge=1)
+    history: str = ""
     sweep: dict[str, Any] | None = None
     sweep_of: str | None = Field(None, pattern=_ID)
     budgets: dict[Literal["quick", "full"], dict[str, Any]] = Field(default_factory=dict)
