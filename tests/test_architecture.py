@@ -106,6 +106,19 @@ def test_ls_and_compare_load_no_torch_lightning_or_optuna(module):
     assert loaded_after_import([module], ["torch", "lightning", "optuna"]) == []
 
 
+@pytest.mark.parametrize(
+    "module",
+    [
+        "bench.sweeps.slurm",
+        "bench.sweeps.slurm_options",
+        "bench.sweeps.slurm_checks",
+        "bench.sweeps.resume",
+    ],
+)
+def test_the_slurm_launcher_and_resumption_load_no_torch(module):
+    assert loaded_after_import([module], ["torch", "lightning"]) == []
+
+
 def test_export_loads_no_torch_or_lightning():
     assert loaded_after_import(["bench.export"], ["torch", "lightning"]) == []
 

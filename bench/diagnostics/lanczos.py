@@ -86,17 +86,9 @@ def lanczos(
         b = float(w.norm())
         alphas.append(a)
         beta_last = b
-        ritz, vecs = _ritz(alphas, betas)
-        scale = max(float(np.abs(ritz).max()), 1e-30)
-        if b <= 1e-10 * scale:  # invariant subspace: the Ritz values are exact
+        if _can_stop(b, *_ritz(alphas, betas), tol, n_top, want_min):
             converged = True
             break
-        if tol is not None and len(ritz) >= max(n_top, 1):
-            res = b * np.abs(vecs[-1])
-            wanted = list(range(len(ritz) - n_top, len(ritz))) + ([0] if want_min else [])
-            if all(res[i] <= tol * scale for i in wanted):
-                converged = True
-                break
         if j == max_steps - 1:
             converged = j + 1 == n  # a full basis is exact
             break
@@ -111,6 +103,21 @@ def lanczos(
         residuals=beta_last * np.abs(vecs[-1]),
         converged=converged,
     )
+
+
+def _can_stop(
+    b: float, ritz: np.ndarray, vecs: np.ndarray, tol: float | None, n_top: int, want_min: bool
+) -> bool:
+    """After a step with residual norm ``b``: an invariant subspace (the Ritz values are
+    exact), or, with ``tol``, every wanted Ritz value's residual below ``tol * max|ritz|``."""
+    scale = max(float(np.abs(ritz).max()), 1e-30)
+    if b <= 1e-10 * scale:
+        return True
+    if tol is None or len(ritz) < max(n_top, 1):
+        return False
+    res = b * np.abs(vecs[-1])
+    wanted = list(range(len(ritz) - n_top, len(ritz))) + ([0] if want_min else [])
+    return all(res[i] <= tol * scale for i in wanted)
 
 
 def broadened_density(

@@ -99,17 +99,7 @@ def log_report(
                 tags=["sweep"] if into_sweep_run else ["report"],
             )
         try:
-            row: dict[str, Any] = {}
-            for f in figures:
-                if f.path is not None:
-                    row[f"report/{f.name}"] = wandb.Image(str(f.path), caption=f.title)
-            for name, (cols, rows) in tables.items():
-                row[f"report/{name}"] = wandb.Table(
-                    columns=[*cols],
-                    data=[[_cell(v) for v in r] for r in rows],
-                    allow_mixed_types=True,
-                )
-            run.log(row)
+            run.log(_report_row(wandb, figures, tables))
             run.summary["report/findings"] = "\n".join(findings)
             run.summary["report/dir"] = str(report_dir)
             sync_file = getattr(run.settings, "sync_file", None)
@@ -126,6 +116,25 @@ def log_report(
             stacklevel=2,
         )
         return None
+
+
+def _report_row(
+    wandb: Any,
+    figures: list[RenderedFigure],
+    tables: dict[str, tuple[list[str], list[list[Any]]]],
+) -> dict[str, Any]:
+    """One W&B log row: every drawn figure as an image, every table as a ``wandb.Table``."""
+    row: dict[str, Any] = {}
+    for f in figures:
+        if f.path is not None:
+            row[f"report/{f.name}"] = wandb.Image(str(f.path), caption=f.title)
+    for name, (cols, rows) in tables.items():
+        row[f"report/{name}"] = wandb.Table(
+            columns=[*cols],
+            data=[[_cell(v) for v in r] for r in rows],
+            allow_mixed_types=True,
+        )
+    return row
 
 
 def _which_run(data: SweepData, into_sweep_run: bool) -> dict[str, Any]:

@@ -236,7 +236,7 @@ class Supervisor:
 
 def report_failed_cells(sweep: Sweep) -> bool:
     """Print each cell whose every trial failed, with its first error; True if any."""
-    from bench.sweeps.study import failed_cells
+    from bench.sweeps.standing import failed_cells
 
     failed = failed_cells(sweep.open_storage(), sweep.spec)
     for cell, reason in failed.items():
@@ -257,6 +257,32 @@ def dry_run_sweep(spec_path: str | Path, workers: int | None) -> int:
     return 0
 
 
+def _slots(
+    spec_path: str | Path, workers: int | None, devices: str | Sequence[str] | None
+) -> list[Slot]:
+    """Each worker's devices, from ``--workers``/``--devices`` and a trial's ``train.devices``."""
+    spec, _ = resolve_spec(spec_path)
+    per_trial = build_cell_config(spec, {}, "base").train.devices
+    gpus = parse_devices(devices)
+    visible = detect_gpus()
+    if gpus and not visible:
+        raise ConfigError(f"--devices={','.join(gpus)}: no GPU is visible here; use --devices cpu")
+    return assign_devices(workers, visible if gpus is None else gpus, per_trial)
+
+
+def _supervise(sup: Supervisor, display: Any) -> int:
+    """Run the workers to the end, refreshing the live table or printing a line per trial."""
+    from bench.sweeps.status import TrialFeed
+
+    if display is not None:
+        with display:
+            return sup.run(on_tick=display.refresh)
+    feed = TrialFeed(sup.sweep)  # piped: one line per finished trial
+    code = sup.run(on_tick=feed.poll)
+    feed.poll(force=True)
+    return code
+
+
 def run_sweep(
     spec_path: str | Path,
     workers: int | None = None,
@@ -275,20 +301,13 @@ def run_sweep(
     visible GPU (CPU when there is none). ``live``: show the rich progress display
     (default: when stdout is a terminal).
     """
-    from bench.sweeps.status import LiveStatus, TrialFeed, next_steps, print_sweep_status
+    from bench.sweeps.status import LiveStatus, next_steps, print_sweep_status
     from bench.sweeps.summary import log_sweep_to_wandb
 
     quiet_optuna()
     if dry_run:
         return dry_run_sweep(spec_path, workers)
-    # Every option is checked before prepare_sweep creates the sweep directory.
-    spec, _ = resolve_spec(spec_path)
-    per_trial = build_cell_config(spec, {}, "base").train.devices
-    gpus = parse_devices(devices)
-    visible = detect_gpus()
-    if gpus and not visible:
-        raise ConfigError(f"--devices={','.join(gpus)}: no GPU is visible here; use --devices cpu")
-    slots = assign_devices(workers, visible if gpus is None else gpus, per_trial)
+    slots = _slots(spec_path, workers, devices)  # checked before the sweep directory exists
     sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command, extend=extend)
     wall = sweep.spec.budget.wall_clock
     sup = Supervisor(sweep, slots, deadline=time.time() + wall if wall else None)
@@ -304,13 +323,7 @@ def run_sweep(
         else None
     )
     try:
-        if display is not None:
-            with display:
-                code = sup.run(on_tick=display.refresh)
-        else:
-            feed = TrialFeed(sweep)  # piped: one line per finished trial
-            code = sup.run(on_tick=feed.poll)
-            feed.poll(force=True)
+        code = _supervise(sup, display)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

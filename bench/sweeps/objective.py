@@ -14,13 +14,10 @@ from __future__ import annotations
 import math
 import os
 import socket
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import optuna
@@ -29,6 +26,7 @@ from optuna.trial import TrialState
 
 from bench import records
 from bench.config import ConfigError, RunConfig, dump_yaml
+from bench.sweeps.ddp import PRUNE_METRIC_ENV, TRIAL_CONFIG_ENV, ddp_isolated
 from bench.sweeps.labels import axis_attrs, set_seed_params
 from bench.sweeps.layout import Sweep
 from bench.sweeps.resume import prepare_run_dir
@@ -37,9 +35,6 @@ from bench.sweeps.spec import SweepSpec, build_cell_config
 
 if TYPE_CHECKING:
     from bench.training.finish import RunResult
-
-TRIAL_CONFIG_ENV = "BENCH_SWEEP_TRIAL_CONFIG"  # DDP ranks > 0 read their trial's config here
-PRUNE_METRIC_ENV = "BENCH_SWEEP_PRUNE_METRIC"  # and whether rank 0 prunes (collectives must match)
 
 
 # Compare mode prunes a trial only when it is clearly hopeless: its objective is still
@@ -132,86 +127,6 @@ class TrialJob:
 
 class Interrupted(KeyboardInterrupt):
     """The worker was asked to stop while a trial ran; the trial has been re-enqueued."""
-
-
-class Heartbeats(Protocol):
-    """What an Optuna storage with heartbeats (RDB, also behind Optuna's cache) offers."""
-
-    def get_heartbeat_interval(self) -> int | None: ...
-
-    def record_heartbeat(self, trial_id: int) -> None: ...
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]: ...
-
-
-def heartbeats(storage: optuna.storages.BaseStorage) -> Heartbeats | None:
-    """The storage as one that records heartbeats, or None (journal files, RDB without)."""
-    if heartbeat_interval(storage):
-        return cast(Heartbeats, storage)
-    return None
-
-
-def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
-    """Seconds between heartbeats (RDB storages with heartbeats), else None."""
-    return getattr(storage, "get_heartbeat_interval", lambda: None)()
-
-
-@contextmanager
-def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
-    """Record heartbeats for an RDB storage while a trial runs (no-op for journal files).
-
-    Optuna only judges trials with at least one heartbeat: the worker records the
-    first one right after ``ask`` (see ``Worker.claim``), this thread the rest.
-    """
-    beating = heartbeats(storage)
-    interval = heartbeat_interval(storage)
-    if beating is None or not interval:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            try:
-                beating.record_heartbeat(trial_id)
-            except Exception as e:  # a dropped connection must not kill the trial
-                warnings.warn(f"heartbeat failed: {e}", stacklevel=1)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-@contextmanager
-def ddp_isolated() -> Iterator[None]:
-    """Leave no DDP state behind a trial: the next trial of this worker starts its own group.
-
-    Lightning's launcher writes MASTER_PORT / LOCAL_RANK into os.environ (a later
-    Trainer would take LOCAL_RANK as "launched externally" and wait forever) and
-    keeps the process group alive.
-    """
-    saved = {k: os.environ.get(k) for k in DDP_ENV}
-    try:
-        yield
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def requeue(study: optuna.Study, trial_id: int, max_retry: int | None) -> None:
@@ -450,25 +365,3 @@ def _judge(result, spec, pruner_cb: PruningCallback | None, multi: bool):
 def host_worker_id(worker_id: str | int) -> str:
     """``host:id`` names a worker across machines."""
     return f"{socket.gethostname()}:{worker_id}"
-
-
-def ddp_follower() -> tuple[Path, str] | None:
-    """On a DDP rank > 0 launched by Lightning: (trial config, prune metric or ""); else None."""
-    if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get(TRIAL_CONFIG_ENV):
-        return Path(os.environ[TRIAL_CONFIG_ENV]), os.environ.get(PRUNE_METRIC_ENV, "")
-    return None
-
-
-def run_ddp_follower(config: Path, metric: str) -> int:
-    """Join rank 0's trial as another DDP rank (no storage access: rank 0 reports)."""
-    from bench.config import build_run_config
-    from bench.training.run import train_run
-
-    cfg = build_run_config(config)
-    rank = os.environ.get("LOCAL_RANK", "1")
-    # Rank 0 owns the run directory and the W&B run; this rank keeps its own
-    # records in a subdirectory (train_run refuses a directory that holds a run).
-    cfg.tracking.run_dir = str(Path(cfg.tracking.run_dir or ".") / f"ddp-rank{rank}")
-    cfg.tracking.mode = "disabled"
-    train_run(cfg, [PruningCallback(None, metric)] if metric else [])
-    return 0

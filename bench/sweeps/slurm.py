@@ -17,24 +17,22 @@ past the time limit. Any worker, requeued or not, resumes the trial.
 
 Everything is checked before anything is submitted or written, including the
 options themselves against the cluster (``sbatch --test-only``): a bad
-partition, account, QoS, GPU count or storage is one line and exit 2.
+partition, account, QoS, GPU count or storage is one line and exit 2. The
+options live in :mod:`bench.sweeps.slurm_options`, the checks in
+:mod:`bench.sweeps.slurm_checks`; this module submits, reads the job's states
+and cancels it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from bench import records
 from bench.config import ConfigError
@@ -47,235 +45,19 @@ from bench.sweeps.layout import (
     read_sweep_json,
     resolve_spec,
 )
-from bench.sweeps.spec import LauncherSpec, SweepSpec, build_cell_config
-from bench.sweeps.storage import default_storage, is_rdb, redact
-from bench.validation import describe
+from bench.sweeps.slurm_checks import check_cluster, check_devices, check_shared_storage
+from bench.sweeps.slurm_options import (
+    executor_parameters,
+    launcher_options,
+    sbatch_options,
+    worker_gpus,
+)
+from bench.sweeps.spec import LauncherSpec, SweepSpec
+from bench.sweeps.storage import default_storage
 
 SLURM_DIR = "slurm"  # in the sweep directory: submitit's scripts, pickles, logs; jobs.json
 JOBS_JSON = "jobs.json"
 ACTIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING"})
-
-# Filesystems every node of a cluster can mount (a journal file must live on one).
-SHARED_FILESYSTEMS = frozenset(
-    {
-        "nfs",
-        "nfs4",
-        "lustre",
-        "gpfs",
-        "beegfs",
-        "ceph",
-        "cephfs",
-        "glusterfs",
-        "fuse.glusterfs",
-        "panfs",
-        "wekafs",
-        "cifs",
-        "smb3",
-        "afs",
-        "orangefs",
-        "fuse.juicefs",
-        "fuse.sshfs",
-        "virtiofs",
-    }
-)
-
-# CLI flag of each launcher key, for messages.
-FLAGS = {
-    "workers": "--workers",
-    "partition": "--partition",
-    "account": "--account",
-    "qos": "--qos",
-    "time": "--time",
-    "gpus_per_worker": "--gpus-per-worker",
-    "cpus_per_worker": "--cpus-per-worker",
-    "mem": "--mem",
-    "sbatch": "--sbatch",
-    "signal_delay": "--signal-delay",
-}
-
-
-# ----------------------------------------------------------------------------- options
-
-
-def launcher_options(spec: SweepSpec, cli: dict[str, Any]) -> LauncherSpec:
-    """The spec's ``launcher:`` section with the command-line flags given laid over it."""
-    given = {k: v for k, v in cli.items() if v is not None and v != []}
-    data = {**spec.launcher.model_dump(exclude_none=True), **given, "name": "slurm"}
-    try:
-        return LauncherSpec.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(
-            describe(e, LauncherSpec, prefix="launcher", where=lambda k: _flag(k, given))
-        ) from None
-
-
-def _flag(key: str, given: dict[str, Any]) -> str:
-    """``launcher.mem`` as the user gave it: ``--mem`` when it came from the command line."""
-    name = key.removeprefix("launcher.")
-    return FLAGS.get(name, key) if name in given else key
-
-
-def sbatch_options(opts: LauncherSpec) -> list[str]:
-    """The sbatch options of one worker (what ``sbatch --test-only`` checks and submitit sets)."""
-    out = [f"--cpus-per-task={opts.cpus_per_worker}"]
-    for key in ("partition", "account", "qos", "time", "mem"):
-        value = getattr(opts, key)
-        if value is not None:
-            out.append(f"--{key}={value}")
-    if opts.gpus_per_worker:
-        out.append(f"--gres=gpu:{opts.gpus_per_worker}")
-    return out + [_extra_option(line) for line in opts.sbatch]
-
-
-def _extra_option(line: str) -> str:
-    text = line.strip().removeprefix("#SBATCH").strip()
-    if not re.fullmatch(r"--[a-z][a-z0-9-]*(=\S.*)?", text):
-        raise ConfigError(
-            f"--sbatch={line!r}: allowed: one sbatch option as --name or --name=value"
-        )
-    return text
-
-
-def executor_parameters(opts: LauncherSpec, job_name: str) -> dict[str, Any]:
-    """submitit ``SlurmExecutor.update_parameters`` arguments for ``opts``."""
-    extra: dict[str, Any] = {}
-    for option in [_extra_option(line) for line in opts.sbatch]:
-        name, _, value = option[2:].partition("=")
-        extra[name.replace("-", "_")] = value if value else True
-    params: dict[str, Any] = {
-        "job_name": job_name,
-        "cpus_per_task": opts.cpus_per_worker,
-        "ntasks_per_node": 1,  # one worker process; a DDP trial's ranks are Lightning's
-        "signal_delay_s": opts.signal_delay,
-        "stderr_to_stdout": True,
-        "additional_parameters": extra,
-    }
-    for key in ("partition", "account", "qos", "mem"):
-        if getattr(opts, key) is not None:
-            params[key] = getattr(opts, key)
-    # None drops submitit's default of 5 minutes: no --time, the partition's default applies
-    params["time"] = minutes(opts.time) if opts.time is not None else None
-    if opts.gpus_per_worker:
-        params["gres"] = f"gpu:{opts.gpus_per_worker}"
-    return params
-
-
-def minutes(limit: str) -> int:
-    """Slurm's time formats (MIN, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) in whole minutes, rounded up."""
-    days = 0
-    if "-" in limit:
-        d, limit = limit.split("-", 1)
-        days = int(d)
-        parts = [int(p) for p in limit.split(":")] + [0, 0]
-        h, m, s = parts[0], parts[1], parts[2]
-    else:
-        parts = [int(p) for p in limit.split(":")]
-        if len(parts) == 1:
-            return parts[0]
-        h, m, s = ([0, *parts] if len(parts) == 2 else parts)[:3]
-    total = ((days * 24 + h) * 60 + m) * 60 + s
-    return max(-(-total // 60), 1)
-
-
-def worker_gpus(env: Mapping[str, str] | None = None) -> list[str]:
-    """The GPUs Slurm gave this worker: ``CUDA_VISIBLE_DEVICES`` as Slurm sets it for ``--gres``.
-
-    Slurm numbers the allocated GPUs ``0..N-1`` in ``CUDA_VISIBLE_DEVICES`` (its
-    device cgroup hides the rest) or names the physical ones; either way this is
-    the list a trial's ``train.devices`` must fit in. Unset or empty: no GPU.
-    """
-    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES", "")
-    return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "NoDevFiles"]
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def check_shared_storage(url: str) -> None:
-    """Refuse a storage that workers on other nodes cannot reach (one line, ConfigError)."""
-    if is_rdb(url):
-        if url.startswith("sqlite"):
-            raise ConfigError(
-                f"--storage={redact(url)}: SQLite is a file on this machine, not safe for workers "
-                "on several nodes; use a PostgreSQL URL or a journal file on a shared filesystem"
-            )
-        return
-    fs = filesystem_type(Path(url))
-    if fs not in SHARED_FILESYSTEMS:
-        raise ConfigError(
-            f"--storage={url}: a journal on a local filesystem ({fs}) cannot be seen by workers "
-            "on other nodes; allowed: a PostgreSQL URL (postgresql://...) or a journal on a "
-            "shared filesystem (NFS, Lustre, GPFS, BeeGFS, CephFS, ...)"
-        )
-
-
-def filesystem_type(path: Path) -> str:
-    """The type of the filesystem ``path`` is (or would be) on, from /proc/mounts."""
-    target = path.resolve()
-    while not target.exists() and target != target.parent:
-        target = target.parent
-    best, kind = "", "unknown"
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return kind
-    for line in mounts:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        inside = str(target) == point or str(target).startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, kind = point, fields[2]
-    return kind
-
-
-def check_cluster(opts: LauncherSpec, workers: int) -> None:
-    """Ask Slurm whether it would accept the job array, without submitting it."""
-    if shutil.which("sbatch") is None:
-        raise ConfigError(
-            "--launcher slurm: no sbatch here (is this a Slurm login node? "
-            "tools/local-slurm.sh starts a one-node cluster)"
-        )
-    cmd = [
-        "sbatch",
-        "--test-only",
-        f"--array=0-{workers - 1}",
-        *sbatch_options(opts),
-        "--output=/dev/null",
-        "--wrap=true",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        said = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()] or [
-            proc.stderr.strip() or f"exit {proc.returncode}"
-        ]
-        raise ConfigError(
-            f"--launcher slurm {' '.join(sbatch_options(opts))}: Slurm refuses it "
-            f"({said[-1].strip()}){_partitions_hint(opts)}"
-        )
-
-
-def _partitions_hint(opts: LauncherSpec) -> str:
-    if opts.partition is None:
-        return ""
-    proc = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30)
-    names = sorted(set(proc.stdout.split())) if proc.returncode == 0 else []
-    return f"; partitions here: {', '.join(names)}" if names else ""
-
-
-def check_devices(spec: SweepSpec, opts: LauncherSpec) -> None:
-    """A trial's ``train.devices`` must fit in one worker's GPUs (or CPU processes)."""
-    per_trial = build_cell_config(spec, {}, "base").train.devices
-    have = opts.gpus_per_worker or opts.cpus_per_worker
-    what = "GPUs" if opts.gpus_per_worker else "CPUs"
-    if per_trial > have:
-        flag = "--gpus-per-worker" if opts.gpus_per_worker else "--cpus-per-worker"
-        raise ConfigError(
-            f"{flag}={have}: a trial needs train.devices={per_trial} {what}; "
-            f"allowed: {flag} >= {per_trial}"
-        )
-
 
 # ----------------------------------------------------------------------------- the job
 

@@ -17,18 +17,15 @@ from rich.table import Table
 
 from bench.config import ConfigError
 from bench.sweeps.layout import Sweep, is_sweep_dir, open_sweep_dir
+from bench.sweeps.standing import CellStatus, Problem, problems, sweep_status
 from bench.sweeps.storage import check_storage, open_storage
 from bench.sweeps.study import (
-    CellStatus,
-    Problem,
     latest_by_slot,
     load_study,
     outcome,
     plan,
-    problems,
     seed_study_name,
     seed_values,
-    sweep_status,
     tally,
 )
 

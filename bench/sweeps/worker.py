@@ -36,19 +36,10 @@ import optuna
 from bench import records
 from bench.config import ConfigError
 from bench.sweeps.args import add_worker_arguments
+from bench.sweeps.ddp import ddp_follower, run_ddp_follower
+from bench.sweeps.heartbeat import heartbeat, heartbeat_interval, heartbeats
 from bench.sweeps.layout import Sweep, prepare_sweep
-from bench.sweeps.objective import (
-    Interrupted,
-    TrialJob,
-    ddp_follower,
-    execute,
-    fail_trial,
-    heartbeat,
-    heartbeat_interval,
-    heartbeats,
-    host_worker_id,
-    run_ddp_follower,
-)
+from bench.sweeps.objective import Interrupted, TrialJob, execute, fail_trial, host_worker_id
 from bench.sweeps.recovery import identity, recover_orphans
 from bench.sweeps.resume import hold_for_resumption, holds_slot
 from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
