@@ -285,7 +285,7 @@ def test_gpus_per_worker_become_gres_and_a_ddp_trial_must_fit_in_one_workers_gpu
     from bench.sweeps.slurm_checks import check_devices
     from bench.sweeps.slurm_options import executor_parameters, sbatch_options, worker_gpus
     from bench.sweeps.spec import LauncherSpec, parse_spec
-    from bench.training.trainer import cluster_plugins
+    from bench.training.cluster import cluster_plugins
 
     opts = LauncherSpec(name="slurm", gpus_per_worker=2, cpus_per_worker=8, time="1-00:00:00")
     assert "--gres=gpu:2" in sbatch_options(opts)

@@ -28,7 +28,8 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int = Field(default=1, ge=1)
+    devices: int = Field(default=1, ge=1)  # DDP ranks per node
+    nodes: int = Field(default=1, ge=1)  # nodes (DDP over Slurm tasks: bench.training.cluster)
     val_every: int = Field(default=100, ge=1)  # steps between validations
     log_every: int = Field(default=10, ge=1)
     checkpoint_every: int | None = Field(default=None, ge=1)  # None: at each validation

@@ -57,6 +57,8 @@ SLURM_FLAGS = (
     "mem",
     "sbatch",
     "signal_delay",
+    "nodes",
+    "tasks_per_node",
 )
 
 
@@ -76,7 +78,18 @@ def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--gpus-per-worker", type=int, default=None, help="GPUs per worker (--gres=gpu:N)"
     )
-    g.add_argument("--cpus-per-worker", type=int, default=None, help="CPUs per worker")
+    g.add_argument(
+        "--cpus-per-worker", type=int, default=None, help="CPUs per worker (default: 1 a task)"
+    )
+    g.add_argument(
+        "--nodes", type=int, default=None, help="nodes per worker (a DDP trial over all of them)"
+    )
+    g.add_argument(
+        "--tasks-per-node",
+        type=int,
+        default=None,
+        help="Slurm tasks (DDP ranks, one a GPU) per node of each worker",
+    )
     g.add_argument("--mem", default=None, help="memory per worker, e.g. 16G")
     g.add_argument(
         "--sbatch",
@@ -109,6 +122,12 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None, help="torch threads for this worker")
     p.add_argument("--prepared", action="store_true", help=argparse.SUPPRESS)  # by the launcher
+    p.add_argument(
+        "--ddp-tasks",
+        action="store_true",
+        help="run under srun: every task of the job step joins; task 0 claims each trial "
+        "and all tasks train it with DDP",
+    )
 
 
 def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,9 @@
 Lightning starts a DDP trial's extra ranks by re-running the worker's command with
 ``LOCAL_RANK`` set; such a process is a *follower*: it reads rank 0's trial config
 from :data:`TRIAL_CONFIG_ENV` and trains in step with it, never touching the
-storage. :func:`ddp_isolated` leaves no process group or DDP environment behind a
+storage. A worker whose DDP ranks are Slurm tasks (``--tasks-per-node``, ``--nodes``)
+has followers of another kind, :mod:`bench.sweeps.ddp_tasks`; both train through
+:func:`train_as_follower`. :func:`ddp_isolated` leaves no process group or DDP environment behind a
 trial, so the worker's next trial starts its own.
 """
 
@@ -13,6 +15,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.config import RunConfig
 
 TRIAL_CONFIG_ENV = "BENCH_SWEEP_TRIAL_CONFIG"  # DDP ranks > 0 read their trial's config here
 PRUNE_METRIC_ENV = "BENCH_SWEEP_PRUNE_METRIC"  # and whether rank 0 prunes (collectives must match)
@@ -53,14 +59,24 @@ def ddp_follower() -> tuple[Path, str] | None:
 def run_ddp_follower(config: Path, metric: str) -> int:
     """Join rank 0's trial as another DDP rank (no storage access: rank 0 reports)."""
     from bench.config import build_run_config
+
+    train_as_follower(build_run_config(config), metric)
+    return 0
+
+
+def train_as_follower(cfg: RunConfig, metric: str, resume: Path | None = None) -> None:
+    """Train rank 0's trial ``cfg`` as this DDP rank: same steps, no records of its own.
+
+    ``resume``: the run directory rank 0 resumes from (its ``last.ckpt``). Lightning's
+    extra ranks (``LOCAL_RANK``) and Slurm's (``SLURM_PROCID``) both land here.
+    """
     from bench.sweeps.objective import PruningCallback
     from bench.training.run import train_run
 
-    cfg = build_run_config(config)
-    rank = os.environ.get("LOCAL_RANK", "1")
+    cfg = cfg.model_copy(deep=True)
+    rank = os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_PROCID") or "1"
     # Rank 0 owns the run directory and the W&B run; this rank keeps its own
     # records in a subdirectory (train_run refuses a directory that holds a run).
     cfg.tracking.run_dir = str(Path(cfg.tracking.run_dir or ".") / f"ddp-rank{rank}")
     cfg.tracking.mode = "disabled"
-    train_run(cfg, [PruningCallback(None, metric)] if metric else [])
-    return 0
+    train_run(cfg, [PruningCallback(None, metric)] if metric else [], resume=resume)

@@ -34,6 +34,7 @@ from bench.sweeps.space import suggest
 from bench.sweeps.spec import SweepSpec, build_cell_config
 
 if TYPE_CHECKING:
+    from bench.sweeps.ddp_tasks import Leader
     from bench.training.finish import RunResult
 
 
@@ -160,8 +161,17 @@ def fail_trial(
     return True
 
 
-def trial_config(sweep: Sweep, job: TrialJob, params: dict[str, Any], threads: int | None):
-    """The RunConfig of a trial: base + cell/fixed overrides + sampled params + tracking."""
+def trial_config(
+    sweep: Sweep,
+    job: TrialJob,
+    params: dict[str, Any],
+    threads: int | None,
+    layout: dict[str, int] | None = None,
+):
+    """The RunConfig of a trial: base + cell/fixed overrides + sampled params + tracking.
+
+    ``layout``: ``train.nodes`` / ``train.devices`` of a worker of several Slurm tasks.
+    """
     spec = sweep.spec
     n = job.trial.number
     run_dir = sweep.run_dir(job.phase, job.cell, n)
@@ -177,6 +187,7 @@ def trial_config(sweep: Sweep, job: TrialJob, params: dict[str, Any], threads: i
         meta["seed"] = job.seed
     if threads and "threads" not in spec.base.get("train", {}):
         overrides["train.threads"] = threads
+    overrides.update(layout or {})
     overrides.update(
         {
             "tracking.group": spec.name,
@@ -191,12 +202,18 @@ def trial_config(sweep: Sweep, job: TrialJob, params: dict[str, Any], threads: i
 
 
 def execute(
-    sweep: Sweep, job: TrialJob, worker: str, scratch: Path, threads: int | None = None
+    sweep: Sweep,
+    job: TrialJob,
+    worker: str,
+    scratch: Path,
+    threads: int | None = None,
+    group: Leader | None = None,
 ) -> str:
     """Run one claimed trial to its end and tell the study; returns the outcome status.
 
     ``scratch`` is a file the worker owns: the trial's config is written there for
-    DDP ranks > 0, which Lightning starts by re-running the worker command.
+    DDP ranks > 0, which Lightning starts by re-running the worker command. ``group``:
+    the worker's other Slurm tasks (:mod:`bench.sweeps.ddp_tasks`), told each trial.
 
     A preempted trial (back from WAITING) or a retry of a dead worker's trial
     resumes from its checkpoint (:mod:`bench.sweeps.resume`).
@@ -209,11 +226,13 @@ def execute(
     attrs = _trial_attrs(spec, job, worker)
     if job.phase == "seed":
         set_seed_params(trial, spec, job.overrides)
-    cfg = _configure(sweep, job, attrs, threads)
+    cfg = _configure(sweep, job, attrs, threads, group.layout.overrides if group else None)
     if cfg is None:
         return "invalid"
     resume = _open_run_dir(job, cfg)
     pruner_cb = _pruning_callback(spec, job)
+    if group is not None:
+        group.announce(cfg, pruner_cb.metric if pruner_cb else "", resume)
     result = _train(job, cfg, scratch, resume, pruner_cb, command=f"bench sweep {spec.name}")
     if isinstance(result, str):
         return result
@@ -235,14 +254,18 @@ def _trial_attrs(spec: SweepSpec, job: TrialJob, worker: str) -> dict[str, Any]:
 
 
 def _configure(
-    sweep: Sweep, job: TrialJob, attrs: dict[str, Any], threads: int | None
+    sweep: Sweep,
+    job: TrialJob,
+    attrs: dict[str, Any],
+    threads: int | None,
+    layout: dict[str, int] | None = None,
 ) -> RunConfig | None:
     """The trial's run config, its attributes set on the trial; None when the sampled
     combination is invalid (the trial is then told FAIL with status ``invalid``)."""
     trial = job.trial
     try:
         params = suggest(trial, sweep.spec.space) if job.phase != "seed" else {}
-        cfg = trial_config(sweep, job, params, threads)
+        cfg = trial_config(sweep, job, params, threads, layout)
     except ConfigError as e:  # search mode can sample an invalid combination
         for k, v in {**attrs, "status": "invalid", "reason": str(e)}.items():
             trial.set_user_attr(k, v)

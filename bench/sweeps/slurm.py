@@ -1,7 +1,9 @@
 """``bench sweep SPEC --launcher slurm``: the sweep's workers as one Slurm job array, via submitit.
 
 Each array task runs one ``bench worker`` (:class:`SlurmWorker`, the same entry
-point as every launcher) against the sweep's shared storage: a PostgreSQL (any
+point as every launcher; a worker of several Slurm tasks runs it in each task,
+task 0 claiming and every task one DDP rank, :mod:`bench.sweeps.ddp_tasks`)
+against the sweep's shared storage: a PostgreSQL (any
 SQLAlchemy) URL, or a journal file on a filesystem every node mounts. Slurm
 places the tasks; submitit writes the batch script and runs the worker on the
 node; Optuna's storage coordinates the trials. The command returns after
@@ -74,8 +76,9 @@ class SlurmWorker:
 
     sweep_dir: str
     storage: str
-    threads: int
-    gpus: int | None = None  # --gpus-per-worker: Slurm must have given this many
+    threads: int  # CPUs of each task
+    gpus: int | None = None  # GPUs of each node: Slurm must have given this many
+    ranks: int = 1  # tasks of the worker: more than 1 trains each trial over all of them
 
     def __call__(self, task: int) -> int:
         import signal
@@ -101,8 +104,11 @@ class SlurmWorker:
             return 2
         worker_id = f"slurm-{env.job_id}"
         argv = ["worker", self.sweep_dir, "--worker-id", worker_id, "--prepared"]
+        if self.ranks > 1:
+            argv.append("--ddp-tasks")  # task 0 claims; every task is a DDP rank
         code = main([*argv, "--threads", str(self.threads)])
-        if code == EXIT_PREEMPTED and PREEMPTION.signum not in (None, signal.SIGTERM):
+        requeue = PREEMPTION.signum not in (None, signal.SIGTERM) and env.global_rank == 0
+        if code == EXIT_PREEMPTED and requeue:
             subprocess.run(["scontrol", "requeue", env.job_id], check=False, timeout=60)
         return code
 
@@ -187,7 +193,11 @@ def _submit(sweep: Sweep, opts: LauncherSpec, workers: int) -> Submitted:
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10**6)
     executor.update_parameters(**executor_parameters(opts, f"bench-{sweep.spec.name}"))
     worker = SlurmWorker(
-        str(sweep.dir.resolve()), sweep.storage_url, opts.cpus_per_worker, opts.gpus_per_worker
+        str(sweep.dir.resolve()),
+        sweep.storage_url,
+        opts.cpus_per_task,
+        opts.gpus_per_node,
+        opts.ranks,
     )
     # One array task per worker (submitit submits a single worker as a plain job).
     tasks = [str(j.job_id) for j in executor.map_array(worker, list(range(workers)))]

@@ -115,9 +115,26 @@ def _partitions_hint(opts: LauncherSpec) -> str:
 
 
 def check_devices(spec: SweepSpec, opts: LauncherSpec) -> None:
-    """A trial's ``train.devices`` must fit in one worker's GPUs (or CPU processes)."""
-    per_trial = build_cell_config(spec, {}, "base").train.devices
-    have = opts.gpus_per_worker or opts.cpus_per_worker
+    """A trial's ``train.devices`` must fit in one worker's GPUs (or CPU processes).
+
+    A worker of several tasks gives each trial its layout (``train.nodes`` = nodes,
+    ``train.devices`` = tasks per node): the spec may leave them at 1 or say the same.
+    """
+    train = build_cell_config(spec, {}, "base").train
+    if opts.ranks > 1:
+        for key, value, want in (
+            ("devices", train.devices, opts.tasks_per_node),
+            ("nodes", train.nodes, opts.nodes),
+        ):
+            if value not in (1, want):
+                raise ConfigError(
+                    f"train.{key}={value}: a worker of --nodes={opts.nodes} x "
+                    f"--tasks-per-node={opts.tasks_per_node} tasks runs each trial on all of "
+                    f"them; allowed: train.{key}={want} or leave it out"
+                )
+        return
+    per_trial = train.devices
+    have = opts.gpus_per_worker or opts.cpus_per_task
     what = "GPUs" if opts.gpus_per_worker else "CPUs"
     if per_trial > have:
         flag = "--gpus-per-worker" if opts.gpus_per_worker else "--cpus-per-worker"

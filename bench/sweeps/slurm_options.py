@@ -30,6 +30,8 @@ FLAGS = {
     "mem": "--mem",
     "sbatch": "--sbatch",
     "signal_delay": "--signal-delay",
+    "nodes": "--nodes",
+    "tasks_per_node": "--tasks-per-node",
 }
 
 
@@ -38,11 +40,36 @@ def launcher_options(spec: SweepSpec, cli: dict[str, Any]) -> LauncherSpec:
     given = {k: v for k, v in cli.items() if v is not None and v != []}
     data = {**spec.launcher.model_dump(exclude_none=True), **given, "name": "slurm"}
     try:
-        return LauncherSpec.model_validate(data)
+        opts = LauncherSpec.model_validate(data)
     except ValidationError as e:
         raise ConfigError(
             describe(e, LauncherSpec, prefix="launcher", where=lambda k: _flag(k, given))
         ) from None
+    _check_split(opts, lambda k: _flag(f"launcher.{k}", given))
+    return opts
+
+
+def _check_split(opts: LauncherSpec, name: Any) -> None:
+    """A worker of several tasks splits its GPUs (one a rank) and CPUs evenly over them."""
+    if opts.ranks == 1:
+        return
+    layout = (
+        f"{name('nodes')}={opts.nodes} x {name('tasks_per_node')}={opts.tasks_per_node} "
+        f"= {opts.ranks} tasks"
+    )
+    gpus = opts.gpus_per_worker
+    if gpus is not None and gpus != opts.ranks:
+        raise ConfigError(
+            f"{name('gpus_per_worker')}={gpus} does not match {layout}: each task is one DDP "
+            f"rank on one GPU; allowed: {name('gpus_per_worker')}={opts.ranks}, or as many "
+            f"tasks as GPUs"
+        )
+    cpus = opts.cpus_per_worker
+    if cpus is not None and cpus % opts.ranks:
+        raise ConfigError(
+            f"{name('cpus_per_worker')}={cpus} does not split over {layout}; "
+            f"allowed: a multiple of {opts.ranks}"
+        )
 
 
 def _flag(key: str, given: dict[str, Any]) -> str:
@@ -53,13 +80,17 @@ def _flag(key: str, given: dict[str, Any]) -> str:
 
 def sbatch_options(opts: LauncherSpec) -> list[str]:
     """The sbatch options of one worker (what ``sbatch --test-only`` checks and submitit sets)."""
-    out = [f"--cpus-per-task={opts.cpus_per_worker}"]
+    out = [
+        f"--nodes={opts.nodes}",
+        f"--ntasks-per-node={opts.tasks_per_node}",
+        f"--cpus-per-task={opts.cpus_per_task}",
+    ]
     for key in ("partition", "account", "qos", "time", "mem"):
         value = getattr(opts, key)
         if value is not None:
             out.append(f"--{key}={value}")
-    if opts.gpus_per_worker:
-        out.append(f"--gres=gpu:{opts.gpus_per_worker}")
+    if opts.gpus_per_node:
+        out.append(f"--gres=gpu:{opts.gpus_per_node}")
     return out + [_extra_option(line) for line in opts.sbatch]
 
 
@@ -80,8 +111,11 @@ def executor_parameters(opts: LauncherSpec, job_name: str) -> dict[str, Any]:
         extra[name.replace("-", "_")] = value if value else True
     params: dict[str, Any] = {
         "job_name": job_name,
-        "cpus_per_task": opts.cpus_per_worker,
-        "ntasks_per_node": 1,  # one worker process; a DDP trial's ranks are Lightning's
+        "cpus_per_task": opts.cpus_per_task,
+        "nodes": opts.nodes,
+        # One task: one worker process (a DDP trial's ranks are then Lightning's); more:
+        # every task runs the worker and is one rank of each trial (bench.sweeps.ddp_tasks).
+        "ntasks_per_node": opts.tasks_per_node,
         "signal_delay_s": opts.signal_delay,
         "stderr_to_stdout": True,
         "additional_parameters": extra,
@@ -91,8 +125,8 @@ def executor_parameters(opts: LauncherSpec, job_name: str) -> dict[str, Any]:
             params[key] = getattr(opts, key)
     # None drops submitit's default of 5 minutes: no --time, the partition's default applies
     params["time"] = minutes(opts.time) if opts.time is not None else None
-    if opts.gpus_per_worker:
-        params["gres"] = f"gpu:{opts.gpus_per_worker}"
+    if opts.gpus_per_node:
+        params["gres"] = f"gpu:{opts.gpus_per_node}"
     return params
 
 

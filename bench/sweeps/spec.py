@@ -188,8 +188,12 @@ class LauncherSpec(_Strict):
     """Where a sweep's workers run (``bench sweep --launcher``; flags override these keys).
 
     ``local``: worker processes on this machine (launcher.py). ``slurm``: one
-    Slurm job array of ``workers`` tasks, submitted through submitit (slurm.py);
+    Slurm job array of ``workers`` jobs, submitted through submitit (slurm.py);
     a worker is one trial at a time, on ``gpus_per_worker`` GPUs (``--gres=gpu:N``).
+    A worker of ``nodes`` x ``tasks_per_node`` > 1 Slurm tasks trains each trial
+    with DDP over all of them, one rank a task (:mod:`bench.sweeps.ddp_tasks`);
+    its ``gpus_per_worker`` (one a rank) and ``cpus_per_worker`` are split evenly
+    over its tasks.
     """
 
     name: Literal["local", "slurm"] = "local"
@@ -201,12 +205,29 @@ class LauncherSpec(_Strict):
         None, pattern=TIME_LIMIT, description="minutes, or [D-]HH:MM:SS as sbatch --time takes"
     )
     gpus_per_worker: int | None = Field(None, ge=1)  # None: CPU workers
-    cpus_per_worker: int = Field(1, ge=1)
+    cpus_per_worker: int | None = Field(None, ge=1)  # None: one per task
+    nodes: int = Field(1, ge=1)  # nodes of one worker
+    tasks_per_node: int = Field(1, ge=1)  # Slurm tasks (DDP ranks) on each of them
     mem: str | None = Field(  # memory per worker
         None, pattern=MEMORY, description="a number with an optional K/M/G/T suffix, e.g. 16G"
     )
     sbatch: list[str] = Field(default_factory=list)  # extra sbatch options: "--constraint=a100"
     signal_delay: int = Field(120, ge=10)  # seconds before the time limit: the pre-timeout signal
+
+    @property
+    def ranks(self) -> int:
+        """Slurm tasks of one worker: the DDP ranks of its trials when more than one."""
+        return self.nodes * self.tasks_per_node
+
+    @property
+    def cpus_per_task(self) -> int:
+        """``--cpus-per-task``: the worker's CPUs split over its tasks (one each by default)."""
+        return (self.cpus_per_worker or self.ranks) // self.ranks
+
+    @property
+    def gpus_per_node(self) -> int | None:
+        """``--gres=gpu:N`` (per node): the worker's GPUs split over its nodes."""
+        return self.gpus_per_worker // self.nodes if self.gpus_per_worker else None
 
 
 class SweepSpec(_Strict):

@@ -37,6 +37,7 @@ from bench import records
 from bench.config import ConfigError
 from bench.sweeps.args import add_worker_arguments
 from bench.sweeps.ddp import ddp_follower, run_ddp_follower
+from bench.sweeps.ddp_tasks import Leader, TaskLayout, follow
 from bench.sweeps.heartbeat import heartbeat, heartbeat_interval, heartbeats
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import Interrupted, TrialJob, execute, fail_trial, host_worker_id
@@ -74,6 +75,7 @@ class Worker:
     studies: dict[str, optuna.Study] = field(default_factory=dict)
     current: tuple[optuna.Study, int] | None = None  # claimed trial (study, trial_id)
     preempted: Preempted | None = None  # set when a preemption signal stopped the worker
+    group: Leader | None = None  # task 0 of a worker of several Slurm tasks (ddp_tasks.py)
 
     def __post_init__(self) -> None:
         self.storage = self.sweep.open_storage()
@@ -232,7 +234,7 @@ class Worker:
                     },
                 )
                 with heartbeat(job.study._storage, job.trial._trial_id):
-                    execute(self.sweep, job, self.label, scratch, self.threads)
+                    execute(self.sweep, job, self.label, scratch, self.threads, self.group)
                 self.current = None
                 state_file.unlink(missing_ok=True)
                 if PREEMPTION.requested:  # the signal came as the trial finished
@@ -269,13 +271,15 @@ def run_worker(
     deadline: float | None = None,
     threads: int | None = None,
     check_data: bool = True,
+    group: Leader | None = None,
 ) -> int:
     """Join a sweep as one worker (this process) and work until it is done.
 
     ``spec_path``: a spec file or a sweep directory; ``storage``: an RDB URL to share
     the sweep across machines (default: the sweep's journal file); ``out``: the
     sweep directory; ``deadline``: epoch seconds after which no trial starts
-    (default: now + the spec's wall_clock budget). Returns an exit code.
+    (default: now + the spec's wall_clock budget); ``group``: this worker's other
+    Slurm tasks, which train each of its trials with it. Returns an exit code.
     """
     quiet_optuna()
     if threads is not None and not 1 <= threads <= cpu_slots():
@@ -298,6 +302,7 @@ def run_worker(
     worker = Worker(
         sweep, str(worker_id if worker_id is not None else os.getpid()), threads, deadline
     )
+    worker.group = group
     return worker.run()
 
 
@@ -313,15 +318,26 @@ def run_from_args(args: argparse.Namespace) -> int:
     follower = ddp_follower()
     if follower is not None:  # Lightning re-ran this command as DDP rank > 0
         return run_ddp_follower(*follower)
-    return run_worker(
-        args.spec,
-        args.storage,
-        args.out,
-        args.worker_id,
-        deadline=args.deadline,
-        threads=args.threads,
-        check_data=not args.prepared,
-    )
+    group = None
+    if args.ddp_tasks:  # one task of a worker of several: task 0 claims, all train
+        layout = TaskLayout.from_slurm()
+        if layout.rank > 0:
+            return follow(layout)
+        group = Leader(layout)
+    try:
+        return run_worker(
+            args.spec,
+            args.storage,
+            args.out,
+            args.worker_id,
+            deadline=args.deadline,
+            threads=args.threads,
+            check_data=not args.prepared,
+            group=group,
+        )
+    finally:
+        if group is not None:
+            group.close()  # the followers stop too
 
 
 def main(argv: list[str] | None = None) -> int:

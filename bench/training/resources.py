@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import ConfigError, RunConfig
+from bench.training.cluster import processes_here
 
 BYTES_PER_PARAM = 16  # fp32 weight + grad + AdamW exp_avg + exp_avg_sq
 TENSOR_OVERHEAD = 160  # bytes of a small CPU tensor object besides its data
@@ -134,7 +135,7 @@ def check_fits(cfg: RunConfig, accelerator: str, available: int | None = None) -
     t, m = cfg.train, cfg.model
     if accelerator == "cpu":
         slots = cpu_slots()
-        if t.devices > slots:
+        if processes_here(t.devices, t.nodes) > slots:  # Slurm's ranks: one process each
             raise ConfigError(
                 f"train.devices={t.devices}: more processes than the {slots} CPU slots "
                 f"this process may use; allowed on CPU: 1..{slots}"

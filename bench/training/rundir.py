@@ -17,6 +17,7 @@ import torch
 from bench import records
 from bench.config import ConfigError, RunConfig, dump_yaml
 from bench.training.checkpoint import checkpoint_step
+from bench.training.cluster import slurm_rank
 from bench.training.prepare import Prepared
 
 RUN_DIR_ENV = "BENCH_RUN_DIR"
@@ -51,8 +52,11 @@ def new_run_dir(cfg: RunConfig) -> Path:
 
 
 def primary_process() -> bool:
-    """False in the extra DDP ranks Lightning launches (they see LOCAL_RANK > 0)."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    """False in the extra DDP ranks: Lightning's (LOCAL_RANK or NODE_RANK > 0) or Slurm's
+    tasks past the first (``SLURM_PROCID`` > 0, :mod:`bench.training.cluster`)."""
+    env = os.environ
+    lightning_rank0 = env.get("LOCAL_RANK", "0") == "0" and env.get("NODE_RANK", "0") == "0"
+    return lightning_rank0 and slurm_rank() == 0
 
 
 def open_run(prep: Prepared, resume: Path | None, command: str | None) -> OpenedRun:

@@ -9,14 +9,12 @@ tracker, the diagnostics, the preemption checkpoint and the progress display.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
-from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
@@ -25,6 +23,7 @@ from bench.config import RunConfig
 from bench.diagnostics import build_callbacks
 from bench.diagnostics.guard import DiagnosticErrors
 from bench.tasks.base import BenchDataModule
+from bench.training.cluster import cluster_plugins
 from bench.training.csvlog import MetricsCSVLogger
 from bench.training.loader import MapDataset, ResumableLoader
 from bench.training.module import BenchModule
@@ -97,20 +96,6 @@ def make_loggers(cfg: RunConfig, opened: OpenedRun) -> list[Logger]:
     return loggers
 
 
-def cluster_plugins(devices: int, env: Mapping[str, str] | None = None) -> list[Any]:
-    """Lightning plugins for where this process runs.
-
-    A sweep worker on Slurm is one task (``srun`` with one task per worker) that
-    owns ``devices`` GPUs: a DDP trial's ranks are started by Lightning itself,
-    on that node, as on a workstation. Lightning would otherwise read the Slurm
-    task layout (one task) and refuse ``devices > 1``.
-    """
-    env = os.environ if env is None else env
-    if devices > 1 and env.get("SLURM_NTASKS") == "1":
-        return [LightningEnvironment()]
-    return []
-
-
 @dataclass
 class Assembled:
     """Everything a run fits and reads back afterwards."""
@@ -181,8 +166,9 @@ def _trainer(
         precision=prep.precision,  # type: ignore[arg-type]  # resolve_precision's values
         accelerator=prep.accelerator,
         devices=t.devices,
-        strategy="ddp" if t.devices > 1 else "auto",
-        plugins=cluster_plugins(t.devices),
+        num_nodes=t.nodes,
+        strategy="ddp" if t.devices * t.nodes > 1 else "auto",
+        plugins=cluster_plugins(t.devices, t.nodes),
         deterministic=t.deterministic,
         logger=loggers,
         callbacks=callbacks,
