@@ -16,6 +16,7 @@ missing) and always stopped. The tests run in one xdist group: one cluster.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import time
@@ -36,6 +37,7 @@ from sweep_helpers import (
 )
 
 from bench.cli import main
+from bench.config import build_run_config
 
 pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slurm]
 
@@ -141,6 +143,52 @@ def test_a_slurm_sweep_gives_the_trials_and_report_rows_of_the_local_launcher(
         ours, theirs = load_sweep(tmp_path / "slurm", url), load_sweep(tmp_path / "local")
         assert len(ours.rows) == 4
         assert rows(ours) == rows(theirs)
+
+
+# ----------------------------------------------------------------------------- DDP workers
+
+
+def test_a_worker_of_two_slurm_tasks_trains_each_trial_once_as_one_ddp_run_of_world_size_2(
+    tmp_path, slurm, bench
+):
+    """``--tasks-per-node 2``: one Slurm job of 2 tasks (CPU, gloo) per worker. Task 0
+    claims each trial, both train it under Lightning's SLURMEnvironment (the same path as
+    2 nodes x 1 task: world size from SLURM_NTASKS, rank from SLURM_PROCID)."""
+    require_postgres()
+    spec = write_spec(tmp_path / "tiny.yaml", tiny_spec(seeds=0))  # 2 cells x 2 trials
+    out = tmp_path / "sweep"
+    with fresh_database() as url:
+        t0 = time.time()
+        code, said, err = bench(
+            "sweep", str(spec), "--out", str(out), "--launcher", "slurm", "--workers", "1",
+            "--tasks-per-node", "2", "--storage", url,
+        )  # fmt: skip
+        assert code == 0, err
+        job = job_id(said)
+        first = out / "runs" / "tune-norm_placement=pre-t0000"
+        wait_for(lambda: done(job, slurm) or last_step(first) > 0, timeout=240, every=0.2)
+        print(f"submission to the first DDP trial step: {time.time() - t0:.1f} s")
+        wait_for(lambda: done(job, slurm), timeout=300, every=0.5)
+        log = "".join(p.read_text() for p in (out / "slurm").glob("*_log.out"))
+
+        studies = trials(url)
+        assert sorted(studies) == ["tiny/tune/norm_placement=post", "tiny/tune/norm_placement=pre"]
+        for name, tune in studies.items():
+            # Each trial once, COMPLETE: nothing asked twice by the two tasks, nothing failed.
+            assert [(t.number, t.state) for t in tune] == [
+                (0, TrialState.COMPLETE),
+                (1, TrialState.COMPLETE),
+            ], (name, [t.user_attrs.get("reason") for t in tune], log[-3000:])
+            for t in tune:
+                run_dir = Path(t.user_attrs["run_dir"])
+                summary = json.loads((run_dir / "summary.json").read_text())
+                assert summary["world_size"] == 2, summary
+                config = build_run_config(run_dir / "config.yaml")
+                assert (config.train.nodes, config.train.devices) == (1, 2)
+                assert all(math.isfinite(v) for v in t.user_attrs["metrics"].values())
+                assert math.isfinite(t.value)
+        # Rank 1 kept no records of its own: rank 0 wrote every file of the run.
+        assert not list(out.glob("runs/*/ddp-rank*"))
 
 
 # ----------------------------------------------------------------------------- preemption
