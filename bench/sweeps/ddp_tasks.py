@@ -177,6 +177,7 @@ def follow(layout: TaskLayout) -> int:
             if raw == DONE:
                 return 0
             trial = json.loads(raw)
+            print(f"rank {layout.rank}: trial {k}, {trial['run_dir']}", file=sys.stderr)
             os.environ[RUN_DIR_ENV] = trial["run_dir"]
             resume = Path(trial["run_dir"]) if trial["resume"] else None
             try:

@@ -133,6 +133,11 @@ def check_devices(spec: SweepSpec, opts: LauncherSpec) -> None:
                     f"them; allowed: train.{key}={want} or leave it out"
                 )
         return
+    if train.nodes > 1:
+        raise ConfigError(
+            f"train.nodes={train.nodes}: a worker of one task runs on one node; allowed: "
+            f"--nodes={train.nodes} --tasks-per-node={train.devices} (one task a rank)"
+        )
     per_trial = train.devices
     have = opts.gpus_per_worker or opts.cpus_per_task
     what = "GPUs" if opts.gpus_per_worker else "CPUs"

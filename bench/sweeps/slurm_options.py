@@ -45,14 +45,18 @@ def launcher_options(spec: SweepSpec, cli: dict[str, Any]) -> LauncherSpec:
         raise ConfigError(
             describe(e, LauncherSpec, prefix="launcher", where=lambda k: _flag(k, given))
         ) from None
-    _check_split(opts, lambda k: _flag(f"launcher.{k}", given))
+    _check_split(opts)
     return opts
 
 
-def _check_split(opts: LauncherSpec, name: Any) -> None:
-    """A worker of several tasks splits its GPUs (one a rank) and CPUs evenly over them."""
+def _check_split(opts: LauncherSpec) -> None:
+    """A worker of several tasks splits its GPUs (one a rank) and CPUs evenly over them.
+
+    Named by their flags (the spec's ``launcher:`` keys are the same words).
+    """
     if opts.ranks == 1:
         return
+    name = FLAGS.__getitem__
     layout = (
         f"{name('nodes')}={opts.nodes} x {name('tasks_per_node')}={opts.tasks_per_node} "
         f"= {opts.ranks} tasks"

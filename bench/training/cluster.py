@@ -26,6 +26,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from bench.config import ConfigError
+
 
 def started_by_slurm(devices: int, nodes: int, env: Mapping[str, str] | None = None) -> bool:
     """True when Slurm started this run's ranks: a job step of ``nodes x devices`` tasks, > 1.
@@ -43,6 +45,25 @@ def started_by_slurm(devices: int, nodes: int, env: Mapping[str, str] | None = N
 def processes_here(devices: int, nodes: int, env: Mapping[str, str] | None = None) -> int:
     """Processes this run starts in this process's CPU slots: 1 under Slurm's ranks, else devices."""
     return 1 if started_by_slurm(devices, nodes, env) else devices
+
+
+def check_layout(devices: int, nodes: int, env: Mapping[str, str] | None = None) -> None:
+    """Refuse ``train.nodes > 1`` where no other node can join (one line, ConfigError).
+
+    Several nodes need one process a rank on each: Slurm's tasks, or a launcher
+    that sets ``NODE_RANK`` and ``MASTER_ADDR`` (Lightning's own environment).
+    Otherwise the rendezvous would wait for nodes that never come.
+    """
+    env = os.environ if env is None else env
+    if nodes == 1 or started_by_slurm(devices, nodes, env):
+        return
+    if "NODE_RANK" in env and "MASTER_ADDR" in env:
+        return
+    raise ConfigError(
+        f"train.nodes={nodes}: no other node can join this run; start one process a rank "
+        f"under srun (--nodes={nodes} --ntasks-per-node={devices}), or set NODE_RANK and "
+        f"MASTER_ADDR on each node; allowed here: train.nodes=1"
+    )
 
 
 def slurm_rank(env: Mapping[str, str] | None = None) -> int:

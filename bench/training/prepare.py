@@ -16,6 +16,7 @@ from bench.config import ConfigError, RunConfig
 from bench.model import max_positions
 from bench.tasks import build_datamodule
 from bench.tasks.base import BenchDataModule
+from bench.training.cluster import check_layout
 from bench.training.loader import MapDataset
 from bench.training.resources import check_fits
 
@@ -55,6 +56,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     """
     cfg = cfg.model_copy(deep=True)
     precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
+    check_layout(cfg.train.devices, cfg.train.nodes)
     check_fits(cfg, accelerator)  # before the data or the model is allocated
     dm = build_datamodule(cfg.task, cfg.model.arch)
     dm.setup("fit")
