@@ -356,5 +356,5 @@ def test_gpus_per_worker_become_gres_and_a_ddp_trial_must_fit_in_one_workers_gpu
         check_devices(spec, LauncherSpec(name="slurm", gpus_per_worker=1))
     # Inside the one-task Slurm job Lightning starts the DDP ranks itself.
     in_task = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "bench-x"}
-    assert [type(p).__name__ for p in cluster_plugins(2, in_task)] == ["LightningEnvironment"]
-    assert cluster_plugins(1, in_task) == [] and cluster_plugins(2, {}) == []
+    assert [type(p).__name__ for p in cluster_plugins(2, 1, in_task)] == ["LightningEnvironment"]
+    assert cluster_plugins(1, 1, in_task) == [] and cluster_plugins(2, 1, {}) == []
