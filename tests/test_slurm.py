@@ -191,6 +191,39 @@ def test_a_worker_of_two_slurm_tasks_trains_each_trial_once_as_one_ddp_run_of_wo
         assert not list(out.glob("runs/*/ddp-rank*"))
 
 
+def test_a_ddp_worker_warned_of_its_time_limit_checkpoints_on_both_ranks_and_resumes(
+    tmp_path, slurm, bench
+):
+    """Slurm's pre-timeout signal reaches both tasks: both ranks stop at one step, task 0
+    holds the trial and requeues the job, whose two tasks resume it from the checkpoint."""
+    require_postgres()
+    spec = one_cell_spec(1, max_steps=200, val_every=40, log_every=4)
+    path = write_spec(tmp_path / "long.yaml", spec)
+    out = tmp_path / "sweep"
+    run0 = out / "runs" / "tune-norm_placement=pre-t0000"
+    with fresh_database() as url:
+        code, said, err = bench(
+            "sweep", str(path), "--out", str(out), "--launcher", "slurm", "--storage", url,
+            "--tasks-per-node", "2",
+        )  # fmt: skip
+        assert code == 0, err
+        job = job_id(said)
+        at = wait_for(lambda: (s := last_step(run0)) >= 40 and s, timeout=300, every=0.1)
+        subprocess.run(["scancel", "--signal=USR2", job], env=slurm, check=True, timeout=30)
+        wait_for(lambda: last_step(run0) >= 200 or done(job, slurm), timeout=300, every=0.5)
+        wait_for(lambda: done(job, slurm), timeout=300, every=0.5)
+        log = "".join(p.read_text() for p in (out / "slurm").glob("*_log.out"))
+
+        (tune,) = trials(url).values()
+        assert [(t.number, t.state) for t in tune] == [(0, TrialState.COMPLETE)], log[-3000:]
+        (trial,) = tune
+        assert trial.system_attrs["preemptions"] == 1
+        assert at <= trial.user_attrs["resumed_from_step"] < 200
+        summary = json.loads((run0 / "summary.json").read_text())
+        assert (summary["world_size"], summary["steps"]) == (2, 200)
+        assert all(math.isfinite(v) for v in trial.user_attrs["metrics"].values())
+
+
 # ----------------------------------------------------------------------------- preemption
 
 
