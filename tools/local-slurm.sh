@@ -36,7 +36,7 @@ stop_pidfile() {  # stop_pidfile FILE: TERM, wait up to 10 s, then KILL
 write_conf() {
     local host cpus mem
     host=$(hostname -s)
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys OMP_NUM_THREADS
     mem=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
     mkdir -p "$dir/state" "$dir/spool"
     cat > "$conf" <<EOF

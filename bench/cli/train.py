@@ -41,6 +41,8 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- train
 
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL, as bench.sweeps.worker's: stopped by Slurm, run again later
+
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     config_args(p)
@@ -50,11 +52,35 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train one configuration and write a run directory", _train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.cli.run_table import print_run_summary
-    from bench.config import build_run_config
+    from bench.training.preemption import PREEMPTION, Preempted
     from bench.training.run import RunInterrupted, train_run
+    from bench.training.slurm_job import batch_job
 
     quiet_lightning()
     cmdline = redact.command(["bench", *sys.argv[1:]])
+    job = batch_job()
+    cfg, resume = _what_to_train(args, job)
+    if job is not None:
+        PREEMPTION.install()  # Slurm's signals: checkpoint at the next step, stop, requeue
+    try:
+        result = train_run(cfg, resume=resume, command=cmdline)
+    except KeyboardInterrupt as e:  # even before training started: the same run resumes
+        if resume is None or isinstance(e, RunInterrupted):
+            raise
+        raise RunInterrupted(resume) from None
+    except Preempted as e:
+        return _preempted(e, Path(str(cfg.tracking.run_dir)), job)
+    print_run_summary(result)
+    return 0 if result.status in ("completed", "stopped") else 1
+
+
+def _what_to_train(args: argparse.Namespace, job: str | None) -> tuple[RunConfig, Path | None]:
+    """(config, run directory to resume or None): ``--resume``, a requeued Slurm job's own
+    run, or a new run (under Slurm named after the job, so a requeue finds it)."""
+    from bench.config import build_run_config
+    from bench.training.rundir import new_run_dir
+    from bench.training.slurm_job import job_run_dir, remember
+
     if args.resume:
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.yaml"
@@ -62,16 +88,33 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume {run_dir}: not a run directory (no config.yaml)")
         if (run_dir / "summary.json").is_file():
             raise ConfigError(f"--resume {run_dir}: the run already finished (summary.json exists)")
-        cfg = build_run_config(cfg_path, args.args)
-        try:
-            result = train_run(cfg, resume=run_dir, command=cmdline)
-        except KeyboardInterrupt as e:  # even before training started: the same run resumes
-            raise e if isinstance(e, RunInterrupted) else RunInterrupted(run_dir) from None
+        return build_run_config(cfg_path, args.args), run_dir
+    cfg = load_run_config(args.args)
+    if job is None:
+        return cfg, None
+    requeued = job_run_dir(cfg.tracking.out_dir, job)
+    if requeued is not None:
+        print(f"Slurm job {job} was requeued: resuming {requeued}", file=sys.stderr)
+        return build_run_config(requeued / "config.yaml"), requeued
+    if not cfg.tracking.run_dir:  # the same on every rank of a DDP job
+        cfg.tracking.run_dir = str(new_run_dir(cfg, stamp=f"slurm{job}"))
+    remember(cfg.tracking.out_dir, job, Path(cfg.tracking.run_dir))
+    return cfg, None
+
+
+def _preempted(e: BaseException, run_dir: Path, job: str | None) -> int:
+    """One line on what a preemption signal did; exit 75 (EX_TEMPFAIL: run again later)."""
+    from bench.training.preemption import Preempted
+    from bench.training.slurm_job import requeue
+
+    assert isinstance(e, Preempted)
+    where = f"at step {e.step}, checkpointed" if e.step is not None else "before training"
+    if job is not None and e.pre_timeout and requeue(job):
+        then = f"requeued Slurm job {job}, which resumes this run"
     else:
-        cfg = load_run_config(args.args)
-        result = train_run(cfg, command=cmdline)
-    print_run_summary(result)
-    return 0 if result.status in ("completed", "stopped") else 1
+        then = f"resume with: bench train --resume {run_dir}"
+    print(f"preempted ({e}) {where} in {run_dir}; {then}", file=sys.stderr)
+    return EXIT_PREEMPTED
 
 
 # ----------------------------------------------------------------------------- throughput

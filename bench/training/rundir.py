@@ -33,8 +33,12 @@ class OpenedRun:
     primary: bool  # False in the extra DDP ranks: they leave every record to rank 0
 
 
-def new_run_dir(cfg: RunConfig) -> Path:
-    """``tracking.run_dir`` if given, else a fresh ``out_dir/<name>-<time>``."""
+def new_run_dir(cfg: RunConfig, stamp: str | None = None) -> Path:
+    """``tracking.run_dir`` if given, else a fresh ``out_dir/<name>-<time>``.
+
+    ``stamp`` replaces the time (a Slurm job's id: the same on every rank, so never
+    renumbered).
+    """
     if cfg.tracking.run_dir:
         return Path(cfg.tracking.run_dir)
     m = cfg.model
@@ -42,10 +46,9 @@ def new_run_dir(cfg: RunConfig) -> Path:
         cfg.tracking.name
         or f"{cfg.task.name}-{cfg.variant or m.arch}-{m.norm_placement}-{m.pos_encoding}"
     )
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.tracking.out_dir) / f"{name}-{stamp}"
+    base = Path(cfg.tracking.out_dir) / f"{name}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
-    while path.exists():
+    while path.exists() and stamp is None:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
@@ -71,7 +74,8 @@ def open_run(prep: Prepared, resume: Path | None, command: str | None) -> Opened
     if not primary:
         # A DDP rank Lightning started by re-running the command: it trains in
         # step with rank 0 but leaves every record to it.
-        run_dir = Path(os.environ[RUN_DIR_ENV])
+        # (Ranks Slurm started inherit nothing: their config names the same directory.)
+        run_dir = Path(os.environ.get(RUN_DIR_ENV) or new_run_dir(cfg))
         ckpt_path = run_dir / records.LAST_CKPT if resume is not None else None
         start_step = checkpoint_step(ckpt_path) if ckpt_path else 0
     elif resume is not None:
