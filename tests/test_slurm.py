@@ -296,6 +296,64 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
               f"{clean.metrics['val/loss']!r}")  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- bench train
+
+
+def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_resumes_its_run(
+    tmp_path, slurm
+):
+    """``exec bench train ...`` in a batch script: the pre-timeout signal checkpoints the run,
+    the job requeues itself, and the requeued job (the same command) resumes that run,
+    which ends with the metrics of an uninterrupted one."""
+    import sys
+
+    from bench.config import build_run_config
+    from bench.training.run import train_run
+
+    out = tmp_path / "runs"
+    overrides = [
+        "task.name=copy", "task.seq_len=6", "task.n_symbols=8", "task.n_train=128",
+        "task.n_val=32", "task.eval_scales=[1]", "task.batch_size=16", "model.d_model=16",
+        "model.n_layers=1", "model.n_heads=2", "model.max_len=32", "train.max_steps=200",
+        "train.val_every=40", "train.log_every=4", "train.warmup_steps=2", "train.threads=1",
+        "tracking.mode=disabled", f"tracking.out_dir={out}", "tracking.name=t",
+        "diagnostics.gradients=false", "diagnostics.noise_scale=false",
+        "diagnostics.attention_entropy=false", "diagnostics.throughput=false",
+    ]  # fmt: skip
+    script = tmp_path / "train.sh"
+    script.write_text(
+        "#!/bin/bash\n#SBATCH --signal=B:USR1@60\n"
+        f"#SBATCH --output={tmp_path}/job-%j.out\n#SBATCH --open-mode=append\ncd {tmp_path}\n"
+        f"exec {sys.executable} -m bench train {' '.join(overrides)}\n"
+    )
+    job = subprocess.run(
+        ["sbatch", "--parsable", str(script)],
+        env=slurm,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    run_dir = out / f"t-slurm{job}"
+    at = wait_for(lambda: (s := last_step(run_dir)) >= 40 and s, timeout=300, every=0.1)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm, check=True, timeout=30)
+    wait_for(lambda: done(job, slurm) and (run_dir / "summary.json").is_file(), 300, 0.5)
+    said = "".join(p.read_text() for p in sorted(tmp_path.glob("job-*.out")))
+
+    assert "preempted by SIGUSR1 at step" in said and f"requeued Slurm job {job}" in said, said
+    assert f"Slurm job {job} was requeued: resuming {run_dir}" in said, said
+    assert sorted(p.name for p in out.iterdir()) == [".slurm-jobs", run_dir.name]  # one run
+    stopped = int(said.split("preempted by SIGUSR1 at step ")[1].split(":")[0])
+    assert at <= stopped < 200
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 200
+    cfg = build_run_config(run_dir / "config.yaml")
+    cfg.tracking.run_dir = str(tmp_path / "uninterrupted")
+    clean = train_run(cfg)
+    for key in ("val/loss", "val/acc", "best/val/loss", "train/loss"):
+        assert math.isclose(summary["metrics"][key], clean.metrics[key], rel_tol=0, abs_tol=0), key
+
+
 # ----------------------------------------------------------------------------- bad options
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -108,12 +109,13 @@ def _preempted(e: BaseException, run_dir: Path, job: str | None) -> int:
     from bench.training.slurm_job import requeue
 
     assert isinstance(e, Preempted)
-    where = f"at step {e.step}, checkpointed" if e.step is not None else "before training"
+    name = signal.Signals(e.signum).name
+    where = f"at step {e.step}: checkpointed" if e.step is not None else "before training:"
     if job is not None and e.pre_timeout and requeue(job):
         then = f"requeued Slurm job {job}, which resumes this run"
     else:
         then = f"resume with: bench train --resume {run_dir}"
-    print(f"preempted ({e}) {where} in {run_dir}; {then}", file=sys.stderr)
+    print(f"preempted by {name} {where} {run_dir}; {then}", file=sys.stderr)
     return EXIT_PREEMPTED
 
 
