@@ -302,9 +302,10 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
 def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_resumes_its_run(
     tmp_path, slurm
 ):
-    """``exec bench train ...`` in a batch script: the pre-timeout signal checkpoints the run,
-    the job requeues itself, and the requeued job (the same command) resumes that run,
-    which ends with the metrics of an uninterrupted one."""
+    """A batch script of two ``bench train`` commands, the second ``exec``: the pre-timeout
+    signal checkpoints the second's run, the job requeues itself, and the requeued job
+    (the same script) skips the finished first run and resumes the second, which ends
+    with the metrics of an uninterrupted run."""
     import sys
 
     from bench.config import build_run_config
@@ -324,6 +325,8 @@ def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_r
     script.write_text(
         "#!/bin/bash\n#SBATCH --signal=B:USR1@60\n"
         f"#SBATCH --output={tmp_path}/job-%j.out\n#SBATCH --open-mode=append\ncd {tmp_path}\n"
+        f"{sys.executable} -m bench train {' '.join(overrides)} train.max_steps=8 "
+        "tracking.name=first\n"
         f"exec {sys.executable} -m bench train {' '.join(overrides)}\n"
     )
     job = subprocess.run(
@@ -334,7 +337,7 @@ def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_r
         check=True,
         timeout=30,
     ).stdout.strip()
-    run_dir = out / f"t-slurm{job}"
+    run_dir = wait_for(lambda: next(out.glob("t-*"), None), timeout=300, every=0.1)
     at = wait_for(lambda: (s := last_step(run_dir)) >= 40 and s, timeout=300, every=0.1)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm, check=True, timeout=30)
     wait_for(lambda: done(job, slurm) and (run_dir / "summary.json").is_file(), 300, 0.5)
@@ -342,7 +345,9 @@ def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_r
 
     assert "preempted by SIGUSR1 at step" in said and f"requeued Slurm job {job}" in said, said
     assert f"Slurm job {job} was requeued: resuming {run_dir}" in said, said
-    assert sorted(p.name for p in out.iterdir()) == [".slurm-jobs", run_dir.name]  # one run
+    (first,) = out.glob("first-*")
+    assert f"Slurm job {job} was requeued: {first} had already finished" in said, said
+    assert sorted(p.name for p in out.iterdir()) == [".slurm-jobs", first.name, run_dir.name]
     stopped = int(said.split("preempted by SIGUSR1 at step ")[1].split(":")[0])
     assert at <= stopped < 200
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -60,7 +60,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     quiet_lightning()
     cmdline = redact.command(["bench", *sys.argv[1:]])
     job = batch_job()
-    cfg, resume = _what_to_train(args, job)
+    todo = _what_to_train(args, job)
+    if isinstance(todo, Path):
+        print(f"Slurm job {job} was requeued: {todo} had already finished", file=sys.stderr)
+        return 0
+    cfg, resume = todo
     if job is not None:
         PREEMPTION.install()  # Slurm's signals: checkpoint at the next step, stop, requeue
     try:
@@ -75,12 +79,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status in ("completed", "stopped") else 1
 
 
-def _what_to_train(args: argparse.Namespace, job: str | None) -> tuple[RunConfig, Path | None]:
+def _what_to_train(
+    args: argparse.Namespace, job: str | None
+) -> tuple[RunConfig, Path | None] | Path:
     """(config, run directory to resume or None): ``--resume``, a requeued Slurm job's own
-    run, or a new run (under Slurm named after the job, so a requeue finds it)."""
+    run, or a new run; the run directory alone when the requeued job's run had finished."""
     from bench.config import build_run_config
     from bench.training.rundir import new_run_dir
-    from bench.training.slurm_job import job_run_dir, remember
+    from bench.training.slurm_job import can_resume, job_run_dir, ranks_stamp, remember
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -93,13 +99,16 @@ def _what_to_train(args: argparse.Namespace, job: str | None) -> tuple[RunConfig
     cfg = load_run_config(args.args)
     if job is None:
         return cfg, None
-    requeued = job_run_dir(cfg.tracking.out_dir, job)
-    if requeued is not None:
-        print(f"Slurm job {job} was requeued: resuming {requeued}", file=sys.stderr)
-        return build_run_config(requeued / "config.yaml"), requeued
-    if not cfg.tracking.run_dir:  # the same on every rank of a DDP job
-        cfg.tracking.run_dir = str(new_run_dir(cfg, stamp=f"slurm{job}"))
-    remember(cfg.tracking.out_dir, job, Path(cfg.tracking.run_dir))
+    earlier = job_run_dir(cfg.tracking.out_dir, job, args.args)
+    if earlier is not None and (earlier / "summary.json").is_file():
+        return earlier
+    if earlier is not None and can_resume(earlier):
+        print(f"Slurm job {job} was requeued: resuming {earlier}", file=sys.stderr)
+        return build_run_config(earlier / "config.yaml"), earlier
+    if not cfg.tracking.run_dir:
+        stamp = ranks_stamp(job, cfg.train.devices, cfg.train.nodes)
+        cfg.tracking.run_dir = str(new_run_dir(cfg, stamp=stamp))
+    remember(cfg.tracking.out_dir, job, args.args, Path(cfg.tracking.run_dir))
     return cfg, None
 
 

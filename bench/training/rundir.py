@@ -36,8 +36,8 @@ class OpenedRun:
 def new_run_dir(cfg: RunConfig, stamp: str | None = None) -> Path:
     """``tracking.run_dir`` if given, else a fresh ``out_dir/<name>-<time>``.
 
-    ``stamp`` replaces the time (a Slurm job's id: the same on every rank, so never
-    renumbered).
+    ``stamp`` replaces the time (a Slurm job step's id: the same on every rank of a
+    DDP run, so never renumbered).
     """
     if cfg.tracking.run_dir:
         return Path(cfg.tracking.run_dir)

@@ -8,21 +8,24 @@ pre-timeout signal (USR1/USR2) the job requeues itself (``scontrol requeue``);
 after SIGTERM (preemption, ``scontrol requeue``, ``scancel``) Slurm decides.
 
 A requeued job runs the same script, so the same ``bench train`` command, again
-under the same ``SLURM_JOB_ID``: :func:`job_run_dir` finds the run it started in
-``<out_dir>/.slurm-jobs/<job id>`` (written before training starts) and the
-command resumes that run instead of starting a new one, exactly as
-``bench train --resume`` would.
+under the same ``SLURM_JOB_ID``: :func:`job_run_dir` finds the run that command
+started in ``<out_dir>/.slurm-jobs/<job id>-<hash of its arguments>`` (written before
+training starts) and the command resumes that run instead of starting a new one,
+exactly as ``bench train --resume`` would; a run that had already finished is not
+trained again (a script of several commands requeues safely).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench import records
-from bench.training.cluster import slurm_rank
+from bench.training.cluster import slurm_rank, started_by_slurm
 
 JOBS_DIR = ".slurm-jobs"  # in tracking.out_dir; bench ls skips dot-directories
 
@@ -36,25 +39,36 @@ def batch_job(env: Mapping[str, str] | None = None) -> str | None:
     return job if job and job.isdigit() else None
 
 
-def marker(out_dir: str | Path, job: str) -> Path:
-    return Path(out_dir) / JOBS_DIR / job
+def marker(out_dir: str | Path, job: str, command: Sequence[str]) -> Path:
+    """Where a job records the run of one command (several commands of one script: several)."""
+    digest = hashlib.sha1(json.dumps(list(command)).encode()).hexdigest()[:12]
+    return Path(out_dir) / JOBS_DIR / f"{job}-{digest}"
 
 
-def job_run_dir(out_dir: str | Path, job: str) -> Path | None:
-    """The unfinished run this job started before it was requeued, if it can resume."""
+def job_run_dir(out_dir: str | Path, job: str, command: Sequence[str]) -> Path | None:
+    """The run this command started in this job before the job was requeued, if any."""
     try:
-        run_dir = Path(marker(out_dir, job).read_text().strip())
+        return Path(marker(out_dir, job, command).read_text().strip())
     except OSError:
         return None
-    if (run_dir / records.SUMMARY).is_file() or not (run_dir / records.LAST_CKPT).is_file():
+
+
+def can_resume(run_dir: Path) -> bool:
+    return (run_dir / records.LAST_CKPT).is_file() and not (run_dir / records.SUMMARY).is_file()
+
+
+def ranks_stamp(job: str, devices: int, nodes: int) -> str | None:
+    """A new run's name stamp that every rank of a DDP job step computes alike, else None
+    (one process: the usual time stamp; the marker finds the run after a requeue)."""
+    if not started_by_slurm(devices, nodes):
         return None
-    return run_dir
+    return f"slurm{job}.{os.environ.get('SLURM_STEP_ID', '0')}"
 
 
-def remember(out_dir: str | Path, job: str, run_dir: Path) -> None:
+def remember(out_dir: str | Path, job: str, command: Sequence[str], run_dir: Path) -> None:
     """Record the job's run before it trains (only rank 0: the other ranks follow it)."""
     if slurm_rank() == 0:
-        records.atomic_write(marker(out_dir, job), f"{run_dir.resolve()}\n")
+        records.atomic_write(marker(out_dir, job, command), f"{run_dir.resolve()}\n")
 
 
 def requeue(job: str) -> bool:
