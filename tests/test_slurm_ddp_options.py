@@ -184,3 +184,14 @@ def test_a_follower_stops_when_task_0_says_done_and_when_task_0_is_gone(own_sign
     started = time.time()
     assert follow(layout) == 1
     assert time.time() - started < 20
+
+
+def test_a_taken_control_port_is_one_line_naming_the_port_and_what_to_set():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"cannot serve the trials' store on port {port} "):
+            Leader(TaskLayout(0, 2, 1, 2, "127.0.0.1", port))

@@ -115,8 +115,16 @@ class Leader:
     """Task 0's side: announce each trial, wait for the followers to leave it, then stop them."""
 
     def __init__(self, layout: TaskLayout) -> None:
+        from torch.distributed import DistError
+
         self.layout = layout
-        self.store = _store(layout, master=True)
+        try:
+            self.store = _store(layout, master=True)
+        except DistError as e:
+            raise ConfigError(
+                f"--ddp-tasks: cannot serve the trials' store on port {layout.port} "
+                f"({str(e).splitlines()[0]}); set MASTER_PORT to a free port below 55535"
+            ) from None
         self.k = 0  # trials announced
         self.waited = 0  # trials every follower has left
 
@@ -165,7 +173,12 @@ def follow(layout: TaskLayout) -> int:
     from bench.training.rundir import RUN_DIR_ENV
 
     PREEMPTION.install()  # Slurm signals every task; all ranks stop at the same step
-    store = _store(layout, master=False)
+    try:
+        store = _store(layout, master=False)
+    except DistError as e:
+        where = f"{layout.host}:{layout.port}"
+        print(f"rank {layout.rank}: no store of task 0 at {where} ({e}); stopping", file=sys.stderr)
+        return 1
     k = 0
     try:
         while True:
