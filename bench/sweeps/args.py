@@ -76,7 +76,10 @@ def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--qos", default=None, help="Slurm quality of service")
     g.add_argument("--time", default=None, help="time limit of each worker (MIN or D-HH:MM:SS)")
     g.add_argument(
-        "--gpus-per-worker", type=int, default=None, help="GPUs per worker (--gres=gpu:N)"
+        "--gpus-per-worker",
+        type=int,
+        default=None,
+        help="GPUs per worker (--gres=gpu:N a node; with several tasks, one a task)",
     )
     g.add_argument(
         "--cpus-per-worker", type=int, default=None, help="CPUs per worker (default: 1 a task)"
@@ -90,7 +93,7 @@ def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Slurm tasks (DDP ranks, one a GPU) per node of each worker",
     )
-    g.add_argument("--mem", default=None, help="memory per worker, e.g. 16G")
+    g.add_argument("--mem", default=None, help="memory per worker (a node, with --nodes), e.g. 16G")
     g.add_argument(
         "--sbatch",
         action="append",
