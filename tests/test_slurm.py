@@ -299,6 +299,33 @@ def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterru
 # ----------------------------------------------------------------------------- bench train
 
 
+def train_args(out: Path, *extra: str) -> str:
+    """A tiny ``bench train`` of 200 steps (validation every 40) writing under ``out``."""
+    return " ".join([
+        "task.name=copy", "task.seq_len=6", "task.n_symbols=8", "task.n_train=128",
+        "task.n_val=32", "task.eval_scales=[1]", "task.batch_size=16", "model.d_model=16",
+        "model.n_layers=1", "model.n_heads=2", "model.max_len=32", "train.max_steps=200",
+        "train.val_every=40", "train.log_every=4", "train.warmup_steps=2", "train.threads=1",
+        "tracking.mode=disabled", f"tracking.out_dir={out}", "tracking.name=t",
+        "diagnostics.gradients=false", "diagnostics.noise_scale=false",
+        "diagnostics.attention_entropy=false", "diagnostics.throughput=false", *extra,
+    ])  # fmt: skip
+
+
+def sbatch(tmp_path: Path, body: str, env: dict[str, str]) -> str:
+    """Submit a batch script (its output appended to ``job-<id>.out``); its job id."""
+    script = tmp_path / "train.sh"
+    script.write_text(
+        "#!/bin/bash\n#SBATCH --signal=B:USR1@60\n"
+        f"#SBATCH --output={tmp_path}/job-%j.out\n#SBATCH --open-mode=append\n"
+        f"cd {tmp_path}\n{body}"
+    )
+    return subprocess.run(
+        ["sbatch", "--parsable", str(script)], env=env, capture_output=True, text=True,
+        check=True, timeout=30,
+    ).stdout.strip()  # fmt: skip
+
+
 def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_resumes_its_run(
     tmp_path, slurm
 ):
@@ -311,32 +338,12 @@ def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_r
     from bench.config import build_run_config
     from bench.training.run import train_run
 
-    out = tmp_path / "runs"
-    overrides = [
-        "task.name=copy", "task.seq_len=6", "task.n_symbols=8", "task.n_train=128",
-        "task.n_val=32", "task.eval_scales=[1]", "task.batch_size=16", "model.d_model=16",
-        "model.n_layers=1", "model.n_heads=2", "model.max_len=32", "train.max_steps=200",
-        "train.val_every=40", "train.log_every=4", "train.warmup_steps=2", "train.threads=1",
-        "tracking.mode=disabled", f"tracking.out_dir={out}", "tracking.name=t",
-        "diagnostics.gradients=false", "diagnostics.noise_scale=false",
-        "diagnostics.attention_entropy=false", "diagnostics.throughput=false",
-    ]  # fmt: skip
-    script = tmp_path / "train.sh"
-    script.write_text(
-        "#!/bin/bash\n#SBATCH --signal=B:USR1@60\n"
-        f"#SBATCH --output={tmp_path}/job-%j.out\n#SBATCH --open-mode=append\ncd {tmp_path}\n"
-        f"{sys.executable} -m bench train {' '.join(overrides)} train.max_steps=8 "
-        "tracking.name=first\n"
-        f"exec {sys.executable} -m bench train {' '.join(overrides)}\n"
+    out, py = tmp_path / "runs", sys.executable
+    body = (
+        f"{py} -m bench train {train_args(out, 'train.max_steps=8', 'tracking.name=first')}\n"
+        f"exec {py} -m bench train {train_args(out)}\n"
     )
-    job = subprocess.run(
-        ["sbatch", "--parsable", str(script)],
-        env=slurm,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
+    job = sbatch(tmp_path, body, slurm)
     run_dir = wait_for(lambda: next(out.glob("t-*"), None), timeout=300, every=0.1)
     at = wait_for(lambda: (s := last_step(run_dir)) >= 40 and s, timeout=300, every=0.1)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm, check=True, timeout=30)
@@ -357,6 +364,31 @@ def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_r
     clean = train_run(cfg)
     for key in ("val/loss", "val/acc", "best/val/loss", "train/loss"):
         assert math.isclose(summary["metrics"][key], clean.metrics[key], rel_tol=0, abs_tol=0), key
+
+
+def test_bench_train_in_a_cancelled_batch_job_checkpoints_and_says_how_to_resume(
+    tmp_path, slurm, bench
+):
+    """``scancel``: SIGTERM to the batch step. The run checkpoints at its next step, the
+    command prints one line with ``bench train --resume RUN`` and exits 75; that command
+    finishes the run."""
+    import sys
+
+    out = tmp_path / "runs"
+    job = sbatch(tmp_path, f"exec {sys.executable} -m bench train {train_args(out)}\n", slurm)
+    run_dir = wait_for(lambda: next(out.glob("t-*"), None), timeout=300, every=0.1)
+    wait_for(lambda: last_step(run_dir) >= 40, timeout=300, every=0.1)
+    subprocess.run(["scancel", job], env=slurm, check=True, timeout=30)
+    wait_for(lambda: done(job, slurm), timeout=120, every=0.2)
+    said = (tmp_path / f"job-{job}.out").read_text()
+
+    line = next(ln for ln in said.splitlines() if ln.startswith("preempted by SIGTERM at step"))
+    assert line.endswith(f": checkpointed {run_dir}; resume with: bench train --resume {run_dir}")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (run_dir / "summary.json").exists()
+    code, _, err = bench("train", "--resume", str(run_dir))
+    assert code == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 200
 
 
 # ----------------------------------------------------------------------------- bad options
