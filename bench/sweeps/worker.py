@@ -237,6 +237,8 @@ class Worker:
                     execute(self.sweep, job, self.label, scratch, self.threads, self.group)
                 self.current = None
                 state_file.unlink(missing_ok=True)
+                if self.group is not None:
+                    self.group.wait_trained()  # every rank out of it before the next claim
                 if PREEMPTION.requested:  # the signal came as the trial finished
                     raise Preempted(PREEMPTION.signum or signal.SIGTERM)
         except Preempted as e:
