@@ -82,6 +82,11 @@ def compute_dtype(precision: str) -> str:
     return "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
+def matmul_dtype(precision: str) -> torch.dtype:
+    """The torch dtype the matmuls of a Lightning precision run in (float32 for fp32 and tf32)."""
+    return _TORCH_DTYPE[compute_dtype(precision)]
+
+
 def device_name(device: torch.device | str) -> str:
     """A human name for the device: the CUDA name, or the CPU model."""
     device = torch.device(device)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +26,7 @@ from lightning.fabric.utilities.throughput import Throughput
 from bench.config import DiagnosticsConfig, ModelConfig
 from bench.diagnostics.base import Diagnostic
 from bench.diagnostics.batches import batch_size_of, batch_tokens
-from bench.diagnostics.flops import measured_flops_per_batch, model_flops_per_token
+from bench.diagnostics.flops import flops_per_batch
 from bench.diagnostics.peak import peak_flops
 from bench.diagnostics.peak_memory import peak_memory_mb
 from bench.diagnostics.stopwatch import DIAGNOSTICS_TIME, exclude_from_throughput, sync_cuda
@@ -193,10 +192,4 @@ class ThroughputDiagnostics(Diagnostic):
         if cfg is None or not isinstance(batch, Mapping):
             return 0
         with exclude_from_throughput():
-            try:
-                return measured_flops_per_batch(cfg, batch, training=True)
-            except Exception as e:  # never fail training over a FLOP count
-                warnings.warn(f"measure_flops failed ({e}); using the analytic FLOPs", stacklevel=2)
-                t = batch_tokens(batch)
-                seq = int(next(iter(batch.values())).shape[1])
-                return int(model_flops_per_token(cfg, seq) * t)
+            return flops_per_batch(cfg, batch)
