@@ -476,3 +476,12 @@ def test_on_a_gpu_mfu_is_against_the_detected_gpus_dense_peak(
     cfg = build_run_config(overrides={**SMALL_RUN, "train.precision": precision})
     got = row_peak(cfg, torch.device("cuda"), measure=lambda d, t: pytest.fail("measured"))
     assert got == (expected, "table")
+
+
+def test_a_gpu_the_table_lacks_gets_lightnings_figure(monkeypatch):
+    from lightning.fabric.utilities.throughput import _CUDA_FLOPS
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA RTX A6000")
+    cfg = build_run_config(overrides=SMALL_RUN)
+    got = row_peak(cfg, torch.device("cuda"), measure=lambda d, t: pytest.fail("measured"))
+    assert got == (float(_CUDA_FLOPS["a6000"][torch.bfloat16]), "lightning")

@@ -1,8 +1,9 @@
 """The peak FLOP/s that MFU divides by: a table of known GPUs, else a measured matmul peak.
 
 Order of precedence (:func:`peak_flops`): ``DiagnosticsConfig.peak_flops`` (an
-override) -> :data:`KNOWN_PEAKS` for a recognised GPU and compute dtype -> a
-matrix-multiply peak measured once per machine (device name, threads, dtype)
+override) -> :data:`KNOWN_PEAKS` for a recognised GPU and compute dtype ->
+Lightning's ``get_available_flops`` for a GPU this table lacks (H200, A6000,
+A40, L40, more GeForce cards) -> a matrix-multiply peak measured once per machine (device name, threads, dtype)
 and cached in ``$XDG_CACHE_HOME/bench/peak_flops.json`` (default
 ``~/.cache/bench/peak_flops.json``).
 
@@ -17,7 +18,8 @@ TFLOP/s), its RTX 4090 / 3090 bf16 figures are the fp16-accumulate rate (82.6 /
 35.6 vs 165.2 / 71), and it has no L40S, A800 or H800. It also reads the device
 name itself (no name argument, so it cannot be tested without that GPU) and
 decides tf32 from the GPU generation at call time. Taking it for the GPUs where
-it agrees would keep this table anyway, so the table stays whole.
+it agrees would keep this table anyway, so the table stays whole, and Lightning's
+figures are asked only for GPUs the table does not know.
 """
 
 from __future__ import annotations
@@ -108,6 +110,18 @@ def known_peak(name: str, dtype: str) -> float | None:
         if re.search(pattern, lowered):
             return peaks.get(dtype)
     return None
+
+
+def lightning_peak(device: torch.device, dtype: str) -> float | None:
+    """Lightning's theoretical peak for the current CUDA device and ``dtype``, else None."""
+    import warnings
+
+    from lightning.fabric.utilities.throughput import get_available_flops
+
+    with warnings.catch_warnings():  # an unknown GPU is a warning there, None here
+        warnings.simplefilter("ignore")
+        value = get_available_flops(torch.device(device), _TORCH_DTYPE[dtype])
+    return float(value) if value else None
 
 
 def _sync(device: torch.device) -> None:
@@ -219,7 +233,7 @@ def peak_flops(
     measure: Callable[[torch.device, torch.dtype], float] | None = None,
     name: str | None = None,
 ) -> tuple[float, str]:
-    """``(peak FLOP/s, source)`` for MFU; source is ``override``, ``table`` or ``measured``.
+    """``(peak FLOP/s, source)`` for MFU; source: ``override``, ``table``, ``lightning``, ``measured``.
 
     ``name`` overrides the device name looked up in :data:`KNOWN_PEAKS`.
     """
@@ -231,4 +245,7 @@ def peak_flops(
         value = known_peak(name or device_name(device), dtype)
         if value is not None:
             return value, "table"
+        value = lightning_peak(device, dtype)
+        if value is not None:
+            return value, "lightning"
     return cached_matmul_peak(device, dtype, cache_path=cache_path, measure=measure), "measured"

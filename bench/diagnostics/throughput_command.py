@@ -277,6 +277,7 @@ _COLUMNS: list[tuple[str, JustifyMethod, Callable[[dict[str, Any]], str]]] = [
 
 _SOURCES = {
     "table": "the GPU's dense datasheet figure",
+    "lightning": "Lightning's figure for this GPU",
     "measured": "the matmul peak measured once and cached",
     "override": "diagnostics.peak_flops",
 }
