@@ -171,3 +171,22 @@ def test_a_run_records_its_sdpa_kernels_in_the_manifest(tiny):
     )
     assert manifest["sdpa_kernels"] == expected
     assert expected["self"].endswith("(t5 bias)")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("pos", sorted(POSITIONAL))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_on_this_gpu_the_prediction_is_what_pytorch_selects(pos, dtype):
+    # Where a GPU is lent: the CUDA rules above against PyTorch's own choice
+    # (cuDNN attention is excluded, as under bench's default deterministic mode).
+    cuda = torch.device("cuda")
+    capability = torch.cuda.get_device_capability(cuda)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    try:
+        for arch in ARCHS:
+            cfg = ModelConfig(**SMALL, pos_encoding=pos, arch=arch)
+            for call in attention_calls(cfg, 64, padded=arch != "decoder"):
+                kernel, why = predict_kernel(call, "cuda", dtype, capability=capability)
+                assert kernel == selected_kernel(call, cuda, dtype), (call, why)
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
