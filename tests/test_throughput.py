@@ -429,7 +429,7 @@ def test_reversing_the_configs_keeps_their_ranking_within_the_intervals(tmp_path
         (name, build_run_config(overrides={**SMALL_RUN, "model.d_model": d, "model.n_layers": n}))
         for name, (d, n) in sizes.items()
     ]
-    kw = {"steps": 2, "warmup": 1, "rounds": 5, "measure_peak": lambda d, t: 1e10}
+    kw = {"steps": 2, "warmup": 1, "rounds": 9, "measure_peak": lambda d, t: 1e10}
     forward = {r["name"]: r for r in run_throughput(configs, cache_path=tmp_path / "a", **kw)}
     backward = {
         r["name"]: r for r in run_throughput(configs[::-1], cache_path=tmp_path / "b", **kw)
