@@ -305,6 +305,29 @@ def test_without_override_the_cpu_peak_comes_from_the_cache(tmp_path):
     )
 
 
+def test_a_cached_peak_below_what_the_run_achieved_is_measured_again(tmp_path):
+    # a peak cached while other work held the cores: 1 kFLOP/s, far below any run
+    cache = tmp_path / "peak.json"
+    cache.write_text(json.dumps({peak.cache_key("cpu", "fp32"): 1e3}))
+    tp = ThroughputDiagnostics(DiagnosticsConfig(), warmup=1, window=2, cache_path=cache)
+    _fit(tmp_path, 4, tp)
+    m = tp.summary()
+    remeasured = json.loads(cache.read_text())[peak.cache_key("cpu", "fp32")]
+    assert remeasured > m["throughput/flops_per_sec"]
+    assert m["throughput/peak_flops"] == tp.peak == remeasured
+    assert 0 < m["throughput/mfu"] < 1
+
+
+def test_a_refreshed_peak_never_lowers_the_cached_one(tmp_path):
+    cache = tmp_path / "peak.json"
+    cache.write_text(json.dumps({peak.cache_key("cpu", "fp32"): 5e10}))
+    low, _ = _counting_measure(2e10)
+    high, _ = _counting_measure(8e10)
+    assert peak.refresh_matmul_peak("cpu", "fp32", cache_path=cache, measure=low) == 5e10
+    assert peak.refresh_matmul_peak("cpu", "fp32", cache_path=cache, measure=high) == 8e10
+    assert json.loads(cache.read_text()) == {peak.cache_key("cpu", "fp32"): 8e10}
+
+
 def test_peak_memory_is_reported_in_megabytes():
     before = peak_memory_mb("cpu")
     x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
