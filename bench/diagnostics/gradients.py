@@ -45,8 +45,9 @@ values line up with ``train/loss`` of the same batch):
 =====================================  ===========================================================
 
 Files in ``<out_dir>/diagnostics/``: ``gradients.npz`` (per-step arrays, per-head
-entropies, and ``loss``: the loss the noise scale differentiates, the training
-loss with its label smoothing), ``grad_norm_depth.png`` (norm against depth at
+entropies, ``loss``: the loss the noise scale differentiates, the training
+loss with its label smoothing, and ``noise_scale_dtype``: ``float32``, the
+precision of those gradients in any run), ``grad_norm_depth.png`` (norm against depth at
 init and at the end; only when norms were measured) and ``attn_entropy.png``
 (per-layer entropy over training).
 """
@@ -84,6 +85,14 @@ from bench.diagnostics.stopwatch import exclude_from_throughput
 from bench.io import save_figure, save_npz
 
 LossFn = Callable[[L.LightningModule, Batch], Tensor]
+COMPUTE_DTYPE = "float32"  # the noise scale's gradients, whatever the run's precision
+
+
+def autocast_precision(precision: Any) -> bool:
+    """True for a Trainer precision that trains under autocast (``bf16-mixed``, ``16-mixed``)."""
+    return str(precision).endswith("-mixed")
+
+
 ForwardFn = Callable[[L.LightningModule, Batch], Any]
 
 
@@ -112,9 +121,12 @@ class GradientDiagnostics(Diagnostic):
     batch per optimizer step (no gradient accumulation). All work runs inside
     :func:`exclude_from_throughput`.
 
-    Noise scale: ``B_big`` = the training batch (its gradient is in ``p.grad``
-    before clipping), ``B_small`` = its first half (one extra forward/backward,
-    on measured steps only). Both gradients must be of the same loss, the one
+    Noise scale, always in float32 (autocast off): ``B_big`` = the training batch
+    (in a float32 run its gradient is in ``p.grad`` before clipping; in a
+    ``bf16-mixed`` or ``16-mixed`` run, whose training gradient went through
+    bf16/fp16 matmuls, it is recomputed in float32), ``B_small`` = its first
+    half (one extra forward/backward, two under autocast, on measured steps
+    only); ``gradients.npz`` says so in ``noise_scale_dtype``. Both gradients must be of the same loss, the one
     training descends: with label smoothing, a smoothed big-batch gradient
     against unsmoothed half-batch ones inflates B_simple several times, so
     ``loss_fn`` must be the training loss (the default is; ``gradients.npz``
@@ -255,20 +267,27 @@ class GradientDiagnostics(Diagnostic):
         if b_big < 2:
             return
         b_small = b_big // 2
-        sq_big = (
-            total_grad_norm(self.layout.params) ** 2
-        )  # the full-batch gradient, before clipping
-        with (
-            isolated_rng(pl_module.device),
-            torch.enable_grad(),
-            trainer.precision_plugin.forward_context(),
-        ):
-            loss = self.loss_fn(pl_module, slice_batch(self._batch, b_small))
-        sq_small = squared_grad_norm(loss.float(), self.layout.params)
+        params = self.layout.params
+        if autocast_precision(trainer.precision):  # the training gradient is bf16/fp16's
+            sq_big = self._fp32_sq_norm(pl_module, self._batch)
+        else:  # the full-batch gradient of this step, before clipping
+            sq_big = total_grad_norm(params) ** 2
+        sq_small = self._fp32_sq_norm(pl_module, slice_batch(self._batch, b_small))
         self.noise.update(sq_small, sq_big, b_small, b_big)
         row["cond/noise_scale"] = self.noise.value
         row["cond/noise_scale_grad_sq"] = self.noise.grad_sq
         row["cond/noise_scale_trace"] = self.noise.trace
+
+    def _fp32_sq_norm(self, pl_module: L.LightningModule, batch: Batch) -> float:
+        """``|∇loss|²`` on ``batch`` in float32 (autocast off), leaving ``p.grad`` alone."""
+        assert self.layout is not None
+        with (
+            isolated_rng(pl_module.device),
+            torch.enable_grad(),
+            torch.autocast(pl_module.device.type, enabled=False),
+        ):
+            loss = self.loss_fn(pl_module, batch)
+        return squared_grad_norm(loss.float(), self.layout.params)
 
     def _log(self, trainer: L.Trainer, row: dict[str, float], step: int) -> None:
         if not row:
@@ -313,6 +332,7 @@ class GradientDiagnostics(Diagnostic):
         out["entropy_layers"] = np.array(layers, dtype=str)
         out["attn_entropy"] = ent
         out["loss"] = np.array(self.loss)
+        out["noise_scale_dtype"] = np.array(COMPUTE_DTYPE)
         return out
 
     def save(self) -> list[Path]:

@@ -51,6 +51,8 @@ class _Bench:
             self.model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay
         )
         self.batch = _synthetic_batch(cfg, device, torch.Generator().manual_seed(cfg.train.seed))
+        # `bench throughput` resolves auto as `bench train` does (bench.training.precision)
+        # before it gets here; a direct caller's auto is bf16 autocast on GPU, fp32 on CPU.
         precision = (
             t.precision
             if t.precision != "auto"

@@ -85,9 +85,9 @@ def open_run(prep: Prepared, resume: Path | None, command: str | None) -> Opened
         records.atomic_write(run_dir / records.CONFIG, dump_yaml(cfg))
     if primary:
         device = torch.cuda.get_device_name() if prep.accelerator == "gpu" else "cpu"
-        records.write_json(
-            run_dir / records.MANIFEST, records.manifest(cfg.train.seed, command, device)
-        )
+        manifest = records.manifest(cfg.train.seed, command, device)
+        manifest["precision"] = prep.choice.record()  # what train.precision resolved to, and why
+        records.write_json(run_dir / records.MANIFEST, manifest)
         records.write_status(run_dir, "running", started_step=start_step)
         os.environ[RUN_DIR_ENV] = str(run_dir)  # the DDP ranks Lightning starts inherit it
     return OpenedRun(run_dir, ckpt_path, start_step, primary)
