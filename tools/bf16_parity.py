@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,10 @@ def main() -> int:
     p.add_argument("--steps", type=int, help="override every task's train.max_steps")
     p.add_argument("--out", type=Path, help="run directories (default: a temporary one)")
     args = p.parse_args()
+    import lightning  # noqa: F401  (it sets its loggers' levels when imported: set ours after)
+
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # one line a task, not 20 a run
+    warnings.filterwarnings("ignore", module="lightning")
     if args.seeds < 1:
         print(f"--seeds={args.seeds}: allowed: an integer >= 1", file=sys.stderr)
         return 2
