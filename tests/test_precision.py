@@ -66,6 +66,15 @@ def test_auto_on_cpu_keeps_fp32_when_bf16_is_slower_or_barely_faster(tiny, speed
     assert choice.record() == {"value": "32-true", "reason": choice.reason, "bf16_speedup": speedup}
 
 
+def test_auto_on_cpu_keeps_fp32_when_bf16_cannot_even_be_measured(tiny) -> None:
+    def unsupported(cfg: object) -> tuple[float, bool]:
+        raise RuntimeError("no bf16 kernel")
+
+    choice = choose_precision(tiny(**{"train.precision": "auto"}), "cpu", speedup=unsupported)
+    assert choice.precision == "32-true"
+    assert "no bf16 kernel" in choice.reason
+
+
 @pytest.mark.parametrize("setting", ["32-true", "bf16-mixed"])
 def test_a_set_precision_is_kept_and_nothing_is_measured(tiny, setting) -> None:
     cfg = tiny(**{"train.precision": setting})

@@ -83,7 +83,10 @@ def choose_precision(
         if gpu_supports_bf16():
             return PrecisionChoice("bf16-mixed", "auto: this GPU supports bf16")
         return PrecisionChoice("32-true", "auto: this GPU has no bf16 (is_bf16_supported() False)")
-    value, cached = speedup(cfg)
+    try:
+        value, cached = speedup(cfg)
+    except RuntimeError as e:  # e.g. no bf16 kernels for this CPU in this torch build
+        return PrecisionChoice("32-true", f"auto on CPU: bf16 could not be measured ({e}): fp32")
     where = "cached" if cached else "measured now"
     measured = f"bf16 autocast {value:.2f}x fp32 at this run's matmul shapes ({where})"
     if value >= BF16_MIN_SPEEDUP:
