@@ -170,7 +170,7 @@ def measure_speedup(
     workload: Workload,
     device: torch.device | str = "cpu",
     *,
-    rounds: int = 3,
+    rounds: int = 5,
     chunk: float = 0.01,
     dtype: torch.dtype = torch.bfloat16,
 ) -> float:
