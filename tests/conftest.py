@@ -42,6 +42,7 @@ TINY = {
     "train.progress_bar": False,
     "tracking.mode": "disabled",
     "diagnostics.peak_flops": 1e11,  # MFU against a fixed peak: no per-test measurement
+    "train.precision": "32-true",  # not auto: no per-test bf16 measurement, no timing-dependent dtype
 }
 
 

@@ -37,6 +37,7 @@ TINY: dict[str, Any] = {
             "warmup_steps": 2,
             "log_every": 5,
             "threads": 1,
+            "precision": "32-true",  # not auto: no bf16 measurement in each worker
         },
         "tracking": {"mode": "disabled"},
         "diagnostics": {

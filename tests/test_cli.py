@@ -144,6 +144,8 @@ def test_throughput_compares_configs_side_by_side(tmp_path):
         "MFU",
         "flash (alibi bias)",  # the CPU flash kernel takes the bias as a mask
         "the base's tokens/s (intervals",
+        "base: precision ",  # train.precision auto resolved as bench train would, and why
+        "at this run's matmul shapes",
     ):
         assert name in r.stdout
     assert len((tmp_path / "t.csv").read_text().splitlines()) == 4

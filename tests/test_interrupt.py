@@ -27,6 +27,7 @@ TINY = [
     "train.max_steps=100000",
     "train.val_every=5",
     "train.threads=1",
+    "train.precision=32-true",
     "tracking.mode=disabled",
     "diagnostics.gradients=false",
     "diagnostics.noise_scale=false",

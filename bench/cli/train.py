@@ -192,10 +192,16 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     configs = throughput_configs(args.args, args.vary)
     import torch
 
+    from bench.training.precision import choose_precision
     from bench.training.resources import check_fits
 
-    for _, cfg in configs:  # before any model is built
-        check_fits(cfg, "gpu" if torch.cuda.is_available() else "cpu")
+    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    for name, cfg in configs:  # before any model is built
+        check_fits(cfg, accelerator)
+        if cfg.train.precision == "auto":  # what bench train would pick for it
+            choice = choose_precision(cfg, accelerator)
+            cfg.train.precision = choice.precision  # type: ignore[assignment]  # a Precision
+            print(f"{name}: precision {choice.precision} ({choice.reason})")
     csv_path = Path(args.csv) if args.csv else None
     rows = run_throughput(configs, steps=args.steps, rounds=args.rounds, csv_path=csv_path)
     print(format_table(rows))

@@ -26,7 +26,9 @@ class TrainConfig(Strict):
     beta2: float = Field(default=0.98, ge=0, lt=1)
     grad_clip: float | None = Field(default=1.0, gt=0)
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
+    # auto: bf16-mixed on a GPU with bf16, and on a CPU where bf16 measured >= 1.2x fp32 at the
+    # run's matmul shapes; else 32-true (bench.training.precision)
+    precision: Precision = "auto"
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     devices: int = Field(default=1, ge=1)  # DDP ranks per node
     nodes: int = Field(default=1, ge=1)  # nodes (DDP over Slurm tasks: bench.training.cluster)

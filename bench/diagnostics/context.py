@@ -61,6 +61,17 @@ def functional_context(module: nn.Module, *, grad: bool) -> Iterator[torch.devic
         yield device
 
 
+def compute_dtype(module: nn.Module) -> str:
+    """What a diagnostic inside :func:`functional_context` computes in, e.g. ``"float32"``.
+
+    Autocast is off there, so every matmul runs in the parameters' own dtype:
+    float32 for ``32-true`` and ``bf16-mixed`` runs (bf16 autocast keeps float32
+    weights), float64 for ``64-true``. The Hessian and landscape files record it.
+    """
+    p = next((p for p in module.parameters() if p.is_floating_point()), None)
+    return str(p.dtype).removeprefix("torch.") if p is not None else "float32"
+
+
 @contextlib.contextmanager
 def isolated_rng(device: torch.device) -> Iterator[None]:
     """Diagnostics' dropout draws must not shift the training run's random stream."""

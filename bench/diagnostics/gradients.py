@@ -45,8 +45,9 @@ values line up with ``train/loss`` of the same batch):
 =====================================  ===========================================================
 
 Files in ``<out_dir>/diagnostics/``: ``gradients.npz`` (per-step arrays, per-head
-entropies, and ``loss``: the loss the noise scale differentiates, the training
-loss with its label smoothing), ``grad_norm_depth.png`` (norm against depth at
+entropies, ``loss``: the loss the noise scale differentiates, the training
+loss with its label smoothing, and ``noise_scale_dtype``: the dtype of those
+gradients, the weights' own: ``float32`` in a ``bf16-mixed`` run too), ``grad_norm_depth.png`` (norm against depth at
 init and at the end; only when norms were measured) and ``attn_entropy.png``
 (per-layer entropy over training).
 """
@@ -67,7 +68,7 @@ from bench.config import DiagnosticsConfig
 from bench.diagnostics.attention_stats import attention_stats
 from bench.diagnostics.base import Diagnostic, model_of
 from bench.diagnostics.batches import Batch, batch_size_of, clone_batch, slice_batch
-from bench.diagnostics.context import isolated_rng
+from bench.diagnostics.context import compute_dtype, isolated_rng
 from bench.diagnostics.grad_stats import (
     first_last_ratio,
     grad_norms,
@@ -84,6 +85,13 @@ from bench.diagnostics.stopwatch import exclude_from_throughput
 from bench.io import save_figure, save_npz
 
 LossFn = Callable[[L.LightningModule, Batch], Tensor]
+
+
+def autocast_precision(precision: Any) -> bool:
+    """True for a Trainer precision that trains under autocast (``bf16-mixed``, ``16-mixed``)."""
+    return str(precision).endswith("-mixed")
+
+
 ForwardFn = Callable[[L.LightningModule, Batch], Any]
 
 
@@ -112,9 +120,14 @@ class GradientDiagnostics(Diagnostic):
     batch per optimizer step (no gradient accumulation). All work runs inside
     :func:`exclude_from_throughput`.
 
-    Noise scale: ``B_big`` = the training batch (its gradient is in ``p.grad``
-    before clipping), ``B_small`` = its first half (one extra forward/backward,
-    on measured steps only). Both gradients must be of the same loss, the one
+    Noise scale, in the weights' dtype with autocast off (float32 in a
+    ``bf16-mixed`` run): ``B_big`` = the training batch (in a float32 run its
+    gradient is in ``p.grad`` before clipping; in a ``bf16-mixed`` or
+    ``16-mixed`` run, whose training gradient went through bf16/fp16 matmuls,
+    it is recomputed in float32), ``B_small`` = its first half (one extra
+    forward/backward, two under autocast, on measured steps only);
+    ``gradients.npz`` records the dtype as ``noise_scale_dtype``. Both
+    gradients must be of the same loss, the one
     training descends: with label smoothing, a smoothed big-batch gradient
     against unsmoothed half-batch ones inflates B_simple several times, so
     ``loss_fn`` must be the training loss (the default is; ``gradients.npz``
@@ -157,12 +170,14 @@ class GradientDiagnostics(Diagnostic):
         self._before: list[Tensor] | None = None
         self._row: dict[str, float] = {}
         self.loss = ""  # what the noise scale differentiates (set in setup)
+        self.noise_dtype = "float32"  # what its gradients are computed in (set in setup)
 
     # -- hooks
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.layout = Layout.of(model_of(pl_module))
         self.loss = loss_name(pl_module, self.loss_fn)
+        self.noise_dtype = compute_dtype(model_of(pl_module))  # float32 in a bf16-mixed run
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Batch, batch_idx: int
@@ -255,20 +270,33 @@ class GradientDiagnostics(Diagnostic):
         if b_big < 2:
             return
         b_small = b_big // 2
-        sq_big = (
-            total_grad_norm(self.layout.params) ** 2
-        )  # the full-batch gradient, before clipping
-        with (
-            isolated_rng(pl_module.device),
-            torch.enable_grad(),
-            trainer.precision_plugin.forward_context(),
-        ):
-            loss = self.loss_fn(pl_module, slice_batch(self._batch, b_small))
-        sq_small = squared_grad_norm(loss.float(), self.layout.params)
+        params = self.layout.params
+        if autocast_precision(trainer.precision):  # the training gradient is bf16/fp16's
+            sq_big = self._full_precision_sq_norm(trainer, pl_module, self._batch)
+        else:  # the full-batch gradient of this step, before clipping
+            sq_big = total_grad_norm(params) ** 2
+        sq_small = self._full_precision_sq_norm(
+            trainer, pl_module, slice_batch(self._batch, b_small)
+        )
         self.noise.update(sq_small, sq_big, b_small, b_big)
         row["cond/noise_scale"] = self.noise.value
         row["cond/noise_scale_grad_sq"] = self.noise.grad_sq
         row["cond/noise_scale_trace"] = self.noise.trace
+
+    def _full_precision_sq_norm(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Batch
+    ) -> float:
+        """``|∇loss|²`` on ``batch`` in the weights' dtype (autocast off inside the
+        precision plugin's context), leaving ``p.grad`` alone."""
+        assert self.layout is not None
+        with (
+            isolated_rng(pl_module.device),
+            torch.enable_grad(),
+            trainer.precision_plugin.forward_context(),
+            torch.autocast(pl_module.device.type, enabled=False),
+        ):
+            loss = self.loss_fn(pl_module, batch)
+        return squared_grad_norm(loss.float(), self.layout.params)
 
     def _log(self, trainer: L.Trainer, row: dict[str, float], step: int) -> None:
         if not row:
@@ -313,6 +341,7 @@ class GradientDiagnostics(Diagnostic):
         out["entropy_layers"] = np.array(layers, dtype=str)
         out["attn_entropy"] = ent
         out["loss"] = np.array(self.loss)
+        out["noise_scale_dtype"] = np.array(self.noise_dtype)
         return out
 
     def save(self) -> list[Path]:

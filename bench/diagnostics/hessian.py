@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bench.diagnostics.context import functional_context
+from bench.diagnostics.context import compute_dtype, functional_context
 from bench.diagnostics.lanczos import LanczosResult, broadened_density, lanczos
 from bench.diagnostics.loss import LossFn, loss_at
 from bench.diagnostics.parameters import as_flat, flatten_params, trainable_params, unflatten_params
@@ -225,6 +225,7 @@ class HessianResult:
     grid: np.ndarray
     density: np.ndarray
     extra: dict[str, float] = field(default_factory=dict)
+    dtype: str = "float32"  # what the Hessian-vector products ran in (autocast off)
 
     @property
     def condition(self) -> float:
@@ -263,7 +264,12 @@ def hessian_analysis(
     n_vectors: int = 3,
     seed: int = 0,
 ) -> HessianResult:
-    """Top-k and smallest eigenvalues, trace and density from one Hessian operator."""
+    """Top-k and smallest eigenvalues, trace and density from one Hessian operator.
+
+    Computed with autocast off (:func:`~bench.diagnostics.context.functional_context`):
+    in float32 under a ``bf16-mixed`` run, whose weights are float32;
+    ``HessianResult.dtype`` says which.
+    """
     with functional_context(module, grad=True):
         op = HessianOperator(module, loss_fn, batch)
         run = _top_and_min(op, top_k, iters, tol, seed, want_min=True)
@@ -283,6 +289,7 @@ def hessian_analysis(
         ritz_weights=weights,
         grid=grid,
         density=density,
+        dtype=compute_dtype(module),
     )
 
 

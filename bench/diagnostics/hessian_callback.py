@@ -78,9 +78,11 @@ class HessianCallback(Diagnostic):
 
     At each step in ``steps`` (fractions of the run's optimizer steps; 0 is before
     the first update) it runs :func:`hessian_analysis` in eval mode with
-    autocast off, logs ``hessian/...`` scalars (and ``hessian/seconds``, its own
-    wall time) to every logger at that step, and writes
-    ``out_dir/diagnostics/hessian_step{N}.npz`` and ``.png`` (the density).
+    autocast off (in float32 under a ``bf16-mixed`` run: second-order products
+    in bf16 are mostly rounding noise), logs ``hessian/...`` scalars (and
+    ``hessian/seconds``, its own wall time) to every logger at that step, and
+    writes ``out_dir/diagnostics/hessian_step{N}.npz`` (``compute_dtype``
+    records the precision) and ``.png`` (the density).
     The batch is the one given, else the first batch of the datamodule's first
     validation loader. Runs on global rank zero only.
 
@@ -196,6 +198,7 @@ class HessianCallback(Diagnostic):
             n_params=result.n_params,
             loss=result.loss,
             loss_fn=np.array(self.loss_name),
+            compute_dtype=np.array(result.dtype),
             lanczos_steps=result.lanczos_steps,
             converged=result.converged,
             grid=result.grid,

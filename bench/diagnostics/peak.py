@@ -173,10 +173,15 @@ def measure_matmul_peak(
     return best
 
 
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/bench`` (``~/.cache/bench`` when unset): bench's measured-speed caches."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "bench"
+
+
 def default_cache_path() -> Path:
     """``$XDG_CACHE_HOME/bench/peak_flops.json`` (``~/.cache`` when unset)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "bench" / "peak_flops.json"
+    return cache_dir() / "peak_flops.json"
 
 
 def cache_key(device: torch.device | str, dtype: str, threads: int | None = None) -> str:
@@ -202,13 +207,13 @@ def cached_matmul_peak(
     device = torch.device(device)
     path = cache_path or default_cache_path()
     key = cache_key(device, dtype)
-    cache = _read_cache(path)
+    cache = read_cache(path)
     if key in cache:
         return float(cache[key])
     value = float((measure or measure_matmul_peak)(device, _TORCH_DTYPE[dtype]))
-    cache = _read_cache(path)  # another process may have written meanwhile
+    cache = read_cache(path)  # another process may have written meanwhile
     cache[key] = value
-    _write_cache(path, cache)
+    write_cache(path, cache)
     return value
 
 
@@ -229,14 +234,15 @@ def refresh_matmul_peak(
     path = cache_path or default_cache_path()
     key = cache_key(device, dtype)
     value = float((measure or measure_matmul_peak)(device, _TORCH_DTYPE[dtype]))
-    cache = _read_cache(path)
+    cache = read_cache(path)
     value = max(value, float(cache.get(key, 0.0)))
     cache[key] = value
-    _write_cache(path, cache)
+    write_cache(path, cache)
     return value
 
 
-def _read_cache(path: Path) -> dict[str, float]:
+def read_cache(path: Path) -> dict[str, float]:
+    """A JSON cache of measured numbers; empty when missing or unreadable."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -244,7 +250,8 @@ def _read_cache(path: Path) -> dict[str, float]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path: Path, cache: dict[str, float]) -> None:
+def write_cache(path: Path, cache: dict[str, float]) -> None:
+    """Write the cache atomically (a concurrent reader sees the old or the new file)."""
     atomic_write(path, json.dumps(cache, indent=1, sort_keys=True))
 
 

@@ -56,7 +56,12 @@ def _synthetic_batch(cfg: Any, device: torch.device, gen: torch.Generator) -> di
 
 
 def run_precision(cfg: Any, device: torch.device) -> str:
-    """The Lightning precision a run of ``cfg`` uses on ``device`` (``auto``: bf16 on GPU)."""
+    """The Lightning precision a run of ``cfg`` uses on ``device``.
+
+    ``bench throughput`` resolves ``auto`` as ``bench train`` does
+    (:mod:`bench.training.precision`) before it gets here; a direct caller's
+    ``auto`` is bf16 autocast on GPU, fp32 on CPU.
+    """
     precision = str(cfg.train.precision)
     if precision == "auto":
         return "bf16-mixed" if device.type == "cuda" else "32-true"

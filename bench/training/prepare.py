@@ -1,4 +1,4 @@
-"""Validating a run before anything is written: precision, device, memory and data.
+"""Validating a run before anything is written: device, memory, data and precision.
 
 :func:`prepare` turns a :class:`~bench.config.RunConfig` into a :class:`Prepared`
 run (the resolved config and its built data) or raises a one-line
@@ -18,6 +18,7 @@ from bench.tasks import build_datamodule
 from bench.tasks.base import BenchDataModule
 from bench.training.cluster import check_layout
 from bench.training.loader import MapDataset
+from bench.training.precision import PrecisionChoice, choose_precision
 from bench.training.resources import check_fits
 
 
@@ -27,26 +28,28 @@ class Prepared:
 
     cfg: RunConfig
     datamodule: BenchDataModule
-    precision: str
+    choice: PrecisionChoice  # the Trainer's precision and why (train.precision resolved)
     accelerator: str
 
+    @property
+    def precision(self) -> str:
+        """The Lightning precision string the Trainer gets."""
+        return self.choice.precision
 
-def resolve_precision(cfg: RunConfig, cuda: bool) -> tuple[str, str]:
-    """(precision, accelerator): bf16 autocast on GPU, fp32 on CPU unless set."""
+
+def resolve_accelerator(cfg: RunConfig, cuda: bool) -> str:
+    """``gpu`` or ``cpu``; a GPU asked for without CUDA, or fp16 AMP on CPU, is a ConfigError."""
     t = cfg.train
     if t.accelerator == "gpu" and not cuda:
         raise ConfigError(
             "train.accelerator='gpu' but no CUDA device is visible; allowed here: cpu, auto"
         )
     accelerator = "gpu" if t.accelerator == "gpu" or (t.accelerator == "auto" and cuda) else "cpu"
-    precision: str = t.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
-    if accelerator == "cpu" and precision == "16-mixed":
+    if accelerator == "cpu" and t.precision == "16-mixed":
         raise ConfigError(
-            "train.precision='16-mixed' needs a GPU; allowed on CPU: 32-true, bf16-mixed"
+            "train.precision='16-mixed' needs a GPU; allowed on CPU: auto, 32-true, bf16-mixed"
         )
-    return precision, accelerator
+    return accelerator
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -55,7 +58,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     Raises ConfigError (one line) for any problem, before anything is written.
     """
     cfg = cfg.model_copy(deep=True)
-    precision, accelerator = resolve_precision(cfg, torch.cuda.is_available())
+    accelerator = resolve_accelerator(cfg, torch.cuda.is_available())
     check_layout(cfg.train.devices, cfg.train.nodes)
     check_fits(cfg, accelerator)  # before the data or the model is allocated
     dm = build_datamodule(cfg.task, cfg.model.arch)
@@ -75,4 +78,5 @@ def prepare(cfg: RunConfig) -> Prepared:
             f"{cfg.task.eval_scales}); a {cfg.model.pos_encoding} encoding has no position past "
             f"max_len: raise model.max_len to >= {dm.max_positions}"
         )
-    return Prepared(cfg, dm, precision, accelerator)
+    choice = choose_precision(cfg, accelerator)  # needs the vocabulary: after the data
+    return Prepared(cfg, dm, choice, accelerator)

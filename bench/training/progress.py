@@ -6,8 +6,9 @@ stderr piped or redirected, one plain line every ``plain_every`` steps and one
 at each validation, so a log shows a run moving. Lightning's own bar (batches
 of an "epoch", which a step-based run does not have) is switched off.
 
-The header (run directory, then the config with non-default values first) is
-printed when training starts (:func:`header_lines`).
+The header (run directory, the precision ``train.precision`` resolved to and
+why, then the config with non-default values first) is printed when training
+starts (:func:`header_lines`).
 """
 
 from __future__ import annotations
@@ -48,10 +49,15 @@ def config_diff(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return changed, same
 
 
-def header_lines(cfg: RunConfig, run_dir: Path, width: int = WIDTH) -> list[str]:
-    """``run dir: ...``, then ``config (set): k=v ...``, then the defaults one section a line."""
+def header_lines(
+    cfg: RunConfig, run_dir: Path, width: int = WIDTH, precision: str = ""
+) -> list[str]:
+    """``run dir: ...``, ``precision: ...`` (what it resolved to and why, when given), then
+    ``config (set): k=v ...``, then the defaults one section a line."""
     changed, same = config_diff(cfg)
     lines = [f"run dir: {run_dir}"]
+    if precision:
+        lines.append(f"precision: {precision}")  # one line, however long: grep finds it
     shown = " ".join(f"{k}={_fmt(v)}" for k, v in changed.items() if not k.startswith("tracking."))
     lines += textwrap.wrap(
         f"config (set): {shown or 'all defaults'}", width, subsequent_indent="  "
@@ -119,7 +125,9 @@ class _Rate:
         return (time.perf_counter() - self.start_time) / done * (total - step)
 
 
-def make_progress(cfg: RunConfig, run_dir: Path, stream: IO[str] | None = None) -> Any:
+def make_progress(
+    cfg: RunConfig, run_dir: Path, stream: IO[str] | None = None, precision: str = ""
+) -> Any:
     """The progress callback for a run: a bar on a terminal, plain lines otherwise, or None.
 
     ``train.progress_bar``: None (default) picks by whether ``stream`` (stderr) is a
@@ -130,14 +138,17 @@ def make_progress(cfg: RunConfig, run_dir: Path, stream: IO[str] | None = None) 
     if setting is False:
         return None
     bar = stream.isatty() if setting is None else True
-    return RunProgress(cfg, run_dir, stream, bar)
+    return RunProgress(cfg, run_dir, stream, bar, precision)
 
 
 class RunProgress(L.Callback):
     """Header at fit start, then a step-based bar (terminal) or plain lines (piped)."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, stream: IO[str], bar: bool) -> None:
+    def __init__(
+        self, cfg: RunConfig, run_dir: Path, stream: IO[str], bar: bool, precision: str = ""
+    ) -> None:
         self.cfg, self.run_dir, self.stream, self.bar = cfg, run_dir, stream, bar
+        self.precision = precision  # the header's "precision: <value> (<reason>)" line
         self.total = cfg.train.max_steps
         self.every = plain_every(self.total, cfg.train.log_every)
         self.rate = _Rate()
@@ -153,7 +164,7 @@ class RunProgress(L.Callback):
             print(text, file=self.stream, flush=True)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        for line in header_lines(self.cfg, self.run_dir):
+        for line in header_lines(self.cfg, self.run_dir, precision=self.precision):
             print(line, file=self.stream, flush=True)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:

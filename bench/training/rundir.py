@@ -104,6 +104,7 @@ def open_run(prep: Prepared, resume: Path | None, command: str | None) -> Opened
     if primary:
         device = torch.cuda.get_device_name() if prep.accelerator == "gpu" else "cpu"
         manifest = records.manifest(cfg.train.seed, command, device)
+        manifest["precision"] = prep.choice.record()  # what train.precision resolved to, and why
         manifest["sdpa_kernels"] = sdpa_kernels(prep)
         records.write_json(run_dir / records.MANIFEST, manifest)
         records.write_status(run_dir, "running", started_step=start_step)

@@ -148,7 +148,8 @@ def assemble(prep: Prepared, opened: OpenedRun, callbacks: Sequence[Callback]) -
     errors = DiagnosticErrors()
     diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = make_loggers(cfg, opened)
-    progress = make_progress(cfg, run_dir) if opened.primary else None
+    shown = f"{prep.precision} ({prep.choice.reason})"
+    progress = make_progress(cfg, run_dir, precision=shown) if opened.primary else None
     every = [checkpoint, tracker, *diagnostics, *callbacks, preemption]
     trainer = _trainer(prep, loggers, [*every, *([progress] if progress else [])], run_dir)
     return Assembled(trainer, module, dm, loader, tracker, diagnostics, loggers, errors, opened)
@@ -175,7 +176,7 @@ def _trainer(
         check_val_every_n_epoch=None,
         log_every_n_steps=t.log_every,
         gradient_clip_val=t.grad_clip,
-        precision=prep.precision,  # type: ignore[arg-type]  # resolve_precision's values
+        precision=prep.precision,  # type: ignore[arg-type]  # choose_precision's values
         accelerator=prep.accelerator,
         devices=t.devices,
         num_nodes=t.nodes,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.diagnostics.context import compute_dtype
 from bench.diagnostics.landscape.directions import (
     Vector,
     pca_directions,
@@ -66,6 +67,11 @@ class _Job:
     chunk_size: int | None
     loss_name: str
 
+    @property
+    def dtype(self) -> np.ndarray:
+        """What every point's loss is computed in (autocast off), for the npz files."""
+        return np.array(compute_dtype(self.module))
+
     def plane(self, d1: Vector, d2: Vector, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return evaluate_plane(
             self.module, self.loss_fn, self.batches, self.final, d1, d2, xs, ys, self.chunk_size
@@ -87,6 +93,7 @@ class _Job:
             alphas=alphas,
             losses=losses,
             loss_fn=np.array(self.loss_name),
+            compute_dtype=self.dtype,
         )
         save_figure(plot_interpolation(alphas, losses), self.out_dir / "landscape_interp.png")
         return {"landscape/interp_barrier": interp_barrier(alphas, losses)}
@@ -101,7 +108,17 @@ class _Job:
         width, censored = basin_width(xs, ys, z, threshold)
         title = "Loss around the final weights (random plane)"
         loss_fn = np.array(self.loss_name)
-        _plane_outputs(self.out_dir, "random", xs, ys, z, title, seed=seed, loss_fn=loss_fn)
+        _plane_outputs(
+            self.out_dir,
+            "random",
+            xs,
+            ys,
+            z,
+            title,
+            seed=seed,
+            loss_fn=loss_fn,
+            compute_dtype=self.dtype,
+        )
         return {
             "landscape/center_loss": center_loss(xs, ys, z),
             "landscape/sharpness": sharpness(xs, ys, z, radius),
@@ -128,6 +145,7 @@ class _Job:
             path=path,
             explained=explained,
             loss_fn=np.array(self.loss_name),
+            compute_dtype=self.dtype,
         )
         return {
             "landscape/pca_explained_1": explained[0],
@@ -161,7 +179,9 @@ def landscape_report(
     side (made odd so the centre is a grid node); ``sharpness`` uses ``radius``,
     ``basin_width`` uses ``threshold`` (loss units above the centre). ``loss_name``
     says which loss ``loss_fn`` is (a run passes its training loss); every npz
-    records it as ``loss_fn``.
+    records it as ``loss_fn``. Every loss is computed with autocast off (float32
+    under a ``bf16-mixed`` run: a landscape's small differences drown in bf16
+    rounding); every npz records the precision as ``compute_dtype``.
     """
     resolution += 1 - resolution % 2
     like = trainable_params(module)
