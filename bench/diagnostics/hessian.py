@@ -77,7 +77,7 @@ class HessianOperator:
         self._leaves = list(leaves.values())
         self._grads = torch.autograd.grad(loss, self._leaves, create_graph=True)
         self._sizes = [p.numel() for p in self._leaves]
-        self.loss = float(loss)
+        self.loss = float(loss.detach())
         self.n = sum(self._sizes)
         ref = self._leaves[0]
         self.device = ref.device

@@ -30,8 +30,13 @@ Run = Callable[[int, int, int], None]  # run(start, stop, chunk): evaluate point
 class ChunkChoices:
     """Measured chunk sizes by key; :data:`CHUNKS` is the process-wide instance."""
 
-    def __init__(self, candidates: tuple[int, ...] = CANDIDATES) -> None:
+    def __init__(
+        self,
+        candidates: tuple[int, ...] = CANDIDATES,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.candidates = candidates
+        self.clock = clock  # wall seconds: what a run waits for
         self.chosen: dict[Hashable, int] = {}
         self.timings: dict[Hashable, dict[int, float]] = {}  # seconds per point, as measured
 
@@ -53,9 +58,9 @@ class ChunkChoices:
             count = LOOP_POINTS if size == 1 else size
             if start + count > n_points:
                 break
-            began = time.perf_counter()
+            began = self.clock()
             run(start, start + count, size)
-            per_point[size] = (time.perf_counter() - began) / count
+            per_point[size] = (self.clock() - began) / count
             start += count
         chunk = min(per_point, key=per_point.__getitem__) if per_point else 1
         if len(per_point) == len(sizes):  # every candidate measured: worth remembering
