@@ -165,7 +165,9 @@ def test_hvp_is_plain_double_backward_on_the_real_transformer_to_the_last_bit() 
     v = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(1))
     with functional_context(module, grad=True):
         grads = torch.autograd.grad(module.compute_loss(batch), params, create_graph=True)
-        parts = [t.view_as(p) for t, p in zip(v.split([p.numel() for p in params]), params)]
+        parts = [
+            t.view_as(p) for t, p in zip(v.split([p.numel() for p in params]), params, strict=True)
+        ]
         plain = torch.cat([h.reshape(-1) for h in torch.autograd.grad(grads, params, parts)])
     assert torch.equal(hvp(module, lambda m, b: m.compute_loss(b), batch, v), plain)
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
+import importlib.util
 import sys
 import time
 from collections.abc import Callable
@@ -83,6 +85,84 @@ def _ll_models(module: Any, like: Any, d1: Any, d2: Any, steps: int, lo: float, 
     return models
 
 
+def _contenders(module: Any, batch: Any, steps: int) -> tuple[dict[str, Any], Any]:
+    """The four timed callables (each returns its losses and its start times) and the points."""
+    import loss_landscapes
+    from loss_landscapes.metrics import Metric
+
+    from bench.diagnostics.landscape import evaluate_points, random_directions
+    from bench.diagnostics.landscape.chunking import CHUNKS
+    from bench.diagnostics.landscape.evaluation import evaluate_points_loop
+    from bench.diagnostics.loss import training_loss
+    from bench.diagnostics.parameters import trainable_params
+
+    like = trainable_params(module)
+    d1, d2 = random_directions(like, seed=0)
+    lo, step = -1.0, 2.0 / (steps - 1)
+    coords = _ll_coords(steps, lo, step)
+
+    class BenchLoss(Metric):
+        def __call__(self, model_wrapper: Any) -> float:
+            return float(training_loss(model_wrapper.modules[0], batch))
+
+    def ll() -> Any:
+        start, end1, end2 = _ll_models(module, like, d1, d2, steps, lo, step)
+        began = time.perf_counter(), time.process_time()
+        return loss_landscapes.planar_interpolation(start, end1, end2, BenchLoss(), steps), began
+
+    def timed(fn: Callable[..., Any], clear: bool = False) -> Callable[[], Any]:
+        def run() -> Any:
+            if clear:
+                CHUNKS.clear()
+            began = time.perf_counter(), time.process_time()
+            return fn(module, training_loss, [batch], like, d1, d2, coords), began
+
+        return run
+
+    return {
+        "loss-landscapes": ll,
+        "bench": timed(evaluate_points, clear=True),
+        "bench, chunk remembered": timed(evaluate_points),
+        "bench loop": timed(evaluate_points_loop),
+    }, coords
+
+
+def _measure(module: Any, batch: Any, steps: int, repeats: int) -> float:
+    """Time the contenders interleaved, print the table for one batch size."""
+    import numpy as np
+
+    from bench.diagnostics.landscape.chunking import CHUNKS
+    from bench.diagnostics.parameters import n_params, trainable_params
+
+    contenders, coords = _contenders(module, batch, steps)
+    wall = dict.fromkeys(contenders, float("inf"))
+    cpu = dict(wall)
+    out: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            z, (w0, c0) = fn()
+            wall[name] = min(wall[name], time.perf_counter() - w0)
+            cpu[name] = min(cpu[name], time.process_time() - c0)
+            out[name] = np.asarray(z).ravel()
+    chunk = next(iter(CHUNKS.chosen.values()), None)
+    timings = next(iter(CHUNKS.timings.values()), {})
+    print(
+        f"\nbatch {batch['input_ids'].shape[0]} ({int(batch['input_ids'].numel())} tokens), "
+        f"{n_params(trainable_params(module)):,} parameters, {len(coords)} points; "
+        f"chunk chosen: {chunk} (measured per point: "
+        + ", ".join(f"{c}: {t * 1e3:.2f} ms" for c, t in timings.items())
+        + ")"
+    )
+    print(f"  {'':26s} {'wall s':>8s} {'cpu s':>8s} {'ll/this wall':>13s} {'ll/this cpu':>12s}")
+    for name in contenders:
+        ratio_w, ratio_c = wall["loss-landscapes"] / wall[name], cpu["loss-landscapes"] / cpu[name]
+        print(f"  {name:26s} {wall[name]:8.3f} {cpu[name]:8.3f} {ratio_w:13.2f} {ratio_c:12.2f}")
+    diff = max(float(np.abs(out[k] - out["loss-landscapes"]).max()) for k in contenders)
+    loop_diff = float(np.abs(out["bench"] - out["bench loop"]).max())
+    print(f"  max |loss - loss-landscapes'| {diff:.1e}; max |chunked - loop| {loop_diff:.1e}")
+    return wall["loss-landscapes"] / wall["bench"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, nargs="+", default=[8], help="sequences per batch")
@@ -91,22 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=21, help="grid points a side")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    try:
-        import loss_landscapes
-        from loss_landscapes.metrics import Metric
-    except ImportError:
-        print("needs loss-landscapes: pip install -e '.[compare]'", file=sys.stderr)
+    if importlib.util.find_spec("loss_landscapes") is None:
+        print(
+            "needs loss-landscapes: pip install -c constraints.txt -e '.[compare]'", file=sys.stderr
+        )
         return 2
 
-    import numpy as np
     import torch
 
     from bench.config import parse_value
-    from bench.diagnostics.landscape import evaluate_points, random_directions
-    from bench.diagnostics.landscape.chunking import CHUNKS
-    from bench.diagnostics.landscape.evaluation import evaluate_points_loop
-    from bench.diagnostics.loss import training_loss
-    from bench.diagnostics.parameters import n_params, trainable_params
 
     overrides: dict[str, Any] = {
         "task.name": "copy",
@@ -122,78 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
     torch.set_num_threads(args.threads)
-    lo, step = -1.0, 2.0 / (args.steps - 1)
     print(
-        f"torch {torch.__version__}, loss-landscapes 3.0.6, {args.threads} thread(s), "
-        f"{args.steps}x{args.steps} plane, best of {args.repeats} interleaved"
+        f"torch {torch.__version__}, loss-landscapes {importlib.metadata.version('loss-landscapes')}, "
+        f"{args.threads} thread(s), {args.steps}x{args.steps} plane, "
+        f"fastest of {args.repeats} interleaved repeats"
     )
-    worst = float("inf")
-    for batch_size in args.batch:
-        module, batch = _model(overrides, batch_size)
-        like = trainable_params(module)
-        d1, d2 = random_directions(like, seed=0)
-        coords = _ll_coords(args.steps, lo, step)
-
-        class BenchLoss(Metric):
-            def __call__(self, model_wrapper: Any) -> float:
-                return float(training_loss(model_wrapper.modules[0], batch))
-
-        def ll() -> Any:
-            start, end1, end2 = _ll_models(module, like, d1, d2, args.steps, lo, step)
-            began = time.perf_counter(), time.process_time()
-            z = loss_landscapes.planar_interpolation(start, end1, end2, BenchLoss(), args.steps)
-            return z, began
-
-        def timed(fn: Callable[[], Any]) -> Callable[[], Any]:
-            def run() -> Any:
-                began = time.perf_counter(), time.process_time()
-                return fn(), began
-
-            return run
-
-        def fresh() -> Any:
-            CHUNKS.clear()
-            return evaluate_points(module, training_loss, [batch], like, d1, d2, coords)
-
-        contenders = {
-            "loss-landscapes": ll,
-            "bench": timed(fresh),
-            "bench, chunk remembered": timed(
-                lambda: evaluate_points(module, training_loss, [batch], like, d1, d2, coords)
-            ),
-            "bench loop": timed(
-                lambda: evaluate_points_loop(module, training_loss, [batch], like, d1, d2, coords)
-            ),
-        }
-        wall = {k: float("inf") for k in contenders}
-        cpu = dict(wall)
-        out: dict[str, Any] = {}
-        for _ in range(args.repeats):
-            for name, fn in contenders.items():
-                z, (w0, c0) = fn()
-                wall[name] = min(wall[name], time.perf_counter() - w0)
-                cpu[name] = min(cpu[name], time.process_time() - c0)
-                out[name] = np.asarray(z).ravel()
-        chunk = next(iter(CHUNKS.chosen.values()), None)
-        tokens = int(batch["input_ids"].numel())
-        print(
-            f"\nbatch {batch_size} ({tokens} tokens), {n_params(like):,} parameters, "
-            f"{len(coords)} points, chunk chosen: {chunk} (per-point s: "
-            + ", ".join(
-                f"{c}: {t * 1e3:.2f}ms" for c, t in next(iter(CHUNKS.timings.values()), {}).items()
-            )
-            + ")"
-        )
-        print(f"  {'':26s} {'wall s':>8s} {'cpu s':>8s} {'ll/this wall':>13s} {'ll/this cpu':>12s}")
-        for name in contenders:
-            print(
-                f"  {name:26s} {wall[name]:8.3f} {cpu[name]:8.3f} "
-                f"{wall['loss-landscapes'] / wall[name]:13.2f} {cpu['loss-landscapes'] / cpu[name]:12.2f}"
-            )
-        diff = max(float(np.abs(out[k] - out["loss-landscapes"]).max()) for k in contenders)
-        loop_diff = float(np.abs(out["bench"] - out["bench loop"]).max())
-        print(f"  max |loss - loss-landscapes'| {diff:.1e}; max |chunked - loop| {loop_diff:.1e}")
-        worst = min(worst, wall["loss-landscapes"] / wall["bench"])
+    ratios = [_measure(*_model(overrides, b), args.steps, args.repeats) for b in args.batch]
+    worst = min(ratios)
     verdict = "met" if worst >= TARGET else "NOT met"
     print(
         f"\nworst ll/bench (wall, chunk measured in the call): {worst:.2f}x; target {TARGET}x {verdict}"
