@@ -39,6 +39,16 @@ from collections.abc import Callable
 from typing import Any
 
 TARGET = 2.0
+MODEL: dict[str, Any] = {  # the ~100k-parameter model (105,472 parameters)
+    "task.name": "copy",
+    "task.seq_len": 16,
+    "task.eval_scales": [1],
+    "model.d_model": 64,
+    "model.n_layers": 2,
+    "model.n_heads": 4,
+    "model.max_len": 64,
+    "tracking.mode": "disabled",
+}
 
 
 def _model(overrides: dict[str, Any], batch_size: int) -> tuple[Any, Any]:
@@ -181,16 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.config import parse_value
 
-    overrides: dict[str, Any] = {
-        "task.name": "copy",
-        "task.seq_len": 16,
-        "task.eval_scales": [1],
-        "model.d_model": 64,
-        "model.n_layers": 2,
-        "model.n_heads": 4,
-        "model.max_len": 64,
-        "tracking.mode": "disabled",
-    }
+    overrides = dict(MODEL)
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
