@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 
-CANDIDATES: tuple[int, ...] = (1, 4, 8, 16, 32, 64, 128)  # 1: the per-point path, no vmap
+CANDIDATES: tuple[int, ...] = (1, 4, 8, 16, 32, 64)  # 1: the per-point path, no vmap
 WARM_UP: tuple[tuple[int, int], ...] = ((1, 1), (2, 2))  # (chunk, points): untimed first calls
 LOOP_POINTS = 4  # points the per-point path is timed on
 GIVE_UP = 1.25  # a chunk this much slower a point than the best so far: larger ones are not tried
