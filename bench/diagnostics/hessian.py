@@ -57,11 +57,11 @@ class HessianOperator:
     reverse-over-reverse): the gradient is taken once with ``create_graph=True``
     with respect to one leaf per parameter, and each product is one more
     ``torch.autograd.grad`` of it against ``v`` (split like the parameters),
-    keeping the graph for the next. ``torch.func.vjp(torch.func.grad(loss))``
-    gives the same numbers at about 17% more time per product (issue 15:
-    functorch's wrapping on every op); ``tools/hessian_benchmark.py`` measures both
-    against double backward written out by hand. Memory: about that of one
-    training step plus a few parameter copies.
+    keeping the graph for the next: the same bits as double backward written out
+    on the module, whose time it matches (``tools/hessian_benchmark.py`` times
+    both and ``torch.func.vjp(torch.func.grad(loss))``, which issue 15 measured
+    17% slower). Memory: about that of one training step plus a few parameter
+    copies.
     """
 
     def __init__(
