@@ -151,6 +151,27 @@ def test_hvp_equals_exact_hessian_times_vector_for_flat_and_dict_vectors(tiny) -
     assert torch.allclose(flatten_params(out), h @ v, atol=1e-10)
 
 
+def test_hvp_is_plain_double_backward_on_the_real_transformer_to_the_last_bit() -> None:
+    """What tools/hessian_benchmark.py times against: autograd.grad twice on the module."""
+    from bench.config import ModelConfig, RunConfig
+    from bench.training.module import BenchModule
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=16, n_layers=2, n_heads=2, vocab_size=11, max_len=8, d_ff=32)
+    module = BenchModule(RunConfig(model=cfg))
+    x = torch.randint(0, 11, (4, 8), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": x, "labels": x.roll(1, 1)}
+    params = [p for p in module.parameters() if p.requires_grad]
+    v = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(1))
+    with functional_context(module, grad=True):
+        grads = torch.autograd.grad(module.compute_loss(batch), params, create_graph=True)
+        parts = [
+            t.view_as(p) for t, p in zip(v.split([p.numel() for p in params]), params, strict=True)
+        ]
+        plain = torch.cat([h.reshape(-1) for h in torch.autograd.grad(grads, params, parts)])
+    assert torch.equal(hvp(module, lambda m, b: m.compute_loss(b), batch, v), plain)
+
+
 def test_hvp_at_other_params_differs_from_hvp_at_the_module_params(tiny) -> None:
     model, batch, h, _ = tiny
     v = torch.ones(h.shape[0], dtype=h.dtype)

@@ -12,8 +12,10 @@
   ``theta_i - theta_final`` (Li et al. 2018, section 7), with explained variance.
 
 One concern a module: :mod:`.directions` (random and PCA planes),
-:mod:`.trajectory` (the saved snapshots), :mod:`.memory` (the ``vmap`` chunk
-size), :mod:`.evaluation` (the loss on a grid or a line, batched or per point),
+:mod:`.trajectory` (the saved snapshots), :mod:`.memory` (the largest ``vmap``
+chunk that fits), :mod:`.chunking` (the fastest chunk, measured and remembered),
+:mod:`.folded_attention` (SDPA under ``vmap``), :mod:`.evaluation` (the loss on a
+grid or a line, batched or per point),
 :mod:`.measures` (the summary numbers), :mod:`.figures`, :mod:`.report` (all of
 it into a folder) and :mod:`.callback` (records the trajectory during training).
 The names below are re-exported for notebooks and tests.

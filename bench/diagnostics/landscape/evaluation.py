@@ -1,15 +1,33 @@
-"""The loss at points of a plane and along a line: batched with ``vmap``, or one at a time.
+"""The loss at points of a plane and along a line: in ``vmap``-batched chunks, or one at a time.
 
-Grid points are evaluated many at a time: ``vmap`` over plane coordinates of
-``functional_call`` at ``center + x d1 + y d2``, chunked so a chunk fits a memory
-budget (:mod:`.memory`). :func:`evaluate_plane_loop` is the plain per-point
-reference, and :func:`benchmark_grid` times one against the other.
+A point ``(x, y)`` of a plane is the loss at ``center + x d1 + y d2``. Where the
+time of a grid goes on CPU (issue 15's profile of 441 points of a 100k-parameter
+model) and what this module does about it:
+
+- **Only the parameters that move are batched.** A parameter in which both
+  directions are zero (the random plane's biases and norm gains, Li et al.'s
+  "ignore biasbn") is the same at every point, so it enters ``vmap`` unbatched
+  and layer norms and biases keep their fused kernels.
+- **A point's parameters are written once.** Each point's row of one
+  ``[K, n_moving]`` buffer is ``center + x d1`` then ``+ y d2`` (two ops, no
+  ``[K, n]`` temporaries); the per-point path computes the same two ops, so both
+  give the same bits; inside ``vmap`` the rows are split into views.
+- **Attention folds the chunk into its batch** (:mod:`.folded_attention`) and
+  runs the kernel torch picks, instead of the math kernel's dozen batched ops,
+  which cost as much as all the matrix products together.
+- **Inference mode**, autocast off, eval mode; the chunk size measured on the
+  first points (:mod:`.chunking`) and remembered per model size and device.
+
+:func:`evaluate_points_loop` is the plain per-point reference, and
+:func:`benchmark_grid` times one against the other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,12 +35,14 @@ import torch
 from torch import Tensor, nn
 
 from bench.diagnostics.batches import as_batches, move_to
-from bench.diagnostics.context import functional_context
+from bench.diagnostics.context import eval_mode
+from bench.diagnostics.landscape.chunking import CHUNKS
 from bench.diagnostics.landscape.directions import (
     Coords,
     Vector,
     random_directions,
 )
+from bench.diagnostics.landscape.folded_attention import FoldedAttention
 from bench.diagnostics.landscape.memory import choose_chunk_size, default_memory_budget, point_bytes
 from bench.diagnostics.loss import LossFn, loss_at
 from bench.diagnostics.parameters import (
@@ -33,24 +53,118 @@ from bench.diagnostics.parameters import (
 )
 
 
-def _prepare(
-    module: nn.Module, batches: Any, vectors: Sequence[Vector]
-) -> tuple[Params, list, list[Tensor]]:
-    like = trainable_params(module)
-    device = next(iter(like.values())).device
-    flats = [
-        as_flat(v, like).to(device=device, dtype=next(iter(like.values())).dtype) for v in vectors
-    ]
-    return like, [move_to(b, device) for b in as_batches(batches)], flats
+@contextlib.contextmanager
+def evaluation_context(module: nn.Module) -> Iterator[None]:
+    """Eval mode (dropout off), autocast off (float32 weights measured in float32) and
+    inference mode; SDPA picks its own kernel (nothing here is differentiated)."""
+    device = next(iter(trainable_params(module).values())).device
+    with eval_mode(module), torch.autocast(device.type, enabled=False), torch.inference_mode():
+        yield
 
 
-def _point_loss(module: nn.Module, loss_fn: LossFn, like: Params) -> Callable[..., Tensor]:
-    f = loss_at(module, loss_fn)
+@dataclass
+class _Plane:
+    """A plane ready to evaluate: the moving parameters' flat center and directions, the rest
+    fixed at the center."""
 
-    def point(c: Tensor, center: Tensor, d1: Tensor, d2: Tensor, batch: Any) -> Tensor:
-        return f(unflatten_params(center + c[0] * d1 + c[1] * d2, like), batch)
+    f: Callable[[Params, Any], Tensor]
+    batches: list[Any]
+    moving: Params  # the moving parameters of the module, in its order (shapes for unflatten)
+    fixed: Params  # the others, at the center's values
+    center: Tensor  # flat, over the moving parameters
+    d1: Tensor
+    d2: Tensor
 
-    return point
+    @classmethod
+    def build(
+        cls,
+        module: nn.Module,
+        loss_fn: LossFn,
+        batches: Any,
+        center: Vector,
+        d1: Vector,
+        d2: Vector,
+    ) -> _Plane:
+        like = trainable_params(module)
+        ref = next(iter(like.values()))
+        c, v1, v2 = (
+            unflatten_params(as_flat(v, like).to(device=ref.device, dtype=ref.dtype), like)
+            for v in (center, d1, d2)
+        )
+        moves = {n: bool(v1[n].any() or v2[n].any()) for n in like}
+        moving = {n: p for n, p in like.items() if moves[n]}
+
+        def flat(parts: Params) -> Tensor:
+            return torch.cat([parts[n].reshape(-1) for n in moving]) if moving else ref.new_zeros(0)
+
+        return cls(
+            f=loss_at(module, loss_fn),
+            batches=[move_to(b, ref.device) for b in as_batches(batches)],
+            moving=moving,
+            fixed={n: c[n] for n in like if not moves[n]},
+            center=flat(c),
+            d1=flat(v1),
+            d2=flat(v2),
+        )
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What the best chunk size depends on: model size, device, threads, batch shapes."""
+        shapes = tuple(
+            tuple((k, tuple(t.shape)) for k, t in sorted(b.items()) if isinstance(t, Tensor))
+            if isinstance(b, dict)
+            else repr(type(b))
+            for b in self.batches
+        )
+        n_all = self.center.numel() + sum(p.numel() for p in self.fixed.values())
+        return (
+            n_all,
+            self.center.numel(),
+            str(self.center.device),
+            torch.get_num_threads(),
+            shapes,
+        )
+
+    def params(self, coords: np.ndarray) -> Tensor:
+        """``[K, n_moving]``: row ``i`` is ``center + x_i d1 + y_i d2``."""
+        out = torch.empty(
+            len(coords), self.center.numel(), dtype=self.center.dtype, device=self.center.device
+        )
+        for row, (x, y) in zip(out, coords, strict=True):
+            torch.add(self.center, self.d1, alpha=float(x), out=row)
+            row.add_(self.d2, alpha=float(y))
+        return out
+
+    def loss(self, flat: Tensor, batch: Any) -> Tensor:
+        return self.f(unflatten_params(flat, self.moving) | self.fixed, batch)
+
+    def point(self, coord: np.ndarray) -> float:
+        """The mean loss over the batches at one point, without vmap."""
+        flat = self.params(coord[None])[0]
+        return sum(float(self.loss(flat, b)) for b in self.batches) / len(self.batches)
+
+    def chunk(self, coords: np.ndarray) -> np.ndarray:
+        """The mean loss at each of ``coords``, one vmap call per batch."""
+        batched = torch.vmap(self.loss, in_dims=(0, None))
+        flats = self.params(coords)
+        total = torch.zeros(len(coords), dtype=torch.float64, device=flats.device)
+        with FoldedAttention():
+            for b in self.batches:
+                total += batched(flats, b).to(torch.float64)
+        return (total / len(self.batches)).cpu().numpy()
+
+    def run(self, coords: np.ndarray, out: np.ndarray) -> Callable[[int, int, int], None]:
+        """``run(start, stop, chunk)``: fill ``out[start:stop]``, ``chunk`` points a call."""
+
+        def run(start: int, stop: int, chunk: int) -> None:
+            for s in range(start, stop, chunk):
+                part = coords[s : min(s + chunk, stop)]
+                if chunk == 1:
+                    out[s] = self.point(part[0])
+                else:
+                    out[s : s + len(part)] = self.chunk(part)
+
+        return run
 
 
 def evaluate_points(
@@ -65,21 +179,22 @@ def evaluate_points(
     memory_budget: int | None = None,
 ) -> np.ndarray:
     """Mean loss over ``batches`` at ``center + x d1 + y d2`` for each row ``(x, y)`` of
-    ``coords``, ``vmap``-batched in chunks that fit ``memory_budget`` bytes."""
-    like, batches, (c0, v1, v2) = _prepare(module, batches, (center, d1, d2))
-    coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float64)).to(c0)
-    budget = memory_budget or default_memory_budget(c0.device)
-    chunk = choose_chunk_size(
-        point_bytes(module, loss_fn, batches[0]), budget, len(coords_t), chunk_size
+    ``coords``, ``vmap``-batched in chunks of ``chunk_size`` points (1: one at a time),
+    by default the measured fastest that fits ``memory_budget`` bytes."""
+    plane = _Plane.build(module, loss_fn, batches, center, d1, d2)
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    budget = memory_budget or default_memory_budget(plane.center.device)
+    fit = choose_chunk_size(
+        point_bytes(module, loss_fn, plane.batches[0]), budget, len(coords), chunk_size
     )
-    batched = torch.vmap(_point_loss(module, loss_fn, like), in_dims=(0, None, None, None, None))
-    out = torch.zeros(len(coords_t), dtype=torch.float64, device=c0.device)
-    with functional_context(module, grad=False):
-        for start in range(0, len(coords_t), chunk):
-            part = coords_t[start : start + chunk]
-            for b in batches:
-                out[start : start + chunk] += batched(part, c0, v1, v2, b).to(torch.float64)
-    return (out / len(batches)).cpu().numpy()
+    out = np.zeros(len(coords))
+    with evaluation_context(module):
+        run = plane.run(coords, out)
+        if chunk_size is not None:
+            run(0, len(coords), fit)
+        else:
+            CHUNKS.evaluate(plane.key, fit, len(coords), run)
+    return out
 
 
 def evaluate_points_loop(
@@ -91,14 +206,11 @@ def evaluate_points_loop(
     d2: Vector,
     coords: np.ndarray,
 ) -> np.ndarray:
-    """:func:`evaluate_points` one point at a time (the reference, and the fallback)."""
-    like, batches, (c0, v1, v2) = _prepare(module, batches, (center, d1, d2))
-    point = _point_loss(module, loss_fn, like)
-    out = np.zeros(len(coords))
-    with functional_context(module, grad=False):
-        for i, c in enumerate(torch.as_tensor(np.asarray(coords, dtype=np.float64)).to(c0)):
-            out[i] = sum(float(point(c, c0, v1, v2, b)) for b in batches) / len(batches)
-    return out
+    """:func:`evaluate_points` one point at a time, no vmap (the reference)."""
+    plane = _Plane.build(module, loss_fn, batches, center, d1, d2)
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    with evaluation_context(module):
+        return np.array([plane.point(c) for c in coords])
 
 
 def _grid_coords(xs: Coords, ys: Coords) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""Hessian-vector product speed: bench's HessianOperator against plain double backward.
+
+One model (default: the d_model=64, 2-layer, 4-head decoder on copy of
+``tools/landscape_benchmark.py``, 105,472 parameters; ``--set key=value`` to
+change) and one validation batch of ``--batch`` sequences (default 32, the
+task's batch size: what the Hessian callback measures on). In the same context
+(:func:`bench.diagnostics.context.functional_context`: eval mode, math SDPA),
+each of these builds its gradient graph once and then computes products
+``H v`` for the same random ``v``, timed interleaved ``--rounds`` times, ``--products``
+products a round, the fastest round kept (wall and CPU seconds per product):
+
+- ``plain autograd``: ``torch.autograd.grad(loss, params, create_graph=True)`` on
+  the module's own parameters, then ``torch.autograd.grad(grads, params, v,
+  retain_graph=True)`` per product (per-parameter tensors, no flattening);
+- ``bench``: :class:`bench.diagnostics.hessian.HessianOperator` (flat ``v`` in,
+  flat ``H v`` out);
+- ``torch.func``: ``torch.func.vjp(torch.func.grad(loss))``, what bench used before.
+
+Prints the times, each one's ratio to plain autograd and whether bench's
+product equals plain autograd's bit for bit. Target: bench within 5% of plain.
+
+    python tools/hessian_benchmark.py [--batch 32] [--rounds 7] [--products 10] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TARGET = 1.05
+
+
+def _products(module: Any, batch: Any) -> tuple[dict[str, Callable[[], Any]], Any]:
+    """Per contender, a function that computes one product (graphs built here, once)."""
+    import torch
+
+    from bench.diagnostics.hessian import HessianOperator
+    from bench.diagnostics.loss import loss_at, training_loss
+    from bench.diagnostics.parameters import flatten_params, trainable_params, unflatten_params
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    sizes = [p.numel() for p in params]
+    v = torch.randn(sum(sizes), generator=torch.Generator().manual_seed(0))
+    parts = [t.view_as(p) for t, p in zip(v.split(sizes), params, strict=True)]
+
+    grads = torch.autograd.grad(training_loss(module, batch), params, create_graph=True)
+
+    def plain() -> Any:
+        return torch.autograd.grad(grads, params, parts, retain_graph=True)
+
+    op = HessianOperator(module, training_loss, batch)
+
+    like = trainable_params(module)
+    f = loss_at(module, training_loss)
+    grad_fn = torch.func.grad(lambda flat: f(unflatten_params(flat, like), batch))
+    _, vjp = torch.func.vjp(grad_fn, flatten_params(like).detach())
+
+    return {
+        "plain autograd": plain,
+        "bench": lambda: op(v),
+        "torch.func": lambda: vjp(v),
+    }, (plain, op, v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=32, help="sequences per batch")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--products", type=int, default=10, help="products per contender a round")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    if min(args.batch, args.rounds, args.products, args.threads) < 1:
+        print(
+            "--batch, --rounds, --products and --threads: allowed: integers >= 1", file=sys.stderr
+        )
+        return 2
+
+    import torch
+
+    from bench.config import parse_value
+    from bench.diagnostics.context import functional_context
+    from bench.diagnostics.parameters import n_params, trainable_params
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from landscape_benchmark import MODEL, _model  # the same model and batch
+
+    overrides = dict(MODEL)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = parse_value(value)
+    torch.set_num_threads(args.threads)
+    module, batch = _model(overrides, args.batch)
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    with functional_context(module, grad=True):
+        contenders, (plain, op, v) = _products(module, batch)
+        for fn in contenders.values():
+            fn()  # warm-up
+        for _ in range(args.rounds):
+            for name, fn in contenders.items():
+                w0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(args.products):
+                    fn()
+                wall[name] = min(wall.get(name, 1e9), (time.perf_counter() - w0) / args.products)
+                cpu[name] = min(cpu.get(name, 1e9), (time.process_time() - c0) / args.products)
+        reference = torch.cat([h.reshape(-1) for h in plain()])
+        same = torch.equal(op(v), reference)
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), "
+        f"{n_params(trainable_params(module)):,} parameters, batch {args.batch} "
+        f"({int(batch['input_ids'].numel())} tokens); fastest of {args.rounds} interleaved "
+        f"rounds of {args.products} products"
+    )
+    print(f"  {'':16s} {'wall ms':>8s} {'cpu ms':>8s} {'/plain wall':>12s} {'/plain cpu':>11s}")
+    for name in contenders:
+        rw, rc = wall[name] / wall["plain autograd"], cpu[name] / cpu["plain autograd"]
+        print(f"  {name:16s} {wall[name] * 1e3:8.2f} {cpu[name] * 1e3:8.2f} {rw:12.3f} {rc:11.3f}")
+    ratio = wall["bench"] / wall["plain autograd"]
+    print(f"bench's product equals plain autograd's bit for bit: {same}")
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print(f"bench / plain autograd (wall): {ratio:.3f}; target <= {TARGET} {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
