@@ -93,7 +93,7 @@ def timed(clock: PhaseClock, owner: Any, attr: str, phase: str | Callable[..., s
     setattr(owner, attr, wrapper)
 
 
-def instrument(clock: PhaseClock) -> None:
+def instrument(clock: PhaseClock, detail: bool = False) -> None:
     """Put the timers on the real functions (where their callers look them up)."""
     import lightning as L
     from lightning.pytorch.loops.evaluation_loop import _EvaluationLoop
@@ -127,10 +127,23 @@ def instrument(clock: PhaseClock) -> None:
     timed(clock, tracking.SafeWandbLogger, "log_metrics", "metric logging")
     timed(clock, records, "write_json", "run records")
     timed(clock, records, "write_status", "run records")
-    timed(clock, Figure, "savefig", "figures")
-    diagnostic = lambda self, name, *a, **k: f"diagnostics: {name}"  # noqa: E731
+    figure = _figure_file if detail else (lambda *a, **k: "figures")
+    diagnostic = _diagnostic_hook if detail else _diagnostic
+    timed(clock, Figure, "savefig", figure)
     timed(clock, DiagnosticErrors, "call", diagnostic)
     del trainer  # imported so that its names are bound before run's are wrapped
+
+
+def _figure_file(fig: Any, path: Any, *args: Any, **kwargs: Any) -> str:
+    return f"figures: {Path(path).name.lstrip('.').split('.png')[0]}"  # its temporary file
+
+
+def _diagnostic(errors: Any, name: str, *args: Any) -> str:
+    return f"diagnostics: {name}"
+
+
+def _diagnostic_hook(errors: Any, name: str, where: str, *args: Any) -> str:
+    return f"diagnostics: {name} {where}"
 
 
 def quickstart_spec(out: Path, tracking: str) -> Path:
@@ -142,7 +155,9 @@ def quickstart_spec(out: Path, tracking: str) -> Path:
     return path
 
 
-def run_trials(n: int, tracking: str, tmp: Path) -> list[tuple[float, dict[str, float]]]:
+def run_trials(
+    n: int, tracking: str, tmp: Path, detail: bool = False
+) -> list[tuple[float, dict[str, float]]]:
     """The first ``n`` trials of a fresh quickstart sweep: (wall time, phases) of each."""
     import torch
 
@@ -155,7 +170,7 @@ def run_trials(n: int, tracking: str, tmp: Path) -> list[tuple[float, dict[str, 
     sweep = prepare_sweep(quickstart_spec(tmp, tracking), out=tmp / "sweep")
     w = worker_mod.Worker(sweep, "profile", threads=1)
     clock = PhaseClock()
-    instrument(clock)
+    instrument(clock, detail)
     out: list[tuple[float, dict[str, float]]] = []
     execute = worker_mod.execute
 
@@ -210,7 +225,7 @@ def breakdown(wall: float, phases: dict[str, float], start_share: float) -> list
     total = wall + start_share
     lines = [f"  {k:<34} {v:7.3f} s  {100 * v / total:5.1f}%" for k, v in _ordered(phases)]
     train = sum(phases.get(k, 0.0) for k in TRAINING)
-    diag = sum(v for k, v in phases.items() if k.startswith("diagnostics") or k == "figures")
+    diag = sum(v for k, v in phases.items() if k.startswith(("diagnostics", "figures")))
     lines.append(
         f"  {'total':<34} {total:7.3f} s  (unattributed {total - sum(phases.values()):.3f} s)"
     )
@@ -237,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=3, help="trials to run (the first is warm-up)")
     p.add_argument("--workers", type=int, default=2, help="workers the start-up is shared by")
     p.add_argument("--tracking", default="offline", choices=("offline", "disabled"))
+    p.add_argument("--detail", action="store_true", help="each figure and diagnostic hook apart")
     args = p.parse_args(argv)
     if args.trials < 2 or args.workers < 1:
         print("error: --trials must be >= 2 and --workers >= 1", file=sys.stderr)
@@ -244,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     started = process_start()
     share = started / trials_per_worker(args.workers)
     with tempfile.TemporaryDirectory() as tmp:
-        trials = run_trials(args.trials, args.tracking, Path(tmp))
+        trials = run_trials(args.trials, args.tracking, Path(tmp), args.detail)
     print(f"process start: {started:.2f} s once per worker ({WORKER_IMPORTS})")
     print(f"first trial (one-time costs of the process included): {trials[0][0]:.2f} s")
     print("\n".join(breakdown(trials[0][0], trials[0][1], share)))
