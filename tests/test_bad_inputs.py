@@ -491,6 +491,7 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
         "landscape",
         "throughput",
         "attention",
+        "figures",
         "ls",
         "compare",
         "export",
