@@ -396,6 +396,7 @@ CASES = [
     # ------------------------------------------------------------------ throughput
     C("throughput-steps-0", "throughput --steps 0", "--steps=0"),
     C("throughput-steps-negative", "throughput --steps -5", "--steps=-5"),
+    C("throughput-rounds-4", "throughput --rounds 4", "--rounds=4: allowed: an integer >= 5"),
     C("throughput-vary-no-values", "throughput --vary model.pos_encoding", "expected KEY=V1,V2"),
     C("throughput-vary-no-key", "throughput --vary =1,2", "expected KEY=V1,V2"),
     C("throughput-vary-bad-value", "throughput --vary model.pos_encoding=rope,xpos", "'xpos'"),

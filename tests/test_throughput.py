@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import lightning as L
@@ -15,11 +16,22 @@ from torch.utils.data import DataLoader
 from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
 from bench.diagnostics import peak
 from bench.diagnostics.batches import batch_tokens
-from bench.diagnostics.flops import matmul_params, measured_flops_per_batch, model_flops_per_token
+from bench.diagnostics.flops import (
+    flops_per_batch,
+    matmul_params,
+    measured_flops_per_batch,
+    model_flops_per_token,
+)
+from bench.diagnostics.median_interval import median_interval
 from bench.diagnostics.peak_memory import peak_memory_mb
 from bench.diagnostics.stopwatch import DIAGNOSTICS_TIME, Stopwatch, exclude_from_throughput
 from bench.diagnostics.throughput import ThroughputDiagnostics
-from bench.diagnostics.throughput_command import format_table, run_throughput
+from bench.diagnostics.throughput_command import (
+    format_table,
+    round_order,
+    row_peak,
+    run_throughput,
+)
 from bench.training.module import BenchModule
 
 SMALL = {"d_model": 64, "n_layers": 2, "n_heads": 4, "max_len": 64, "vocab_size": 50}
@@ -315,6 +327,29 @@ def test_without_override_the_cpu_peak_comes_from_the_cache(tmp_path):
     )
 
 
+def test_a_cached_peak_below_what_the_run_achieved_is_measured_again(tmp_path):
+    # a peak cached while other work held the cores: 1 kFLOP/s, far below any run
+    cache = tmp_path / "peak.json"
+    cache.write_text(json.dumps({peak.cache_key("cpu", "fp32"): 1e3}))
+    tp = ThroughputDiagnostics(DiagnosticsConfig(), warmup=1, window=2, cache_path=cache)
+    _fit(tmp_path, 4, tp)
+    m = tp.summary()
+    remeasured = json.loads(cache.read_text())[peak.cache_key("cpu", "fp32")]
+    assert remeasured > m["throughput/flops_per_sec"]
+    assert m["throughput/peak_flops"] == tp.peak == remeasured
+    assert 0 < m["throughput/mfu"] < 1
+
+
+def test_a_refreshed_peak_never_lowers_the_cached_one(tmp_path):
+    cache = tmp_path / "peak.json"
+    cache.write_text(json.dumps({peak.cache_key("cpu", "fp32"): 5e10}))
+    low, _ = _counting_measure(2e10)
+    high, _ = _counting_measure(8e10)
+    assert peak.refresh_matmul_peak("cpu", "fp32", cache_path=cache, measure=low) == 5e10
+    assert peak.refresh_matmul_peak("cpu", "fp32", cache_path=cache, measure=high) == 8e10
+    assert json.loads(cache.read_text()) == {peak.cache_key("cpu", "fp32"): 8e10}
+
+
 def test_peak_memory_is_reported_in_megabytes():
     before = peak_memory_mb("cpu")
     x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
@@ -336,32 +371,162 @@ def test_train_run_reports_throughput_in_its_metrics(tiny, tmp_path):
 # ----------------------------------------------------------------------------- bench throughput
 
 
-def test_run_throughput_rows_follow_the_flops_convention_and_go_to_csv(tmp_path):
-    small = {
-        "model.d_model": 32,
-        "model.n_layers": 1,
-        "model.n_heads": 2,
-        "task.seq_len": 16,
-        "task.batch_size": 4,
-    }
+def test_the_median_interval_uses_the_order_statistics_of_its_coverage():
+    nine = median_interval([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0])
+    assert (nine.median, nine.low, nine.high) == (5.0, 2.0, 8.0)  # 2nd smallest, 2nd largest
+    assert nine.coverage == pytest.approx(1 - 2 * 10 / 512)  # P(Bin(9, 1/2) <= 1) = 10/512
+    five = median_interval([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert (five.low, five.high, five.coverage) == (1.0, 5.0, pytest.approx(1 - 2 / 32))
+    assert five.overlaps(nine) and not five.overlaps(median_interval([6.0] * 5))
+
+
+def test_the_median_interval_covers_a_skewed_median_as_often_as_it_says():
+    # Exponential timings (median ln 2): over 4000 draws of 9 the interval holds the
+    # true median in 96.1% of them, whatever the distribution.
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.empty(4000, 9).exponential_(generator=gen).tolist()
+    hits = [median_interval(d).low <= math.log(2) <= median_interval(d).high for d in draws]
+    assert sum(hits) / len(hits) == pytest.approx(1 - 2 * 10 / 512, abs=0.012)
+
+
+SMALL_RUN = {
+    "model.d_model": 32,
+    "model.n_layers": 1,
+    "model.n_heads": 2,
+    "task.seq_len": 16,
+    "task.batch_size": 4,
+    "train.threads": 1,
+}
+
+
+def _peaks_by_dtype(value: dict[torch.dtype, float]):
+    return lambda device, dtype: value[dtype]
+
+
+def test_run_throughput_rows_are_medians_with_intervals_and_go_to_csv(tmp_path):
     configs = [
-        ("base", build_run_config(overrides=small)),
-        ("encdec", build_run_config(overrides={**small, "model.arch": "encoder_decoder"})),
+        ("base", build_run_config(overrides=SMALL_RUN)),
+        ("encdec", build_run_config(overrides={**SMALL_RUN, "model.arch": "encoder_decoder"})),
     ]
     out = tmp_path / "tp.csv"
     rows = run_throughput(
-        configs, steps=2, warmup=1, csv_path=out, rounds=2, measure_peak=lambda d, t: 1e10
+        configs,
+        steps=1,
+        warmup=1,
+        csv_path=out,
+        rounds=5,
+        measure_peak=_peaks_by_dtype({torch.float32: 1e10}),
+        cache_path=tmp_path / "peak.json",
     )
     assert [r["name"] for r in rows] == ["base", "encdec"]
     for (_, cfg), r in zip(configs, rows, strict=True):
         tokens = 4 * 16 * (2 if cfg.model.arch == "encoder_decoder" else 1)
-        assert r["flops_per_token"] == model_flops_per_token(cfg.model, 16)
+        assert r["rounds"] == 5 and r["interval_coverage"] == pytest.approx(1 - 2 / 32)
+        assert r["tokens_per_sec_low"] <= r["tokens_per_sec"] <= r["tokens_per_sec_high"]
+        # the FLOPs are the callback's (FlopCounterMode), which follow 6N + 12 L d T
+        assert r["flops_per_token"] == pytest.approx(model_flops_per_token(cfg.model, 16), 1e-3)
         assert r["tokens_per_sec"] == pytest.approx(tokens / r["step_time"])
         assert r["flops_per_sec"] == pytest.approx(r["flops_per_token"] * r["tokens_per_sec"])
         assert r["frac_peak"] == pytest.approx(r["flops_per_sec"] / 1e10)
+        assert r["frac_peak_low"] <= r["frac_peak"] <= r["frac_peak_high"]
         assert r["infer_tokens_per_sec"] > 0 and r["peak_mem_mb"] > 0
     with out.open() as f:
         assert [r["name"] for r in csv.DictReader(f)] == ["base", "encdec"]
     table = format_table(rows)
     assert table.splitlines()[0].split()[:2] == ["name", "params"]
-    assert "base" in table and "encdec" in table and "10.0 GFLOP/s" in table
+    assert "base" in table and "encdec" in table and "fp32 10.0 GFLOP/s" in table
+    assert "median of 5 interleaved rounds" in table
+
+
+def test_each_row_is_divided_by_the_peak_of_its_own_dtype(tmp_path):
+    # An fp32 row next to a bf16 one: each gets its dtype's peak, not the other's.
+    configs = [
+        ("fp32", build_run_config(overrides=SMALL_RUN)),
+        ("bf16", build_run_config(overrides={**SMALL_RUN, "train.precision": "bf16-mixed"})),
+    ]
+    peaks = {torch.float32: 1e10, torch.bfloat16: 4e10}
+    rows = run_throughput(
+        configs,
+        steps=1,
+        warmup=1,
+        rounds=5,
+        measure_peak=_peaks_by_dtype(peaks),
+        cache_path=tmp_path / "peak.json",
+    )
+    assert [(r["peak_dtype"], r["peak_flops"]) for r in rows] == [("fp32", 1e10), ("bf16", 4e10)]
+    for r in rows:
+        assert r["frac_peak"] == pytest.approx(r["flops_per_sec"] / r["peak_flops"])
+    assert "fp32 10.0 GFLOP/s" in format_table(rows) and "bf16 40.0 GFLOP/s" in format_table(rows)
+
+
+def test_configs_are_interleaved_in_rotated_order():
+    assert [round_order(3, r) for r in range(4)] == [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
+    with pytest.raises(ValueError, match="at least 5"):
+        run_throughput([("base", build_run_config(overrides=SMALL_RUN))], rounds=4)
+
+
+def test_reversing_the_configs_keeps_their_ranking_within_the_intervals(tmp_path):
+    # Three sizes whose costs differ by large factors; wherever one run tells two
+    # configs apart (intervals disjoint), the reversed run must not rank them the
+    # other way round, and the smallest and largest must be told apart in both.
+    sizes = {"s": (16, 1), "m": (64, 2), "l": (128, 4)}
+    configs = [
+        (name, build_run_config(overrides={**SMALL_RUN, "model.d_model": d, "model.n_layers": n}))
+        for name, (d, n) in sizes.items()
+    ]
+    kw = {"steps": 2, "warmup": 1, "rounds": 9, "measure_peak": lambda d, t: 1e10}
+    forward = {r["name"]: r for r in run_throughput(configs, cache_path=tmp_path / "a", **kw)}
+    backward = {
+        r["name"]: r for r in run_throughput(configs[::-1], cache_path=tmp_path / "b", **kw)
+    }
+
+    def apart(rows, a, b):  # +1: a faster, -1: b faster, 0: not told apart
+        if rows[a]["tokens_per_sec_low"] > rows[b]["tokens_per_sec_high"]:
+            return 1
+        if rows[a]["tokens_per_sec_high"] < rows[b]["tokens_per_sec_low"]:
+            return -1
+        return 0
+
+    for a, b in [("s", "m"), ("m", "l"), ("s", "l")]:
+        assert apart(forward, a, b) * apart(backward, a, b) >= 0, (a, b)
+    assert apart(forward, "s", "l") == apart(backward, "s", "l") == 1
+
+
+def test_the_command_and_the_callback_share_the_peak_and_the_flops(tmp_path):
+    # For one config, bench throughput divides by the same peak and counts the same
+    # FLOPs per batch as the run-time callback (the cause of 1.3% vs 41% MFU before).
+    cache = tmp_path / "peak.json"
+    cache.write_text(json.dumps({peak.cache_key("cpu", "fp32"): 4e10}))
+    tp = ThroughputDiagnostics(DiagnosticsConfig(), warmup=1, window=2, cache_path=cache)
+    trainer = _fit(tmp_path, 3, tp)
+    cfg = trainer.lightning_module.cfg
+    assert row_peak(cfg, torch.device("cpu"), cache_path=cache) == (tp.peak, tp.peak_source)
+    batch = {"input_ids": torch.zeros(4, 8, dtype=torch.long)}
+    assert flops_per_batch(cfg.model, batch) == tp.flops_per_batch
+
+
+@pytest.mark.parametrize(
+    ("name", "precision", "expected"),
+    [
+        ("NVIDIA H100 80GB HBM3", "auto", 989.4e12),  # auto on GPU: bf16-mixed
+        ("NVIDIA A100-SXM4-80GB", "bf16-mixed", 312e12),
+        ("NVIDIA L4", "auto", 121e12),
+        ("NVIDIA A100-SXM4-80GB", "32-true", 19.5e12),  # an fp32 row: the fp32 peak
+    ],
+)
+def test_on_a_gpu_mfu_is_against_the_detected_gpus_dense_peak(
+    monkeypatch, name, precision, expected
+):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    cfg = build_run_config(overrides={**SMALL_RUN, "train.precision": precision})
+    got = row_peak(cfg, torch.device("cuda"), measure=lambda d, t: pytest.fail("measured"))
+    assert got == (expected, "table")
+
+
+def test_a_gpu_the_table_lacks_gets_lightnings_figure(monkeypatch):
+    from lightning.fabric.utilities.throughput import _CUDA_FLOPS
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA RTX A6000")
+    cfg = build_run_config(overrides=SMALL_RUN)
+    got = row_peak(cfg, torch.device("cuda"), measure=lambda d, t: pytest.fail("measured"))
+    assert got == (float(_CUDA_FLOPS["a6000"][torch.bfloat16]), "lightning")

@@ -189,3 +189,23 @@ def test_the_wandb_offline_record_holds_what_the_run_logged(tiny):
     assert run.summary["val/loss"]["min"] == pytest.approx(result.metrics["best/val/loss"])
     assert run.summary["best/val/loss"] == pytest.approx(result.metrics["best/val/loss"])
     assert run.exit_code == 0
+
+
+def _assembled(tiny, run_dir, **overrides):
+    from bench.training.prepare import prepare
+    from bench.training.rundir import open_run
+    from bench.training.trainer import assemble
+
+    prep = prepare(tiny(**{"tracking.run_dir": str(run_dir), **overrides}))
+    return assemble(prep, open_run(prep, None, "bench train"), [])
+
+
+def test_train_compile_is_opt_in_and_compiles_the_model_in_place(tiny, tmp_path):
+    # nn.Module.compile: the module Lightning fits keeps its submodules and its
+    # state_dict keys (checkpoints load either way); only the call is compiled.
+    plain = _assembled(tiny, tmp_path / "plain")
+    compiled = _assembled(tiny, tmp_path / "compiled", **{"train.compile": True})
+    assert plain.module.model._compiled_call_impl is None
+    assert compiled.module.model._compiled_call_impl is not None
+    assert set(compiled.module.state_dict()) == set(plain.module.state_dict())
+    assert not any("_orig_mod" in k for k in compiled.module.state_dict())

@@ -88,7 +88,14 @@ def _throughput_args(p: argparse.ArgumentParser) -> None:
         "model.pos_encoding=rope,alibi,t5 or variant=llama,sandwich)",
     )
     p.add_argument(
-        "--steps", type=int, default=20, help="timed steps per config (the fastest counts)"
+        "--steps", type=int, default=3, help="timed steps per config in each round (default 3)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=9,
+        help="interleaved rounds (>= 5; default 9): each row is the median over its rounds, "
+        "with an order-statistic interval",
     )
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
 
@@ -114,14 +121,16 @@ def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, RunC
 
 @command(
     "throughput",
-    "tokens/s, FLOP/s and fraction of the measured matmul peak, side by side",
+    "tokens/s (median of interleaved rounds, with an interval), FLOP/s and MFU, side by side",
     _throughput_args,
 )
 def cmd_throughput(args: argparse.Namespace) -> int:
-    from bench.diagnostics.throughput_command import format_table, run_throughput
+    from bench.diagnostics.throughput_command import MIN_ROUNDS, format_table, run_throughput
 
     if args.steps < 1:
         raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
+    if args.rounds < MIN_ROUNDS:
+        raise ConfigError(f"--rounds={args.rounds}: allowed: an integer >= {MIN_ROUNDS}")
     if args.csv:
         csv = Path(args.csv)
         if csv.is_dir() or not csv.parent.is_dir():
@@ -133,9 +142,18 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
     for _, cfg in configs:  # before any model is built
         check_fits(cfg, "gpu" if torch.cuda.is_available() else "cpu")
-    rows = run_throughput(configs, steps=args.steps, csv_path=Path(args.csv) if args.csv else None)
+    csv_path = Path(args.csv) if args.csv else None
+    rows = run_throughput(configs, steps=args.steps, rounds=args.rounds, csv_path=csv_path)
     print(format_table(rows))
-    base = rows[0]["tokens_per_sec"]
+    base = rows[0]
     for row in rows[1:]:
-        print(f"{row['name']}: {row['tokens_per_sec'] / base:.2f}x the base's tokens/s")
+        apart = (
+            row["tokens_per_sec_low"] > base["tokens_per_sec_high"]
+            or row["tokens_per_sec_high"] < base["tokens_per_sec_low"]
+        )
+        verdict = "intervals apart" if apart else "intervals overlap: not told apart"
+        print(
+            f"{row['name']}: {row['tokens_per_sec'] / base['tokens_per_sec']:.2f}x "
+            f"the base's tokens/s ({verdict})"
+        )
     return 0

@@ -35,4 +35,6 @@ class TrainConfig(Strict):
     threads: int | None = Field(default=None, ge=1)  # torch intra-op threads
     seed: int = 0
     deterministic: bool = True
+    # torch.compile the model (nn.Module.compile: in place, same state_dict keys); opt-in
+    compile: bool = False
     progress_bar: bool | None = None  # None: only when stderr is a terminal

@@ -28,6 +28,7 @@ on T, cross-attention K/V projections on S, cross-attention scores over ``T x S`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import torch
@@ -35,7 +36,7 @@ from lightning.fabric.utilities.throughput import measure_flops
 from torch import Tensor, nn
 
 from bench.config import ModelConfig
-from bench.diagnostics.batches import model_forward
+from bench.diagnostics.batches import batch_tokens, model_forward
 from bench.diagnostics.grouping import stacks_of
 from bench.model.attention import Attention
 from bench.model.feedforward import FeedForward
@@ -128,3 +129,19 @@ def measured_flops_per_batch(
     model.train(training)
     loss_fn: Callable[[Tensor], Tensor] | None = (lambda y: y.sum()) if training else None
     return int(measure_flops(model, lambda: model_forward(model, meta), loss_fn))
+
+
+def flops_per_batch(cfg: ModelConfig, batch: Mapping[str, Tensor]) -> int:
+    """Training FLOPs of one batch: :func:`measured_flops_per_batch`, else the analytic count.
+
+    The one definition both throughput measurements use (the run-time callback
+    and ``bench throughput``), so that their MFUs are comparable. The analytic
+    count (:func:`model_flops_per_token` times the batch's tokens) is the
+    fallback when the FLOP counter cannot trace the model.
+    """
+    try:
+        return measured_flops_per_batch(cfg, batch, training=True)
+    except Exception as e:  # never fail a measurement over a FLOP count
+        warnings.warn(f"measure_flops failed ({e}); using the analytic FLOPs", stacklevel=2)
+        seq = int(next(iter(batch.values())).shape[1])
+        return int(model_flops_per_token(cfg, seq) * batch_tokens(batch))

@@ -1,8 +1,9 @@
 """The peak FLOP/s that MFU divides by: a table of known GPUs, else a measured matmul peak.
 
 Order of precedence (:func:`peak_flops`): ``DiagnosticsConfig.peak_flops`` (an
-override) -> :data:`KNOWN_PEAKS` for a recognised GPU and compute dtype -> a
-matrix-multiply peak measured once per machine (device name, threads, dtype)
+override) -> :data:`KNOWN_PEAKS` for a recognised GPU and compute dtype ->
+Lightning's ``get_available_flops`` for a GPU this table lacks (H200, A6000,
+A40, L40, more GeForce cards) -> a matrix-multiply peak measured once per machine (device name, threads, dtype)
 and cached in ``$XDG_CACHE_HOME/bench/peak_flops.json`` (default
 ``~/.cache/bench/peak_flops.json``).
 
@@ -17,7 +18,8 @@ TFLOP/s), its RTX 4090 / 3090 bf16 figures are the fp16-accumulate rate (82.6 /
 35.6 vs 165.2 / 71), and it has no L40S, A800 or H800. It also reads the device
 name itself (no name argument, so it cannot be tested without that GPU) and
 decides tf32 from the GPU generation at call time. Taking it for the GPUs where
-it agrees would keep this table anyway, so the table stays whole.
+it agrees would keep this table anyway, so the table stays whole, and Lightning's
+figures are asked only for GPUs the table does not know.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ def compute_dtype(precision: str) -> str:
     return "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
+def matmul_dtype(precision: str) -> torch.dtype:
+    """The torch dtype the matmuls of a Lightning precision run in (float32 for fp32 and tf32)."""
+    return _TORCH_DTYPE[compute_dtype(precision)]
+
+
 def device_name(device: torch.device | str) -> str:
     """A human name for the device: the CUDA name, or the CPU model."""
     device = torch.device(device)
@@ -103,6 +110,18 @@ def known_peak(name: str, dtype: str) -> float | None:
         if re.search(pattern, lowered):
             return peaks.get(dtype)
     return None
+
+
+def lightning_peak(device: torch.device, dtype: str) -> float | None:
+    """Lightning's theoretical peak for the current CUDA device and ``dtype``, else None."""
+    import warnings
+
+    from lightning.fabric.utilities.throughput import get_available_flops
+
+    with warnings.catch_warnings():  # an unknown GPU is a warning there, None here
+        warnings.simplefilter("ignore")
+        value = get_available_flops(torch.device(device), _TORCH_DTYPE[dtype])
+    return float(value) if value else None
 
 
 def _sync(device: torch.device) -> None:
@@ -193,6 +212,30 @@ def cached_matmul_peak(
     return value
 
 
+def refresh_matmul_peak(
+    device: torch.device | str = "cpu",
+    dtype: str = "fp32",
+    *,
+    cache_path: Path | None = None,
+    measure: Callable[[torch.device, torch.dtype], float] | None = None,
+) -> float:
+    """Measure the matmul peak again and keep the larger of it and the cached value.
+
+    Called when a run achieved more FLOP/s than the cached peak: that peak was
+    measured while other work held the cores (a peak is the best the machine
+    can do, so the cache only ever grows).
+    """
+    device = torch.device(device)
+    path = cache_path or default_cache_path()
+    key = cache_key(device, dtype)
+    value = float((measure or measure_matmul_peak)(device, _TORCH_DTYPE[dtype]))
+    cache = _read_cache(path)
+    value = max(value, float(cache.get(key, 0.0)))
+    cache[key] = value
+    _write_cache(path, cache)
+    return value
+
+
 def _read_cache(path: Path) -> dict[str, float]:
     try:
         data = json.loads(path.read_text())
@@ -214,7 +257,7 @@ def peak_flops(
     measure: Callable[[torch.device, torch.dtype], float] | None = None,
     name: str | None = None,
 ) -> tuple[float, str]:
-    """``(peak FLOP/s, source)`` for MFU; source is ``override``, ``table`` or ``measured``.
+    """``(peak FLOP/s, source)`` for MFU; source: ``override``, ``table``, ``lightning``, ``measured``.
 
     ``name`` overrides the device name looked up in :data:`KNOWN_PEAKS`.
     """
@@ -226,4 +269,7 @@ def peak_flops(
         value = known_peak(name or device_name(device), dtype)
         if value is not None:
             return value, "table"
+        value = lightning_peak(device, dtype)
+        if value is not None:
+            return value, "lightning"
     return cached_matmul_peak(device, dtype, cache_path=cache_path, measure=measure), "measured"

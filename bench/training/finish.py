@@ -71,7 +71,8 @@ def finish_run(
         finish_loggers(run.loggers, "failed", summary=diagnosis_keys(found))
         return RunResult(status, run_dir, metrics, reason, diagnoses=found)
     try:
-        run.trainer.save_checkpoint(run_dir / records.LAST_CKPT)
+        # the full training state (optimizer, loops, callbacks): `bench train --resume` continues
+        run.trainer.save_checkpoint(run_dir / records.LAST_CKPT, weights_only=False)
     except Exception as e:
         fail(e, run, step)
     if cfg.diagnostics.landscape and run.trainer.is_global_zero:

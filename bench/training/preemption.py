@@ -120,5 +120,5 @@ class PreemptionCheckpoint(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if not trainer.strategy.reduce_boolean_decision(self.preemption.requested, all=False):
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: the trial resumes
         raise Preempted(self.preemption.signum or signal.SIGTERM, trainer.global_step)

@@ -32,6 +32,16 @@ class OpenedRun:
     primary: bool  # False in the extra DDP ranks: they leave every record to rank 0
 
 
+def sdpa_kernels(prep: Prepared) -> dict[str, str]:
+    """The SDPA kernel of each kind of attention layer of this run, as PyTorch selects it here."""
+    from bench.diagnostics.peak import matmul_dtype
+    from bench.model.sdpa_kernels import kernel_summary
+
+    cfg = prep.cfg
+    device = torch.device("cuda" if prep.accelerator == "gpu" else "cpu")
+    return kernel_summary(cfg.model, cfg.task.seq_len, device, matmul_dtype(prep.precision))
+
+
 def new_run_dir(cfg: RunConfig) -> Path:
     """``tracking.run_dir`` if given, else a fresh ``out_dir/<name>-<time>``."""
     if cfg.tracking.run_dir:
@@ -85,9 +95,9 @@ def open_run(prep: Prepared, resume: Path | None, command: str | None) -> Opened
         records.atomic_write(run_dir / records.CONFIG, dump_yaml(cfg))
     if primary:
         device = torch.cuda.get_device_name() if prep.accelerator == "gpu" else "cpu"
-        records.write_json(
-            run_dir / records.MANIFEST, records.manifest(cfg.train.seed, command, device)
-        )
+        manifest = records.manifest(cfg.train.seed, command, device)
+        manifest["sdpa_kernels"] = sdpa_kernels(prep)
+        records.write_json(run_dir / records.MANIFEST, manifest)
         records.write_status(run_dir, "running", started_step=start_step)
         os.environ[RUN_DIR_ENV] = str(run_dir)  # the DDP ranks Lightning starts inherit it
     return OpenedRun(run_dir, ckpt_path, start_step, primary)

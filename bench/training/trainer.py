@@ -141,6 +141,8 @@ def assemble(prep: Prepared, opened: OpenedRun, callbacks: Sequence[Callback]) -
     """The module, its data and a Trainer with every callback and logger of the run."""
     cfg, dm, run_dir = prep.cfg, prep.datamodule, opened.run_dir
     module = BenchModule(cfg, dm.eval_lengths)
+    if cfg.train.compile:
+        compile_model(module)
     train_set = dm.train_dataloader()
     loader = ResumableLoader(
         cast(MapDataset, train_set.dataset),  # every task's datasets are map-style
@@ -165,6 +167,16 @@ def assemble(prep: Prepared, opened: OpenedRun, callbacks: Sequence[Callback]) -
     every = [checkpoint, tracker, *diagnostics, *callbacks, preemption]
     trainer = _trainer(prep, loggers, [*every, *([progress] if progress else [])], run_dir)
     return Assembled(trainer, module, dm, loader, tracker, diagnostics, loggers, errors, opened)
+
+
+def compile_model(module: BenchModule) -> None:
+    """``train.compile``: ``torch.compile`` the module's model in place (``nn.Module.compile``).
+
+    In place, so the checkpoint's state_dict keys, the submodules the
+    diagnostics hook into and the optimizer's parameters stay those of the
+    plain model; the first steps pay the compilation.
+    """
+    module.model.compile()
 
 
 def _trainer(
