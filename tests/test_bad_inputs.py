@@ -357,6 +357,16 @@ CASES = [
     C("attention-out-not-png", "attention r --out maps.pdf", "ending in .png", **MAPS),
     C("attention-out-no-dir", "attention r --out nodir/m.png", "does not exist", **MAPS),
     C("attention-missing-arg", "attention", "required: RUN_DIR"),
+    # ------------------------------------------------------------------ figures
+    C("figures-no-such-dir", "figures nowhere", "not a run directory"),
+    C("figures-not-a-run", "figures adir", "not a run directory", **{"adir/x": ""}),
+    C(
+        "figures-data-corrupt",
+        "figures r",
+        "not readable as attention_maps.npz",
+        **{"r/config.yaml": "", "r/diagnostics/attention_maps.npz": b"PK\x03\x04 not a zip"},
+    ),
+    C("figures-missing-arg", "figures", "required: DIR"),
     # ------------------------------------------------------------------ ls
     C("ls-no-such-dir", "ls nowhere", "nowhere: no such directory"),
     C("ls-sort-unknown", "ls --sort colour", "--sort=colour: allowed: started"),
@@ -482,6 +492,7 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
         "landscape",
         "throughput",
         "attention",
+        "figures",
         "ls",
         "compare",
         "export",

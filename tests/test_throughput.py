@@ -234,13 +234,15 @@ def _tiny_module() -> tuple[BenchModule, DataLoader, DataLoader]:
     )
 
 
-def _fit(tmp_path: Path, steps: int, *callbacks: L.Callback, val: bool = False) -> L.Trainer:
+def _fit(
+    tmp_path: Path, steps: int, *callbacks: L.Callback, val: bool = False, log_every: int = 1
+) -> L.Trainer:
     module, train, val_loader = _tiny_module()
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
         logger=CSVLogger(tmp_path, name="logs", version=0),
-        log_every_n_steps=1,
+        log_every_n_steps=log_every,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -292,6 +294,26 @@ def test_callback_logs_throughput_keys_and_mfu_against_the_override(tmp_path):
     assert float(last["throughput/peak_mem_mb"]) > 0
     m = tp.summary()
     assert m["throughput/mfu"] == pytest.approx(m["throughput/flops_per_sec"] / override)
+
+
+def test_throughput_is_logged_only_at_the_steps_lightning_writes(tmp_path, monkeypatch):
+    tp = ThroughputDiagnostics(DiagnosticsConfig(peak_flops=1e9), warmup=1, window=2)
+    calls: list[int] = []
+    log = BenchModule.log
+
+    def spy(self, name, *args, **kwargs):
+        if name.startswith("throughput/"):
+            calls.append(self.trainer.global_step)
+        return log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(BenchModule, "log", spy)
+    _fit(tmp_path, 12, tp, log_every=3)
+
+    rows = list(csv.DictReader((tmp_path / "logs" / "version_0" / "metrics.csv").open()))
+    written = [int(r["step"]) for r in rows if r.get("throughput/tokens_per_sec")]
+    assert written == [2, 5, 8, 11]  # every log step once the window is full (0-based steps)
+    assert sorted(set(calls)) == [s + 1 for s in written]  # logged there (after the step), only
+    assert tp.summary()["throughput/tokens_per_sec"] > 0  # whole-run figures see every step
 
 
 def test_without_override_the_cpu_peak_comes_from_the_cache(tmp_path):

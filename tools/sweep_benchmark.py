@@ -6,13 +6,21 @@
 - :func:`benchmark_scaling`: trials per minute with 1 and with N workers on tiny
   single-threaded trials (the ratio should approach N on N free cores).
 
-``python tools/sweep_benchmark.py`` prints both.
+- :func:`benchmark_quickstart`: the whole ``bench sweep sweeps/quickstart.yaml`` command
+  (a real subprocess: start-up, every trial, the end) with 1 and with N workers, and
+  the machine's load average around each (other work on the machine makes the ratio
+  meaningless).
+
+``python tools/sweep_benchmark.py`` prints the first two; ``--quickstart`` the third.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -135,10 +143,36 @@ def benchmark_scaling(
     return out
 
 
+QUICKSTART = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"
+
+
+def benchmark_quickstart(workers: int = 2, root: str | Path | None = None) -> dict[str, float]:
+    """Seconds of the whole quickstart command with 1 and ``workers`` workers, and the ratio.
+
+    ``load_N``: the 1-minute load average when the N-worker command ended (its own
+    workers included: about N on an otherwise idle machine).
+    """
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        for n in (1, workers):
+            cmd = [sys.executable, "-m", "bench", "sweep", str(QUICKSTART), "--workers", str(n)]
+            cmd += ["--out", str(Path(tmp) / f"quickstart-{n}")]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out[f"seconds_{n}"] = time.perf_counter() - start
+            out[f"load_{n}"] = os.getloadavg()[0]
+    out["speedup"] = out["seconds_1"] / out[f"seconds_{workers}"]
+    return out
+
+
 if __name__ == "__main__":
     from bench.sweeps.storage import quiet_optuna
 
     quiet_optuna()
+    if "--quickstart" in sys.argv[1:]:
+        print(f"load before: {os.getloadavg()[0]:.2f}")
+        print("quickstart:", benchmark_quickstart())
+        sys.exit(0)
     print("orchestration (W&B offline): ", benchmark_orchestration(wandb="offline"))
     print("orchestration (W&B disabled):", benchmark_orchestration(wandb="disabled"))
     print("scaling:", benchmark_scaling())

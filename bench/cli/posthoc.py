@@ -1,4 +1,5 @@
-"""``bench landscape`` and ``bench attention``: a finished run's directory, after the fact."""
+"""``bench landscape``, ``bench attention`` and ``bench figures``: a finished run's
+directory, after the fact."""
 
 from __future__ import annotations
 
@@ -55,4 +56,45 @@ def cmd_attention(args: argparse.Namespace) -> int:
     from bench.diagnostics.attention_plot import draw_attention
 
     print(draw_attention(Path(args.run_dir), args.step, args.example, args.out))
+    return 0
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _run_dirs(paths: list[str]) -> list[Path]:
+    """Each path a run directory, or a sweep's (every run in it); anything else is a
+    ConfigError naming the path, before anything is drawn."""
+    from bench import records
+    from bench.config import ConfigError
+    from bench.sweeps.layout import RUNS, is_sweep_dir
+
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if is_sweep_dir(path):
+            out += sorted(p for p in (path / RUNS).glob("*") if (p / records.CONFIG).is_file())
+        elif (path / records.CONFIG).is_file():
+            out.append(path)
+        else:
+            raise ConfigError(f"{path}: not a run directory (no config.yaml) nor a sweep's")
+    return out
+
+
+def _figures_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="DIR", help="run directories or sweep directories")
+    p.add_argument("--overwrite", action="store_true", help="redraw figures that already exist")
+
+
+@command(
+    "figures",
+    "draw the diagnostics' figures of runs from their data (diagnostics.figures=false runs)",
+    _figures_args,
+)
+def cmd_figures(args: argparse.Namespace) -> int:
+    from bench import records
+    from bench.diagnostics.run_figures import draw_run_figures
+
+    for run_dir in _run_dirs(args.paths):
+        drawn = draw_run_figures(run_dir / records.DIAGNOSTICS, overwrite=args.overwrite)
+        print(f"{run_dir}: {len(drawn)} figures drawn")
     return 0

@@ -35,3 +35,6 @@ class DiagnosticsConfig(Strict):
         default=64, ge=1
     )  # positions kept per axis (longer: cropped)
     attention_maps_max_params: int = Field(default=20_000_000, ge=0)  # larger models: no maps
+    # each diagnostic's PNG figures at the end of the run (bench/diagnostics/run_figures.py);
+    # false: the same data files only, figures drawn later by `bench figures RUN_DIR`
+    figures: bool = True

@@ -99,10 +99,12 @@ def landscape_of(
     resolution: int | None = None,
     n_batches: int | None = None,
     seed: int = 0,
+    figures: bool | None = None,
 ) -> dict[str, float]:
     """Landscape of a trained BenchModule into ``run_dir/diagnostics``.
 
-    Uses the saved trajectory (PCA plane) when the run recorded one.
+    Uses the saved trajectory (PCA plane) when the run recorded one. ``figures``:
+    draw the PNGs too (None: as the run's ``diagnostics.figures`` says).
     """
     from bench.diagnostics.landscape import landscape_report, load_trajectory
     from bench.diagnostics.loss import loss_name, training_loss
@@ -125,4 +127,5 @@ def landscape_of(
         resolution=resolution or d.landscape_resolution,
         seed=seed,
         loss_name=loss_name(module, training_loss),
+        figures=d.figures if figures is None else figures,
     )

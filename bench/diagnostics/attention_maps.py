@@ -6,7 +6,8 @@ examples of the first validation loader (the training length), runs one
 eval-mode forward with ``record_probs`` on at step 0 (before any update) and at
 the end, and writes ``diagnostics/attention_maps.npz`` (format:
 :mod:`bench.diagnostics.attention_plot`) with ``attention_init.png`` and
-``attention_end.png`` (example 0) next to it; W&B gets both images. Cheap: two
+``attention_end.png`` (example 0, with ``diagnostics.figures``) next to it; W&B gets
+both images. Cheap: two
 forwards of a few examples per run. Off for models above
 ``attention_maps_max_params`` parameters, and sequences are cropped to their
 first ``attention_maps_max_len`` positions, so the file stays small.
@@ -28,11 +29,12 @@ import torch
 from torch import Tensor
 
 from bench.config import DiagnosticsConfig
-from bench.diagnostics.attention_plot import FILE, AttentionMaps, save_grid
+from bench.diagnostics.attention_plot import FILE, AttentionMaps
 from bench.diagnostics.attention_stats import recording_attention
 from bench.diagnostics.base import Diagnostic, datamodule_of, model_of
 from bench.diagnostics.batches import model_forward, slice_batch
 from bench.diagnostics.grouping import stack_of_layer
+from bench.diagnostics.run_figures import draw_figures
 from bench.diagnostics.stopwatch import exclude_from_throughput
 from bench.io import save_npz
 
@@ -185,18 +187,14 @@ class AttentionMapsCallback(Diagnostic):
         )
 
     def save(self, trainer: L.Trainer | None = None) -> list[Path]:
-        """Write the npz and the init / end figures; W&B gets the figures."""
+        """Write the npz and (``diagnostics.figures``) the init / end figures; W&B gets
+        the figures."""
         if not self.records:
             return []
         self.out.mkdir(parents=True, exist_ok=True)
-        maps = self.maps()
-        arrays = maps.arrays()
-        written = [save_npz(self.out / FILE, **arrays)]
-        names = {0: "attention_init.png", len(maps.steps) - 1: "attention_end.png"}
-        for i, name in names.items():
-            if i == 0 and maps.steps[0] != 0:
-                continue  # no init maps (e.g. resumed without them)
-            written.append(save_grid(maps, i, 0, self.out / name))
+        written = [save_npz(self.out / FILE, **self.maps().arrays())]
+        if self.cfg.figures:  # no init figure when there are no init maps (a resumed run)
+            written += draw_figures(written[0], FILE)
         if trainer is None:
             return written
         for logger in trainer.loggers:

@@ -49,7 +49,7 @@ entropies, ``loss``: the loss the noise scale differentiates, the training
 loss with its label smoothing, and ``noise_scale_dtype``: the dtype of those
 gradients, the weights' own: ``float32`` in a ``bf16-mixed`` run too), ``grad_norm_depth.png`` (norm against depth at
 init and at the end; only when norms were measured) and ``attn_entropy.png``
-(per-layer entropy over training).
+(per-layer entropy over training); the figures only with ``diagnostics.figures``.
 """
 
 from __future__ import annotations
@@ -77,12 +77,12 @@ from bench.diagnostics.grad_stats import (
     total_grad_norm,
     update_ratios,
 )
-from bench.diagnostics.gradient_figures import plot_depth, plot_entropy
 from bench.diagnostics.grouping import Layout
 from bench.diagnostics.loss import loss_name, training_loss
 from bench.diagnostics.noise_scale import NoiseScale
+from bench.diagnostics.run_figures import draw_figures
 from bench.diagnostics.stopwatch import exclude_from_throughput
-from bench.io import save_figure, save_npz
+from bench.io import save_npz
 
 LossFn = Callable[[L.LightningModule, Batch], Tensor]
 
@@ -345,15 +345,9 @@ class GradientDiagnostics(Diagnostic):
         return out
 
     def save(self) -> list[Path]:
-        """Write ``gradients.npz`` and the figures atomically; returns the paths written."""
+        """Write ``gradients.npz`` and (``figures``) the figures atomically; the paths written."""
         d = self.out_dir / "diagnostics"
-        arrays = self.arrays()
-        written = [save_npz(d / "gradients.npz", **arrays)]
-        drawn = arrays["grad_norm_blocks"][[0, -1]] if len(arrays["steps"]) else np.zeros(0)
-        if len(arrays["blocks"]) and (np.nan_to_num(drawn) > 0).any():  # log scale needs > 0
-            fig = plot_depth(arrays)
-            written.append(save_figure(fig, d / "grad_norm_depth.png", dpi=100, tight=False))
-        if len(arrays["entropy_steps"]):
-            fig = plot_entropy(arrays)
-            written.append(save_figure(fig, d / "attn_entropy.png", dpi=100, tight=False))
+        written = [save_npz(d / "gradients.npz", **self.arrays())]
+        if self.cfg.figures:  # bench.diagnostics.run_figures draws them from the npz
+            written += draw_figures(written[0], "gradients.npz")
         return written

@@ -11,29 +11,14 @@ from typing import Any, ClassVar
 import lightning as L
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
-from matplotlib.figure import Figure
 
 from bench.config import ConfigError, DiagnosticsConfig
 from bench.diagnostics.base import Diagnostic, datamodule_of
 from bench.diagnostics.batches import move_to
 from bench.diagnostics.hessian import HessianResult, hessian_analysis
 from bench.diagnostics.loss import LossFn, loss_name, training_loss
-from bench.io import new_figure, save_figure, save_npz
-
-
-def plot_density(result: HessianResult, title: str = "") -> Figure:
-    """The spectral density on a log scale, with the top-k eigenvalues marked."""
-    fig = new_figure((6.0, 4.0))
-    ax = fig.add_subplot()
-    floor = max(float(result.density.max()) * 1e-8, 1e-300)
-    ax.semilogy(result.grid, np.maximum(result.density, floor), lw=1.2)
-    for lam in result.top_k:
-        ax.axvline(lam, color="tab:red", lw=0.8, ls="--")
-    ax.set_xlabel("eigenvalue")
-    ax.set_ylabel("density (SLQ, Gaussian-broadened)")
-    ax.set_title(title or "Hessian spectral density")
-    return fig
-
+from bench.diagnostics.run_figures import draw_figures
+from bench.io import save_npz
 
 SUPPORTED_PRECISIONS = ("32-true", "bf16-mixed", "64-true")
 
@@ -82,7 +67,8 @@ class HessianCallback(Diagnostic):
     in bf16 are mostly rounding noise), logs ``hessian/...`` scalars (and
     ``hessian/seconds``, its own wall time) to every logger at that step, and
     writes ``out_dir/diagnostics/hessian_step{N}.npz`` (``compute_dtype``
-    records the precision) and ``.png`` (the density).
+    records the precision) and, with ``figures``, ``.png`` (the density,
+    :mod:`bench.diagnostics.run_figures`).
     The batch is the one given, else the first batch of the datamodule's first
     validation loader. Runs on global rank zero only.
 
@@ -112,8 +98,10 @@ class HessianCallback(Diagnostic):
         n_lanczos: int = 40,
         n_vectors: int = 3,
         seed: int = 0,
+        figures: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.figures = figures
         self.fractions = list(steps)
         self.kwargs: dict[str, Any] = dict(
             top_k=top_k,
@@ -140,6 +128,7 @@ class HessianCallback(Diagnostic):
             steps=cfg.hessian_steps,
             top_k=cfg.hessian_top_k,
             iters=cfg.hessian_iters,
+            figures=cfg.figures,
             **kwargs,
         )
 
@@ -206,8 +195,9 @@ class HessianCallback(Diagnostic):
             ritz_nodes=result.ritz_nodes,
             ritz_weights=result.ritz_weights,
         )
+        if not self.figures:
+            return
         try:
-            fig = plot_density(result, f"Hessian spectral density, step {step}")
-            save_figure(fig, out / f"hessian_step{step}.png")
+            draw_figures(out / f"hessian_step{step}.npz", "hessian_step*.npz")
         except Exception as e:  # a figure must never fail training
             rank_zero_warn(f"hessian: could not draw the density figure: {e}")

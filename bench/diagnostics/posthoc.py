@@ -63,7 +63,9 @@ def landscape_of_run(
         theta_init = torch.from_numpy(load_trajectory(traj_path).params[0])
     else:
         theta_init = initial_weights(module)
-    summary = landscape_of(module, dm, run_dir, theta_init, resolution, n_batches, seed)
+    summary = landscape_of(
+        module, dm, run_dir, theta_init, resolution, n_batches, seed, figures=True
+    )
     return summary, run_dir / records.DIAGNOSTICS
 
 

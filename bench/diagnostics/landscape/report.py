@@ -20,7 +20,6 @@ from bench.diagnostics.landscape.directions import (
     stack_snapshots,
 )
 from bench.diagnostics.landscape.evaluation import evaluate_plane, interpolate
-from bench.diagnostics.landscape.figures import plot_contour, plot_interpolation, plot_surface
 from bench.diagnostics.landscape.measures import basin_width, center_loss, interp_barrier, sharpness
 from bench.diagnostics.loss import LossFn
 from bench.diagnostics.parameters import (
@@ -29,7 +28,8 @@ from bench.diagnostics.parameters import (
     trainable_params,
     unflatten_params,
 )
-from bench.io import atomic_write, save_figure, save_npz
+from bench.diagnostics.run_figures import draw_figures
+from bench.io import atomic_write, save_npz
 
 
 def _plane_outputs(
@@ -38,14 +38,12 @@ def _plane_outputs(
     xs: np.ndarray,
     ys: np.ndarray,
     z: np.ndarray,
-    title: str,
-    trajectory: np.ndarray | None = None,
+    figures: bool,
     **extra: Any,
 ) -> None:
-    save_npz(out_dir / f"landscape_{name}.npz", xs=xs, ys=ys, losses=z, **extra)
-    fig = plot_contour(xs, ys, z, title, trajectory)
-    save_figure(fig, out_dir / f"landscape_{name}_contour.png")
-    save_figure(plot_surface(xs, ys, z, title), out_dir / f"landscape_{name}_surface.png")
+    path = save_npz(out_dir / f"landscape_{name}.npz", xs=xs, ys=ys, losses=z, **extra)
+    if figures:
+        draw_figures(path, path.name)  # contour and surface (titles: run_figures.PLANE_TITLES)
 
 
 def _span(values: np.ndarray, margin: float = 0.25) -> tuple[float, float]:
@@ -66,6 +64,7 @@ class _Job:
     resolution: int
     chunk_size: int | None
     loss_name: str
+    figures: bool  # draw the PNGs (bench.diagnostics.run_figures) beside the npz files
 
     @property
     def dtype(self) -> np.ndarray:
@@ -88,14 +87,15 @@ class _Job:
             n_interp,
             self.chunk_size,
         )
-        save_npz(
+        path = save_npz(
             self.out_dir / "landscape_interp.npz",
             alphas=alphas,
             losses=losses,
             loss_fn=np.array(self.loss_name),
             compute_dtype=self.dtype,
         )
-        save_figure(plot_interpolation(alphas, losses), self.out_dir / "landscape_interp.png")
+        if self.figures:
+            draw_figures(path, path.name)
         return {"landscape/interp_barrier": interp_barrier(alphas, losses)}
 
     def random_plane(
@@ -106,7 +106,6 @@ class _Job:
         xs = ys = np.linspace(-span, span, self.resolution)
         z = self.plane(d1, d2, xs, ys)
         width, censored = basin_width(xs, ys, z, threshold)
-        title = "Loss around the final weights (random plane)"
         loss_fn = np.array(self.loss_name)
         _plane_outputs(
             self.out_dir,
@@ -114,7 +113,7 @@ class _Job:
             xs,
             ys,
             z,
-            title,
+            self.figures,
             seed=seed,
             loss_fn=loss_fn,
             compute_dtype=self.dtype,
@@ -133,15 +132,13 @@ class _Job:
         px = np.linspace(*_span(path[:, 0]), self.resolution)
         py = np.linspace(*_span(path[:, 1]), self.resolution)
         zp = self.plane(p1, p2, px, py)
-        title = f"PCA plane ({100 * explained[0]:.0f}% + {100 * explained[1]:.0f}% of variance)"
         _plane_outputs(
             self.out_dir,
             "pca",
             px,
             py,
             zp,
-            title,
-            path,
+            self.figures,
             path=path,
             explained=explained,
             loss_fn=np.array(self.loss_name),
@@ -169,11 +166,13 @@ def landscape_report(
     n_interp: int = 21,
     chunk_size: int | None = None,
     loss_name: str = "",
+    figures: bool = True,
 ) -> dict[str, float]:
     """Interpolation, random plane and (with a trajectory) PCA plane for a loaded model.
 
     Writes ``landscape_{interp,random,pca}.npz``, contour and surface PNGs and
-    ``landscape_summary.json`` into ``out_dir`` (each atomically) and returns the
+    ``landscape_summary.json`` into ``out_dir`` (each atomically; the PNGs only with
+    ``figures``, see :mod:`bench.diagnostics.run_figures`) and returns the
     ``landscape/...`` numbers. The random plane spans ``[-span, span]^2`` in
     filter-normalised units around ``theta_final`` with ``resolution`` points a
     side (made odd so the centre is a grid node); ``sharpness`` uses ``radius``,
@@ -186,7 +185,9 @@ def landscape_report(
     resolution += 1 - resolution % 2
     like = trainable_params(module)
     final = unflatten_params(as_flat(theta_final, like), like)
-    job = _Job(module, loss_fn, batches, final, Path(out_dir), resolution, chunk_size, loss_name)
+    job = _Job(
+        module, loss_fn, batches, final, Path(out_dir), resolution, chunk_size, loss_name, figures
+    )
     summary = job.interpolation(theta_init, n_interp)
     summary |= job.random_plane(seed, span, radius, threshold)
     if trajectory is not None and len(stack_snapshots(trajectory, like, torch.device("cpu"))) >= 2:
