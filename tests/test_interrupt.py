@@ -8,12 +8,16 @@ creates no new run.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+from lightning.pytorch.callbacks import Callback
 
 TINY = [
     "model.d_model=16",
@@ -99,3 +103,33 @@ def test_ctrl_c_prints_the_resume_command_and_that_command_resumes_the_run(tmp_p
     assert code == 130, err
     assert err.strip().splitlines()[-1].endswith(f"bench train --resume {run_dir}")
     assert [p.name for p in runs.iterdir()] == [run_dir.name]  # no new run was started
+
+
+class _LoseOneCtrlC(Callback):
+    """At step 3, a real SIGINT whose KeyboardInterrupt is lost, as Python loses one
+    raised inside a weakref callback ("Exception ignored in ...")."""
+
+    def __init__(self) -> None:
+        self.lost_at: int | None = None
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == 3 and self.lost_at is None:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1.0)  # the handler runs here
+            except KeyboardInterrupt:
+                self.lost_at = trainer.global_step
+
+
+def test_a_ctrl_c_whose_exception_was_lost_still_stops_the_run_at_the_next_step(tiny):
+    from bench.training.run import RunInterrupted, train_run
+
+    lose = _LoseOneCtrlC()
+    cfg = tiny(**{"train.max_steps": 1000})
+    with pytest.raises(RunInterrupted) as stopped:
+        train_run(cfg, callbacks=[lose])
+    assert lose.lost_at == 3
+    status = _status(stopped.value.run_dir)
+    assert status["status"] == "interrupted"
+    assert status["step"] <= 4  # the next batch end, not the run's 1000 steps
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

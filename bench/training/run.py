@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from bench import records
 from bench.config import RunConfig
 from bench.training.finish import RunResult, fail, finish_loggers, finish_run
+from bench.training.interrupt import CTRL_C
 from bench.training.preemption import PREEMPTION, Preempted
 from bench.training.prepare import prepare
 from bench.training.rundir import OpenedRun, open_run
@@ -52,7 +53,7 @@ def train_run(
     ``preempted`` and raises :class:`~bench.training.preemption.Preempted`; ``resume=run_dir``
     continues it exactly.
     """
-    with PREEMPTION.deferred():
+    with PREEMPTION.deferred(), CTRL_C.watching():  # a lost Ctrl-C: honoured while fitting
         prep = prepare(cfg)
         opened = open_run(prep, resume, command)
         t = prep.cfg.train

@@ -25,6 +25,7 @@ from bench.diagnostics.guard import DiagnosticErrors
 from bench.tasks.base import BenchDataModule
 from bench.training.cluster import cluster_plugins
 from bench.training.csvlog import MetricsCSVLogger
+from bench.training.interrupt import HonourCtrlC
 from bench.training.loader import MapDataset, ResumableLoader
 from bench.training.module import BenchModule
 from bench.training.preemption import PreemptionCheckpoint
@@ -150,7 +151,7 @@ def assemble(prep: Prepared, opened: OpenedRun, callbacks: Sequence[Callback]) -
     loggers = make_loggers(cfg, opened)
     shown = f"{prep.precision} ({prep.choice.reason})"
     progress = make_progress(cfg, run_dir, precision=shown) if opened.primary else None
-    every = [checkpoint, tracker, *diagnostics, *callbacks, preemption]
+    every = [checkpoint, tracker, *diagnostics, *callbacks, preemption, HonourCtrlC()]
     trainer = _trainer(prep, loggers, [*every, *([progress] if progress else [])], run_dir)
     return Assembled(trainer, module, dm, loader, tracker, diagnostics, loggers, errors, opened)
 
