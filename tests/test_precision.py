@@ -84,6 +84,24 @@ def test_a_set_precision_is_kept_and_nothing_is_measured(tiny, setting) -> None:
         assert choice.record() == {"value": setting, "reason": f"train.precision={setting} (set)"}
 
 
+@pytest.mark.parametrize("recorded", ["32-true", "bf16-mixed"])
+def test_a_resumed_auto_run_keeps_the_precision_it_started_in(tiny, tmp_path, recorded) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"precision": {"value": recorded}}))
+    cfg = tiny(**{"train.precision": "auto"})
+    choice = choose_precision(cfg, "cpu", resume=tmp_path, speedup=_never)
+    assert choice.precision == recorded
+    assert "as chosen when the run started" in choice.reason
+
+
+def test_a_resumed_run_without_a_recorded_precision_decides_again(tiny, tmp_path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"seed": 0}))  # an older run
+    choice = choose_precision(
+        tiny(**{"train.precision": "auto"}), "cpu", resume=tmp_path, speedup=lambda cfg: (0.5, True)
+    )
+    assert choice.precision == "32-true"
+    assert choice.bf16_speedup == 0.5
+
+
 # ----------------------------------------------------------------------------- the measurement
 
 

@@ -20,14 +20,18 @@ and the header ``bench train`` prints when it starts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
 import torch
 
 from bench.config import RunConfig
+from bench.config.train import Precision
 from bench.diagnostics.matmul_speed import Workload, cached_speedup, workload_of
+from bench.records import MANIFEST
 
 BF16_MIN_SPEEDUP = 1.2  # below this, bf16's rounding is not worth its speed
 
@@ -68,17 +72,34 @@ def _gpu_supports_bf16() -> bool:
     return bool(torch.cuda.is_bf16_supported())
 
 
+def recorded_precision(run_dir: Path) -> str | None:
+    """The precision a run's ``manifest.json`` says it trained in, None if it says none."""
+    try:
+        value = json.loads((run_dir / MANIFEST).read_text())["precision"]["value"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if value in get_args(Precision) and value != "auto" else None
+
+
 def choose_precision(
     cfg: RunConfig,
     accelerator: str,
     *,
+    resume: Path | None = None,
     gpu_supports_bf16: Callable[[], bool] = _gpu_supports_bf16,
     speedup: Speedup = run_speedup,
 ) -> PrecisionChoice:
-    """``train.precision`` as set, or what ``auto`` picks on ``accelerator`` (see the module)."""
+    """``train.precision`` as set, or what ``auto`` picks on ``accelerator`` (see the module).
+
+    A resumed run (``resume``: its directory) keeps the precision ``auto`` chose
+    when it started, so that a measurement taken again cannot switch it mid-run.
+    """
     set_to = cfg.train.precision
     if set_to != "auto":
         return PrecisionChoice(set_to, f"train.precision={set_to} (set)")
+    earlier = recorded_precision(resume) if resume is not None else None
+    if earlier is not None:
+        return PrecisionChoice(earlier, f"auto: {earlier}, as chosen when the run started")
     if accelerator == "gpu":
         if gpu_supports_bf16():
             return PrecisionChoice("bf16-mixed", "auto: this GPU supports bf16")

@@ -8,6 +8,7 @@ run (the resolved config and its built data) or raises a one-line
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import torch
@@ -52,7 +53,7 @@ def resolve_accelerator(cfg: RunConfig, cuda: bool) -> str:
     return accelerator
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: RunConfig, resume: Path | None = None) -> Prepared:
     """Validate a config against its task and resolve what depends on the data.
 
     Raises ConfigError (one line) for any problem, before anything is written.
@@ -78,5 +79,6 @@ def prepare(cfg: RunConfig) -> Prepared:
             f"{cfg.task.eval_scales}); a {cfg.model.pos_encoding} encoding has no position past "
             f"max_len: raise model.max_len to >= {dm.max_positions}"
         )
-    choice = choose_precision(cfg, accelerator)  # needs the vocabulary: after the data
+    # needs the vocabulary: after the data; a resumed run keeps its recorded choice
+    choice = choose_precision(cfg, accelerator, resume=resume)
     return Prepared(cfg, dm, choice, accelerator)

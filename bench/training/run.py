@@ -54,7 +54,7 @@ def train_run(
     continues it exactly.
     """
     with PREEMPTION.deferred(), CTRL_C.watching():  # a lost Ctrl-C: honoured while fitting
-        prep = prepare(cfg)
+        prep = prepare(cfg, resume)
         opened = open_run(prep, resume, command)
         t = prep.cfg.train
         if t.threads:
