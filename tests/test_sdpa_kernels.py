@@ -83,6 +83,12 @@ def test_on_cpu_the_prediction_is_what_pytorch_selects(pos, arch, dropout, dtype
             assert predicted == selected_kernel(call, torch.device("cpu"), dtype), call
 
 
+def test_a_pytorch_without_the_private_kernel_query_records_unknown(monkeypatch):
+    (call, *_) = attention_calls(ModelConfig(**SMALL), 12, padded=False)
+    monkeypatch.delattr(torch, "_fused_sdp_choice")
+    assert selected_kernel(call, torch.device("cpu"), torch.float32) == "unknown"
+
+
 def _kernels(cfg: ModelConfig, dtype=torch.bfloat16, capability=(8, 0), padded=False):
     return {
         c.role: predict_kernel(c, "cuda", dtype, capability=capability)

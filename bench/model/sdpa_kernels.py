@@ -182,17 +182,21 @@ def predict_kernel(
 
 
 def selected_kernel(call: AttentionCall, device: torch.device, dtype: torch.dtype) -> str:
-    """The kernel PyTorch itself selects for ``call`` on ``device`` (asked, not predicted)."""
+    """The kernel PyTorch itself selects for ``call`` on ``device`` (asked, not predicted).
+
+    ``torch._fused_sdp_choice`` is private: a PyTorch without it (or refusing
+    the call) gives ``"unknown"`` rather than failing the run that records it.
+    """
     q, k, v, mask = call.tensors(device, dtype)
-    choice = torch._fused_sdp_choice(
-        q,
-        k,
-        v,
-        mask,
-        call.dropout,
-        call.is_causal,
-        enable_gqa=call.n_kv_heads != call.n_heads,
-    )
+    choose = getattr(torch, "_fused_sdp_choice", None)
+    if choose is None:
+        return "unknown"
+    try:
+        choice = choose(
+            q, k, v, mask, call.dropout, call.is_causal, enable_gqa=call.n_kv_heads != call.n_heads
+        )
+    except (RuntimeError, TypeError):
+        return "unknown"
     return _KERNELS.get(int(choice), f"backend {int(choice)}")
 
 
