@@ -56,3 +56,13 @@ def tiny(tmp_path):
         return build_run_config(overrides=o)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: tiny models gain nothing from threads, and on a
+    shared 2-core box they lose a lot. Use: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

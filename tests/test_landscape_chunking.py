@@ -15,13 +15,7 @@ from bench.diagnostics.landscape.folded_attention import FoldedAttention
 from bench.diagnostics.parameters import trainable_params
 from bench.training.module import BenchModule
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Workload:

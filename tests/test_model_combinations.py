@@ -40,13 +40,7 @@ def _case(i: int, combo: tuple) -> ModelConfig:
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one avoids oversubscribing shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _provably_zero_grad(cfg: ModelConfig, model: torch.nn.Module) -> set[str]:
