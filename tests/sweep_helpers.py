@@ -164,3 +164,13 @@ def fresh_database():
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def assert_refused_in_one_line(code: int, err: str, words: list[str], tmp_path: Path) -> None:
+    """A launcher refusal: exit 2, one line naming each of ``words``, and nothing beside the
+    spec file ``tiny.yaml`` written into ``tmp_path``."""
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written

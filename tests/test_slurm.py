@@ -27,6 +27,7 @@ import pytest
 from optuna.trial import TrialState
 from slurm_cluster import local_slurm, squeue
 from sweep_helpers import (
+    assert_refused_in_one_line,
     env_for_tests,
     fresh_database,
     one_cell_spec,
@@ -416,12 +417,7 @@ def test_a_bad_launcher_option_is_one_line_and_exit_2_before_anything_is_submitt
     args = [str(tmp_path / "journal.log") if a == "JOURNAL" else a for a in args]
     before = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout
     code = main(["sweep", str(spec), "--out", "sweep", "--launcher", "slurm", *args])
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written
+    assert_refused_in_one_line(code, capsys.readouterr().err.strip(), words, tmp_path)
     assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout == before
 
 

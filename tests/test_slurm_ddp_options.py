@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from sweep_helpers import tiny_spec, write_spec
+from sweep_helpers import assert_refused_in_one_line, tiny_spec, write_spec
 
 from bench.cli import main
 from bench.config import ConfigError
@@ -84,12 +84,7 @@ def test_a_bad_worker_layout_is_one_line_and_exit_2_before_anything_is_submitted
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", "/nonexistent")  # reaching sbatch would say "no sbatch here"
     code = main(["sweep", str(spec), "--out", "sweep", "--launcher", "slurm", *args])
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written
+    assert_refused_in_one_line(code, capsys.readouterr().err.strip(), words, tmp_path)
 
 
 def test_a_spec_whose_devices_or_nodes_contradict_the_workers_tasks_is_refused():
