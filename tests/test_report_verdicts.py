@@ -12,7 +12,7 @@ import optuna
 import pytest
 from report_helpers import GRID, Cell, make_sweep
 
-from bench.report import build_report, learning, stats, tuning
+from bench.report import analysis, build_report, learning, stats, tuning
 from bench.report.analysis import cell_summaries, comparisons
 from bench.report.collect import load_sweep
 from bench.report.figures import (
@@ -77,6 +77,52 @@ def test_clearly_separated_cells_with_three_runs_are_significant(tmp_path):
     assert first.status == stats.SIGNIFICANT and "pre beats post" in first.text
     best = next(f for f in found if f.text.startswith("Best cell"))
     assert best.status == stats.SIGNIFICANT
+
+
+def test_a_confirmed_lead_inside_the_equivalence_margin_names_no_winner(tmp_path):
+    # the quickstart's case: both near-perfect, the lead (0.0014) is real and negligible
+    cells = [Cell({"norm_placement": "pre"}, seeds=[0.00040, 0.00043, 0.00046],
+                  tune=_tune(-2.5, 0.0), chance=CHANCE, learning="learned"),
+             Cell({"norm_placement": "post"}, seeds=[0.00180, 0.00186, 0.00192],
+                  tune=_tune(-2.5, 0.0), chance=CHANCE, learning="learned")]  # fmt: skip
+    _, _, comps, found = _analyse(make_sweep(tmp_path, cells))
+    (c,) = comps
+    assert c.p_adj is not None and c.p_adj < stats.ALPHA  # the difference test separates them
+    assert c.equivalent and c.verdict == stats.NOT_SIGNIFICANT
+    texts = " ".join(f.text for f in found)
+    assert "beats" not in texts and "Best cell" not in texts
+    assert "no meaningful difference" in texts and "too small to matter" in texts
+    low = next(f for f in found if f.text.startswith("Lowest"))
+    assert low.status == stats.NOT_SIGNIFICANT and "no meaningful best cell" in low.text
+    assert f"equivalence margin ±{stats.EQUIVALENCE_MARGIN:g}" in low.text
+
+
+def test_the_best_cell_must_beat_every_other_cell_in_one_holm_family(tmp_path):
+    spread = [-0.02, 0.0, 0.02]
+    means = {"1": 1.0, "2": 1.3, "4": 1.31, "8": 1.32}
+    cells = [Cell({"n_heads": h}, seeds=[m + d for d in spread], tune=_tune(-2.5, m),
+                  chance=CHANCE, learning="learned") for h, m in means.items()]  # fmt: skip
+    data, summaries, _comps, found = _analyse(make_sweep(tmp_path, cells))
+    best, comps = analysis.versus_best(data, summaries)
+    assert best.axes["n_heads"] == "1"
+    assert [c.b for c in comps] == ["n_heads=2", "n_heads=4", "n_heads=8"]  # runner-up first
+    raw = [stats.two_sample_p(best.values, s.values) for s in summaries[1:]]
+    assert [c.p_adj for c in comps] == pytest.approx(stats.holm(raw))
+    top = next(f for f in found if f.text.startswith("Best cell"))
+    assert top.status == stats.SIGNIFICANT and "Holm-corrected over 3 comparisons" in top.text
+
+
+def test_a_best_cell_not_separated_from_one_other_cell_is_not_named(tmp_path):
+    cells = [Cell({"n_heads": "1"}, seeds=[1.0, 1.05, 0.95], tune=_tune(-2.5, 1.0), chance=CHANCE,
+                  learning="learned"),
+             Cell({"n_heads": "2"}, seeds=[1.03, 1.10, 0.98], tune=_tune(-2.5, 1.03),
+                  chance=CHANCE, learning="learned"),
+             Cell({"n_heads": "4"}, seeds=[1.5, 1.52, 1.49], tune=_tune(-2.5, 1.5),
+                  chance=CHANCE, learning="learned")]  # fmt: skip
+    *_, found = _analyse(make_sweep(tmp_path, cells))
+    low = next(f for f in found if f.text.startswith("Lowest"))
+    assert low.status == stats.INCONCLUSIVE and "against 2, the difference" in low.text
+    assert "Best cell" not in " ".join(f.text for f in found)
 
 
 def test_two_runs_per_side_get_no_significance_verdict(tmp_path):

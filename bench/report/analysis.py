@@ -240,6 +240,41 @@ def _under_tuned(data: SweepData, kept: list[CellSummary], c: stats.Comparison) 
     )  # fmt: skip
 
 
+def versus_best(
+    data: SweepData, summaries: list[CellSummary]
+) -> tuple[CellSummary, list[stats.Comparison]] | None:
+    """The learned cell with the best mean, compared with every other learned cell.
+
+    The comparisons are one Holm family decided by the rules of :mod:`stats` (so a
+    difference inside the equivalence margin names no winner), ranked best first by
+    the other cell's mean; one against a cell that may be under-tuned (its best
+    learning rate at the range's edge) is inconclusive. The best cell is chosen from
+    the same runs that test it; testing it against all others rather than only the
+    runner-up is the step-down idea of multiple comparisons with the best (Hsu 1984,
+    "Constrained simultaneous confidence intervals for multiple comparisons with the
+    best", Ann. Statist.), in its Holm form.
+    """
+    minimize = data.direction == "minimize"
+    means = {s.cell: m for s in learned(summaries) if (m := s.quality.mean) is not None}
+    ranked = sorted((s for s in learned(summaries) if s.cell in means),
+                    key=lambda s: means[s.cell] if minimize else -means[s.cell])  # fmt: skip
+    if not ranked:
+        return None
+    best, rest = ranked[0], ranked[1:]
+    comps = stats.adjust([stats.compare("best cell", best.cell, best.values, s.cell, s.values,
+                                        seed=i) for i, s in enumerate(rest)])  # fmt: skip
+    out = []
+    for s, c in zip(rest, comps, strict=True):
+        if c.verdict == stats.SIGNIFICANT and tuning.edge_lr(data, s.cell, s.tune_best_lr):
+            c = dataclasses.replace(
+                c, verdict=stats.INCONCLUSIVE,
+                reason=f"{s.cell} may be under-tuned: its best learning rate lies at the edge "
+                "of the searched range (widen train.lr's range and rerun)",
+            )  # fmt: skip
+        out.append(c)
+    return best, out
+
+
 def _no_side_reason(summaries: list[CellSummary], axis: str, va: str, vb: str) -> str:
     """Why one side of a comparison is empty: its cells did not learn, or never finished."""
     for v in (va, vb):

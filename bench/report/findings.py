@@ -84,10 +84,12 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
         return Finding(f"{c.axis}: {win} beats {lose} by {g(size, 3)} {metric} {interval} "
                        f"({stat}).{excl}", "result", c.verdict, c.reason)  # fmt: skip
     if c.equivalent:
+        real = (" (a difference the runs confirm, too small to matter)"
+                if c.p_adj is not None and c.p_adj < stats.ALPHA else "")  # fmt: skip
         return Finding(f"{head}: no meaningful difference: the difference {g(c.diff, 3)} "
-                       f"{metric} {interval} lies within the equivalence margin ±{c.margin:g} "
-                       f"(TOST p = {g(c.p_tost_adj, 2)}, Holm-corrected; difference test {stat})."
-                       f"{excl}", "result", c.verdict, c.reason)  # fmt: skip
+                       f"{metric} {interval} lies within the equivalence margin ±{c.margin:g}"
+                       f"{real} (TOST p = {g(c.p_tost_adj, 2)}, Holm-corrected; difference test "
+                       f"{stat}).{excl}", "result", c.verdict, c.reason)  # fmt: skip
     word = "inconclusive" if c.verdict == stats.INCONCLUSIVE else "not significant"
     return Finding(f"{head}: {word}: {win} is ahead by {g(size, 3)} {metric} {interval}, "
                    f"but {c.reason} ({stat}; TOST p = {g(c.p_tost_adj, 2)}).{excl}",
@@ -130,33 +132,43 @@ def nothing_learned(data: SweepData, summaries: list[CellSummary], metric: str) 
 def lowest_cell(
     data: SweepData, summaries: list[CellSummary], metric: str, minimize: bool
 ) -> Finding | None:
-    """The cell with the best mean among those that learned, tested against the runner-up."""
-    means = {s.cell: m for s in analysis.learned(summaries) if (m := s.quality.mean) is not None}
-    ranked = [s for s in analysis.learned(summaries) if s.cell in means]
-    ranked.sort(key=lambda s: means[s.cell] if minimize else -means[s.cell])
-    if not ranked:
+    """The cell with the best mean among those that learned, and whether it is the best:
+    significant against every other learned cell by the comparison rules
+    (:func:`bench.report.analysis.versus_best`), or why not, from its first failure."""
+    found = analysis.versus_best(data, summaries)
+    if found is None:
         return None
-    b = ranked[0]
+    b, comps = found
     runs = f"{b.quality.n} {'seed runs' if b.source == 'seed runs' else 'run'}"
-    if len(ranked) == 1:
+    if not comps:
         return Finding(f"Only {_label(data, b)} has results that learned: {metric} "
                        f"{ci(b.quality)} (mean [95% CI] over {runs}).")  # fmt: skip
-    r = ranked[1]
-    p = stats.two_sample_p(b.values, r.values)
+    by_cell = {s.cell: s for s in summaries}
+    r = by_cell[comps[0].b]
     best_word = "Lowest" if minimize else "Highest"
     text = (f"{best_word} {metric}: {_label(data, b)} with {ci(b.quality)} (mean [95% CI] over "
             f"{runs}); runner-up {_label(data, r)} {ci(r.quality)}")  # fmt: skip
-    if p is None:
-        reason = (f"too few runs to separate them ({b.quality.n} vs {r.quality.n}; a verdict "
-                  f"needs at least {stats.MIN_RUNS} each)")  # fmt: skip
-        return Finding(f"{text}: inconclusive, {reason}.", "caution", stats.INCONCLUSIVE, reason)
-    if p < stats.ALPHA:
+    family = f"Holm-corrected over {len(comps)} comparison{'s' * (len(comps) > 1)}"
+    failed = next((c for c in comps if c.verdict != stats.SIGNIFICANT), None)
+    if failed is None:
+        c = comps[0]
         text = text.replace(
             f"{best_word} {metric}: ", f"Best cell ({best_word.lower()} {metric}): ", 1
         )
-        return Finding(f"{text}; Welch p = {g(p, 2)} against the runner-up.",
-                       "result", stats.SIGNIFICANT, f"Welch p < {stats.ALPHA} against the runner-up")  # fmt: skip
-    reason = f"not separated from the runner-up (Welch p = {g(p, 2)})"
+        return Finding(f"{text}; it beats every other cell that learned (against the runner-up: "
+                       f"difference {g(abs(c.diff or 0), 3)}, Welch p = {g(c.p_adj, 2)}, {family}).",
+                       "result", stats.SIGNIFICANT, f"significant against every other cell ({family})")  # fmt: skip
+    other = _label(data, by_cell[failed.b])
+    if failed.equivalent:
+        reason = (f"it and {other} are within the equivalence margin ±{failed.margin:g} "
+                  f"(difference {g(abs(failed.diff or 0), 3)}, TOST p = {g(failed.p_tost_adj, 2)}, "
+                  f"{family})")  # fmt: skip
+        return Finding(f"{text}: no meaningful best cell, {reason}.", "caution",
+                       stats.NOT_SIGNIFICANT, reason)  # fmt: skip
+    if failed.verdict == stats.INCONCLUSIVE:
+        return Finding(f"{text}: inconclusive against {other}, {failed.reason}.", "caution",
+                       stats.INCONCLUSIVE, failed.reason)  # fmt: skip
+    reason = f"not separated from {other} (Welch p = {g(failed.p_adj, 2)}, {family})"
     return Finding(f"{text}: no best cell, {reason}.", "caution", stats.NOT_SIGNIFICANT, reason)
 
 

@@ -35,10 +35,13 @@ METHOD = (
     f"{100 * learning.CHANCE_MARGIN:.0f}% of chance, or collapsed predictions) enter no "
     f"comparison. Status of a comparison: inconclusive with fewer than {stats.MIN_RUNS} runs "
     "per side, without seed variation, or when the difference is below the seed noise floor "
-    "(pooled seed sd) and not shown equivalent; significant when the Holm-adjusted Welch "
-    f"p < {stats.ALPHA}; 'no meaningful difference' only when TOST shows the difference "
-    f"within ±{stats.EQUIVALENCE_MARGIN:g} (EQUIVALENCE_MARGIN, in units of the quality "
-    "metric). Bootstrap intervals (scipy.stats.bootstrap, BCa) from few seeds (n < 5) are "
+    "(pooled seed sd) and not shown equivalent; 'no meaningful difference' when TOST "
+    f"(Holm-adjusted p < {stats.ALPHA}) shows the difference within "
+    f"±{stats.EQUIVALENCE_MARGIN:g} (EQUIVALENCE_MARGIN, in units of the quality metric), "
+    "even if the difference test also separates them; otherwise significant when the "
+    f"Holm-adjusted Welch p < {stats.ALPHA}. The best cell is named only when it is "
+    "significant, by the same rules, against every other cell that learned (one Holm "
+    "family). Bootstrap intervals (scipy.stats.bootstrap, BCa) from few seeds (n < 5) are "
     "too narrow: read them as rough."
 )
 

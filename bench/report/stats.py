@@ -18,9 +18,14 @@ Decision rules (fixed before any run is judged), in this order:
 
 1. fewer than :data:`MIN_RUNS` runs on a side: **inconclusive** (too few runs);
 2. every run of both sides identical: **inconclusive** (no seed variation);
-3. Holm-adjusted Welch p < :data:`ALPHA`: **significant**;
-4. Holm-adjusted TOST p < :data:`ALPHA`: **not significant**, and the two are
-   equivalent within the margin ("no meaningful difference");
+3. Holm-adjusted TOST p < :data:`ALPHA`: **not significant**, and the two are
+   equivalent within the margin ("no meaningful difference"), even when the
+   difference test also separates them: a difference the runs confirm but that
+   lies inside the margin is real and negligible (the four outcomes of Lakens,
+   Scheel and Isager 2018, "Equivalence testing for psychological research",
+   Adv. Methods Pract. Psychol. Sci., Fig. 1: only "different and not
+   equivalent" names a winner);
+4. Holm-adjusted Welch p < :data:`ALPHA`: **significant**;
 5. the difference is smaller than the seed noise floor (the pooled standard
    deviation of runs within a side): **inconclusive** (effect below the noise);
 6. otherwise: **not significant** (a visible difference the runs do not confirm).
@@ -253,11 +258,11 @@ def adjust(comparisons: Sequence[Comparison], alpha: float = ALPHA) -> list[Comp
 def decide(c: Comparison, alpha: float = ALPHA) -> Comparison:
     """Rules 3-6 of the module docstring for a tested, Holm-adjusted comparison."""
     assert c.p_adj is not None and c.diff is not None
-    if c.p_adj < alpha:
-        return replace(c, verdict=SIGNIFICANT, reason=f"Holm-adjusted p < {alpha}")
     if c.p_tost_adj is not None and c.p_tost_adj < alpha:
         return replace(c, verdict=NOT_SIGNIFICANT, equivalent=True,
                        reason=f"equivalent within ±{c.margin:g} (TOST, Holm-adjusted p < {alpha})")  # fmt: skip
+    if c.p_adj < alpha:
+        return replace(c, verdict=SIGNIFICANT, reason=f"Holm-adjusted p < {alpha}")
     if c.noise is not None and abs(c.diff) < c.noise:
         return replace(c, verdict=INCONCLUSIVE,
                        reason=f"the difference {abs(c.diff):.3g} is below the seed noise floor "
