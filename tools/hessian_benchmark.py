@@ -14,12 +14,18 @@ products a round, the fastest round kept (wall and CPU seconds per product):
   retain_graph=True)`` per product (per-parameter tensors, no flattening);
 - ``bench``: :class:`bench.diagnostics.hessian.HessianOperator` (flat ``v`` in,
   flat ``H v`` out);
-- ``torch.func``: ``torch.func.vjp(torch.func.grad(loss))``, what bench used before.
+- ``torch.func``: ``torch.func.vjp(torch.func.grad(loss))``, what bench used before;
+- ``batched m=M`` (with ``--batched M ...``): bench's graph, ``M`` products a call from
+  one ``torch.autograd.grad(..., is_grads_batched=True)`` over an ``[M, n]`` block
+  (vmap over the double backward; the time is per product). Issue 15 item 3 asked
+  whether this speeds up the Hessian's independent products (Hutchinson probes, SLQ
+  runs); its largest difference from bench's one-at-a-time products is printed.
 
 Prints the times, each one's ratio to plain autograd and whether bench's
 product equals plain autograd's bit for bit. Target: bench within 5% of plain.
 
     python tools/hessian_benchmark.py [--batch 32] [--rounds 7] [--products 10] [--threads 1]
+        [--batched 5 10 25 50]
 """
 
 from __future__ import annotations
@@ -32,6 +38,17 @@ from pathlib import Path
 from typing import Any
 
 TARGET = 1.05
+
+
+def _batched_product(op: Any, block: Any) -> Any:
+    """``H V^T`` for each row of ``block`` ``[m, n]``, in one vmapped double backward."""
+    import torch
+
+    m = block.shape[0]
+    parts = block.split(op._sizes, dim=1)
+    outs = [t.reshape(m, *g.shape) for t, g in zip(parts, op._grads, strict=True)]
+    hv = torch.autograd.grad(op._grads, op._leaves, outs, retain_graph=True, is_grads_batched=True)
+    return torch.cat([h.reshape(m, -1) for h in hv], dim=1)
 
 
 def _products(module: Any, batch: Any) -> tuple[dict[str, Callable[[], Any]], Any]:
@@ -73,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--products", type=int, default=10, help="products per contender a round")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--batched", type=int, nargs="*", default=[], metavar="M", help="also time blocks of M"
+    )
     args = p.parse_args(argv)
-    if min(args.batch, args.rounds, args.products, args.threads) < 1:
+    if min(args.batch, args.rounds, args.products, args.threads, *args.batched) < 1:
         print(
-            "--batch, --rounds, --products and --threads: allowed: integers >= 1", file=sys.stderr
+            "--batch, --rounds, --products, --threads and --batched: allowed: integers >= 1",
+            file=sys.stderr,
         )
         return 2
 
@@ -99,17 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[str, float] = {}
     with functional_context(module, grad=True):
         contenders, (plain, op, v) = _products(module, batch)
+        per_call = dict.fromkeys(contenders, 1)
+        blocks = {}
+        for m in args.batched:
+            block = torch.randn(m, op.n, generator=torch.Generator().manual_seed(m))
+            blocks[f"batched m={m}"] = block
+            contenders[f"batched m={m}"] = lambda b=block: _batched_product(op, b)
+            per_call[f"batched m={m}"] = m
         for fn in contenders.values():
             fn()  # warm-up
         for _ in range(args.rounds):
             for name, fn in contenders.items():
+                calls = max(1, args.products // per_call[name])
                 w0, c0 = time.perf_counter(), time.process_time()
-                for _ in range(args.products):
+                for _ in range(calls):
                     fn()
-                wall[name] = min(wall.get(name, 1e9), (time.perf_counter() - w0) / args.products)
-                cpu[name] = min(cpu.get(name, 1e9), (time.process_time() - c0) / args.products)
+                done = calls * per_call[name]
+                wall[name] = min(wall.get(name, 1e9), (time.perf_counter() - w0) / done)
+                cpu[name] = min(cpu.get(name, 1e9), (time.process_time() - c0) / done)
         reference = torch.cat([h.reshape(-1) for h in plain()])
         same = torch.equal(op(v), reference)
+        batched_diff = {
+            name: float((_batched_product(op, b) - torch.stack([op(r) for r in b])).abs().max())
+            for name, b in blocks.items()
+        }
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), "
         f"{n_params(trainable_params(module)):,} parameters, batch {args.batch} "
@@ -122,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:16s} {wall[name] * 1e3:8.2f} {cpu[name] * 1e3:8.2f} {rw:12.3f} {rc:11.3f}")
     ratio = wall["bench"] / wall["plain autograd"]
     print(f"bench's product equals plain autograd's bit for bit: {same}")
+    for name, diff in batched_diff.items():
+        print(f"{name}: largest |difference| from bench's one-at-a-time products: {diff:.3g}")
     verdict = "met" if ratio <= TARGET else "NOT met"
     print(f"bench / plain autograd (wall): {ratio:.3f}; target <= {TARGET} {verdict}")
     return 0
