@@ -6,6 +6,7 @@ The real run (a 2-task DDP worker on a one-node cluster) is in ``tests/test_slur
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -31,9 +32,7 @@ SLURM_TASK = {
 }
 
 
-def test_two_nodes_of_four_gpu_tasks_become_nodes_tasks_per_node_and_gres_per_node(tmp_path):
-    import submitit
-
+def test_two_nodes_of_four_gpu_tasks_become_nodes_tasks_per_node_and_gres_per_node():
     spec = parse_spec(tiny_spec())
     opts = launcher_options(
         spec, {"nodes": 2, "tasks_per_node": 4, "gpus_per_worker": 8, "cpus_per_worker": 64}
@@ -41,13 +40,6 @@ def test_two_nodes_of_four_gpu_tasks_become_nodes_tasks_per_node_and_gres_per_no
     assert (opts.ranks, opts.gpus_per_node, opts.cpus_per_task) == (8, 4, 8)
     assert sbatch_options(opts)[:3] == ["--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8"]
     assert "--gres=gpu:4" in sbatch_options(opts)  # --gres counts GPUs per node
-    executor = submitit.SlurmExecutor(folder=tmp_path)
-    executor.update_parameters(**executor_parameters(opts, "bench-x"))
-    script = executor._make_submission_file_text("python -m x", "uid")
-    for line in ("--nodes=2", "--ntasks-per-node=4", "--gres=gpu:4", "--cpus-per-task=8"):
-        assert f"#SBATCH {line}" in script, script
-    # submitit starts every task under srun: each one runs the pickled worker.
-    assert "srun" in script
     # A one-task worker is what it was: one task, one CPU, all its GPUs on its node.
     one = launcher_options(spec, {"gpus_per_worker": 2})
     assert sbatch_options(one) == [
@@ -190,3 +182,20 @@ def test_a_taken_control_port_is_one_line_naming_the_port_and_what_to_set():
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"cannot serve the trials' store on port {port} "):
             Leader(TaskLayout(0, 2, 1, 2, "127.0.0.1", port))
+
+
+@pytest.mark.skipif(shutil.which("srun") is None, reason="submitit's SlurmExecutor needs srun")
+def test_submitit_writes_the_nodes_tasks_and_gres_into_the_batch_script(tmp_path):
+    import submitit
+
+    spec = parse_spec(tiny_spec())
+    opts = launcher_options(
+        spec, {"nodes": 2, "tasks_per_node": 4, "gpus_per_worker": 8, "cpus_per_worker": 64}
+    )
+    executor = submitit.SlurmExecutor(folder=tmp_path)
+    executor.update_parameters(**executor_parameters(opts, "bench-x"))
+    script = executor._make_submission_file_text("python -m x", "uid")
+    for line in ("--nodes=2", "--ntasks-per-node=4", "--gres=gpu:4", "--cpus-per-task=8"):
+        assert f"#SBATCH {line}" in script, script
+    # submitit starts every task under srun: each one runs the pickled worker.
+    assert "srun" in script
