@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peer_throughput import Entry, NanoGPT, bench_config
+from peer_throughput import Entry, NanoGPT, add_shape_args, bench_config
 
 from bench.model import build_model
 
@@ -50,12 +50,7 @@ def fastest(rounds: list[OpTimes]) -> OpTimes:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--d-model", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--seq", type=int, default=256)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--vocab", type=int, default=256)
+    add_shape_args(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3, help="profiled steps per model")
     p.add_argument("--pairs", type=int, default=10, help="unprofiled steps per model")
