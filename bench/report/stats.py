@@ -271,14 +271,6 @@ def decide(c: Comparison, alpha: float = ALPHA) -> Comparison:
                    reason=f"Holm-adjusted p ≥ {alpha} and equivalence within ±{c.margin:g} not shown")  # fmt: skip
 
 
-def two_sample_p(a: Sequence[float | None], b: Sequence[float | None]) -> float | None:
-    """Welch p of two groups with at least MIN_RUNS runs each, else None."""
-    xa, xb = _finite(a), _finite(b)
-    if len(xa) < MIN_RUNS or len(xb) < MIN_RUNS:
-        return None
-    return welch_p(xa, xb)
-
-
 def _number(p: float | None) -> float:
     """A p-value of a testable comparison (NaN where a test had none: Holm keeps it last)."""
     return math.nan if p is None else p
