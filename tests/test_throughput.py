@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -76,6 +77,18 @@ def test_encoder_decoder_flops_follow_source_and_target_lengths():
     batch = _batch(cfg, 2, 12, s=20)
     analytic = model_flops_per_token(cfg, 12, src_len=20) * batch_tokens(batch)
     assert measured_flops_per_batch(cfg, batch) == pytest.approx(analytic, rel=1e-3)
+
+
+def test_an_encoder_decoder_batch_with_source_padding_is_counted_not_estimated():
+    # SCAN's batches carry src_pad; the FLOP counter traces meta tensors, which hold no
+    # values to tell whether any position is padding.
+    cfg = ModelConfig(**SMALL, arch="encoder_decoder")
+    batch = {**_batch(cfg, 2, 12, s=20), "src_pad": torch.zeros(2, 20, dtype=torch.bool)}
+    batch["src_pad"][0, 15:] = True
+    analytic = model_flops_per_token(cfg, 12, src_len=20) * batch_tokens(batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the analytic fallback warns
+        assert flops_per_batch(cfg, batch) == pytest.approx(analytic, rel=1e-3)
 
 
 def test_inference_flops_are_2n_plus_4ldt():

@@ -23,6 +23,7 @@ from scipy import stats as sps
 from bench.claims.metrics import Samples, counted_rows
 from bench.claims.spec import FigureSpec, MetricSpec
 from bench.report.collect import SweepData
+from bench.report.figures.style import log_axis
 
 WIDTH, HEIGHT = 7.0, 3.6
 
@@ -106,11 +107,12 @@ def axis(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) ->
         ax.scatter([x for x, _ in pts], [v for _, v in pts], color=color, s=12, alpha=0.5)
         ax.plot(xs, [np.mean([v for x2, v in pts if x2 == x]) for x in xs], "o-", color=color,
                 label=f"{by_axis}={name}" if by_axis else name)  # fmt: skip
-    if fs.log_x:
-        ax.set_xscale("log")
+    all_x = [x for pts in lines.values() for x, _ in pts]
+    if fs.log_x and all_x and min(all_x) > 0:
+        log_axis(ax, "x", min(all_x), max(all_x))
     vals = [s.value for s in samples.values if math.isfinite(s.value)]
     if vals and min(vals) > 0 and max(vals) / min(vals) > 30:
-        ax.set_yscale("log")
+        log_axis(ax, "y", min(vals), max(vals))
     ax.set_xlabel(fs.x or "")
     ax.set_ylabel(_wrap(_label(fs.metric, spec)))
     ax.legend(fontsize=8)

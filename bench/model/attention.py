@@ -40,8 +40,10 @@ def attention_inputs(
     rotary: Rotary | None = None,
 ) -> AttnInputs:
     """Combine causality, key padding (``[B, S]``, True = pad) and a bias ``[H, T, S]``."""
-    if key_pad is not None and not bool(key_pad.any()):
+    if key_pad is not None and key_pad.device.type != "meta" and not bool(key_pad.any()):
         key_pad = None  # a batch without padding keeps the fast path (costs one host sync)
+    # (A meta tensor, as the FLOP counter traces, has no values: it keeps the padding
+    # path, whose matmuls are the same.)
     if key_pad is None and bias is None:
         return AttnInputs(None, causal, rotary)
     allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=device)

@@ -12,6 +12,7 @@ from bench.report.figures.style import (
     chance_line,
     label,
     legend,
+    log_axis,
     log_if_decades,
     new_figure,
     row_label,
@@ -97,7 +98,8 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         ax.axvline(bounds[0], color="0.5", lw=1, ls="--", label="search bounds", zorder=1)
     chance = sweep_chance(summaries)
     chance_line(ax, chance)
-    ax.set_xscale("log")
+    xs = [lr for v in done.values() for lr, _, _ in v] + [lr for v in lost.values() for lr, _ in v]
+    log_axis(ax, "x", min(xs + list(bounds or [])), max(xs + list(bounds or [])))
     log_if_decades(ax, list(qs) + ([chance] if chance else []))
     ax.set_xlabel("learning rate")
     ax.set_ylabel(words(metric))

@@ -80,7 +80,23 @@ def log_if_decades(ax: Any, values: Any, axis: str = "y") -> None:
     """Log scale when the positive values span more than a decade."""
     v = np.asarray([x for x in np.ravel(values) if np.isfinite(x)], dtype=float)
     if len(v) and np.all(v > 0) and v.max() / v.min() > 10:
-        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        log_axis(ax, axis, float(v.min()), float(v.max()))
+
+
+def log_axis(ax: Any, axis: str, lo: float, hi: float) -> None:
+    """A log-scale axis whose labels do not collide: ticks at 1, 2 and 5 of each decade
+    when the values ``lo..hi`` span under three decades (at every decade otherwise),
+    labelled plainly ("0.002", "0.05"), and unlabelled minor ticks. Matplotlib's own
+    formatter labels the minor ticks of a short log axis in scientific notation, and on
+    a figure of this width "3×10⁻³" ran into "4×10⁻³"."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    which = ax.yaxis if axis == "y" else ax.xaxis
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    short = hi / lo < 1e3 if lo > 0 else False
+    which.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if short else (1.0,)))
+    which.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    which.set_minor_formatter(NullFormatter())
 
 
 def sweep_chance(summaries: list[CellSummary]) -> float | None:
