@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -108,20 +109,56 @@ def benchmark_orchestration(
     }
 
 
-def _steady_rate(out: Path) -> float:
-    """Trials per minute from the first trial's start to the last one's end (no start-up)."""
-    sweep = open_sweep_dir(out)
-    storage = sweep.open_storage()
+def _finished_trials(out: Path) -> list[Any]:
+    """Every trial of a sweep's studies that started and finished."""
     import optuna
 
-    trials = [
+    storage = open_sweep_dir(out).open_storage()
+    return [
         t
         for name in optuna.get_all_study_names(storage)
         for t in optuna.load_study(study_name=name, storage=storage).get_trials()
         if t.datetime_start and t.datetime_complete
     ]
+
+
+def _steady_rate(out: Path) -> float:
+    """Trials per minute from the first trial's start to the last one's end (no start-up)."""
+    trials = _finished_trials(out)
     span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
     return 60 * len(trials) / span.total_seconds()
+
+
+def timeline(out: Path, started: float, ended: float, workers: int) -> dict[str, float]:
+    """Where a sweep command's wall time went, from its study's trial times.
+
+    ``before_s``: command start to the first trial's start (process start, pre-flight,
+    studies, worker start); ``after_s``: the last trial's end to the command's exit;
+    ``trial_s``: mean seconds a trial took, ask to tell, and ``fit_s`` the mean
+    ``summary.json`` ``wall_time`` (training, validation, diagnostics); ``idle_s``:
+    worker-seconds inside the trial span in which a worker ran no trial (waiting for
+    a phase, or the tail), i.e. ``workers x span - sum of trial seconds``.
+    """
+    from datetime import datetime
+
+    trials = _finished_trials(out)
+    first = min(t.datetime_start for t in trials)
+    last = max(t.datetime_complete for t in trials)
+    busy = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]
+    fits = []
+    for t in trials:
+        summary = Path(str(t.user_attrs.get("run_dir", ""))) / "summary.json"
+        if summary.is_file():
+            fits.append(float(json.loads(summary.read_text())["wall_time"]))
+    span = (last - first).total_seconds()
+    return {
+        "trials": float(len(trials)),
+        "before_s": (first - datetime.fromtimestamp(started)).total_seconds(),
+        "after_s": (datetime.fromtimestamp(ended) - last).total_seconds(),
+        "trial_s": statistics.mean(busy),
+        "fit_s": statistics.mean(fits) if fits else math.nan,
+        "idle_s": workers * span - sum(busy),
+    }
 
 
 def benchmark_scaling(
@@ -150,17 +187,20 @@ def benchmark_quickstart(workers: int = 2, root: str | Path | None = None) -> di
     """Seconds of the whole quickstart command with 1 and ``workers`` workers, and the ratio.
 
     ``load_N``: the 1-minute load average when the N-worker command ended (its own
-    workers included: about N on an otherwise idle machine).
+    workers included: about N on an otherwise idle machine); the other ``*_N`` keys
+    are the command's :func:`timeline`.
     """
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         for n in (1, workers):
             cmd = [sys.executable, "-m", "bench", "sweep", str(QUICKSTART), "--workers", str(n)]
             cmd += ["--out", str(Path(tmp) / f"quickstart-{n}")]
-            start = time.perf_counter()
+            start, started = time.perf_counter(), time.time()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             out[f"seconds_{n}"] = time.perf_counter() - start
             out[f"load_{n}"] = os.getloadavg()[0]
+            parts = timeline(Path(tmp) / f"quickstart-{n}", started, time.time(), n)
+            out.update({f"{k}_{n}": v for k, v in parts.items()})
     out["speedup"] = out["seconds_1"] / out[f"seconds_{workers}"]
     return out
 
