@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 TARGET = 0.03
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         """Each training step's wall time (batch start to batch end)."""
 
         def __init__(self) -> None:
-            self.start, self.times = 0.0, []
+            self.start, self.times = 0.0, list[float]()
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             self.start = time.perf_counter()
@@ -126,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
 
     @torch.no_grad()
     def old() -> None:
-        attention_module.Attention._probs = old_probs
+        setattr(attention_module.Attention, "_probs", old_probs)  # noqa: B010 (a method swap)
         try:
             with recording_attention(module.model) as mods:
                 module(fixed)
                 for m in mods.values():
-                    attention_entropy(m.last_probs, masks.get("decoder")).cpu()
+                    probs: Any = m.last_probs
+                    attention_entropy(probs, (masks or {}).get("decoder")).cpu()
         finally:
-            attention_module.Attention._probs = new_probs
+            setattr(attention_module.Attention, "_probs", new_probs)  # noqa: B010
 
     def new() -> None:
         attention_stats(module.model, lambda: module(fixed), masks)

@@ -126,7 +126,8 @@ class TorchEncoderLM(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         t = ids.shape[1]
         x = self.wte(ids) + self.wpe(torch.arange(t, device=ids.device))
-        x = self.encoder(x, mask=self.mask[:t, :t], is_causal=True)
+        mask: Tensor = self.get_buffer("mask")
+        x = self.encoder(x, mask=mask[:t, :t], is_causal=True)
         return self.lm_head(self.ln_f(x))
 
 

@@ -120,7 +120,7 @@ def run_local(path: Path, work: Path, env: dict) -> dict:
     while proc.poll() is None:
         first = first or first_start(url)
         time.sleep(0.2)
-    assert proc.returncode == 0, proc.stderr.read()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     end = time.time()
     return {"first": (first or end) - t0, "wall": end - t0, "times": trial_times(url)}
 

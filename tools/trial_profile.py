@@ -215,7 +215,7 @@ def trials_per_worker(workers: int) -> float:
 
     spec = load_spec(QUICKSTART)
     cells = len(list(spec.cells()))
-    per_cell = (spec.tune.trials if spec.tune else 0) + spec.seeds
+    per_cell = (spec.tune.trials if spec.tune else 0) + (spec.seeds or 0)
     return cells * per_cell / workers
 
 
