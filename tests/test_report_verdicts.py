@@ -213,6 +213,17 @@ def test_a_best_lr_at_the_edge_of_the_range_is_flagged(tmp_path):
     assert any(f.text.startswith("pre: best lr 0.1 is the highest") for f in found)
 
 
+def test_several_pruned_trials_at_the_high_end_are_counted(tmp_path):
+    tune = [p for p in _tune(-2.5, 1.0) if p[0] < 0.05]
+    cells = [Cell({"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=tune,
+                  pruned=[0.06, 0.1])]  # fmt: skip
+    data = load_sweep(make_sweep(tmp_path, cells))
+    assert tuning.pruned_at_one_end(data, "norm_placement=pre") == (
+        "all 2 pruned trials had the highest learning rates (≥ 0.06; the highest that finished: "
+        "0.018): the pruner, not the tuning, decided that end"
+    )
+
+
 def test_pruned_trials_all_at_the_low_end_are_flagged_and_listed(tmp_path):
     tune = [p for p in _tune(-2.0, 1.0) if p[0] > 2e-4]
     cells = [Cell({"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=tune, pruned=[1e-4]),
@@ -220,7 +231,10 @@ def test_pruned_trials_all_at_the_low_end_are_flagged_and_listed(tmp_path):
                   pruned=[3e-3])]  # fmt: skip
     sweep = make_sweep(tmp_path, cells)
     data = load_sweep(sweep)
-    assert "lowest learning rates" in tuning.pruned_at_one_end(data, "norm_placement=pre")
+    assert tuning.pruned_at_one_end(data, "norm_placement=pre") == (
+        "its one pruned trial had the lowest learning rate (0.0001; the lowest that finished: "
+        "0.00056): the pruner, not the tuning, decided that end"
+    )
     assert tuning.pruned_at_one_end(data, "norm_placement=post") is None  # pruned mid-range
     out = build_report(sweep, tmp_path / "out")
     md = (out / "report.md").read_text()

@@ -187,8 +187,9 @@ def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
     few = [s for s in cells if est[s.cell].n < stats.MIN_RUNS]
     if separated and not few:
         ratio = (t.mean or 0) / (est[cells[-1].cell].mean or 1)
+        others = "; ".join(f"{_label(data, s)} {ci(est[s.cell])}" for s in rest)
         return Finding(f"Fastest: {_label(data, top)} at {ci(t)} tokens/s, {ratio:.2f}x the "
-                       f"slowest; its 95% interval lies above every other cell's ({listing}).",
+                       f"slowest; its 95% interval lies above every other cell's ({others}).",
                        "result", stats.SIGNIFICANT, "95% intervals of throughput separate")  # fmt: skip
     why = (f"too few repeated measurements ({', '.join(_label(data, s) for s in few)} "
            f"< {stats.MIN_RUNS} runs)") if few else "the 95% intervals overlap"  # fmt: skip

@@ -78,14 +78,17 @@ def pruned_at_one_end(data: SweepData, cell: str) -> str | None:
     done = [float(r[LR]) for r in rows if r["status"] == "completed"]
     if not cut or not done:
         return None
-    n = f"{len(cut)} pruned trial{'s' if len(cut) > 1 else ''}"
     if max(cut) < min(done):
-        return (f"all {n} had the lowest learning rates (≤ {max(cut):.2g}; the lowest that "
-                f"finished: {min(done):.2g}): the pruner, not the tuning, decided that end")  # fmt: skip
-    if min(cut) > max(done):
-        return (f"all {n} had the highest learning rates (≥ {min(cut):.2g}; the highest that "
-                f"finished: {max(done):.2g}): the pruner, not the tuning, decided that end")  # fmt: skip
-    return None
+        end, bound, edge = "lowest", f"≤ {max(cut):.2g}", min(done)
+    elif min(cut) > max(done):
+        end, bound, edge = "highest", f"≥ {min(cut):.2g}", max(done)
+    else:
+        return None
+    who = (f"its one pruned trial had the {end} learning rate ({bound.split()[1]}"
+           if len(cut) == 1 else f"all {len(cut)} pruned trials had the {end} learning rates "
+           f"({bound}")  # fmt: skip
+    return (f"{who}; the {end} that finished: {edge:.2g}): the pruner, not the tuning, decided "
+            "that end")  # fmt: skip
 
 
 def edge_lr(data: SweepData, cell: str, best: float | None) -> str | None:
