@@ -34,6 +34,8 @@ def real_sweep(tmp_path_factory):
     return root / "sweep"
 
 
+# Both tests that read the trained sweep run on one xdist worker, so it is trained once.
+@pytest.mark.xdist_group("real_sweep")
 def test_report_of_a_real_sweep_covers_every_trial_and_cell(real_sweep, tmp_path):
     out = build_report(real_sweep, tmp_path / "report")
     with open(out / "runs.csv", newline="") as f:
@@ -51,6 +53,7 @@ def test_report_of_a_real_sweep_covers_every_trial_and_cell(real_sweep, tmp_path
     assert "| pre | 3 |" in md and "| post | 3 |" in md
 
 
+@pytest.mark.xdist_group("real_sweep")
 def test_real_seed_runs_give_a_ci_and_a_verdict(real_sweep):
     data = load_sweep(real_sweep)
     summaries = cell_summaries(data)
