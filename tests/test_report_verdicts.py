@@ -278,18 +278,54 @@ def test_best_lr_column_shows_the_lr_the_seed_runs_used(tmp_path):
     assert "winner's curse" in md and "seed-rerun mean" in md
 
 
-def test_fastest_is_named_only_when_throughput_intervals_separate(tmp_path):
-    def cells(post_tps: float) -> list[Cell]:
-        return [Cell({"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=_tune(-2.5, 1.0),
-                     tokens_per_sec=1000.0, tps_noise=0.02),
-                Cell({"norm_placement": "post"}, seeds=[1.2, 1.21, 1.19], tune=_tune(-2.5, 1.2),
-                     tokens_per_sec=post_tps, tps_noise=0.02)]  # fmt: skip
+def _speed(tmp_path, post_tps: float, noise: float = 0.02):
+    cells = [Cell({"norm_placement": "pre"}, seeds=[1.0, 1.01, 0.99], tune=_tune(-2.5, 1.0),
+                  tokens_per_sec=1000.0, tps_noise=noise),
+             Cell({"norm_placement": "post"}, seeds=[1.2, 1.21, 1.19], tune=_tune(-2.5, 1.2),
+                  tokens_per_sec=post_tps, tps_noise=noise)]  # fmt: skip
+    _, _, _, found = _analyse(make_sweep(tmp_path, cells))
+    return next(f for f in found if "tokens/s" in f.text)
 
-    _, _, _, found = _analyse(make_sweep(tmp_path / "a", cells(2000.0)))
-    assert any(f.text.startswith("Fastest: post") for f in found)
-    _, _, _, found = _analyse(make_sweep(tmp_path / "b", cells(1005.0)))
+
+@pytest.mark.parametrize("post_tps", [2000.0, 1150.0])
+def test_fastest_is_named_when_significantly_more_than_ten_percent_faster(tmp_path, post_tps):
+    speed = _speed(tmp_path, post_tps)
+    assert speed.text.startswith("Fastest: post") and speed.status == stats.SIGNIFICANT
+    assert f"{post_tps / 1000:.2f}x the next" in speed.text
+    assert "by more than 10%" in speed.text
+
+
+def test_a_speed_difference_the_runs_confirm_but_under_ten_percent_names_no_fastest(tmp_path):
+    # The quickstart's case: pre/learned and post/learned 5% apart, each run's tokens/s
+    # within 0.5%, so the Welch test separates them; a second sweep did not.
+    speed = _speed(tmp_path, 1050.0, noise=0.005)
+    assert "Fastest" not in speed.text and speed.status == stats.NOT_SIGNIFICANT
+    assert "post and pre are equally fast within ±10% (ratio 1.050, TOST p = " in speed.text
+
+
+def test_equal_speeds_are_equally_fast(tmp_path):
+    speed = _speed(tmp_path, 1005.0)
+    assert "no cell is clearly fastest: post and pre are equally fast" in speed.text
+
+
+def test_speeds_that_overlap_beyond_the_margin_are_not_separated(tmp_path):
+    speed = _speed(tmp_path, 1100.0, noise=1.0)  # 10% apart; runs at 1.6-2.0x their base
+    assert "Fastest" not in speed.text and speed.status != stats.SIGNIFICANT
+
+
+def test_a_speed_gap_inside_the_run_noise_is_inconclusive_and_said_in_ratios(tmp_path):
+    speed = _speed(tmp_path, 1010.0, noise=1.0)  # 1% apart; runs at 1.6-2.0x their base
+    assert speed.status == stats.INCONCLUSIVE
+    assert "post against pre: the ratio 1.010 is within the run-to-run noise (sd " in speed.text
+    assert "% of tokens/s) and equal speed within ±10% is not shown" in speed.text
+
+
+def test_too_few_runs_give_no_speed_verdict(tmp_path):
+    cells = [Cell({"norm_placement": v}, seeds=[1.0 + i, 1.01 + i], tune=_tune(-2.5, 1.0 + i),
+                  tokens_per_sec=1000.0 * (1 + 3 * i)) for i, v in enumerate(("pre", "post"))]  # fmt: skip
+    _, _, _, found = _analyse(make_sweep(tmp_path, cells))
     speed = next(f for f in found if "tokens/s" in f.text)
-    assert "no cell is clearly fastest" in speed.text and speed.status == stats.INCONCLUSIVE
+    assert speed.status == stats.INCONCLUSIVE and "too few runs (2 vs 2" in speed.text
 
 
 def test_length_generalization_is_per_cell_against_chance(tmp_path):

@@ -275,6 +275,35 @@ def versus_best(
     return best, out
 
 
+TOKENS_PER_SEC = "throughput/tokens_per_sec"
+
+
+def versus_fastest(
+    summaries: list[CellSummary],
+) -> tuple[CellSummary, list[CellSummary], list[stats.Comparison]] | None:
+    """The cell with the highest mean tokens/s against every other cell, on log tokens/s.
+
+    The same rules as quality (:func:`versus_best`, one Holm family): a ratio within
+    :data:`stats.SPEED_MARGIN` that TOST shows is "equally fast", and the fastest is
+    only named when it is significant against every other cell. Returns (fastest, the
+    others ranked by speed, their comparisons), or None with fewer than two cells
+    that measured throughput. A cell needs no learning to have a speed.
+    """
+    runs = {s.cell: [v for r in s.rows if (v := r["metrics"].get(TOKENS_PER_SEC)) and v > 0]
+            for s in summaries}  # fmt: skip
+    cells = sorted((s for s in summaries if runs[s.cell]),
+                   key=lambda s: -float(np.mean(runs[s.cell])))  # fmt: skip
+    if len(cells) < 2:
+        return None
+    top, rest = cells[0], cells[1:]
+    logs = {s.cell: [float(x) for x in np.log(runs[s.cell])] for s in cells}
+    margin = math.log(stats.SPEED_MARGIN)
+    comps = stats.adjust([stats.compare("fastest cell", top.cell, logs[top.cell], s.cell,
+                                        logs[s.cell], seed=i, margin=margin)
+                          for i, s in enumerate(rest)])  # fmt: skip
+    return top, rest, comps
+
+
 def _no_side_reason(summaries: list[CellSummary], axis: str, va: str, vb: str) -> str:
     """Why one side of a comparison is empty: its cells did not learn, or never finished."""
     for v in (va, vb):

@@ -4,8 +4,10 @@ no claim), and the list of what is missing (runs still going, failed, diverged).
 
 Order: whether anything learned, init warnings, cells excluded, the lowest
 cell, the comparisons, tuning flags, speed, length generalization, missing.
-Nothing is called best, fastest or a winner unless it learned and a test (or
-non-overlapping intervals) separates it from the runner-up.
+Nothing is called best or a winner unless it learned and the tests of
+:mod:`bench.report.stats` separate it from every other cell, beyond the equivalence
+margin; nothing is called fastest unless the same tests on log tokens/s separate it
+from every other cell by more than :data:`stats.SPEED_MARGIN`.
 """
 
 from __future__ import annotations
@@ -173,28 +175,44 @@ def lowest_cell(
 
 
 def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
-    """Throughput per cell from repeated runs; 'fastest' only when its interval separates."""
-    cells = [s for s in summaries if s.metrics.get("tokens/s") and s.metrics["tokens/s"].mean]
-    if len(cells) < 2:
+    """Throughput per cell from repeated runs, judged like quality (:func:`analysis.versus_fastest`):
+    'Fastest' only when significant, on log tokens/s, against every other cell and more
+    than :data:`stats.SPEED_MARGIN` apart."""
+    judged = analysis.versus_fastest(summaries)
+    if judged is None:
         return None
-    cells.sort(key=lambda s: -(s.metrics["tokens/s"].mean or 0))
-    est = {s.cell: s.metrics["tokens/s"] for s in cells}
-    listing = "; ".join(f"{_label(data, s)} {ci(est[s.cell])}" for s in cells)
-    top, rest = cells[0], cells[1:]
-    t = est[top.cell]
-    separated = t.lo is not None and all(
-        (hi := est[s.cell].hi) is not None and t.lo > hi for s in rest)  # fmt: skip
-    few = [s for s in cells if est[s.cell].n < stats.MIN_RUNS]
-    if separated and not few:
-        ratio = (t.mean or 0) / (est[cells[-1].cell].mean or 1)
-        others = "; ".join(f"{_label(data, s)} {ci(est[s.cell])}" for s in rest)
-        return Finding(f"Fastest: {_label(data, top)} at {ci(t)} tokens/s, {ratio:.2f}x the "
-                       f"slowest; its 95% interval lies above every other cell's ({others}).",
-                       "result", stats.SIGNIFICANT, "95% intervals of throughput separate")  # fmt: skip
-    why = (f"too few repeated measurements ({', '.join(_label(data, s) for s in few)} "
-           f"< {stats.MIN_RUNS} runs)") if few else "the 95% intervals overlap"  # fmt: skip
+    top, rest, comps = judged
+    est = {s.cell: s.metrics["tokens/s"] for s in (top, *rest)}
+    listing = "; ".join(f"{_label(data, s)} {ci(est[s.cell])}" for s in (top, *rest))
+    family = f"Holm-corrected over {len(comps)} comparison{'s' * (len(comps) > 1)}"
+    margin = f"{(stats.SPEED_MARGIN - 1) * 100:.0f}%"
+    failed = next((c for c in comps if c.verdict != stats.SIGNIFICANT), None)
+    if failed is None:
+        ratio = math.exp(comps[0].diff or 0)
+        return Finding(f"Fastest: {_label(data, top)} at {ci(est[top.cell])} tokens/s, "
+                       f"{ratio:.2f}x the next ({listing}); faster than every other cell by more "
+                       f"than {margin} (Welch on log tokens/s, p = {g(comps[0].p_adj, 2)} against "
+                       f"the next, {family}).", "result", stats.SIGNIFICANT,
+                       f"significant against every other cell ({family})")  # fmt: skip
+    other = _label(data, next(s for s in rest if s.cell == failed.b))
+    ratio = math.exp(failed.diff or 0)
+    if failed.equivalent:
+        why = (f"{_label(data, top)} and {other} are equally fast within ±{margin} "
+               f"(ratio {ratio:.3f}, TOST p = {g(failed.p_tost_adj, 2)}, {family})")  # fmt: skip
+        status = stats.NOT_SIGNIFICANT
+    elif failed.verdict == stats.INCONCLUSIVE and failed.testable and failed.noise is not None:
+        why = (f"{_label(data, top)} against {other}: the ratio {ratio:.3f} is within the "
+               f"run-to-run noise (sd {100 * (math.exp(failed.noise) - 1):.1f}% of tokens/s) "
+               f"and equal speed within ±{margin} is not shown")  # fmt: skip
+        status = stats.INCONCLUSIVE
+    elif failed.verdict == stats.INCONCLUSIVE:
+        why, status = f"against {other}: {failed.reason}", stats.INCONCLUSIVE
+    else:
+        why = (f"{_label(data, top)} is not separated from {other} (ratio {ratio:.3f}, Welch "
+               f"p = {g(failed.p_adj, 2)}, {family})")  # fmt: skip
+        status = stats.NOT_SIGNIFICANT
     return Finding(f"Throughput (tokens/s, mean [95% CI] over runs): {listing}; no cell is "
-                   f"clearly fastest: {why}.", "caution", stats.INCONCLUSIVE, why)  # fmt: skip
+                   f"clearly fastest: {why}.", "caution", status, why)  # fmt: skip
 
 
 def lengths(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:

@@ -41,8 +41,11 @@ METHOD = (
     "even if the difference test also separates them; otherwise significant when the "
     f"Holm-adjusted Welch p < {stats.ALPHA}. The best cell is named only when it is "
     "significant, by the same rules, against every other cell that learned (one Holm "
-    "family). Bootstrap intervals (scipy.stats.bootstrap, BCa) from few seeds (n < 5) are "
-    "too narrow: read them as rough."
+    "family). The fastest cell is judged the same way on log tokens/s, with cells within "
+    f"±{(stats.SPEED_MARGIN - 1) * 100:.0f}% of each other equally fast (SPEED_MARGIN: "
+    "the machine's own load moves tokens/s by about that much between sweeps). Bootstrap "
+    "intervals (scipy.stats.bootstrap, BCa) from few seeds (n < 5) are too narrow: read "
+    "them as rough."
 )
 
 

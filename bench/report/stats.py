@@ -52,6 +52,11 @@ MIN_RUNS = 3  # runs per side needed for a significance verdict
 # fraction for an accuracy): differences smaller than this count as no
 # meaningful difference. 0.02 nats is 2% in perplexity.
 EQUIVALENCE_MARGIN = 0.02
+# Throughput: two cells within 10% of each other are equally fast. The same config,
+# code and machine moved 6-13% in tokens/s between two commands as the machine's load
+# changed (README, Throughput), and the same quickstart cell 8.6% between two quiet
+# sweeps; a smaller difference says more about the machine than about the architecture.
+SPEED_MARGIN = 1.10  # a ratio; tested as ±log(1.10) on log tokens/s
 
 SIGNIFICANT = "significant"
 NOT_SIGNIFICANT = "not significant"
