@@ -261,8 +261,7 @@ def versus_best(
     if not ranked:
         return None
     best, rest = ranked[0], ranked[1:]
-    comps = stats.adjust([stats.compare("best cell", best.cell, best.values, s.cell, s.values,
-                                        seed=i) for i, s in enumerate(rest)])  # fmt: skip
+    comps = _against_top("best cell", best, rest, {s.cell: s.values for s in ranked})
     out = []
     for s, c in zip(rest, comps, strict=True):
         if c.verdict == stats.SIGNIFICANT and tuning.edge_lr(data, s.cell, s.tune_best_lr):
@@ -273,6 +272,18 @@ def versus_best(
             )  # fmt: skip
         out.append(c)
     return best, out
+
+
+def _against_top(
+    axis: str,
+    top: CellSummary,
+    rest: list[CellSummary],
+    values: dict[str, list[float]],
+    margin: float = stats.EQUIVALENCE_MARGIN,
+) -> list[stats.Comparison]:
+    """``top`` against each cell of ``rest`` on ``values``, one Holm family, decided."""
+    return stats.adjust([stats.compare(axis, top.cell, values[top.cell], s.cell, values[s.cell],
+                                       seed=i, margin=margin) for i, s in enumerate(rest)])  # fmt: skip
 
 
 TOKENS_PER_SEC = "throughput/tokens_per_sec"
@@ -297,11 +308,7 @@ def versus_fastest(
         return None
     top, rest = cells[0], cells[1:]
     logs = {s.cell: [float(x) for x in np.log(runs[s.cell])] for s in cells}
-    margin = math.log(stats.SPEED_MARGIN)
-    comps = stats.adjust([stats.compare("fastest cell", top.cell, logs[top.cell], s.cell,
-                                        logs[s.cell], seed=i, margin=margin)
-                          for i, s in enumerate(rest)])  # fmt: skip
-    return top, rest, comps
+    return top, rest, _against_top("fastest cell", top, rest, logs, math.log(stats.SPEED_MARGIN))
 
 
 def _no_side_reason(summaries: list[CellSummary], axis: str, va: str, vb: str) -> str:

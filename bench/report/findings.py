@@ -131,6 +131,15 @@ def nothing_learned(data: SweepData, summaries: list[CellSummary], metric: str) 
     )  # fmt: skip
 
 
+def _family(comps: list[stats.Comparison]) -> str:
+    return f"Holm-corrected over {len(comps)} comparison{'s' * (len(comps) > 1)}"
+
+
+def _first_failure(comps: list[stats.Comparison]) -> stats.Comparison | None:
+    """The first comparison (nearest rival first) that does not separate the top cell."""
+    return next((c for c in comps if c.verdict != stats.SIGNIFICANT), None)
+
+
 def lowest_cell(
     data: SweepData, summaries: list[CellSummary], metric: str, minimize: bool
 ) -> Finding | None:
@@ -150,8 +159,8 @@ def lowest_cell(
     best_word = "Lowest" if minimize else "Highest"
     text = (f"{best_word} {metric}: {_label(data, b)} with {ci(b.quality)} (mean [95% CI] over "
             f"{runs}); runner-up {_label(data, r)} {ci(r.quality)}")  # fmt: skip
-    family = f"Holm-corrected over {len(comps)} comparison{'s' * (len(comps) > 1)}"
-    failed = next((c for c in comps if c.verdict != stats.SIGNIFICANT), None)
+    family = _family(comps)
+    failed = _first_failure(comps)
     if failed is None:
         c = comps[0]
         text = text.replace(
@@ -184,9 +193,9 @@ def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
     top, rest, comps = judged
     est = {s.cell: s.metrics["tokens/s"] for s in (top, *rest)}
     listing = "; ".join(f"{_label(data, s)} {ci(est[s.cell])}" for s in (top, *rest))
-    family = f"Holm-corrected over {len(comps)} comparison{'s' * (len(comps) > 1)}"
+    family = _family(comps)
     margin = f"{(stats.SPEED_MARGIN - 1) * 100:.0f}%"
-    failed = next((c for c in comps if c.verdict != stats.SIGNIFICANT), None)
+    failed = _first_failure(comps)
     if failed is None:
         ratio = math.exp(comps[0].diff or 0)
         return Finding(f"Fastest: {_label(data, top)} at {ci(est[top.cell])} tokens/s, "
