@@ -98,8 +98,9 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
         ax.axvline(bounds[0], color="0.5", lw=1, ls="--", label="search bounds", zorder=1)
     chance = sweep_chance(summaries)
     chance_line(ax, chance)
-    xs = [lr for v in done.values() for lr, _, _ in v] + [lr for v in lost.values() for lr, _ in v]
-    log_axis(ax, "x", min(xs + list(bounds or [])), max(xs + list(bounds or [])))
+    lrs = [lr for v in done.values() for lr, _, _ in v] + [lr for v in lost.values() for lr, _ in v]
+    lrs += list(bounds or [])
+    log_axis(ax, "x", min(lrs), max(lrs))
     log_if_decades(ax, list(qs) + ([chance] if chance else []))
     ax.set_xlabel("learning rate")
     ax.set_ylabel(words(metric))
