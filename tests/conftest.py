@@ -43,6 +43,9 @@ TINY = {
     "tracking.mode": "disabled",
     "diagnostics.peak_flops": 1e11,  # MFU against a fixed peak: no per-test measurement
     "train.precision": "32-true",  # not auto: no per-test bf16 measurement, no timing-dependent dtype
+    # the same data files, no PNGs: drawing them is most of a tiny run's time; tests of
+    # a figure turn it back on
+    "diagnostics.figures": False,
 }
 
 
@@ -56,6 +59,15 @@ def tiny(tmp_path):
         return build_run_config(overrides=o)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_run():
+    """A finished tiny run directory made by the real ``bench train``, shared by the whole
+    session (``test_security.shared_trained_run``): read it, or change a copy of it."""
+    from test_security import shared_trained_run
+
+    return shared_trained_run()
 
 
 @pytest.fixture(scope="module")

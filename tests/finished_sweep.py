@@ -1,4 +1,4 @@
-"""One small finished sweep per test process, made by the real ``bench sweep`` (piped).
+"""One small finished sweep per test session, made by the real ``bench sweep`` (piped).
 
 ``bench ls``, ``compare``, ``export`` and the sweep-progress tests read it; none
 of them changes it. Two cells (pre / post), 2 tuning trials and 1 seed each, 10
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 
+from tests.shared import made_once
 from tests.sweep_helpers import env_for_tests, tiny_spec, write_spec
 
 SPEC = tiny_spec(name="daily")
@@ -22,10 +22,19 @@ SPEC["base"]["diagnostics"].update(gradients=True, gradients_every=5)  # a diagn
 
 @cache
 def finished_sweep() -> tuple[Path, subprocess.CompletedProcess]:
-    """(sweep directory, the piped ``bench sweep`` process that made it)."""
-    root = Path(tempfile.mkdtemp(prefix="bench-daily-"))
+    """(sweep directory, the piped ``bench sweep`` process that made it), made once a session."""
+    root, (args, code, stdout, stderr) = made_once("daily", _make)
+    proc = subprocess.CompletedProcess(args, code, stdout, stderr)
+    assert proc.returncode == 0, proc.stderr
+    return _out(root), proc
+
+
+def _out(root: Path) -> Path:
+    return root / "runs" / "sweeps" / "daily"
+
+
+def _make(root: Path) -> list:
     spec = write_spec(root / "daily.yaml", SPEC)
-    out = root / "runs" / "sweeps" / "daily"
     proc = subprocess.run(
         [
             sys.executable,
@@ -36,7 +45,7 @@ def finished_sweep() -> tuple[Path, subprocess.CompletedProcess]:
             "--workers",
             "1",
             "--out",
-            str(out),
+            str(_out(root)),
         ],
         cwd=root,
         env=env_for_tests(),
@@ -44,5 +53,4 @@ def finished_sweep() -> tuple[Path, subprocess.CompletedProcess]:
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
-    return out, proc
+    return [proc.args, proc.returncode, proc.stdout, proc.stderr]

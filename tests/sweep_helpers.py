@@ -45,6 +45,7 @@ TINY: dict[str, Any] = {
             "noise_scale": False,
             "attention_entropy": False,
             "throughput": False,
+            "figures": False,  # drawing is most of a tiny trial's time; the data stay
         },
     },
     "compare": {"model.norm_placement": ["pre", "post"]},

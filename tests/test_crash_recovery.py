@@ -28,7 +28,7 @@ from sweep_helpers import (
     worker_cmd,
     write_spec,
 )
-from test_security import RUN_ARGS, assert_one_line_error, bench
+from test_security import RUN_ARGS, assert_one_line_error, bench, unfinished_copy
 
 from bench.sweeps.storage import open_storage
 
@@ -169,11 +169,8 @@ def test_a_trial_failed_by_heartbeat_says_failed_and_why(tmp_path):
         assert "no heartbeat" in dead.user_attrs["reason"]
 
 
-def test_a_truncated_checkpoint_is_one_line_on_resume_and_landscape(tmp_path):
-    run = tmp_path / "run"
-    r = bench("train", *RUN_ARGS, f"tracking.run_dir={run}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    (run / "summary.json").unlink()  # as a crash leaves it
+def test_a_truncated_checkpoint_is_one_line_on_resume_and_landscape(trained_run, tmp_path):
+    run = unfinished_copy(trained_run, tmp_path / "run")  # as a crash leaves it
     ckpt = run / "checkpoints" / "last.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     for args in (["train", "--resume", str(run)], ["landscape", str(run)]):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared import made_once
 from sweep_helpers import PG_HOST, PG_PORT, PG_USER, env_for_tests, require_postgres, write_spec
 
 BENCH = [sys.executable, "-m", "bench"]
@@ -36,6 +37,7 @@ RUN_ARGS = [
     "train.progress_bar=false",
     "tracking.mode=disabled",
     "diagnostics.peak_flops=1e11",
+    "diagnostics.figures=false",  # the data files only: drawing is most of a tiny run's time
 ]
 
 
@@ -57,13 +59,18 @@ def assert_one_line_error(r: subprocess.CompletedProcess, code: int = 2) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    """One finished tiny run (default diagnostics on), made by the real ``bench train``."""
-    out = tmp_path_factory.mktemp("trained")
-    r = bench("train", *RUN_ARGS, f"tracking.run_dir={out / 'run'}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out / "run"
+def shared_trained_run() -> Path:
+    """One finished tiny run (default diagnostics on), made once a session by the real
+    ``bench train`` (the ``trained_run`` fixture); tests that change it work on a copy
+    (:func:`unfinished_copy`)."""
+    folder, (code, stderr) = made_once("trained_run", _train)
+    assert code == 0, stderr[-3000:]
+    return folder / "run"
+
+
+def _train(folder: Path) -> tuple[int, str]:
+    r = bench("train", *RUN_ARGS, f"tracking.run_dir={folder / 'run'}")
+    return r.returncode, r.stderr
 
 
 def unfinished_copy(run: Path, dest: Path) -> Path:

@@ -43,12 +43,12 @@ def test_text_lm_falls_well_below_the_unigram_baseline(tiny):
             "task.name": "text",
             "task.seq_len": 64,
             "task.max_bytes": 300_000,
-            "task.n_train": 4096,
+            "task.n_train": 2048,
             "task.eval_scales": [1],
             "model.d_model": 64,
             "model.n_heads": 4,
-            "train.max_steps": 300,
-            "train.val_every": 150,
+            "train.max_steps": 150,  # reaches 0.81 of the baseline (300 steps: 0.78)
+            "train.val_every": 75,
         }
     )
     dm = build_datamodule(cfg.task, cfg.model.arch)

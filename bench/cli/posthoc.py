@@ -24,6 +24,12 @@ def _landscape_args(p: argparse.ArgumentParser) -> None:
     "landscape", "loss landscape of a run: interpolation, random and PCA planes", _landscape_args
 )
 def cmd_landscape(args: argparse.Namespace) -> int:
+    from bench.config.diagnostics import check_landscape_options
+    from bench.records import last_checkpoint
+
+    # plain checks first: a wrong directory or option costs no torch start-up
+    check_landscape_options(args.resolution, args.batches)
+    last_checkpoint(Path(args.run_dir))
     quiet_lightning()
     from bench.diagnostics.posthoc import landscape_of_run, planes_line
 

@@ -60,6 +60,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     add_worker_arguments,
 )
 def cmd_worker(args: argparse.Namespace) -> int:
+    from bench.sweeps.layout import resolve_spec
+
+    resolve_spec(args.spec)  # a wrong spec path or spec costs no torch start-up
     quiet_lightning()
     from bench.sweeps.worker import run_from_args
 

@@ -52,19 +52,21 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 @command("train", "train one configuration and write a run directory", _train_args)
 def cmd_train(args: argparse.Namespace) -> int:
-    from bench.cli.run_table import print_run_summary
-    from bench.training.preemption import PREEMPTION, Preempted
-    from bench.training.run import RunInterrupted, train_run
     from bench.training.slurm_job import batch_job
 
-    quiet_lightning()
     cmdline = redact.command(["bench", *sys.argv[1:]])
     job = batch_job()
+    # the config is checked before torch and Lightning load: a typo costs no start-up time
     todo = _what_to_train(args, job)
     if isinstance(todo, Path):
         print(f"Slurm job {job} was requeued: {todo} had already finished", file=sys.stderr)
         return 0
     cfg, resume = todo
+    quiet_lightning()
+    from bench.cli.run_table import print_run_summary
+    from bench.training.preemption import PREEMPTION, Preempted
+    from bench.training.run import RunInterrupted, train_run
+
     if job is not None:
         PREEMPTION.install()  # Slurm's signals: checkpoint at the next step, stop, requeue
     try:
@@ -85,7 +87,6 @@ def _what_to_train(
     """(config, run directory to resume or None): ``--resume``, a requeued Slurm job's own
     run, or a new run; the run directory alone when the requeued job's run had finished."""
     from bench.config import build_run_config
-    from bench.training.rundir import new_run_dir
     from bench.training.slurm_job import can_resume, job_run_dir, ranks_stamp, remember
 
     if args.resume:
@@ -106,6 +107,8 @@ def _what_to_train(
         print(f"Slurm job {job} was requeued: resuming {earlier}", file=sys.stderr)
         return build_run_config(earlier / "config.yaml"), earlier
     if not cfg.tracking.run_dir:
+        from bench.training.rundir import new_run_dir
+
         stamp = ranks_stamp(job, cfg.train.devices, cfg.train.nodes)
         cfg.tracking.run_dir = str(new_run_dir(cfg, stamp=stamp))
     remember(cfg.tracking.out_dir, job, args.args, Path(cfg.tracking.run_dir))
@@ -179,7 +182,7 @@ def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, RunC
     _throughput_args,
 )
 def cmd_throughput(args: argparse.Namespace) -> int:
-    from bench.diagnostics.throughput_command import MIN_ROUNDS, format_table, run_throughput
+    from bench.diagnostics.median_interval import MIN_ROUNDS
 
     if args.steps < 1:
         raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
@@ -189,9 +192,10 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         csv = Path(args.csv)
         if csv.is_dir() or not csv.parent.is_dir():
             raise ConfigError(f"--csv {csv}: allowed: a file path in an existing directory")
-    configs = throughput_configs(args.args, args.vary)
+    configs = throughput_configs(args.args, args.vary)  # checked before torch loads
     import torch
 
+    from bench.diagnostics.throughput_command import format_table, run_throughput
     from bench.training.precision import choose_precision
     from bench.training.resources import check_fits
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from bench.config.base import Strict
+from bench.config.errors import ConfigError
 
 
 class DiagnosticsConfig(Strict):
@@ -38,3 +39,11 @@ class DiagnosticsConfig(Strict):
     # each diagnostic's PNG figures at the end of the run (bench/diagnostics/run_figures.py);
     # false: the same data files only, figures drawn later by `bench figures RUN_DIR`
     figures: bool = True
+
+
+def check_landscape_options(resolution: int | None, n_batches: int | None) -> None:
+    """``bench landscape``'s overrides, within the bounds of the fields above (ConfigError)."""
+    if resolution is not None and resolution < 3:
+        raise ConfigError(f"--resolution={resolution}: allowed: an integer >= 3")
+    if n_batches is not None and n_batches < 1:
+        raise ConfigError(f"--batches={n_batches}: allowed: an integer >= 1")

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from bench import records
-from bench.config import ConfigError, build_run_config
+from bench.config import build_run_config
 from bench.tasks.base import BenchDataModule
 from bench.training.checkpoint import load_checkpoint
 from bench.training.module import BenchModule
@@ -18,14 +18,8 @@ from bench.training.prepare import prepare
 
 def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:
     """(module with the last checkpoint's weights, its datamodule, the checkpoint)."""
-    if not (run_dir / records.CONFIG).is_file():
-        raise ConfigError(f"{run_dir}: not a run directory (no {records.CONFIG})")
-    ckpt_path = run_dir / records.LAST_CKPT
-    if not ckpt_path.is_file():
-        raise ConfigError(
-            f"{run_dir}: no checkpoint at {records.LAST_CKPT}; a landscape needs a run that saved one"
-        )
-    ckpt = load_checkpoint(ckpt_path)  # first: a bad file is refused before any work
+    # first: a missing or bad file is refused before any work
+    ckpt = load_checkpoint(records.last_checkpoint(run_dir))
     prep = prepare(build_run_config(run_dir / records.CONFIG))
     dm = prep.datamodule
     assert isinstance(dm, BenchDataModule)
@@ -50,13 +44,11 @@ def landscape_of_run(
 
     Writes into ``RUN_DIR/diagnostics`` and returns the summary numbers and that folder.
     """
+    from bench.config.diagnostics import check_landscape_options
     from bench.diagnostics import landscape_of
     from bench.diagnostics.landscape import load_trajectory
 
-    if resolution is not None and resolution < 3:
-        raise ConfigError(f"--resolution={resolution}: allowed: an integer >= 3")
-    if n_batches is not None and n_batches < 1:
-        raise ConfigError(f"--batches={n_batches}: allowed: an integer >= 1")
+    check_landscape_options(resolution, n_batches)
     module, dm, _ = load_run(run_dir)
     traj_path = run_dir / records.DIAGNOSTICS / "trajectory.npz"
     if traj_path.is_file():

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from bench.diagnostics.batches import batch_tokens, model_forward
 from bench.diagnostics.flops import flops_per_batch, matmul_params
-from bench.diagnostics.median_interval import MedianInterval, median_interval
+from bench.diagnostics.median_interval import MIN_ROUNDS, MedianInterval, median_interval
 from bench.diagnostics.peak import compute_dtype, matmul_dtype, peak_flops
 from bench.diagnostics.peak_memory import peak_memory_mb, reset_peak_memory
 
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
 
-MIN_ROUNDS = 5  # fewer: the median's interval is [min, max] at < 94% coverage
 DEFAULT_ROUNDS = 9  # the interval [2nd smallest, 2nd largest] covers the median with 96%
 _AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
