@@ -17,15 +17,38 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bench-test-cache-")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Collect the Slurm cluster's tests first.
+    """Group the tests of a module fixture on one worker, and collect Slurm's first.
 
-    They share one cluster, so ``--dist loadgroup`` runs them one after another
-    on a single xdist worker (``xdist_group("slurm")``, minutes of wall time).
+    A module-scoped fixture a test module defines (a trained run, a finished sweep)
+    would be made once per xdist worker that runs one of its tests; in one
+    ``xdist_group`` (``--dist loadgroup``) it is made once. A test that names its
+    group itself keeps it.
+
+    The Slurm tests share one cluster, so ``--dist loadgroup`` runs them one after
+    another on a single xdist worker (``xdist_group("slurm")``, minutes of wall time).
     Collected last, they are the whole run's tail while the other worker idles;
     collected first, the other worker runs everything else meanwhile.
     """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            for group in _module_fixtures(item):
+                item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable
+
+
+def _module_fixtures(item: pytest.Item) -> list[str]:
+    """``module::fixture`` of each module-scoped fixture the item's own module defines."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    module = item.nodeid.split("::")[0]
+    return [
+        f"{module}::{name}"
+        for name, defs in info.name2fixturedefs.items()
+        if defs and defs[-1].scope == "module" and defs[-1].baseid == module
+    ]
 
 
 TINY = {

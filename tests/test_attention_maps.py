@@ -24,6 +24,7 @@ def run(tmp_path_factory):
             "train.max_steps": 6,
             "tracking.mode": "offline",
             "tracking.out_dir": str(out),
+            "diagnostics.figures": True,  # the maps' figures go to W&B
             "diagnostics.gradients": False,
             "diagnostics.attention_maps_examples": 3,
         }

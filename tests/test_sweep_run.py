@@ -57,10 +57,6 @@ def assert_sweep_finished(sweep_dir: Path, cells: int, budget: int, seeds: int) 
         assert t["complete"] == cells * seeds and t.active == 0, t.counts
 
 
-# The tests that read ``finished`` run on one xdist worker, so it is made once a session.
-ON_FINISHED = pytest.mark.xdist_group("finished")
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A compare sweep run to the end by one worker process."""
@@ -74,13 +70,11 @@ def finished(tmp_path_factory):
     return spec, out
 
 
-@ON_FINISHED
 def test_a_worker_spends_each_cells_budget_then_runs_the_seeds(finished):
     _, out = finished
     assert_sweep_finished(out, cells=2, budget=2, seeds=1)
 
 
-@ON_FINISHED
 def test_every_trial_records_cell_phase_seed_status_and_its_run_directory(finished):
     _, out = finished
     for trials in trials_of(out).values():
@@ -101,7 +95,6 @@ def test_every_trial_records_cell_phase_seed_status_and_its_run_directory(finish
                 assert cfg["train"]["seed"] == a["seed"] == 1
 
 
-@ON_FINISHED
 def test_seed_runs_reuse_the_best_tuned_configuration_of_their_cell(finished):
     _, out = finished
     studies = trials_of(out)
@@ -111,7 +104,6 @@ def test_seed_runs_reuse_the_best_tuned_configuration_of_their_cell(finished):
         assert json.loads(t.user_attrs["overrides"])["train.lr"] == best.params["train.lr"]
 
 
-@ON_FINISHED
 def test_rerunning_a_finished_sweep_runs_no_trial_again(finished):
     spec, out = finished
     before = {k: [t.number for t in v] for k, v in trials_of(out).items()}
@@ -121,7 +113,6 @@ def test_rerunning_a_finished_sweep_runs_no_trial_again(finished):
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
 
 
-@ON_FINISHED
 def test_status_prints_a_row_per_cell_from_the_directory_or_the_journal(finished, capsys):
     from bench.sweeps.status import print_status
 
@@ -301,7 +292,6 @@ def test_a_trial_spanning_two_cpu_processes_runs_with_ddp(tmp_path):
         assert summary["world_size"] == 2  # both DDP ranks trained
 
 
-@ON_FINISHED
 def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
     import socket
     import urllib.request

@@ -20,6 +20,7 @@ def test_a_run_logs_its_diagnostic_figures_and_axis_summary_keys(tiny):
             "tracking.meta": {"cell": "norm_placement=post", "phase": "seed", "seed": 2},
             "model.norm_placement": "post",
             "diagnostics.gradients_every": 5,
+            "diagnostics.figures": True,
         }
     )
     result = train_run(cfg)

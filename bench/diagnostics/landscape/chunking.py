@@ -12,8 +12,8 @@ a point than the best so far: larger chunks only outgrow the caches more); it ke
 included (so a chunk is never chosen that is slower than the loop), evaluates
 the rest with it and remembers it under the key it was given (model size,
 device, threads, batch shapes) for the next plane of the same model in this
-process. No point is evaluated twice, and the values do not depend on the
-choice.
+process. No point is evaluated twice, and the values depend on the choice only
+by rounding (a chunk batches the matmuls, which sums in another order).
 """
 
 from __future__ import annotations
