@@ -426,8 +426,9 @@ def load_claim(name_or_path: str | Path) -> ClaimSpec:
 def sweep_data(claim: ClaimSpec, budget: str, seed_offset: int = 0) -> dict[str, Any]:
     """The claim's compare spec for ``budget`` as a plain mapping (what ``bench sweep`` reads).
 
-    ``seed_offset`` k: the sampler seed + k and every training seed + 1000 k, so a
-    rerun measures fresh seeds while the data stay the same.
+    Replicates vary the data (``seed_data``): each seed run draws its task data from
+    its own seed. ``seed_offset`` k: the sampler seed + k, and every training and data
+    seed + 1000 k, so a rerun measures fresh seeds on fresh data.
     """
     if claim.sweep is None:
         raise ValueError(f"claim {claim.id} judges the runs of {claim.sweep_of}")
@@ -437,10 +438,13 @@ def sweep_data(claim: ClaimSpec, budget: str, seed_offset: int = 0) -> dict[str,
     for key, value in (claim.budgets.get(budget) or {}).items():  # type: ignore[call-overload]
         set_path(data, key, value)
     data.setdefault("description", f"{claim.title}: {claim.statement}")
+    data.setdefault("seed_data", True)
     if seed_offset:
         data["seed"] = int(data.get("seed", 0)) + seed_offset
-        train = data.setdefault("base", {}).setdefault("train", {})
-        train["seed"] = int(train.get("seed", 0)) + 1000 * seed_offset
+        base = data.setdefault("base", {})
+        for section in ("train", "task"):
+            part = base.setdefault(section, {})
+            part["seed"] = int(part.get("seed", 0)) + SEED_STRIDE * seed_offset
     return data
 
 
