@@ -54,7 +54,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from bench.config import ConfigError, load_yaml
 from bench.validation import describe
@@ -315,6 +315,7 @@ class ClaimSpec(_Strict):
     requires: list[Requirement] = Field(min_length=1)
     no_control: str | None = None  # why no test can be a control
     figures: list[FigureSpec] = Field(default_factory=list)
+    _path: Path | None = PrivateAttr(None)  # the file it was loaded from (pre-registration)
 
     @model_validator(mode="after")
     def _refs(self) -> ClaimSpec:
@@ -370,6 +371,11 @@ class ClaimSpec(_Strict):
         return self.sweep_of or self.id
 
     @property
+    def path(self) -> Path | None:
+        """The claim file this spec was loaded from (None when built in code)."""
+        return self._path
+
+    @property
     def seen_offsets(self) -> dict[int, list[int]]:
         """Earlier version -> the seed offsets its decision saw."""
         return {v.version: sorted(v.offsets) for v in self.versions}
@@ -420,6 +426,7 @@ def load_claim(name_or_path: str | Path) -> ClaimSpec:
         raise ConfigError(describe(e, ClaimSpec, str(path))) from None
     if claim.id != path.stem:
         raise ConfigError(f"{path}: id {claim.id!r} differs from the file name {path.stem!r}")
+    claim._path = path.resolve()
     return claim
 
 
