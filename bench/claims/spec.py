@@ -259,12 +259,15 @@ def duplicate_of(tests: list[RuleTest]) -> tuple[int, int] | None:
 
 
 class Requirement(_Strict):
-    """Every selected cell's mean ``metric`` at least (or at most) ``value``."""
+    """Every selected cell's mean ``metric`` at least (or at most) ``value``; with
+    ``some``, at least one selected cell's (e.g. "some encoding is above chance at 2L,
+    else no comparison there can inform")."""
 
     metric: str
     cells: Selector | Literal["all"] = "all"
     at_least: float | None = None
     at_most: float | None = None
+    some: bool = False
     says: str = ""
 
     @model_validator(mode="after")
