@@ -32,7 +32,8 @@ A claim file (``sweeps/claims/<id>.yaml``) holds:
     in the metric's units, and ``why`` it has that size;
 ``requires``
     at least one precondition without which the claim cannot be judged
-    ("inconclusive"), e.g. every cell fits its training length;
+    ("inconclusive"), e.g. every cell fits its training length, or (``some: true``)
+    some cell is above chance where the tests compare;
 ``no_control``
     when no test has ``role: control``: why no control is possible;
 ``version``, ``versions``
