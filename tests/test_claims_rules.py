@@ -250,3 +250,11 @@ def test_intervals_are_finite_numbers():
     r = rules.run_test(make("better", sesoi=0.1), samples({"x": [0.1, 0.2], "y": [0.5, 0.7]}),
                        LOWER, 1)  # fmt: skip
     assert math.isfinite(r.low) and math.isfinite(r.high) and r.low < r.effect < r.high
+
+
+def test_a_requirement_on_some_cell_needs_only_one_cell_to_meet_it():
+    # nope-length: "some encoding is above chance at 2L" (else nothing there can inform)
+    r = Requirement(metric="m", cells="all", at_least=0.25, some=True)
+    assert rules.check_requirement(r, samples({"x": [0.3, 0.32], "y": [0.1, 0.12]})) is None
+    why = rules.check_requirement(r, samples({"x": [0.14, 0.15], "y": [0.1, 0.12]})) or ""
+    assert "in some cell" in why and "x 0.145" in why and "y 0.11" in why

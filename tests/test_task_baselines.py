@@ -142,7 +142,10 @@ def test_text_chance_is_the_unigram_model_measured_on_the_validation_windows():
     assert baseline["val/loss"] == pytest.approx(dm.unigram_entropy)
     for tier, length in enumerate(dm.eval_lengths):
         labels = torch.cat([b["labels"] for b in tier_batches(dm, tier)]).numpy() - N_SPECIAL
-        window_loss = -logp[labels].mean(axis=1)  # windows start at random: independent samples
+        # every length cuts the same spans (start at random: independent samples) into
+        # back-to-back windows, so one sample is one span's bytes
+        labels = labels.reshape(cfg.n_val, -1)
+        window_loss = -logp[labels].mean(axis=1)
         window_acc = (labels == top).mean(axis=1)
         assert within_noise(window_loss, baseline[f"val/loss@{length}"])
         assert within_noise(window_acc, baseline[f"val/acc@{length}"])

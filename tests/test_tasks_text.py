@@ -12,7 +12,9 @@ import torch
 
 from bench.config import ConfigError, TaskConfig
 from bench.tasks import N_SPECIAL, build_datamodule
-from bench.tasks.text import VAL_EVERY, stdlib_files, unigram_cross_entropy
+from bench.tasks.base import val_sets
+from bench.tasks.text import VAL_EVERY, span_length, stdlib_files, unigram_cross_entropy
+from bench.tasks.vocab import IGNORE
 
 
 def text_cfg(**kw: object) -> TaskConfig:
@@ -65,11 +67,71 @@ def test_windows_are_next_byte_pairs_at_each_eval_length():
     loaders = dm.val_dataloader()
     for n, loader in zip(dm.eval_lengths, loaders, strict=True):
         batches = list(loader)
-        assert sum(b["input_ids"].shape[0] for b in batches) == 16
+        # 16 spans of 128 bytes, each cut into 128 / n windows
+        assert sum(b["input_ids"].shape[0] for b in batches) == 16 * 128 // n
         for b in batches:
             assert b["input_ids"].shape[1] == n
             assert torch.equal(b["input_ids"][:, 1:], b["labels"][:, :-1])  # already shifted
             assert int(b["labels"].min()) >= N_SPECIAL and int(b["labels"].max()) < dm.vocab_size
+
+
+def scored_bytes(dataset) -> list[list[int]]:
+    """The labels each window scores (IGNORE left out), window by window."""
+    return [[b for b in ex["labels"].tolist() if b != IGNORE] for ex in dataset]
+
+
+def per_span(dataset, n_spans: int) -> list[list[int]]:
+    """Scored labels joined span by span (the windows of a set are span-major)."""
+    windows = scored_bytes(dataset)
+    per = len(windows) // n_spans
+    return [[b for w in windows[i * per : (i + 1) * per] for b in w] for i in range(n_spans)]
+
+
+def test_every_eval_length_scores_the_same_bytes():
+    # Press et al. 2022 compare lengths on the same text: a loss difference between
+    # 1x and 4x must be the model's, not a different sample of text.
+    dm = build_datamodule(text_cfg(max_bytes=200_000, eval_scales=[1, 2, 4]), "decoder")
+    dm.setup()
+    assert span_length(dm.eval_lengths) == 128
+    sets = [per_span(ds, 16) for ds in dm.val_datasets]
+    assert all(len(span) == 128 for span in sets[0])  # every byte of a span is scored once
+    assert sets[0] == sets[1] == sets[2]
+    assert len({tuple(span) for span in sets[0]}) > 1  # spans differ from each other
+
+
+def test_span_is_the_least_common_multiple_of_the_eval_lengths():
+    assert span_length([32, 64, 128]) == 128
+    assert span_length([16, 32, 48]) == 96  # scales [1, 2, 3]: 3L is not a multiple of 2L
+    dm = build_datamodule(text_cfg(max_bytes=100_000, eval_scales=[1, 2, 3], seq_len=16), "decoder")
+    dm.setup()
+    sets = [per_span(ds, 16) for ds in dm.val_datasets]
+    assert sets[0] == sets[1] == sets[2] and len(sets[0][0]) == 96
+
+
+def test_sliding_window_sets_score_the_last_seq_len_bytes_of_each_span_with_more_context():
+    dm = build_datamodule(text_cfg(max_bytes=200_000, sliding_eval=True), "decoder")
+    dm.setup()
+    assert val_sets(dm.cfg, dm.eval_lengths) == [
+        ("", 32), ("", 64), ("", 128), ("_sw", 32), ("_sw", 64), ("_sw", 128)
+    ]  # fmt: skip
+    nonoverlapping, sliding = dm.val_datasets[:3], dm.val_datasets[3:]
+    last_bytes = [span[-32:] for span in per_span(nonoverlapping[0], 16)]
+    for n, ds in zip(dm.eval_lengths, sliding, strict=True):
+        assert len(ds) == 16  # one window a span
+        assert scored_bytes(ds) == last_bytes  # the same bytes at every length
+        for ex in ds:
+            assert ex["input_ids"].shape == (n,)
+            scored = ex["labels"] != IGNORE
+            assert not scored[: n - 32].any() and scored[n - 32 :].all()  # >= n - 32 context
+
+
+def test_sliding_eval_is_off_by_default_and_only_for_text():
+    dm = build_datamodule(text_cfg(max_bytes=100_000), "decoder")
+    dm.setup()
+    assert len(dm.val_datasets) == 3
+    with pytest.raises(ConfigError, match=r"task\.sliding_eval") as err:
+        build_datamodule(TaskConfig(name="copy", sliding_eval=True), "decoder")
+    assert "\n" not in str(err.value)
 
 
 def test_windows_come_from_their_own_split():
@@ -163,3 +225,25 @@ def test_an_uncached_hugging_face_dataset_is_a_config_error(monkeypatch: pytest.
     dm = build_datamodule(text_cfg(hf_dataset="surely/not-cached-anywhere"), "decoder")
     with pytest.raises(ConfigError, match=r"task\.hf_dataset='surely/not-cached-anywhere'"):
         dm.setup()
+
+
+def test_a_run_logs_the_sliding_window_losses_next_to_the_non_overlapping_ones(tiny):
+    from bench.training.run import train_run
+
+    cfg = tiny(
+        **{
+            "task.name": "text",
+            "task.max_bytes": 100_000,
+            "task.n_val": 8,
+            "task.eval_scales": [1, 2],
+            "task.sliding_eval": True,
+            "model.pos_encoding": "alibi",
+            "train.max_steps": 2,
+            "train.val_every": 2,
+        }
+    )
+    metrics = train_run(cfg).metrics
+    for key in ("val/loss@8", "val/loss@16", "val/loss_sw@8", "val/loss_sw@16", "val/acc_sw@16"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["val/loss"] == metrics["val/loss@8"]
+    assert metrics["val/loss_sw@8"] != metrics["val/loss_sw@16"]  # other context, other loss

@@ -267,10 +267,11 @@ def check_requirement(r: Requirement, samples: Samples) -> str | None:
         m = _mean(ss)
         if (r.at_least is not None and m < r.at_least) or (r.at_most is not None and m > r.at_most):
             bad.append(f"{cell} {m:.3g}")
-    if not bad:
+    if not bad or (r.some and len(bad) < len(by_cell)):
         return None
     bound = f">= {r.at_least}" if r.at_least is not None else f"<= {r.at_most}"
-    return f"{r.says or r.metric} (needs {bound}) not met: {'; '.join(bad)}"
+    who = "in some cell" if r.some else ""
+    return f"{r.says or r.metric} (needs {bound}{who and ' ' + who}) not met: {'; '.join(bad)}"
 
 
 def judge(claim: ClaimSpec, samples: dict[str, Samples]) -> Verdict:

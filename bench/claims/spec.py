@@ -32,7 +32,8 @@ A claim file (``sweeps/claims/<id>.yaml``) holds:
     in the metric's units, and ``why`` it has that size;
 ``requires``
     at least one precondition without which the claim cannot be judged
-    ("inconclusive"), e.g. every cell fits its training length;
+    ("inconclusive"), e.g. every cell fits its training length, or (``some: true``)
+    some cell is above chance where the tests compare;
 ``no_control``
     when no test has ``role: control``: why no control is possible;
 ``version``, ``versions``
@@ -277,12 +278,15 @@ def duplicate_of(tests: list[RuleTest]) -> tuple[int, int] | None:
 
 
 class Requirement(_Strict):
-    """Every selected cell's mean ``metric`` at least (or at most) ``value``."""
+    """Every selected cell's mean ``metric`` at least (or at most) ``value``; with
+    ``some``, at least one selected cell's (e.g. "some encoding is above chance at 2L,
+    else no comparison there can inform")."""
 
     metric: str
     cells: Selector | Literal["all"] = "all"
     at_least: float | None = None
     at_most: float | None = None
+    some: bool = False
     says: str = ""
 
     @model_validator(mode="after")

@@ -20,10 +20,13 @@ class TaskConfig(Strict):
     n_symbols: int = Field(default=16, ge=2)  # alphabet of the synthetic probes
     modulus: int = Field(default=23, ge=2)  # modadd
     n_train: int = Field(default=4096, ge=1)  # examples (probes, scan) or windows (text)
-    n_val: int = Field(default=256, ge=1)
+    n_val: int = Field(default=256, ge=1)  # per eval length; text: spans (tasks/text.py)
     batch_size: int = Field(default=32, ge=1)
     seed: int = 0
     paths: list[str] = Field(default_factory=list)  # text: files/folders; [] = stdlib
     hf_dataset: str | None = None  # text: a cached Hugging Face dataset name
     max_bytes: int = Field(default=2_000_000, ge=1)  # text: cap on bytes read
+    # text: also score the last seq_len bytes of each validation span with windows of
+    # every eval length ending at the span's end (val/loss_sw@L; bench/tasks/text.py)
+    sliding_eval: bool = False
     num_workers: int = Field(default=0, ge=0)

@@ -33,6 +33,7 @@ from bench.tasks.baseline import Baseline
 from bench.tasks.vocab import Example, collate
 
 ARCHS = ("decoder", "encoder_decoder")
+SLIDING = "_sw"  # metric suffix of the text task's sliding-window evaluation (val/loss_sw@L)
 HELDOUT_BUCKETS = 10  # 1 in 10 problems of the training size is validation-only
 
 
@@ -70,6 +71,19 @@ def check_arch(name: str, arch: str, supported: Sequence[str]) -> None:
         )
 
 
+def val_sets(cfg: TaskConfig, eval_lengths: Sequence[int]) -> list[tuple[str, int]]:
+    """``(metric suffix, length)`` of each validation loader, in loader order.
+
+    The loaders of ``eval_lengths`` first (suffix ``""``: ``val/loss@L``), then, with
+    ``task.sliding_eval``, the sliding-window loaders of the same lengths (suffix
+    :data:`SLIDING`: ``val/loss_sw@L``; see :mod:`bench.tasks.text`).
+    """
+    tags = [("", n) for n in eval_lengths]
+    if cfg.sliding_eval:
+        tags += [(SLIDING, n) for n in eval_lengths]
+    return tags
+
+
 def check_eval_scales(scales: Sequence[int]) -> None:
     """Eval scales start at 1 (the training length) and strictly increase."""
     ok = len(scales) > 0 and scales[0] == 1 and all(b > a for a, b in itertools.pairwise(scales))
@@ -103,6 +117,11 @@ class BenchDataModule(L.LightningDataModule, abc.ABC):
             key = "task.paths" if cfg.paths else "task.hf_dataset"
             value = cfg.paths or cfg.hf_dataset
             raise ConfigError(f"{key}={value!r} is only read by task.name='text', not {cfg.name!r}")
+        if cfg.name != "text" and cfg.sliding_eval:
+            raise ConfigError(
+                f"task.sliding_eval=True is only read by task.name='text', not {cfg.name!r}; "
+                "allowed: false"
+            )
         self.cfg = cfg
         self.arch = arch
         self.eval_lengths: list[int] = [cfg.seq_len * s for s in cfg.eval_scales]
@@ -140,7 +159,7 @@ class BenchDataModule(L.LightningDataModule, abc.ABC):
         return self._loader(self.train_dataset, shuffle=True, generator=gen)
 
     def val_dataloader(self) -> list[DataLoader[dict[str, Tensor]]]:
-        """One loader per eval length, in the order of ``eval_lengths``."""
+        """One loader per validation set, in the order of :func:`val_sets`."""
         self.setup()
         return [self._loader(ds, shuffle=False) for ds in self.val_datasets]
 

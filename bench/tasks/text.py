@@ -18,8 +18,30 @@ is in both; a single document is split by bytes instead (last 10% validation).
 
 Tokens: byte ``b`` is id ``b + N_SPECIAL`` (vocabulary 260; specials unused).
 Training windows have ``seq_len + 1`` bytes at ``n_train`` start positions
-drawn from the seeded train stream; validation has ``n_val`` windows of
-``L + 1`` bytes for each eval length ``L``. Every position is labelled.
+drawn from the seeded train stream.
+
+Validation: the same text at every eval length. ``n_val`` *spans* of ``S + 1``
+bytes are drawn from the seeded validation stream (they may overlap), ``S`` the
+least common multiple of the eval lengths (``4 L`` for scales ``[1, 2, 4]``).
+The length-``L'`` set cuts every span into ``S / L'`` non-overlapping windows of
+``L' + 1`` bytes, every position labelled, so every eval length scores the same
+``n_val * S`` bytes: a difference between lengths is the model's, not the
+text's. This is Press et al.'s (2022) non-overlapping evaluation: the first
+bytes of each window have little context (the "early-token curse" their App. B
+describes), and fewer of them are scored at longer ``L'``. (Before this
+protocol each length drew its own ``n_val`` windows; numbers of text runs made
+before it are not comparable with later ones.)
+
+With ``task.sliding_eval`` a second set per eval length ``L'`` (metric keys
+``val/loss_sw@L'``, ``val/acc_sw@L'``) holds one window of ``L'`` tokens per span
+ending at the span's end, of which only the last ``seq_len`` positions are
+scored: the same last ``seq_len`` bytes of every span at every ``L'``, each with
+at least ``L' - seq_len`` bytes of context (at ``L' = seq_len``: the span's last
+non-overlapping window). It is Press et al.'s sliding-window evaluation (App. B,
+stride ``seq_len`` instead of 1, and its last stride only, so it costs one
+window a span): it separates "more context" from "fewer early tokens". A model
+that uses no context beyond ``seq_len`` scores the same at every ``L' >= 2
+seq_len``.
 
 ``unigram_entropy`` is the cross-entropy (nats/byte) of the validation bytes
 under the training byte frequencies with add-one smoothing over the 256 bytes:
@@ -31,6 +53,7 @@ byte. No position is trivially predictable and there is no exact match.
 
 from __future__ import annotations
 
+import math
 import os
 import sysconfig
 from collections.abc import Iterable
@@ -43,7 +66,7 @@ from torch.utils.data import Dataset
 from bench.config import ConfigError, TaskConfig
 from bench.tasks.base import BenchDataModule, rng_for
 from bench.tasks.baseline import Baseline, Chance, baseline_from_lengths
-from bench.tasks.vocab import N_SPECIAL, Example
+from bench.tasks.vocab import IGNORE, N_SPECIAL, Example
 
 VAL_EVERY = 10  # every 10th document is validation
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
@@ -167,12 +190,19 @@ def unigram_accuracy(train: np.ndarray, val: np.ndarray) -> float:
 
 
 class WindowDataset(Dataset[Example]):
-    """Fixed-length byte windows of a stream: ``input_ids`` and next-byte ``labels``."""
+    """Fixed-length byte windows of a stream: ``input_ids`` and next-byte ``labels``.
 
-    def __init__(self, stream: np.ndarray, starts: np.ndarray, length: int) -> None:
+    ``scored_from``: positions before it are not scored (label IGNORE); they are
+    the context of the sliding-window evaluation.
+    """
+
+    def __init__(
+        self, stream: np.ndarray, starts: np.ndarray, length: int, scored_from: int = 0
+    ) -> None:
         self.stream = torch.from_numpy(stream)
-        self.starts = starts.tolist()
+        self.starts = [int(s) for s in starts]
         self.length = length  # tokens fed to the model (window = length + 1 bytes)
+        self.scored_from = scored_from
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -180,7 +210,24 @@ class WindowDataset(Dataset[Example]):
     def __getitem__(self, i: int) -> Example:
         s = self.starts[i]
         w = self.stream[s : s + self.length + 1].long() + N_SPECIAL
-        return {"input_ids": w[:-1], "labels": w[1:]}
+        labels = w[1:].clone()
+        labels[: self.scored_from] = IGNORE
+        return {"input_ids": w[:-1], "labels": labels}
+
+
+def span_length(eval_lengths: Iterable[int]) -> int:
+    """Bytes scored per validation span: the least common multiple of the eval lengths."""
+    return math.lcm(*eval_lengths)
+
+
+def nonoverlapping_starts(spans: np.ndarray, span: int, length: int) -> np.ndarray:
+    """Starts of the ``span / length`` back-to-back windows of each span (span-major)."""
+    return (spans[:, None] + np.arange(0, span, length)[None, :]).ravel()
+
+
+def sliding_starts(spans: np.ndarray, span: int, length: int) -> np.ndarray:
+    """Start of the one window of ``length`` tokens ending at each span's end."""
+    return spans + span - length
 
 
 class TextTask(BenchDataModule):
@@ -241,10 +288,10 @@ class TextTask(BenchDataModule):
     def build(self) -> tuple[Dataset[Example], list[Dataset[Example]]]:
         cfg = self.cfg
         train, val, self.train_sources, self.val_sources = split_documents(self.documents())
-        longest = max(self.eval_lengths)
+        span = span_length(self.eval_lengths)
         for split, stream, length in (
             ("training", train, cfg.seq_len),
-            ("validation", val, longest),
+            ("validation", val, span),
         ):
             if len(stream) < length + 1:
                 raise ConfigError(
@@ -254,14 +301,14 @@ class TextTask(BenchDataModule):
                 )
         self._entropy = unigram_cross_entropy(train, val)
         self._unigram_acc = unigram_accuracy(train, val)
-        train_ds = self._windows(train, cfg.seq_len, cfg.n_train, 0)
+        train_starts = rng_for(cfg.seed, 0).integers(0, len(train) - cfg.seq_len, cfg.n_train)
+        spans = rng_for(cfg.seed, 1).integers(0, len(val) - span, cfg.n_val)
         vals: list[Dataset[Example]] = [
-            self._windows(val, n, cfg.n_val, 1, i) for i, n in enumerate(self.eval_lengths)
+            WindowDataset(val, nonoverlapping_starts(spans, span, n), n) for n in self.eval_lengths
         ]
-        return train_ds, vals
-
-    def _windows(
-        self, stream: np.ndarray, length: int, count: int, *stream_id: int
-    ) -> WindowDataset:
-        starts = rng_for(self.cfg.seed, *stream_id).integers(0, len(stream) - length, count)
-        return WindowDataset(stream, starts, length)
+        if cfg.sliding_eval:
+            vals += [
+                WindowDataset(val, sliding_starts(spans, span, n), n, n - cfg.seq_len)
+                for n in self.eval_lengths
+            ]
+        return WindowDataset(train, train_starts, cfg.seq_len), vals

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from bench.config import RunConfig, TrainConfig
 from bench.model import build_model
 from bench.model.norms import NORMS
+from bench.tasks.base import val_sets
 from bench.tasks.vocab import IGNORE, PAD  # collate right-pads every token key with PAD
 
 
@@ -141,6 +142,7 @@ class BenchModule(L.LightningModule):
         self.cfg = cfg
         self.model = build_model(cfg.model)
         self.eval_lengths = list(eval_lengths or [cfg.task.seq_len])
+        self.val_sets = val_sets(cfg.task, self.eval_lengths)  # (key suffix, length) per loader
         self.save_hyperparameters(
             {"cfg": cfg.model_dump(mode="json"), "eval_lengths": self.eval_lengths}
         )
@@ -191,7 +193,7 @@ class BenchModule(L.LightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
         trivial = batch.get("trivial")
         m = token_metrics(logits, labels, trivial)
-        length = self.eval_lengths[dataloader_idx]
+        suffix, length = self.val_sets[dataloader_idx]
         values = {"loss": loss, "acc": m["acc"]}
         if self._has_exact_match:
             values["exact_match"] = m["exact_match"]
@@ -205,7 +207,7 @@ class BenchModule(L.LightningModule):
         for key, value in values.items():
             weight = weights.get(key, m["n_tokens"])
             n = int(weight)
-            self.log(f"val/{key}@{length}", value, add_dataloader_idx=False, batch_size=n)
+            self.log(f"val/{key}{suffix}@{length}", value, add_dataloader_idx=False, batch_size=n)
             if dataloader_idx == 0:
                 self.log(
                     f"val/{key}",
