@@ -130,6 +130,20 @@ def attention_layers(model: nn.Module) -> dict[int, str]:
     return out
 
 
+def ffn_output_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``{block group: weight}`` of each block's feed-forward output matrix ``W2``
+    (``d_ff -> d_model``; the "out" role of :meth:`FeedForward.weight_blocks`), in
+    depth order: the matrix whose gradient at init Xiong et al. 2020 (Theorem 1,
+    Fig. 3) bound by depth."""
+    out: dict[str, nn.Parameter] = {}
+    for name, block in blocks_of(model):
+        for module in block.modules():
+            if isinstance(module, FeedForward):
+                linear = next(lin for role, lin, _ in module.weight_blocks() if role == "out")
+                out[name] = linear.weight
+    return out
+
+
 def stack_of_layer(layer: str) -> str:
     """``enc_layer_0`` -> encoder; decoder self- and cross-attention -> decoder (the queries')."""
     return "encoder" if layer.startswith("enc_layer") else "decoder"
