@@ -6,27 +6,45 @@ A claim file (``sweeps/claims/<id>.yaml``) holds:
     the paper, and its finding in one sentence (the paper's words where possible);
 ``scale``
     why this task, model and budget: the smallest that make the test meaningful on
-    2 CPU cores, found by measurement, and what that size cannot show;
+    2 CPU cores, found by measurement (what the pilot measured, at which offsets);
+``caveat``
+    one sentence: what this scale cannot show (printed beside the verdict);
 ``sweep``
     an ordinary compare spec (``bench/sweeps/spec.py``) without ``name``; the sweep
     is named ``claim-<id>``. Or ``sweep_of: <other claim id>``: judge another
-    claim's runs (two claims about the same runs cost one sweep);
+    claim's runs (two claims about the same runs cost one sweep). A claim's seed
+    runs vary the data too (``seed_data``: each replicate draws its own task data);
 ``budgets``
     ``quick`` and ``full``: dotted overrides of the sweep (``budget.max_steps: 40``,
     ``seeds: 1``); ``full`` is what the README's numbers come from, ``quick`` only
     exercises the pipeline;
 ``metrics``
-    named per-run numbers (:mod:`bench.claims.metrics`);
+    named per-run numbers (:mod:`bench.claims.metrics`): the key, the best possible
+    value (``best``) and what a diverged / pruned run counts as (``on_failure``);
 ``tests``
-    the decision rule (:mod:`bench.claims.rules`): every test must hold for
-    "reproduced"; one that fails makes "not reproduced";
+    the decision rule (:mod:`bench.claims.rules`). Each test has a ``role``:
+    ``evidence`` (decides the verdict), ``control`` (a negative control where the
+    paper predicts no effect, or a positive control the setup must show; one that
+    fails makes the claim inconclusive) or ``sanity`` (holds by construction, e.g.
+    normalized queries and keys bound the logits: reported, never counted). Each
+    names its smallest effect of interest ``sesoi`` (kinds better, not_worse,
+    equivalent, gap_shrinks, near) or threshold ``value`` (at_most, at_least, near),
+    in the metric's units, and ``why`` it has that size;
 ``requires``
-    preconditions without which the claim cannot be judged ("inconclusive"), e.g.
-    every cell fits its training length;
+    at least one precondition without which the claim cannot be judged
+    ("inconclusive"), e.g. every cell fits its training length;
+``no_control``
+    when no test has ``role: control``: why no control is possible;
+``version``, ``versions``
+    the current version, and each earlier one with the seed offsets its decision saw
+    and what changed (``{version: 1, offsets: [0, 1], why: ...}``). A version is
+    judged (``--budget full``) only at seed offsets no earlier version saw;
 ``figures``
     what the report draws.
 
-Loading validates everything against the sweep's own axes before any run starts.
+Loading validates everything against the sweep's own axes before any run starts, and
+refuses a test that duplicates another (the same contrast of the same cells on the
+same metric, up to sign): two tests of one effect would count it twice.
 """
 
 from __future__ import annotations
@@ -43,13 +61,27 @@ from bench.validation import describe
 
 CLAIM_DIR = Path(__file__).resolve().parent / "files"
 BUDGETS = ("quick", "full")
+JUDGING_BUDGET = "full"  # the budget whose verdicts are pre-registered (versions' offsets)
 _ID = r"^[a-z0-9][a-z0-9-]*$"
+# a seed offset moves training seeds by this much per unit, and data seeds too
+SEED_STRIDE = 1000
 
 Selector = dict[str, Any]  # axis -> value ("pos_encoding: alibi", "train.lr: 0.01")
+
+PAIR_KINDS = ("better", "not_worse", "equivalent")
+LEVEL_KINDS = ("at_most", "at_least", "near")
+SESOI_KINDS = ("better", "not_worse", "equivalent", "gap_shrinks", "near")
+VALUE_KINDS = ("at_most", "at_least", "near")
+FAILURE_POLICIES = ("worst", "init_cap", "recorded", "exclude")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _renamed(data: Any, old: str, new: str) -> None:
+    if isinstance(data, dict) and old in data:
+        raise ValueError(f"{old!r}: replaced by {new}")
 
 
 class MetricSpec(_Strict):
@@ -64,6 +96,19 @@ class MetricSpec(_Strict):
     ``transform: log10``: judge the base-10 logarithm of each run's value, for a
     quantity that spans orders of magnitude across runs (attention logits of 1e1 and
     1e4), where a contrast of raw means is dominated by its largest run.
+
+    ``best``: the best possible value (0 for a loss, 1 for an accuracy). With the
+    task's chance level (the run baselines) it makes the two *bounds*: a run within
+    ``bound_tol`` (default 2% of |chance - best|) of ``best`` is at the ceiling, of
+    chance at the floor; a contrast between cells whose runs all sit at one bound is
+    censored (:mod:`bench.claims.rules`).
+
+    ``on_failure``: what a diverged, pruned or stalled run counts as
+    (:func:`bench.claims.metrics.failure_policy`): ``worst`` (final metrics and
+    differences: the worse of chance and the worst counted run), ``init_cap`` (LR
+    sensitivity: the loss at initialization), ``recorded`` (metrics over steps: what
+    was logged up to the failure) or ``exclude`` (left out, named). Default: the
+    first that fits the metric's form.
     """
 
     key: str
@@ -74,9 +119,15 @@ class MetricSpec(_Strict):
     transform: Literal["log10"] | None = None
     label: str = ""
     lower_is_better: bool = True
-    # a run that diverged or failed counts as this metric's chance value (the
-    # baseline's), not as a missing run: a diverging variant must not look better
-    diverged_as_chance: bool = True
+    best: float | None = None
+    bound_tol: float | None = Field(None, gt=0)
+    on_failure: Literal["worst", "init_cap", "recorded", "exclude"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        _renamed(data, "diverged_as_chance", "on_failure: worst | init_cap | recorded | exclude")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> MetricSpec:
@@ -84,33 +135,127 @@ class MetricSpec(_Strict):
             raise ValueError("'over' and 'reduce' go together")
         if self.steps is None and "*" in self.key:
             raise ValueError(f"key {self.key!r}: '*' needs steps: max|min|last")
+        if self.steps is not None and self.minus is not None:
+            raise ValueError("'minus' takes final metrics; not with 'steps'")
+        allowed = self.allowed_failure_policies
+        if self.on_failure is not None and self.on_failure not in allowed:
+            raise ValueError(
+                f"on_failure: {self.on_failure} does not fit this metric; allowed: "
+                + ", ".join(allowed)
+            )
         return self
+
+    @property
+    def allowed_failure_policies(self) -> tuple[str, ...]:
+        """``recorded`` for metrics over steps, ``init_cap`` for LR sensitivity,
+        ``worst`` for final metrics and differences; ``exclude`` for any."""
+        if self.steps is not None:
+            return ("recorded", "exclude")
+        if self.reduce == "lr_sensitivity":
+            return ("init_cap", "exclude")
+        return ("worst", "exclude")
+
+    @property
+    def failure_policy(self) -> str:
+        return self.on_failure or self.allowed_failure_policies[0]
+
+
+Role = Literal["evidence", "control", "sanity"]
 
 
 class RuleTest(_Strict):
-    """One test of the decision rule (see :mod:`bench.claims.rules`)."""
+    """One test of the decision rule (see :mod:`bench.claims.rules` for each kind's
+    effect and decision)."""
 
-    kind: Literal["better", "not_worse", "gap_shrinks", "at_most", "at_least"]
+    kind: Literal["better", "not_worse", "equivalent", "gap_shrinks", "at_most", "at_least", "near"]
     metric: str
     a: Selector
-    b: Selector | None = None  # better / not_worse / gap_shrinks
+    b: Selector | None = None  # better / not_worse / equivalent / gap_shrinks
     # gap_shrinks: the gap b - a (a better) is larger under ``where`` than under ``then``
     where: Selector | None = None
     then: Selector | None = None
-    margin: float = Field(0.0, ge=0)
-    value: float | None = None  # at_most / at_least
+    role: Role = "evidence"
+    # the smallest effect of interest, in the metric's units (see the module docstring)
+    sesoi: float | None = Field(None, gt=0)
+    value: float | None = None  # at_most / at_least / near: the threshold or target
+    why: str = Field(min_length=1, pattern=r"\S")  # why the SESOI / threshold has this size
     says: str = ""  # the test in words, for the report
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        _renamed(data, "margin", "sesoi (the smallest effect of interest) and why")
+        return data
 
     @model_validator(mode="after")
     def _fields(self) -> RuleTest:
-        pairs = self.kind in ("better", "not_worse", "gap_shrinks")
-        if pairs and self.b is None:
-            raise ValueError(f"kind {self.kind}: needs 'b' (the cell it is compared with)")
-        if self.kind == "gap_shrinks" and (self.where is None or self.then is None):
-            raise ValueError("kind gap_shrinks: needs 'where' and 'then'")
-        if self.kind in ("at_most", "at_least") and self.value is None:
-            raise ValueError(f"kind {self.kind}: needs 'value'")
+        k = self.kind
+        if k in (*PAIR_KINDS, "gap_shrinks") and self.b is None:
+            raise ValueError(f"kind {k}: needs 'b' (the cell it is compared with)")
+        if k in LEVEL_KINDS and self.b is not None:
+            raise ValueError(f"kind {k}: reads one cell ('a'); remove 'b'")
+        if (k == "gap_shrinks") != (self.where is not None and self.then is not None):
+            raise ValueError(
+                "kind gap_shrinks: needs 'where' and 'then'"
+                if k == "gap_shrinks"
+                else f"kind {k}: 'where' and 'then' belong to gap_shrinks"
+            )
+        if k in SESOI_KINDS and self.sesoi is None:
+            raise ValueError(f"kind {k}: needs 'sesoi' (the smallest effect of interest, > 0)")
+        if k not in SESOI_KINDS and self.sesoi is not None:
+            raise ValueError(f"kind {k}: 'sesoi' is not used (its threshold is 'value')")
+        if k in VALUE_KINDS and self.value is None:
+            raise ValueError(f"kind {k}: needs 'value' (the threshold or target)")
+        if k not in VALUE_KINDS and self.value is not None:
+            raise ValueError(f"kind {k}: 'value' is not used (its threshold is 'sesoi')")
         return self
+
+    def contrast(self) -> dict[tuple[tuple[str, str], ...], float]:
+        """The cells this test reads with their weights (effect = sum w * mean),
+        before orienting by the metric's direction."""
+        if self.kind in LEVEL_KINDS:
+            return {_canon(self.a): 1.0}
+        if self.kind == "gap_shrinks":
+            assert self.b is not None and self.where is not None and self.then is not None
+            out: dict[tuple[tuple[str, str], ...], float] = {}
+            for ctx, w in ((self.where, 1.0), (self.then, -1.0)):
+                out[_canon({**self.b, **ctx})] = w
+                out[_canon({**self.a, **ctx})] = -w
+            return out
+        assert self.b is not None
+        return {_canon(self.b): 1.0, _canon(self.a): -1.0}
+
+
+def _canon(selector: Selector) -> tuple[tuple[str, str], ...]:
+    """A selector as a comparable key (``model.`` dropped, 0.1 == 1e-1, false == False)."""
+    return tuple(sorted((k.removeprefix("model."), _canon_value(v)) for k, v in selector.items()))
+
+
+def _canon_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    try:
+        return repr(float(v))
+    except (TypeError, ValueError):
+        return str(v).lower() if str(v).lower() in ("true", "false") else str(v)
+
+
+def _family(kind: str) -> str:
+    return "level" if kind in LEVEL_KINDS else "difference"
+
+
+def duplicate_of(tests: list[RuleTest]) -> tuple[int, int] | None:
+    """(j, i): test j duplicates an earlier test i (same metric, same kind family, the
+    same cells with the same weights up to overall sign); None when none does."""
+    for j, t in enumerate(tests):
+        c = t.contrast()
+        neg = {k: -w for k, w in c.items()}
+        for i in range(j):
+            u = tests[i]
+            same_kind = u.metric == t.metric and _family(u.kind) == _family(t.kind)
+            if same_kind and u.contrast() in (c, neg):
+                return j, i
+    return None
 
 
 class Requirement(_Strict):
@@ -140,6 +285,15 @@ class FigureSpec(_Strict):
     log_x: bool = False
 
 
+class EarlierVersion(_Strict):
+    """An earlier version of the claim: the seed offsets its decision saw, and why it
+    changed. The current version is judged only at offsets none of these saw."""
+
+    version: int = Field(ge=1)
+    offsets: list[int] = Field(min_length=1)
+    why: str = Field(min_length=1, pattern=r"\S")
+
+
 class ClaimSpec(_Strict):
     """A claim file (see the module docstring)."""
 
@@ -149,16 +303,17 @@ class ClaimSpec(_Strict):
     url: str
     statement: str
     scale: str
-    # a claim's rule changes only as a new version, judged on seed offsets no earlier
-    # version's decision looked at; ``history`` says what changed and why
+    caveat: str = Field(min_length=1, pattern=r"\S")  # one sentence: what this scale cannot show
     version: int = Field(1, ge=1)
-    history: str = ""
+    versions: list[EarlierVersion] = Field(default_factory=list)
+    history: str = ""  # prose beside ``versions``, when needed
     sweep: dict[str, Any] | None = None
     sweep_of: str | None = Field(None, pattern=_ID)
     budgets: dict[Literal["quick", "full"], dict[str, Any]] = Field(default_factory=dict)
     metrics: dict[str, MetricSpec]
     tests: list[RuleTest] = Field(min_length=1)
-    requires: list[Requirement] = Field(default_factory=list)
+    requires: list[Requirement] = Field(min_length=1)
+    no_control: str | None = None  # why no test can be a control
     figures: list[FigureSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -175,12 +330,67 @@ class ClaimSpec(_Strict):
         for m in used:
             if m not in named:
                 raise ValueError(f"metric {m!r} is not defined under metrics ({sorted(named)})")
+        self._check_roles()
+        self._check_versions()
         return self
+
+    def _check_roles(self) -> None:
+        roles = [t.role for t in self.tests]
+        if "evidence" not in roles:
+            raise ValueError("tests: none has role evidence (the tests that decide the verdict)")
+        has_control = "control" in roles
+        if not has_control and not (self.no_control or "").strip():
+            raise ValueError(
+                "tests: no test has role: control; add a control (where the paper predicts "
+                "no effect) or say why none is possible in no_control"
+            )
+        if has_control and self.no_control is not None:
+            raise ValueError("no_control: given, but a test has role: control; remove one")
+        dup = duplicate_of(self.tests)
+        if dup is not None:
+            j, i = dup
+            raise ValueError(
+                f"tests.{j} duplicates tests.{i} (the same contrast of the same cells on "
+                f"metric {self.tests[j].metric!r}); keep one"
+            )
+
+    def _check_versions(self) -> None:
+        seen = [v.version for v in self.versions]
+        if len(set(seen)) != len(seen):
+            raise ValueError("versions: a version is listed twice")
+        for v in self.versions:
+            if v.version >= self.version:
+                raise ValueError(
+                    f"versions: version {v.version} is not earlier than version {self.version}"
+                )
 
     @property
     def sweep_id(self) -> str:
         """The claim whose sweep holds the runs (itself unless ``sweep_of``)."""
         return self.sweep_of or self.id
+
+    @property
+    def seen_offsets(self) -> dict[int, list[int]]:
+        """Earlier version -> the seed offsets its decision saw."""
+        return {v.version: sorted(v.offsets) for v in self.versions}
+
+
+def check_offset(claim: ClaimSpec, budget: str, seed_offset: int) -> None:
+    """ConfigError when ``budget`` judges and an earlier version saw ``seed_offset``.
+
+    Only the judging budget (``full``) is pre-registered: ``quick`` exercises the
+    pipeline and its verdicts decide nothing.
+    """
+    if budget != JUDGING_BUDGET:
+        return
+    if any(seed_offset in offs for offs in claim.seen_offsets.values()):
+        seen = "; ".join(
+            f"{v}: {', '.join(map(str, offs))}" for v, offs in sorted(claim.seen_offsets.items())
+        )
+        raise ConfigError(
+            f"claim {claim.id}: --seed-offset {seed_offset}: version {claim.version} must be "
+            f"judged on seed offsets no earlier version saw ({seen})"
+        )
 
 
 def sweep_name(claim_id: str) -> str:
@@ -216,8 +426,9 @@ def load_claim(name_or_path: str | Path) -> ClaimSpec:
 def sweep_data(claim: ClaimSpec, budget: str, seed_offset: int = 0) -> dict[str, Any]:
     """The claim's compare spec for ``budget`` as a plain mapping (what ``bench sweep`` reads).
 
-    ``seed_offset`` k: the sampler seed + k and every training seed + 1000 k, so a
-    rerun measures fresh seeds while the data stay the same.
+    Replicates vary the data (``seed_data``): each seed run draws its task data from
+    its own seed. ``seed_offset`` k: the sampler seed + k, and every training and data
+    seed + 1000 k, so a rerun measures fresh seeds on fresh data.
     """
     if claim.sweep is None:
         raise ValueError(f"claim {claim.id} judges the runs of {claim.sweep_of}")
@@ -227,10 +438,13 @@ def sweep_data(claim: ClaimSpec, budget: str, seed_offset: int = 0) -> dict[str,
     for key, value in (claim.budgets.get(budget) or {}).items():  # type: ignore[call-overload]
         set_path(data, key, value)
     data.setdefault("description", f"{claim.title}: {claim.statement}")
+    data.setdefault("seed_data", True)
     if seed_offset:
         data["seed"] = int(data.get("seed", 0)) + seed_offset
-        train = data.setdefault("base", {}).setdefault("train", {})
-        train["seed"] = int(train.get("seed", 0)) + 1000 * seed_offset
+        base = data.setdefault("base", {})
+        for section in ("train", "task"):
+            part = base.setdefault(section, {})
+            part["seed"] = int(part.get("seed", 0)) + SEED_STRIDE * seed_offset
     return data
 
 

@@ -185,6 +185,8 @@ def trial_config(
     if job.seed is not None:
         overrides["train.seed"] = job.seed
         meta["seed"] = job.seed
+        if spec.seed_data:
+            overrides["task.seed"] = job.seed
     if threads and "threads" not in spec.base.get("train", {}):
         overrides["train.threads"] = threads
     overrides.update(layout or {})

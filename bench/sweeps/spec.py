@@ -240,6 +240,9 @@ class SweepSpec(_Strict):
     tune: TuneSpec | None = None
     search: TuneSpec | None = None
     seeds: int | None = Field(None, ge=0)  # None: 3 in compare mode, 0 in search mode
+    # seed runs draw their own task data too (task.seed = the run's seed), so replicates
+    # vary the validation sample, not only initialization and batch order
+    seed_data: bool = False
     objective: Objective | list[Objective] = Field(default_factory=Objective)
     # None: "chance" in compare mode; hyperband in search mode (none if multi-objective).
     pruner: Literal["chance", "hyperband", "median", "none"] | None = None
