@@ -46,7 +46,7 @@ def grad_norms(model: nn.Module, layout: Layout | None = None) -> dict[str, floa
     return _group_norms(layout, [next(floats) ** 2 if v is not None else None for v in values])
 
 
-def param_grad_norms(params: Mapping[str, nn.Parameter]) -> dict[str, float]:
+def param_grad_norms(params: Mapping[str, Tensor]) -> dict[str, float]:
     """Frobenius norm of each named parameter's gradient (those without one left out).
 
     Of the loss the gradient came from: for a mean over the batch (the training

@@ -171,7 +171,7 @@ class GradientDiagnostics(Diagnostic):
         self.noise = NoiseScale(noise_ema)
         self.entropy_examples = entropy_examples
         self.layout: Layout | None = None
-        self.ffn_out: dict[str, torch.nn.Parameter] = {}  # each block's W2 (setup)
+        self.ffn_out: dict[str, Tensor] = {}  # each block's W2 (setup)
         self.history: list[dict[str, float]] = []  # one dict per measured step (with "step")
         self.entropy: list[tuple[int, dict[str, Tensor]]] = []
         self._fixed: Batch | None = None

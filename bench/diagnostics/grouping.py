@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from bench.model.attention import Attention
 from bench.model.block import Block
@@ -130,12 +130,12 @@ def attention_layers(model: nn.Module) -> dict[int, str]:
     return out
 
 
-def ffn_output_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+def ffn_output_weights(model: nn.Module) -> dict[str, Tensor]:
     """``{block group: weight}`` of each block's feed-forward output matrix ``W2``
     (``d_ff -> d_model``; the "out" role of :meth:`FeedForward.weight_blocks`), in
     depth order: the matrix whose gradient at init Xiong et al. 2020 (Theorem 1,
     Fig. 3) bound by depth."""
-    out: dict[str, nn.Parameter] = {}
+    out: dict[str, Tensor] = {}
     for name, block in blocks_of(model):
         for module in block.modules():
             if isinstance(module, FeedForward):
