@@ -1,4 +1,5 @@
-"""One number per run: which runs count, diverged runs as chance, LR sensitivity by hand."""
+"""One number per run: which runs count, what a failed run counts as (one policy per
+metric), the bounds a run sits at, LR sensitivity by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.claims.metrics import run_samples
+from bench.claims.metrics import CEILING, FLOOR, run_samples
 from bench.claims.spec import MetricSpec
 from bench.report.collect import SweepData
 from bench.sweeps.spec import SweepSpec
@@ -44,16 +45,100 @@ def test_seed_runs_count_and_tuning_runs_only_when_nothing_was_tuned():
     assert sorted(s.value for s in untuned.values) == [1.0, 9.0]
 
 
-def test_a_diverged_run_counts_as_chance_and_a_failed_run_is_left_out_with_a_note():
+def test_worst_counts_a_diverged_run_as_the_worse_of_chance_and_the_worst_completed_run():
     rows = [
         row("pe=a", 1, **{"val/loss": 1.0}),
+        row("pe=b", 1, **{"val/loss": 3.0}),  # stalled above chance (2.5)
         row("pe=a", 2, status="diverged"),
         row("pe=a", 3, status="failed"),
     ]
     s = run_samples(sweep(rows, ["pe"]), "m", MetricSpec(key="val/loss"))
+    assert sorted(x.value for x in s.values) == [1.0, 3.0, 3.0]
+    diverged = next(x for x in s.values if x.seed == 2)
+    stalled = next(x for x in s.values if x.cell == "pe=b")
+    assert diverged.value >= stalled.value  # a diverged run never beats one that stalled
+    assert diverged.bound == FLOOR
+    assert any("diverged: counted as the worst value (3)" in n for n in s.notes)
+    assert any("seed 3: failed: left out" in n for n in s.notes)  # a crash is not a result
+    assert "worse of chance and the worst value" in s.policy
+
+
+def test_worst_is_chance_when_every_completed_run_beat_it():
+    rows = [row("pe=a", 1, **{"val/loss": 1.0}), row("pe=a", 2, status="pruned")]
+    s = run_samples(sweep(rows, ["pe"]), "m", MetricSpec(key="val/loss"))
     assert sorted(x.value for x in s.values) == [1.0, 2.5]
-    assert any("diverged: counted as chance" in n for n in s.notes)
-    assert any("seed 3: failed: left out" in n for n in s.notes)
+
+
+def test_worst_of_a_difference_is_not_a_perfect_zero():
+    # chance is the same at every length, so chance's degradation is 0: a perfect score
+    rows = [
+        row("pe=a", 1, **{"val/loss@32": 1.0, "val/loss@128": 1.9}),
+        row("pe=a", 2, status="diverged"),
+    ]
+    spec = MetricSpec(key="val/loss@4x", minus="val/loss@1x")
+    values = sorted(x.value for x in run_samples(sweep(rows, ["pe"]), "m", spec).values)
+    assert values == pytest.approx([0.9, 0.9])
+
+
+def test_worst_of_a_higher_is_better_metric_is_the_lowest():
+    rows = [
+        row("pe=a", 1, **{"val/acc": 0.9}),
+        row("pe=a", 2, **{"val/acc": 0.05}),  # below chance (0.1)
+        row("pe=a", 3, status="diverged"),
+    ]
+    rows = [{**r, "baseline": {"val/acc": 0.1}} for r in rows]
+    spec = MetricSpec(key="val/acc", lower_is_better=False)
+    assert sorted(x.value for x in run_samples(sweep(rows, ["pe"]), "m", spec).values) == [
+        0.05, 0.05, 0.9,
+    ]  # fmt: skip
+
+
+def test_exclude_leaves_a_diverged_run_out_and_names_it():
+    rows = [row("pe=a", 1, **{"val/loss": 1.0}), row("pe=a", 2, status="diverged")]
+    s = run_samples(sweep(rows, ["pe"]), "m", MetricSpec(key="val/loss", on_failure="exclude"))
+    assert [x.value for x in s.values] == [1.0]
+    assert any("seed 2: diverged: left out (on_failure: exclude)" in n for n in s.notes)
+
+
+def test_init_cap_counts_a_diverged_run_at_the_loss_at_initialization():
+    rows = [
+        row("qk=false,lr=0.001", 1, **{"val/loss": 2.0}),
+        row("qk=false,lr=0.1", 1, status="diverged"),
+    ]
+    spec = MetricSpec(key="val/loss", over="lr", reduce="lr_sensitivity")
+    assert spec.failure_policy == "init_cap"
+    s = run_samples(sweep(rows, ["qk", "lr"]), "m", spec)
+    (only,) = s.values
+    assert only.value == pytest.approx(((2.0 - 2.0) + (5.5 - 2.0)) / 2)  # l0 = ln V = 5.5
+    assert "ln V of the uniform predictor" in s.policy
+
+
+def test_runs_at_the_best_value_sit_at_the_ceiling_and_runs_at_chance_at_the_floor():
+    rows = [
+        row("pe=a", 1, **{"val/loss": 0.01}),  # tol = 2% of |2.5 - 0| = 0.05
+        row("pe=a", 2, **{"val/loss": 0.2}),
+        row("pe=a", 3, **{"val/loss": 2.47}),
+        row("pe=a", 4, **{"val/loss": 2.9}),  # worse than chance: at the floor too
+    ]
+    s = run_samples(sweep(rows, ["pe"]), "m", MetricSpec(key="val/loss", best=0.0))
+    assert [x.bound for x in s.values] == [CEILING, None, FLOOR, FLOOR]
+    wide = run_samples(sweep(rows, ["pe"]), "m", MetricSpec(key="val/loss", best=0.0,
+                                                            bound_tol=0.3))  # fmt: skip
+    assert [x.bound for x in wide.values] == [CEILING, CEILING, FLOOR, FLOOR]
+    unbounded = run_samples(sweep(rows, ["pe"]), "m", MetricSpec(key="val/loss"))
+    assert all(x.bound is None for x in unbounded.values)  # no best: no tolerance
+
+
+def test_a_difference_is_at_a_bound_only_when_both_its_components_are():
+    rows = [
+        row("pe=a", 1, **{"val/loss@32": 0.01, "val/loss@128": 0.02}),
+        row("pe=a", 2, **{"val/loss@32": 0.01, "val/loss@128": 2.6}),
+        row("pe=a", 3, **{"val/loss@32": 2.6, "val/loss@128": 2.6}),
+    ]
+    spec = MetricSpec(key="val/loss@4x", minus="val/loss@1x", best=0.0)
+    assert [x.bound for x in run_samples(sweep(rows, ["pe"]), "m", spec).values] == [
+        CEILING, None, FLOOR,
+    ]  # fmt: skip
 
 
 def test_length_keys_scale_with_the_training_length_and_minus_subtracts():
@@ -97,9 +182,12 @@ def test_step_metrics_reduce_over_layers_and_steps_of_metrics_csv(tmp_path):
         w.writerows([{"step": 0, "cond/attn_logit_max/0": 1.0, "cond/attn_logit_max/1": 2.0},
                      {"step": 10, "cond/attn_logit_max/0": 40.0, "cond/attn_logit_max/1": ""}])  # fmt: skip
     r = {**row("pe=a", 1, status="diverged"), "run_dir": str(run)}
-    top = MetricSpec(key="cond/attn_logit_max/*", steps="max", diverged_as_chance=False)
-    low = MetricSpec(key="cond/attn_logit_max/*", steps="min", diverged_as_chance=False)
-    assert run_samples(sweep([r], ["pe"]), "m", top).values[0].value == 40.0
+    top = MetricSpec(key="cond/attn_logit_max/*", steps="max")
+    low = MetricSpec(key="cond/attn_logit_max/*", steps="min")
+    assert top.failure_policy == "recorded"  # a diverged run counts with what it logged
+    got = run_samples(sweep([r], ["pe"]), "m", top)
+    assert got.values[0].value == 40.0
+    assert any("diverged: counted with its values up to the failure" in n for n in got.notes)
     assert run_samples(sweep([r], ["pe"]), "m", low).values[0].value == 1.0
 
 

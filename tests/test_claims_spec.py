@@ -50,18 +50,29 @@ def test_the_quick_budget_is_smaller_than_the_full_one():
         assert quick["seeds"] <= full["seeds"]
 
 
-def test_a_seed_offset_moves_every_training_seed_and_the_sampler_seed():
+def test_a_seed_offset_moves_every_training_and_data_seed_and_the_sampler_seed():
     c = cspec.load_claim("swiglu")
     base = cspec.sweep_data(c, "full")
     moved = cspec.sweep_data(c, "full", seed_offset=2)
     assert moved["base"]["train"]["seed"] == base["base"]["train"].get("seed", 0) + 2000
+    assert moved["base"]["task"]["seed"] == base["base"]["task"].get("seed", 0) + 2000
     assert moved["seed"] == base.get("seed", 0) + 2
-    assert moved["base"]["task"] == base["base"]["task"]  # same data
+    assert base["seed_data"] is True and moved["seed_data"] is True  # replicates vary the data
 
 
-def test_a_claim_that_shares_runs_brings_in_the_claim_that_owns_them():
-    chosen = [c.id for c in select_claims(["entropy-collapse"])]
-    assert chosen == ["qk-norm-lr-sensitivity", "entropy-collapse"]
+def test_a_claim_that_shares_runs_brings_in_the_claim_that_owns_them(tmp_path):
+    path = _write(tmp_path, "sharer", id="sharer", sweep=None, sweep_of="gqa", budgets={})
+    chosen = [c.id for c in select_claims([str(path)])]
+    assert chosen == ["gqa", "sharer"]
+
+
+def test_every_shipped_claim_follows_the_protocol():
+    for c in select_claims([]):
+        assert c.caveat.strip() and c.requires
+        assert any(t.role == "evidence" for t in c.tests)
+        assert any(t.role == "control" for t in c.tests) or (c.no_control or "").strip()
+        assert all(t.why.strip() for t in c.tests)
+        assert all(v.offsets for v in c.versions)
 
 
 def test_budget_overrides_reach_dotted_keys_of_compare_and_tune():
@@ -79,39 +90,67 @@ def test_budget_overrides_reach_dotted_keys_of_compare_and_tune():
 def _write(tmp_path: Path, name: str, **changes) -> Path:
     data = yaml.safe_load((cspec.CLAIM_DIR / "swiglu.yaml").read_text())
     data.update(changes)
+    data = {k: v for k, v in data.items() if v is not None}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
+def _test(**fields) -> dict:
+    """A valid evidence test of swiglu.yaml with ``fields`` replaced (None removes one)."""
+    t = {"kind": "better", "metric": "loss", "a": {"ffn": "swiglu"}, "b": {"ffn": "relu"},
+         "sesoi": 0.02, "why": "half the paper's gain"}  # fmt: skip
+    t.update(fields)
+    return {k: v for k, v in t.items() if v is not None}
+
+
+SWIGLU = {"model.ffn": "swiglu"}
+CONTROL = _test(kind="equivalent", a={"ffn": "gelu"}, role="control", sesoi=0.03)
+
 BROKEN = {
-    "unknown metric": (
-        {
-            "tests": [
-                {"kind": "better", "metric": "nope", "a": {"ffn": "relu"}, "b": {"ffn": "gelu"}}
-            ]
-        },
-        "metric 'nope' is not defined under metrics",
-    ),
+    "unknown metric": ({"tests": [_test(metric="nope"), CONTROL]}, "metric 'nope' is not defined"),
     "axis not compared": (
-        {
-            "tests": [
-                {"kind": "better", "metric": "loss", "a": {"norm": "pre"}, "b": {"ffn": "gelu"}}
-            ]
-        },
+        {"tests": [_test(a={"norm": "pre"}), CONTROL]},
         "'norm' is not a compared axis; allowed: ffn",
     ),
     "value not in the axis": (
-        {
-            "tests": [
-                {"kind": "better", "metric": "loss", "a": {"ffn": "tanh"}, "b": {"ffn": "gelu"}}
-            ]
-        },
+        {"tests": [_test(a={"ffn": "tanh"}), CONTROL]},
         "ffn='tanh' is not one of its values",
     ),
-    "better without b": (
-        {"tests": [{"kind": "better", "metric": "loss", "a": {"ffn": "relu"}}]},
-        "needs 'b'",
+    "better without b": ({"tests": [_test(b=None), CONTROL]}, "needs 'b'"),
+    "better without sesoi": ({"tests": [_test(sesoi=None), CONTROL]}, "needs 'sesoi'"),
+    "a zero sesoi": ({"tests": [_test(sesoi=0), CONTROL]}, "tests.0.sesoi"),
+    "near without value": (
+        {"tests": [_test(kind="near", b=None), CONTROL]},
+        "kind near: needs 'value'",
+    ),
+    "at_most with a sesoi": (
+        {"tests": [_test(kind="at_most", b=None, value=2.0), CONTROL]},
+        "kind at_most: 'sesoi' is not used",
+    ),
+    "a test without why": ({"tests": [_test(why=None), CONTROL]}, "tests.0.why"),
+    "an empty why": ({"tests": [_test(why="  "), CONTROL]}, "tests.0.why"),
+    "the old margin": ({"tests": [_test(margin=0.1), CONTROL]}, "'margin': replaced by sesoi"),
+    "the old diverged_as_chance": (
+        {"metrics": {"loss": {"key": "val/loss", "diverged_as_chance": False}}},
+        "'diverged_as_chance': replaced by on_failure",
+    ),
+    "a policy that does not fit": (
+        {"metrics": {"loss": {"key": "val/loss", "on_failure": "init_cap"}}},
+        "on_failure: init_cap does not fit this metric; allowed: worst, exclude",
+    ),
+    "no caveat": ({"caveat": None}, "caveat"),
+    "no precondition": ({"requires": []}, "requires"),
+    "no control and no reason": ({"tests": [_test()]}, "no test has role: control"),
+    "only controls": ({"tests": [CONTROL]}, "none has role evidence"),
+    "a duplicate test": (
+        # the same cells, swapped and with model. spelled out: the same contrast up to sign
+        {"tests": [_test(), CONTROL, _test(kind="not_worse", a={"ffn": "relu"}, b=SWIGLU)]},
+        "tests.2 duplicates tests.0",
+    ),
+    "a listed version not earlier": (
+        {"versions": [{"version": 2, "offsets": [0], "why": "x"}]},
+        "versions: version 2 is not earlier than version 2",
     ),
     "both sweep and sweep_of": ({"sweep_of": "gqa"}, "exactly one of 'sweep' and 'sweep_of'"),
     "unknown transform": (
@@ -119,10 +158,7 @@ BROKEN = {
         "metrics.loss.transform",
     ),
     "version below 1": ({"version": 0}, "version"),
-    "unknown test kind": (
-        {"tests": [{"kind": "wins", "metric": "loss", "a": {"ffn": "relu"}}]},
-        "tests.0.kind",
-    ),
+    "unknown test kind": ({"tests": [_test(kind="wins"), CONTROL]}, "tests.0.kind"),
 }
 
 
@@ -150,6 +186,11 @@ BAD_ARGUMENTS = {
         "--seed-offset -1: allowed: an integer >= 0",
     ),
     "no workers": (["swiglu", "--workers", "0"], "--workers 0: allowed: an integer >= 1"),
+    "an offset an earlier version saw": (
+        ["swiglu", "--budget", "full", "--seed-offset", "1"],
+        "claim swiglu: --seed-offset 1: version 2 must be judged on seed offsets no earlier "
+        "version saw (1: 0, 1)",
+    ),
 }
 
 
@@ -172,3 +213,20 @@ def test_a_bad_claim_as_a_real_command_prints_no_traceback(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert "Traceback" not in p.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_an_offset_an_earlier_version_saw_is_refused_by_the_real_command(tmp_path):
+    cmd = [sys.executable, "-m", "bench", "reproduce", "swiglu", "--budget", "full",
+           "--seed-offset", "0", "--runs", str(tmp_path / "r")]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "version 2 must be judged on seed offsets no earlier version saw" in p.stderr
+    assert "Traceback" not in p.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_the_quick_budget_and_fresh_offsets_are_not_refused():
+    c = cspec.load_claim("swiglu")
+    cspec.check_offset(c, "quick", 0)  # quick exercises the pipeline; it judges nothing
+    cspec.check_offset(c, "full", 4)
+    with pytest.raises(ConfigError, match="version 2 must be judged"):
+        cspec.check_offset(c, "full", 0)

@@ -19,17 +19,27 @@ from typing import Any
 import jinja2
 
 from bench.claims import spec as cspec
+from bench.claims.prereg import SHORT
 from bench.claims.reproduce import ClaimResult, judge_claim
 from bench.claims.rules import INCONCLUSIVE
 
+TITLE = "Published claims tested at small scale"
 HOW = (
     "Each claim's sweep is an ordinary compare sweep; the runs counted are each cell's "
-    "seed runs (plus its single run when nothing is tuned). A run that diverged counts "
-    "as chance. Each test is a Welch-Satterthwaite t-interval of a contrast of cell "
-    "means, Bonferroni-adjusted over the claim's tests; a claim is reproduced when every "
-    "test's interval clears its threshold, not reproduced when one lies wholly on the "
-    "wrong side, and inconclusive otherwise or when a precondition fails. The rules "
-    "were fixed in the claim files before the full runs."
+    "seed runs (plus its single run when nothing is tuned), and each replicate draws its "
+    "own task data. What a diverged run counts as is stated per metric. Each test is a "
+    "Welch-Satterthwaite t-interval of a contrast of cell means, Bonferroni-adjusted over "
+    "the claim's evidence and control tests, judged against the smallest effect of "
+    "interest (SESOI) the claim file names: it holds when the interval clears the SESOI "
+    "in the paper's direction, fails when it lies within +-SESOI or on the wrong side, "
+    "and is unclear otherwise, or when the cells compared all sit at the task's best "
+    "value (ceiling) or at chance (floor). A claim is consistent with the paper at this "
+    "scale when every evidence test holds, not reproduced at this scale when one fails, "
+    "and inconclusive otherwise, or when a precondition is not met, a control fails or a "
+    "sanity check (a property that holds by construction, never counted as evidence) "
+    "fails. The rules were fixed in the claim files before the runs they judge: each "
+    "file's hash is recorded when its runs launch, and a file changed after its runs is "
+    "not judged on them."
 )
 
 
@@ -68,6 +78,8 @@ def context(results: list[ClaimResult], budget: str, offset: int, root: Path) ->
     sections = [_section(r) for r in results]
     total = sum(r.seconds or 0.0 for r in results if r.claim.sweep is not None)
     return {
+        "title": TITLE,
+        "subtitle": subtitle([r.claim for r in results], budget),
         "budget": budget,
         "seed_offset": offset,
         "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -79,6 +91,27 @@ def context(results: list[ClaimResult], budget: str, offset: int, root: Path) ->
     }
 
 
+def subtitle(claims: list[cspec.ClaimSpec], budget: str) -> str:
+    """What was tested, in one line: how many claims, the model sizes, the hardware."""
+    widths, depths = set(), set()
+    for c in claims:
+        model = ((c.sweep or {}).get("base") or {}).get("model") or {}
+        widths.add(int(model.get("d_model", 0)))
+        depths.add(int(model.get("n_layers", 0)))
+    widths.discard(0)
+    depths.discard(0)
+
+    def span(xs: set[int]) -> str:
+        return "?" if not xs else f"{min(xs)}" if len(xs) == 1 else f"{min(xs)}-{max(xs)}"
+
+    n = len(claims)
+    return (
+        f"{n} published claim{'s' if n != 1 else ''} about transformer architecture choices, "
+        f"each tested with models of d_model {span(widths)} and {span(depths)} layers trained "
+        f"from scratch on CPU ({budget} budget)"
+    )
+
+
 def _section(r: ClaimResult) -> dict[str, Any]:
     c = r.claim
     v = r.verdict
@@ -87,15 +120,20 @@ def _section(r: ClaimResult) -> dict[str, Any]:
         tests.append(
             {
                 "says": t.spec.says or t.spec.kind,
+                "role": t.role,
+                "sesoi": _sesoi(t.spec),
+                "why": " ".join(t.spec.why.split()),
                 "effect": "" if t.effect is None else f"{t.effect:+.3g}",
                 "interval": t.interval or t.reason,
                 "level": f"{100 * t.level:.3g}%",
                 "needs": t.threshold,
                 "status": t.status,
+                "reason": t.reason,
                 "runs": ", ".join(f"{k}: {n}" for k, n in t.sizes.items()),
             }
         )
-    first = tests[0] if tests else {}
+    first = next((t for t in tests if t["role"] == "evidence"), tests[0] if tests else {})
+    reg = r.registration
     return {
         "id": c.id,
         "title": c.title,
@@ -103,8 +141,26 @@ def _section(r: ClaimResult) -> dict[str, Any]:
         "url": c.url,
         "statement": " ".join(c.statement.split()),
         "scale": " ".join(c.scale.split()),
+        "caveat": " ".join(c.caveat.split()),
         "version": c.version,
+        "versions": [
+            {
+                "version": e.version,
+                "offsets": ", ".join(map(str, e.offsets)),
+                "why": " ".join(e.why.split()),
+            }
+            for e in c.versions
+        ],
+        "sha": reg.sha256[:SHORT] if reg else "",
+        "commit": reg.commit[:SHORT] if reg else "",
+        "launched": reg.launched if reg else "",
         "history": " ".join(c.history.split()),
+        "verdict_notes": list(v.notes) if v else [],
+        "policies": [
+            {"metric": m.label or name, "policy": r.samples[name].policy}
+            for name, m in c.metrics.items()
+            if name in r.samples and r.samples[name].policy
+        ],
         "status": v.status if v else INCONCLUSIVE,
         "reason": v.reason if v else f"no runs: {r.error}",
         "effect": f"{first['effect']} {first['interval']}".strip() if first else "",
@@ -117,6 +173,15 @@ def _section(r: ClaimResult) -> dict[str, Any]:
         "notes": r.notes[:20]
         + ([f"... and {len(r.notes) - 20} more"] if len(r.notes) > 20 else []),
     }
+
+
+def _sesoi(t: Any) -> str:
+    parts = []
+    if t.sesoi is not None:
+        parts.append(f"SESOI {t.sesoi:g}")
+    if t.value is not None:
+        parts.append(f"value {t.value:g}")
+    return ", ".join(parts)
 
 
 def _embed(section: dict[str, Any]) -> dict[str, Any]:

@@ -4,12 +4,16 @@ Order of work, so that a mistake costs nothing:
 
 1. every named claim is loaded and its sweep validated (spec, every cell's config,
    every selector of its rule against the sweep's axes) before anything runs;
+   A ``--budget full`` run at a seed offset an earlier version of a claim saw is
+   refused (:func:`bench.claims.spec.check_offset`);
 2. each claim that owns a sweep runs it as an ordinary sweep in
    ``RUNS/<budget>/<id>/`` (``bench sweep`` with its spec written beside it), so an
    interrupted ``bench reproduce`` resumes where it stopped and a finished claim is
-   not run again;
-3. every claim is judged from its sweep's records (:mod:`bench.claims.rules`) and
-   the report is written to ``OUT`` (``index.html``, ``report.md``, ``figures/``).
+   not run again. Each launch or resumption records the claim file's hash
+   (:mod:`bench.claims.prereg`);
+3. every claim is judged from its sweep's records (:mod:`bench.claims.rules`), unless
+   its file changed after its runs launched, and the report is written to ``OUT``
+   (``index.html``, ``report.md``, ``figures/``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import yaml
 
 from bench.claims import spec as cspec
 from bench.claims.metrics import Samples
+from bench.claims.prereg import Registration
 from bench.claims.rules import Verdict
 from bench.config import ConfigError
 
@@ -49,6 +54,7 @@ class ClaimResult:
     not_drawn: list[str] = field(default_factory=list)  # figures without data, and why
     seconds: float | None = None
     error: str = ""
+    registration: Registration | None = None
 
 
 def select_claims(names: list[str]) -> list[cspec.ClaimSpec]:
@@ -99,12 +105,21 @@ def check_claims(
 
 def run_claim_sweeps(
     sweeps: dict[str, Any],
+    claims: list[cspec.ClaimSpec],
     root: Path,
     workers: int | None,
     storage: str | None,
+    budget: str,
+    seed_offset: int,
 ) -> int:
-    """Run (or resume) each claim's sweep in turn; the first non-zero exit code stops."""
+    """Run (or resume) each claim's sweep in turn; the first non-zero exit code stops.
+
+    Before the sweep runs, its directory is created and every claim judged on it
+    records its launch (:func:`bench.claims.prereg.record_launch`).
+    """
+    from bench.claims.prereg import record_launch
     from bench.sweeps.launcher import run_sweep
+    from bench.sweeps.layout import is_sweep_dir, prepare_sweep
 
     root.mkdir(parents=True, exist_ok=True)
     for claim_id, data in sweeps.items():
@@ -112,10 +127,19 @@ def run_claim_sweeps(
         text = yaml.safe_dump(data, sort_keys=False)
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
-        print(f"bench reproduce: claim {claim_id}: sweep {root / claim_id}", flush=True)
+        sweep_dir = root / claim_id
+        command = f"bench reproduce {claim_id}"
+        print(f"bench reproduce: claim {claim_id}: sweep {sweep_dir}", flush=True)
+        if not is_sweep_dir(sweep_dir):
+            prepare_sweep(path, storage, sweep_dir, command=command, check_data=False)
+        for c in claims:
+            if c.sweep_id == claim_id:
+                warning = record_launch(c, sweep_dir, budget, seed_offset)
+                if warning:
+                    print(f"bench reproduce: {warning}", file=sys.stderr, flush=True)
         start = time.monotonic()
-        code = run_sweep(path, workers, "cpu" if workers else None, storage, root / claim_id,
-                         command=f"bench reproduce {claim_id}")  # fmt: skip
+        code = run_sweep(path, workers, "cpu" if workers else None, storage, sweep_dir,
+                         command=command)  # fmt: skip
         timing = _read_timing(root)  # read late: another invocation may have written
         timing[claim_id] = timing.get(claim_id, 0.0) + time.monotonic() - start
         (root / TIMING).write_text(json.dumps(timing, indent=1))
@@ -129,17 +153,23 @@ def judge_claim(claim: cspec.ClaimSpec, root: Path, fig_dir: Path, storage: str 
     """Load the claim's sweep and judge it; a sweep that cannot be read is an error row."""
     from bench.claims import figures, rules
     from bench.claims.metrics import run_samples
+    from bench.claims.prereg import check_registration
     from bench.report.collect import load_sweep
 
     result = ClaimResult(claim, root / claim.sweep_id)
     result.seconds = _read_timing(root).get(claim.sweep_id)
+    result.registration = check_registration(claim, result.sweep_dir)
     try:
         data = load_sweep(result.sweep_dir, storage)
     except ConfigError as e:
         result.error = str(e)
         return result
     result.samples = {name: run_samples(data, name, m) for name, m in claim.metrics.items()}
-    result.verdict = rules.judge(claim, result.samples)
+    problem = result.registration.problem
+    if problem is not None:  # not judged on runs launched with another file
+        result.verdict = Verdict(rules.INCONCLUSIVE, problem, [], [])
+    else:
+        result.verdict = rules.judge(claim, result.samples)
     result.ran = what_was_run(data.spec, data)
     for name, s in result.samples.items():
         result.notes += [f"{name}: {n}" for n in s.notes]
@@ -167,6 +197,8 @@ def what_was_run(spec: SweepSpec, data: SweepData) -> list[tuple[str, str]]:
             for k, p in tune.params.items()
         )
         tuning = f"{params}: {tune.trials} trials per cell, same points in every cell"
+    elif "train.lr" in (spec.compare or {}):
+        tuning = "none: train.lr is a compared axis"
     else:
         tuning = f"none: train.lr {train.get('lr', 'default')} in every cell"
     cells = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in (spec.compare or {}).items())
@@ -176,16 +208,18 @@ def what_was_run(spec: SweepSpec, data: SweepData) -> list[tuple[str, str]]:
         ("model", ", ".join(f"{k} {v}" for k, v in model.items())),
         ("cells", cells),
         ("tuning", tuning),
-        ("seeds", _seeds_text(spec.seeds, tune is not None)),
+        ("seeds", _seeds_text(spec.seeds, tune is not None, spec.seed_data)),
         ("steps", str(spec.budget.max_steps or train.get("max_steps"))),
         ("runs", f"{len(data.rows)} trials, {counted} completed"),
     ]
 
 
-def _seeds_text(seeds: Any, tuned: bool) -> str:
+def _seeds_text(seeds: Any, tuned: bool, seed_data: bool) -> str:
+    data = "; each run draws its own task data (task.seed)" if seed_data else ""
     if tuned:
-        return f"{seeds} fresh seeds per cell, re-running its best tuning configuration"
-    return f"{seeds} seed runs per cell plus its single run (nothing tuned): {int(seeds or 0) + 1} runs"
+        return f"{seeds} fresh seeds per cell, re-running its best tuning configuration{data}"
+    runs = int(seeds or 0) + 1
+    return f"{seeds} seed runs per cell plus its single run (nothing tuned): {runs} runs{data}"
 
 
 def reproduce(
@@ -213,6 +247,8 @@ def reproduce(
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers}: allowed: an integer >= 1")
     claims = select_claims(names)
+    for c in claims:
+        cspec.check_offset(c, budget, seed_offset)
     sweeps = check_claims(claims, budget, seed_offset, build_data=not judge_only)
     suffix = f"-offset{seed_offset}" if seed_offset else ""
     root = Path(runs) if runs else Path("runs") / "claims" / f"{budget}{suffix}"
@@ -220,7 +256,9 @@ def reproduce(
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--out {target}: exists and is not a directory")
     quiet_optuna()
-    code = 0 if judge_only else run_claim_sweeps(sweeps, root, workers, storage)
+    code = 0
+    if not judge_only:
+        code = run_claim_sweeps(sweeps, claims, root, workers, storage, budget, seed_offset)
     path = write_report(claims, root, target, budget, seed_offset, storage)
     print(f"bench reproduce: report {path}")
     return code

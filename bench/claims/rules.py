@@ -2,31 +2,53 @@
 
 Every test estimates one *effect*, a linear contrast of cell means oriented so that
 a positive effect is what the paper says (``a`` better than ``b``, a gap that
-shrinks, ...), with a Welch-Satterthwaite t-interval (cells are independent groups
-of seeds; unequal variances). The intervals of one claim are Bonferroni-adjusted:
-with k tests each is a two-sided (1 - ALPHA / k) interval, so the claim's
-family-wise error is at most ALPHA. Then, with ``margin`` m (in the metric's units):
+shrinks, ...), with a Welch-Satterthwaite t-interval [low, high] (cells are
+independent groups of seeds; unequal variances). The intervals are Bonferroni-
+adjusted over the claim's evidence and control tests: with k of them each is a
+two-sided (1 - ALPHA / k) interval. With ``s`` the test's smallest effect of
+interest (``sesoi``) and ``v`` its ``value``, both in the metric's units:
 
-========== =========================== ============== ==============
-kind       effect                      holds if       fails if
-========== =========================== ============== ==============
-better     b - a (a lower is better)   low > m        high < m
-not_worse  b - a                       low > -m       high < -m
-gap_shrinks gap(where) - gap(then),    low > m        high < m
-           gap = b - a
-at_most    mean of a                   high < value   low > value
-at_least   mean of a                   low > value    high < value
-========== =========================== ============== ==============
+=========== ========================== ========================== ==============================
+kind        effect                     holds if                   fails if
+=========== ========================== ========================== ==============================
+better      b - a                      low > s                    high < s
+gap_shrinks gap(where) - gap(then),    low > s                    high < s
+            gap = b - a
+not_worse   b - a                      low > -s                   high < -s
+equivalent  b - a                      -s < low and high < s      low > s or high < -s
+at_most     mean of a                  high < v                   low > v
+at_least    mean of a                  low > v                    high < v
+near        mean of a                  v - s < low, high < v + s  interval wholly outside
+=========== ========================== ========================== ==============================
 
-(for a metric where higher is better, b - a becomes a - b). Otherwise the test is
-*unclear*. A test is also unclear with fewer than :data:`MIN_RUNS` runs in a cell
-it reads, or when every run it reads scored the same (no seed variation, so no
-interval).
+(b - a for a metric where lower is better; a - b where higher is better.) Otherwise
+the test is *unclear*. So a ``better`` test *fails* when its interval lies within
++-SESOI or on the wrong side: a true null can come out "not reproduced", not only
+"inconclusive" (Lakens 2017, equivalence testing with a smallest effect of interest).
 
-The verdict (fixed before the runs it judges): a precondition not met makes the
-claim **inconclusive**; a test that fails makes it **not reproduced**; every test
-holding makes it **reproduced**; otherwise **inconclusive**, naming the tests whose
-intervals straddle their threshold.
+A test is also unclear when it cannot inform:
+
+- *censored*: two cells compared with each other (b and a of a pair, each pair of a
+  gap) have every run at the same bound (the metric's best value: *ceiling*, or
+  chance: *floor*, :mod:`bench.claims.metrics`); a one-cell test whose cell's runs
+  all sit at a bound. One cell at a bound and the other not is fine (the contrast is
+  then a bound on the effect);
+- fewer than :data:`MIN_RUNS` runs in a cell it reads, or every run it reads scored
+  the same (no seed variation, so no interval).
+
+Roles and the verdict (fixed before the runs it judges), first match wins:
+
+1. a precondition (``requires``) not met: **inconclusive**, naming it;
+2. a *sanity* test that fails (it holds by construction, so the implementation is
+   broken): **inconclusive**;
+3. a *control* that fails: **inconclusive** ("control failed: ...");
+4. an *evidence* test that fails: **not reproduced at this scale**;
+5. every evidence test holds: **consistent with the paper at this scale** (an unclear
+   control is reported: the control was not shown);
+6. otherwise **inconclusive**, naming the unclear tests and why.
+
+Sanity tests are reported, labelled "sanity check (holds by construction)", and never
+counted as evidence.
 """
 
 from __future__ import annotations
@@ -37,14 +59,17 @@ from dataclasses import dataclass
 
 from scipy import stats as sps
 
-from bench.claims.metrics import Sample, Samples
+from bench.claims.metrics import CEILING, FLOOR, Sample, Samples
 from bench.claims.spec import ClaimSpec, MetricSpec, Requirement, RuleTest, Selector
 from bench.claims.spec import selector_matches as _match
 
 ALPHA = 0.05
 MIN_RUNS = 2
 HOLDS, FAILS, UNCLEAR = "holds", "fails", "unclear"
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+CONSISTENT = "consistent with the paper at this scale"
+NOT_REPRODUCED = "not reproduced at this scale"
+INCONCLUSIVE = "inconclusive"
+SANITY_LABEL = "sanity check (holds by construction)"
 
 
 @dataclass(frozen=True)
@@ -80,15 +105,21 @@ class TestResult:
             return ""
         return f"[{self.low:+.3g}, {self.high:+.3g}]"
 
+    @property
+    def role(self) -> str:
+        return SANITY_LABEL if self.spec.role == "sanity" else self.spec.role
+
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim's verdict with its reason, its tests and its preconditions."""
+    """A claim's verdict with its reason, its tests and its preconditions; ``notes``:
+    what stands beside the verdict (a control that was not shown)."""
 
     status: str
     reason: str
     tests: list[TestResult]
     unmet: list[str]
+    notes: tuple[str, ...] = ()
 
 
 def describe(selector: Selector | None) -> str:
@@ -132,16 +163,32 @@ def _select(samples: Samples, *selectors: Selector | None) -> list[Sample]:
 
 
 def _terms(t: RuleTest, samples: Samples, sign: float) -> list[Term]:
-    """The contrast of a test; ``sign`` +1 when lower is better (effect = b - a)."""
-    if t.kind in ("at_most", "at_least"):
+    """The contrast of a test; ``sign`` +1 when lower is better (effect = b - a).
+    Pair kinds give [b, a]; gap_shrinks [b, a] under ``where`` then under ``then``."""
+    if t.kind in ("at_most", "at_least", "near"):
         return [Term(1.0, t.a, _select(samples, t.a))]
+    assert t.b is not None
     if t.kind == "gap_shrinks":
         out = []
         for ctx, w in ((t.where, 1.0), (t.then, -1.0)):
-            out.append(Term(w * sign, {**t.b, **ctx}, _select(samples, t.b, ctx)))  # type: ignore[dict-item]
-            out.append(Term(-w * sign, {**t.a, **ctx}, _select(samples, t.a, ctx)))  # type: ignore[dict-item]
+            out.append(Term(w * sign, {**t.b, **(ctx or {})}, _select(samples, t.b, ctx)))
+            out.append(Term(-w * sign, {**t.a, **(ctx or {})}, _select(samples, t.a, ctx)))
         return out
-    return [Term(sign, t.b or {}, _select(samples, t.b)), Term(-sign, t.a, _select(samples, t.a))]
+    return [Term(sign, t.b, _select(samples, t.b)), Term(-sign, t.a, _select(samples, t.a))]
+
+
+def censored(terms: list[Term]) -> str | None:
+    """Why the contrast cannot inform (cells compared with each other all at one
+    bound), or None. Terms come in compared pairs (or one cell alone)."""
+    groups = [terms] if len(terms) == 1 else [terms[i : i + 2] for i in range(0, len(terms), 2)]
+    for group in groups:
+        runs = [s for term in group for s in term.samples]
+        for bound in (CEILING, FLOOR):
+            if runs and all(s.bound == bound for s in runs):
+                cells = " and ".join(term.label for term in group)
+                where = "the best possible value" if bound == CEILING else "chance (or worse)"
+                return f"unclear: {bound} (every run of {cells} at {where}, so no contrast)"
+    return None
 
 
 Decide = Callable[[float, float, RuleTest], tuple[str, str]]
@@ -165,18 +212,33 @@ def _below(threshold: Callable[[RuleTest], float]) -> Decide:
     return decide
 
 
+def _within(centre: Callable[[RuleTest], float]) -> Decide:
+    """holds when the interval lies inside centre +- sesoi, fails when wholly outside."""
+
+    def decide(low: float, high: float, t: RuleTest) -> tuple[str, str]:
+        c, s = centre(t), float(t.sesoi or 0.0)
+        lo, hi = c - s, c + s
+        status = HOLDS if lo < low and high < hi else FAILS if low > hi or high < lo else UNCLEAR
+        return status, f"within ({lo:+.3g}, {hi:+.3g})"
+
+    return decide
+
+
 DECIDE: dict[str, Decide] = {
-    "better": _above(lambda t: t.margin),
-    "not_worse": _above(lambda t: -t.margin),
-    "gap_shrinks": _above(lambda t: t.margin),
-    "at_most": _below(lambda t: float(t.value)),  # type: ignore[arg-type]
-    "at_least": _above(lambda t: float(t.value)),  # type: ignore[arg-type]
+    "better": _above(lambda t: float(t.sesoi or 0.0)),
+    "gap_shrinks": _above(lambda t: float(t.sesoi or 0.0)),
+    "not_worse": _above(lambda t: -float(t.sesoi or 0.0)),
+    "equivalent": _within(lambda t: 0.0),
+    "at_most": _below(lambda t: float(t.value or 0.0)),
+    "at_least": _above(lambda t: float(t.value or 0.0)),
+    "near": _within(lambda t: float(t.value or 0.0)),
 }
 
 
 def run_test(t: RuleTest, samples: Samples, metric: MetricSpec, n_tests: int) -> TestResult:
-    """One test of the rule at the claim's Bonferroni-adjusted level."""
-    level = 1 - ALPHA / n_tests
+    """One test of the rule at the claim's Bonferroni-adjusted level (``n_tests``: the
+    claim's evidence and control tests)."""
+    level = 1 - ALPHA / max(n_tests, 1)
     sign = 1.0 if metric.lower_is_better else -1.0
     terms = _terms(t, samples, sign)
     sizes = {term.label: len(term.samples) for term in terms}
@@ -186,6 +248,9 @@ def run_test(t: RuleTest, samples: Samples, metric: MetricSpec, n_tests: int) ->
         return TestResult(t, UNCLEAR, None, None, None, level, threshold, sizes, got)
     effect, low, high = got
     status, threshold = DECIDE[t.kind](low, high, t)
+    why_not = censored(terms)
+    if why_not is not None:
+        return TestResult(t, UNCLEAR, effect, low, high, level, threshold, sizes, why_not)
     return TestResult(t, status, effect, low, high, level, threshold, sizes)
 
 
@@ -213,19 +278,31 @@ def judge(claim: ClaimSpec, samples: dict[str, Samples]) -> Verdict:
     unmet = [
         why for r in claim.requires if (why := check_requirement(r, samples[r.metric])) is not None
     ]
+    counted = sum(1 for t in claim.tests if t.role != "sanity")
     results = [
-        run_test(t, samples[t.metric], claim.metrics[t.metric], len(claim.tests))
-        for t in claim.tests
+        run_test(t, samples[t.metric], claim.metrics[t.metric], counted) for t in claim.tests
     ]
+
+    def of(role: str, status: str | None = None) -> list[TestResult]:
+        return [r for r in results if r.spec.role == role and status in (None, r.status)]
+
     if unmet:
         return Verdict(INCONCLUSIVE, "precondition not met: " + "; ".join(unmet), results, unmet)
-    failed = [r for r in results if r.status == FAILS]
-    if failed:
-        return Verdict(NOT_REPRODUCED, "; ".join(_words(r) for r in failed), results, unmet)
-    unclear = [r for r in results if r.status == UNCLEAR]
-    if unclear:
-        return Verdict(INCONCLUSIVE, "; ".join(_words(r) for r in unclear), results, unmet)
-    return Verdict(REPRODUCED, "every test holds (see its table)", results, [])
+    if broken := of("sanity", FAILS):
+        why = "; ".join(_words(r) for r in broken)
+        return Verdict(INCONCLUSIVE, f"sanity check failed (implementation broken?): {why}",
+                       results, unmet)  # fmt: skip
+    if failed := of("control", FAILS):
+        why = "; ".join(_words(r) for r in failed)
+        return Verdict(INCONCLUSIVE, f"control failed: {why}", results, unmet)
+    notes = tuple(f"control not shown: {_words(r)}" for r in of("control", UNCLEAR))
+    if failed := of("evidence", FAILS):
+        why = "; ".join(_words(r) for r in failed)
+        return Verdict(NOT_REPRODUCED, why, results, unmet, notes)
+    if unclear := of("evidence", UNCLEAR):
+        why = "; ".join(_words(r) for r in unclear)
+        return Verdict(INCONCLUSIVE, f"unclear: {why}", results, unmet, notes)
+    return Verdict(CONSISTENT, "every evidence test holds (see its table)", results, [], notes)
 
 
 def _words(r: TestResult) -> str:
@@ -233,7 +310,5 @@ def _words(r: TestResult) -> str:
     if r.effect is None:
         return f"{says}: {r.reason}"
     pct = round(100 * r.level, 1)
-    return (
-        f"{says}: effect {r.effect:+.3g}, {pct:g}% interval {r.interval}, "
-        f"needs {r.threshold} ({r.status})"
-    )
+    text = f"{says}: effect {r.effect:+.3g}, {pct:g}% interval {r.interval}, needs {r.threshold}"
+    return f"{text} ({r.reason})" if r.reason else f"{text} ({r.status})"
