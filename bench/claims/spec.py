@@ -52,9 +52,17 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from bench.config import ConfigError, load_yaml
 from bench.validation import describe
@@ -74,6 +82,15 @@ SESOI_KINDS = ("better", "not_worse", "equivalent", "gap_shrinks", "near")
 VALUE_KINDS = ("at_most", "at_least", "near")
 FAILURE_POLICIES = ("worst", "init_cap", "recorded", "exclude")
 LAST = "{last}"  # in a metrics.csv key: the highest layer / block index the run logged
+
+
+def _non_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty; say it in words")
+    return text
+
+
+Words = Annotated[str, AfterValidator(_non_blank)]  # required prose that cannot be blank
 
 
 class _Strict(BaseModel):
@@ -187,7 +204,7 @@ class RuleTest(_Strict):
     # the smallest effect of interest, in the metric's units (see the module docstring)
     sesoi: float | None = Field(None, gt=0)
     value: float | None = None  # at_most / at_least / near: the threshold or target
-    why: str = Field(min_length=1, pattern=r"\S")  # why the SESOI / threshold has this size
+    why: Words  # why the SESOI / threshold has this size
     says: str = ""  # the test in words, for the report
 
     @model_validator(mode="before")
@@ -300,7 +317,7 @@ class EarlierVersion(_Strict):
 
     version: int = Field(ge=1)
     offsets: list[int] = Field(min_length=1)
-    why: str = Field(min_length=1, pattern=r"\S")
+    why: Words
 
 
 class ClaimSpec(_Strict):
@@ -312,7 +329,7 @@ class ClaimSpec(_Strict):
     url: str
     statement: str
     scale: str
-    caveat: str = Field(min_length=1, pattern=r"\S")  # one sentence: what this scale cannot show
+    caveat: Words  # one sentence: what this scale cannot show
     version: int = Field(1, ge=1)
     versions: list[EarlierVersion] = Field(default_factory=list)
     history: str = ""  # prose beside ``versions``, when needed
@@ -324,6 +341,7 @@ class ClaimSpec(_Strict):
     requires: list[Requirement] = Field(min_length=1)
     no_control: str | None = None  # why no test can be a control
     figures: list[FigureSpec] = Field(default_factory=list)
+    _path: Path | None = PrivateAttr(None)  # the file it was loaded from (pre-registration)
 
     @model_validator(mode="after")
     def _refs(self) -> ClaimSpec:
@@ -379,6 +397,11 @@ class ClaimSpec(_Strict):
         return self.sweep_of or self.id
 
     @property
+    def path(self) -> Path | None:
+        """The claim file this spec was loaded from (None when built in code)."""
+        return self._path
+
+    @property
     def seen_offsets(self) -> dict[int, list[int]]:
         """Earlier version -> the seed offsets its decision saw."""
         return {v.version: sorted(v.offsets) for v in self.versions}
@@ -429,6 +452,7 @@ def load_claim(name_or_path: str | Path) -> ClaimSpec:
         raise ConfigError(describe(e, ClaimSpec, str(path))) from None
     if claim.id != path.stem:
         raise ConfigError(f"{path}: id {claim.id!r} differs from the file name {path.stem!r}")
+    claim._path = path.resolve()
     return claim
 
 
