@@ -123,3 +123,13 @@ def test_real_tiny_runs_reach_a_verdict_and_a_changed_file_is_not_judged_on_them
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## A trained model beats an untrained one: inconclusive" in md
     assert "the claim file changed after its runs" in md
+
+
+def test_a_launch_records_the_bytes_the_claim_was_loaded_from(tmp_path):
+    path = _write(tmp_path)
+    claim = cspec.load_claim(path)
+    loaded = hashlib.sha256(path.read_bytes()).hexdigest()
+    _write(tmp_path, caveat="Edited between loading and launching.")
+    prereg.record_launch(claim, tmp_path, "quick", 0)
+    assert json.loads((tmp_path / "claim.json").read_text())["sha256"] == loaded
+    assert prereg.check_registration(cspec.load_claim(path), tmp_path).problem is not None

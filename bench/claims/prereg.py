@@ -31,7 +31,7 @@ def record_path(sweep_dir: Path, claim: ClaimSpec) -> Path:
 
 
 def file_sha256(claim: ClaimSpec) -> str:
-    """sha256 of the claim file's bytes ("unknown" for a claim built in code)."""
+    """sha256 of the claim file's bytes now ("unknown" for a claim built in code)."""
     if claim.path is None or not claim.path.is_file():
         return "unknown"
     return hashlib.sha256(claim.path.read_bytes()).hexdigest()
@@ -66,7 +66,7 @@ def record_launch(claim: ClaimSpec, sweep_dir: Path, budget: str, seed_offset: i
     recorded file differs from the current one (the record of the launch is kept)."""
     path = record_path(sweep_dir, claim)
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    sha = file_sha256(claim)
+    sha = claim.loaded_sha256 or file_sha256(claim)  # the bytes the runs were set up from
     old = read_record(path)
     if old is None:
         rec = {"claim": claim.id, "version": claim.version, "sha256": sha,

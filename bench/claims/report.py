@@ -154,6 +154,7 @@ def _section(r: ClaimResult) -> dict[str, Any]:
         "sha": reg.sha256[:SHORT] if reg else "",
         "commit": reg.commit[:SHORT] if reg else "",
         "launched": reg.launched if reg else "",
+        "unregistered": reg is not None and not reg.launched and not r.error,
         "history": " ".join(c.history.split()),
         "verdict_notes": list(v.notes) if v else [],
         "policies": [

@@ -50,6 +50,7 @@ same metric, up to sign): two tests of one effect would count it twice.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -342,6 +343,7 @@ class ClaimSpec(_Strict):
     no_control: str | None = None  # why no test can be a control
     figures: list[FigureSpec] = Field(default_factory=list)
     _path: Path | None = PrivateAttr(None)  # the file it was loaded from (pre-registration)
+    _sha256: str | None = PrivateAttr(None)  # of the bytes it was loaded from
 
     @model_validator(mode="after")
     def _refs(self) -> ClaimSpec:
@@ -402,6 +404,11 @@ class ClaimSpec(_Strict):
         return self._path
 
     @property
+    def loaded_sha256(self) -> str | None:
+        """sha256 of the bytes this spec was validated from (None when built in code)."""
+        return self._sha256
+
+    @property
     def seen_offsets(self) -> dict[int, list[int]]:
         """Earlier version -> the seed offsets its decision saw."""
         return {v.version: sorted(v.offsets) for v in self.versions}
@@ -444,7 +451,8 @@ def load_claim(name_or_path: str | Path) -> ClaimSpec:
                 f"claim {name_or_path!r}: no such claim; allowed: {', '.join(names())} "
                 "or a path to a claim file"
             )
-    data = load_yaml(path, "claim")
+    data = load_yaml(path, "claim")  # checks the file exists and is YAML, in one line
+    raw = path.read_bytes()
     data.setdefault("id", path.stem)
     try:
         claim = ClaimSpec.model_validate(data)
@@ -453,6 +461,7 @@ def load_claim(name_or_path: str | Path) -> ClaimSpec:
     if claim.id != path.stem:
         raise ConfigError(f"{path}: id {claim.id!r} differs from the file name {path.stem!r}")
     claim._path = path.resolve()
+    claim._sha256 = hashlib.sha256(raw).hexdigest()
     return claim
 
 
