@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,11 @@ FIRST_CLAIMS = {
     "qk-norm-lr-sensitivity",
     "entropy-collapse",
     "gqa",
+    # issue 24's landmark claims (branch claims-new)
+    "xiong-init-gradient",
+    "deepnet-depth",
+    "rmsnorm-equivalence",
+    "attention-sinks",
 }
 
 
@@ -41,13 +47,21 @@ def test_every_shipped_claim_is_a_valid_sweep_whose_rule_names_its_axes(budget):
         assert sweeps[c.sweep_id]["name"] == f"claim-{c.sweep_id}"
 
 
+def _size(sweep: dict) -> tuple[int, int, int]:
+    """(steps, seeds, cells) of a sweep as data."""
+    cells = math.prod(len(v) for v in sweep["compare"].values())
+    return sweep["budget"]["max_steps"], sweep["seeds"], cells
+
+
 def test_the_quick_budget_is_smaller_than_the_full_one():
+    """No larger in steps, seeds or cells, and smaller in one (a claim that trains one
+    step, xiong-init-gradient, is smaller in seeds and depths)."""
     for c in select_claims([]):
         if c.sweep is None:
             continue
-        quick, full = cspec.sweep_data(c, "quick"), cspec.sweep_data(c, "full")
-        assert quick["budget"]["max_steps"] < full["budget"]["max_steps"]
-        assert quick["seeds"] <= full["seeds"]
+        quick, full = _size(cspec.sweep_data(c, "quick")), _size(cspec.sweep_data(c, "full"))
+        assert all(q <= f for q, f in zip(quick, full, strict=True)), c.id
+        assert quick != full, c.id
 
 
 def test_a_seed_offset_moves_every_training_and_data_seed_and_the_sampler_seed():

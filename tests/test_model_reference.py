@@ -32,6 +32,11 @@ Sources of each reference piece:
 - GQA / MQA: Ainslie et al. 2023, Section 2.2: the H query heads are split into G groups,
   each sharing one key head and one value head (G = 1: multi-query attention).
 - Pre-/post-LN: Xiong et al. 2020, Fig. 1 (pre-LN with a final LayerNorm).
+- RMSNorm: Zhang & Sennrich 2019, eq. 4: ``a_i / RMS(a) * g_i``, ``RMS(a) = sqrt(mean a^2)``
+  (the epsilon inside the root, as torch's ``rms_norm``; the authors' torch code adds it
+  outside), no re-centering, no bias.
+- DeepNorm: Wang et al. 2022, Section 4 and Table 1: ``x = LN(alpha x + G(x))`` after
+  every sublayer, decoder-only ``alpha = (2N)^(1/4)`` for N layers, no final norm.
 
 A check that fails here is a finding about bench, not a tolerance to loosen.
 """
@@ -74,7 +79,9 @@ class Spec:
     pos: str = "learned"  # alibi | sinusoidal | learned | nope | rope
     ffn: str = "gelu"  # gelu | relu | swiglu
     ffn_dim: int = 4 * D
-    placement: str = "pre"  # pre | post
+    placement: str = "pre"  # pre | post | deepnorm
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_bias: bool = True  # the block and final norms' bias (LayerNorm with bias only)
     qk_norm: bool = False
     heads: int = HEADS
     kv_heads: int = HEADS
@@ -100,6 +107,11 @@ def layer_norm(x: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
     var = (x - mu).pow(2).mean(-1, keepdim=True)
     y = (x - mu) / torch.sqrt(var + EPS) * gain
     return y + bias if bias is not None else y
+
+
+def rms_norm(x: Tensor, gain: Tensor) -> Tensor:
+    """Zhang & Sennrich 2019, eq. 4: ``x / sqrt(mean(x^2) + eps) * gain``, no centering."""
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * gain
 
 
 class Reference(nn.Module):
@@ -132,10 +144,19 @@ class Reference(nn.Module):
             if s.ffn == "swiglu":
                 L.v1, L.c1 = p(f, s.d), b(f)  # Shazeer's V
             L.w2, L.b2 = p(s.d, f), b(s.d)
-            L.n1_g, L.n1_b, L.n2_g, L.n2_b = p(s.d), b(s.d), p(s.d), b(s.d)
+            nb = b(s.d) if s.norm_bias else None
+            L.n1_g, L.n1_b = p(s.d), nb
+            L.n2_g, L.n2_b = p(s.d), b(s.d) if s.norm_bias else None
             self.layers.append(L)
         if s.placement == "pre":
-            self.nf_g, self.nf_b = p(s.d), b(s.d)
+            self.nf_g, self.nf_b = p(s.d), b(s.d) if s.norm_bias else None
+        # Wang et al. 2022, Table 1, decoder-only: alpha = (2N)^(1/4)
+        self.alpha = (2 * layers) ** 0.25 if s.placement == "deepnorm" else 1.0
+
+    def norm(self, x: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
+        if self.spec.norm == "rmsnorm":
+            return rms_norm(x, gain)
+        return layer_norm(x, gain, bias)
 
     def positions(self, t: int) -> Tensor:
         """What is added to the token embeddings: ``[t, d]``."""
@@ -209,13 +230,13 @@ class Reference(nn.Module):
         x = self.tok[ids] * s.embed_scale + self.positions(ids.shape[1])
         for L in self.layers:
             if s.placement == "pre":
-                x = x + self.attention(L, layer_norm(x, L.n1_g, L.n1_b))
-                x = x + self.ffn(L, layer_norm(x, L.n2_g, L.n2_b))
-            else:
-                x = layer_norm(x + self.attention(L, x), L.n1_g, L.n1_b)
-                x = layer_norm(x + self.ffn(L, x), L.n2_g, L.n2_b)
+                x = x + self.attention(L, self.norm(x, L.n1_g, L.n1_b))
+                x = x + self.ffn(L, self.norm(x, L.n2_g, L.n2_b))
+            else:  # post-LN; DeepNorm up-weights the residual by alpha
+                x = self.norm(self.alpha * x + self.attention(L, x), L.n1_g, L.n1_b)
+                x = self.norm(self.alpha * x + self.ffn(L, x), L.n2_g, L.n2_b)
         if s.placement == "pre":
-            x = layer_norm(x, self.nf_g, self.nf_b)
+            x = self.norm(x, self.nf_g, self.nf_b)
         return x @ self.tok.T
 
 
@@ -224,8 +245,11 @@ class Reference(nn.Module):
 
 def spec_of(cfg: ModelConfig) -> Spec:
     """The reference's settings for a bench config (only what the reference supports)."""
-    assert cfg.arch == "decoder" and cfg.norm_type == "layernorm" and cfg.tie_embeddings
-    assert cfg.norm_placement in ("pre", "post") and cfg.rope_fraction == 1.0
+    assert cfg.arch == "decoder" and cfg.tie_embeddings
+    assert cfg.norm_type in ("layernorm", "rmsnorm") and not (
+        cfg.qk_norm and cfg.norm_type != "layernorm"
+    )
+    assert cfg.norm_placement in ("pre", "post", "deepnorm") and cfg.rope_fraction == 1.0
     assert cfg.d_ff is None, "the reference takes bench's default widths"
     widths = {"swiglu": int(8 * cfg.d_model / 3)}  # Shazeer 2020: d_ff x 2/3 for 3 matrices
     return Spec(
@@ -233,6 +257,8 @@ def spec_of(cfg: ModelConfig) -> Spec:
         ffn=cfg.ffn,
         ffn_dim=widths.get(cfg.ffn, 4 * cfg.d_model),
         placement=cfg.norm_placement,
+        norm=cfg.norm_type,
+        norm_bias=cfg.bias and cfg.norm_type == "layernorm",
         qk_norm=cfg.qk_norm,
         heads=cfg.n_heads,
         kv_heads=cfg.n_kv_heads or cfg.n_heads,
@@ -319,7 +345,7 @@ def bench_model(**kw: object) -> nn.Module:
 def reference_for(model: nn.Module) -> Reference:
     """The reference of bench ``model``'s config, holding bench's weights."""
     spec = spec_of(model.cfg)
-    ref = Reference(spec)
+    ref = Reference(spec, layers=model.cfg.n_layers)
     state = to_reference(dict(model.state_dict()), spec)
     ref.load_state_dict(state, strict=True)  # every reference parameter gets a bench weight
     return ref
@@ -365,6 +391,11 @@ CASES: dict[str, dict[str, object]] = {
     # Xiong et al. 2020 (claim postln-warmup; also against torch in test_model_init_scale)
     "post-ln": dict(norm_placement="post"),
     "post-ln-sinusoidal": dict(norm_placement="post", pos_encoding="sinusoidal"),
+    # Zhang & Sennrich 2019 (claim rmsnorm-equivalence)
+    "rmsnorm": dict(norm_type="rmsnorm"),
+    "rmsnorm-post": dict(norm_type="rmsnorm", norm_placement="post"),
+    # Wang et al. 2022 (claim deepnet-depth): 6 layers, alpha = 12^(1/4)
+    "deepnorm": dict(norm_placement="deepnorm", n_layers=6),
 }
 
 
@@ -388,6 +419,8 @@ MUTANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "gqa-strided-groups": (CASES["gqa-2-of-8"], {"grouping": "strided"}),
     "pre-ln-as-post-ln": (CASES["learned"], {"placement": "post"}),
     "embeddings-unscaled": (CASES["learned"], {"embed_scale": 1.0}),
+    "rmsnorm-centred": (CASES["rmsnorm"], {"norm": "layernorm"}),
+    "deepnorm-without-alpha": (CASES["deepnorm"], {"placement": "post"}),
 }
 
 
@@ -396,7 +429,7 @@ def test_a_reference_that_drops_a_papers_detail_disagrees(mutant):
     config, change = MUTANTS[mutant]
     model = bench_model(**config)
     spec = replace(spec_of(model.cfg), **change)
-    ref = Reference(spec)
+    ref = Reference(spec, layers=model.cfg.n_layers)
     state = to_reference(dict(model.state_dict()), spec_of(model.cfg))
     missing, _ = ref.load_state_dict(state, strict=False)  # a dropped detail's weights: unused
     assert not missing
@@ -408,7 +441,7 @@ def test_rope_rotation_is_not_the_consecutive_pair_rotation_without_the_permutat
     consecutive-pair rotation changes the logits, so the permutation is what makes them agree."""
     model = bench_model(**CASES["rope"])
     spec = spec_of(model.cfg)
-    ref = Reference(spec)
+    ref = Reference(spec, layers=model.cfg.n_layers)
     ref.load_state_dict(to_reference(dict(model.state_dict()), replace(spec, pos="nope")))
     assert max_logit_diff(model, ref) > 1e-2
 

@@ -34,16 +34,24 @@ Transformer training instabilities", §2.2): for one group of cells (all axes bu
 the learning rate) and one seed, E_eta[min(l(eta), l0) - l*] over the learning
 rates eta of the grid, where l(eta) is the final loss at eta, l0 the loss at
 initialization (the uniform predictor's, ``ln V``) and l* the best loss over the grid.
+
+Log-log slope (``reduce: loglog_slope``): for one group of cells (all axes but
+``over``, e.g. ``model.n_layers``) and one seed, the least-squares slope of
+``log value`` against ``log x`` over the axis values x; a power law ``value ~ x^k``
+has slope k (Xiong et al. 2020, Theorem 1: the gradient of the last FFN's W2 at init
+is ~ L^-1/2 for Pre-LN, independent of L for Post-LN). Seeds pair the cells: with
+``seed_data`` the runs of one seed share their data across depths.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.claims.spec import MetricSpec, scaled_key
+from bench.claims.spec import LAST, MetricSpec, scaled_key
 from bench.report.collect import SweepData, history
 
 FAILED_RUN = ("diverged", "pruned")  # what on_failure decides; "failed" is a crash
@@ -243,8 +251,22 @@ def _transformed(samples: Samples, spec: MetricSpec) -> Samples:
     return out
 
 
+def _last_key(keys: set[str], pattern: str) -> str | None:
+    """``pattern`` with :data:`LAST` replaced by the highest index among ``keys``
+    (``cond/x/block_{last}`` -> ``cond/x/block_23``); None when no key matches."""
+    before, _, after = pattern.partition(LAST)
+    found = re.compile(re.escape(before) + r"(\d+)" + re.escape(after) + "$")
+    indices = [int(m.group(1)) for k in keys if (m := found.match(k))]
+    return f"{before}{max(indices)}{after}" if indices else None
+
+
 def _over_steps(run_dir: str, pattern: str, how: str) -> float | None:
     rows = history(run_dir)
+    if LAST in pattern:
+        resolved = _last_key({k for r in rows for k in r}, pattern)
+        if resolved is None:
+            return None
+        pattern = resolved
     prefix = pattern[:-1] if pattern.endswith("*") else None
     vals = []
     for r in rows:
@@ -257,6 +279,9 @@ def _over_steps(run_dir: str, pattern: str, how: str) -> float | None:
         return max(v for _, v in vals)
     if how == "min":
         return min(v for _, v in vals)
+    if how == "first":
+        first = min(s for s, _ in vals)
+        return max(v for s, v in vals if s == first)  # the first step's largest (over layers)
     last = max(s for s, _ in vals)
     return max(v for s, v in vals if s == last)  # the last step's largest (over layers)
 
@@ -270,8 +295,16 @@ def _sweep_baseline(data: SweepData) -> dict[str, float]:
 
 
 def _collapse(samples: Samples, spec: MetricSpec, chance: dict[str, float]) -> Samples:
-    """Per (group, seed): LR sensitivity over the values of ``spec.over``."""
-    over = (spec.over or "").removeprefix("model.")
+    """Per (group, seed): ``spec.reduce`` over the values of ``spec.over``."""
+    if spec.reduce == "loglog_slope":
+        return _loglog_slopes(samples, spec)
+    return _lr_sensitivity(samples, spec, chance)
+
+
+def _by_group_and_seed(
+    samples: Samples, over: str
+) -> tuple[list[float], dict[tuple, dict[float, float]], dict[tuple, dict[str, str]]]:
+    """The axis values of ``over``; per (other axes, seed) the value at each; their axes."""
     grid = sorted({float(s.axes[over]) for s in samples.values})
     groups: dict[tuple, dict[float, float]] = defaultdict(dict)
     axes_of: dict[tuple, dict[str, str]] = {}
@@ -280,6 +313,41 @@ def _collapse(samples: Samples, spec: MetricSpec, chance: dict[str, float]) -> S
         key = (tuple(sorted(rest.items())), s.seed)
         groups[key][float(s.axes[over])] = s.value
         axes_of[key] = rest
+    return grid, groups, axes_of
+
+
+def loglog_slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ``log y`` against ``log x`` (every x and y > 0, two x's or more)."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    sxx = sum((a - mx) ** 2 for a in lx)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sxx
+
+
+def _loglog_slopes(samples: Samples, spec: MetricSpec) -> Samples:
+    """Per (group, seed): :func:`loglog_slope` of the value against ``spec.over``."""
+    over = (spec.over or "").removeprefix("model.")
+    grid, groups, axes_of = _by_group_and_seed(samples, over)
+    out = Samples(samples.metric, notes=list(samples.notes), policy=samples.policy)
+    for key, values in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        group = ",".join(f"{a}={v}" for a, v in key[0]) or "all"
+        missing = [x for x in grid if x not in values]
+        if missing or len(grid) < 2:
+            why = f"no run at {over}={missing}" if missing else f"one value of {over}"
+            out.notes.append(f"{group} seed {key[1]}: {why}; seed left out")
+            continue
+        if min(grid) <= 0 or min(values.values()) <= 0:
+            out.notes.append(f"{group} seed {key[1]}: a value <= 0 has no log; seed left out")
+            continue
+        slope = loglog_slope(grid, [values[x] for x in grid])
+        out.values.append(Sample(group, axes_of[key], key[1], slope))
+    return out
+
+
+def _lr_sensitivity(samples: Samples, spec: MetricSpec, chance: dict[str, float]) -> Samples:
+    """Per (group, seed): LR sensitivity over the values of ``spec.over``."""
+    over = (spec.over or "").removeprefix("model.")
+    grid, groups, axes_of = _by_group_and_seed(samples, over)
     l0 = chance.get("uniform/val/loss")
     out = Samples(samples.metric, notes=list(samples.notes), policy=samples.policy)
     if l0 is None:

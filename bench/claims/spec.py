@@ -83,6 +83,7 @@ LEVEL_KINDS = ("at_most", "at_least", "near")
 SESOI_KINDS = ("better", "not_worse", "equivalent", "gap_shrinks", "near")
 VALUE_KINDS = ("at_most", "at_least", "near")
 FAILURE_POLICIES = ("worst", "init_cap", "recorded", "exclude")
+LAST = "{last}"  # in a metrics.csv key: the highest layer / block index the run logged
 
 
 def _non_blank(text: str) -> str:
@@ -111,7 +112,13 @@ class MetricSpec(_Strict):
     run (``cond/attn_logit_max/*``: ``*`` takes every layer, then max or min).
     ``minus``: subtract another final metric (``val/loss@4x`` minus ``val/loss@1x``).
     ``over`` + ``reduce: lr_sensitivity``: collapse one axis (the learning rate) per
-    seed into Wortsman et al.'s LR sensitivity (:mod:`bench.claims.metrics`).
+    seed into Wortsman et al.'s LR sensitivity (:mod:`bench.claims.metrics`);
+    ``over`` + ``reduce: loglog_slope``: per seed, the least-squares slope of
+    log(metric) against log(axis value) (``model.n_layers``: Xiong et al. 2020's
+    gradient norm ~ L^-1/2 has slope -0.5).
+    ``steps: first``: the first logged value (at initialization, step 0); a key with
+    ``{last}`` (``cond/ffn_out_grad_norm/block_{last}``) reads the highest-numbered
+    layer or block the run logged, so cells of different depths read their last one.
     ``transform: log10``: judge the base-10 logarithm of each run's value, for a
     quantity that spans orders of magnitude across runs (attention logits of 1e1 and
     1e4), where a contrast of raw means is dominated by its largest run.
@@ -132,9 +139,9 @@ class MetricSpec(_Strict):
 
     key: str
     minus: str | None = None
-    steps: Literal["max", "min", "last"] | None = None
+    steps: Literal["max", "min", "first", "last"] | None = None
     over: str | None = None
-    reduce: Literal["lr_sensitivity"] | None = None
+    reduce: Literal["lr_sensitivity", "loglog_slope"] | None = None
     transform: Literal["log10"] | None = None
     label: str = ""
     lower_is_better: bool = True
@@ -152,8 +159,10 @@ class MetricSpec(_Strict):
     def _consistent(self) -> MetricSpec:
         if (self.over is None) != (self.reduce is None):
             raise ValueError("'over' and 'reduce' go together")
-        if self.steps is None and "*" in self.key:
-            raise ValueError(f"key {self.key!r}: '*' needs steps: max|min|last")
+        if self.steps is None and ("*" in self.key or LAST in self.key):
+            raise ValueError(f"key {self.key!r}: '*' and {LAST} need steps: max|min|first|last")
+        if "*" in self.key and LAST in self.key:
+            raise ValueError(f"key {self.key!r}: '*' (every layer) or {LAST} (the last), not both")
         if self.steps is not None and self.minus is not None:
             raise ValueError("'minus' takes final metrics; not with 'steps'")
         allowed = self.allowed_failure_policies

@@ -2,8 +2,8 @@
 
 Measured in eval mode on a fixed batch by :class:`bench.diagnostics.gradients.
 GradientDiagnostics` (``cond/attn_entropy/...``, ``cond/attn_logit_max/...``,
-``cond/output_logit_max``, ``cond/log_z_mean``); the attention layers record
-their probabilities only inside :func:`recording_attention`.
+``cond/attn_first_mass/...``, ``cond/output_logit_max``, ``cond/log_z_mean``); the
+attention layers record their probabilities only inside :func:`recording_attention`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,6 +50,36 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+# Queries whose attention on key 0 is measured: the later part of the sequence, position
+# t >= FIRST_MASS_FROM x T. Early queries have few keys (query 0 has only key 0, mass 1),
+# so their mass on key 0 is large under any pattern and says nothing about a sink.
+FIRST_MASS_FROM = 0.5
+
+
+def first_key_mass(
+    probs: Tensor, keys: Tensor, query_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Attention on the first key (Xiao et al. 2023, "Efficient Streaming Language Models
+    with Attention Sinks", Section 3.1: the attention sink) and what uniform attention
+    would put there.
+
+    ``probs [B, H, T, S]``, ``keys [B | 1, H | 1, T]`` (keys each query may attend to).
+    Over the heads, the batch and the real queries at ``t >= FIRST_MASS_FROM * T``:
+    the mean probability on key 0, and the mean of ``1 / keys``, uniform attention's
+    probability there (causal, unpadded: ``mean_t 1 / (t + 1)``). Assumes key 0 is
+    visible to every such query (causal or bidirectional, padding at the end).
+    Returns two 0-d tensors ``(mass, uniform)``.
+    """
+    b, _, t, _ = probs.shape
+    late = torch.arange(t, device=probs.device) >= math.ceil(FIRST_MASS_FROM * t)
+    keep = late[None, :].expand(b, t)
+    if query_mask is not None:
+        keep = keep & query_mask.to(probs.device, torch.bool)
+    mass = probs[..., 0].float().mean(1, keepdim=True)  # [B, 1, T]
+    uniform = keys[:, :1].float().reciprocal().expand(b, 1, t)
+    return _mean_over_queries(mass, keep), _mean_over_queries(uniform, keep)
+
+
 @dataclass(frozen=True)
 class AttentionStats:
     """What one eval-mode forward on the fixed batch says about attention and the output.
@@ -61,13 +91,16 @@ class AttentionStats:
     ``logsumexp`` of the logits, what z-loss pushes to 0; Wortsman et al. 2023,
     Chowdhery et al. 2022) over the decoder's real positions; ``uniform``: per
     layer, the entropy uniform attention over the allowed keys would have (mean of
-    ``log keys`` over real queries), the maximum ``entropy`` can reach.
+    ``log keys`` over real queries), the maximum ``entropy`` can reach;
+    ``first_mass`` and ``first_mass_uniform``: per layer, :func:`first_key_mass`.
     """
 
     entropy: dict[str, Tensor]
     logit_max: dict[str, float]
     output: dict[str, float]
     uniform: dict[str, float]
+    first_mass: dict[str, float] = field(default_factory=dict)
+    first_mass_uniform: dict[str, float] = field(default_factory=dict)
 
 
 def _floats(values: Mapping[str, Tensor]) -> dict[str, float]:
@@ -141,6 +174,8 @@ def attention_stats(
         entropy: dict[str, Tensor] = {}
         peaks: dict[str, Tensor] = {}
         uniform: dict[str, Tensor] = {}
+        first: dict[str, Tensor] = {}
+        first_uniform: dict[str, Tensor] = {}
         for name, m in mods.items():
             probs = getattr(m, "last_probs", None)
             if probs is None:
@@ -157,13 +192,16 @@ def attention_stats(
             if keys is not None:
                 log_keys = keys[:, :1].float().log().expand(probs.shape[0], 1, probs.shape[2])
                 uniform[name] = _mean_over_queries(log_keys, mask)
+                first[name], first_uniform[name] = first_key_mass(probs, keys, mask)
         logit_max, uniform_max = _floats(peaks), _floats(uniform)
         output = (
             output_logit_stats(logits, masks.get("decoder"))
             if isinstance(logits, Tensor) and logits.ndim == 3
             else {}
         )
-        return AttentionStats(entropy, logit_max, output, uniform_max)
+        return AttentionStats(
+            entropy, logit_max, output, uniform_max, _floats(first), _floats(first_uniform)
+        )
 
 
 def attention_entropies(

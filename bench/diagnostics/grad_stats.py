@@ -46,6 +46,19 @@ def grad_norms(model: nn.Module, layout: Layout | None = None) -> dict[str, floa
     return _group_norms(layout, [next(floats) ** 2 if v is not None else None for v in values])
 
 
+def param_grad_norms(params: Mapping[str, Tensor]) -> dict[str, float]:
+    """Frobenius norm of each named parameter's gradient (those without one left out).
+
+    Of the loss the gradient came from: for a mean over the batch (the training
+    loss), the norm of the batch-mean gradient, not the mean of per-example norms.
+    """
+    named = [(k, p.grad) for k, p in params.items() if p.grad is not None]
+    if not named:
+        return {}
+    norms = torch.stack([g.detach().float().norm() for _, g in named]).tolist()
+    return dict(zip((k for k, _ in named), norms, strict=True))
+
+
 def total_grad_norm(params: Sequence[nn.Parameter]) -> float:
     """Global L2 norm of the gradients of ``params`` (what clip_grad_norm_ sees)."""
     grads = [p.grad.detach().float() for p in params if p.grad is not None]

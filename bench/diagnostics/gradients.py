@@ -24,6 +24,9 @@ values line up with ``train/loss`` of the same batch):
 ``cond/grad_norm_total``               global gradient norm before clipping
 ``cond/grad_norm_total_clipped``       global norm after clipping, measured on the gradients
                                        the optimizer used
+``cond/ffn_out_grad_norm/{block}``     Frobenius norm of the gradient of the block's FFN output
+                                       matrix W2 (weight only; Xiong et al. 2020, Theorem 1: at
+                                       step 0 it is the gradient at init of the batch-mean loss)
 ``cond/grad_norm_ratio_first_last``    first / last block of the decoder stack
 ``cond/enc_grad_norm_ratio_first_last``  first / last encoder block (encoder-decoder only)
 ``cond/update_ratio/{group}``          ``||θ_after - θ_before|| / ||θ_before||`` over the step
@@ -39,6 +42,11 @@ values line up with ``train/loss`` of the same batch):
                                        maximum; constant for the fixed batch)
 ``cond/attn_logit_max/{layer}``        largest pre-softmax logit ``|q.k|/sqrt(d_head)`` over heads,
                                        real queries and the keys each may attend to
+``cond/attn_first_mass/{layer}``       attention on the first key (Xiao et al. 2023's attention
+                                       sink), mean over heads, the fixed batch and queries in the
+                                       second half of the sequence
+``cond/attn_first_mass_ratio/{layer}`` that mass over uniform attention's there (mean of 1/keys;
+                                       causal: mean of 1/(t+1)); 1 = no preference for key 0
 ``cond/output_logit_max``              largest output logit on the fixed batch's real positions
 ``cond/output_logit_mean``             mean output logit there
 ``cond/log_z_mean``                    mean log-partition ``logsumexp(logits)`` there
@@ -72,12 +80,13 @@ from bench.diagnostics.context import compute_dtype, isolated_rng
 from bench.diagnostics.grad_stats import (
     first_last_ratio,
     grad_norms,
+    param_grad_norms,
     snapshot,
     squared_grad_norm,
     total_grad_norm,
     update_ratios,
 )
-from bench.diagnostics.grouping import Layout
+from bench.diagnostics.grouping import Layout, ffn_output_weights
 from bench.diagnostics.loss import loss_name, training_loss
 from bench.diagnostics.noise_scale import NoiseScale
 from bench.diagnostics.run_figures import draw_figures
@@ -162,6 +171,7 @@ class GradientDiagnostics(Diagnostic):
         self.noise = NoiseScale(noise_ema)
         self.entropy_examples = entropy_examples
         self.layout: Layout | None = None
+        self.ffn_out: dict[str, Tensor] = {}  # each block's W2 (setup)
         self.history: list[dict[str, float]] = []  # one dict per measured step (with "step")
         self.entropy: list[tuple[int, dict[str, Tensor]]] = []
         self._fixed: Batch | None = None
@@ -176,6 +186,7 @@ class GradientDiagnostics(Diagnostic):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.layout = Layout.of(model_of(pl_module))
+        self.ffn_out = ffn_output_weights(model_of(pl_module))
         self.loss = loss_name(pl_module, self.loss_fn)
         self.noise_dtype = compute_dtype(model_of(pl_module))  # float32 in a bf16-mixed run
 
@@ -203,6 +214,8 @@ class GradientDiagnostics(Diagnostic):
                 norms = grad_norms(model_of(pl_module), self.layout)
                 row.update({f"cond/grad_norm/{k}": v for k, v in norms.items() if k != "total"})
                 row["cond/grad_norm_total"] = norms.get("total", 0.0)
+                ffn_out = param_grad_norms(self.ffn_out)
+                row.update({f"cond/ffn_out_grad_norm/{k}": v for k, v in ffn_out.items()})
                 for prefix, blocks in self.layout.stacks().items():
                     key = (
                         "cond/enc_grad_norm_ratio_first_last"
@@ -254,6 +267,9 @@ class GradientDiagnostics(Diagnostic):
         row = self._row
         row.update({f"cond/{k}": v for k, v in stats.output.items()})
         row.update({f"cond/attn_logit_max/{k}": v for k, v in stats.logit_max.items()})
+        for k, mass in stats.first_mass.items():
+            row[f"cond/attn_first_mass/{k}"] = mass
+            row[f"cond/attn_first_mass_ratio/{k}"] = mass / stats.first_mass_uniform[k]
         ent = stats.entropy
         if not ent:
             return

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from bench.model.attention import Attention
 from bench.model.block import Block
@@ -127,6 +127,20 @@ def attention_layers(model: nn.Module) -> dict[int, str]:
         out[id(block.attn)] = layer
         if block.cross_attn is not None:
             out[id(block.cross_attn)] = f"{layer}/cross"
+    return out
+
+
+def ffn_output_weights(model: nn.Module) -> dict[str, Tensor]:
+    """``{block group: weight}`` of each block's feed-forward output matrix ``W2``
+    (``d_ff -> d_model``; the "out" role of :meth:`FeedForward.weight_blocks`), in
+    depth order: the matrix whose gradient at init Xiong et al. 2020 (Theorem 1,
+    Fig. 3) bound by depth."""
+    out: dict[str, Tensor] = {}
+    for name, block in blocks_of(model):
+        for module in block.modules():
+            if isinstance(module, FeedForward):
+                linear = next(lin for role, lin, _ in module.weight_blocks() if role == "out")
+                out[name] = linear.weight
     return out
 
 
