@@ -161,11 +161,17 @@ class RunProgress(L.Callback):
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
         else:
-            print(text, file=self.stream, flush=True)
+            self._line(text)
+
+    def _line(self, text: str) -> None:
+        # one write with its newline: print() writes them apart, and a Ctrl-C between the
+        # two leaves the line open for the next message (the resume command) to join
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         for line in header_lines(self.cfg, self.run_dir, precision=self.precision):
-            print(line, file=self.stream, flush=True)
+            self._line(line)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self.rate.begin(trainer.global_step)
