@@ -125,3 +125,20 @@ def test_status_lists_the_diagnoses_of_finished_trials_without_torch(tmp_path: P
     assert "diagnoses of finished trials" in out
     assert "uniform attention" in out and "layer_0 stayed at 2.07 of 2.08" in out
     assert "torch" not in result["heavy"] and "lightning" not in result["heavy"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "model.norm_placement=banana"],
+        ["train", "--resume", "/no/such/run"],
+        ["landscape", "/no/such/run"],
+        ["worker", "/no/such/spec.yaml"],
+        ["throughput", "--vary", "no-equals-sign"],
+    ],
+    ids=["train-config", "train-resume", "landscape", "worker", "throughput-vary"],
+)
+def test_bad_input_to_a_command_that_trains_is_refused_before_torch_loads(argv):
+    result = run_probe(*argv)
+    assert result["code"] == 2
+    assert "torch" not in result["heavy"] and "lightning" not in result["heavy"], result["heavy"]

@@ -93,11 +93,13 @@ def context(results: list[ClaimResult], budget: str, offset: int, root: Path) ->
 
 def subtitle(claims: list[cspec.ClaimSpec], budget: str) -> str:
     """What was tested, in one line: how many claims, the model sizes, the hardware."""
-    widths, depths = set(), set()
+    widths: set[int] = set()
+    depths: set[int] = set()
     for c in claims:
         model = ((c.sweep or {}).get("base") or {}).get("model") or {}
-        widths.add(int(model.get("d_model", 0)))
-        depths.add(int(model.get("n_layers", 0)))
+        compare = (c.sweep or {}).get("compare") or {}
+        for key, into in (("d_model", widths), ("n_layers", depths)):
+            into.update(int(v) for v in compare.get(f"model.{key}", [model.get(key, 0)]))
     widths.discard(0)
     depths.discard(0)
 
@@ -107,8 +109,8 @@ def subtitle(claims: list[cspec.ClaimSpec], budget: str) -> str:
     n = len(claims)
     return (
         f"{n} published claim{'s' if n != 1 else ''} about transformer architecture choices, "
-        f"each tested with models of d_model {span(widths)} and {span(depths)} layers trained "
-        f"from scratch on CPU ({budget} budget)"
+        f"each tested with models of d_model {span(widths)} and {span(depths)} layers, from "
+        f"scratch on CPU ({budget} budget)"
     )
 
 
