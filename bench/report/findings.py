@@ -199,7 +199,8 @@ def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
     if failed is None:
         ratio = math.exp(comps[0].diff or 0)
         return Finding(f"Fastest: {_label(data, top)} at {ci(est[top.cell])} tokens/s, "
-                       f"{ratio:.2f}x the next ({listing}); faster than every other cell by more "
+                       f"{ratio:.2f}x the next, {_label(data, rest[0])} (every cell: {listing}); "
+                       f"faster than every other cell by more "
                        f"than {margin} (Welch on log tokens/s, p = {g(comps[0].p_adj, 2)} against "
                        f"the next, {family}).", "result", stats.SIGNIFICANT,
                        f"significant against every other cell ({family})")  # fmt: skip
