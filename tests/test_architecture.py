@@ -119,6 +119,12 @@ def test_the_slurm_launcher_and_resumption_load_no_torch(module):
     assert loaded_after_import([module], ["torch", "lightning"]) == []
 
 
+def test_the_sweep_launcher_checks_data_with_torch_but_without_lightning():
+    # `bench sweep` builds every cell's data before it starts workers; only workers train.
+    modules = ["bench.sweeps.launcher", "bench.tasks.registry", "bench.training.prepare"]
+    assert loaded_after_import(modules, ["torch", "lightning"]) == ["torch"]
+
+
 def test_export_loads_no_torch_or_lightning():
     assert loaded_after_import(["bench.export"], ["torch", "lightning"]) == []
 

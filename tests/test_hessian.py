@@ -422,6 +422,7 @@ def test_real_transformer_lambda_max_and_trace_match_the_exact_hessian() -> None
 def test_callback_on_the_real_module_and_task_uses_the_first_validation_batch(tmp_path) -> None:
     from bench.config import ModelConfig, RunConfig, TaskConfig
     from bench.tasks import build_datamodule
+    from bench.training.trainer import RunData
 
     task = TaskConfig(name="copy", seq_len=4, n_symbols=4, n_train=16, n_val=8, batch_size=4)
     dm = build_datamodule(task, "decoder")
@@ -431,7 +432,7 @@ def test_callback_on_the_real_module_and_task_uses_the_first_validation_batch(tm
     cb = HessianCallback(
         tmp_path, steps=[0.0, 1.0], top_k=2, n_trace_samples=4, n_lanczos=6, n_vectors=1
     )
-    _trainer(tmp_path, cb, steps=2).fit(module, datamodule=dm)
+    _trainer(tmp_path, cb, steps=2).fit(module, datamodule=RunData(dm))
     assert sorted(cb.results) == [0, 2]
     first_val = next(iter(dm.val_dataloader()[0]))
     assert all(torch.equal(cb.batch[k], first_val[k]) for k in first_val)

@@ -36,6 +36,7 @@ from bench.tasks.baseline import (
 )
 from bench.training.module import BenchModule, nontrivial_mask, prediction_diversity, token_metrics
 from bench.training.run import train_run
+from bench.training.trainer import RunData
 
 PROBES = ("copy", "reverse", "sort", "recall", "modadd")
 ARCHS = ("decoder", "encoder_decoder")
@@ -250,7 +251,7 @@ def validate_format_only(tiny, name: str, **task) -> tuple[dict[str, float], dic
     module = BenchModule(cfg, dm.eval_lengths)
     module.model = FormatOnly(dm.vocab_size, answer)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.validate(module, datamodule=dm, verbose=False)
+    trainer.validate(module, datamodule=RunData(dm), verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return metrics, dm.baseline().as_dict()
 

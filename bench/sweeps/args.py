@@ -11,6 +11,9 @@ import argparse
 import os
 
 STORAGE_ENV = "BENCH_SWEEP_STORAGE"  # how the launcher hands workers the storage URL
+# How a worker tells its launcher (or Slurm job) why it stopped.
+EXIT_INTERRUPTED = 130
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a preemption signal; run the worker again later
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:

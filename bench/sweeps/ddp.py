@@ -70,7 +70,7 @@ def train_as_follower(cfg: RunConfig, metric: str, resume: Path | None = None) -
     ``resume``: the run directory rank 0 resumes from (its ``last.ckpt``). Lightning's
     extra ranks (``LOCAL_RANK``) and Slurm's (``SLURM_PROCID``) both land here.
     """
-    from bench.sweeps.objective import PruningCallback
+    from bench.sweeps.pruning import PruningCallback
     from bench.training.run import train_run
 
     cfg = cfg.model_copy(deep=True)

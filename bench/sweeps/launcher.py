@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.sweeps.args import STORAGE_ENV
+from bench.sweeps.args import EXIT_INTERRUPTED, STORAGE_ENV
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
-from bench.sweeps.objective import fail_trial
 from bench.sweeps.recovery import recover_orphans
+from bench.sweeps.retry import fail_trial
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
-from bench.sweeps.worker import EXIT_INTERRUPTED
 from bench.training.resources import cpu_slots
 
 MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying is a bug, not bad luck

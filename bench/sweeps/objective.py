@@ -14,14 +14,11 @@ from __future__ import annotations
 import math
 import os
 import socket
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from bench import records
@@ -29,88 +26,15 @@ from bench.config import ConfigError, RunConfig, dump_yaml
 from bench.sweeps.ddp import PRUNE_METRIC_ENV, TRIAL_CONFIG_ENV, ddp_isolated
 from bench.sweeps.labels import axis_attrs, set_seed_params
 from bench.sweeps.layout import Sweep
+from bench.sweeps.pruning import PruningCallback
 from bench.sweeps.resume import prepare_run_dir
+from bench.sweeps.retry import fail_trial
 from bench.sweeps.space import suggest
 from bench.sweeps.spec import SweepSpec, build_cell_config
 
 if TYPE_CHECKING:
     from bench.sweeps.ddp_tasks import Leader
     from bench.training.finish import RunResult
-
-
-# Compare mode prunes a trial only when it is clearly hopeless: its objective is still
-# worse than the task's chance level once warm-up is over AND half of its steps are done.
-# Half, not warm-up alone: a small learning rate is slow, not hopeless, and stopping it
-# early would let the pruner decide which learning rate a cell gets.
-CHANCE_PRUNE_AFTER = 0.5
-
-
-def chance_level(datamodule: Any, metric: str) -> float | None:
-    """The task's chance value of ``metric`` (None when the task does not know it)."""
-    fn = getattr(datamodule, "baseline", None)
-    if fn is None:
-        return None
-    value = fn().as_dict().get(metric)  # bench.tasks.baseline.Baseline
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
-class PruningCallback(L.Callback):
-    """Report the objective at each validation; stop the Trainer when the trial is pruned.
-
-    ``rule="optuna"`` asks the study's pruner (search mode: hyperband or median).
-    ``rule="chance"`` (compare mode) never looks at other trials: it stops a trial
-    whose objective is still on the wrong side of the task's chance level after
-    warm-up and :data:`CHANCE_PRUNE_AFTER` of its steps.
-
-    Only rank 0 talks to Optuna (``trial`` is None on other DDP ranks); the
-    decision is shared with every rank so they stop together.
-    """
-
-    def __init__(
-        self,
-        trial: optuna.Trial | None,
-        metric: str,
-        rule: str = "optuna",
-        minimize: bool = True,
-    ) -> None:
-        self.trial = trial
-        self.metric = metric
-        self.rule = rule
-        self.minimize = minimize
-        self.pruned_at: int | None = None
-        self.reason = ""
-
-    def _hopeless(self, trainer: L.Trainer, pl_module: L.LightningModule, value: float) -> bool:
-        cfg = cast("RunConfig", pl_module.cfg).train  # the BenchModule's config
-        after = max(cfg.warmup_steps, CHANCE_PRUNE_AFTER * trainer.max_steps)
-        if trainer.global_step < after:
-            return False
-        # Lightning sets trainer.datamodule when fitting starts (it declares no such attribute).
-        chance = chance_level(getattr(trainer, "datamodule", None), self.metric)
-        if chance is None:
-            return False
-        worse = value > chance if self.minimize else value < chance
-        if worse:
-            self.reason = (
-                f"{self.metric} {value:.4g} still worse than chance {chance:.4g} at step "
-                f"{trainer.global_step} of {trainer.max_steps}"
-            )
-        return worse
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        prune = False
-        value = trainer.callback_metrics.get(self.metric)
-        if self.trial is not None and value is not None and math.isfinite(float(value)):
-            self.trial.report(float(value), step=trainer.global_step)
-            if self.rule == "chance":
-                prune = self._hopeless(trainer, pl_module, float(value))
-            else:
-                prune = self.trial.should_prune()
-        if trainer.strategy.reduce_boolean_decision(prune, all=False):
-            self.pruned_at = trainer.global_step
-            trainer.should_stop = True
 
 
 @dataclass
@@ -128,37 +52,6 @@ class TrialJob:
 
 class Interrupted(KeyboardInterrupt):
     """The worker was asked to stop while a trial ran; the trial has been re-enqueued."""
-
-
-def requeue(study: optuna.Study, trial_id: int, max_retry: int | None) -> None:
-    """Enqueue a retry of a failed trial (Optuna's retry convention, shared with heartbeats)."""
-    frozen = study._storage.get_trial(trial_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
-
-
-def fail_trial(
-    study: optuna.Study, trial_id: int, status: str, reason: str, retry: int | bool | None
-) -> bool:
-    """Mark a RUNNING trial FAIL with ``status``/``reason``; optionally enqueue a retry.
-
-    ``retry``: False for none, None for unlimited, an int for at most that many.
-    Returns False when the trial had already finished (someone else handled it).
-    """
-    storage = study._storage
-    if storage.get_trial(trial_id).state != TrialState.RUNNING:
-        return False
-    try:
-        storage.set_trial_user_attr(trial_id, "status", status)
-        storage.set_trial_user_attr(trial_id, "reason", reason)
-        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-            return False
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-    if retry is not False:
-        requeue(study, trial_id, retry)
-    return True
 
 
 def trial_config(

@@ -35,14 +35,15 @@ import optuna
 
 from bench import records
 from bench.config import ConfigError
-from bench.sweeps.args import add_worker_arguments
+from bench.sweeps.args import EXIT_INTERRUPTED, EXIT_PREEMPTED, add_worker_arguments
 from bench.sweeps.ddp import ddp_follower, run_ddp_follower
 from bench.sweeps.ddp_tasks import Leader, TaskLayout, follow
 from bench.sweeps.heartbeat import heartbeat, heartbeat_interval, heartbeats
 from bench.sweeps.layout import Sweep, prepare_sweep
-from bench.sweeps.objective import Interrupted, TrialJob, execute, fail_trial, host_worker_id
+from bench.sweeps.objective import Interrupted, TrialJob, execute, host_worker_id
 from bench.sweeps.recovery import identity, recover_orphans
 from bench.sweeps.resume import hold_for_resumption, holds_slot
+from bench.sweeps.retry import fail_trial
 from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
@@ -58,8 +59,6 @@ from bench.training.preemption import PREEMPTION, Preempted
 from bench.training.resources import cpu_slots
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
-EXIT_INTERRUPTED = 130
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a preemption signal; run the worker again later
 
 
 @dataclass

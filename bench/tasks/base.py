@@ -1,4 +1,8 @@
-"""The shared LightningDataModule and the helpers every task uses.
+"""The task base class and the helpers every task uses.
+
+A task is plain torch (no Lightning): checking a config against its data, as
+``bench sweep`` does before it starts workers, loads no Lightning. Training
+hands a task to Lightning through :class:`bench.training.trainer.RunData`.
 
 Determinism: every split draws from its own numpy stream, seeded from
 ``(TaskConfig.seed, stream...)`` (train ``(seed, 0)``, validation tier ``i``
@@ -22,7 +26,6 @@ import hashlib
 import itertools
 from collections.abc import Sequence
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
@@ -94,8 +97,11 @@ def check_eval_scales(scales: Sequence[int]) -> None:
         )
 
 
-class BenchDataModule(L.LightningDataModule, abc.ABC):
+class BenchDataModule(abc.ABC):
     """A task's data: one training loader, one validation loader per eval length.
+
+    The hooks have Lightning's DataModule names (``setup``, ``train_dataloader``,
+    ``val_dataloader``); :class:`bench.training.trainer.RunData` adapts it.
 
     Attributes set at construction (before ``setup``), for assembling the model:
     ``vocab_size`` (with specials), ``eval_lengths`` (first = training length),
@@ -110,7 +116,6 @@ class BenchDataModule(L.LightningDataModule, abc.ABC):
     trivial_labels: tuple[int, ...] = ()  # label ids a format-aware predictor always gets right
 
     def __init__(self, cfg: TaskConfig, arch: str) -> None:
-        super().__init__()
         check_arch(cfg.name, arch, self.supported_archs)
         check_eval_scales(cfg.eval_scales)
         if cfg.name != "text" and (cfg.paths or cfg.hf_dataset):
@@ -142,9 +147,6 @@ class BenchDataModule(L.LightningDataModule, abc.ABC):
     @abc.abstractmethod
     def build(self) -> tuple[Dataset[Example], list[Dataset[Example]]]:
         """The training set and one validation set per eval length."""
-
-    def prepare_data(self) -> None:
-        """Nothing to download: data is generated or read locally in ``setup``."""
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets once (later calls are no-ops)."""

@@ -35,12 +35,13 @@ from bench.training.rundir import OpenedRun
 
 
 class RunData(L.LightningDataModule):
-    """The task's data, but training draws from this run's resumable loader.
+    """A task's data as Lightning's DataModule; training draws from this run's loader.
 
-    Everything else (val loaders, vocab_size, metrics, ...) is the task's.
+    Everything else (val loaders, vocab_size, metrics, baseline, ...) is the task's.
+    Without a ``loader``, training draws from the task's own shuffled loader.
     """
 
-    def __init__(self, task: BenchDataModule, loader: ResumableLoader) -> None:
+    def __init__(self, task: BenchDataModule, loader: ResumableLoader | None = None) -> None:
         super().__init__()
         self.task, self.loader = task, loader
 
@@ -49,8 +50,8 @@ class RunData(L.LightningDataModule):
             raise AttributeError(name)
         return getattr(self.task, name)
 
-    def train_dataloader(self) -> ResumableLoader:
-        return self.loader
+    def train_dataloader(self) -> Any:
+        return self.task.train_dataloader() if self.loader is None else self.loader
 
     def val_dataloader(self) -> Any:
         return self.task.val_dataloader()
