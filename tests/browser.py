@@ -7,7 +7,8 @@ waits for the load event and returns the console errors, every network request,
 each image's decoded size, the visible text and a full-page screenshot.
 
 :func:`ensure_chromium` installs ``chromium`` with apt-get when it is missing
-(in CI the browser tests must run, never skip).
+(in CI the browser tests must run, never skip); :func:`start_chromium_install`
+begins that install in the background as soon as browser tests are collected.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import select
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +46,37 @@ FLAGS = (
 )
 
 
+PACKAGES = ["chromium", "chromium-driver"]
+_background: threading.Thread | None = None
+
+
+def _found() -> str | None:
+    return shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
+
+
+def start_chromium_install() -> None:
+    """Begin installing Chromium in a background thread when it is missing.
+
+    Called when the browser tests are collected; :func:`ensure_chromium` waits for it.
+    An install that fails here is retried there, where its error is reported.
+    """
+    global _background
+    if _background is None and _found() is None:
+        _background = threading.Thread(target=_install_quietly, daemon=True)
+        _background.start()
+
+
+def _install_quietly() -> None:
+    with contextlib.suppress(Exception):
+        apt_install(PACKAGES, lambda: _found() is not None)
+
+
 def ensure_chromium() -> str:
     """The chromium binary; installs Debian's package when missing (needs root)."""
-
-    def found() -> str | None:
-        return shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
-
-    apt_install(["chromium", "chromium-driver"], lambda: found() is not None)
-    return found() or CHROMIUM
+    if _background is not None:
+        _background.join()
+    apt_install(PACKAGES, lambda: _found() is not None)
+    return _found() or CHROMIUM
 
 
 @dataclass

@@ -38,6 +38,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start installing Chromium when a browser test is selected and it is missing.
+
+    On a fresh machine the install takes about 25 s; in the background it overlaps
+    the tests collected before the browser tests, which wait for it
+    (:func:`tests.browser.ensure_chromium`).
+    """
+    if any(item.get_closest_marker("browser") for item in session.items):
+        from tests.browser import start_chromium_install
+
+        start_chromium_install()
+
+
 def _module_fixtures(item: pytest.Item) -> list[str]:
     """``module::fixture`` of each module-scoped fixture the item's own module defines."""
     info = getattr(item, "_fixtureinfo", None)

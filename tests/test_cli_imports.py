@@ -142,3 +142,12 @@ def test_bad_input_to_a_command_that_trains_is_refused_before_torch_loads(argv):
     result = run_probe(*argv)
     assert result["code"] == 2
     assert "torch" not in result["heavy"] and "lightning" not in result["heavy"], result["heavy"]
+
+
+def test_a_config_its_task_cannot_run_is_refused_with_torch_but_before_lightning_loads(
+    tmp_path: Path,
+):
+    # checking the data needs torch (the task builds tensors), not the Trainer
+    result = run_probe("train", "task.name=text", f"task.paths=[{tmp_path / 'no-corpus'}]")
+    assert result["code"] == 2
+    assert "lightning" not in result["heavy"], result["heavy"]

@@ -62,6 +62,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Slurm job {job} was requeued: {todo} had already finished", file=sys.stderr)
         return 0
     cfg, resume = todo
+    from bench.training.prepare import prepare
+
+    prepared = prepare(cfg, resume)  # the data too, with torch but before Lightning loads
     quiet_lightning()
     from bench.cli.run_table import print_run_summary
     from bench.training.preemption import PREEMPTION, Preempted
@@ -70,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if job is not None:
         PREEMPTION.install()  # Slurm's signals: checkpoint at the next step, stop, requeue
     try:
-        result = train_run(cfg, resume=resume, command=cmdline)
+        result = train_run(cfg, resume=resume, command=cmdline, prepared=prepared)
     except KeyboardInterrupt as e:  # even before training started: the same run resumes
         if resume is None or isinstance(e, RunInterrupted):
             raise

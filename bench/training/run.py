@@ -23,7 +23,7 @@ from bench.config import RunConfig
 from bench.training.finish import RunResult, fail, finish_loggers, finish_run
 from bench.training.interrupt import CTRL_C
 from bench.training.preemption import PREEMPTION, Preempted
-from bench.training.prepare import prepare
+from bench.training.prepare import Prepared, prepare
 from bench.training.rundir import OpenedRun, open_run
 from bench.training.trainer import Assembled, assemble
 
@@ -45,8 +45,12 @@ def train_run(
     *,
     resume: Path | None = None,
     command: str | None = None,
+    prepared: Prepared | None = None,
 ) -> RunResult:
     """Train one configuration and record it; see the module docstring.
+
+    ``prepared``: ``prepare(cfg, resume)`` already done by the caller (``bench train``
+    checks the data before Lightning loads), so the data is not built twice.
 
     A preemption signal (:mod:`bench.training.preemption`, when the caller installed its
     handlers) checkpoints the run at the next step boundary, records it
@@ -54,7 +58,7 @@ def train_run(
     continues it exactly.
     """
     with PREEMPTION.deferred(), CTRL_C.watching():  # a lost Ctrl-C: honoured while fitting
-        prep = prepare(cfg, resume)
+        prep = prepared if prepared is not None else prepare(cfg, resume)
         opened = open_run(prep, resume, command)
         t = prep.cfg.train
         if t.threads:
