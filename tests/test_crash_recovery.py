@@ -138,6 +138,7 @@ def test_a_journal_torn_mid_record_is_repaired_with_a_backup_and_never_appended_
     _completed_once(journal, spec_dict)
 
 
+@pytest.mark.slow  # a kill -9 scenario that waits out a heartbeat grace period
 @pytest.mark.postgres
 def test_a_trial_failed_by_heartbeat_says_failed_and_why(tmp_path):
     require_postgres()

@@ -81,6 +81,7 @@ def test_a_run_preempted_twice_resumes_exactly_and_keeps_one_wandb_run(tmp_path,
     assert ids == {(run_dir / "wandb/run-id").read_text().strip()}
 
 
+@pytest.mark.slow  # kills a real worker mid-trial and starts another: an end-to-end scenario
 def test_a_retry_of_a_killed_workers_trial_resumes_from_its_checkpoint(tmp_path):
     spec = one_cell_spec(1, max_steps=400, val_every=100, checkpoint_every=10)
     path = write_spec(tmp_path / "s.yaml", spec)

@@ -167,9 +167,9 @@ def test_one_seed_per_cell_is_inconclusive_with_too_few_runs(tmp_path):
 
 
 def test_rebuilding_replaces_the_previous_report(tmp_path, report):
-    sweep, _ = report
+    sweep, built = report
     out = tmp_path / "r"
-    build_report(sweep, out)
+    shutil.copytree(built, out)  # a report built earlier
     (out / "stale.txt").write_text("old")
     build_report(sweep, out)
     assert not (out / "stale.txt").exists()

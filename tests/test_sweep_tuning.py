@@ -121,6 +121,7 @@ def test_every_cell_study_holds_the_same_points_once_even_when_prepared_twice(tm
 # ----------------------------------------------------------------------------- real sweeps
 
 
+@pytest.mark.slow  # two real workers on two cores: an end-to-end scenario
 def test_two_workers_run_each_point_of_each_cell_exactly_once(tmp_path):
     spec = write_spec(
         tmp_path / "s.yaml",

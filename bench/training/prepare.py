@@ -13,10 +13,12 @@ from typing import cast
 
 import torch
 
+from bench import records
 from bench.config import ConfigError, RunConfig
 from bench.model import max_positions
 from bench.tasks import build_datamodule
 from bench.tasks.base import BenchDataModule
+from bench.training.checkpoint import checkpoint_step
 from bench.training.cluster import check_layout
 from bench.training.loader import MapDataset
 from bench.training.precision import PrecisionChoice, choose_precision
@@ -31,6 +33,7 @@ class Prepared:
     datamodule: BenchDataModule
     choice: PrecisionChoice  # the Trainer's precision and why (train.precision resolved)
     accelerator: str
+    resume_step: int | None = None  # a resumed run: the step its (validated) checkpoint holds
 
     @property
     def precision(self) -> str:
@@ -56,12 +59,14 @@ def resolve_accelerator(cfg: RunConfig, cuda: bool) -> str:
 def prepare(cfg: RunConfig, resume: Path | None = None) -> Prepared:
     """Validate a config against its task and resolve what depends on the data.
 
-    Raises ConfigError (one line) for any problem, before anything is written.
+    Raises ConfigError (one line) for any problem, before anything is written; a
+    resumed run's checkpoint is read (and refused if unsafe or broken) here too.
     """
     cfg = cfg.model_copy(deep=True)
     accelerator = resolve_accelerator(cfg, torch.cuda.is_available())
     check_layout(cfg.train.devices, cfg.train.nodes)
     check_fits(cfg, accelerator)  # before the data or the model is allocated
+    resume_step = _resume_step(resume) if resume is not None else None
     dm = build_datamodule(cfg.task, cfg.model.arch)
     dm.setup("fit")
     cfg.model.vocab_size = dm.vocab_size
@@ -81,4 +86,12 @@ def prepare(cfg: RunConfig, resume: Path | None = None) -> Prepared:
         )
     # needs the vocabulary: after the data; a resumed run keeps its recorded choice
     choice = choose_precision(cfg, accelerator, resume=resume)
-    return Prepared(cfg, dm, choice, accelerator)
+    return Prepared(cfg, dm, choice, accelerator, resume_step)
+
+
+def _resume_step(run_dir: Path) -> int:
+    """The step of the run's last checkpoint, read with the restricted unpickler."""
+    ckpt = run_dir / records.LAST_CKPT
+    if not ckpt.is_file():
+        raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt}")
+    return checkpoint_step(ckpt)

@@ -91,9 +91,9 @@ def open_run(prep: Prepared, resume: Path | None, command: str | None) -> Opened
     elif resume is not None:
         run_dir = Path(resume)
         ckpt_path = run_dir / records.LAST_CKPT
-        if not ckpt_path.is_file():
+        if prep.resume_step is None:  # prepare() reads the checkpoint of a resumed run
             raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt_path}")
-        start_step = checkpoint_step(ckpt_path)
+        start_step = prep.resume_step
         records.truncate_metrics(run_dir, start_step)
     else:
         run_dir = new_run_dir(cfg)
