@@ -93,7 +93,8 @@ def worker_cmd(spec: Path, out: Path, worker_id: str, storage: str | None = None
     cmd = [
         PYTHON,
         "-m",
-        "bench.sweeps.worker",
+        "bench",
+        "worker",
         str(spec),
         "--out",
         str(out),

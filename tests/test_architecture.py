@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from import_graph import build_graph, cycles, upward_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "bench" / "model"
@@ -152,3 +153,44 @@ def test_no_file_of_the_model_package_imports_the_training_package():
 def test_the_subprocess_check_sees_a_module_that_loads_torch():
     # The helper must be able to fail: the model package loads torch and not Lightning.
     assert loaded_after_import(["bench.model"], ["torch", "lightning"]) == ["torch"]
+
+
+# ----------------------------------------------------------------------------- the graph
+
+# Upward imports that are the point: each names why.
+ALLOWED_UPWARD = {
+    # A Slurm array task runs `bench worker` in its own process through the command's
+    # entry point, so its errors are the command's one-line errors.
+    "bench.sweeps.slurm -> bench.cli.main",
+}
+
+
+def test_no_bench_module_imports_itself_back_through_others():
+    # function-level imports included: they close a cycle at run time all the same
+    assert cycles(build_graph()) == []
+
+
+def test_every_package_imports_only_its_layer_and_the_layers_below():
+    # ARCHITECTURE.md: cli -> claims -> report -> sweeps -> training -> diagnostics ->
+    # model/tasks -> config and the small modules; "diagnostics never imports training"
+    found = [e.split(" (line")[0] for e in upward_imports(build_graph())]
+    assert sorted(set(found) - ALLOWED_UPWARD) == []
+    assert set(found) >= ALLOWED_UPWARD, "an allowed exception is gone: drop it from the list"
+
+
+def test_the_graph_checks_catch_a_cycle_closed_in_a_function_and_an_upward_import(tmp_path):
+    pkg = tmp_path / "bench"
+    (pkg / "training").mkdir(parents=True)
+    (pkg / "diagnostics").mkdir()
+    for init in (pkg, pkg / "training", pkg / "diagnostics"):
+        (init / "__init__.py").write_text("")
+    (pkg / "training" / "run.py").write_text("from bench.diagnostics import grads\n")
+    (pkg / "diagnostics" / "grads.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from bench.training import typed_only\n"
+        "def f():\n    from bench.training.run import x\n"
+    )
+    graph = build_graph(tmp_path)
+    assert graph["bench.diagnostics.grads"] == {"bench.training.run": 5}
+    assert cycles(graph) == [["bench.diagnostics.grads", "bench.training.run"]]
+    assert upward_imports(graph) == ["bench.diagnostics.grads -> bench.training.run (line 5)"]

@@ -415,10 +415,10 @@ SUBPROCESS = {"train-lr-1e400", "sweep-workers-1000", "worker-not-utf8", "status
 @pytest.fixture(scope="module", autouse=True)
 def imported():
     """Import what the commands import, once, so each case's time is its own work."""
-    import bench.diagnostics.posthoc
     import bench.report
     import bench.sweeps.launcher
     import bench.sweeps.status
+    import bench.training.posthoc
     import bench.training.run  # noqa: F401
 
 

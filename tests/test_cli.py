@@ -106,7 +106,7 @@ def test_presets_and_templates_ship_in_the_wheel(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
-        "import bench, bench.presets as p;"
+        "import bench, bench.config.presets as p;"
         f"assert bench.__file__.startswith({str(site)!r}), bench.__file__;"
         "assert p.load('llama')['pos_encoding'] == 'rope';"
         "import importlib.resources as r;"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import presets
-from bench.config import axes, build_run_config
+from bench.config import axes, build_run_config, presets
 from bench.model import ARCHS, build_model
 from bench.model.block import PLACEMENTS
 from bench.model.embedding import EMBED_SCALES

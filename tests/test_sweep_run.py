@@ -329,7 +329,7 @@ def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
 
 def test_bad_spec_makes_the_worker_exit_2_with_one_line(tmp_path):
     spec = write_spec(tmp_path / "s.yaml", {**tiny_spec(), "seedz": 1})
-    proc = run_module("bench.sweeps.worker", str(spec), "--out", str(tmp_path / "o"))
+    proc = run_module("bench", "worker", str(spec), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("bench worker: error: ") and "seedz" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -19,8 +19,8 @@ from typing import Any
 import jinja2
 
 from bench.claims import spec as cspec
+from bench.claims.judge import ClaimResult, judge_claim
 from bench.claims.prereg import SHORT
-from bench.claims.reproduce import ClaimResult, judge_claim
 from bench.claims.rules import INCONCLUSIVE
 
 TITLE = "Published claims tested at small scale"

@@ -21,40 +21,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from bench.claims import spec as cspec
-from bench.claims.metrics import Samples
-from bench.claims.prereg import Registration
-from bench.claims.rules import Verdict
+from bench.claims.judge import TIMING, read_timing
+from bench.claims.report import write_report
 from bench.config import ConfigError
 
 if TYPE_CHECKING:
-    from bench.report.collect import SweepData
-    from bench.sweeps.spec import SweepSpec
-
-TIMING = "timing.json"  # seconds each claim's sweep ran, summed over invocations
-
-
-@dataclass
-class ClaimResult:
-    """A judged claim: its verdict, samples, figures and what was run."""
-
-    claim: cspec.ClaimSpec
-    sweep_dir: Path
-    verdict: Verdict | None = None
-    samples: dict[str, Samples] = field(default_factory=dict)
-    figures: list[Path] = field(default_factory=list)
-    ran: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    not_drawn: list[str] = field(default_factory=list)  # figures without data, and why
-    seconds: float | None = None
-    error: str = ""
-    registration: Registration | None = None
+    pass
 
 
 def select_claims(names: list[str]) -> list[cspec.ClaimSpec]:
@@ -140,86 +118,13 @@ def run_claim_sweeps(
         start = time.monotonic()
         code = run_sweep(path, workers, "cpu" if workers else None, storage, sweep_dir,
                          command=command)  # fmt: skip
-        timing = _read_timing(root)  # read late: another invocation may have written
+        timing = read_timing(root)  # read late: another invocation may have written
         timing[claim_id] = timing.get(claim_id, 0.0) + time.monotonic() - start
         (root / TIMING).write_text(json.dumps(timing, indent=1))
         if code != 0:
             print(f"bench reproduce: claim {claim_id}: sweep ended with {code}", file=sys.stderr)
             return code
     return 0
-
-
-def judge_claim(claim: cspec.ClaimSpec, root: Path, fig_dir: Path, storage: str | None):
-    """Load the claim's sweep and judge it; a sweep that cannot be read is an error row."""
-    from bench.claims import figures, rules
-    from bench.claims.metrics import run_samples
-    from bench.claims.prereg import check_registration
-    from bench.report.collect import load_sweep
-
-    result = ClaimResult(claim, root / claim.sweep_id)
-    result.seconds = _read_timing(root).get(claim.sweep_id)
-    result.registration = check_registration(claim, result.sweep_dir)
-    try:
-        data = load_sweep(result.sweep_dir, storage)
-    except ConfigError as e:
-        result.error = str(e)
-        return result
-    result.samples = {name: run_samples(data, name, m) for name, m in claim.metrics.items()}
-    problem = result.registration.problem
-    if problem is not None:  # not judged on runs launched with another file
-        result.verdict = Verdict(rules.INCONCLUSIVE, problem, [], [])
-    else:
-        result.verdict = rules.judge(claim, result.samples)
-    result.ran = what_was_run(data.spec, data)
-    for name, s in result.samples.items():
-        result.notes += [f"{name}: {n}" for n in s.notes]
-    for i, fs in enumerate(claim.figures):
-        path = fig_dir / f"{claim.id}-{i}-{fs.kind}.png"
-        drawn = figures.draw(fs, result.samples[fs.metric], claim.metrics[fs.metric], data, path)
-        if drawn is not None:
-            result.figures.append(drawn)
-        else:
-            m = claim.metrics[fs.metric]
-            result.not_drawn.append(f"{m.label or fs.metric}: no run recorded {m.key}")
-    return result
-
-
-def what_was_run(spec: SweepSpec, data: SweepData) -> list[tuple[str, str]]:
-    """The sweep in a few labelled lines: task, model, cells, tuning, seeds, steps, runs."""
-    task, model = spec.base.get("task") or {}, spec.base.get("model") or {}
-    train = spec.base.get("train") or {}
-    tune = spec.tune
-    if tune is not None:
-        params = ", ".join(
-            f"{k} {', '.join(map(str, p.choices or []))}"
-            if p.kind == "categorical"
-            else f"{k} {p.low}..{p.high}"
-            for k, p in tune.params.items()
-        )
-        tuning = f"{params}: {tune.trials} trials per cell, same points in every cell"
-    elif "train.lr" in (spec.compare or {}):
-        tuning = "none: train.lr is a compared axis"
-    else:
-        tuning = f"none: train.lr {train.get('lr', 'default')} in every cell"
-    cells = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in (spec.compare or {}).items())
-    counted = sum(1 for r in data.rows if r["status"] == "completed")
-    return [
-        ("task", ", ".join(f"{k} {v}" for k, v in task.items())),
-        ("model", ", ".join(f"{k} {v}" for k, v in model.items())),
-        ("cells", cells),
-        ("tuning", tuning),
-        ("seeds", _seeds_text(spec.seeds, tune is not None, spec.seed_data)),
-        ("steps", str(spec.budget.max_steps or train.get("max_steps"))),
-        ("runs", f"{len(data.rows)} trials, {counted} completed"),
-    ]
-
-
-def _seeds_text(seeds: Any, tuned: bool, seed_data: bool) -> str:
-    data = "; each run draws its own task data (task.seed)" if seed_data else ""
-    if tuned:
-        return f"{seeds} fresh seeds per cell, re-running its best tuning configuration{data}"
-    runs = int(seeds or 0) + 1
-    return f"{seeds} seed runs per cell plus its single run (nothing tuned): {runs} runs{data}"
 
 
 def reproduce(
@@ -237,7 +142,6 @@ def reproduce(
     Defaults: sweeps in ``runs/claims/<budget>[-offsetK]``, the report in
     ``reports/claims[-offsetK]`` (a rerun with other seeds does not overwrite the first).
     """
-    from bench.claims.report import write_report
     from bench.sweeps.storage import quiet_optuna
 
     if budget not in cspec.BUDGETS:
@@ -262,10 +166,3 @@ def reproduce(
     path = write_report(claims, root, target, budget, seed_offset, storage)
     print(f"bench reproduce: report {path}")
     return code
-
-
-def _read_timing(root: Path) -> dict[str, float]:
-    try:
-        return {k: float(v) for k, v in json.loads((root / TIMING).read_text()).items()}
-    except (OSError, ValueError, AttributeError):
-        return {}

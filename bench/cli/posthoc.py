@@ -31,7 +31,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     check_landscape_options(args.resolution, args.batches)
     last_checkpoint(Path(args.run_dir))
     quiet_lightning()
-    from bench.diagnostics.posthoc import landscape_of_run, planes_line
+    from bench.training.posthoc import landscape_of_run, planes_line
 
     summary, out = landscape_of_run(Path(args.run_dir), args.resolution, args.batches, args.seed)
     for key, value in summary.items():

@@ -16,14 +16,14 @@ from bench.cli.registry import (
     split_config_args,
 )
 from bench.config import ConfigError, RunConfig
+from bench.sweeps.args import EXIT_PREEMPTED
 
 # ----------------------------------------------------------------------------- variants
 
 
 @command("variants", "list every architecture axis and every preset", lambda p: None)
 def cmd_variants(args: argparse.Namespace) -> int:
-    from bench import presets
-    from bench.config import ModelConfig, axes
+    from bench.config import ModelConfig, axes, presets
 
     defaults = ModelConfig()
     print("Axes (model.FIELD: allowed values; * marks the default)")
@@ -41,8 +41,6 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- train
-
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL, as bench.sweeps.worker's: stopped by Slurm, run again later
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

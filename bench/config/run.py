@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from bench import presets
+from bench.config import presets
 from bench.config.base import Strict
 from bench.config.diagnostics import DiagnosticsConfig
 from bench.config.errors import ConfigError

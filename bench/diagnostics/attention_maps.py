@@ -37,6 +37,7 @@ from bench.diagnostics.grouping import stack_of_layer
 from bench.diagnostics.run_figures import draw_figures
 from bench.diagnostics.stopwatch import exclude_from_throughput
 from bench.io import save_npz
+from bench.tasks.vocab import real_positions
 
 log = logging.getLogger("bench.diagnostics")
 
@@ -54,8 +55,6 @@ def _tokens(batch: Batch) -> dict[str, Tensor]:
 def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
     """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
     (cropped to ``max_len``), real query and key counts per example, and token ids."""
-    from bench.training.module import real_positions
-
     with recording_attention(model) as mods:
         model_forward(model, batch)
         real = {

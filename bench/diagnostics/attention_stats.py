@@ -163,7 +163,7 @@ def attention_stats(
     statistics of one ``forward()`` in eval mode (see :class:`AttentionStats`).
 
     ``query_masks``: ``{"encoder": [B, S], "decoder": [B, T]}`` (True = real token,
-    e.g. :func:`bench.training.module.real_positions`); a layer's padded queries are left out.
+    e.g. :func:`bench.tasks.vocab.real_positions`); a layer's padded queries are left out.
     Switches ``record_probs`` on for the call only and restores the train/eval mode.
     ``forward()``'s return value is taken as the output logits when it is a
     ``[B, T, V]`` tensor.

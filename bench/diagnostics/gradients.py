@@ -92,6 +92,7 @@ from bench.diagnostics.noise_scale import NoiseScale
 from bench.diagnostics.run_figures import draw_figures
 from bench.diagnostics.stopwatch import exclude_from_throughput
 from bench.io import save_npz
+from bench.tasks.vocab import real_positions
 
 LossFn = Callable[[L.LightningModule, Batch], Tensor]
 
@@ -110,8 +111,6 @@ def _default_forward(pl_module: L.LightningModule, batch: Batch) -> Any:
 
 def default_query_masks(pl_module: L.LightningModule, batch: Batch) -> dict[str, Tensor] | None:
     """The real (unpadded) query positions of a bench batch per stack; None for other batches."""
-    from bench.training.module import real_positions
-
     try:
         return real_positions(batch)
     except (KeyError, TypeError):  # not a bench batch: every query counts

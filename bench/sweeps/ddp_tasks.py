@@ -167,8 +167,8 @@ def follow(layout: TaskLayout) -> int:
     """A follower task's life: train each trial task 0 announces, until ``done``; exit code."""
     from torch.distributed import DistError
 
+    from bench.sweeps.args import EXIT_PREEMPTED
     from bench.sweeps.ddp import ddp_isolated, train_as_follower
-    from bench.sweeps.worker import EXIT_PREEMPTED
     from bench.training.preemption import PREEMPTION, Preempted
     from bench.training.rundir import RUN_DIR_ENV
 

@@ -144,7 +144,8 @@ class Supervisor:
         cmd = [
             sys.executable,
             "-m",
-            "bench.sweeps.worker",
+            "bench",
+            "worker",
             str(self.sweep.dir),
             "--out",
             str(self.sweep.dir),

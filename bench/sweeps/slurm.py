@@ -86,7 +86,7 @@ class SlurmWorker:
         import submitit
 
         from bench.cli import main
-        from bench.sweeps.worker import EXIT_PREEMPTED
+        from bench.sweeps.args import EXIT_PREEMPTED
         from bench.training.preemption import PREEMPTION
 
         env = submitit.JobEnvironment()

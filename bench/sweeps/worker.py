@@ -21,7 +21,6 @@ next worker to ask resumes it. ``python -m bench.sweeps.worker SPEC ...`` runs o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import signal
@@ -339,15 +338,3 @@ def run_from_args(args: argparse.Namespace) -> int:
     finally:
         if group is not None:
             group.close()  # the followers stop too
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.sweeps.worker ARGS`` is ``bench worker ARGS`` (one error format)."""
-    from bench.cli import main as cli_main
-
-    return cli_main(["worker", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())

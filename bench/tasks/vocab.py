@@ -12,7 +12,8 @@ A prompt/answer problem becomes, for each architecture:
   ``labels = answer EOS``.
 
 :func:`collate` right-pads with PAD (labels with IGNORE), adds ``src_pad``
-(True at padding) for encoder-decoder batches, and ``trivial`` (True at scored
+(True at padding) for encoder-decoder batches (:func:`real_positions` reads a
+batch's padding back, per stack), and ``trivial`` (True at scored
 positions whose label is one of the task's trivially predictable tokens, e.g.
 the end token of a fixed-length answer; see :mod:`bench.tasks.baseline`).
 """
@@ -79,3 +80,23 @@ def collate(items: Sequence[Example], trivial_labels: Sequence[int] = ()) -> dic
     labels = batch["labels"]
     batch["trivial"] = torch.isin(labels, torch.tensor(list(trivial_labels), dtype=labels.dtype))
     return batch
+
+
+def real_positions(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Which positions of a batch hold tokens rather than padding (True = real), per stack.
+
+    ``encoder``: the source (``~src_pad``); ``decoder``: the decoder's queries
+    (``tgt_in`` of an encoder-decoder batch, else ``input_ids``; ``pad_mask``
+    when given). Right-padding puts PAD only after a sequence's real tokens.
+    """
+    if "src" in batch:
+        src_pad = batch.get("src_pad")
+        enc = (
+            ~src_pad.bool()
+            if src_pad is not None
+            else torch.ones_like(batch["src"], dtype=torch.bool)
+        )
+        return {"encoder": enc, "decoder": batch["tgt_in"] != PAD}
+    ids = batch["input_ids"]
+    pad = batch.get("pad_mask")
+    return {"decoder": ~pad.bool() if pad is not None else ids != PAD}

@@ -14,7 +14,7 @@ from bench.config import RunConfig, TrainConfig
 from bench.model import build_model
 from bench.model.norms import NORMS
 from bench.tasks.base import val_sets
-from bench.tasks.vocab import IGNORE, PAD  # collate right-pads every token key with PAD
+from bench.tasks.vocab import IGNORE
 
 
 def forward_logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -22,26 +22,6 @@ def forward_logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     if "src" in batch:
         return model(batch["src"], batch["tgt_in"], batch.get("src_pad"))
     return model(batch["input_ids"], batch.get("pad_mask"))
-
-
-def real_positions(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Which positions of a batch hold tokens rather than padding (True = real), per stack.
-
-    ``encoder``: the source (``~src_pad``); ``decoder``: the decoder's queries
-    (``tgt_in`` of an encoder-decoder batch, else ``input_ids``; ``pad_mask``
-    when given). Right-padding puts PAD only after a sequence's real tokens.
-    """
-    if "src" in batch:
-        src_pad = batch.get("src_pad")
-        enc = (
-            ~src_pad.bool()
-            if src_pad is not None
-            else torch.ones_like(batch["src"], dtype=torch.bool)
-        )
-        return {"encoder": enc, "decoder": batch["tgt_in"] != PAD}
-    ids = batch["input_ids"]
-    pad = batch.get("pad_mask")
-    return {"decoder": ~pad.bool() if pad is not None else ids != PAD}
 
 
 def nontrivial_mask(labels: Tensor, trivial: Tensor | None) -> Tensor:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-PRESET_DIR = Path(__file__).resolve().parent / "variants"
+from bench.config.errors import ConfigError
+from bench.config.files import safe_load
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "variants"
 
 
 def names() -> list[str]:
@@ -19,8 +22,6 @@ def names() -> list[str]:
 
 def load(name_or_path: str) -> dict[str, Any]:
     """A preset as a dict of ModelConfig fields, by name or by YAML path."""
-    from bench.config import ConfigError, safe_load  # config imports this module
-
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         path = PRESET_DIR / f"{name_or_path}.yaml"
@@ -38,7 +39,5 @@ def load(name_or_path: str) -> dict[str, Any]:
 
 def description(name: str) -> str:
     """The preset's one-line ``description`` field, if it has one."""
-    from bench.config import safe_load
-
     data = safe_load((PRESET_DIR / f"{name}.yaml").read_text()) or {}
     return str(data.get("description", ""))

@@ -1,4 +1,4 @@
-"""Diagnostics on a run directory after the fact (``bench landscape RUN_DIR``)."""
+"""A finished run rebuilt from its checkpoint, and diagnostics on it (``bench landscape RUN_DIR``)."""
 
 from __future__ import annotations
 
