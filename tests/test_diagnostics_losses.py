@@ -18,6 +18,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig, build_run_config
+from bench.diagnostics.attention_recorder import AttentionRecorder
 from bench.diagnostics.context import functional_context
 from bench.diagnostics.gradients import GradientDiagnostics
 from bench.diagnostics.hessian import hvp
@@ -190,15 +191,12 @@ def test_attention_entropy_on_a_padded_batch_averages_real_query_positions_only(
     attn = {"enc_layer_0": module.model.encoder.blocks[0].attn}
     attn["dec_layer_0"] = module.model.decoder.blocks[0].attn
     attn["dec_layer_0/cross"] = module.model.decoder.blocks[0].cross_attn
-    for m in attn.values():
-        m.record_probs = True
     module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), AttentionRecorder(attn) as recorder:
         module(batch)
     expected, padded_too = {}, {}
-    for name, m in attn.items():
-        probs = m.last_probs.double()  # [B, H, T, S]
-        m.record_probs, m.last_probs = False, None
+    for name in attn:
+        probs = recorder.records[name].probs.double()  # [B, H, T, S]
         lengths = src_len if name.startswith("enc") else tgt_len
         per_head = []
         for h in range(probs.shape[1]):

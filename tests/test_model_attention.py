@@ -1,4 +1,4 @@
-"""Attention: GQA/MQA semantics, masks, the record_probs hook, padding invariance."""
+"""Attention: GQA/MQA semantics, masks, probabilities recorded by hooks, padding invariance."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bench.config import ModelConfig
+from bench.diagnostics.attention_recorder import AttentionRecorder, attention_modules
 from bench.model import build_model
 from bench.model.attention import Attention, attention_inputs
 from bench.model.positional import POSITIONAL
@@ -120,9 +121,9 @@ def _self_attention_case(pos: str, causal: bool):
 @pytest.mark.parametrize("causal", [True, False])
 def test_recorded_probabilities_sum_to_one_are_zero_where_masked_and_reproduce_sdpa(pos, causal):
     cfg, attn, x, pad, inputs = _self_attention_case(pos, causal)
-    attn.record_probs = True
-    y = attn(x, inputs)
-    p = attn.last_probs
+    with AttentionRecorder({"a": attn}) as recorder:
+        y = attn(x, inputs)
+    p = recorder.records["a"].probs
     assert p is not None and p.shape == (3, 4, 7, 7) and not p.requires_grad
     torch.testing.assert_close(p.sum(-1), torch.ones(3, 4, 7))
     masked = pad[:, None, None, :].expand(3, 4, 7, 7)
@@ -137,30 +138,34 @@ def test_recorded_probabilities_sum_to_one_are_zero_where_masked_and_reproduce_s
     torch.testing.assert_close(manual, y, atol=1e-5, rtol=1e-5)
 
 
-def test_record_probs_is_off_by_default_and_fast_path_probs_are_causal():
+def test_a_recorder_sees_fast_path_causal_probs_and_leaves_the_model_as_it_was():
     torch.manual_seed(0)
     model = build_model(_cfg()).eval()
-    attns = [m for m in model.modules() if hasattr(m, "record_probs")]
-    assert len(attns) == 2 and not any(a.record_probs for a in attns)
+    layers = dict(attention_modules(model))
+    assert len(layers) == 2
+    with AttentionRecorder(layers) as recorder:
+        model(torch.randint(0, 50, (1, 6)))
+    assert set(recorder.records) == set(layers)
+    for rec in recorder.records.values():
+        assert rec.probs.shape == (1, 4, 6, 6)
+        assert (rec.probs[..., torch.ones(6, 6, dtype=torch.bool).triu(1)] == 0).all()
+    # the model only computes: no hook stays, and nothing is recorded on it
+    assert not any(m._forward_hooks for m in model.modules())
+    before = len(recorder.records)
     model(torch.randint(0, 50, (1, 6)))
-    assert all(a.last_probs is None for a in attns)
-    for a in attns:
-        a.record_probs = True
-    model(torch.randint(0, 50, (1, 6)))
-    for a in attns:
-        assert a.last_probs.shape == (1, 4, 6, 6)
-        assert (a.last_probs[..., torch.ones(6, 6, dtype=torch.bool).triu(1)] == 0).all()
+    assert len(recorder.records) == before
 
 
 def test_cross_attention_records_probs_over_source_positions():
     torch.manual_seed(0)
     model = build_model(_cfg(arch="encoder_decoder")).eval()
     cross = model.decoder.blocks[0].cross_attn
-    cross.record_probs = True
     src_pad = torch.tensor([[False] * 5 + [True] * 2])
-    model(torch.randint(0, 50, (1, 7)), torch.randint(0, 50, (1, 4)), src_pad)
-    assert cross.last_probs.shape == (1, 4, 4, 7)
-    assert (cross.last_probs[..., 5:] == 0).all()
+    with AttentionRecorder({"cross": cross}) as recorder:
+        model(torch.randint(0, 50, (1, 7)), torch.randint(0, 50, (1, 4)), src_pad)
+    probs = recorder.records["cross"].probs
+    assert probs.shape == (1, 4, 4, 7)
+    assert (probs[..., 5:] == 0).all()
 
 
 POS = ["sinusoidal", "learned", "rope", "alibi", "t5", "nope"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bench.config import ModelConfig
+from bench.diagnostics.attention_recorder import AttentionRecorder
 from bench.model import build_model
 from bench.model.attention import attention_inputs
 from bench.model.norms import NORMS, LayerNorm, RMSNorm, ScaleNorm
@@ -71,9 +72,9 @@ def test_qk_norm_normalises_each_head_of_queries_and_keys():
     attn = build_model(cfg).blocks[0].attn
     assert attn.q_norm.dim == attn.k_norm.dim == cfg.head_dim
     attn.q_norm.g.data.fill_(1e3)  # very peaked scores -> near one-hot probabilities
-    attn.record_probs = True
-    attn(torch.randn(1, 6, 32), attention_inputs(6, 6, causal=True, device=torch.device("cpu")))
-    assert attn.last_probs.max(-1).values.min() > 0.99
+    with AttentionRecorder({"a": attn}) as recorder:
+        attn(torch.randn(1, 6, 32), attention_inputs(6, 6, causal=True, device=torch.device("cpu")))
+    assert recorder.records["a"].probs.max(-1).values.min() > 0.99
 
 
 CASES = [

@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 TARGET = 0.03
 
@@ -47,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.config import build_run_config, parse_value
+    from bench.diagnostics import attention_recorder
     from bench.diagnostics.attention_maps import record_maps
     from bench.diagnostics.attention_stats import (
         attention_entropy,
@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         recording_attention,
     )
     from bench.diagnostics.gradients import default_query_masks
-    from bench.model import attention as attention_module
     from bench.training.run import train_run
 
     overrides = {
@@ -112,30 +111,31 @@ def main(argv: list[str] | None = None) -> int:
     batch = next(iter(dm.train_dataloader()))
     fixed = {k: v[:8] for k, v in batch.items()}  # GradientDiagnostics' entropy_examples
     masks = default_query_masks(module, fixed)
-    new_probs = attention_module.Attention._probs
+    new_record = attention_recorder.attention_record
 
-    def old_probs(self, q, k, mask, is_causal):  # the code before issue 16
-        k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
-        scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(self.head_dim)
+    def old_record(q, k, mask, is_causal):  # the code before issue 16: probabilities only
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])
         if mask is not None:
             scores = scores + mask.float()
         elif is_causal:
             t, s = scores.shape[-2:]
             future = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(1)
             scores = scores.masked_fill(future, float("-inf"))
-        return scores.softmax(dim=-1), None, None
+        none = scores.new_empty(0)
+        return attention_recorder.AttentionRecord(scores.softmax(dim=-1), none, none)
 
     @torch.no_grad()
     def old() -> None:
-        setattr(attention_module.Attention, "_probs", old_probs)  # noqa: B010 (a method swap)
+        # the recorder looks the function up at each forward: swap it for the old one
+        setattr(attention_recorder, "attention_record", old_record)  # noqa: B010
         try:
-            with recording_attention(module.model) as mods:
+            with recording_attention(module.model) as recorder:
                 module(fixed)
-                for m in mods.values():
-                    probs: Any = m.last_probs
-                    attention_entropy(probs, (masks or {}).get("decoder")).cpu()
+                for rec in recorder.records.values():
+                    attention_entropy(rec.probs, (masks or {}).get("decoder")).cpu()
         finally:
-            setattr(attention_module.Attention, "_probs", new_probs)  # noqa: B010
+            setattr(attention_recorder, "attention_record", new_record)  # noqa: B010
 
     def new() -> None:
         attention_stats(module.model, lambda: module(fixed), masks)

@@ -3,7 +3,7 @@ at init and at the end of training.
 
 :class:`AttentionMapsCallback` takes the first ``attention_maps_examples``
 examples of the first validation loader (the training length), runs one
-eval-mode forward with ``record_probs`` on at step 0 (before any update) and at
+eval-mode forward with the attention layers recorded at step 0 (before any update) and at
 the end, and writes ``diagnostics/attention_maps.npz`` (format:
 :mod:`bench.diagnostics.attention_plot`) with ``attention_init.png`` and
 ``attention_end.png`` (example 0, with ``diagnostics.figures``) next to it; W&B gets
@@ -55,7 +55,7 @@ def _tokens(batch: Batch) -> dict[str, Tensor]:
 def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
     """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
     (cropped to ``max_len``), real query and key counts per example, and token ids."""
-    with recording_attention(model) as mods:
+    with recording_attention(model) as recorder:
         model_forward(model, batch)
         real = {
             k: v.sum(-1).clamp(max=max_len).cpu().numpy() for k, v in real_positions(batch).items()
@@ -69,10 +69,10 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
             "query_tokens": [],
             "key_tokens": [],
         }
-        for name, m in mods.items():
-            probs = getattr(m, "last_probs", None)
-            if probs is None:
+        for name in recorder.layers:  # model order
+            if (rec := recorder.records.get(name)) is None:
                 continue
+            probs = rec.probs
             query_stack = stack_of_layer(name)
             key_stack = "encoder" if name.endswith("/cross") else query_stack
             out["layers"].append(name)

@@ -3,7 +3,8 @@
 Measured in eval mode on a fixed batch by :class:`bench.diagnostics.gradients.
 GradientDiagnostics` (``cond/attn_entropy/...``, ``cond/attn_logit_max/...``,
 ``cond/attn_first_mass/...``, ``cond/output_logit_max``, ``cond/log_z_mean``); the
-attention layers record their probabilities only inside :func:`recording_attention`.
+attention layers are recorded only inside :func:`recording_attention`
+(:mod:`bench.diagnostics.attention_recorder`: forward hooks; the model keeps no state).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench.diagnostics.attention_recorder import AttentionRecorder
+from bench.diagnostics.attention_recorder import attention_modules as layer_modules
 from bench.diagnostics.grouping import attention_layers, stack_of_layer
+from bench.model.attention import Attention
 
 
 def attention_entropy(probs: Tensor, query_mask: Tensor | None = None) -> Tensor:
@@ -36,18 +40,14 @@ def attention_entropy(probs: Tensor, query_mask: Tensor | None = None) -> Tensor
     return ent.transpose(0, 1).reshape(probs.shape[1], -1).nanmean(-1)
 
 
-def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every module with a ``record_probs`` switch, by layer name, in model order.
+def attention_modules(model: nn.Module) -> dict[str, Attention]:
+    """Every attention layer, by layer name, in model order.
 
     A bench block's attention is named like its block (``layer_2``,
-    ``dec_layer_0/cross``); any other such module by its path (``a/b``).
+    ``dec_layer_0/cross``); any other by its module path (``a/b``).
     """
     named = attention_layers(model)
-    return {
-        named.get(id(m), name.replace(".", "/")): m
-        for name, m in model.named_modules()
-        if isinstance(getattr(m, "record_probs", None), bool)
-    }
+    return {named.get(id(m), path.replace(".", "/")): m for path, m in layer_modules(model)}
 
 
 # Queries whose attention on key 0 is measured: the later part of the sequence, position
@@ -133,23 +133,15 @@ def output_logit_stats(logits: Tensor, positions: Tensor | None = None) -> dict[
 
 
 @contextmanager
-def recording_attention(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
-    """Eval mode with every attention layer's ``record_probs`` on, for one block of code;
-    yields the layers by name. Restores the train/eval mode and drops what was recorded."""
-    # Duck-typed: record_probs, last_probs (and last_logit_max, last_keys when present).
-    mods: dict[str, Any] = attention_modules(model)
+def recording_attention(model: nn.Module) -> Iterator[AttentionRecorder]:
+    """Eval mode with every attention layer recorded (by layer name), for one block of
+    code; restores the train/eval mode and removes the hooks."""
     was_training = model.training
     model.eval()
     try:
-        for m in mods.values():
-            m.record_probs = True
-        yield mods
+        with AttentionRecorder(attention_modules(model)) as recorder:
+            yield recorder
     finally:
-        for m in mods.values():
-            m.record_probs = False
-            m.last_probs = None
-            if hasattr(m, "last_logit_max"):
-                m.last_logit_max = m.last_keys = None
         model.train(was_training)
 
 
@@ -164,35 +156,32 @@ def attention_stats(
 
     ``query_masks``: ``{"encoder": [B, S], "decoder": [B, T]}`` (True = real token,
     e.g. :func:`bench.tasks.vocab.real_positions`); a layer's padded queries are left out.
-    Switches ``record_probs`` on for the call only and restores the train/eval mode.
+    Records the attention layers for the call only and restores the train/eval mode.
     ``forward()``'s return value is taken as the output logits when it is a
     ``[B, T, V]`` tensor.
     """
     masks = query_masks or {}
-    with recording_attention(model) as mods:
+    with recording_attention(model) as recorder:
         logits = forward()
         entropy: dict[str, Tensor] = {}
         peaks: dict[str, Tensor] = {}
         uniform: dict[str, Tensor] = {}
         first: dict[str, Tensor] = {}
         first_uniform: dict[str, Tensor] = {}
-        for name, m in mods.items():
-            probs = getattr(m, "last_probs", None)
-            if probs is None:
+        for name in recorder.layers:  # model order
+            if (rec := recorder.records.get(name)) is None:
                 continue
+            probs, keys = rec.probs, rec.keys
             mask = masks.get(stack_of_layer(name))
             entropy[name] = attention_entropy(probs, mask).cpu()
-            peak = getattr(m, "last_logit_max", None)  # [B, H, T]
-            if peak is not None:
-                if mask is not None:
-                    keep = mask.to(peak.device, torch.bool)[:, None, :].expand_as(peak)
-                    peak = peak.masked_fill(~keep, 0.0)
-                peaks[name] = peak.amax()
-            keys = getattr(m, "last_keys", None)  # [B | 1, H | 1, T]
-            if keys is not None:
-                log_keys = keys[:, :1].float().log().expand(probs.shape[0], 1, probs.shape[2])
-                uniform[name] = _mean_over_queries(log_keys, mask)
-                first[name], first_uniform[name] = first_key_mass(probs, keys, mask)
+            peak = rec.logit_max  # [B, H, T]
+            if mask is not None:
+                keep = mask.to(peak.device, torch.bool)[:, None, :].expand_as(peak)
+                peak = peak.masked_fill(~keep, 0.0)
+            peaks[name] = peak.amax()
+            log_keys = keys[:, :1].float().log().expand(probs.shape[0], 1, probs.shape[2])
+            uniform[name] = _mean_over_queries(log_keys, mask)
+            first[name], first_uniform[name] = first_key_mass(probs, keys, mask)
         logit_max, uniform_max = _floats(peaks), _floats(uniform)
         output = (
             output_logit_stats(logits, masks.get("decoder"))

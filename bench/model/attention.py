@@ -8,7 +8,6 @@ causal layer takes SDPA's ``is_causal`` fast path.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -65,15 +64,10 @@ class Attention(nn.Module):
     """Self- or cross-attention with ``n_heads`` query heads sharing ``n_kv_heads`` K/V heads.
 
     Self-attention uses one fused q/k/v projection; cross-attention a query
-    projection and a fused k/v projection of the encoder memory. Set
-    ``record_probs = True`` to also store the attention probabilities
-    ``[B, H, T, S]`` (detached) in ``last_probs`` and the largest pre-softmax
-    logit ``|q.k|/sqrt(d_head)`` each query gives an allowed key, ``[B, H, T]``, in
-    ``last_logit_max`` (Wortsman et al. 2023, "Small-scale proxies for large-scale
-    Transformer training instabilities": its growth precedes entropy collapse)
-    and the number of keys each query may attend to, ``[B | 1, H | 1, T]``, in
-    ``last_keys`` (uniform attention has entropy ``log last_keys``); the output
-    still comes from SDPA.
+    projection and a fused k/v projection of the encoder memory. The layer only
+    computes: :meth:`project` gives the queries, keys, values and mask SDPA sees,
+    which is what a diagnostic that reads attention probabilities recomputes
+    (:mod:`bench.diagnostics.attention_recorder`, through a forward hook).
     """
 
     def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
@@ -96,10 +90,6 @@ class Attention(nn.Module):
         self.k_norm = make_norm(cfg.norm_type, self.head_dim, cfg.bias) if cfg.qk_norm else None
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
-        self.record_probs = False
-        self.last_probs: Tensor | None = None
-        self.last_logit_max: Tensor | None = None
-        self.last_keys: Tensor | None = None
 
     def weight_blocks(self) -> list[tuple[str, nn.Linear, slice]]:
         """``(role, linear, rows)`` of each logical projection; roles: q, k, v, out."""
@@ -118,8 +108,11 @@ class Attention(nn.Module):
             ]
         return [*qkv, ("out", self.out, slice(0, self.out.out_features))]
 
-    def forward(self, x: Tensor, inputs: AttnInputs, memory: Tensor | None = None) -> Tensor:
-        """``x [B, T, D]`` attends to itself, or to ``memory [B, S, D]`` in cross-attention."""
+    def project(
+        self, x: Tensor, inputs: AttnInputs, memory: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """``(q [B, H, T, hd], k [B, KV, S, hd], v [B, KV, S, hd], mask)`` as SDPA gets them:
+        normalized (QK-norm) and rotated (RoPE) queries and keys, the additive mask."""
         B, T, _ = x.shape
         H, KV, hd = self.n_heads, self.n_kv, self.head_dim
         if self.cross:
@@ -139,6 +132,11 @@ class Attention(nn.Module):
             q, k = inputs.rotary(q), inputs.rotary(k)
         q, k = q.to(v.dtype), k.to(v.dtype)  # norms/rotation may upcast under autocast
         mask = inputs.mask.to(q.dtype) if inputs.mask is not None else None
+        return q, k, v, mask
+
+    def forward(self, x: Tensor, inputs: AttnInputs, memory: Tensor | None = None) -> Tensor:
+        """``x [B, T, D]`` attends to itself, or to ``memory [B, S, D]`` in cross-attention."""
+        q, k, v, mask = self.project(x, inputs, memory)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -146,38 +144,7 @@ class Attention(nn.Module):
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=inputs.is_causal,
-            enable_gqa=KV != H,
+            enable_gqa=self.n_kv != self.n_heads,
         )
-        if self.record_probs:
-            self.last_probs, self.last_logit_max, self.last_keys = self._probs(
-                q, k, mask, inputs.is_causal
-            )
-        y = y.transpose(1, 2).reshape(B, T, H * hd)
-        return self.resid_drop(self.out(y))
-
-    @torch.no_grad()
-    def _probs(
-        self, q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Softmax of the same scores SDPA sees (no dropout), in float32, the largest
-        ``|q.k|/sqrt(d)`` per query over the keys it may attend to (positional biases
-        left out: the logit the q/k weights make) and how many keys that is."""
-        k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
-        logits = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(self.head_dim)
-        if mask is not None:
-            scores = logits + mask.float()
-            hidden = torch.isneginf(scores)
-        elif is_causal:
-            t, s = logits.shape[-2:]
-            hidden = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(1)
-            scores = logits.masked_fill(hidden, float("-inf"))
-        else:
-            scores, hidden = logits, None
-        size = logits.abs()
-        if hidden is None:
-            keys = torch.full((1, 1, logits.shape[-2]), logits.shape[-1], device=q.device)
-        else:
-            size = size.masked_fill(hidden, 0.0)
-            keys = (~hidden).sum(-1)
-            keys = keys.view((1,) * (3 - keys.ndim) + tuple(keys.shape))  # [B | 1, H | 1, T]
-        return scores.softmax(dim=-1), size.amax(dim=-1), keys
+        B, H, T, hd = y.shape
+        return self.resid_drop(self.out(y.transpose(1, 2).reshape(B, T, H * hd)))

@@ -1,0 +1,111 @@
+"""Attention probabilities read from a model that only computes: forward hooks.
+
+:class:`AttentionRecorder` hooks every :class:`~bench.model.attention.Attention`
+layer it is given for one block of code. After a layer's forward it recomputes the
+queries, keys and mask SDPA saw (:meth:`Attention.project`, the same code) and keeps
+an :class:`AttentionRecord`: the probabilities, the largest pre-softmax logit per
+query (Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer
+training instabilities": its growth precedes entropy collapse) and how many keys each
+query may attend to (uniform attention has entropy ``log keys``). The layer's output
+still comes from SDPA; recording costs one more q/k projection per recorded forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from bench.model.attention import Attention
+
+
+@dataclass(frozen=True)
+class AttentionRecord:
+    """One layer's attention during one forward (detached, float32)."""
+
+    probs: Tensor  # [B, H, T, S]
+    logit_max: Tensor  # [B, H, T]: largest |q.k|/sqrt(d_head) over the keys a query may see
+    keys: Tensor  # [B | 1, H | 1, T]: how many keys each query may attend to
+
+
+@torch.no_grad()
+def attention_record(q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool) -> AttentionRecord:
+    """Softmax of the scores SDPA sees for ``q [B, H, T, hd]`` and ``k [B, KV, S, hd]``
+    (no dropout), in float32; the logit maximum leaves positional biases out (the
+    logit the q/k weights make)."""
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    logits = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = logits + mask.float()
+        hidden = torch.isneginf(scores)
+    elif is_causal:
+        t, s = logits.shape[-2:]
+        hidden = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(1)
+        scores = logits.masked_fill(hidden, float("-inf"))
+    else:
+        scores, hidden = logits, None
+    size = logits.abs()
+    if hidden is None:
+        keys = torch.full((1, 1, logits.shape[-2]), logits.shape[-1], device=q.device)
+    else:
+        size = size.masked_fill(hidden, 0.0)
+        keys = (~hidden).sum(-1)
+        keys = keys.view((1,) * (3 - keys.ndim) + tuple(keys.shape))  # [B | 1, H | 1, T]
+    return AttentionRecord(scores.softmax(dim=-1), size.amax(dim=-1), keys)
+
+
+def attention_modules(model: nn.Module) -> list[tuple[str, Attention]]:
+    """``(module path, layer)`` of every attention layer of ``model``, in model order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, Attention)]
+
+
+class AttentionRecorder:
+    """Records each given layer's last forward while the ``with`` block runs.
+
+    ``records[name]`` is the layer's :class:`AttentionRecord` once it has run; the
+    hooks are removed on exit, so the model is as it was.
+    """
+
+    def __init__(self, layers: Mapping[str, Attention]) -> None:
+        self.layers = dict(layers)
+        self.records: dict[str, AttentionRecord] = {}
+        self._handles: list[RemovableHandle] = []
+
+    def __enter__(self) -> AttentionRecorder:
+        for name, layer in self.layers.items():
+            self._handles.append(layer.register_forward_hook(self._hook(name), with_kwargs=True))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str) -> Any:
+        def hook(
+            layer: Attention, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+        ) -> None:
+            x, inputs, memory = _forward_args(args, kwargs)
+            with torch.no_grad():
+                q, k, _, mask = layer.project(x, inputs, memory)
+            self.records[name] = attention_record(q, k, mask, inputs.is_causal)
+
+        return hook
+
+
+def _forward_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """``(x, inputs, memory)`` of a call of :meth:`Attention.forward`."""
+    names = ("x", "inputs", "memory")
+    values = [*args, *(kwargs.get(n) for n in names[len(args) :])]
+    return values[0], values[1], values[2] if len(values) > 2 else None
