@@ -12,7 +12,7 @@ import torch
 # cores: one thread each avoids oversubscription.
 torch.set_num_threads(1)
 os.environ.setdefault("WANDB_SILENT", "true")
-# Keep the measured matmul-peak cache (bench.diagnostics.peak) out of the user's home.
+# Keep the measured matmul-peak cache (bench.diagnostics.throughput.peak) out of the user's home.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bench-test-cache-")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("report", "export", "compare", "listing"),
     ("sweeps",),
     ("training", "tracking"),
-    ("diagnostics",),
+    ("diagnostics", "diagnoses"),
     ("model", "tasks"),
     ("config", "records", "io", "redact", "validation", "wandb_file"),
 ]

@@ -194,3 +194,53 @@ def test_the_graph_checks_catch_a_cycle_closed_in_a_function_and_an_upward_impor
     assert graph["bench.diagnostics.grads"] == {"bench.training.run": 5}
     assert cycles(graph) == [["bench.diagnostics.grads", "bench.training.run"]]
     assert upward_imports(graph) == ["bench.diagnostics.grads -> bench.training.run (line 5)"]
+
+
+def _defines_callback(tree: ast.Module) -> bool:
+    bases = {"Callback", "Diagnostic", "L.Callback"}
+    return any(
+        isinstance(n, ast.ClassDef) and any(ast.unparse(b) in bases for b in n.bases)
+        for n in tree.body
+    )
+
+
+def _draws(tree: ast.Module) -> bool:
+    return any(
+        isinstance(n, ast.Import | ast.ImportFrom)
+        and any((getattr(n, "module", None) or a.name).startswith("matplotlib") for a in n.names)
+        for n in ast.walk(tree)
+    )
+
+
+def _registers_command(tree: ast.Module) -> bool:
+    return any(
+        isinstance(n, ast.FunctionDef)
+        and any(ast.unparse(d).startswith("command(") for d in n.decorator_list)
+        for n in tree.body
+    )
+
+
+def test_no_module_is_two_of_a_callback_a_figure_and_a_command():
+    roles = {}
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        held = [
+            role
+            for role, has in (
+                ("callback", _defines_callback(tree)),
+                ("figure", _draws(tree)),
+                ("command", _registers_command(tree)),
+            )
+            if has
+        ]
+        if len(held) > 1:
+            roles[str(path.relative_to(ROOT))] = held
+    assert roles == {}
+
+
+def test_the_role_check_sees_a_callback_that_draws():
+    tree = ast.parse(
+        "import matplotlib.pyplot as plt\nclass C(Diagnostic):\n    pass\n"
+        "@command('x', 'y', f)\ndef cmd(args):\n    pass\n"
+    )
+    assert _defines_callback(tree) and _draws(tree) and _registers_command(tree)

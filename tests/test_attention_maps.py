@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.diagnostics.attention_plot import FILE, AttentionMaps, draw_grid
+from bench.diagnostics.attention.plot import FILE, AttentionMaps, draw_grid
 from bench.training.run import train_run
 
 

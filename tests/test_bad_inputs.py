@@ -61,7 +61,7 @@ def _attention_maps_bytes() -> bytes:
 
     import numpy as np
 
-    from bench.diagnostics.attention_plot import AttentionMaps
+    from bench.diagnostics.attention.plot import AttentionMaps
 
     maps = AttentionMaps(
         steps=[0, 30],

@@ -99,7 +99,7 @@ def test_status_lists_the_diagnoses_of_finished_trials_without_torch(tmp_path: P
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from bench.diagnostics.diagnoses import Diagnosis
+    from bench.diagnoses import Diagnosis
     from bench.sweeps.layout import open_sweep_dir, prepare_sweep
     from bench.sweeps.study import plan
 

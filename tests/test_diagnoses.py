@@ -12,15 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
-from bench.diagnostics.diagnoses import RULES, Diagnosis, Rule, RunRecords, diagnose, diagnose_run
-from bench.diagnostics.diagnoses.attention import (
+from bench.diagnoses import RULES, Diagnosis, Rule, RunRecords, diagnose, diagnose_run
+from bench.diagnoses.attention import (
     COLLAPSE_NATS,
     LOGIT_GROWTH,
     LOGIT_LARGE,
     UNIFORM_FRACTION,
 )
-from bench.diagnostics.diagnoses.loss import LOG_Z_DRIFT, loss_spikes
-from bench.diagnostics.diagnoses.optimization import (
+from bench.diagnoses.loss import LOG_Z_DRIFT, loss_spikes
+from bench.diagnoses.optimization import (
     DEPTH_RATIO,
     NOISE_FACTOR,
     UPDATE_HIGH,

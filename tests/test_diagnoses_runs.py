@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from bench import diagnoses
 from bench.config import build_run_config
-from bench.diagnostics import diagnoses
-from bench.diagnostics.diagnoses import Rule, RunRecords
+from bench.diagnoses import Rule, RunRecords
 from bench.tracking import SafeWandbLogger, alert_diagnoses, diagnosis_summary
 from bench.training.run import train_run
 

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig, ModelConfig
-from bench.diagnostics.attention_stats import FIRST_MASS_FROM, attention_stats, first_key_mass
-from bench.diagnostics.grad_stats import param_grad_norms
-from bench.diagnostics.gradients import GradientDiagnostics
+from bench.diagnostics.attention.stats import FIRST_MASS_FROM, attention_stats, first_key_mass
+from bench.diagnostics.gradients.callback import GradientDiagnostics
+from bench.diagnostics.gradients.stats import param_grad_norms
 from bench.diagnostics.grouping import ffn_output_weights
 from bench.model import build_model
 from tests.test_gradients import _bench_module, _logged, _trainer

@@ -100,7 +100,7 @@ def test_every_combination_of_diagnostics_switches_completes_and_measures_what_i
 def test_a_diagnostic_that_raises_is_recorded_and_the_run_completes(
     tiny, monkeypatch, caplog
 ) -> None:
-    from bench.diagnostics import gradients
+    from bench.diagnostics.gradients import callback as gradients
 
     def broken(*args, **kwargs):
         raise RuntimeError("norms exploded")

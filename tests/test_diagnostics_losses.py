@@ -18,11 +18,11 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig, build_run_config
-from bench.diagnostics.attention_recorder import AttentionRecorder
+from bench.diagnostics.attention.recorder import AttentionRecorder
 from bench.diagnostics.context import functional_context
-from bench.diagnostics.gradients import GradientDiagnostics
-from bench.diagnostics.hessian import hvp
-from bench.diagnostics.hessian_callback import HessianCallback
+from bench.diagnostics.gradients.callback import GradientDiagnostics
+from bench.diagnostics.hessian.callback import HessianCallback
+from bench.diagnostics.hessian.spectrum import hvp
 from bench.diagnostics.loss import training_loss
 from bench.tasks import build_datamodule
 from bench.tasks.vocab import collate, encode_encoder_decoder

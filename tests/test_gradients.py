@@ -16,15 +16,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
-from bench.diagnostics.attention_stats import (
+from bench.diagnostics.attention.stats import (
     attention_entropies,
     attention_entropy,
     attention_stats,
 )
-from bench.diagnostics.grad_stats import first_last_ratio, grad_norms
-from bench.diagnostics.gradients import GradientDiagnostics
+from bench.diagnostics.gradients.callback import GradientDiagnostics
+from bench.diagnostics.gradients.noise_scale import NoiseScale, noise_scale_estimates
+from bench.diagnostics.gradients.stats import first_last_ratio, grad_norms
 from bench.diagnostics.grouping import Layout, classify_parameters
-from bench.diagnostics.noise_scale import NoiseScale, noise_scale_estimates
 from bench.model import build_model
 from bench.training.module import BenchModule
 

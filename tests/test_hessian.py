@@ -17,7 +17,12 @@ from torch.utils.data import DataLoader
 
 from bench.config import ConfigError, DiagnosticsConfig
 from bench.diagnostics.context import functional_context, sdpa_backends
-from bench.diagnostics.hessian import (
+from bench.diagnostics.hessian.callback import (
+    HessianCallback,
+    check_precision,
+    resolve_steps,
+)
+from bench.diagnostics.hessian.spectrum import (
     hessian_analysis,
     hessian_summary,
     hutchinson_trace,
@@ -25,7 +30,6 @@ from bench.diagnostics.hessian import (
     spectral_density,
     top_eigenvalues,
 )
-from bench.diagnostics.hessian_callback import HessianCallback, check_precision, resolve_steps
 from bench.diagnostics.loss import loss_at
 from bench.diagnostics.parameters import flatten_params, trainable_params, unflatten_params
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.config import ModelConfig
-from bench.diagnostics.attention_recorder import AttentionRecorder, attention_modules
+from bench.diagnostics.attention.recorder import AttentionRecorder, attention_modules
 from bench.model import build_model
 from bench.model.attention import Attention, attention_inputs
 from bench.model.positional import POSITIONAL

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.config import ModelConfig
-from bench.diagnostics.attention_recorder import AttentionRecorder
+from bench.diagnostics.attention.recorder import AttentionRecorder
 from bench.model import build_model
 from bench.model.attention import attention_inputs
 from bench.model.norms import NORMS, LayerNorm, RMSNorm, ScaleNorm

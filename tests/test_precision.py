@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.diagnostics.matmul_speed import (
+from bench.model import build_model
+from bench.training.matmul_speed import (
     AttentionShape,
     LinearShape,
     Workload,
@@ -20,7 +21,6 @@ from bench.diagnostics.matmul_speed import (
     measure_speedup,
     workload_of,
 )
-from bench.model import build_model
 from bench.training.precision import BF16_MIN_SPEEDUP, choose_precision, run_workload
 
 
@@ -206,9 +206,9 @@ def test_the_diagnostics_compute_in_float32_under_a_bf16_run(tiny, tmp_path, mon
     the Hessian, the noise scale and the landscape are float32."""
     import lightning as L
 
-    import bench.diagnostics.hessian_callback as hessian_callback
+    import bench.diagnostics.hessian.callback as hessian_callback
     import bench.diagnostics.landscape as landscape
-    from bench.diagnostics.gradients import GradientDiagnostics
+    from bench.diagnostics.gradients.callback import GradientDiagnostics
     from bench.training.run import train_run
 
     phase = ["training"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 from report_helpers import make_sweep, standard_cells
 
-from bench.diagnostics.diagnoses import Diagnosis
+from bench.diagnoses import Diagnosis
 from bench.report import build_report
 from bench.report.collect import load_sweep
 

@@ -14,24 +14,28 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
+from bench.cli.throughput import (
+    format_table,
+    round_order,
+    row_peak,
+    run_throughput,
+)
 from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
-from bench.diagnostics import peak
 from bench.diagnostics.batches import batch_tokens
-from bench.diagnostics.flops import (
+from bench.diagnostics.throughput import peak
+from bench.diagnostics.throughput.callback import ThroughputDiagnostics
+from bench.diagnostics.throughput.flops import (
     flops_per_batch,
     matmul_params,
     measured_flops_per_batch,
     model_flops_per_token,
 )
-from bench.diagnostics.median_interval import median_interval
-from bench.diagnostics.peak_memory import peak_memory_mb
-from bench.diagnostics.stopwatch import DIAGNOSTICS_TIME, Stopwatch, exclude_from_throughput
-from bench.diagnostics.throughput import ThroughputDiagnostics
-from bench.diagnostics.throughput_command import (
-    format_table,
-    round_order,
-    row_peak,
-    run_throughput,
+from bench.diagnostics.throughput.median_interval import median_interval
+from bench.diagnostics.throughput.peak_memory import peak_memory_mb
+from bench.diagnostics.throughput.stopwatch import (
+    DIAGNOSTICS_TIME,
+    Stopwatch,
+    exclude_from_throughput,
 )
 from bench.training.module import BenchModule
 

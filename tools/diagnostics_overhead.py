@@ -46,14 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.config import build_run_config, parse_value
-    from bench.diagnostics import attention_recorder
-    from bench.diagnostics.attention_maps import record_maps
-    from bench.diagnostics.attention_stats import (
+    from bench.diagnostics.attention import recorder as attention_recorder
+    from bench.diagnostics.attention.stats import (
         attention_entropy,
         attention_stats,
+        record_maps,
         recording_attention,
     )
-    from bench.diagnostics.gradients import default_query_masks
+    from bench.diagnostics.gradients.callback import default_query_masks
     from bench.training.run import train_run
 
     overrides = {

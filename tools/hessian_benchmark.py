@@ -12,7 +12,7 @@ products a round, the fastest round kept (wall and CPU seconds per product):
 - ``plain autograd``: ``torch.autograd.grad(loss, params, create_graph=True)`` on
   the module's own parameters, then ``torch.autograd.grad(grads, params, v,
   retain_graph=True)`` per product (per-parameter tensors, no flattening);
-- ``bench``: :class:`bench.diagnostics.hessian.HessianOperator` (flat ``v`` in,
+- ``bench``: :class:`bench.diagnostics.hessian.spectrum.HessianOperator` (flat ``v`` in,
   flat ``H v`` out);
 - ``torch.func``: ``torch.func.vjp(torch.func.grad(loss))``, what bench used before;
 - ``batched m=M`` (with ``--batched M ...``): bench's graph, ``M`` products a call from
@@ -56,7 +56,7 @@ def _products(module: Any, batch: Any) -> tuple[dict[str, Callable[[], Any]], An
     """Per contender, a function that computes one product (graphs built here, once)."""
     import torch
 
-    from bench.diagnostics.hessian import HessianOperator
+    from bench.diagnostics.hessian.spectrum import HessianOperator
     from bench.diagnostics.loss import loss_at, training_loss
     from bench.diagnostics.parameters import flatten_params, trainable_params, unflatten_params
 

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.config import RunConfig, build_run_config
-from bench.diagnostics.matmul_speed import measure_speedup
-from bench.diagnostics.peak import device_name
+from bench.diagnostics.throughput.peak import device_name
 from bench.model import build_model
+from bench.training.matmul_speed import measure_speedup
 from bench.training.precision import BF16_MIN_SPEEDUP, run_workload
 
 # ----------------------------------------------------------------------------- nanoGPT-style

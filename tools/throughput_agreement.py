@@ -2,7 +2,7 @@
 
 Issue 15, item 2: for the same config, the tokens/s and MFU that ``bench
 throughput`` reports (plain PyTorch loop, median of interleaved rounds) and
-those a real run logs (:class:`bench.diagnostics.throughput.ThroughputDiagnostics`
+those a real run logs (:class:`bench.diagnostics.throughput.callback.ThroughputDiagnostics`
 inside a Lightning Trainer, whole-run average after warm-up) should agree
 within 10%. In one process, on one config (default: a d_model=128, 2-layer
 decoder on copy at seq 64, batch 32, one thread; ``--set key=value`` to
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from bench.cli.throughput import run_throughput
     from bench.config import build_run_config, parse_value
-    from bench.diagnostics.throughput_command import run_throughput
     from bench.training.run import train_run
 
     overrides = {

@@ -59,7 +59,7 @@ def _attention_args(p: argparse.ArgumentParser) -> None:
     "attention", "draw a run's attention maps: one heatmap per layer and head", _attention_args
 )
 def cmd_attention(args: argparse.Namespace) -> int:
-    from bench.diagnostics.attention_plot import draw_attention
+    from bench.diagnostics.attention.plot import draw_attention
 
     print(draw_attention(Path(args.run_dir), args.step, args.example, args.out))
     return 0

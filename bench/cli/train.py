@@ -183,7 +183,7 @@ def throughput_configs(args: list[str], vary: list[str]) -> list[tuple[str, RunC
     _throughput_args,
 )
 def cmd_throughput(args: argparse.Namespace) -> int:
-    from bench.diagnostics.median_interval import MIN_ROUNDS
+    from bench.diagnostics.throughput.median_interval import MIN_ROUNDS
 
     if args.steps < 1:
         raise ConfigError(f"--steps={args.steps}: allowed: an integer >= 1")
@@ -196,7 +196,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     configs = throughput_configs(args.args, args.vary)  # checked before torch loads
     import torch
 
-    from bench.diagnostics.throughput_command import format_table, run_throughput
+    from bench.cli.throughput import format_table, run_throughput
     from bench.training.precision import choose_precision
     from bench.training.resources import check_fits
 

@@ -10,7 +10,7 @@ run; :func:`landscape_of` runs the loss-landscape analysis on a trained module
 
 The package itself imports no torch or Lightning (each callback's module is
 imported when it is built), so that the pure-Python diagnoses
-(:mod:`bench.diagnostics.diagnoses`: rules that read a run's records and say why
+(:mod:`bench.diagnoses`: rules that read a run's records and say why
 it trains badly) load in the report and in ``bench status``.
 
 Every diagnostic that evaluates a loss measures the *training* loss, the one the
@@ -34,13 +34,13 @@ if TYPE_CHECKING:
 
 
 def _gradients(d: DiagnosticsConfig, run_dir: Path) -> Callback:
-    from bench.diagnostics.gradients import GradientDiagnostics
+    from bench.diagnostics.gradients.callback import GradientDiagnostics
 
     return GradientDiagnostics(d, run_dir)
 
 
 def _hessian(d: DiagnosticsConfig, run_dir: Path) -> Callback:
-    from bench.diagnostics.hessian_callback import HessianCallback
+    from bench.diagnostics.hessian.callback import HessianCallback
 
     return HessianCallback.from_config(d, run_dir)
 
@@ -52,13 +52,13 @@ def _trajectory(d: DiagnosticsConfig, run_dir: Path) -> Callback:
 
 
 def _throughput(d: DiagnosticsConfig, run_dir: Path) -> Callback:
-    from bench.diagnostics.throughput import ThroughputDiagnostics
+    from bench.diagnostics.throughput.callback import ThroughputDiagnostics
 
     return ThroughputDiagnostics(d)
 
 
 def _attention_maps(d: DiagnosticsConfig, run_dir: Path) -> Callback:
-    from bench.diagnostics.attention_maps import AttentionMapsCallback
+    from bench.diagnostics.attention.maps import AttentionMapsCallback
 
     return AttentionMapsCallback(d, run_dir)
 

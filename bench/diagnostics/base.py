@@ -6,7 +6,7 @@ A diagnostic is built by :func:`bench.diagnostics.build_callbacks` from
 warning and a ``diagnostic_errors`` record, and switches the diagnostic off),
 and added to the run's Trainer by ``train_run``. Its measurements are
 excluded from throughput timings when they run inside
-:func:`bench.diagnostics.stopwatch.exclude_from_throughput`.
+:func:`bench.diagnostics.throughput.stopwatch.exclude_from_throughput`.
 
 The Lightning hooks it uses are its "when it runs" (each subclass's docstring
 says which); the attributes and methods here are what the rest of bench asks

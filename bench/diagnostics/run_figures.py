@@ -38,7 +38,7 @@ class Drawn:
 
 
 def _gradients(path: Path) -> Iterator[Drawn]:
-    from bench.diagnostics.gradient_figures import plot_depth, plot_entropy
+    from bench.diagnostics.gradients.figures import plot_depth, plot_entropy
 
     arrays = dict(np.load(path))
     drawn = arrays["grad_norm_blocks"][[0, -1]] if len(arrays["steps"]) else np.zeros(0)
@@ -49,7 +49,7 @@ def _gradients(path: Path) -> Iterator[Drawn]:
 
 
 def _hessian(path: Path) -> Iterator[Drawn]:
-    from bench.diagnostics.hessian_figures import plot_density
+    from bench.diagnostics.hessian.figures import plot_density
 
     z = np.load(path)
     step = int(z["step"])
@@ -85,7 +85,7 @@ def _plane(path: Path) -> Iterator[Drawn]:
 
 
 def _attention(path: Path) -> Iterator[Drawn]:
-    from bench.diagnostics.attention_plot import AttentionMaps, draw_grid
+    from bench.diagnostics.attention.plot import AttentionMaps, draw_grid
 
     maps = AttentionMaps.load(path)
     last = len(maps.steps) - 1

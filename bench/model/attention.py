@@ -67,7 +67,7 @@ class Attention(nn.Module):
     projection and a fused k/v projection of the encoder memory. The layer only
     computes: :meth:`project` gives the queries, keys, values and mask SDPA sees,
     which is what a diagnostic that reads attention probabilities recomputes
-    (:mod:`bench.diagnostics.attention_recorder`, through a forward hook).
+    (:mod:`bench.diagnostics.attention.recorder`, through a forward hook).
     """
 
     def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:

@@ -16,7 +16,7 @@ class FeedForward(nn.Module):
     n_inputs: int = 1
     """How many input projections ``d_model -> ffn_dim`` the layer has, fused in ``fc_in``:
     one for gelu and relu, two for SwiGLU (gate and up). ``weight_blocks`` lists each,
-    and the FLOP count (:mod:`bench.diagnostics.flops`) reads the matmul weights from
+    and the FLOP count (:mod:`bench.diagnostics.throughput.flops`) reads the matmul weights from
     there, so a new feed-forward with more projections is counted right."""
     activation: Callable[[Tensor], Tensor] = staticmethod(F.gelu)
 

@@ -2,7 +2,7 @@
 
 Each run's diagnoses come from its ``summary.json`` (``diagnoses``), or are worked
 out from its records when it has none (a run that diverged, or one from before
-the rules): :func:`bench.diagnostics.diagnoses.diagnose_run`. A cell lists each
+the rules): :func:`bench.diagnoses.diagnose_run`. A cell lists each
 rule that fired in any of its runs once, with how many of its runs it fired in
 and the evidence of the first, next to the cell's learning status. A cell none of
 whose runs finished (all pruned or diverged) is read from every trial it ran.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.diagnostics.diagnoses import RULES, Diagnosis, diagnose_run
+from bench.diagnoses import RULES, Diagnosis, diagnose_run
 
 if TYPE_CHECKING:
     from bench.report.analysis import CellSummary

@@ -30,7 +30,7 @@ from bench.sweeps.study import (
 )
 
 if TYPE_CHECKING:
-    from bench.diagnostics.diagnoses import Diagnosis
+    from bench.diagnoses import Diagnosis
 
 
 COLUMNS = ("complete", "running", "waiting", "pruned", "diverged", "failed")
@@ -210,9 +210,9 @@ def diagnosed_trials(
     """(phase, cell, trial, outcome, diagnoses) of every finished trial with a diagnosis.
 
     Read from each run's ``summary.json`` (worked out from its records when it has
-    none, e.g. a diverged run): :func:`bench.diagnostics.diagnoses.diagnose_run`.
+    none, e.g. a diverged run): :func:`bench.diagnoses.diagnose_run`.
     """
-    from bench.diagnostics.diagnoses import diagnose_run
+    from bench.diagnoses import diagnose_run
 
     names = [(c.key, c.study) for c in plan(sweep.spec)]
     if sweep.spec.seeds:

@@ -39,7 +39,7 @@ class RunResult:
     # learned | did_not_learn | collapsed (bench.tasks.baseline); "" when not judged (diverged)
     learning: str = ""
     learning_reason: str = ""
-    # what bench.diagnostics.diagnoses found: [{rule, title, evidence, paper, advice}]
+    # what bench.diagnoses found: [{rule, title, evidence, paper, advice}]
     diagnoses: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -118,7 +118,7 @@ def _summary(
 
 def diagnoses(cfg: RunConfig, run: Assembled, summary: dict[str, Any]) -> list[dict[str, str]]:
     """The diagnosis rules on this run's records (never fatal); online W&B gets an alert."""
-    from bench.diagnostics.diagnoses import RunRecords, diagnose
+    from bench.diagnoses import RunRecords, diagnose
     from bench.tracking import SafeWandbLogger, alert_diagnoses
 
     run_dir, errors = run.opened.run_dir, run.errors

@@ -8,7 +8,7 @@ Learning Training") where it is faster, and float32 (``32-true``) elsewhere:
   Ampere and later), else ``32-true``;
 - on a CPU: ``bf16-mixed`` only when bf16 autocast measured at least
   :data:`BF16_MIN_SPEEDUP` times faster than float32 at *this run's* matmul
-  shapes (:mod:`bench.diagnostics.matmul_speed`, measured once per device,
+  shapes (:mod:`bench.training.matmul_speed`, measured once per device,
   threads and shapes, cached in the user cache directory), else ``32-true``.
   Not a list of CPU models, and not the square-matrix peak ratio: on a CPU with
   ``avx512_bf16`` that ratio is about 2 while this suite's small models train
@@ -30,8 +30,8 @@ import torch
 
 from bench.config import RunConfig
 from bench.config.train import Precision
-from bench.diagnostics.matmul_speed import Workload, cached_speedup, workload_of
 from bench.records import MANIFEST
+from bench.training.matmul_speed import Workload, cached_speedup, workload_of
 
 BF16_MIN_SPEEDUP = 1.2  # below this, bf16's rounding is not worth its speed
 

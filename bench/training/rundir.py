@@ -35,7 +35,7 @@ class OpenedRun:
 
 def sdpa_kernels(prep: Prepared) -> dict[str, str]:
     """The SDPA kernel of each kind of attention layer of this run, as PyTorch selects it here."""
-    from bench.diagnostics.peak import matmul_dtype
+    from bench.diagnostics.throughput.peak import matmul_dtype
     from bench.model.sdpa_kernels import kernel_summary
 
     cfg = prep.cfg

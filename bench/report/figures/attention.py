@@ -14,7 +14,7 @@ MAX_ATTENTION_ROWS = 24  # cell x layer rows of heatmaps in one figure
 
 def attention_maps(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     """The end-of-training attention maps of each cell's best run (validation example 0)."""
-    from bench.diagnostics.attention_plot import FILE, AttentionMaps, draw_panels, panels
+    from bench.diagnostics.attention.plot import FILE, AttentionMaps, draw_panels, panels
 
     _, direction = analysis.quality_metric(data)
     rows = []

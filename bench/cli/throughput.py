@@ -1,12 +1,12 @@
 """``bench throughput``: tokens/s, FLOP/s and MFU of several configs, side by side.
 
-Not a diagnostic of one run (that is :mod:`bench.diagnostics.throughput`): a plain
+Not a diagnostic of one run (that is :mod:`bench.diagnostics.throughput.callback`): a plain
 PyTorch loop that trains a few steps of several configs in one process, so that
 their speeds are compared under the same conditions. It uses the run-time
 callback's definitions, so the two agree for one config
 (``tools/throughput_agreement.py`` prints the ratio): FLOPs per batch from
-:func:`bench.diagnostics.flops.flops_per_batch`, and each row's peak from
-:func:`bench.diagnostics.peak.peak_flops` for that row's own precision (the
+:func:`bench.diagnostics.throughput.flops.flops_per_batch`, and each row's peak from
+:func:`bench.diagnostics.throughput.peak.peak_flops` for that row's own precision (the
 dense table figure of the detected GPU, bf16 under the GPU default
 ``bf16-mixed``; on CPU the cached matmul peak of that dtype).
 
@@ -14,7 +14,7 @@ Timing: every config is timed in ``rounds`` rounds of ``steps`` steps, the
 configs interleaved and their order rotated each round (round ``r`` starts at
 config ``r mod n``), so no config always runs first or right after a given
 other one. Each row reports the median over its rounds with an order-statistic
-confidence interval (:mod:`bench.diagnostics.median_interval`): on a shared
+confidence interval (:mod:`bench.diagnostics.throughput.median_interval`): on a shared
 machine a rate is only told apart from another when their intervals do not
 overlap.
 """
@@ -31,10 +31,14 @@ import torch
 from torch import Tensor
 
 from bench.diagnostics.batches import batch_tokens, model_forward
-from bench.diagnostics.flops import flops_per_batch, matmul_params
-from bench.diagnostics.median_interval import MIN_ROUNDS, MedianInterval, median_interval
-from bench.diagnostics.peak import compute_dtype, matmul_dtype, peak_flops
-from bench.diagnostics.peak_memory import peak_memory_mb, reset_peak_memory
+from bench.diagnostics.throughput.flops import flops_per_batch, matmul_params
+from bench.diagnostics.throughput.median_interval import (
+    MIN_ROUNDS,
+    MedianInterval,
+    median_interval,
+)
+from bench.diagnostics.throughput.peak import compute_dtype, matmul_dtype, peak_flops
+from bench.diagnostics.throughput.peak_memory import peak_memory_mb, reset_peak_memory
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -216,7 +220,7 @@ def run_throughput(
     rotated order (:func:`round_order`). Peak memory on CPU is the process's
     peak RSS during the config's warm-up (all models resident); on GPU the max
     allocated memory. Each row's peak comes from :func:`row_peak`
-    (``measure_peak`` and ``cache_path`` go to :func:`~bench.diagnostics.peak.peak_flops`).
+    (``measure_peak`` and ``cache_path`` go to :func:`~bench.diagnostics.throughput.peak.peak_flops`).
 
     Returns one row per config, in the given order: name, params,
     matmul_params, tokens_per_sec (median) with tokens_per_sec_low/high (its

@@ -1,7 +1,7 @@
 """Attention maps as files and figures: ``attention_maps.npz`` and a grid of heatmaps.
 
 Numpy and matplotlib only (no torch), so the report and ``bench attention`` draw
-maps without loading a model. :mod:`bench.diagnostics.attention_maps` records
+maps without loading a model. :mod:`bench.diagnostics.attention.maps` records
 them during training.
 
 ``attention_maps.npz`` holds ``steps [N]`` (the recorded steps: at init and at

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from bench.config import ConfigError, ModelConfig
-from bench.diagnostics.diagnoses.base import (
+from bench.diagnoses.base import (
     Rule,
     RunRecords,
     fmt,
     layer_of,
     window,
 )
-from bench.diagnostics.diagnoses.loss import loss_spikes
+from bench.diagnoses.loss import loss_spikes
 
 # "The first part of training": the first 40% of the planned steps. The quickstart's
 # post-LN with N(0, 0.02) embeddings kept uniform attention for 150 of 400 steps

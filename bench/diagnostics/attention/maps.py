@@ -5,7 +5,7 @@ at init and at the end of training.
 examples of the first validation loader (the training length), runs one
 eval-mode forward with the attention layers recorded at step 0 (before any update) and at
 the end, and writes ``diagnostics/attention_maps.npz`` (format:
-:mod:`bench.diagnostics.attention_plot`) with ``attention_init.png`` and
+:mod:`bench.diagnostics.attention.plot`) with ``attention_init.png`` and
 ``attention_end.png`` (example 0, with ``diagnostics.figures``) next to it; W&B gets
 both images. Cheap: two
 forwards of a few examples per run. Off for models above
@@ -29,59 +29,17 @@ import torch
 from torch import Tensor
 
 from bench.config import DiagnosticsConfig
-from bench.diagnostics.attention_plot import FILE, AttentionMaps
-from bench.diagnostics.attention_stats import recording_attention
+from bench.diagnostics.attention.plot import FILE, AttentionMaps
+from bench.diagnostics.attention.stats import record_maps
 from bench.diagnostics.base import Diagnostic, datamodule_of, model_of
-from bench.diagnostics.batches import model_forward, slice_batch
-from bench.diagnostics.grouping import stack_of_layer
+from bench.diagnostics.batches import slice_batch
 from bench.diagnostics.run_figures import draw_figures
-from bench.diagnostics.stopwatch import exclude_from_throughput
+from bench.diagnostics.throughput.stopwatch import exclude_from_throughput
 from bench.io import save_npz
-from bench.tasks.vocab import real_positions
 
 log = logging.getLogger("bench.diagnostics")
 
 Batch = dict[str, Tensor]
-
-
-def _tokens(batch: Batch) -> dict[str, Tensor]:
-    """Token ids of each stack's positions: ``decoder`` (queries) and ``encoder``."""
-    if "src" in batch:
-        return {"encoder": batch["src"], "decoder": batch["tgt_in"]}
-    return {"decoder": batch["input_ids"]}
-
-
-@torch.no_grad()
-def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
-    """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
-    (cropped to ``max_len``), real query and key counts per example, and token ids."""
-    with recording_attention(model) as recorder:
-        model_forward(model, batch)
-        real = {
-            k: v.sum(-1).clamp(max=max_len).cpu().numpy() for k, v in real_positions(batch).items()
-        }
-        tokens = {k: v[:, :max_len].cpu().numpy() for k, v in _tokens(batch).items()}
-        out: dict[str, Any] = {
-            "layers": [],
-            "maps": [],
-            "queries": [],
-            "keys": [],
-            "query_tokens": [],
-            "key_tokens": [],
-        }
-        for name in recorder.layers:  # model order
-            if (rec := recorder.records.get(name)) is None:
-                continue
-            probs = rec.probs
-            query_stack = stack_of_layer(name)
-            key_stack = "encoder" if name.endswith("/cross") else query_stack
-            out["layers"].append(name)
-            out["maps"].append(probs[..., :max_len, :max_len].float().cpu().numpy())
-            out["queries"].append(real[query_stack])
-            out["keys"].append(real[key_stack])
-            out["query_tokens"].append(tokens[query_stack])
-            out["key_tokens"].append(tokens[key_stack])
-        return out
 
 
 class AttentionMapsCallback(Diagnostic):

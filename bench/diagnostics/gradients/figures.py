@@ -1,7 +1,7 @@
 """The gradient diagnostics' figures: norm against depth, attention entropy over training.
 
 Both read the arrays of ``gradients.npz``
-(:meth:`bench.diagnostics.gradients.GradientDiagnostics.arrays`).
+(:meth:`bench.diagnostics.gradients.callback.GradientDiagnostics.arrays`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import re
 
-from bench.diagnostics.diagnoses.attention import EARLY_FRACTION
-from bench.diagnostics.diagnoses.base import Rule, RunRecords, fmt, median, window
+from bench.diagnoses.attention import EARLY_FRACTION
+from bench.diagnoses.base import Rule, RunRecords, fmt, median, window
 
 # Ill-conditioned depth: the first block's gradient norm differs from the last's by 10x
 # or more, at init or as the median of the early measurements. Xiong et al. 2020

@@ -1,10 +1,11 @@
 """Attention entropy, attention-logit and output-logit statistics of one forward.
 
-Measured in eval mode on a fixed batch by :class:`bench.diagnostics.gradients.
+Measured in eval mode on a fixed batch by :class:`bench.diagnostics.gradients.callback.
 GradientDiagnostics` (``cond/attn_entropy/...``, ``cond/attn_logit_max/...``,
 ``cond/attn_first_mass/...``, ``cond/output_logit_max``, ``cond/log_z_mean``); the
 attention layers are recorded only inside :func:`recording_attention`
-(:mod:`bench.diagnostics.attention_recorder`: forward hooks; the model keeps no state).
+(:mod:`bench.diagnostics.attention.recorder`: forward hooks; the model keeps no state).
+:func:`record_maps` keeps one forward's maps themselves, for the attention-maps callback.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.diagnostics.attention_recorder import AttentionRecorder
-from bench.diagnostics.attention_recorder import attention_modules as layer_modules
+from bench.diagnostics.attention.recorder import AttentionRecorder
+from bench.diagnostics.attention.recorder import attention_modules as layer_modules
+from bench.diagnostics.batches import model_forward
 from bench.diagnostics.grouping import attention_layers, stack_of_layer
 from bench.model.attention import Attention
+from bench.tasks.vocab import real_positions
 
 
 def attention_entropy(probs: Tensor, query_mask: Tensor | None = None) -> Tensor:
@@ -201,3 +204,46 @@ def attention_entropies(
     """Per-head entropy ``[H]`` of every attention layer during ``forward()`` in eval mode
     (:func:`attention_stats`' ``entropy``)."""
     return attention_stats(model, forward, query_masks).entropy
+
+
+Batch = dict[str, Tensor]
+
+
+def _tokens(batch: Batch) -> dict[str, Tensor]:
+    """Token ids of each stack's positions: ``decoder`` (queries) and ``encoder``."""
+    if "src" in batch:
+        return {"encoder": batch["src"], "decoder": batch["tgt_in"]}
+    return {"decoder": batch["input_ids"]}
+
+
+@torch.no_grad()
+def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
+    """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
+    (cropped to ``max_len``), real query and key counts per example, and token ids."""
+    with recording_attention(model) as recorder:
+        model_forward(model, batch)
+        real = {
+            k: v.sum(-1).clamp(max=max_len).cpu().numpy() for k, v in real_positions(batch).items()
+        }
+        tokens = {k: v[:, :max_len].cpu().numpy() for k, v in _tokens(batch).items()}
+        out: dict[str, Any] = {
+            "layers": [],
+            "maps": [],
+            "queries": [],
+            "keys": [],
+            "query_tokens": [],
+            "key_tokens": [],
+        }
+        for name in recorder.layers:  # model order
+            if (rec := recorder.records.get(name)) is None:
+                continue
+            probs = rec.probs
+            query_stack = stack_of_layer(name)
+            key_stack = "encoder" if name.endswith("/cross") else query_stack
+            out["layers"].append(name)
+            out["maps"].append(probs[..., :max_len, :max_len].float().cpu().numpy())
+            out["queries"].append(real[query_stack])
+            out["keys"].append(real[key_stack])
+            out["query_tokens"].append(tokens[query_stack])
+            out["key_tokens"].append(tokens[key_stack])
+        return out

@@ -1,6 +1,6 @@
 """Diagnoses: rules that read a run's records and say why it trains badly.
 
-Each rule (a :class:`~bench.diagnostics.diagnoses.base.Rule` in :data:`RULES`)
+Each rule (a :class:`~bench.diagnoses.base.Rule` in :data:`RULES`)
 names the records it reads, fires on a stated condition with named threshold
 constants (each with a comment on where it comes from), prints its evidence with
 the numbers, cites its paper and says what to try. :func:`diagnose` runs every
@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.diagnostics.diagnoses.attention import (
+from bench.diagnoses.attention import (
     AttentionLogitGrowth,
     EntropyCollapse,
     UniformAttention,
 )
-from bench.diagnostics.diagnoses.base import Diagnosis, Rule, RunRecords
-from bench.diagnostics.diagnoses.loss import ChancePlateau, LossSpikes, OutputLogitDivergence
-from bench.diagnostics.diagnoses.optimization import (
+from bench.diagnoses.base import Diagnosis, Rule, RunRecords
+from bench.diagnoses.loss import ChancePlateau, LossSpikes, OutputLogitDivergence
+from bench.diagnoses.optimization import (
     BatchVsNoiseScale,
     IllConditionedDepth,
     SharpnessVsLearningRate,

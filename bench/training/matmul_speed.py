@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.diagnostics.peak import cache_dir, device_name, read_cache, write_cache
+from bench.diagnostics.throughput.peak import cache_dir, device_name, read_cache, write_cache
 from bench.model.attention import Attention
 
 

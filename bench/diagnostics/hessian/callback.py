@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from bench.config import ConfigError, DiagnosticsConfig
 from bench.diagnostics.base import Diagnostic, datamodule_of
 from bench.diagnostics.batches import move_to
-from bench.diagnostics.hessian import HessianResult, hessian_analysis
+from bench.diagnostics.hessian.spectrum import HessianResult, hessian_analysis
 from bench.diagnostics.loss import LossFn, loss_name, training_loss
 from bench.diagnostics.run_figures import draw_figures
 from bench.io import save_npz

@@ -1,7 +1,7 @@
 """A stopwatch for the time diagnostics spend inside a training step.
 
 Any heavy diagnostic wraps its work in ``with exclude_from_throughput(): ...``;
-:class:`~bench.diagnostics.throughput.ThroughputDiagnostics` subtracts the time
+:class:`~bench.diagnostics.throughput.callback.ThroughputDiagnostics` subtracts the time
 spent inside such blocks from the step it falls into, so that tokens/s and MFU
 measure training, not measuring.
 """

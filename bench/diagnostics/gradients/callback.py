@@ -10,10 +10,10 @@ The measurements live beside this callback, one concern a module:
 :mod:`~bench.diagnostics.grouping` (which group a parameter belongs to, by module
 type: ``block_{i}`` / ``enc_block_{i}`` / ``dec_block_{i}`` with sublayers
 ``attn``, ``cross_attn``, ``ffn``, ``norm``; ``embed``, ``final_norm``,
-``lm_head``, ``other``), :mod:`~bench.diagnostics.grad_stats` (norms, update
-ratios), :mod:`~bench.diagnostics.noise_scale`,
-:mod:`~bench.diagnostics.attention_stats` and
-:mod:`~bench.diagnostics.gradient_figures`.
+``lm_head``, ``other``), :mod:`~bench.diagnostics.gradients.stats` (norms, update
+ratios), :mod:`~bench.diagnostics.gradients.noise_scale`,
+:mod:`~bench.diagnostics.attention.stats` and
+:mod:`~bench.diagnostics.gradients.figures`.
 
 Logged keys (``step`` = optimizer updates done before the measured one, so the
 values line up with ``train/loss`` of the same batch):
@@ -73,11 +73,12 @@ import torch
 from torch import Tensor
 
 from bench.config import DiagnosticsConfig
-from bench.diagnostics.attention_stats import attention_stats
+from bench.diagnostics.attention.stats import attention_stats
 from bench.diagnostics.base import Diagnostic, model_of
 from bench.diagnostics.batches import Batch, batch_size_of, clone_batch, slice_batch
 from bench.diagnostics.context import compute_dtype, isolated_rng
-from bench.diagnostics.grad_stats import (
+from bench.diagnostics.gradients.noise_scale import NoiseScale
+from bench.diagnostics.gradients.stats import (
     first_last_ratio,
     grad_norms,
     param_grad_norms,
@@ -88,9 +89,8 @@ from bench.diagnostics.grad_stats import (
 )
 from bench.diagnostics.grouping import Layout, ffn_output_weights
 from bench.diagnostics.loss import loss_name, training_loss
-from bench.diagnostics.noise_scale import NoiseScale
 from bench.diagnostics.run_figures import draw_figures
-from bench.diagnostics.stopwatch import exclude_from_throughput
+from bench.diagnostics.throughput.stopwatch import exclude_from_throughput
 from bench.io import save_npz
 from bench.tasks.vocab import real_positions
 

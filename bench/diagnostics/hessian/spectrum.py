@@ -1,8 +1,8 @@
 """Hessian of the loss: products, extreme eigenvalues, trace and spectral density.
 
 The callback that measures it during training is
-:mod:`bench.diagnostics.hessian_callback`; the Lanczos iteration is
-:mod:`bench.diagnostics.lanczos`.
+:mod:`bench.diagnostics.hessian.callback`; the Lanczos iteration is
+:mod:`bench.diagnostics.hessian.lanczos`.
 
 Everything is matrix-free: the Hessian is only ever applied to vectors, by
 plain double backward (:class:`HessianOperator`). The gradient graph is built
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.diagnostics.context import compute_dtype, functional_context
-from bench.diagnostics.lanczos import LanczosResult, broadened_density, lanczos
+from bench.diagnostics.hessian.lanczos import LanczosResult, broadened_density, lanczos
 from bench.diagnostics.loss import LossFn, loss_at
 from bench.diagnostics.parameters import as_flat, trainable_params, unflatten_params
 

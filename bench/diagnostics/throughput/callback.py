@@ -1,11 +1,11 @@
 """Throughput of a run: tokens/s, MFU against a known or measured peak, peak memory.
 
-FLOPs per batch come from :mod:`bench.diagnostics.flops` (the 6N rule and its
-conventions are explained there), the peak from :mod:`bench.diagnostics.peak`,
-memory from :mod:`bench.diagnostics.peak_memory`. Time other diagnostics spend
-inside :func:`~bench.diagnostics.stopwatch.exclude_from_throughput` is not
+FLOPs per batch come from :mod:`bench.diagnostics.throughput.flops` (the 6N rule and its
+conventions are explained there), the peak from :mod:`bench.diagnostics.throughput.peak`,
+memory from :mod:`bench.diagnostics.throughput.peak_memory`. Time other diagnostics spend
+inside :func:`~bench.diagnostics.throughput.stopwatch.exclude_from_throughput` is not
 counted. ``bench throughput`` (several configs side by side, outside a run) is
-:mod:`bench.diagnostics.throughput_command`.
+:mod:`bench.cli.throughput`.
 
 Logged keys: ``throughput/tokens_per_sec``, ``throughput/step_time`` (s),
 ``throughput/flops_per_sec``, ``throughput/mfu``, ``throughput/peak_mem_mb``,
@@ -27,10 +27,14 @@ from lightning.fabric.utilities.throughput import Throughput
 from bench.config import DiagnosticsConfig, ModelConfig
 from bench.diagnostics.base import Diagnostic
 from bench.diagnostics.batches import batch_size_of, batch_tokens
-from bench.diagnostics.flops import flops_per_batch
-from bench.diagnostics.peak import compute_dtype, peak_flops, refresh_matmul_peak
-from bench.diagnostics.peak_memory import peak_memory_mb
-from bench.diagnostics.stopwatch import DIAGNOSTICS_TIME, exclude_from_throughput, sync_cuda
+from bench.diagnostics.throughput.flops import flops_per_batch
+from bench.diagnostics.throughput.peak import compute_dtype, peak_flops, refresh_matmul_peak
+from bench.diagnostics.throughput.peak_memory import peak_memory_mb
+from bench.diagnostics.throughput.stopwatch import (
+    DIAGNOSTICS_TIME,
+    exclude_from_throughput,
+    sync_cuda,
+)
 
 
 class ThroughputDiagnostics(Diagnostic):
@@ -50,7 +54,7 @@ class ThroughputDiagnostics(Diagnostic):
     Inference tokens/s is measured on the first validation loader (training
     length), forward only. :meth:`summary` gives whole-run averages.
 
-    The peak is ``cfg.peak_flops`` if set, else :func:`bench.diagnostics.peak.peak_flops`.
+    The peak is ``cfg.peak_flops`` if set, else :func:`bench.diagnostics.throughput.peak.peak_flops`.
     ``model_cfg`` defaults to ``pl_module.cfg.model``.
 
     Runs: ``on_train_start`` (the peak), around every training and validation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bench.diagnostics.diagnoses.base import Rule, RunRecords, fmt, median
+from bench.diagnoses.base import Rule, RunRecords, fmt, median
 from bench.tasks.baseline import LOSS_MARGIN
 
 # A loss spike: a logged train/loss at least twice the median of the 5 logged values

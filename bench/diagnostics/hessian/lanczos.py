@@ -1,7 +1,7 @@
 """Lanczos tridiagonalisation of a symmetric operator, and the broadened spectral density.
 
 Matrix-free: the operator is any ``matvec(v) -> A v``. Used by
-:mod:`bench.diagnostics.hessian` for the extreme eigenvalues and for stochastic
+:mod:`bench.diagnostics.hessian.spectrum` for the extreme eigenvalues and for stochastic
 Lanczos quadrature (Ghorbani, Krishnan & Xiao 2019).
 """
 
