@@ -2,7 +2,7 @@
 
 Every typed file and option of bench is a pydantic model: run configs
 (:mod:`bench.config`), sweep specs (:mod:`bench.sweeps.spec`), the Slurm launcher
-options (:mod:`bench.sweeps.slurm`) and claim files (:mod:`bench.claims.spec`).
+options (:mod:`bench.sweeps.slurm.launcher`) and claim files (:mod:`bench.claims.spec`).
 Their errors are all reported by :func:`describe`, from the first error pydantic
 found, in one of these shapes::
 

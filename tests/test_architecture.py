@@ -110,10 +110,10 @@ def test_ls_and_compare_load_no_torch_lightning_or_optuna(module):
 @pytest.mark.parametrize(
     "module",
     [
-        "bench.sweeps.slurm",
-        "bench.sweeps.slurm_options",
-        "bench.sweeps.slurm_checks",
-        "bench.sweeps.resume",
+        "bench.sweeps.slurm.launcher",
+        "bench.sweeps.slurm.options",
+        "bench.sweeps.slurm.checks",
+        "bench.sweeps.recovery.resume",
     ],
 )
 def test_the_slurm_launcher_and_resumption_load_no_torch(module):
@@ -161,7 +161,7 @@ def test_the_subprocess_check_sees_a_module_that_loads_torch():
 ALLOWED_UPWARD = {
     # A Slurm array task runs `bench worker` in its own process through the command's
     # entry point, so its errors are the command's one-line errors.
-    "bench.sweeps.slurm -> bench.cli.main",
+    "bench.sweeps.slurm.launcher -> bench.cli.main",
 }
 
 

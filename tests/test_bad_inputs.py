@@ -417,7 +417,7 @@ def imported():
     """Import what the commands import, once, so each case's time is its own work."""
     import bench.report
     import bench.sweeps.launcher
-    import bench.sweeps.status
+    import bench.sweeps.progress.status
     import bench.training.posthoc
     import bench.training.run  # noqa: F401
 

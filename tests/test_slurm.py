@@ -454,8 +454,8 @@ def test_gpus_per_worker_become_gres_and_a_ddp_trial_must_fit_in_one_workers_gpu
     import submitit
 
     from bench.config import ConfigError
-    from bench.sweeps.slurm_checks import check_devices
-    from bench.sweeps.slurm_options import executor_parameters, sbatch_options, worker_gpus
+    from bench.sweeps.slurm.checks import check_devices
+    from bench.sweeps.slurm.options import executor_parameters, sbatch_options, worker_gpus
     from bench.sweeps.spec import LauncherSpec, parse_spec
     from bench.training.cluster import cluster_plugins
 

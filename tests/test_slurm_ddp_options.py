@@ -15,9 +15,9 @@ from sweep_helpers import assert_refused_in_one_line, tiny_spec, write_spec
 
 from bench.cli import main
 from bench.config import ConfigError
-from bench.sweeps.ddp_tasks import DONE, Leader, TaskLayout, control_port, follow
-from bench.sweeps.slurm_checks import check_devices
-from bench.sweeps.slurm_options import executor_parameters, launcher_options, sbatch_options
+from bench.sweeps.slurm.checks import check_devices
+from bench.sweeps.slurm.ddp_tasks import DONE, Leader, TaskLayout, control_port, follow
+from bench.sweeps.slurm.options import executor_parameters, launcher_options, sbatch_options
 from bench.sweeps.spec import LauncherSpec, parse_spec
 from bench.training.cluster import check_layout, cluster_plugins, processes_here, started_by_slurm
 

@@ -154,7 +154,7 @@ def test_new_axis_values_add_cells_and_more_trials_extend_the_old_cells(tmp_path
     assert [t.params for t in post[:2]] == [t.params for t in pre_after[:2]]  # same points
     seeds = _trials(sweep, "grow/seeds")
     from bench.sweeps.layout import open_sweep_dir
-    from bench.sweeps.standing import sweep_status
+    from bench.sweeps.progress.standing import sweep_status
     from bench.sweeps.study import is_current_seed_run, seed_sources
 
     opened = open_sweep_dir(sweep)
@@ -199,7 +199,7 @@ def test_a_new_best_from_more_trials_gets_new_seed_runs_and_the_old_ones_are_sup
     """Storage-level: a better tuning trial changes the seed job's source; the seed run of the
     old best leaves the status table and the report, and a new job is enqueued."""
     from bench.report.collect import load_sweep
-    from bench.sweeps.standing import sweep_status
+    from bench.sweeps.progress.standing import sweep_status
     from bench.sweeps.study import enqueue_missing_seed_jobs, seed_jobs
 
     sweep = prepare_sweep(

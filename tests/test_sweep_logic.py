@@ -12,8 +12,8 @@ from bench.config import ConfigError
 from bench.sweeps.launcher import assign_devices, parse_devices
 from bench.sweeps.layout import prepare_sweep
 from bench.sweeps.objective import fail_trial
-from bench.sweeps.standing import sweep_status
-from bench.sweeps.status import status_table
+from bench.sweeps.progress.standing import sweep_status
+from bench.sweeps.progress.status import status_table
 from bench.sweeps.study import (
     enqueue_missing_seed_jobs,
     is_duplicate,

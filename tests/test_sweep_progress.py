@@ -43,8 +43,8 @@ def test_on_a_narrow_terminal_the_status_table_folds_its_outcome_counts_into_one
 
     from rich.console import Console
 
-    from bench.sweeps.standing import CellStatus
-    from bench.sweeps.status import status_table
+    from bench.sweeps.progress.standing import CellStatus
+    from bench.sweeps.progress.status import status_table
     from bench.sweeps.study import Tally
 
     cell = "norm_placement=post,pos_encoding=learned"

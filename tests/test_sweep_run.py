@@ -114,7 +114,7 @@ def test_rerunning_a_finished_sweep_runs_no_trial_again(finished):
 
 
 def test_status_prints_a_row_per_cell_from_the_directory_or_the_journal(finished, capsys):
-    from bench.sweeps.status import print_status
+    from bench.sweeps.progress.status import print_status
 
     _, out = finished
     assert print_status(out) == 0

@@ -39,7 +39,7 @@ def test_a_run_logs_its_diagnostic_figures_and_axis_summary_keys(tiny):
 def test_report_with_wandb_adds_its_figures_to_the_sweep_level_run(tmp_path):
     from bench.report import build_report
     from bench.sweeps.layout import Sweep, open_sweep_dir
-    from bench.sweeps.summary import log_sweep_to_wandb
+    from bench.sweeps.progress.wandb_run import log_sweep_to_wandb
 
     source, _ = finished_sweep()
     copy = tmp_path / "daily"

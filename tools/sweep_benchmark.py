@@ -31,7 +31,7 @@ import yaml
 
 from bench.sweeps.launcher import run_sweep
 from bench.sweeps.layout import open_sweep_dir
-from bench.sweeps.summary import trial_rows
+from bench.sweeps.progress.wandb_run import trial_rows
 
 
 def tiny_search_spec(

@@ -27,7 +27,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     launcher = args.launcher or spec_launcher.name
     given = {k: getattr(args, k) for k in SLURM_FLAGS if getattr(args, k) is not None}
     if launcher == "slurm" or args.cancel:
-        from bench.sweeps.slurm import cancel_sweep, submit_sweep
+        from bench.sweeps.slurm.launcher import cancel_sweep, submit_sweep
 
         if args.cancel:
             return cancel_sweep(args.spec, args.out)
@@ -78,7 +78,7 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 
 @command("status", "progress of a sweep, per cell", _status_args)
 def cmd_status(args: argparse.Namespace) -> int:
-    from bench.sweeps.status import print_status
+    from bench.sweeps.progress.status import print_status
 
     return print_status(args.target, args.storage)
 
@@ -89,6 +89,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     add_dashboard_arguments,
 )
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from bench.sweeps.dashboard import start_dashboard
+    from bench.sweeps.progress.dashboard import start_dashboard
 
     return start_dashboard(args.sweep, args.host, args.port, args.storage)

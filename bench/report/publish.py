@@ -141,7 +141,7 @@ def _which_run(data: SweepData, into_sweep_run: bool) -> dict[str, Any]:
     """wandb.init arguments naming the sweep-level run (resumed) or a new report run."""
     if not into_sweep_run:
         return {"job_type": "report", "name": f"{data.name}-report"}
-    from bench.sweeps.summary import sweep_run_id
+    from bench.sweeps.progress.wandb_run import sweep_run_id
 
     run_id = sweep_run_id(data.name, data.meta.get("created"))
     return {"job_type": "sweep", "name": f"{data.name}-sweep", "id": run_id, "resume": "allow"}

@@ -14,8 +14,8 @@ _EXPORTS = {
     "run_sweep": "bench.sweeps.launcher",
     "assign_devices": "bench.sweeps.launcher",
     "run_worker": "bench.sweeps.worker",
-    "print_status": "bench.sweeps.status",
-    "start_dashboard": "bench.sweeps.dashboard",
+    "print_status": "bench.sweeps.progress.status",
+    "start_dashboard": "bench.sweeps.progress.dashboard",
     "SweepSpec": "bench.sweeps.spec",
     "load_spec": "bench.sweeps.spec",
 }

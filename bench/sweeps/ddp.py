@@ -4,7 +4,7 @@ Lightning starts a DDP trial's extra ranks by re-running the worker's command wi
 ``LOCAL_RANK`` set; such a process is a *follower*: it reads rank 0's trial config
 from :data:`TRIAL_CONFIG_ENV` and trains in step with it, never touching the
 storage. A worker whose DDP ranks are Slurm tasks (``--tasks-per-node``, ``--nodes``)
-has followers of another kind, :mod:`bench.sweeps.ddp_tasks`; both train through
+has followers of another kind, :mod:`bench.sweeps.slurm.ddp_tasks`; both train through
 :func:`train_as_follower`. :func:`ddp_isolated` leaves no process group or DDP environment behind a
 trial, so the worker's next trial starts its own.
 """

@@ -25,8 +25,8 @@ from typing import Any
 from bench.config import ConfigError
 from bench.sweeps.args import EXIT_INTERRUPTED, STORAGE_ENV
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
-from bench.sweeps.recovery import recover_orphans
-from bench.sweeps.retry import fail_trial
+from bench.sweeps.recovery.orphans import recover_orphans
+from bench.sweeps.recovery.retry import fail_trial
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
 from bench.training.resources import cpu_slots
@@ -236,7 +236,7 @@ class Supervisor:
 
 def report_failed_cells(sweep: Sweep) -> bool:
     """Print each cell whose every trial failed, with its first error; True if any."""
-    from bench.sweeps.standing import failed_cells
+    from bench.sweeps.progress.standing import failed_cells
 
     failed = failed_cells(sweep.open_storage(), sweep.spec)
     for cell, reason in failed.items():
@@ -272,7 +272,7 @@ def _slots(
 
 def _supervise(sup: Supervisor, display: Any) -> int:
     """Run the workers to the end, refreshing the live table or printing a line per trial."""
-    from bench.sweeps.status import TrialFeed
+    from bench.sweeps.progress.status import TrialFeed
 
     if display is not None:
         with display:
@@ -301,8 +301,8 @@ def run_sweep(
     visible GPU (CPU when there is none). ``live``: show the rich progress display
     (default: when stdout is a terminal).
     """
-    from bench.sweeps.status import LiveStatus, next_steps, print_sweep_status
-    from bench.sweeps.summary import log_sweep_to_wandb
+    from bench.sweeps.progress.status import LiveStatus, next_steps, print_sweep_status
+    from bench.sweeps.progress.wandb_run import log_sweep_to_wandb
 
     quiet_optuna()
     if dry_run:

@@ -27,13 +27,13 @@ from bench.sweeps.ddp import PRUNE_METRIC_ENV, TRIAL_CONFIG_ENV, ddp_isolated
 from bench.sweeps.labels import axis_attrs, set_seed_params
 from bench.sweeps.layout import Sweep
 from bench.sweeps.pruning import PruningCallback
-from bench.sweeps.resume import prepare_run_dir
-from bench.sweeps.retry import fail_trial
+from bench.sweeps.recovery.resume import prepare_run_dir
+from bench.sweeps.recovery.retry import fail_trial
 from bench.sweeps.space import suggest
 from bench.sweeps.spec import SweepSpec, build_cell_config
 
 if TYPE_CHECKING:
-    from bench.sweeps.ddp_tasks import Leader
+    from bench.sweeps.slurm.ddp_tasks import Leader
     from bench.training.finish import RunResult
 
 
@@ -108,10 +108,10 @@ def execute(
 
     ``scratch`` is a file the worker owns: the trial's config is written there for
     DDP ranks > 0, which Lightning starts by re-running the worker command. ``group``:
-    the worker's other Slurm tasks (:mod:`bench.sweeps.ddp_tasks`), told each trial.
+    the worker's other Slurm tasks (:mod:`bench.sweeps.slurm.ddp_tasks`), told each trial.
 
     A preempted trial (back from WAITING) or a retry of a dead worker's trial
-    resumes from its checkpoint (:mod:`bench.sweeps.resume`).
+    resumes from its checkpoint (:mod:`bench.sweeps.recovery.resume`).
 
     Raises :class:`Interrupted` after recording an interrupted trial (Ctrl-C);
     lets :class:`~bench.training.preemption.Preempted` through (the worker holds the trial

@@ -2,7 +2,7 @@
 
 The callback is the only Lightning piece of a sweep's trial bookkeeping, so it
 lives apart from :mod:`bench.sweeps.objective`'s pure parts and from
-:mod:`bench.sweeps.retry`, which the launcher imports without loading Lightning.
+:mod:`bench.sweeps.recovery.retry`, which the launcher imports without loading Lightning.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ class LauncherSpec(_Strict):
     Slurm job array of ``workers`` jobs, submitted through submitit (slurm.py);
     a worker is one trial at a time, on ``gpus_per_worker`` GPUs (``--gres=gpu:N``).
     A worker of ``nodes`` x ``tasks_per_node`` > 1 Slurm tasks trains each trial
-    with DDP over all of them, one rank a task (:mod:`bench.sweeps.ddp_tasks`);
+    with DDP over all of them, one rank a task (:mod:`bench.sweeps.slurm.ddp_tasks`);
     its ``gpus_per_worker`` (one a rank) and ``cpus_per_worker`` are split evenly
     over its tasks.
     """

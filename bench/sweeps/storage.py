@@ -67,7 +67,7 @@ def open_storage(url: str, retry: RetrySpec | None = None) -> optuna.storages.Ba
     """An Optuna storage for ``url``; RDB storages record heartbeats and retry stale trials."""
     retry = retry or RetrySpec()
     if not is_rdb(url):
-        from bench.sweeps.journal import repair_and_report
+        from bench.sweeps.recovery.journal import repair_and_report
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         repair_and_report(url)  # never append after a record a crash cut short

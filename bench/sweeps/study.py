@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.sweeps import tuning
-from bench.sweeps.resume import holds_slot
+from bench.sweeps.recovery.resume import holds_slot
 from bench.sweeps.spec import Direction, SweepSpec, build_cell_config, cell_key
 
 DISCARDED = frozenset({"surplus", "duplicate"})  # statuses of trials that hold no slot

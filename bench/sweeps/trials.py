@@ -5,7 +5,7 @@
 facts the worker recorded about it (cell, phase, seed, outcome and its reason,
 run directory, parameters, values, final metrics). ``bench report``
 (:mod:`bench.report.collect`) adds what the run directory holds; the sweep-level
-W&B run (:mod:`bench.sweeps.summary`) logs the records as its trials table.
+W&B run (:mod:`bench.sweeps.progress.wandb_run`) logs the records as its trials table.
 """
 
 from __future__ import annotations

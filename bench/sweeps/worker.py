@@ -36,13 +36,13 @@ from bench import records
 from bench.config import ConfigError
 from bench.sweeps.args import EXIT_INTERRUPTED, EXIT_PREEMPTED, add_worker_arguments
 from bench.sweeps.ddp import ddp_follower, run_ddp_follower
-from bench.sweeps.ddp_tasks import Leader, TaskLayout, follow
-from bench.sweeps.heartbeat import heartbeat, heartbeat_interval, heartbeats
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import Interrupted, TrialJob, execute, host_worker_id
-from bench.sweeps.recovery import identity, recover_orphans
-from bench.sweeps.resume import hold_for_resumption, holds_slot
-from bench.sweeps.retry import fail_trial
+from bench.sweeps.recovery.heartbeat import heartbeat, heartbeat_interval, heartbeats
+from bench.sweeps.recovery.orphans import identity, recover_orphans
+from bench.sweeps.recovery.resume import hold_for_resumption, holds_slot
+from bench.sweeps.recovery.retry import fail_trial
+from bench.sweeps.slurm.ddp_tasks import Leader, TaskLayout, follow
 from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
 from bench.sweeps.storage import quiet_optuna
@@ -224,7 +224,7 @@ class Worker:
                 records.write_json(
                     state_file,
                     {
-                        **identity(),  # host, pid, start time: see bench.sweeps.recovery
+                        **identity(),  # host, pid, start time: see bench.sweeps.recovery.orphans
                         "study": job.study.study_name,
                         "trial_id": job.trial._trial_id,
                         "number": job.trial.number,

@@ -2,7 +2,7 @@
 
 Each array task runs one ``bench worker`` (:class:`SlurmWorker`, the same entry
 point as every launcher; a worker of several Slurm tasks runs it in each task,
-task 0 claiming and every task one DDP rank, :mod:`bench.sweeps.ddp_tasks`)
+task 0 claiming and every task one DDP rank, :mod:`bench.sweeps.slurm.ddp_tasks`)
 against the sweep's shared storage: a PostgreSQL (any
 SQLAlchemy) URL, or a journal file on a filesystem every node mounts. Slurm
 places the tasks; submitit writes the batch script and runs the worker on the
@@ -13,15 +13,15 @@ which ``bench status`` (Slurm state of each worker) and ``--cancel`` read.
 Preemption: submitit asks Slurm for ``--signal=USR2@signal_delay`` (the
 pre-timeout signal); SIGTERM comes with preemption, ``scontrol requeue`` and
 ``scancel``. A worker checkpoints its trial, puts it back for resumption and
-exits (:mod:`bench.training.preemption`, :mod:`bench.sweeps.resume`); after the
+exits (:mod:`bench.training.preemption`, :mod:`bench.sweeps.recovery.resume`); after the
 pre-timeout signal it also requeues its own array task, so the sweep goes on
 past the time limit. Any worker, requeued or not, resumes the trial.
 
 Everything is checked before anything is submitted or written, including the
 options themselves against the cluster (``sbatch --test-only``): a bad
 partition, account, QoS, GPU count or storage is one line and exit 2. The
-options live in :mod:`bench.sweeps.slurm_options`, the checks in
-:mod:`bench.sweeps.slurm_checks`; this module submits, reads the job's states
+options live in :mod:`bench.sweeps.slurm.options`, the checks in
+:mod:`bench.sweeps.slurm.checks`; this module submits, reads the job's states
 and cancels it.
 """
 
@@ -47,8 +47,8 @@ from bench.sweeps.layout import (
     read_sweep_json,
     resolve_spec,
 )
-from bench.sweeps.slurm_checks import check_cluster, check_devices, check_shared_storage
-from bench.sweeps.slurm_options import (
+from bench.sweeps.slurm.checks import check_cluster, check_devices, check_shared_storage
+from bench.sweeps.slurm.options import (
     executor_parameters,
     launcher_options,
     sbatch_options,

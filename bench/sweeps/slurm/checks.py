@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from bench.config import ConfigError
-from bench.sweeps.slurm_options import sbatch_options
+from bench.sweeps.slurm.options import sbatch_options
 from bench.sweeps.spec import LauncherSpec, SweepSpec, build_cell_config
 from bench.sweeps.storage import is_rdb, redact
 

@@ -2,7 +2,7 @@
 
 ``launcher_options`` merges the two (the CLI wins) into a typed ``LauncherSpec``;
 ``sbatch_options`` and ``executor_parameters`` turn it into what ``sbatch --test-only``
-and submitit's ``SlurmExecutor`` take. :mod:`bench.sweeps.slurm` submits with them.
+and submitit's ``SlurmExecutor`` take. :mod:`bench.sweeps.slurm.launcher` submits with them.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def executor_parameters(opts: LauncherSpec, job_name: str) -> dict[str, Any]:
         "cpus_per_task": opts.cpus_per_task,
         "nodes": opts.nodes,
         # One task: one worker process (a DDP trial's ranks are then Lightning's); more:
-        # every task runs the worker and is one rank of each trial (bench.sweeps.ddp_tasks).
+        # every task runs the worker and is one rank of each trial (bench.sweeps.slurm.ddp_tasks).
         "ntasks_per_node": opts.tasks_per_node,
         "signal_delay_s": opts.signal_delay,
         "stderr_to_stdout": True,

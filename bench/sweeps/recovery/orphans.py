@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 
 from bench.sweeps.layout import WORKERS, Sweep
-from bench.sweeps.retry import fail_trial
+from bench.sweeps.recovery.retry import fail_trial
 
 
 def _boot_id() -> str | None:

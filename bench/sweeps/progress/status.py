@@ -17,7 +17,7 @@ from rich.table import Table
 
 from bench.config import ConfigError
 from bench.sweeps.layout import Sweep, is_sweep_dir, open_sweep_dir
-from bench.sweeps.standing import CellStatus, Problem, problems, sweep_status
+from bench.sweeps.progress.standing import CellStatus, Problem, problems, sweep_status
 from bench.sweeps.storage import check_storage, open_storage
 from bench.sweeps.study import (
     latest_by_slot,
@@ -266,7 +266,7 @@ def print_sweep_status(sweep: Sweep, console: Console | None = None) -> None:
 
 def slurm_workers_table(sweep_dir: Path) -> Table | None:
     """The Slurm state of each worker of the sweep's newest job array (None: not on Slurm)."""
-    from bench.sweeps.slurm import read_jobs, worker_rows
+    from bench.sweeps.slurm.launcher import read_jobs, worker_rows
 
     if not read_jobs(sweep_dir):
         return None
