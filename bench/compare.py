@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.listing import Entry, is_run_dir, read_run, read_sweep
-from bench.records import SUMMARY, read_json, read_metrics
+from bench.listing import Entry, read_run, read_sweep
+from bench.run import Run
 from bench.sweeps.layout import is_sweep_dir
 
 # Final and best metrics, in this order, when any column has them.
@@ -98,12 +98,11 @@ def _text(v: Any) -> str:
 
 
 def final_metrics(run_dir: Path) -> dict[str, float]:
-    """The run's final metrics from summary.json ({} when it has none)."""
-    try:
-        summary = read_json(run_dir / SUMMARY)
-    except (OSError, ValueError):
+    """The run's final metrics from summary.json ({} when it has none; NaN kept: a
+    diverged run shows as one)."""
+    metrics = Run.load(run_dir).summary.get("metrics")
+    if not isinstance(metrics, dict):
         return {}
-    metrics = summary.get("metrics") if isinstance(summary, dict) else None
     return {
         k: float(v)
         for k, v in (metrics or {}).items()
@@ -144,7 +143,7 @@ def load_columns(targets: list[str]) -> list[Column]:
         p = Path(t)
         if is_sweep_dir(p):
             columns += _cell_columns(p)
-        elif is_run_dir(p):
+        elif Run.is_run_dir(p):
             columns.append(Column(p.name, [read_run(p)]))
         else:
             raise ConfigError(
@@ -165,7 +164,7 @@ def load_columns(targets: list[str]) -> list[Column]:
         if labels.count(c.label) > 1:
             c.label = f"{c.runs[0].path.parent.parent.name}/{c.label}"
     for c in columns:
-        c.histories = [read_metrics(r.path) for r in c.runs]
+        c.histories = [Run(r.path).history() for r in c.runs]
         c.finals = [final_metrics(r.path) for r in c.runs]
     return columns
 

@@ -13,7 +13,6 @@ each of its runs is a row. Filters: ``--status``, ``--task`` and ``key=value``
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterable, Iterator
@@ -22,10 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.config import ConfigError, axes, flatten
-from bench.records import CONFIG, MANIFEST, STATUS, SUMMARY, fmt_duration
+from bench.records import fmt_duration
+from bench.run import Run
 from bench.sweeps.layout import is_sweep_dir, read_sweep_files, read_sweep_json
 from bench.sweeps.spec import Objective, SweepSpec
 
@@ -42,7 +40,6 @@ STATUSES = (
     "empty",
 )  # runs, then sweeps
 SORT_KEYS = ("started", "name", "task", "status", "steps", "best", "duration")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on configs
 
 
 @dataclass
@@ -61,22 +58,6 @@ class Entry:
     started: float | None = None  # epoch seconds
     duration: float | None = None  # seconds
     fields: dict[str, Any] = field(default_factory=dict)  # flat config (a sweep: its values)
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
-    except (OSError, ValueError, yaml.YAMLError):  # unreadable, not UTF-8, not YAML
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _epoch(text: Any) -> float | None:
@@ -128,10 +109,8 @@ def describe_trial(meta: dict[str, Any], flat: dict[str, Any]) -> str:
 
 def read_run(run_dir: Path, objective: str = "val/loss") -> Entry:
     """A run directory's row from its small files."""
-    flat = flatten(_yaml(run_dir / CONFIG))
-    status = _json(run_dir / STATUS)
-    summary = _json(run_dir / SUMMARY)
-    manifest = _json(run_dir / MANIFEST)
+    run = Run.load(run_dir)
+    flat, status, summary, manifest = run.flat_config(), run.status, run.summary, run.manifest
     metrics = summary.get("metrics") or {}
     best = _number(metrics.get(f"best/{objective}", metrics.get(objective)))
     started = _epoch(manifest.get("created"))
@@ -241,10 +220,6 @@ def read_sweep(sweep_dir: Path) -> tuple[Entry, list[Entry]]:
     return entry, runs
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / CONFIG).is_file() and ((path / STATUS).is_file() or (path / MANIFEST).is_file())
-
-
 def scan(root: Path) -> list[Entry]:
     """Every sweep and run under ``root`` (a sweep's runs only when ``root`` is that sweep)."""
     if not root.is_dir():
@@ -253,7 +228,7 @@ def scan(root: Path) -> list[Entry]:
         )
     if is_sweep_dir(root):
         return read_sweep(root)[1]
-    if is_run_dir(root):
+    if Run.is_run_dir(root):
         return [read_run(root)]
     return list(_walk(root))
 
@@ -266,7 +241,7 @@ def _walk(d: Path) -> Iterator[Entry]:
     for child in children:
         if is_sweep_dir(child):
             yield read_sweep(child)[0]
-        elif is_run_dir(child):
+        elif Run.is_run_dir(child):
             yield read_run(child)
         elif child.name not in ("wandb", "checkpoints", "diagnostics"):
             yield from _walk(child)

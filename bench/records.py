@@ -43,23 +43,6 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def last_checkpoint(run_dir: Path) -> Path:
-    """A run directory's last checkpoint; ConfigError in one line when there is none.
-
-    Plain file checks, so a command can refuse a wrong directory before torch loads.
-    """
-    from bench.config import ConfigError
-
-    if not (run_dir / CONFIG).is_file():
-        raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG})")
-    ckpt = run_dir / LAST_CKPT
-    if not ckpt.is_file():
-        raise ConfigError(
-            f"{run_dir}: no checkpoint at {LAST_CKPT}; a landscape needs a run that saved one"
-        )
-    return ckpt
-
-
 def write_status(run_dir: Path, status: str, reason: str = "", **extra: Any) -> None:
     """Record the run's state; ``running`` at start, the outcome at the end.
 

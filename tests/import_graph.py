@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("training", "tracking"),
     ("diagnostics", "diagnoses"),
     ("model", "tasks"),
-    ("config", "records", "io", "redact", "validation", "wandb_file"),
+    ("config", "records", "run", "io", "redact", "validation", "wandb_file"),
 ]
 Graph = dict[str, dict[str, int]]  # module -> {imported module: line of the first import}
 

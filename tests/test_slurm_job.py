@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.cli import main
+from bench.run import Run
 from bench.training.slurm_job import (
     batch_job,
-    can_resume,
     job_run_dir,
     marker,
     ranks_stamp,
@@ -40,11 +40,11 @@ def test_each_command_of_a_job_records_its_own_run(tmp_path, monkeypatch):
 def test_a_run_resumes_with_a_checkpoint_and_without_a_summary(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    assert not can_resume(run)
+    assert not Run(run).resumable
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    assert can_resume(run)
+    assert Run(run).resumable
     (run / "summary.json").write_text("{}")
-    assert not can_resume(run)
+    assert not Run(run).resumable
 
 
 def test_only_the_ranks_of_a_ddp_job_step_share_a_name_stamp(monkeypatch):

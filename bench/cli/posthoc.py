@@ -25,7 +25,7 @@ def _landscape_args(p: argparse.ArgumentParser) -> None:
 )
 def cmd_landscape(args: argparse.Namespace) -> int:
     from bench.config.diagnostics import check_landscape_options
-    from bench.records import last_checkpoint
+    from bench.run import last_checkpoint
 
     # plain checks first: a wrong directory or option costs no torch start-up
     check_landscape_options(args.resolution, args.batches)
@@ -71,15 +71,15 @@ def cmd_attention(args: argparse.Namespace) -> int:
 def _run_dirs(paths: list[str]) -> list[Path]:
     """Each path a run directory, or a sweep's (every run in it); anything else is a
     ConfigError naming the path, before anything is drawn."""
-    from bench import records
     from bench.config import ConfigError
+    from bench.run import Run
     from bench.sweeps.layout import RUNS, is_sweep_dir
 
     out: list[Path] = []
     for path in map(Path, paths):
         if is_sweep_dir(path):
-            out += sorted(p for p in (path / RUNS).glob("*") if (p / records.CONFIG).is_file())
-        elif (path / records.CONFIG).is_file():
+            out += sorted(p for p in (path / RUNS).glob("*") if Run.is_run_dir(p))
+        elif Run.is_run_dir(path):
             out.append(path)
         else:
             raise ConfigError(f"{path}: not a run directory (no config.yaml) nor a sweep's")

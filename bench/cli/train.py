@@ -88,23 +88,24 @@ def _what_to_train(
     """(config, run directory to resume or None): ``--resume``, a requeued Slurm job's own
     run, or a new run; the run directory alone when the requeued job's run had finished."""
     from bench.config import build_run_config
-    from bench.training.slurm_job import can_resume, job_run_dir, ranks_stamp, remember
+    from bench.run import Run
+    from bench.training.slurm_job import job_run_dir, ranks_stamp, remember
 
     if args.resume:
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.yaml"
-        if not cfg_path.is_file():
+        if not Run.is_run_dir(run_dir):
             raise ConfigError(f"--resume {run_dir}: not a run directory (no config.yaml)")
-        if (run_dir / "summary.json").is_file():
+        if Run(run_dir).finished:
             raise ConfigError(f"--resume {run_dir}: the run already finished (summary.json exists)")
         return build_run_config(cfg_path, args.args), run_dir
     cfg = load_run_config(args.args)
     if job is None:
         return cfg, None
     earlier = job_run_dir(cfg.tracking.out_dir, job, args.args)
-    if earlier is not None and (earlier / "summary.json").is_file():
+    if earlier is not None and Run(earlier).finished:
         return earlier
-    if earlier is not None and can_resume(earlier):
+    if earlier is not None and Run(earlier).resumable:
         print(f"Slurm job {job} was requeued: resuming {earlier}", file=sys.stderr)
         return build_run_config(earlier / "config.yaml"), earlier
     if not cfg.tracking.run_dir:

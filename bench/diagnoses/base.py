@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench import records
-from bench.config import flatten, safe_load
+from bench.run import Run
 
 Series = list[tuple[int, float]]  # (step, value), in step order, finite values only
 
@@ -41,15 +40,11 @@ class RunRecords:
     @classmethod
     def from_run_dir(cls, run_dir: Path, summary: Mapping[str, Any] | None = None) -> RunRecords:
         """Read a run directory (anything missing reads as empty)."""
-        run_dir = Path(run_dir)
-        config: dict[str, Any] = {}
-        if (run_dir / records.CONFIG).is_file():
-            config = flatten(safe_load((run_dir / records.CONFIG).read_text()) or {})
+        run = Run.load(run_dir)
         if summary is None:
-            path = run_dir / records.SUMMARY
-            summary = records.read_json(path) if path.is_file() else {}
-        status = str(summary.get("status") or records.read_status(run_dir).get("status", ""))
-        return cls(records.read_metrics(run_dir), config, summary, status)
+            summary = run.summary
+        status = str(summary.get("status") or run.status.get("status", "unknown"))
+        return cls(run.history(), run.flat_config(), summary, status)
 
     def series(self, key: str) -> Series:
         """The finite values logged for ``key``, one per step (the last one logged wins)."""

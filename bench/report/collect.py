@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.config import ConfigError, safe_load
-from bench.records import CONFIG, DIAGNOSTICS, MANIFEST, SUMMARY, read_json, read_metrics
+from bench.config import ConfigError
+from bench.records import DIAGNOSTICS
+from bench.run import Run
 
 if TYPE_CHECKING:
     from bench.sweeps.layout import Sweep
@@ -212,10 +212,11 @@ def _row(
         row["train.lr"] = fixed.get("train.lr", "")
     row["value"] = rec.values[0] if rec.values else None
     row["last_step"] = rec.last_step
-    metrics, summary = _metrics(run_dir, rec.metrics)
+    run = Run.load(run_dir) if run_dir is not None and run_dir.is_dir() else None
+    metrics, summary = _metrics(run, rec.metrics)
     row["learning"] = summary.get("learning") if isinstance(summary.get("learning"), dict) else None
     row["baseline"] = _baseline(summary.get("baseline"))
-    row["config"] = run_config(run_dir)
+    row["config"] = run.config if run is not None else {}
     row["params"] = summary.get("params")
     row["steps"] = summary.get("steps")
     row["wall_time"] = summary.get("wall_time")
@@ -232,17 +233,6 @@ def _baseline(raw: Any) -> dict[str, float] | None:
     if not isinstance(raw, dict):
         return None
     return {k: float(v) for k, v in raw.items() if _number(v)}
-
-
-def run_config(run_dir: Path | None) -> dict[str, Any]:
-    """A run's resolved config.yaml as a mapping ({} when absent or unreadable)."""
-    if run_dir is None or not (run_dir / CONFIG).is_file():
-        return {}
-    try:
-        cfg = safe_load((run_dir / CONFIG).read_text())
-    except Exception:  # an unreadable config must not hide the results
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def config_value(row: dict[str, Any], key: str) -> Any:
@@ -269,27 +259,17 @@ def _run_dir(recorded: Any, sweep_dir: Path) -> Path | None:
     return moved if moved.is_dir() else p
 
 
-def _metrics(run_dir: Path | None, attrs: dict[str, Any]) -> tuple[dict[str, float], dict]:
+def _metrics(run: Run | None, attrs: dict[str, Any]) -> tuple[dict[str, float], dict]:
     """Final metrics (summary.json, else the trial's attribute) + last diagnostics values."""
     metrics = {k: float(v) for k, v in attrs.items() if _number(v)}
-    summary: dict[str, Any] = {}
-    if run_dir is None or not run_dir.is_dir():
-        return metrics, summary
-    try:
-        summary = read_json(run_dir / SUMMARY)
-    except (OSError, ValueError):
-        summary = {}
-    metrics.update({k: float(v) for k, v in (summary.get("metrics") or {}).items() if _number(v)})
-    for key, value in last_values(history(run_dir), DIAGNOSTIC_KEYS).items():
+    if run is None:
+        return metrics, {}
+    metrics.update(run.final_metrics())
+    for key, value in last_values(run.history(), DIAGNOSTIC_KEYS).items():
         metrics.setdefault(key, value)
-    land = run_dir / DIAGNOSTICS / "landscape_summary.json"
-    if land.is_file():
-        try:
-            extra = json.loads(land.read_text())
-            metrics.update({k: float(v) for k, v in extra.items() if _number(v)})
-        except (OSError, ValueError):
-            pass
-    return metrics, summary
+    extra = run.diagnostic("landscape_summary.json")
+    metrics.update({k: float(v) for k, v in extra.items() if _number(v)})
+    return metrics, run.summary
 
 
 def _number(v: Any) -> bool:
@@ -301,7 +281,7 @@ def _number(v: Any) -> bool:
 
 def history(run_dir: Path | str | None) -> list[dict[str, float]]:
     """metrics.csv of a run as rows of floats ([] when absent or unreadable)."""
-    return read_metrics(Path(run_dir)) if run_dir else []
+    return Run(Path(run_dir)).history() if run_dir else []
 
 
 def last_values(rows: list[dict[str, float]], keys: Iterable[str]) -> dict[str, float]:
@@ -342,14 +322,8 @@ def diagnostics_dir(row: dict[str, Any]) -> Path | None:
 
 def manifests(data: SweepData) -> list[dict[str, Any]]:
     """manifest.json of every run directory that has one."""
-    out = []
-    for r in data.rows:
-        if r["run_dir"] and (Path(r["run_dir"]) / MANIFEST).is_file():
-            try:
-                out.append(read_json(Path(r["run_dir"]) / MANIFEST))
-            except (OSError, ValueError):
-                continue
-    return out
+    found = (Run.load(Path(r["run_dir"])).manifest for r in data.rows if r["run_dir"])
+    return [m for m in found if m]
 
 
 # ----------------------------------------------------------------------------- the table

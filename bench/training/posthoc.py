@@ -10,6 +10,7 @@ import torch
 
 from bench import records
 from bench.config import build_run_config
+from bench.run import last_checkpoint
 from bench.tasks.base import BenchDataModule
 from bench.training.checkpoint import load_checkpoint
 from bench.training.module import BenchModule
@@ -19,7 +20,7 @@ from bench.training.prepare import prepare
 def load_run(run_dir: Path) -> tuple[BenchModule, Any, dict[str, Any]]:
     """(module with the last checkpoint's weights, its datamodule, the checkpoint)."""
     # first: a missing or bad file is refused before any work
-    ckpt = load_checkpoint(records.last_checkpoint(run_dir))
+    ckpt = load_checkpoint(last_checkpoint(run_dir))
     prep = prepare(build_run_config(run_dir / records.CONFIG))
     dm = prep.datamodule
     assert isinstance(dm, BenchDataModule)

@@ -20,7 +20,6 @@ and the header ``bench train`` prints when it starts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 
 from bench.config import RunConfig
 from bench.config.train import Precision
-from bench.records import MANIFEST
+from bench.run import Run
 from bench.training.matmul_speed import Workload, cached_speedup, workload_of
 
 BF16_MIN_SPEEDUP = 1.2  # below this, bf16's rounding is not worth its speed
@@ -74,10 +73,8 @@ def _gpu_supports_bf16() -> bool:
 
 def recorded_precision(run_dir: Path) -> str | None:
     """The precision a run's ``manifest.json`` says it trained in, None if it says none."""
-    try:
-        value = json.loads((run_dir / MANIFEST).read_text())["precision"]["value"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    recorded = Run.load(run_dir).manifest.get("precision")
+    value = recorded.get("value") if isinstance(recorded, dict) else None
     return value if value in get_args(Precision) and value != "auto" else None
 
 

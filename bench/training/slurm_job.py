@@ -53,10 +53,6 @@ def job_run_dir(out_dir: str | Path, job: str, command: Sequence[str]) -> Path |
         return None
 
 
-def can_resume(run_dir: Path) -> bool:
-    return (run_dir / records.LAST_CKPT).is_file() and not (run_dir / records.SUMMARY).is_file()
-
-
 def ranks_stamp(job: str, devices: int, nodes: int) -> str | None:
     """A new run's name stamp that every rank of a DDP job step computes alike, else None
     (one process: the usual time stamp; the marker finds the run after a requeue)."""

@@ -29,6 +29,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from bench import records
+from bench.run import Run
 
 PREEMPTIONS = "preemptions"  # system attribute: times this trial was preempted and put back
 
@@ -54,11 +55,6 @@ def hold_for_resumption(study: optuna.Study, trial_id: int, reason: str) -> bool
         return False
 
 
-def resumable(run_dir: Path) -> bool:
-    """The directory holds a run that checkpointed and did not finish."""
-    return (run_dir / records.LAST_CKPT).is_file() and not (run_dir / records.SUMMARY).exists()
-
-
 def _previous_attempt(study: optuna.Study, trial: FrozenTrial) -> Path | None:
     """The run directory of the attempt a retry replaces (the newest in its retry history)."""
     history = trial.system_attrs.get("retry_history") or []
@@ -80,11 +76,11 @@ def prepare_run_dir(
     ``overrides``: ``tracking.*`` values of this attempt, written into a copied
     run's ``config.yaml`` (it names the directory and trial it now belongs to).
     """
-    if resumable(run_dir):
+    if Run(run_dir).resumable:
         return run_dir  # a preempted trial, back on a worker
     frozen = study._storage.get_trial(trial_id)
     source = _previous_attempt(study, frozen) if "failed_trial" in frozen.system_attrs else None
-    if source is not None and source != run_dir and resumable(source):
+    if source is not None and source != run_dir and Run(source).resumable:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         # The W&B run id is copied too: the retry continues the dead attempt's W&B run.
