@@ -70,7 +70,7 @@ def build_report(
         texts = [f.text for f in found]
         publish.log_report(data, mode, figures, tables, texts, target, into_sweep_run=wandb)
         if wandb and mode == "online":
-            publish.publish_wandb_report(data, texts, analysis.quality_metric(data)[0])
+            publish.publish_wandb_report(data, texts, data.quality[0])
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a report is for everyone
         swap_into_place(tmp, target)
     except BaseException:

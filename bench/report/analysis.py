@@ -28,17 +28,6 @@ from bench.report.tuning import TuneVsRerun
 FINISHED = ("completed", "pruned", "diverged", "failed")
 
 
-def quality_metric(data: SweepData) -> tuple[str, str]:
-    """The metric cells are judged on, and its direction.
-
-    ``best/val/loss`` (lowest validation loss of the run) when the objective is
-    ``val/loss``: one late noisy validation does not decide a comparison.
-    """
-    if data.objective == "val/loss":
-        return "best/val/loss", "minimize"
-    return data.objective, data.direction
-
-
 def quality(row: dict[str, Any], metric: str) -> float | None:
     """A run's quality value: the metric, else the objective value told to Optuna."""
     v = row["metrics"].get(metric)
@@ -70,6 +59,7 @@ class CellSummary:
     seed_lrs: list[float] = field(default_factory=list)
     tune_best_lr: float | None = None
     tune_vs_rerun: TuneVsRerun = field(default_factory=lambda: TuneVsRerun(None, None, 0))
+    edge_lr: str | None = None  # a sentence when the best tuned lr is at its range's edge
     model: dict[str, Any] = field(default_factory=dict)  # the cell's model section
     init: dict[str, str] = field(default_factory=dict)  # resolved init and embed_scale
 
@@ -109,7 +99,7 @@ def _best_tuning_row(rows: list[dict[str, Any]], metric: str, minimize: bool) ->
 
 def cell_summaries(data: SweepData) -> list[CellSummary]:
     """One summary per cell (planned cells first, then any others seen in the storage)."""
-    metric, direction = quality_metric(data)
+    metric, direction = data.quality
     minimize = direction == "minimize"
     extra = length_keys(data)
     cells = list(dict.fromkeys([*data.cells, *(r["cell"] for r in data.rows)]))
@@ -151,6 +141,7 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
             learning=learning.cell_learning(used, values, points, rows, metric, minimize),
             seed_lrs=seed_lrs,
             tune_best_lr=_lr(best),
+            edge_lr=tuning.edge_lr(data, cell, _lr(best)),
             tune_vs_rerun=TuneVsRerun(
                 quality(best, metric) if best is not None else None,
                 stats.bootstrap_mean_ci(values).mean if source == "seed runs" else None,
@@ -230,7 +221,7 @@ def _under_tuned(data: SweepData, kept: list[CellSummary], c: stats.Comparison) 
     a_better = (c.diff < 0) == (data.direction == "minimize")
     worse = c.b if a_better else c.a
     edged = [s.cell for s in kept if s.axes.get(c.axis) == worse
-             and tuning.edge_lr(data, s.cell, s.tune_best_lr) is not None]  # fmt: skip
+             and s.edge_lr is not None]  # fmt: skip
     if not edged:
         return c
     return dataclasses.replace(
@@ -264,7 +255,7 @@ def versus_best(
     comps = _against_top("best cell", best, rest, {s.cell: s.values for s in ranked})
     out = []
     for s, c in zip(rest, comps, strict=True):
-        if c.verdict == stats.SIGNIFICANT and tuning.edge_lr(data, s.cell, s.tune_best_lr):
+        if c.verdict == stats.SIGNIFICANT and s.edge_lr:
             c = dataclasses.replace(
                 c, verdict=stats.INCONCLUSIVE,
                 reason=f"{s.cell} may be under-tuned: its best learning rate lies at the edge "

@@ -69,6 +69,14 @@ class SweepData:
     rows: list[dict[str, Any]]
     studies: dict[str, Any] = field(default_factory=dict)  # name -> optuna.Study
     train_length: int | None = None  # task.seq_len: the "1x" of length generalization
+    # The metric cells are judged on and its direction (set once, from the objective):
+    # ``best/val/loss`` (a run's lowest validation loss) when the objective is ``val/loss``,
+    # so one late noisy validation does not decide a comparison.
+    quality: tuple[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        best = self.objective == "val/loss"
+        self.quality = ("best/val/loss", "minimize") if best else (self.objective, self.direction)
 
     def runs(self, phase: str | None = None, ok: bool = False) -> list[dict[str, Any]]:
         """Rows of one phase (None: all); ``ok``: only runs that finished normally."""

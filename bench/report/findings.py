@@ -259,8 +259,7 @@ def tuning_findings(data: SweepData, summaries: list[CellSummary]) -> list[Findi
     out = []
     for s in summaries:
         lab = _label(data, s)
-        best = s.tune_best_lr
-        if (edge := tuning.edge_lr(data, s.cell, best)) is not None:
+        if (edge := s.edge_lr) is not None:
             out.append(Finding(f"{lab}: {edge}.", "caution", stats.INCONCLUSIVE, edge))
         if (end := tuning.pruned_at_one_end(data, s.cell)) is not None:
             out.append(Finding(f"{lab}: {end}.", "caution", stats.INCONCLUSIVE, end))
@@ -280,7 +279,7 @@ def findings(
     data: SweepData, summaries: list[CellSummary], comps: list[stats.Comparison]
 ) -> list[Finding]:
     """The findings section, in reading order."""
-    metric, direction = analysis.quality_metric(data)
+    metric, direction = data.quality
     minimize = direction == "minimize"
     out: list[Finding] = []
     none = nothing_learned(data, summaries, metric)

@@ -93,7 +93,7 @@ def cell_table(
     is the learning rate the seed runs used (their config.yaml); "(tuning)"
     marks a cell without seed runs, judged on its best tuning trial's lr.
     """
-    metric, _ = analysis.quality_metric(data)
+    metric, _ = data.quality
     candidates = [*analysis.length_keys(data), *analysis.TABLE_METRICS]
     labels = [lab for lab in candidates if any(s.metrics[lab].mean is not None for s in summaries)]
     unmeasured = [
@@ -158,7 +158,7 @@ def tuning_table(
     summaries: list[CellSummary], data: SweepData
 ) -> tuple[list[str], list[list[str]]]:
     """Per cell: best tuning score and its lr, the seed-rerun mean, their gap, the seed lr."""
-    metric, _ = analysis.quality_metric(data)
+    metric, _ = data.quality
     header = [*(data.axes or ["cell"]), "tuning trials", f"best tuning {metric}", "at lr",
               f"seed-rerun mean {metric}", "re-runs", "re-run − tuning", "seed lr", "flags"]  # fmt: skip
     rows = []
@@ -166,7 +166,7 @@ def tuning_table(
         lead = [s.axes.get(a, "") for a in data.axes] if data.axes else [s.cell]
         t = s.tune_vs_rerun
         n_tune = len(tuning.tuning_rows(data, s.cell))
-        flags = [f for f in (tuning.edge_lr(data, s.cell, s.tune_best_lr),
+        flags = [f for f in (s.edge_lr,
                              tuning.pruned_at_one_end(data, s.cell)) if f]  # fmt: skip
         if s.learning.collapse:
             flags.append(f"collapsed predictions: {s.learning.collapse}")
@@ -238,7 +238,7 @@ def context(
     missing: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Everything both templates show."""
-    metric, direction = analysis.quality_metric(data)
+    metric, direction = data.quality
     cell_header, cell_rows, unmeasured = cell_table(data, summaries)
     comp_header, comp_rows = comparison_table(comps)
     tune_header, tune_rows = tuning_table(summaries, data)

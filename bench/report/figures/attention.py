@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report import analysis
 from bench.report.analysis import CellSummary
 from bench.report.collect import SweepData, diagnostics_dir
 from bench.report.figures.style import Drawn, label
@@ -16,7 +15,7 @@ def attention_maps(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     """The end-of-training attention maps of each cell's best run (validation example 0)."""
     from bench.diagnostics.attention.plot import FILE, AttentionMaps, draw_panels, panels
 
-    _, direction = analysis.quality_metric(data)
+    _, direction = data.quality
     rows = []
     for s in summaries:
 

@@ -78,7 +78,7 @@ def lr_sensitivity(data: SweepData, summaries: list[CellSummary]) -> Drawn:
 
     from bench.report import tuning
 
-    metric, _direction = analysis.quality_metric(data)
+    metric, _direction = data.quality
     done, lost = lr_points(data, metric)
     if not done:
         return "no completed trial with a learning rate (train.lr not tuned?)"

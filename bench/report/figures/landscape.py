@@ -14,7 +14,7 @@ from bench.report.figures.style import WIDTH, Drawn, label, new_figure
 
 def landscapes(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     """Loss contours around each cell's best run (random filter-normalised plane)."""
-    metric, direction = analysis.quality_metric(data)
+    metric, direction = data.quality
     found = []
     for s in summaries:
         ranked = sorted(s.rows, key=lambda r: analysis.quality(r, metric) or math.inf,

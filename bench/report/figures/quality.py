@@ -21,7 +21,7 @@ from bench.report.figures.style import (
 
 def quality_by_cell(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     """Mean quality per cell with its 95% CI; each run as a dot; the chance line."""
-    metric, direction = analysis.quality_metric(data)
+    metric, direction = data.quality
     shown = [s for s in summaries if s.values]
     if not shown:
         return f"no finished run has {metric} yet"
@@ -57,7 +57,7 @@ def quality_by_cell(data: SweepData, summaries: list[CellSummary]) -> Drawn:
 def pareto(data: SweepData, summaries: list[CellSummary]) -> Drawn:
     """Quality against training throughput per cell; the Pareto front (among cells that
     learned) drawn as a step line through the non-dominated points."""
-    metric, direction = analysis.quality_metric(data)
+    metric, direction = data.quality
     pts = [(s, q, t) for s in summaries if (q := s.quality.mean) is not None
            and (t := s.metrics["tokens/s"].mean) is not None]  # fmt: skip
     if not pts:
