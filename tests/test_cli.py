@@ -28,6 +28,10 @@ def test_variants_lists_every_axis_and_every_preset():
         "model.pos_encoding",
         "sinusoidal, learned*, rope, alibi, t5, nope",
         "model.norm_placement",
+        "model.n_heads          query heads",  # sizes, with what they mean
+        "model.n_kv_heads",
+        "modadd",  # and every task
+        "text ",
     ):
         assert line in out
     for preset in (

@@ -23,13 +23,22 @@ from bench.sweeps.args import EXIT_PREEMPTED
 
 @command("variants", "list every architecture axis and every preset", lambda p: None)
 def cmd_variants(args: argparse.Namespace) -> int:
-    from bench.config import ModelConfig, axes, presets
+    from bench.config import ModelConfig, TaskConfig, axes, presets
+    from bench.config.task import TASKS_DESCRIBED
 
     defaults = ModelConfig()
     print("Axes (model.FIELD: allowed values; * marks the default)")
     for name, values in axes().items():
         shown = ", ".join(f"{v}*" if v == getattr(defaults, name) else str(v) for v in values)
         print(f"  model.{name:<16} {shown}")
+    print("\nSizes (model.FIELD=N; default in brackets)")
+    for name, info in ModelConfig.model_fields.items():
+        if name not in axes() and info.description:
+            default = "" if info.default is None else f" [{info.default}]"
+            print(f"  model.{name:<16} {info.description}{default}")
+    print("\nTasks (task.name=NAME; * marks the default)")
+    for name, what in TASKS_DESCRIBED.items():
+        print(f"  {name + ('*' if name == TaskConfig().name else ''):<10} {what}")
     print("\nPresets (variant=NAME; what each sets)")
     for name in presets.names():
         sets = " ".join(f"{k}={v}" for k, v in presets.load(name).items())

@@ -49,25 +49,39 @@ class ModelConfig(Strict):
     norm_type: NormType = "layernorm"
     qk_norm: bool = False
     pos_encoding: PosEncoding = "learned"
-    rope_base: float = Field(default=10000.0, gt=0)
-    rope_fraction: float = Field(default=1.0, gt=0, le=1)
-    t5_num_buckets: int = Field(default=32, ge=2)
-    t5_max_distance: int = Field(default=128, ge=2)
-    d_model: int = Field(default=128, ge=1)
-    n_layers: int = Field(default=2, ge=1)
-    n_encoder_layers: int | None = Field(default=None, ge=1)  # None: same as n_layers
-    n_heads: int = Field(default=4, ge=1)
-    n_kv_heads: int | None = Field(default=None, ge=1)  # None: n_heads (MHA); 1: MQA
-    d_ff: int | None = Field(default=None, ge=1)  # None: 4*d_model (8/3*d_model for swiglu)
+    rope_base: float = Field(default=10000.0, gt=0, description="RoPE frequency base")
+    rope_fraction: float = Field(
+        default=1.0, gt=0, le=1, description="fraction of each head's dimensions RoPE rotates"
+    )
+    t5_num_buckets: int = Field(default=32, ge=2, description="T5 bias: relative-position buckets")
+    t5_max_distance: int = Field(
+        default=128, ge=2, description="T5 bias: distance of the last (log-spaced) bucket"
+    )
+    d_model: int = Field(default=128, ge=1, description="width")
+    n_layers: int = Field(
+        default=2, ge=1, description="blocks (of the decoder, in an encoder-decoder)"
+    )
+    n_encoder_layers: int | None = Field(
+        default=None, ge=1, description="encoder blocks (default: n_layers)"
+    )
+    n_heads: int = Field(default=4, ge=1, description="query heads (must divide d_model)")
+    n_kv_heads: int | None = Field(
+        default=None,
+        ge=1,
+        description="key/value heads: n_heads (MHA, default), 1 (MQA), between (GQA)",
+    )
+    d_ff: int | None = Field(
+        default=None, ge=1, description="FFN width (default: 4 d_model; 8/3 d_model for swiglu)"
+    )
     ffn: FeedForward = "gelu"
-    dropout: float = Field(default=0.0, ge=0, lt=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="attention and residual dropout")
     bias: bool = True
     tie_embeddings: bool = True
     init: Init = "auto"  # auto: see resolved()
     # Token embeddings x1 (none), x sqrt(d_model) (sqrt_d) or normed (norm); auto: resolved()
     embed_scale: EmbedScale = "auto"
-    max_len: int = Field(default=1024, ge=1)
-    vocab_size: int = Field(default=256, ge=2)
+    max_len: int = Field(default=1024, ge=1, description="longest sequence a position table covers")
+    vocab_size: int = Field(default=256, ge=2, description="set from the task")
 
     @model_validator(mode="after")
     def _divisibility(self) -> ModelConfig:

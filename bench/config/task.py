@@ -9,6 +9,16 @@ from pydantic import Field
 from bench.config.base import Strict
 
 TaskName = Literal["copy", "reverse", "sort", "recall", "modadd", "scan", "text"]
+# What each task asks (bench variants lists them); the classes are in bench/tasks/.
+TASKS_DESCRIBED: dict[str, str] = {
+    "copy": "repeat the prompt (probes: seq_len symbols of n_symbols)",
+    "reverse": "the prompt backwards",
+    "sort": "the prompt's symbols in order",
+    "recall": "associative recall: k1 v1 ... kn vn q -> the value of key q",
+    "modadd": "running sums mod task.modulus of seq_len terms",
+    "scan": "SCAN commands to actions, split by action-sequence length (encoder-decoder too)",
+    "text": "byte-level language modelling (the stdlib's sources, or task.paths / task.hf_dataset)",
+}
 
 
 class TaskConfig(Strict):
