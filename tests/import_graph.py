@@ -17,7 +17,7 @@ BENCH = ROOT / "bench"
 
 # Top to bottom: a package may import its own layer and the layers below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("cli", "__main__"),
+    ("cli", "__main__", "api"),
     ("claims",),
     ("report", "export", "compare", "listing"),
     ("sweeps",),
