@@ -45,3 +45,37 @@ def test_the_readme_shows_every_command_with_an_example():
     blocks = "\n".join(re.findall(r"```bash\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S))
     examples = {line.split()[1] for line in blocks.splitlines() if line.startswith("bench ")}
     assert set(COMMANDS) <= examples, set(COMMANDS) - examples
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """``(file, command line)`` of every ``bench ...`` line in the README's and docs' bash blocks
+    (continuation lines joined, comments dropped)."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```bash\n(.+?)\n```", path.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" #")[0].strip()
+                if line.startswith("bench "):
+                    found.append((path.name, line))
+    return found
+
+
+def _options(sub: str) -> set[str]:
+    from bench.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    sub_parser = action.choices[sub]  # type: ignore[index]
+    return {o for a in sub_parser._actions for o in a.option_strings}
+
+
+def test_every_documented_command_and_flag_exists():
+    from bench.cli import COMMANDS
+
+    documented = _documented_commands()
+    assert len(documented) > 20
+    for where, line in documented:
+        sub = line.split()[1]
+        assert sub in COMMANDS, (where, line)
+        flags = {t.split("=")[0] for t in line.split()[2:] if t.startswith("--")}
+        assert flags <= _options(sub), (where, line, flags - _options(sub))
