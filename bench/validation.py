@@ -19,6 +19,7 @@ and pydantic only, so any reader of files may import it.
 
 from __future__ import annotations
 
+import difflib
 import types
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -50,8 +51,12 @@ def describe(
     kind = e["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
-        return f"{head}unknown key '{shown}'" + (
-            f"; allowed: {', '.join(allowed)}" if allowed else ""
+        hint = _did_you_mean(model, loc)
+        guess = ".".join(p for p in (prefix, hint) if p) if hint else ""
+        return (
+            f"{head}unknown key '{shown}'"
+            + (f" (did you mean '{where(guess) if where else guess}'?)" if guess else "")
+            + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         )
     msg = str(e["msg"])
     if kind in ("value_error", "assertion_error"):
@@ -70,6 +75,19 @@ def describe(
 
 
 # ----------------------------------------------------------------------------- the schema
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """The key an unknown one was probably meant to be: a close spelling among its
+    siblings (``model.d_modle`` -> ``model.d_model``), or a field of a section given
+    without the section (``d_model`` -> ``model.d_model``)."""
+    name, parent = str(loc[-1]), loc[:-1]
+    siblings = _allowed_keys(model, parent)
+    for section in siblings:
+        if name in _allowed_keys(model, (*parent, section)):
+            return ".".join(str(p) for p in (*parent, section, name))
+    close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.8)
+    return ".".join(str(p) for p in (*parent, close[0])) if close else None
 
 
 def _allowed_keys(model: type[BaseModel], parent: tuple[Any, ...]) -> list[str]:

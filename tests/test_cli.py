@@ -159,3 +159,31 @@ def test_throughput_compares_configs_side_by_side(tmp_path):
 def test_throughput_rejects_a_malformed_vary():
     r = bench("throughput", "--vary", "model.pos_encoding")
     assert r.returncode == 2 and "expected KEY=V1,V2" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "guess"),
+    [
+        (["train", "d_model=64"], "did you mean 'model.d_model'?"),  # the section left out
+        (["train", "model.d_modle=64"], "did you mean 'model.d_model'?"),  # a typo
+        (["train", "train.lr_warmup=5"], None),  # nothing close: no guess
+    ],
+)
+def test_an_unknown_key_says_what_was_probably_meant(args, guess, capsys):
+    from bench.cli import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown key" in err
+    assert (guess in err) if guess else ("did you mean" not in err)
+
+
+def test_a_mistyped_command_says_which_was_meant_and_version_is_printed(capsys):
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["trian"])
+    assert exit_.value.code == 2 and "(did you mean 'train'?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == "bench 0.1.0"

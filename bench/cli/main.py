@@ -9,10 +9,13 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import shlex
 import sys
 
+from bench import __version__
 from bench.cli.registry import COMMANDS
 from bench.config import ConfigError
 
@@ -24,7 +27,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (and exit code 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(
+            2, f"{self.prog}: error: {message}{_suggestion(message)} (see {self.prog} --help)\n"
+        )
+
+
+def _suggestion(message: str) -> str:
+    """`` (did you mean 'train'?)`` for a mistyped sub-command; empty otherwise."""
+    m = re.search(r"invalid choice: '([^']*)'", message)
+    close = difflib.get_close_matches(m.group(1), COMMANDS, n=1, cutoff=0.6) if m else []
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 # ----------------------------------------------------------------------------- main
@@ -32,6 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Which transformer architecture choice, and why.")
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (help_text, add_args, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
