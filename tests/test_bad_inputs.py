@@ -278,7 +278,7 @@ CASES = [
     C("worker-not-a-sweep-dir", "worker adir", "not a sweep directory", **{"adir/x": ""}),
     C("worker-no-such-spec", "worker nosuch.yaml", "no such file"),
     # ------------------------------------------------------------------ report
-    C("report-no-such-dir", "report nowhere", "not a sweep directory"),
+    C("report-no-such-dir", "report nowhere", "nowhere: no such directory"),
     C("report-not-a-sweep", "report adir", "not a sweep directory", **{"adir/x": ""}),
     C("report-sweep-json-broken", "report sw", "sweep.json", **{"sw/sweep.json": "{not json"}),
     C("report-sweep-json-list", "report sw", "sweep.json", **{"sw/sweep.json": "[]"}),
@@ -358,8 +358,8 @@ CASES = [
     C("attention-out-no-dir", "attention r --out nodir/m.png", "does not exist", **MAPS),
     C("attention-missing-arg", "attention", "required: RUN_DIR"),
     # ------------------------------------------------------------------ figures
-    C("figures-no-such-dir", "figures nowhere", "not a run directory"),
-    C("figures-not-a-run", "figures adir", "not a run directory", **{"adir/x": ""}),
+    C("figures-no-such-dir", "figures nowhere", "nowhere: no such directory"),
+    C("figures-not-a-run", "figures adir", "neither a run directory", **{"adir/x": ""}),
     C(
         "figures-data-corrupt",
         "figures r",
@@ -389,7 +389,7 @@ CASES = [
     ),
     C("compare-no-args", "compare", "required: RUN_OR_SWEEP"),
     # ------------------------------------------------------------------ export
-    C("export-no-such-dir", "export nowhere", "not a sweep directory"),
+    C("export-no-such-dir", "export nowhere", "nowhere: no such directory"),
     C("export-format-unknown", "export sw --format xlsx", "--format xlsx: allowed: csv, jsonl"),
     C("export-out-no-dir", "export sw --out nodir/r.csv", "--out nodir/r.csv: allowed: a file"),
     C("export-sweep-json-broken", "export sw", "sweep.json", **{"sw/sweep.json": "{oops"}),

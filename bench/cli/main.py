@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        prog = f"bench {args.command}" if getattr(args, "command", None) else "bench"
+        parser.exit(
+            2, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)\n"
+        )
     if not getattr(args, "fn", None):
         parser.print_help()
         return 2

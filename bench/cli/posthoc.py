@@ -81,8 +81,12 @@ def _run_dirs(paths: list[str]) -> list[Path]:
             out += sorted(p for p in (path / RUNS).glob("*") if Run.is_run_dir(p))
         elif Run.is_run_dir(path):
             out.append(path)
+        elif not path.exists():
+            raise ConfigError(f"{path}: no such directory; expected a run or a sweep directory")
         else:
-            raise ConfigError(f"{path}: not a run directory (no config.yaml) nor a sweep's")
+            raise ConfigError(
+                f"{path}: neither a run directory (no config.yaml) nor a sweep directory (no sweep.json)"
+            )
     return out
 
 

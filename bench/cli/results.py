@@ -133,7 +133,7 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budget",
         default="quick",
-        help="quick (exercises the pipeline, verdicts may be inconclusive) or full",
+        help="quick (the default: exercises the pipeline, verdicts may be inconclusive) or full",
     )
     p.add_argument("--workers", type=int, help="worker processes per claim sweep (default: 1)")
     p.add_argument("--storage", metavar="URL", help="one Optuna storage for every claim sweep")

@@ -77,7 +77,9 @@ def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--partition", default=None, help="Slurm partition")
     g.add_argument("--account", default=None, help="Slurm account")
     g.add_argument("--qos", default=None, help="Slurm quality of service")
-    g.add_argument("--time", default=None, help="time limit of each worker (MIN or D-HH:MM:SS)")
+    g.add_argument(
+        "--time", default=None, help="time limit of each worker (MIN, H:MM:SS or D-HH:MM:SS)"
+    )
     g.add_argument(
         "--gpus-per-worker",
         type=int,
@@ -139,6 +141,6 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
 def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
     """``bench dashboard SWEEP [--host H] [--port P] [--storage URL]``."""
     p.add_argument("sweep", help="sweep directory (or a storage URL)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to serve on (default: 8080)")
     p.add_argument("--storage", default=None, help="storage URL when the sweep's is not recorded")

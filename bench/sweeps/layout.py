@@ -99,6 +99,8 @@ def read_sweep_files(sweep_dir: str | Path) -> tuple[dict[str, Any], SweepSpec]:
     the directory is not a readable sweep.
     """
     d = Path(sweep_dir)
+    if not d.exists():
+        raise ConfigError(f"{d}: no such directory; expected a sweep directory")
     if not is_sweep_dir(d):
         raise ConfigError(f"{d}: not a sweep directory (no {SWEEP_JSON})")
     meta = read_sweep_json(d)
