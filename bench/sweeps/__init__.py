@@ -1,8 +1,10 @@
 """Optuna sweeps: the spec, studies, the worker loop, the launcher, progress, dashboard.
 
-Entry points for the CLI: :func:`run_sweep`, :func:`run_worker`, :func:`print_status`,
-:func:`start_dashboard`. User errors raise :class:`bench.config.ConfigError`.
-Imported lazily, so ``python -m bench.sweeps.worker`` does not import the launcher.
+The public face (``__all__``): :func:`run_sweep`, :func:`run_worker`, :func:`print_status`,
+:func:`start_dashboard`, :class:`SweepSpec`, :func:`load_spec`. User errors raise
+:class:`bench.config.ConfigError`. Imported lazily, so a worker (``python -m bench worker``)
+does not import the launcher. The families: the core here, ``slurm/``, ``recovery/``,
+``progress/``.
 """
 
 from __future__ import annotations

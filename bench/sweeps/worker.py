@@ -15,7 +15,7 @@ SIGINT (Ctrl-C): the running trial ends FAIL ``interrupted`` and is re-enqueued;
 exit code 130. SIGTERM, SIGUSR1, SIGUSR2 (preemption, :mod:`bench.training.preemption`):
 the running trial checkpoints at its next step, goes back to WAITING with its
 number (``resume.py``), and the worker exits with :data:`EXIT_PREEMPTED`; the
-next worker to ask resumes it. ``python -m bench.sweeps.worker SPEC ...`` runs one worker.
+next worker to ask resumes it. ``bench worker SPEC ...`` (``python -m bench worker``) runs one worker.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ def run_worker(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Arguments of ``bench worker`` (and ``python -m bench.sweeps.worker``)."""
+    """Arguments of ``bench worker``."""
     p = argparse.ArgumentParser(prog="bench worker", description="Join a sweep as one worker.")
     add_worker_arguments(p)
     return p
