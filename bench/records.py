@@ -39,10 +39,6 @@ DIAGNOSTICS = "diagnostics"
 WANDB_ID = "wandb/run-id"  # the W&B run id: a resumed run continues the same W&B run
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
 def write_status(run_dir: Path, status: str, reason: str = "", **extra: Any) -> None:
     """Record the run's state; ``running`` at start, the outcome at the end.
 
@@ -82,11 +78,6 @@ def os_problem(e: BaseException, path: Path | None = None) -> tuple[int, str] | 
     if e.errno in DISK_FULL:
         return 1, f"{where}: no space left on the device; free space or choose another directory"
     return 2, f"{where}: not writable ({e.strerror}); choose another output directory"
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    p = run_dir / STATUS
-    return read_json(p) if p.is_file() else {"status": "unknown", "reason": "no status.json"}
 
 
 _PACKAGES = ("torch", "lightning", "wandb", "optuna", "numpy", "pydantic")
@@ -149,18 +140,6 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    """metrics.csv as rows of floats (empty cells dropped)."""
-    path = run_dir / METRICS
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from bench import records
+from bench.run import Run
 from bench.training.run import train_run
 
 SWITCHES = ("gradients", "noise_scale", "attention_entropy", "hessian", "landscape", "throughput")
@@ -78,9 +79,9 @@ def test_every_combination_of_diagnostics_switches_completes_and_measures_what_i
     result = train_run(cfg)
 
     assert result.status == "completed", result.reason
-    summary = records.read_json(result.run_dir / records.SUMMARY)
+    summary = Run.load(result.run_dir).summary
     assert summary["diagnostic_errors"] == []
-    assert records.read_status(result.run_dir)["diagnostic_errors"] == []
+    assert Run.load(result.run_dir).status["diagnostic_errors"] == []
     d = result.run_dir / records.DIAGNOSTICS
     grads = d / "gradients.npz"
     assert grads.is_file() == (on["gradients"] or on["noise_scale"] or on["attention_entropy"])
@@ -112,9 +113,9 @@ def test_a_diagnostic_that_raises_is_recorded_and_the_run_completes(
 
     assert result.status == "completed", result.reason
     expected = "gradients: on_before_optimizer_step: RuntimeError: norms exploded"
-    summary = records.read_json(result.run_dir / records.SUMMARY)
+    summary = Run.load(result.run_dir).summary
     assert summary["diagnostic_errors"] == [expected]
-    assert records.read_status(result.run_dir)["diagnostic_errors"] == [expected]
+    assert Run.load(result.run_dir).status["diagnostic_errors"] == [expected]
     assert expected in caplog.text  # a warning, once
     assert caplog.text.count("norms exploded") == 1
     # The failed diagnostic is switched off; the others still measured.
@@ -135,5 +136,5 @@ def test_a_failing_end_of_run_landscape_is_recorded_and_the_run_completes(
     monkeypatch.setattr(finish, "landscape_of", broken)
     result = train_run(tiny(**CHEAP, **{"diagnostics.landscape": True}))
     assert result.status == "completed"
-    errors = records.read_json(result.run_dir / records.SUMMARY)["diagnostic_errors"]
+    errors = Run.load(result.run_dir).summary["diagnostic_errors"]
     assert errors == ["landscape: end of run: MemoryError: no room for the plane"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from bench import records
+from bench.run import Run
 from bench.training.run import train_run
 
 
@@ -114,7 +114,7 @@ def test_a_crashed_run_resumes_to_the_same_final_metrics(tiny):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_run(cfg, callbacks=[_CrashAt(25)])
     run_dir = next(p for p in (full.run_dir.parent).iterdir() if p.name.startswith("crashed"))
-    status = records.read_status(run_dir)
+    status = Run.load(run_dir).status
     assert status["status"] == "failed" and "simulated crash" in status["reason"]
     assert not (run_dir / "summary.json").exists()
 
@@ -156,7 +156,7 @@ def test_a_diverging_run_is_marked_diverged_without_a_summary(tiny):
     )
     assert result.status == "diverged"
     assert "non-finite" in result.reason
-    assert records.read_status(result.run_dir)["status"] == "diverged"
+    assert Run.load(result.run_dir).status["status"] == "diverged"
     assert not (result.run_dir / "summary.json").exists()
 
 

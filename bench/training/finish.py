@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import Logger
 from bench import records
 from bench.config import RunConfig
 from bench.diagnostics import landscape_of
+from bench.run import Run
 from bench.tasks.baseline import judge_learning
 from bench.training.csvlog import MetricsCSVLogger
 from bench.training.trainer import Assembled
@@ -127,7 +128,7 @@ def diagnoses(cfg: RunConfig, run: Assembled, summary: dict[str, Any]) -> list[d
         for lg in run.loggers:
             if isinstance(lg, MetricsCSVLogger):
                 lg.save()  # metrics.csv holds every logged row before the rules read it
-        rec = RunRecords(records.read_metrics(run_dir), cfg.flat(), summary, summary["status"])
+        rec = RunRecords(Run(run_dir).history(), cfg.flat(), summary, summary["status"])
         failed = lambda name, e: errors.record(f"diagnosis {name}", "end of run", e)  # noqa: E731
         return [d.as_dict() for d in diagnose(rec, on_error=failed)]
 
