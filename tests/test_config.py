@@ -6,6 +6,8 @@ import pytest
 
 from bench.config import (
     ConfigError,
+    HessianConfig,
+    LandscapeConfig,
     ModelConfig,
     RunConfig,
     axes,
@@ -112,3 +114,28 @@ def test_gqa_and_sizes_derive_from_the_config():
     m = ModelConfig(d_model=64, n_heads=8, n_kv_heads=2, ffn="swiglu")
     assert (m.head_dim, m.kv_heads, m.ffn_dim) == (8, 2, 170)
     assert ModelConfig(norm_placement="deepnorm").init_scheme == "deepnorm"
+
+
+def test_hessian_and_landscape_are_sections_and_a_bool_switches_them_on(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("diagnostics:\n  hessian: true\n  landscape: {enabled: true, resolution: 7}\n")
+    cfg = build_run_config(path, ["diagnostics.hessian.top_k=5", "diagnostics.landscape=false"])
+    assert (cfg.diagnostics.hessian.enabled, cfg.diagnostics.hessian.top_k) == (True, 5)
+    assert (cfg.diagnostics.landscape.enabled, cfg.diagnostics.landscape.resolution) == (False, 7)
+    assert cfg.flat()["diagnostics.hessian.top_k"] == 5
+
+
+def test_a_config_written_with_the_flat_diagnostics_keys_still_loads(tmp_path):
+    old = {"hessian": True, "hessian_steps": [0.0, 1.0], "hessian_iters": 4,
+           "landscape_resolution": 9, "landscape_every": 3}  # fmt: skip
+    loaded = RunConfig.model_validate({"diagnostics": old}).diagnostics
+    assert loaded.hessian == HessianConfig(enabled=True, steps=[0.0, 1.0], iters=4)
+    assert loaded.landscape == LandscapeConfig(resolution=9, every=3)
+    path = tmp_path / "config.yaml"
+    path.write_text("diagnostics:\n  hessian_top_k: 2\n")
+    assert build_run_config(path, ["diagnostics.hessian=true"]).diagnostics.hessian.top_k == 2
+
+
+def test_an_unknown_key_inside_a_diagnostics_section_names_the_section_fields():
+    with pytest.raises(ConfigError, match=r"diagnostics\.hessian\.topk.*allowed: .*top_k"):
+        build_run_config(overrides=["diagnostics.hessian.topk=2"])

@@ -40,11 +40,11 @@ CHEAP = {
     "train.val_every": 5,
     "train.warmup_steps": 0,
     "diagnostics.gradients_every": 1,
-    "diagnostics.hessian_steps": [1.0],
-    "diagnostics.hessian_top_k": 1,
-    "diagnostics.hessian_iters": 2,
-    "diagnostics.landscape_resolution": 3,
-    "diagnostics.landscape_batches": 1,
+    "diagnostics.hessian.steps": [1.0],
+    "diagnostics.hessian.top_k": 1,
+    "diagnostics.hessian.iters": 2,
+    "diagnostics.landscape.resolution": 3,
+    "diagnostics.landscape.batches": 1,
     "diagnostics.figures": True,  # what each switch draws is part of what it promises
 }
 
@@ -107,7 +107,7 @@ def test_a_diagnostic_that_raises_is_recorded_and_the_run_completes(
         raise RuntimeError("norms exploded")
 
     monkeypatch.setattr(gradients, "grad_norms", broken)
-    cfg = tiny(**CHEAP, **{"diagnostics.hessian": True})
+    cfg = tiny(**CHEAP, **{"diagnostics.hessian.enabled": True})
     with caplog.at_level(logging.WARNING, logger="bench.diagnostics"):
         result = train_run(cfg)
 
@@ -134,7 +134,7 @@ def test_a_failing_end_of_run_landscape_is_recorded_and_the_run_completes(
         raise MemoryError("no room for the plane")
 
     monkeypatch.setattr(finish, "landscape_of", broken)
-    result = train_run(tiny(**CHEAP, **{"diagnostics.landscape": True}))
+    result = train_run(tiny(**CHEAP, **{"diagnostics.landscape.enabled": True}))
     assert result.status == "completed"
     errors = Run.load(result.run_dir).summary["diagnostic_errors"]
     assert errors == ["landscape: end of run: MemoryError: no room for the plane"]

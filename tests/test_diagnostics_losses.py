@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from bench.config import DiagnosticsConfig, build_run_config
+from bench.config import DiagnosticsConfig, HessianConfig, build_run_config
 from bench.diagnostics.attention.recorder import AttentionRecorder
 from bench.diagnostics.context import functional_context
 from bench.diagnostics.gradients.callback import GradientDiagnostics
@@ -139,7 +139,11 @@ def test_hessian_uses_the_smoothed_training_loss(tmp_path):
 
     # The callback, at step 0, on a given batch: its loss and product are of the smoothed loss.
     cb = HessianCallback(
-        tmp_path, steps=[0.0], top_k=1, iters=2, batch=batch, n_trace_samples=2, n_lanczos=2
+        tmp_path,
+        HessianConfig(steps=[0.0], top_k=1, iters=2),
+        batch=batch,
+        n_trace_samples=2,
+        n_lanczos=2,
     )
     _trainer(1, cb).fit(module, train_dataloaders=DataLoader([batch], batch_size=None))
     with np.load(tmp_path / "diagnostics" / "hessian_step0.npz") as z:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend
 from torch.utils.data import DataLoader
 
-from bench.config import ConfigError, DiagnosticsConfig
+from bench.config import ConfigError, DiagnosticsConfig, HessianConfig
 from bench.diagnostics.context import functional_context, sdpa_backends
 from bench.diagnostics.hessian.callback import (
     HessianCallback,
@@ -319,8 +319,8 @@ def _trainer(tmp_path: Path, cb: L.Callback, precision: str = "32-true", steps: 
 
 def test_callback_measures_at_configured_steps_and_writes_npz_png_and_metrics(tmp_path) -> None:
     torch.manual_seed(0)
-    cfg = DiagnosticsConfig(hessian=True, hessian_steps=[0.0, 0.5, 1.0], hessian_top_k=2)
-    cb = HessianCallback.from_config(cfg, tmp_path, n_trace_samples=8, n_lanczos=8, n_vectors=1)
+    cfg = DiagnosticsConfig(hessian=HessianConfig(enabled=True, steps=[0.0, 0.5, 1.0], top_k=2))
+    cb = HessianCallback(tmp_path, cfg.hessian, n_trace_samples=8, n_lanczos=8, n_vectors=1)
     module = TinyLit()
     first = next(iter(TinyData().val_dataloader()[0]))
     expected0 = hessian_summary(
@@ -360,7 +360,12 @@ def test_callback_under_bf16_mixed_measures_float32_weights_without_autocast(tmp
         module, loss_fn, batch, top_k=1, n_trace_samples=4, n_lanczos=4, n_vectors=1
     )
     cb = HessianCallback(
-        tmp_path, steps=[0.0], top_k=1, batch=batch, n_trace_samples=4, n_lanczos=4, n_vectors=1
+        tmp_path,
+        HessianConfig(steps=[0.0], top_k=1),
+        batch=batch,
+        n_trace_samples=4,
+        n_lanczos=4,
+        n_vectors=1,
     )
     _trainer(tmp_path, cb, precision="bf16-mixed", steps=1).fit(module, datamodule=TinyData())
     # bf16 autocast would change the loss surface at ~1e-2; float32 agrees to rounding.
@@ -370,7 +375,7 @@ def test_callback_under_bf16_mixed_measures_float32_weights_without_autocast(tmp
 
 
 def test_callback_refuses_unsupported_precision_before_training(tmp_path) -> None:
-    cb = HessianCallback(tmp_path, steps=[0.0])
+    cb = HessianCallback(tmp_path, HessianConfig(steps=[0.0]))
     with pytest.raises(ConfigError, match="bf16-true"):
         _trainer(tmp_path, cb, precision="bf16-true", steps=1).fit(TinyLit(), datamodule=TinyData())
     assert not (tmp_path / "diagnostics").exists()
@@ -434,7 +439,11 @@ def test_callback_on_the_real_module_and_task_uses_the_first_validation_batch(tm
     torch.manual_seed(0)
     module = _bench_module()(RunConfig(model=model, task=task))
     cb = HessianCallback(
-        tmp_path, steps=[0.0, 1.0], top_k=2, n_trace_samples=4, n_lanczos=6, n_vectors=1
+        tmp_path,
+        HessianConfig(steps=[0.0, 1.0], top_k=2),
+        n_trace_samples=4,
+        n_lanczos=6,
+        n_vectors=1,
     )
     _trainer(tmp_path, cb, steps=2).fit(module, datamodule=RunData(dm))
     assert sorted(cb.results) == [0, 2]

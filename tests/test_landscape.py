@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from bench.config import ConfigError, ModelConfig, RunConfig
+from bench.config import ConfigError, LandscapeConfig, ModelConfig, RunConfig
 from bench.diagnostics.landscape import (
     LandscapeCallback,
     basin_width,
@@ -259,7 +259,7 @@ def test_landscape_report_writes_grids_figures_and_returns_the_summary(tmp_path)
         trainable_params(module),
         np.stack(snaps),
         tmp_path,
-        resolution=6,
+        LandscapeConfig(resolution=6),
         seed=0,
     )
     expected = {

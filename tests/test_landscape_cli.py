@@ -10,8 +10,8 @@ from bench.cli import main
 def test_landscape_names_its_planes_and_how_to_get_the_missing_pca_plane(tiny, capsys, tmp_path):
     from bench.training.run import train_run
 
-    with_traj = train_run(tiny(**{"diagnostics.landscape": True, "diagnostics.landscape_every": 5,
-                                  "diagnostics.landscape_resolution": 3}))  # fmt: skip
+    with_traj = train_run(tiny(**{"diagnostics.landscape.enabled": True, "diagnostics.landscape.every": 5,
+                                  "diagnostics.landscape.resolution": 3}))  # fmt: skip
     capsys.readouterr()
     args = ["--resolution", "3", "--batches", "1"]
     assert main(["landscape", str(with_traj.run_dir), *args]) == 0
@@ -28,5 +28,5 @@ def test_landscape_names_its_planes_and_how_to_get_the_missing_pca_plane(tiny, c
     assert line == (
         "computed: interpolation from init, random plane; no PCA plane: the run saved no "
         "trajectory (diagnostics/trajectory.npz); train with diagnostics.landscape=true to save "
-        "one (a snapshot every diagnostics.landscape_every steps)"
+        "one (a snapshot every diagnostics.landscape.every steps)"
     )

@@ -250,12 +250,12 @@ def test_the_diagnostics_compute_in_float32_under_a_bf16_run(tiny, tmp_path, mon
             "train.val_every": 4,
             "tracking.run_dir": str(run_dir),
             "diagnostics.gradients_every": 2,
-            "diagnostics.hessian": True,
-            "diagnostics.hessian_steps": [0.0],
-            "diagnostics.hessian_iters": 2,
-            "diagnostics.landscape": True,
-            "diagnostics.landscape_resolution": 3,
-            "diagnostics.landscape_batches": 1,
+            "diagnostics.hessian.enabled": True,
+            "diagnostics.hessian.steps": [0.0],
+            "diagnostics.hessian.iters": 2,
+            "diagnostics.landscape.enabled": True,
+            "diagnostics.landscape.resolution": 3,
+            "diagnostics.landscape.batches": 1,
         }
     )
     result = train_run(cfg, callbacks=[RecordDtypes()])

@@ -22,10 +22,10 @@ ALL_FIGURES = {
     **CHEAP,
     "train.max_steps": 6,
     "train.val_every": 3,
-    "diagnostics.hessian": True,
-    "diagnostics.hessian_steps": [0.0, 1.0],
-    "diagnostics.landscape": True,
-    "diagnostics.landscape_every": 2,  # a trajectory, so the PCA plane too
+    "diagnostics.hessian.enabled": True,
+    "diagnostics.hessian.steps": [0.0, 1.0],
+    "diagnostics.landscape.enabled": True,
+    "diagnostics.landscape.every": 2,  # a trajectory, so the PCA plane too
     "train.threads": 1,  # bit for bit: not the thread count an earlier test left behind
 }
 TIMINGS = ("throughput/", "hessian/seconds")  # wall-clock measurements differ run to run

@@ -18,7 +18,12 @@ Every public name is importable from ``bench.config``; nothing here imports torc
 from __future__ import annotations
 
 from bench.config.base import Strict
-from bench.config.diagnostics import DiagnosticsConfig
+from bench.config.diagnostics import (
+    DiagnosticsConfig,
+    HessianConfig,
+    LandscapeConfig,
+    canonical_key,
+)
 from bench.config.errors import ConfigError, DuplicateKeyError
 from bench.config.files import MAX_YAML_BYTES, dump_yaml, load_yaml, read_text_file, safe_load
 from bench.config.model import (
@@ -56,7 +61,9 @@ __all__ = [
     "DuplicateKeyError",
     "EmbedScale",
     "FeedForward",
+    "HessianConfig",
     "Init",
+    "LandscapeConfig",
     "ModelConfig",
     "NormPlacement",
     "NormType",
@@ -72,6 +79,7 @@ __all__ = [
     "TrainConfig",
     "axes",
     "build_run_config",
+    "canonical_key",
     "dump_yaml",
     "embedding_std",
     "flatten",

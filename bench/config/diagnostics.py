@@ -1,11 +1,69 @@
-"""Switches and intervals of the measurements taken during a run (bench/diagnostics)."""
+"""Switches and intervals of the measurements taken during a run (bench/diagnostics).
+
+The two costly measurements, the Hessian spectrum and the loss landscape, are
+sections of their own (``diagnostics.hessian.top_k``), each passed whole to its
+diagnostic; ``diagnostics.hessian=true`` is short for
+``diagnostics.hessian.enabled=true``. Config files written when these were flat
+keys (``hessian_top_k``) still load: :func:`canonical_key` renames them.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from bench.config.base import Strict
 from bench.config.errors import ConfigError
+
+
+class HessianConfig(Strict):
+    """The Hessian's extreme eigenvalues, trace and spectral density at fractions of a run
+    (Ghorbani, Krishnan, Xiao 2019; :mod:`bench.diagnostics.hessian`)."""
+
+    enabled: bool = False
+    steps: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # fractions of the run
+    top_k: int = Field(default=3, ge=1)  # extreme eigenvalues
+    iters: int = Field(default=20, ge=1)  # power iterations per eigenvalue
+
+
+class LandscapeConfig(Strict):
+    """Loss along the init-to-final line and over two planes around the final weights
+    (Li et al. 2018, filter-normalised directions; :mod:`bench.diagnostics.landscape`)."""
+
+    enabled: bool = False
+    resolution: int = Field(default=11, ge=3)  # grid points a side (made odd)
+    every: int | None = Field(default=None, ge=1)  # trajectory snapshots; None: ~40 per run
+    batches: int = Field(default=2, ge=1)  # evaluation batches per grid point
+    span: float = Field(default=1.0, gt=0)  # the plane covers [-span, span]^2
+    radius: float = Field(default=0.5, gt=0)  # sharpness: the max rise within this radius
+    threshold: float = Field(default=0.1, gt=0)  # basin width: loss rise that bounds the basin
+    interpolation_points: int = Field(default=21, ge=2)  # points on the init-to-final line
+
+
+# Flat keys of earlier config files, and the short switch, -> their nested key.
+_RENAMED = {
+    "hessian": "hessian.enabled",
+    "hessian_steps": "hessian.steps",
+    "hessian_top_k": "hessian.top_k",
+    "hessian_iters": "hessian.iters",
+    "landscape": "landscape.enabled",
+    "landscape_resolution": "landscape.resolution",
+    "landscape_every": "landscape.every",
+    "landscape_batches": "landscape.batches",
+}
+
+
+def canonical_key(key: str) -> str:
+    """``diagnostics.hessian_top_k`` -> ``diagnostics.hessian.top_k`` (other keys unchanged).
+
+    Called on every dotted key before it is set, so a file's ``hessian: true`` and an
+    override ``diagnostics.hessian.top_k=5`` layer instead of replacing each other.
+    """
+    section, _, name = key.partition(".")
+    if section == "diagnostics" and name in _RENAMED:
+        return f"diagnostics.{_RENAMED[name]}"
+    return key
 
 
 class DiagnosticsConfig(Strict):
@@ -15,16 +73,8 @@ class DiagnosticsConfig(Strict):
     gradients_every: int = Field(default=25, ge=1)
     noise_scale: bool = True
     attention_entropy: bool = True
-    hessian: bool = False
-    hessian_steps: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # fractions
-    hessian_top_k: int = Field(default=3, ge=1)
-    hessian_iters: int = Field(default=20, ge=1)
-    landscape: bool = False
-    landscape_resolution: int = Field(default=11, ge=3)
-    landscape_every: int | None = Field(
-        default=None, ge=1
-    )  # trajectory snapshots; None: ~40 per run
-    landscape_batches: int = Field(default=2, ge=1)  # evaluation batches per grid point
+    hessian: HessianConfig = Field(default_factory=HessianConfig)
+    landscape: LandscapeConfig = Field(default_factory=LandscapeConfig)
     throughput: bool = True
     peak_flops: float | None = Field(default=None, gt=0)  # override the peak used for MFU
     # attention maps of fixed validation examples at init and at the end (attention_maps.py)
@@ -39,6 +89,29 @@ class DiagnosticsConfig(Strict):
     # each diagnostic's PNG figures at the end of the run (bench/diagnostics/run_figures.py);
     # false: the same data files only, figures drawn later by `bench figures RUN_DIR`
     figures: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_keys(cls, data: Any) -> Any:
+        """A section written with the flat keys (or ``hessian: true``) becomes nested."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in ("hessian", "landscape") and not isinstance(value, bool):
+                if isinstance(value, dict) and isinstance(out.get(key), dict):
+                    out[key].update(value)
+                else:
+                    out[key] = dict(value) if isinstance(value, dict) else value
+                continue
+            section, _, field = (_RENAMED.get(key) or key).partition(".")
+            if not field:
+                out[key] = value
+            elif isinstance(out.setdefault(section, {}), dict):
+                out[section][field] = value
+            else:
+                return data  # a section given twice, whole and flat: validation names it
+        return out
 
 
 def check_landscape_options(resolution: int | None, n_batches: int | None) -> None:

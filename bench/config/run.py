@@ -12,11 +12,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from bench.config import presets
 from bench.config.base import Strict
-from bench.config.diagnostics import DiagnosticsConfig
+from bench.config.diagnostics import DiagnosticsConfig, canonical_key
 from bench.config.errors import ConfigError
 from bench.config.files import load_yaml
 from bench.config.model import ModelConfig
-from bench.config.overrides import flatten, parse_overrides, set_dotted
+from bench.config.overrides import flatten, parse_overrides
+from bench.config.overrides import set_dotted as _set_dotted
 from bench.config.task import TaskConfig
 from bench.config.tracking import TrackingConfig
 from bench.config.train import TrainConfig
@@ -56,6 +57,11 @@ def validate(cls: type[BaseModel], data: Mapping[str, Any], source: str = "") ->
         return cls.model_validate(data)
     except ValidationError as e:
         raise ConfigError(describe(e, cls, source)) from None
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set one dotted key of a run config, under its current name (:func:`canonical_key`)."""
+    _set_dotted(data, canonical_key(key), value)
 
 
 def build_run_config(

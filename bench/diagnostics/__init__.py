@@ -42,13 +42,13 @@ def _gradients(d: DiagnosticsConfig, run_dir: Path) -> Callback:
 def _hessian(d: DiagnosticsConfig, run_dir: Path) -> Callback:
     from bench.diagnostics.hessian.callback import HessianCallback
 
-    return HessianCallback.from_config(d, run_dir)
+    return HessianCallback(run_dir, d.hessian, figures=d.figures)
 
 
 def _trajectory(d: DiagnosticsConfig, run_dir: Path) -> Callback:
     from bench.diagnostics.landscape import LandscapeCallback
 
-    return LandscapeCallback.from_config(d, run_dir, every=d.landscape_every)
+    return LandscapeCallback(run_dir, every=d.landscape.every)
 
 
 def _throughput(d: DiagnosticsConfig, run_dir: Path) -> Callback:
@@ -67,8 +67,8 @@ def _attention_maps(d: DiagnosticsConfig, run_dir: Path) -> Callback:
 # excluded time.
 CALLBACKS: dict[str, tuple[Callable[[DiagnosticsConfig], bool], Callable[..., Callback]]] = {
     "gradients": (lambda d: d.gradients or d.noise_scale or d.attention_entropy, _gradients),
-    "hessian": (lambda d: d.hessian, _hessian),
-    "landscape": (lambda d: d.landscape, _trajectory),
+    "hessian": (lambda d: d.hessian.enabled, _hessian),
+    "landscape": (lambda d: d.landscape.enabled, _trajectory),
     "attention_maps": (lambda d: d.attention_maps, _attention_maps),
     "throughput": (lambda d: d.throughput, _throughput),
 }
@@ -111,11 +111,12 @@ def landscape_of(
     from bench.diagnostics.parameters import flatten_params, trainable_params
 
     d = module.cfg.diagnostics
+    config = d.landscape.model_copy(update={"resolution": resolution} if resolution else {})
     out = run_dir / "diagnostics"
     traj_path = out / "trajectory.npz"
     trajectory = load_trajectory(traj_path) if traj_path.is_file() else None
     loader = datamodule.val_dataloader()[0]
-    batches = [b for _, b in zip(range(n_batches or d.landscape_batches), loader, strict=False)]
+    batches = [b for _, b in zip(range(n_batches or config.batches), loader, strict=False)]
     return landscape_report(
         module,
         training_loss,
@@ -124,7 +125,7 @@ def landscape_of(
         flatten_params(trainable_params(module)),
         trajectory,
         out,
-        resolution=resolution or d.landscape_resolution,
+        config,
         seed=seed,
         loss_name=loss_name(module, training_loss),
         figures=d.figures if figures is None else figures,

@@ -92,10 +92,10 @@ def extra_steps(cfg: RunConfig) -> float:
     """Validation and diagnostics of one run of ``cfg``, in training-step equivalents."""
     t, d = cfg.train, cfg.diagnostics
     extra = (t.max_steps // t.val_every + 1) * len(cfg.task.eval_scales) * VALIDATION_STEPS
-    if d.hessian:
-        extra += len(d.hessian_steps) * d.hessian_iters * HESSIAN_STEPS_PER_ITER
-    if d.landscape:
-        extra += 2 * d.landscape_resolution**2 * LANDSCAPE_STEPS_PER_POINT  # random + PCA planes
+    if d.hessian.enabled:
+        extra += len(d.hessian.steps) * d.hessian.iters * HESSIAN_STEPS_PER_ITER
+    if d.landscape.enabled:
+        extra += 2 * d.landscape.resolution**2 * LANDSCAPE_STEPS_PER_POINT  # random + PCA planes
     return extra
 
 

@@ -76,7 +76,7 @@ def finish_run(
         run.trainer.save_checkpoint(run_dir / records.LAST_CKPT, weights_only=False)
     except Exception as e:
         fail(e, run, step)
-    if cfg.diagnostics.landscape and run.trainer.is_global_zero:
+    if cfg.diagnostics.landscape.enabled and run.trainer.is_global_zero:
         nothing: dict[str, float] = {}  # when the landscape fails
         metrics.update(run.errors.call("landscape", "end of run", lambda: landscape(run), nothing))
     summary = _summary(run, status, reason, started, metrics)

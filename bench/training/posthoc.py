@@ -76,5 +76,5 @@ def planes_line(summary: dict[str, float], trajectory: Path) -> str:
     )
     return (
         f"computed: {', '.join(done)}; no PCA plane: {why}; train with "
-        "diagnostics.landscape=true to save one (a snapshot every diagnostics.landscape_every steps)"
+        "diagnostics.landscape=true to save one (a snapshot every diagnostics.landscape.every steps)"
     )

@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
 
-from bench.config import ConfigError, DiagnosticsConfig
+from bench.config import ConfigError, HessianConfig
 from bench.diagnostics.base import Diagnostic, datamodule_of
 from bench.diagnostics.batches import move_to
 from bench.diagnostics.hessian.spectrum import HessianResult, hessian_analysis
@@ -61,7 +61,7 @@ def resolve_steps(fractions: Sequence[float], total_steps: int) -> list[int]:
 class HessianCallback(Diagnostic):
     """Measures the Hessian on a fixed evaluation batch at chosen points of training.
 
-    At each step in ``steps`` (fractions of the run's optimizer steps; 0 is before
+    At each of ``config.steps`` (fractions of the run's optimizer steps; 0 is before
     the first update) it runs :func:`hessian_analysis` in eval mode with
     autocast off (in float32 under a ``bf16-mixed`` run: second-order products
     in bf16 are mostly rounding noise), logs ``hessian/...`` scalars (and
@@ -88,49 +88,25 @@ class HessianCallback(Diagnostic):
     def __init__(
         self,
         out_dir: Path | str,
-        steps: Sequence[float] = (0.0, 0.5, 1.0),
-        top_k: int = 3,
-        iters: int = 20,
+        config: HessianConfig | None = None,
+        *,
         batch: Any = None,
         loss_fn: LossFn = training_loss,
-        tol: float = 1e-4,
-        n_trace_samples: int = 50,
-        n_lanczos: int = 40,
-        n_vectors: int = 3,
-        seed: int = 0,
         figures: bool = True,
+        **analysis: Any,
     ) -> None:
+        """``config`` says when and how much (``diagnostics.hessian``); ``analysis`` goes to
+        :func:`hessian_analysis` as is (``tol``, ``n_trace_samples``, ``n_lanczos``, ...)."""
+        config = config or HessianConfig()
         self.out_dir = Path(out_dir)
         self.figures = figures
-        self.fractions = list(steps)
-        self.kwargs: dict[str, Any] = dict(
-            top_k=top_k,
-            iters=iters,
-            tol=tol,
-            n_trace_samples=n_trace_samples,
-            n_lanczos=n_lanczos,
-            n_vectors=n_vectors,
-            seed=seed,
-        )
+        self.fractions = list(config.steps)
+        self.kwargs: dict[str, Any] = dict(top_k=config.top_k, iters=config.iters) | analysis
         self.loss_fn = loss_fn
         self.batch = batch
         self.targets: list[int] = []
         self.results: dict[int, dict[str, float]] = {}
         self.loss_name = ""
-
-    @classmethod
-    def from_config(
-        cls, cfg: DiagnosticsConfig, out_dir: Path | str, **kwargs: Any
-    ) -> HessianCallback:
-        """Built from ``hessian_steps``, ``hessian_top_k`` and ``hessian_iters``."""
-        return cls(
-            out_dir,
-            steps=cfg.hessian_steps,
-            top_k=cfg.hessian_top_k,
-            iters=cfg.hessian_iters,
-            figures=cfg.figures,
-            **kwargs,
-        )
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
@@ -140,7 +116,7 @@ class HessianCallback(Diagnostic):
         total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise ConfigError(
-                "diagnostics.hessian_steps are fractions of the run; set train.max_steps"
+                "diagnostics.hessian.steps are fractions of the run; set train.max_steps"
             )
         self.targets = resolve_steps(self.fractions, int(total))
         if trainer.global_step in self.targets:

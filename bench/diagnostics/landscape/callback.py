@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.config import DiagnosticsConfig
 from bench.diagnostics.base import Diagnostic
 from bench.diagnostics.parameters import (
     flatten_params,
@@ -56,14 +55,6 @@ class LandscapeCallback(Diagnostic):
         self.names: list[str] = []
         self.numels: list[int] = []
         self.cap = max_snapshots
-
-    @classmethod
-    def from_config(
-        cls, cfg: DiagnosticsConfig, out_dir: Path | str, **kwargs: Any
-    ) -> LandscapeCallback:
-        """DiagnosticsConfig has no interval for this, so ``every`` comes from ``kwargs``."""
-        del cfg
-        return cls(out_dir, **kwargs)
 
     @property
     def path(self) -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.config import LandscapeConfig
 from bench.diagnostics.context import compute_dtype
 from bench.diagnostics.landscape.directions import (
     Vector,
@@ -158,12 +159,9 @@ def landscape_report(
     theta_final: Vector,
     trajectory: Any | None,
     out_dir: Path | str,
-    resolution: int = 11,
+    config: LandscapeConfig | None = None,
+    *,
     seed: int = 0,
-    span: float = 1.0,
-    radius: float = 0.5,
-    threshold: float = 0.1,
-    n_interp: int = 21,
     chunk_size: int | None = None,
     loss_name: str = "",
     figures: bool = True,
@@ -173,23 +171,26 @@ def landscape_report(
     Writes ``landscape_{interp,random,pca}.npz``, contour and surface PNGs and
     ``landscape_summary.json`` into ``out_dir`` (each atomically; the PNGs only with
     ``figures``, see :mod:`bench.diagnostics.run_figures`) and returns the
-    ``landscape/...`` numbers. The random plane spans ``[-span, span]^2`` in
-    filter-normalised units around ``theta_final`` with ``resolution`` points a
-    side (made odd so the centre is a grid node); ``sharpness`` uses ``radius``,
-    ``basin_width`` uses ``threshold`` (loss units above the centre). ``loss_name``
+    ``landscape/...`` numbers. ``config`` (``diagnostics.landscape``) shapes it: the
+    random plane spans ``[-span, span]^2`` in filter-normalised units around
+    ``theta_final`` with ``resolution`` points a side (made odd so the centre is a
+    grid node); ``sharpness`` uses ``radius``, ``basin_width`` uses ``threshold``
+    (loss units above the centre); the line from ``theta_init`` has
+    ``interpolation_points``. ``loss_name``
     says which loss ``loss_fn`` is (a run passes its training loss); every npz
     records it as ``loss_fn``. Every loss is computed with autocast off (float32
     under a ``bf16-mixed`` run: a landscape's small differences drown in bf16
     rounding); every npz records the precision as ``compute_dtype``.
     """
-    resolution += 1 - resolution % 2
+    config = config or LandscapeConfig()
+    resolution = config.resolution + 1 - config.resolution % 2
     like = trainable_params(module)
     final = unflatten_params(as_flat(theta_final, like), like)
     job = _Job(
         module, loss_fn, batches, final, Path(out_dir), resolution, chunk_size, loss_name, figures
     )
-    summary = job.interpolation(theta_init, n_interp)
-    summary |= job.random_plane(seed, span, radius, threshold)
+    summary = job.interpolation(theta_init, config.interpolation_points)
+    summary |= job.random_plane(seed, config.span, config.radius, config.threshold)
     if trajectory is not None and len(stack_snapshots(trajectory, like, torch.device("cpu"))) >= 2:
         summary |= job.pca_plane(trajectory)
     atomic_write(Path(out_dir) / "landscape_summary.json", json.dumps(summary, indent=2))
