@@ -220,7 +220,26 @@ def _registers_command(tree: ast.Module) -> bool:
     )
 
 
-def test_no_module_is_two_of_a_callback_a_figure_and_a_command():
+LIGHTNING_TYPES = ("L.Trainer", "L.LightningModule", "Trainer", "LightningModule")
+
+
+def _computes(tree: ast.Module) -> bool:
+    """A public module-level function that takes no Lightning object: a pure computation.
+
+    Helpers that read a Lightning run (``model_of(pl_module)``) belong beside its callback.
+    """
+    return any(
+        isinstance(n, ast.FunctionDef)
+        and not n.name.startswith("_")
+        and not any(
+            a.annotation is not None and ast.unparse(a.annotation) in LIGHTNING_TYPES
+            for a in n.args.args
+        )
+        for n in tree.body
+    )
+
+
+def test_no_module_is_two_of_a_callback_a_figure_a_command_and_a_computation():
     roles = {}
     for path in sorted((ROOT / "bench").rglob("*.py")):
         tree = ast.parse(path.read_text())
@@ -233,6 +252,8 @@ def test_no_module_is_two_of_a_callback_a_figure_and_a_command():
             )
             if has
         ]
+        if "callback" in held and _computes(tree):
+            held.append("computation")
         if len(held) > 1:
             roles[str(path.relative_to(ROOT))] = held
     assert roles == {}
@@ -244,3 +265,11 @@ def test_the_role_check_sees_a_callback_that_draws():
         "@command('x', 'y', f)\ndef cmd(args):\n    pass\n"
     )
     assert _defines_callback(tree) and _draws(tree) and _registers_command(tree)
+
+
+def test_the_role_check_tells_a_pure_computation_from_a_helper_reading_a_lightning_run():
+    helper = (
+        "def model_of(pl_module: L.LightningModule) -> nn.Module:\n    return pl_module.model\n"
+    )
+    pure = "def resolve_steps(fractions: list[float], total: int) -> list[int]:\n    return []\n"
+    assert not _computes(ast.parse(helper)) and _computes(ast.parse(pure))

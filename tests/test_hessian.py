@@ -17,11 +17,8 @@ from torch.utils.data import DataLoader
 
 from bench.config import ConfigError, DiagnosticsConfig, HessianConfig
 from bench.diagnostics.context import functional_context, sdpa_backends
-from bench.diagnostics.hessian.callback import (
-    HessianCallback,
-    check_precision,
-    resolve_steps,
-)
+from bench.diagnostics.hessian.callback import HessianCallback
+from bench.diagnostics.hessian.plan import check_precision, resolve_steps
 from bench.diagnostics.hessian.spectrum import (
     hessian_analysis,
     hessian_summary,

@@ -270,7 +270,7 @@ def test_the_diagnostics_compute_in_float32_under_a_bf16_run(tiny, tmp_path, mon
 
 
 def test_header_names_the_precision_and_why(tiny, tmp_path: Path) -> None:
-    from bench.training.progress import header_lines
+    from bench.training.progress_lines import header_lines
 
     lines = header_lines(tiny(), tmp_path / "run", precision="32-true (auto on CPU: ...)")
     assert lines[1] == "precision: 32-true (auto on CPU: ...)"

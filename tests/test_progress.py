@@ -9,7 +9,7 @@ import sys
 import threading
 
 from bench.config import build_run_config
-from bench.training.progress import header_lines, plain_every, step_line
+from bench.training.progress_lines import header_lines, plain_every, step_line
 from tests.terminal import drain
 
 

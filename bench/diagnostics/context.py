@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,3 +79,8 @@ def isolated_rng(device: torch.device) -> Iterator[None]:
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         yield
+
+
+def autocast_precision(precision: Any) -> bool:
+    """True for a Trainer precision that trains under autocast (``bf16-mixed``, ``16-mixed``)."""
+    return str(precision).endswith("-mixed")

@@ -8,10 +8,12 @@ lives apart from :mod:`bench.sweeps.objective`'s pure parts and from
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import lightning as L
 import optuna
+
+from bench.tasks.baseline import chance_level
 
 if TYPE_CHECKING:
     from bench.config import RunConfig
@@ -22,15 +24,6 @@ if TYPE_CHECKING:
 # Half, not warm-up alone: a small learning rate is slow, not hopeless, and stopping it
 # early would let the pruner decide which learning rate a cell gets.
 CHANCE_PRUNE_AFTER = 0.5
-
-
-def chance_level(datamodule: Any, metric: str) -> float | None:
-    """The task's chance value of ``metric`` (None when the task does not know it)."""
-    fn = getattr(datamodule, "baseline", None)
-    if fn is None:
-        return None
-    value = fn().as_dict().get(metric)  # bench.tasks.baseline.Baseline
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 class PruningCallback(L.Callback):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 LEARNED, DID_NOT_LEARN, COLLAPSED = "learned", "did_not_learn", "collapsed"
 LEARNING_STATUSES = (LEARNED, DID_NOT_LEARN, COLLAPSED)
@@ -230,3 +231,12 @@ def _accuracy(
         if chance is not None and value is not None:
             return _Accuracy(name, value, chance)
     return None
+
+
+def chance_level(datamodule: Any, metric: str) -> float | None:
+    """The task's chance value of ``metric`` (None when the task does not know it)."""
+    fn = getattr(datamodule, "baseline", None)
+    if fn is None:
+        return None
+    value = fn().as_dict().get(metric)  # a Baseline
+    return float(value) if value is not None and math.isfinite(float(value)) else None

@@ -8,7 +8,6 @@ tracker, the diagnostics, the preemption checkpoint and the progress display.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,9 @@ from bench.training.loader import MapDataset, ResumableLoader
 from bench.training.module import BenchModule
 from bench.training.preemption import PreemptionCheckpoint
 from bench.training.prepare import Prepared
-from bench.training.progress import make_progress
+from bench.training.progress import RunProgress
 from bench.training.rundir import OpenedRun
+from bench.training.validation_tracker import TrackValidation
 
 
 class RunData(L.LightningDataModule):
@@ -55,36 +55,6 @@ class RunData(L.LightningDataModule):
 
     def val_dataloader(self) -> Any:
         return self.task.val_dataloader()
-
-
-class TrackValidation(Callback):
-    """Remembers the step of the last validation and the best val/loss seen."""
-
-    def __init__(self) -> None:
-        self.last_step = -1
-        self.best: dict[str, float] = {}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: a resumed run keeps the best values seen before."""
-        return {"last_step": self.last_step, "best": dict(self.best)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.last_step = int(state.get("last_step", -1))
-        self.best = {k: float(v) for k, v in state.get("best", {}).items()}
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        self.last_step = trainer.global_step
-        m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        loss = m.get("val/loss")
-        if (
-            loss is not None
-            and math.isfinite(loss)
-            and loss < self.best.get("best/val/loss", math.inf)
-        ):
-            self.best = {"best/val/loss": loss, "best/step": float(trainer.global_step)}
-            self.best.update({f"best/{k}": v for k, v in m.items() if k != "val/loss"})
 
 
 def make_loggers(cfg: RunConfig, opened: OpenedRun) -> list[Logger]:
@@ -151,7 +121,7 @@ def assemble(prep: Prepared, opened: OpenedRun, callbacks: Sequence[Callback]) -
     diagnostics = build_callbacks(cfg, run_dir, errors)
     loggers = make_loggers(cfg, opened)
     shown = f"{prep.precision} ({prep.choice.reason})"
-    progress = make_progress(cfg, run_dir, precision=shown) if opened.primary else None
+    progress = RunProgress.for_run(cfg, run_dir, precision=shown) if opened.primary else None
     every = [checkpoint, tracker, *diagnostics, *callbacks, preemption, HonourCtrlC()]
     trainer = _trainer(prep, loggers, [*every, *([progress] if progress else [])], run_dir)
     return Assembled(trainer, module, dm, loader, tracker, diagnostics, loggers, errors, opened)

@@ -76,7 +76,7 @@ from bench.config import DiagnosticsConfig
 from bench.diagnostics.attention.stats import attention_stats
 from bench.diagnostics.base import Diagnostic, model_of
 from bench.diagnostics.batches import Batch, batch_size_of, clone_batch, slice_batch
-from bench.diagnostics.context import compute_dtype, isolated_rng
+from bench.diagnostics.context import autocast_precision, compute_dtype, isolated_rng
 from bench.diagnostics.gradients.noise_scale import NoiseScale
 from bench.diagnostics.gradients.stats import (
     first_last_ratio,
@@ -95,11 +95,6 @@ from bench.io import save_npz
 from bench.tasks.vocab import real_positions
 
 LossFn = Callable[[L.LightningModule, Batch], Tensor]
-
-
-def autocast_precision(precision: Any) -> bool:
-    """True for a Trainer precision that trains under autocast (``bf16-mixed``, ``16-mixed``)."""
-    return str(precision).endswith("-mixed")
 
 
 ForwardFn = Callable[[L.LightningModule, Batch], Any]

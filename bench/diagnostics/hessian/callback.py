@@ -15,27 +15,11 @@ from lightning.pytorch.utilities import rank_zero_warn
 from bench.config import ConfigError, HessianConfig
 from bench.diagnostics.base import Diagnostic, datamodule_of
 from bench.diagnostics.batches import move_to
+from bench.diagnostics.hessian.plan import check_precision, resolve_steps
 from bench.diagnostics.hessian.spectrum import HessianResult, hessian_analysis
 from bench.diagnostics.loss import LossFn, loss_name, training_loss
 from bench.diagnostics.run_figures import draw_figures
 from bench.io import save_npz
-
-SUPPORTED_PRECISIONS = ("32-true", "bf16-mixed", "64-true")
-
-
-def check_precision(precision: str) -> None:
-    """Raise ConfigError unless the Hessian can be measured at this Trainer precision.
-
-    Supported: 32-true and 64-true, and bf16-mixed (float32 weights; autocast is
-    disabled during the measurement). Half-precision weights (16-true, bf16-true)
-    and fp16 AMP (16-mixed, whose loss scaling and fp16 range make second-order
-    products unreliable) are refused.
-    """
-    if str(precision) not in SUPPORTED_PRECISIONS:
-        raise ConfigError(
-            f"diagnostics.hessian: precision {precision!r} is not supported; "
-            f"allowed: {', '.join(SUPPORTED_PRECISIONS)}"
-        )
 
 
 def _first_val_batch(trainer: L.Trainer) -> Any:
@@ -51,11 +35,6 @@ def _first_val_batch(trainer: L.Trainer) -> Any:
     if isinstance(loaders, Sequence):
         loaders = loaders[0]
     return next(iter(loaders))
-
-
-def resolve_steps(fractions: Sequence[float], total_steps: int) -> list[int]:
-    """Fractions of the run (0 = before any update, 1 = the end) as sorted step numbers."""
-    return sorted({round(f * total_steps) for f in fractions})
 
 
 class HessianCallback(Diagnostic):
