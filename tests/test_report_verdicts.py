@@ -241,6 +241,8 @@ def test_pruned_trials_all_at_the_low_end_are_flagged_and_listed(tmp_path):
     section = md.split("### Pruned tuning trials")[1].split("## Figures")[0]
     assert "| norm_placement=pre | 4 | 0.0001 | 20 | pruned at step 20: val/loss 2.6" in section
     assert "norm_placement=post" in section
+    missing = md.split("## Missing and failed")[1].split("## ")[0]
+    assert "pruned" not in missing, missing  # stopped on purpose is not missing
 
 
 def test_the_same_loss_at_different_learning_rates_near_chance_is_collapse(tmp_path):

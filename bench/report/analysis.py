@@ -48,6 +48,7 @@ class CellSummary:
     quality: stats.Estimate
     values: list[float]
     rows: list[dict[str, Any]]  # the runs behind ``quality``
+    trials: list[dict[str, Any]] = field(default_factory=list)  # every trial of the cell
     metrics: dict[str, stats.Estimate] = field(default_factory=dict)
     diverged: int = 0
     finished: int = 0
@@ -134,6 +135,7 @@ def cell_summaries(data: SweepData) -> list[CellSummary]:
             quality=stats.bootstrap_mean_ci(values),
             values=values,
             rows=used,
+            trials=rows,
             diverged=sum(r["status"] == "diverged" for r in rows),
             finished=sum(r["status"] in FINISHED for r in rows),
             lr=seed_lrs[0] if seed_lrs else _lr(best or (used[0] if used else None)),

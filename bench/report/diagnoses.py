@@ -34,12 +34,10 @@ class CellDiagnosis:
         return f"{d.title} ({self.runs} of {self.of} runs): {d.evidence}; try {d.advice}"
 
 
-def cell_diagnoses(s: CellSummary, data: SweepData | None = None) -> list[CellDiagnosis]:
+def cell_diagnoses(s: CellSummary) -> list[CellDiagnosis]:
     """Every rule that fired in the runs behind a cell's numbers, in rule order; a cell
     with no such run (every trial pruned, diverged or failed) is read from all its trials."""
-    rows = s.rows
-    if not rows and data is not None:
-        rows = [r for r in data.rows if r.get("cell") == s.cell]
+    rows = s.rows or s.trials
     dirs = [Path(r["run_dir"]) for r in rows if r.get("run_dir")]
     per_run = [diagnose_run(d) for d in dirs if d.is_dir()]
     found: dict[str, tuple[Diagnosis, int]] = {}
@@ -57,7 +55,7 @@ def diagnosis_rows(data: SweepData, summaries: list[CellSummary]) -> list[dict[s
     out: list[dict[str, object]] = []
     for s in summaries:
         name = " / ".join(str(s.axes.get(a, "")) for a in data.axes) if data.axes else s.cell
-        found = cell_diagnoses(s, data)
+        found = cell_diagnoses(s)
         out.append(
             {
                 "cell": name,

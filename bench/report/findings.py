@@ -322,10 +322,11 @@ def findings(
 
 def missing_items(data: SweepData) -> list[dict[str, Any]]:
     """Trials that did not finish normally, finished runs without summary.json,
-    and planned trials not started yet."""
+    and planned trials not started yet. A pruned trial is not missing: the pruner
+    stopped it on purpose (the report lists those under 'Pruned tuning trials')."""
     out = []
     for r in data.rows:
-        if r["status"] != "completed":
+        if r["status"] not in ("completed", "pruned"):
             out.append({"cell": r["cell"], "phase": r["phase"], "trial": r["trial"],
                         "status": r["status"], "reason": r["reason"] or "–"})  # fmt: skip
         elif r["run_dir"] and not r["has_summary"]:

@@ -28,7 +28,7 @@ def attention_maps(data: SweepData, summaries: list[CellSummary]) -> Drawn:
             best = (min if direction == "minimize" else max)(runs, key=lambda r: r["value"])
             which = f"trial {best.get('trial', '?')}"
         else:  # no run behind the cell's numbers (all pruned or diverged): its last trial
-            tried = [r for r in data.rows if r.get("cell") == s.cell and maps_file(r)]
+            tried = [r for r in s.trials if maps_file(r)]
             if not tried:
                 continue
             best = tried[-1]
