@@ -117,6 +117,9 @@ def test_real_tiny_runs_reach_a_verdict_and_a_changed_file_is_not_judged_on_them
     sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     assert f"claim file sha256 `{sha}`" in md
     assert (tmp_path / "runs" / "trains" / "claim.json").is_file()
+    verdicts = json.loads((tmp_path / "out" / "verdicts.json").read_text())
+    assert verdicts["claims"]["trains"]["status"] == "consistent with the paper at this scale"
+    assert verdicts["claims"]["trains"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     _write(tmp_path, caveat="Edited after the runs.")
     p = _reproduce(tmp_path, path, "--judge-only")
     assert p.returncode == 0, p.stderr[-3000:]

@@ -1,7 +1,8 @@
 """The claims report: one section per claim, a verdict table first.
 
 ``OUT/index.html`` (self-contained: figures embedded, no scripts), ``OUT/report.md``
-(figures linked from ``OUT/figures/``). Written into a temporary directory and
+(figures linked from ``OUT/figures/``), ``OUT/verdicts.json`` (read by the reports of
+the other seed offsets: :mod:`bench.claims.offsets`). Written into a temporary directory and
 swapped into place, so a reader never sees half a report.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from bench.claims import offsets
 from bench.claims import spec as cspec
 from bench.claims.judge import ClaimResult, judge_claim
 from bench.claims.prereg import SHORT
@@ -61,7 +63,11 @@ def write_report(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         results = [judge_claim(c, root, tmp / "figures", storage) for c in claims]
+        records = offsets.verdict_records(results)
+        offsets.write_verdicts(records, budget, seed_offset, tmp / offsets.VERDICTS)
         ctx = context(results, budget, seed_offset, root)
+        others = offsets.sibling_verdicts(target, budget, seed_offset)
+        ctx["across"] = offsets.agreement(records, seed_offset, others)
         env = _environment()
         (tmp / "report.md").write_text(env.get_template("claims.md.j2").render(ctx))
         ctx_html = {**ctx, "sections": [_embed(s) for s in ctx["sections"]]}
