@@ -14,12 +14,13 @@ from torch.utils.data import DataLoader
 from bench.config import ConfigError, LandscapeConfig, ModelConfig, RunConfig
 from bench.diagnostics.landscape import (
     LandscapeCallback,
+    Plane,
+    Surface,
     basin_width,
     benchmark_grid,
     center_loss,
     choose_chunk_size,
     evaluate_plane,
-    evaluate_plane_loop,
     interp_barrier,
     interpolate,
     landscape_report,
@@ -138,10 +139,14 @@ def test_vmap_grid_equals_the_per_point_loop_to_1e6_across_chunks() -> None:
     d1, d2 = random_directions(params, seed=1)
     xs, ys = np.linspace(-1, 1, 5), np.linspace(-0.5, 0.5, 3)
     batches = [lm_batch(seed=0), lm_batch(seed=1)]
-    loop = evaluate_plane_loop(module, loss_fn, batches, params, d1, d2, xs, ys)
+    loop = evaluate_plane(
+        Surface(module, loss_fn, batches), Plane(params, d1, d2), xs, ys, batched=False
+    )
     assert loop.shape == (3, 5)
     for chunk in (None, 4, 1, 7):
-        z = evaluate_plane(module, loss_fn, batches, params, d1, d2, xs, ys, chunk_size=chunk)
+        z = evaluate_plane(
+            Surface(module, loss_fn, batches), Plane(params, d1, d2), xs, ys, chunk_size=chunk
+        )
         np.testing.assert_allclose(z, loop, atol=1e-6, rtol=0)
     assert np.ptp(loop) > 1e-3  # the plane is not flat, so the comparison means something
 
@@ -152,7 +157,7 @@ def test_grid_rows_follow_ys_and_columns_follow_xs() -> None:
     d1, d2 = random_directions(params, seed=0)
     xs, ys = np.array([-1.0, 0.0, 0.5]), np.array([0.0, 0.8])
     batch = lm_batch()
-    z = evaluate_plane(module, loss_fn, batch, params, d1, d2, xs, ys)
+    z = evaluate_plane(Surface(module, loss_fn, batch), Plane(params, d1, d2), xs, ys)
     moved = {k: params[k] + 0.5 * d1[k] + 0.8 * d2[k] for k in params}
     with torch.no_grad():
         module.load_state_dict(moved, strict=False)
@@ -176,8 +181,10 @@ def test_vmap_grid_matches_the_loop_for_model_variants(variant: dict) -> None:
     params = trainable_params(module)
     d1, d2 = random_directions(params, seed=0)
     xs = np.linspace(-1, 1, 3)
-    z = evaluate_plane(module, loss_fn, lm_batch(), params, d1, d2, xs, xs)
-    loop = evaluate_plane_loop(module, loss_fn, lm_batch(), params, d1, d2, xs, xs)
+    z = evaluate_plane(Surface(module, loss_fn, lm_batch()), Plane(params, d1, d2), xs, xs)
+    loop = evaluate_plane(
+        Surface(module, loss_fn, lm_batch()), Plane(params, d1, d2), xs, xs, batched=False
+    )
     np.testing.assert_allclose(z, loop, atol=1e-6, rtol=0)
 
 
@@ -186,8 +193,10 @@ def test_vmap_grid_matches_the_loop_for_encoder_decoder() -> None:
     params = trainable_params(module)
     d1, d2 = random_directions(params, seed=0)
     xs = np.linspace(-1, 1, 3)
-    z = evaluate_plane(module, loss_fn, seq2seq_batch(), params, d1, d2, xs, xs)
-    loop = evaluate_plane_loop(module, loss_fn, seq2seq_batch(), params, d1, d2, xs, xs)
+    z = evaluate_plane(Surface(module, loss_fn, seq2seq_batch()), Plane(params, d1, d2), xs, xs)
+    loop = evaluate_plane(
+        Surface(module, loss_fn, seq2seq_batch()), Plane(params, d1, d2), xs, xs, batched=False
+    )
     np.testing.assert_allclose(z, loop, atol=1e-6, rtol=0)
 
 
@@ -197,7 +206,9 @@ def test_grid_that_cannot_fit_the_memory_budget_is_a_one_line_config_error() -> 
     d1, d2 = random_directions(params, seed=0)
     xs = np.linspace(-1, 1, 3)
     with pytest.raises(ConfigError) as err:
-        evaluate_plane(module, loss_fn, lm_batch(), params, d1, d2, xs, xs, memory_budget=1000)
+        evaluate_plane(
+            Surface(module, loss_fn, lm_batch()), Plane(params, d1, d2), xs, xs, memory_budget=1000
+        )
     assert "\n" not in str(err.value) and "memory budget" in str(err.value)
     with pytest.raises(ConfigError, match=r"chunk_size <= 2"):
         choose_chunk_size(per_point=100, budget=250, n_points=9, requested=5)
@@ -209,7 +220,7 @@ def test_interpolation_ends_at_the_losses_of_its_endpoints() -> None:
     module = small_module()
     batch = lm_batch()
     snaps = train(module, batch, steps=5)
-    alphas, losses = interpolate(module, loss_fn, batch, snaps[0], snaps[-1], n_points=6)
+    alphas, losses = interpolate(Surface(module, loss_fn, batch), snaps[0], snaps[-1], n_points=6)
     np.testing.assert_allclose(alphas, np.linspace(0, 1, 6))
     with torch.no_grad():
         module.eval()

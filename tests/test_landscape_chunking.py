@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.config import ModelConfig, RunConfig
-from bench.diagnostics.landscape import evaluate_plane, evaluate_plane_loop, random_directions
+from bench.diagnostics.landscape import Plane, Surface, evaluate_plane, random_directions
 from bench.diagnostics.landscape import evaluation as evaluation_module
 from bench.diagnostics.landscape.chunking import CHUNKS, ChunkChoices
 from bench.diagnostics.landscape.folded_attention import FoldedAttention
@@ -121,31 +121,37 @@ def test_a_plane_measures_its_chunk_once_and_the_next_plane_of_the_model_reuses_
     monkeypatch,
 ) -> None:
     chunks: list[int] = []
-    real_chunk = evaluation_module._Plane.chunk
+    real_chunk = evaluation_module._Evaluator.chunk
 
     def spy(self, coords):  # the real evaluation, with the chunk sizes noted
         chunks.append(len(coords))
         return real_chunk(self, coords)
 
-    monkeypatch.setattr(evaluation_module._Plane, "chunk", spy)
+    monkeypatch.setattr(evaluation_module._Evaluator, "chunk", spy)
     CHUNKS.clear()
     module = small_module()
     params = trainable_params(module)
     d1, d2 = random_directions(params, seed=0)
     xs = np.linspace(-1, 1, 17)  # 289 points: room to measure every candidate chunk
-    first = evaluate_plane(module, loss_fn, lm_batch(), params, d1, d2, xs, xs)
+    first = evaluate_plane(Surface(module, loss_fn, lm_batch()), Plane(params, d1, d2), xs, xs)
     assert len(CHUNKS.chosen) == 1
     (key, chosen), measured = next(iter(CHUNKS.chosen.items())), list(chunks)
     assert {2, 4} <= set(measured) and len(CHUNKS.timings[key]) >= 2
     chunks.clear()
-    again = evaluate_plane(module, loss_fn, lm_batch(seed=1), params, d2, d1, xs, xs)
+    again = evaluate_plane(
+        Surface(module, loss_fn, lm_batch(seed=1)), Plane(params, d2, d1), xs, xs
+    )
     assert CHUNKS.chosen == {key: chosen}  # same model size, device and batch shapes
     if chosen == 1:
         assert chunks == []  # point by point: no vmap call
     else:
         assert set(chunks) <= {chosen, 289 % chosen}  # no measuring: chunks of the chosen size
     np.testing.assert_allclose(
-        first, evaluate_plane_loop(module, loss_fn, lm_batch(), params, d1, d2, xs, xs), atol=1e-6
+        first,
+        evaluate_plane(
+            Surface(module, loss_fn, lm_batch()), Plane(params, d1, d2), xs, xs, batched=False
+        ),
+        atol=1e-6,
     )
     assert not np.array_equal(first, again)
 

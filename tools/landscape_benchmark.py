@@ -16,7 +16,7 @@ times, fastest kept, wall and CPU seconds:
   it, with the chunk cache cleared first, so the time includes measuring the
   chunk size;
 - ``bench, chunk remembered``: the same call again, the cached chunk reused;
-- ``bench loop``: :func:`evaluate_points_loop`, one point at a time.
+- ``bench loop``: :func:`evaluate_points` with ``batched=False``, one point at a time.
 
 Prints each time, the ratio of loss-landscapes to each, the chunk chosen and
 the largest difference between bench's losses and loss-landscapes' (both
@@ -100,9 +100,8 @@ def _contenders(module: Any, batch: Any, steps: int) -> tuple[dict[str, Any], An
     import loss_landscapes
     from loss_landscapes.metrics import Metric
 
-    from bench.diagnostics.landscape import evaluate_points, random_directions
+    from bench.diagnostics.landscape import Plane, Surface, evaluate_points, random_directions
     from bench.diagnostics.landscape.chunking import CHUNKS
-    from bench.diagnostics.landscape.evaluation import evaluate_points_loop
     from bench.diagnostics.loss import training_loss
     from bench.diagnostics.parameters import trainable_params
 
@@ -120,20 +119,22 @@ def _contenders(module: Any, batch: Any, steps: int) -> tuple[dict[str, Any], An
         began = time.perf_counter(), time.process_time()
         return loss_landscapes.planar_interpolation(start, end1, end2, BenchLoss(), steps), began
 
-    def timed(fn: Callable[..., Any], clear: bool = False) -> Callable[[], Any]:
+    surface, plane = Surface(module, training_loss, [batch]), Plane(like, d1, d2)
+
+    def timed(clear: bool = False, batched: bool = True) -> Callable[[], Any]:
         def run() -> Any:
             if clear:
                 CHUNKS.clear()
             began = time.perf_counter(), time.process_time()
-            return fn(module, training_loss, [batch], like, d1, d2, coords), began
+            return evaluate_points(surface, plane, coords, batched=batched), began
 
         return run
 
     return {
         "loss-landscapes": ll,
-        "bench": timed(evaluate_points, clear=True),
-        "bench, chunk remembered": timed(evaluate_points),
-        "bench loop": timed(evaluate_points_loop),
+        "bench": timed(clear=True),
+        "bench, chunk remembered": timed(),
+        "bench loop": timed(batched=False),
     }, coords
 
 

@@ -31,9 +31,10 @@ from bench.diagnostics.landscape.directions import (
     random_directions,
 )
 from bench.diagnostics.landscape.evaluation import (
+    Plane,
+    Surface,
     benchmark_grid,
     evaluate_plane,
-    evaluate_plane_loop,
     evaluate_points,
     interpolate,
 )
@@ -44,6 +45,8 @@ from bench.diagnostics.landscape.trajectory import Trajectory, load_trajectory
 
 __all__ = [
     "LandscapeCallback",
+    "Plane",
+    "Surface",
     "Trajectory",
     "Vector",
     "basin_width",
@@ -52,7 +55,6 @@ __all__ = [
     "choose_chunk_size",
     "default_memory_budget",
     "evaluate_plane",
-    "evaluate_plane_loop",
     "evaluate_points",
     "interp_barrier",
     "interpolate",

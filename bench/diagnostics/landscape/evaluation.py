@@ -18,7 +18,7 @@ model) and what this module does about it:
 - **Inference mode**, autocast off, eval mode; the chunk size measured on the
   first points (:mod:`.chunking`) and remembered per model size and device.
 
-:func:`evaluate_points_loop` is the plain per-point reference, and
+``batched=False`` is the plain per-point reference, and
 :func:`benchmark_grid` times one against the other.
 """
 
@@ -63,7 +63,27 @@ def evaluation_context(module: nn.Module) -> Iterator[None]:
 
 
 @dataclass
-class _Plane:
+@dataclass(frozen=True)
+class Surface:
+    """The loss surface being measured: ``loss_fn(module, batch)`` averaged over ``batches``
+    (one batch or a list) as a function of the module's trainable parameters."""
+
+    module: nn.Module
+    loss_fn: LossFn
+    batches: Any
+
+
+@dataclass(frozen=True)
+class Plane:
+    """The points ``center + x d1 + y d2`` (flat vectors or parameter dicts)."""
+
+    center: Vector
+    d1: Vector
+    d2: Vector
+
+
+@dataclass
+class _Evaluator:
     """A plane ready to evaluate: the moving parameters' flat center and directions, the rest
     fixed at the center."""
 
@@ -76,15 +96,8 @@ class _Plane:
     d2: Tensor
 
     @classmethod
-    def build(
-        cls,
-        module: nn.Module,
-        loss_fn: LossFn,
-        batches: Any,
-        center: Vector,
-        d1: Vector,
-        d2: Vector,
-    ) -> _Plane:
+    def build(cls, surface: Surface, plane: Plane) -> _Evaluator:
+        module, center, d1, d2 = surface.module, plane.center, plane.d1, plane.d2
         like = trainable_params(module)
         ref = next(iter(like.values()))
         c, v1, v2 = (
@@ -98,8 +111,8 @@ class _Plane:
             return torch.cat([parts[n].reshape(-1) for n in moving]) if moving else ref.new_zeros(0)
 
         return cls(
-            f=loss_at(module, loss_fn),
-            batches=[move_to(b, ref.device) for b in as_batches(batches)],
+            f=loss_at(module, surface.loss_fn),
+            batches=[move_to(b, ref.device) for b in as_batches(surface.batches)],
             moving=moving,
             fixed={n: c[n] for n in like if not moves[n]},
             center=flat(c),
@@ -168,49 +181,37 @@ class _Plane:
 
 
 def evaluate_points(
-    module: nn.Module,
-    loss_fn: LossFn,
-    batches: Any,
-    center: Vector,
-    d1: Vector,
-    d2: Vector,
+    surface: Surface,
+    plane: Plane,
     coords: np.ndarray,
+    *,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    batched: bool = True,
 ) -> np.ndarray:
-    """Mean loss over ``batches`` at ``center + x d1 + y d2`` for each row ``(x, y)`` of
-    ``coords``, ``vmap``-batched in chunks of ``chunk_size`` points (1: one at a time),
-    by default the measured fastest that fits ``memory_budget`` bytes."""
-    plane = _Plane.build(module, loss_fn, batches, center, d1, d2)
+    """The loss of ``surface`` at ``plane``'s point ``(x, y)`` for each row of ``coords``.
+
+    ``vmap``-batched in chunks of ``chunk_size`` points (by default the measured fastest
+    that fits ``memory_budget`` bytes); ``batched=False``: one point at a time, no vmap
+    (the reference the batched path is tested and timed against).
+    """
+    ev = _Evaluator.build(surface, plane)
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    budget = memory_budget or default_memory_budget(plane.center.device)
+    if not batched:
+        with evaluation_context(surface.module):
+            return np.array([ev.point(c) for c in coords])
+    budget = memory_budget or default_memory_budget(ev.center.device)
     fit = choose_chunk_size(
-        point_bytes(module, loss_fn, plane.batches[0]), budget, len(coords), chunk_size
+        point_bytes(surface.module, surface.loss_fn, ev.batches[0]), budget, len(coords), chunk_size
     )
     out = np.zeros(len(coords))
-    with evaluation_context(module):
-        run = plane.run(coords, out)
+    with evaluation_context(surface.module):
+        run = ev.run(coords, out)
         if chunk_size is not None:
             run(0, len(coords), fit)
         else:
-            CHUNKS.evaluate(plane.key, fit, len(coords), run)
+            CHUNKS.evaluate(ev.key, fit, len(coords), run)
     return out
-
-
-def evaluate_points_loop(
-    module: nn.Module,
-    loss_fn: LossFn,
-    batches: Any,
-    center: Vector,
-    d1: Vector,
-    d2: Vector,
-    coords: np.ndarray,
-) -> np.ndarray:
-    """:func:`evaluate_points` one point at a time, no vmap (the reference)."""
-    plane = _Plane.build(module, loss_fn, batches, center, d1, d2)
-    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    with evaluation_context(module):
-        return np.array([plane.point(c) for c in coords])
 
 
 def _grid_coords(xs: Coords, ys: Coords) -> np.ndarray:
@@ -219,57 +220,42 @@ def _grid_coords(xs: Coords, ys: Coords) -> np.ndarray:
 
 
 def evaluate_plane(
-    module: nn.Module,
-    loss_fn: LossFn,
-    batches: Any,
-    center: Vector,
-    d1: Vector,
-    d2: Vector,
+    surface: Surface,
+    plane: Plane,
     xs: Coords,
     ys: Coords,
+    *,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    batched: bool = True,
 ) -> np.ndarray:
-    """Loss grid ``Z[j, i] = L(center + xs[i] d1 + ys[j] d2)``, shape ``[len(ys), len(xs)]``,
-    averaged over ``batches`` (one batch or a list), vmap-batched."""
+    """Loss grid ``Z[j, i]`` at ``plane``'s point ``(xs[i], ys[j])``, shape
+    ``[len(ys), len(xs)]`` (:func:`evaluate_points` on the grid)."""
     z = evaluate_points(
-        module, loss_fn, batches, center, d1, d2, _grid_coords(xs, ys), chunk_size, memory_budget
+        surface,
+        plane,
+        _grid_coords(xs, ys),
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        batched=batched,
     )
     return z.reshape(len(ys), len(xs))
 
 
-def evaluate_plane_loop(
-    module: nn.Module,
-    loss_fn: LossFn,
-    batches: Any,
-    center: Vector,
-    d1: Vector,
-    d2: Vector,
-    xs: Coords,
-    ys: Coords,
-) -> np.ndarray:
-    """:func:`evaluate_plane` by a plain loop over grid points."""
-    z = evaluate_points_loop(module, loss_fn, batches, center, d1, d2, _grid_coords(xs, ys))
-    return z.reshape(len(ys), len(xs))
-
-
 def interpolate(
-    module: nn.Module,
-    loss_fn: LossFn,
-    batch_or_batches: Any,
+    surface: Surface,
     theta0: Vector,
     theta1: Vector,
     n_points: int = 21,
     chunk_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Loss along ``(1 - a) theta0 + a theta1`` for ``a`` in ``linspace(0, 1, n_points)``."""
-    like = trainable_params(module)
+    like = trainable_params(surface.module)
     t0, t1 = as_flat(theta0, like), as_flat(theta1, like)
     alphas = np.linspace(0.0, 1.0, n_points)
     coords = np.stack([alphas, np.zeros_like(alphas)], axis=1)
-    losses = evaluate_points(
-        module, loss_fn, batch_or_batches, t0, t1 - t0, torch.zeros_like(t0), coords, chunk_size
-    )
+    line = Plane(t0, t1 - t0, torch.zeros_like(t0))
+    losses = evaluate_points(surface, line, coords, chunk_size=chunk_size)
     return alphas, losses
 
 
@@ -299,12 +285,9 @@ def benchmark_grid(
             times.append(time.perf_counter() - start)
         return min(times), z
 
-    t_vmap, z_vmap = best(
-        lambda: evaluate_plane(module, loss_fn, batches, like, d1, d2, xs, xs, chunk_size)
-    )
-    t_loop, z_loop = best(
-        lambda: evaluate_plane_loop(module, loss_fn, batches, like, d1, d2, xs, xs)
-    )
+    surface, plane = Surface(module, loss_fn, batches), Plane(like, d1, d2)
+    t_vmap, z_vmap = best(lambda: evaluate_plane(surface, plane, xs, xs, chunk_size=chunk_size))
+    t_loop, z_loop = best(lambda: evaluate_plane(surface, plane, xs, xs, batched=False))
     return {
         "points": float(resolution**2),
         "vmap_s": t_vmap,

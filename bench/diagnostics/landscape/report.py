@@ -20,7 +20,7 @@ from bench.diagnostics.landscape.directions import (
     random_directions,
     stack_snapshots,
 )
-from bench.diagnostics.landscape.evaluation import evaluate_plane, interpolate
+from bench.diagnostics.landscape.evaluation import Plane, Surface, evaluate_plane, interpolate
 from bench.diagnostics.landscape.measures import basin_width, center_loss, interp_barrier, sharpness
 from bench.diagnostics.loss import LossFn
 from bench.diagnostics.parameters import (
@@ -68,25 +68,23 @@ class _Job:
     figures: bool  # draw the PNGs (bench.diagnostics.run_figures) beside the npz files
 
     @property
+    def surface(self) -> Surface:
+        return Surface(self.module, self.loss_fn, self.batches)
+
+    @property
     def dtype(self) -> np.ndarray:
         """What every point's loss is computed in (autocast off), for the npz files."""
         return np.array(compute_dtype(self.module))
 
     def plane(self, d1: Vector, d2: Vector, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return evaluate_plane(
-            self.module, self.loss_fn, self.batches, self.final, d1, d2, xs, ys, self.chunk_size
+            self.surface, Plane(self.final, d1, d2), xs, ys, chunk_size=self.chunk_size
         )
 
     def interpolation(self, theta_init: Vector, n_interp: int) -> dict[str, float]:
         """The loss on the line from the initial to the final weights."""
         alphas, losses = interpolate(
-            self.module,
-            self.loss_fn,
-            self.batches,
-            theta_init,
-            self.final,
-            n_interp,
-            self.chunk_size,
+            self.surface, theta_init, self.final, n_interp, self.chunk_size
         )
         path = save_npz(
             self.out_dir / "landscape_interp.npz",
