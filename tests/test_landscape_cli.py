@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from bench.cli import main
@@ -19,6 +20,11 @@ def test_landscape_names_its_planes_and_how_to_get_the_missing_pca_plane(tiny, c
     assert lines[-2].startswith(
         "computed: interpolation from init, random plane, PCA plane ("
     ) and lines[-2].endswith("% of the trajectory's variance)")
+    landscape = json.loads(
+        (with_traj.run_dir / "diagnostics" / "landscape_summary.json").read_text()
+    )
+    recorded = json.loads((with_traj.run_dir / "summary.json").read_text())["metrics"]
+    assert {k: recorded[k] for k in landscape} == landscape  # the run's metrics say it too
 
     without = tmp_path / "no-trajectory"
     shutil.copytree(with_traj.run_dir, without)

@@ -141,6 +141,11 @@ def test_run_directory_holds_the_promised_files(tiny):
     header = _metrics_rows(d)[0].keys()
     for key in ("train/loss", "val/loss", "val/loss@16", "val/loss@32", "val/exact_match", "lr"):
         assert key in header, key
+    # summary.json is the one source of a run's metrics: the diagnostics' last logged values too
+    last = {}
+    for row in _metrics_rows(d):
+        last.update({k: float(v) for k, v in row.items() if k.startswith("cond/") and v})
+    assert last and {k: summary["metrics"][k] for k in last} == pytest.approx(last)
 
 
 def test_a_diverging_run_is_marked_diverged_without_a_summary(tiny):

@@ -268,14 +268,19 @@ def _run_dir(recorded: Any, sweep_dir: Path) -> Path | None:
 
 
 def _metrics(run: Run | None, attrs: dict[str, Any]) -> tuple[dict[str, float], dict]:
-    """Final metrics (summary.json, else the trial's attribute) + last diagnostics values."""
+    """Final metrics: summary.json's, else the trial's attribute (an unfinished run).
+
+    Runs recorded before summary.json held every metric lack the diagnostics' last values
+    and a later ``bench landscape``'s numbers; for those alone they are read from
+    metrics.csv and ``landscape_summary.json``.
+    """
     metrics = {k: float(v) for k, v in attrs.items() if _number(v)}
     if run is None:
         return metrics, {}
     metrics.update(run.final_metrics())
-    for key, value in last_values(run.history(), DIAGNOSTIC_KEYS).items():
-        metrics.setdefault(key, value)
-    extra = run.diagnostic("landscape_summary.json")
+    if not any(k in metrics for k in DIAGNOSTIC_KEYS):
+        metrics.update(last_values(run.history(), DIAGNOSTIC_KEYS))
+    extra = run.diagnostic("landscape_summary.json")  # equal to summary.json's, when recorded
     metrics.update({k: float(v) for k, v in extra.items() if _number(v)})
     return metrics, run.summary
 

@@ -50,8 +50,13 @@ def finite(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def final_metrics(run: Assembled) -> dict[str, float]:
-    """The last logged values, the best validation ones and the diagnostics' whole-run figures."""
-    metrics = finite({k: float(v) for k, v in run.trainer.callback_metrics.items()})
+    """The last logged values (the module's and the diagnostics'), the best validation ones
+    and the diagnostics' whole-run figures: every metric of the run, for ``summary.json``."""
+    metrics: dict[str, float] = {}
+    for lg in run.loggers:
+        if isinstance(lg, MetricsCSVLogger):
+            metrics.update(lg.last_values())
+    metrics.update(finite({k: float(v) for k, v in run.trainer.callback_metrics.items()}))
     metrics.update(run.tracker.best)
     for cb in run.diagnostics:  # whole-run figures (e.g. mean tokens/s) beat the last logged ones
         summary = getattr(cb, "summary", None)

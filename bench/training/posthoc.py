@@ -10,7 +10,7 @@ import torch
 
 from bench import records
 from bench.config import build_run_config
-from bench.run import last_checkpoint
+from bench.run import Run, last_checkpoint
 from bench.tasks.base import BenchDataModule
 from bench.training.checkpoint import load_checkpoint
 from bench.training.module import BenchModule
@@ -59,7 +59,19 @@ def landscape_of_run(
     summary = landscape_of(
         module, dm, run_dir, theta_init, resolution, n_batches, seed, figures=True
     )
+    record_metrics(run_dir, summary)
     return summary, run_dir / records.DIAGNOSTICS
+
+
+def record_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
+    """Add post-hoc numbers to a finished run's ``summary.json`` metrics (the one place a
+    run's metrics are read from); a run without ``summary.json`` has not finished: nothing."""
+    run = Run.load(run_dir)
+    if not run.finished:
+        return
+    summary = dict(run.summary)
+    summary["metrics"] = {**dict(summary.get("metrics") or {}), **metrics}
+    records.write_json(run_dir / records.SUMMARY, summary)
 
 
 def planes_line(summary: dict[str, float], trajectory: Path) -> str:
