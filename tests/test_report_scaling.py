@@ -1,0 +1,89 @@
+"""Trend verdicts of a size ladder: the gap between two cells grows, shrinks, stays, flips
+with size, or the rungs do not say; each outcome reached on constructed ladders."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import linregress
+from scipy.stats import t as t_dist
+
+from bench.report.scaling import FLIPS, GROWS, INCONCLUSIVE, SHRINKS, STAYS, trend
+
+SIZES = (1e5, 4e5, 1.6e6, 6.4e6)  # four rungs, a factor 4 apart
+NOISE = (-0.01, 0.0, 0.01)  # three seeds a side at every rung, sd 0.01
+
+
+def ladder(gap_at, base=3.0, sizes=SIZES, noise=NOISE):
+    """Runs of cells a and b: b's loss falls with size, a's is b's plus ``gap_at(size)``."""
+    b = [(n, base - 0.3 * math.log10(n) + e) for n in sizes for e in noise]
+    a = [(n, base - 0.3 * math.log10(n) + gap_at(n) + e) for n in sizes for e in reversed(noise)]
+    return a, b
+
+
+def test_a_gap_that_widens_with_size_grows():
+    a, b = ladder(
+        lambda n: 0.05 * math.log10(n / 1e5)
+    )  # 0 at the smallest rung, +0.09 at the largest
+    t = trend(a, b)
+    assert t.verdict == GROWS, t.reason
+    assert t.slope == pytest.approx(0.05, abs=1e-9)
+
+
+def test_a_gap_that_closes_with_size_shrinks():
+    a, b = ladder(lambda n: 0.2 - 0.05 * math.log10(n / 1e5))
+    assert trend(a, b).verdict == SHRINKS
+
+
+def test_a_better_cell_that_becomes_worse_flips():
+    a, b = ladder(lambda n: -0.1 + 0.12 * math.log10(n / 1e5))  # -0.1 at 100k, +0.09 at 6.4M
+    t = trend(a, b)
+    assert t.verdict == FLIPS, t.reason
+    assert t.gaps[0].high < 0 < t.gaps[-1].low
+
+
+def test_a_constant_gap_stays():
+    a, b = ladder(lambda n: 0.1)
+    t = trend(a, b)
+    assert t.verdict == STAYS and t.low is not None and -0.02 < t.low < t.high < 0.02
+
+
+def test_noisy_rungs_support_no_trend():
+    noise = (-0.2, 0.0, 0.2)
+    a, b = ladder(lambda n: 0.1, noise=noise)
+    assert trend(a, b).verdict == INCONCLUSIVE
+
+
+def test_one_rung_is_no_ladder():
+    a, b = ladder(lambda n: 0.1, sizes=(1e5,))
+    t = trend(a, b)
+    assert t.verdict == INCONCLUSIVE and "a trend needs two or more" in t.reason
+
+
+def test_slope_and_extrapolation_agree_with_two_separate_line_fits():
+    rng = np.random.default_rng(0)
+    noise = tuple(rng.normal(0, 0.02, 3))
+    a, b = ladder(lambda n: 0.03 + 0.04 * math.log10(n / 1e5), noise=noise)
+    t = trend(a, b)
+    # The interaction model is one straight line per side with a pooled residual variance:
+    # the gap's slope is the difference of the two sides' slopes.
+    fits = [linregress(np.log10([p for p, _ in side]), [v for _, v in side]) for side in (a, b)]
+    sse = sum(
+        float(np.sum((np.array([v for _, v in side]) - (f.intercept + f.slope * np.log10([p for p, _ in side]))) ** 2))
+        for f, side in zip(fits, (a, b), strict=True)
+    )  # fmt: skip
+    df = len(a) + len(b) - 4
+    sxx = [
+        float(np.sum((np.log10([p for p, _ in side]) - np.log10([p for p, _ in side]).mean()) ** 2))
+        for side in (a, b)
+    ]
+    se = math.sqrt(sse / df * (1 / sxx[0] + 1 / sxx[1]))
+    half = t_dist.ppf(0.975, df) * se
+    slope = fits[0].slope - fits[1].slope
+    assert (t.slope, t.low, t.high) == pytest.approx((slope, slope - half, slope + half), rel=1e-9)
+    at = t.gap_at(1e9)
+    gap = (fits[0].intercept - fits[1].intercept) + 9 * slope
+    assert at is not None and at[0] == pytest.approx(gap, rel=1e-9)
+    assert at[1] < gap < at[2]
