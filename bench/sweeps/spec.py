@@ -172,6 +172,50 @@ class Budget(_Strict):
     trials: int | None = Field(None, ge=1)  # cap on tuning/search trials over the sweep
 
 
+class ScaleSpec(_Strict):
+    """A size ladder: every cell runs at every rung (Tay et al. 2022 compare architectures
+    this way; a gap at one size can grow, shrink or flip at another).
+
+    ``ladder`` zips its lists: rung i sets the i-th value of every key (``model.d_model``
+    and ``model.n_heads`` together, say). ``budget`` says how training length follows
+    size: ``steps`` (the spec's steps at every rung), ``tokens`` (``tokens`` tokens at
+    every rung: steps = tokens / (batch size x sequence length)) or ``tokens_per_param``
+    (``tokens_per_param`` x the rung's parameters, the Chinchilla-style ratio of Hoffmann
+    et al. 2022; about 20 there). Every rung is tuned as its own cells are.
+    """
+
+    ladder: dict[str, list[Scalar]]
+    budget: Literal["steps", "tokens", "tokens_per_param"] = "steps"
+    tokens: int | None = Field(None, ge=1)
+    tokens_per_param: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> ScaleSpec:
+        lengths = {len(v) for v in self.ladder.values()}
+        if not self.ladder or lengths == {0}:
+            raise ValueError("ladder: give at least one key with its values, rung by rung")
+        if len(lengths) > 1:
+            raise ValueError(
+                "ladder: every key needs one value per rung (the lists are zipped); "
+                f"got lengths {sorted(lengths)}"
+            )
+        if lengths.pop() < 2:
+            raise ValueError("ladder: a ladder needs two rungs or more")
+        if self.budget == "tokens" and self.tokens is None:
+            raise ValueError("budget: tokens needs 'tokens' (tokens trained at every rung)")
+        if self.budget == "tokens_per_param" and self.tokens_per_param is None:
+            raise ValueError("budget: tokens_per_param needs 'tokens_per_param' (e.g. 20)")
+        return self
+
+    def rungs(self) -> list[dict[str, Any]]:
+        """The overrides of each rung, smallest first as written."""
+        keys = list(self.ladder)
+        return [
+            dict(zip(keys, values, strict=True))
+            for values in zip(*self.ladder.values(), strict=True)
+        ]
+
+
 class RetrySpec(_Strict):
     """Fault tolerance: how often a trial whose worker died is retried; RDB heartbeats."""
 
@@ -247,6 +291,7 @@ class SweepSpec(_Strict):
     # None: "chance" in compare mode; hyperband in search mode (none if multi-objective).
     pruner: Literal["chance", "hyperband", "median", "none"] | None = None
     budget: Budget = Field(default_factory=Budget)
+    scale: ScaleSpec | None = None  # a size ladder: every cell at every rung
     retry: RetrySpec = Field(default_factory=RetrySpec)
     seed: int = 0  # sampler seed
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
@@ -262,6 +307,12 @@ class SweepSpec(_Strict):
         for key, values in (self.compare or {}).items():
             if not values:
                 raise ValueError(f"compare.{key}: no values; give at least one")
+        if self.scale is not None:
+            if self.compare is None:
+                raise ValueError("scale: a ladder needs compare mode (cells to run at each rung)")
+            both = sorted(set(self.scale.ladder) & set(self.compare))
+            if both:
+                raise ValueError(f"scale.ladder and compare both set {', '.join(both)}")
         if not self.objectives:
             raise ValueError("objective: empty list; give at least one metric")
         if len(self.objectives) > 1 and self.compare is not None:
@@ -304,15 +355,40 @@ class SweepSpec(_Strict):
         return self.search if self.search is not None else self.tune
 
     def cells(self) -> list[tuple[str, dict[str, Any]]]:
-        """(cell key, overrides) for every combination of compare axes; search: one cell."""
+        """(cell key, overrides) for every combination of compare axes (at every rung of a
+        ladder, rung by rung); search: one cell."""
         if self.compare is None:
             return [("search", {})]
         keys = list(self.compare)
+        rungs = self.scale.rungs() if self.scale is not None else [{}]
         out = []
-        for combo in itertools.product(*(self.compare[k] for k in keys)):
-            overrides = dict(zip(keys, combo, strict=True))
-            out.append((cell_key(overrides), overrides))
+        for rung in rungs:
+            for combo in itertools.product(*(self.compare[k] for k in keys)):
+                overrides = {**dict(zip(keys, combo, strict=True)), **rung}
+                key = cell_key(overrides)
+                out.append((key, {**overrides, **self._rung_steps(overrides)}))
         return out
+
+    def _rung_steps(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """``train.max_steps`` of a ladder cell whose budget is in tokens ({}: the spec's)."""
+        scale = self.scale
+        if scale is None or scale.budget == "steps":
+            return {}
+        from bench.training.resources import count_params
+
+        cfg = build_run_config(overrides={**run_config_overrides(self), **overrides})
+        per_step = cfg.task.batch_size * cfg.task.seq_len
+        tokens = (
+            scale.tokens
+            if scale.budget == "tokens"
+            else (scale.tokens_per_param or 0) * count_params(cfg)
+        )
+        return {"train.max_steps": max(1, math.ceil((tokens or 0) / per_step))}
+
+    @property
+    def ladder_keys(self) -> list[str]:
+        """The config keys a ladder varies ([] without one)."""
+        return list(self.scale.ladder) if self.scale is not None else []
 
     def trials_per_cell(self) -> int:
         """The tuning budget of each cell: ``trials``, at most the grid size; 1 with no tune."""
@@ -372,7 +448,9 @@ def validate_spec_configs(spec: SweepSpec, source: str = "") -> None:
     space = spec.space
     for key, overrides in spec.cells():
         for axis, value in overrides.items():
-            build_cell_config(spec, {axis: value}, f"compare.{axis}={value!r}", source)
+            section = "scale.ladder" if axis in spec.ladder_keys else "compare"
+            if axis in spec.ladder_keys or axis in (spec.compare or {}):
+                build_cell_config(spec, {axis: value}, f"{section}.{axis}={value!r}", source)
         build_cell_config(spec, overrides, f"compare cell {key}", source)
         if space is None:
             continue
