@@ -44,6 +44,7 @@ class Cell:
     pruned: list[float] = field(default_factory=list)  # lrs of tuning trials pruned at step 20
     model: dict[str, Any] = field(default_factory=dict)  # config.yaml's model section
     tps_noise: float = 0.0  # relative spread of throughput across runs
+    params: int = 1234  # summary.json params (a size ladder's rungs differ)
 
     @property
     def key(self) -> str:
@@ -109,7 +110,7 @@ def _write_run(
         np.savez(d / "landscape_random.npz", xs=xs, ys=xs, losses=loss + gx**2 + 2 * gy**2)
     (run_dir / "status.json").write_text(json.dumps({"status": "completed", "reason": ""}))
     summary: dict[str, Any] = {"status": "completed", "reason": "", "steps": 40,
-                               "wall_time": 1.0, "params": 1234, "metrics": metrics}  # fmt: skip
+                               "wall_time": 1.0, "params": cell.params, "metrics": metrics}  # fmt: skip
     if cell.chance is not None:
         summary["baseline"] = {"val/loss": cell.chance, "val/acc": 0.1, "val/exact_match": None,
                                **{f"val/loss@{TRAIN_LEN * k}": cell.chance for k in (1, 2, 4)}}  # fmt: skip
@@ -129,6 +130,8 @@ def make_sweep(
     axes = list(cells[0].axes)
     compare = {f"model.{a}" if a != "variant" else a: list(dict.fromkeys(c.axes[a] for c in cells))
                for a in axes}  # fmt: skip
+    for key in ((extra_spec or {}).get("scale") or {}).get("ladder", {}):  # rungs, not cells
+        compare.pop(key, None)
     n_seeds = max(len(c.seeds) + c.running_seeds for c in cells)
     spec = {
         "name": name, "description": description,

@@ -7,9 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from report_helpers import Cell, make_sweep
 from scipy.stats import linregress
 from scipy.stats import t as t_dist
 
+from bench.report import build_report
+from bench.report.analysis import cell_summaries, comparisons
+from bench.report.collect import load_sweep
+from bench.report.findings import findings
 from bench.report.scaling import FLIPS, GROWS, INCONCLUSIVE, SHRINKS, STAYS, trend
 
 SIZES = (1e5, 4e5, 1.6e6, 6.4e6)  # four rungs, a factor 4 apart
@@ -87,3 +92,59 @@ def test_slope_and_extrapolation_agree_with_two_separate_line_fits():
     gap = (fits[0].intercept - fits[1].intercept) + 9 * slope
     assert at is not None and at[0] == pytest.approx(gap, rel=1e-9)
     assert at[1] < gap < at[2]
+
+
+# ----------------------------------------------------------------------------- in a report
+
+RUNGS = {"16": 10_000, "32": 40_000, "64": 160_000}
+
+
+def ladder_sweep(tmp_path, gap_by_rung):
+    """pre and post at three widths, three seed runs each; post's loss is pre's + the gap."""
+    cells = []
+    for (width, params), gap in zip(RUNGS.items(), gap_by_rung, strict=True):
+        base = 1.0 - 0.1 * math.log10(params / 1e4)
+        for placement, shift in (("pre", 0.0), ("post", gap)):
+            cells.append(Cell({"norm_placement": placement, "d_model": width}, params=params,
+                              seeds=[base + shift + e for e in (-0.01, 0.0, 0.01)],
+                              tune=[(3e-3, base + shift)], chance=4.0))  # fmt: skip
+    scale = {"ladder": {"model.d_model": [int(w) for w in RUNGS]}}
+    return make_sweep(tmp_path, cells, extra_spec={"scale": scale})
+
+
+def _findings(sweep):
+    data = load_sweep(sweep)
+    summaries = cell_summaries(data)
+    return data, findings(data, summaries, comparisons(data, summaries))
+
+
+def test_a_ladder_report_judges_each_rung_and_the_trend_across_them(tmp_path):
+    data, found = _findings(
+        ladder_sweep(tmp_path, [0.0, 0.1, 0.2])
+    )  # post falls behind as it grows
+    assert data.ladder == ["d_model"]
+    texts = [f.text for f in found]
+    trend_lines = [t for t in texts if "as the model grows" in t]
+    assert len(trend_lines) == 1 and ": grows, " in trend_lines[0], trend_lines
+    assert "norm_placement: pre minus post" in trend_lines[0]
+    # each rung has its own best-cell finding; no comparison pits one width against another
+    assert [t.split(":")[0] for t in texts if t.startswith("At ")][:3] == [
+        "At d_model=16", "At d_model=32", "At d_model=64"]  # fmt: skip
+    assert not any(t.startswith("d_model:") for t in texts)
+
+
+def test_a_ladder_whose_ranking_reverses_is_judged_a_flip(tmp_path):
+    _, found = _findings(ladder_sweep(tmp_path, [-0.1, 0.0, 0.1]))
+    (line,) = [f for f in found if "as the model grows" in f.text]
+    assert line.status == FLIPS, line.text
+
+
+def test_the_ladder_report_draws_quality_against_size_and_a_plain_sweep_does_not(tmp_path):
+    out = build_report(ladder_sweep(tmp_path / "a", [0.0, 0.1, 0.2]), tmp_path / "ra")
+    assert (out / "figures" / "scaling.png").is_file()
+    assert "Quality against model size" in (out / "report.md").read_text()
+    plain = make_sweep(tmp_path / "b", [Cell({"norm_placement": p}, seeds=[1.0, 1.1, 0.9],
+                                             tune=[(3e-3, 1.0)]) for p in ("pre", "post")])  # fmt: skip
+    out = build_report(plain, tmp_path / "rb")
+    assert not (out / "figures" / "scaling.png").exists()
+    assert "model size" not in (out / "report.md").read_text()

@@ -173,13 +173,26 @@ def _lr(row: dict[str, Any] | None) -> float | None:
     return float(v) if isinstance(v, int | float) else None
 
 
+def rungs(data: SweepData, summaries: list[CellSummary]) -> list[tuple[str, list[CellSummary]]]:
+    """A ladder's rungs, smallest first: (``d_model=64, n_heads=4``, its cells' summaries);
+    one unnamed rung holding every cell when the sweep has no ladder."""
+    if not data.ladder:
+        return [("", summaries)]
+    out: dict[str, list[CellSummary]] = {}
+    for s in summaries:
+        name = ", ".join(f"{a}={s.axes.get(a, '')}" for a in data.ladder)
+        out.setdefault(name, []).append(s)
+    return list(out.items())
+
+
 # ----------------------------------------------------------------------------- comparisons
 
 
 def axis_values(data: SweepData, axis: str) -> list[str]:
-    """The values of a compared axis, in spec order."""
+    """The values of a compared (or ladder) axis, in spec order."""
     key = data.axis_keys[axis]
-    spec_vals = (data.spec.compare or {}).get(key)
+    ladder = data.spec.scale.ladder if data.spec.scale is not None else {}
+    spec_vals = (data.spec.compare or {}).get(key) or ladder.get(key)
     if spec_vals:
         return [str(v).lower() if isinstance(v, bool) else str(v) for v in spec_vals]
     return sorted({str(r.get(axis, "")) for r in data.rows if r.get(axis, "") != ""})
@@ -195,7 +208,7 @@ def comparisons(data: SweepData, summaries: list[CellSummary]) -> list[stats.Com
     as one family; a side left with no learned cell is inconclusive."""
     kept = learned(summaries)
     out = []
-    for axis in data.axes:
+    for axis in (a for a in data.axes if a not in data.ladder):
         others = [a for a in data.axes if a != axis]
         values = axis_values(data, axis)
         if len(values) < 2:

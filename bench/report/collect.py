@@ -69,6 +69,8 @@ class SweepData:
     rows: list[dict[str, Any]]
     studies: dict[str, Any] = field(default_factory=dict)  # name -> optuna.Study
     train_length: int | None = None  # task.seq_len: the "1x" of length generalization
+    # the axes a size ladder varies (scale.ladder; never compared, trends read across them)
+    ladder: list[str] = field(default_factory=list)
     # The metric cells are judged on and its direction (set once, from the objective):
     # ``best/val/loss`` (a run's lowest validation loss) when the objective is ``val/loss``,
     # so one late noisy validation does not decide a comparison.
@@ -112,8 +114,9 @@ def load_sweep(sweep_dir: str | Path, storage: str | None = None) -> SweepData:
     tuned = list(space.params) if space is not None else []
     if spec.search is not None:  # search mode: architecture axes are tuned parameters
         axis_keys = {k.removeprefix("model."): k for k in tuned if k.startswith("model.")}
-    else:
-        axis_keys = {k.removeprefix("model."): k for k in spec.compare or {}}
+    else:  # a ladder's keys are axes too, so comparisons are matched within a rung
+        keys = [*(spec.compare or {}), *spec.ladder_keys]
+        axis_keys = {k.removeprefix("model."): k for k in keys}
     objective = spec.objectives[0]
     cells = spec.cells() if spec.compare is not None else []
     rows = _rows(sweep, studies, axis_keys, dict(cells), tuned, objective.metric)
@@ -128,6 +131,7 @@ def load_sweep(sweep_dir: str | Path, storage: str | None = None) -> SweepData:
         spec_text=sweep.spec_text(),
         axes=list(axis_keys),
         axis_keys=axis_keys,
+        ladder=[a for a, k in axis_keys.items() if k in spec.ladder_keys],
         cells=[c for c, _ in cells] if cells else sorted({r["cell"] for r in rows}),
         tuned=tuned,
         objective=objective.metric,

@@ -12,14 +12,17 @@ from every other cell by more than :data:`stats.SPEED_MARGIN`.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import analysis, generalization, modelinfo, stats, tuning
+from bench.report import analysis, generalization, modelinfo, scaling, stats, tuning
 from bench.report.analysis import CellSummary
 from bench.report.collect import SweepData
 from bench.report.learning import CHANCE_MARGIN, UNKNOWN
+from bench.report.scaling import Point
 
 NOTE = "note"
 
@@ -299,9 +302,12 @@ def findings(
             "Whether the cells learned is unknown: the runs record no chance baseline "
             "(a sweep from before baselines); compare the numbers with the task's chance "
             "level yourself.", "caution"))  # fmt: skip
-    if none is None and (low := lowest_cell(data, summaries, metric, minimize)) is not None:
-        out.append(low)
+    rungs = analysis.rungs(data, summaries)
+    for rung, cells in rungs if none is None else []:
+        if (low := lowest_cell(data, cells, metric, minimize)) is not None:
+            out.append(_at(rung, low))
     out += [comparison_sentence(c, metric, minimize) for c in comps]
+    out += trends(data, summaries)
     for s in summaries:
         if s.diverged:
             out.append(Finding(
@@ -309,8 +315,9 @@ def findings(
                 f"({100 * s.diverged / max(s.finished, 1):.0f}%).", "caution"))  # fmt: skip
     out += tuning_findings(data, summaries)
     if none is None:
-        if (sp := speed(data, summaries)) is not None:
-            out.append(sp)
+        for rung, cells in rungs:
+            if (sp := speed(data, cells)) is not None:
+                out.append(_at(rung, sp))
         out += lengths(data, summaries)
     missing = missing_items(data)
     if missing:
@@ -318,6 +325,49 @@ def findings(
             f"{len(missing)} item(s) are missing or unfinished (see 'Missing and failed'); "
             "the numbers above use only finished runs.", "missing"))  # fmt: skip
     return out
+
+
+def _at(rung: str, f: Finding) -> Finding:
+    """A rung's finding, its size named first (no change without a ladder)."""
+    return dataclasses.replace(f, text=f"At {rung}: {f.text}") if rung else f
+
+
+def trends(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
+    """Across a ladder's rungs, per compared pair (matched on the other compared axes):
+    whether the gap grows, shrinks, stays or flips with size (:mod:`bench.report.scaling`)."""
+    if not data.ladder:
+        return []
+    metric, _ = data.quality
+    compared = [a for a in data.axes if a not in data.ladder]
+    kept = [s for s in analysis.learned(summaries) if s.params]
+    out = []
+    for axis in compared:
+        others = [a for a in compared if a != axis]
+        for va, vb in itertools.combinations(analysis.axis_values(data, axis), 2):
+            for stratum in sorted({tuple(s.axes.get(o, "") for o in others) for s in kept}):
+                t = scaling.trend(
+                    _points(kept, axis, va, others, stratum),
+                    _points(kept, axis, vb, others, stratum),
+                )
+                where = (
+                    f" ({', '.join(f'{o}={v}' for o, v in zip(others, stratum, strict=True))})"
+                    if others
+                    else ""
+                )
+                text = (f"{axis}: {va} minus {vb} in {metric}{where}, as the model grows: "
+                        f"{t.verdict}, {t.reason}.")  # fmt: skip
+                kind = "result" if t.verdict != scaling.INCONCLUSIVE else "caution"
+                out.append(Finding(text, kind, t.verdict, t.reason))
+    return out
+
+
+def _points(
+    kept: list[CellSummary], axis: str, value: str, others: list[str], stratum: tuple[str, ...]
+) -> list[Point]:
+    """(parameters, value) of every run of the cells with ``axis=value`` in one stratum."""
+    return [(float(s.params or 0), v) for s in kept
+            if s.axes.get(axis) == value and tuple(s.axes.get(o, "") for o in others) == stratum
+            for v in s.values]  # fmt: skip
 
 
 def missing_items(data: SweepData) -> list[dict[str, Any]]:

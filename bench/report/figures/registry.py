@@ -18,7 +18,12 @@ from bench.report.figures.hyperparameters import importance, lr_sensitivity
 from bench.report.figures.landscape import landscapes
 from bench.report.figures.learning import learning_curves, length_generalization
 from bench.report.figures.quality import pareto, quality_by_cell
+from bench.report.figures.scaling import quality_by_size
 from bench.report.figures.style import DPI, Drawn
+
+
+def _always(data: SweepData) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class FigureSpec:
     title: str
     caption: str
     draw: Callable[[SweepData, list[CellSummary]], Drawn]
+    applies: Callable[[SweepData], bool] = _always  # False: not drawn and not mentioned
 
 
 FIGURES: dict[str, FigureSpec] = {
@@ -34,6 +40,10 @@ FIGURES: dict[str, FigureSpec] = {
         "trial); the marker with bars is the mean and its 95% bootstrap interval (open circle: "
         "one run, no interval). Grey: cells that did not learn. Dotted: the task's chance level.",
         quality_by_cell),
+    "scaling": FigureSpec("Quality against model size",
+        "A size ladder: each cell's mean and 95% bootstrap interval at every rung against its "
+        "parameter count, on log axes; the trend findings test how the gap between lines "
+        "changes with size.", quality_by_size, applies=lambda data: bool(data.ladder)),
     "lr_sensitivity": FigureSpec("Learning-rate sensitivity",
         "Each dot is one run at the learning rate it used: tuning trials (filled) and seed "
         "re-runs (open diamonds). Runs that diverged (×) or were pruned (▼) have no final value "
@@ -93,6 +103,8 @@ def draw_all(data: SweepData, summaries: list[CellSummary], out_dir: Path) -> li
     out_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for name, spec in FIGURES.items():
+        if not spec.applies(data):
+            continue
         try:
             drawn = spec.draw(data, summaries)
         except Exception as e:  # one broken figure must not cost the whole report
