@@ -77,3 +77,26 @@ def test_a_rung_the_model_refuses_is_named():
                      scale={"ladder": {"model.d_model": [16, 30], "model.n_heads": [2, 4]}})  # fmt: skip
     with pytest.raises(ConfigError, match="d_model"):
         parse_spec(spec, "s.yaml")
+
+
+def test_dry_run_prints_rungs_cells_runs_and_each_rungs_time(tmp_path, capsys):
+    from sweep_helpers import write_spec
+
+    from bench.sweeps.launcher import run_sweep
+
+    spec = write_spec(
+        tmp_path / "s.yaml", ladder_spec(budget="tokens_per_param", tokens_per_param=2.0)
+    )
+    assert run_sweep(spec, workers=2, dry_run=True, out=tmp_path / "sweep") == 0
+    out = capsys.readouterr().out
+    assert "size ladder: 3 rungs x 2 cells x 3 runs; budget: tokens_per_param" in out
+    lines = [line for line in out.splitlines() if line.startswith("  d_model=")]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "d_model=16, n_heads=2", "d_model=32, n_heads=2", "d_model=64, n_heads=4"]  # fmt: skip
+    params = [
+        int(line.split("about ")[1].split(" parameters")[0].replace(",", "")) for line in lines
+    ]
+    steps = [int(line.split("parameters, ")[1].split(" steps")[0]) for line in lines]
+    assert params == sorted(params) and steps == sorted(steps) and steps[0] < steps[-1]
+    assert "18 runs of the steps and step times above" in out
+    assert not (tmp_path / "sweep").exists()

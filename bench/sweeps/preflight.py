@@ -67,6 +67,21 @@ def check_cells(spec: SweepSpec, source: str = "") -> None:
 
 
 @dataclass(frozen=True)
+class RungPlan:
+    """The cells of one model size (the whole sweep without a ladder) and what a run costs."""
+
+    name: str  # "d_model=64, n_heads=4"; "" without a ladder
+    cells: list[str]
+    step_seconds: float
+    max_steps: int
+    extra_steps: float = 0.0  # validation and diagnostics of one run, in training steps
+    params: int = 0
+
+    def run_seconds(self) -> float:
+        return (self.max_steps + self.extra_steps) * self.step_seconds + TRIAL_OVERHEAD_S
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a sweep would run."""
 
@@ -74,18 +89,21 @@ class Plan:
     tuning: dict[str, Any]
     tune_runs: int
     seed_runs: int
-    step_seconds: float
-    max_steps: int
-    extra_steps: float = 0.0  # validation and diagnostics of one run, in training steps
+    rungs: list[RungPlan]
 
     @property
     def runs(self) -> int:
         return self.tune_runs + self.seed_runs
 
+    @property
+    def runs_per_cell(self) -> float:
+        return self.runs / max(len(self.cells), 1)
+
     def estimate(self, workers: int) -> float:
-        """Rough wall time in seconds: runs x (steps + extra) x step time + overhead, / workers."""
-        per_run = (self.max_steps + self.extra_steps) * self.step_seconds + TRIAL_OVERHEAD_S
-        return per_run * self.runs / max(workers, 1)
+        """Rough wall time in seconds: per rung, runs x (steps + extra) x its step time +
+        overhead; summed and divided by the workers."""
+        total = sum(r.run_seconds() * self.runs_per_cell * len(r.cells) for r in self.rungs)
+        return total / max(workers, 1)
 
 
 def extra_steps(cfg: RunConfig) -> float:
@@ -127,20 +145,36 @@ def time_steps(cfg: RunConfig, threads: int) -> float:
 
 
 def make_plan(spec: SweepSpec, threads: int) -> Plan:
-    """Cells, tuning and run counts of ``spec``, with one cell's step time measured."""
-    cells = [key for key, _ in spec.cells()]
+    """Cells, tuning and run counts of ``spec``, with one cell's step time measured per rung."""
+    from bench.training.resources import count_params
+
+    cells = spec.cells()
     budget = spec.trials_per_cell()
     if spec.search is not None and spec.budget.trials is not None:
         budget = min(budget, spec.budget.trials)
-    cfg = build_cell_config(spec, spec.cells()[0][1], "base")
+    by_rung: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, overrides in cells:
+        rung = ", ".join(f"{k.removeprefix('model.')}={overrides[k]}" for k in spec.ladder_keys)
+        by_rung.setdefault(rung, []).append((key, overrides))
+    rungs = []
+    for name, members in by_rung.items():
+        cfg = build_cell_config(spec, members[0][1], "base")
+        rungs.append(
+            RungPlan(
+                name=name,
+                cells=[k for k, _ in members],
+                step_seconds=time_steps(cfg, threads),
+                max_steps=cfg.train.max_steps,
+                extra_steps=extra_steps(cfg),
+                params=count_params(cfg),
+            )
+        )
     return Plan(
-        cells=cells,
+        cells=[k for k, _ in cells],
         tuning=tuning.describe(spec),
         tune_runs=budget * len(cells),
         seed_runs=(spec.seeds or 0) * len(cells),
-        step_seconds=time_steps(cfg, threads),
-        max_steps=cfg.train.max_steps,
-        extra_steps=extra_steps(cfg),
+        rungs=rungs,
     )
 
 
@@ -166,9 +200,21 @@ def print_plan(spec: SweepSpec, plan: Plan, workers: int) -> None:
         print(f"  point {i}: {shown}")
     print(f"pruner: {spec.effective_pruner}; seeds per cell: {spec.seeds}")
     est = plan.estimate(workers)
+    if spec.scale is not None:
+        print(f"size ladder: {len(plan.rungs)} rungs x {len(plan.rungs[0].cells)} cells x "
+              f"{plan.runs_per_cell:g} runs; budget: {spec.scale.budget}")  # fmt: skip
+        for r in plan.rungs:
+            each = r.run_seconds() * plan.runs_per_cell * len(r.cells) / max(workers, 1)
+            print(f"  {r.name}: about {r.params:,} parameters, {r.max_steps} steps a run, "
+                  f"{r.step_seconds * 1e3:.1f} ms a step here, about {each / 60:.1f} min")  # fmt: skip
+    first = plan.rungs[0]
+    steps = (
+        f"{first.max_steps} steps; one step takes {first.step_seconds * 1e3:.1f} ms here"
+        if len(plan.rungs) == 1
+        else "the steps and step times above"
+    )
     print(
-        f"{plan.runs} runs of {plan.max_steps} steps; one step takes {plan.step_seconds * 1e3:.1f} ms "
-        f"here, so about {est / 60:.1f} min with {workers} worker(s) "
-        f"(rough: validation and diagnostics count as {plan.extra_steps:.0f} more steps a run, "
+        f"{plan.runs} runs of {steps}, so about {est / 60:.1f} min with {workers} worker(s) "
+        f"(rough: validation and diagnostics count as {first.extra_steps:.0f} more steps a run, "
         f"plus {TRIAL_OVERHEAD_S:.0f} s per run; no pruning)"
     )
