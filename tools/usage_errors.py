@@ -33,7 +33,8 @@ import yaml
 
 TARGET_S = 1.0
 
-# A valid tiny sweep spec; the bad one adds a key the spec does not have.
+# A valid tiny sweep spec; the bad one adds a key the spec does not have. The cases of
+# tests/test_bad_inputs.py break one thing in it too.
 SPEC = {
     "name": "tiny",
     "base": {
