@@ -5,8 +5,8 @@ The rows and columns are exactly the report's ``runs.csv``
 trial, seed, status and reason, learning verdict, tuned parameters, the
 objective, final metrics and the last value of each diagnostic (gradient norm,
 Hessian, throughput, landscape), steps, wall time, run directory. CSV and JSON
-Lines need only the standard library; Parquet needs pyarrow and says so in one
-line when it is missing. No torch or Lightning.
+Lines need only the standard library; Parquet needs pyarrow (the ``parquet`` extra)
+and says so in one line when it is missing. No torch or Lightning.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
+from bench.extras import require
 from bench.io import atomic_path
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -35,15 +36,9 @@ def jsonl_text(cols: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def _pyarrow() -> Any:
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise ConfigError(
-            "--format parquet needs pyarrow, which is not installed (pip install pyarrow); "
-            "allowed without it: csv, jsonl"
-        ) from None
-    return pyarrow
+    """pyarrow, or one line naming the extra that installs it (the ``parquet`` extra)."""
+    require("pyarrow.parquet", "--format parquet", "allowed without it: csv, jsonl")
+    return require("pyarrow", "--format parquet")
 
 
 def check(fmt: str, out: str | None) -> None:
@@ -76,11 +71,14 @@ def write_parquet(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> No
 
 def export(sweep_dir: str, fmt: str, out: str | None = None, storage: str | None = None) -> int:
     """Write the sweep's runs table; prints where (or the table itself for ``--out -``)."""
+    from bench.sweeps.layout import open_sweep_dir
+
+    check(fmt, out)
+    open_sweep_dir(sweep_dir, storage)  # a wrong directory is refused before Optuna loads
     from bench.records import atomic_write
     from bench.report.collect import flat_rows, load_sweep, runs_csv
     from bench.sweeps.storage import quiet_optuna
 
-    check(fmt, out)
     quiet_optuna()
     data = load_sweep(sweep_dir, storage)
     cols, rows = flat_rows(data)

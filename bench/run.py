@@ -23,13 +23,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from bench.config.errors import ConfigError
 from bench.config.overrides import flatten
 from bench.records import CONFIG, DIAGNOSTICS, LAST_CKPT, MANIFEST, METRICS, STATUS, SUMMARY
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,24 @@ class Run:
                 ]
         except (OSError, ValueError, csv.Error):
             return []
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The history as a DataFrame: one row per logged step (the index, ``step``), one
+        column per metric (and ``epoch``, ``lr``), NaN where a step logged no value.
+
+        Lightning writes a step's training and validation metrics as separate lines; they
+        are one row here (a value logged twice at a step, as a resumed run may: the later).
+        Needs pandas (``pip install 'bench[notebook]'``; :class:`bench.extras.MissingExtra`
+        without it); an empty frame when there is no history yet.
+        """
+        from bench.extras import require
+
+        pandas = require("pandas", "Run.to_pandas()")
+        frame = pandas.DataFrame(self.history())
+        if "step" not in frame.columns:
+            return pandas.DataFrame(index=pandas.Index([], dtype="int64", name="step"))
+        frame["step"] = frame["step"].astype("int64")
+        return frame.groupby("step", sort=True).last()
 
     def diagnostic(self, name: str) -> dict[str, Any]:
         """A JSON file under ``diagnostics/`` (e.g. ``landscape_summary.json``); {} if absent."""

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("training", "tracking"),
     ("diagnostics", "diagnoses"),
     ("model", "tasks"),
-    ("bench", "config", "records", "run", "io", "redact", "validation", "wandb_file"),
+    ("bench", "config", "records", "run", "io", "redact", "validation", "wandb_file", "extras"),
 ]
 Graph = dict[str, dict[str, int]]  # module -> {imported module: line of the first import}
 

@@ -12,6 +12,8 @@ from sweep_helpers import tiny_spec, write_spec
 
 import bench
 from bench.config import ConfigError, RunConfig
+from bench.extras import MissingExtra
+from bench.report.collect import flat_rows
 from tests.finished_sweep import finished_sweep
 
 
@@ -62,3 +64,52 @@ def test_sweep_runs_a_spec_and_returns_its_directory(tmp_path):
     out = bench.sweep(write_spec(tmp_path / "s.yaml", spec), workers=1, out=tmp_path / "sweep")
     assert out == tmp_path / "sweep"
     assert len(bench.load_sweep(out).rows) == spec["tune"]["trials"]
+
+
+# ----------------------------------------------------------------------------- to_pandas
+
+
+def test_a_run_reads_as_a_dataframe_with_one_row_per_logged_step(trained_run):
+    run = bench.load_run(trained_run)
+    history = run.history()
+    frame = run.to_pandas()
+    steps = sorted({int(r["step"]) for r in history})
+    assert frame.index.name == "step" and list(frame.index) == steps
+    assert len(frame) < len(history)  # a step's training and validation lines are one row
+    for row in history:  # every logged value is in its step's row
+        for key, value in row.items():
+            if key != "step":
+                assert frame.loc[int(row["step"]), key] == pytest.approx(value), (row, key)
+    both = frame.dropna(subset=["train/loss", "val/loss"])
+    assert len(both) > 0
+
+
+def test_a_run_without_a_history_is_an_empty_dataframe(tmp_path):
+    frame = bench.load_run(tmp_path).to_pandas()
+    assert frame.empty and frame.index.name == "step"
+
+
+def test_a_sweep_reads_as_a_dataframe_with_one_row_per_trial():
+    data = bench.load_sweep(finished_sweep()[0])
+    frame = data.to_pandas()
+    cols, rows = flat_rows(data)
+    assert list(frame.columns) == cols and len(frame) == len(rows) == 6
+    assert set(frame["norm_placement"]) == {"pre", "post"}
+    assert sorted(frame["phase"]) == ["seed", "seed", "tune", "tune", "tune", "tune"]
+    assert frame["val/loss"].tolist() == pytest.approx([r["val/loss"] for r in rows])
+    # what does not apply is missing, not "" (runs.csv's blank); counts stay whole numbers
+    assert "" in {r["reason"] for r in rows} and frame["reason"].isna().all()
+    assert {str(frame[c].dtype) for c in ("trial", "seed", "steps")} == {"Int64"}
+    assert set(frame["steps"]) == {10}
+    best = frame.groupby("cell")["val/loss"].min()
+    assert set(best.index) == set(data.cells)
+
+
+@pytest.mark.parametrize("what", ["run", "sweep"])
+def test_to_pandas_without_pandas_names_the_extra_to_install(what, trained_run, monkeypatch):
+    loaded = bench.load_run(trained_run) if what == "run" else bench.load_sweep(finished_sweep()[0])
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
+    with pytest.raises(MissingExtra) as err:
+        loaded.to_pandas()
+    assert "pip install 'bench[notebook]'" in str(err.value)
+    assert "\n" not in str(err.value) and isinstance(err.value, ImportError)

@@ -21,20 +21,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.cli import main
+from bench.cli import COMMANDS, main
+from tools import usage_errors
 
-# A valid tiny sweep spec; cases break one thing in it (or in its options).
-SPEC = {
-    "name": "tiny",
-    "base": {
-        "task": {"name": "copy", "seq_len": 4, "n_train": 64, "n_val": 16, "batch_size": 8},
-        "model": {"d_model": 16, "n_layers": 1, "n_heads": 2},
-        "train": {"max_steps": 2},
-        "tracking": {"mode": "disabled"},
-    },
-    "compare": {"model.norm_placement": ["pre", "post"]},
-    "pruner": "none",
-}
+# A valid tiny sweep spec (the one tools/usage_errors.py times); cases break one thing in
+# it (or in its options).
+SPEC = usage_errors.SPEC
 GOOD_SPEC = yaml.safe_dump(SPEC)
 SWEEP_JSON = '{"name": "tiny", "storage": "%s", "spec": "spec.yaml", "runs": "runs"}'
 NOT_UTF8 = b"model:\n  d_model: 32\n  name: \xff\xfe\xfa\n"
@@ -500,3 +492,30 @@ def test_the_corpus_covers_every_command_with_at_least_60_cases():
     assert sum(per_command.values()) >= 60
     assert len({c.id for c in CASES}) == len(CASES)
     assert {c.id for c in CASES} >= SUBPROCESS
+
+
+# ----------------------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    "inv", usage_errors.INVOCATIONS, ids=[" ".join(i.args) for i in usage_errors.INVOCATIONS]
+)
+def test_each_commands_usage_error_is_one_line_and_exit_2(inv, tmp_path, monkeypatch, capsys):
+    """The invocations tools/usage_errors.py times (not timed here), each in-process."""
+    usage_errors.make_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_SWEEP_STORAGE", raising=False)
+    for package in inv.absent:
+        monkeypatch.setitem(sys.modules, package, None)  # as if it were not installed
+    try:
+        code = main(list(inv.args))  # an exception escaping here is a traceback for the user
+    except SystemExit as e:  # argparse's own exit
+        code = e.code if isinstance(e.code, int) else 2
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("bench") and "Traceback" not in err
+
+
+def test_the_usage_errors_cover_every_command():
+    assert {i.command for i in usage_errors.INVOCATIONS} >= set(COMMANDS)

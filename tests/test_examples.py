@@ -1,7 +1,11 @@
-"""``examples/``: every ready spec is valid, and every local one plans with ``--dry-run``."""
+"""``examples/``: every ready spec is valid, every local one plans with ``--dry-run``, and the
+notebook script runs."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,8 @@ import pytest
 from bench.sweeps.launcher import run_sweep
 from bench.sweeps.spec import load_spec
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
 LOCAL = [p for p in EXAMPLES if load_spec(p).launcher.name == "local"]
 
 
@@ -33,3 +38,22 @@ def test_the_slurm_example_names_its_cluster_resources():
     launcher = load_spec(next(p for p in EXAMPLES if p.stem == "slurm")).launcher
     assert launcher.name == "slurm"
     assert (launcher.workers, launcher.gpus_per_worker, launcher.partition) == (8, 1, "gpu")
+
+
+@pytest.mark.slow  # trains 8 tiny runs, 2 in-process and 6 in a sweep worker: about a minute
+def test_the_notebook_script_trains_sweeps_and_reads_both_as_dataframes(tmp_path):
+    shutil.copytree(EXAMPLES_DIR, tmp_path / "examples")  # run as from the repository's root
+    proc = subprocess.run(
+        [sys.executable, "examples/notebook.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "pre-LN: completed" in out and "post-LN: completed" in out
+    assert "norm_placement       pre      post" in out  # the two val/loss curves side by side
+    table = [line for line in out.splitlines() if line.split()[1:2] == ["norm_placement=pre"]]
+    assert len(table) == 3  # 2 tuning trials and 1 seed run of the pre-LN cell
+    assert (tmp_path / "runs" / "sweeps" / "notebook" / "sweep.json").is_file()

@@ -59,17 +59,6 @@ def test_jsonl_holds_the_same_table_with_nulls_for_what_was_not_measured(sweep, 
         assert all(v is None or v == v for v in rec.values())  # no NaN in JSON
 
 
-@pytest.mark.skipif(HAS_PYARROW, reason="pyarrow is installed here")
-def test_parquet_without_pyarrow_is_one_line_and_exit_2(sweep, tmp_path, capsys):
-    assert main(["export", str(sweep), "--format", "parquet", "--out", str(tmp_path / "r.pq")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        "bench export: error: --format parquet needs pyarrow, which is not installed "
-        "(pip install pyarrow); allowed without it: csv, jsonl"
-    ]
-    assert not list(tmp_path.iterdir())
-
-
 @pytest.mark.skipif(not HAS_PYARROW, reason="pyarrow is not installed")
 def test_parquet_with_pyarrow_holds_the_same_rows(sweep, tmp_path):
     import pyarrow.parquet as pq

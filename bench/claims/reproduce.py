@@ -29,24 +29,11 @@ import yaml
 from bench.claims import spec as cspec
 from bench.claims.judge import TIMING, read_timing
 from bench.claims.report import write_report
+from bench.claims.spec import select_claims as select_claims  # it was defined here
 from bench.config import ConfigError
 
 if TYPE_CHECKING:
     pass
-
-
-def select_claims(names: list[str]) -> list[cspec.ClaimSpec]:
-    """The named claims (all shipped ones when none), plus the owners of ``sweep_of``."""
-    chosen = [cspec.load_claim(n) for n in (names or cspec.names())]
-    if not chosen:
-        raise ConfigError(f"no claims in {cspec.CLAIM_DIR}")
-    ids = {c.id for c in chosen}
-    for c in list(chosen):
-        if c.sweep_of and c.sweep_of not in ids:
-            owner = cspec.load_claim(c.sweep_of)
-            chosen.insert(chosen.index(c), owner)
-            ids.add(owner.id)
-    return chosen
 
 
 def check_claims(
@@ -144,15 +131,7 @@ def reproduce(
     """
     from bench.sweeps.storage import quiet_optuna
 
-    if budget not in cspec.BUDGETS:
-        raise ConfigError(f"--budget {budget}: allowed: {', '.join(cspec.BUDGETS)}")
-    if seed_offset < 0:
-        raise ConfigError(f"--seed-offset {seed_offset}: allowed: an integer >= 0")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers {workers}: allowed: an integer >= 1")
-    claims = select_claims(names)
-    for c in claims:
-        cspec.check_offset(c, budget, seed_offset)
+    claims = cspec.check_request(names, budget, seed_offset, workers)
     sweeps = check_claims(claims, budget, seed_offset, build_data=not judge_only)
     suffix = f"-offset{seed_offset}" if seed_offset else ""
     root = Path(runs) if runs else Path("runs") / "claims" / f"{budget}{suffix}"

@@ -418,6 +418,38 @@ class ClaimSpec(_Strict):
         return {v.version: sorted(v.offsets) for v in self.versions}
 
 
+def select_claims(wanted: list[str]) -> list[ClaimSpec]:
+    """The named claims (all shipped ones when none), plus the owners of ``sweep_of``."""
+    chosen = [load_claim(n) for n in (wanted or names())]
+    if not chosen:
+        raise ConfigError(f"no claims in {CLAIM_DIR}")
+    ids = {c.id for c in chosen}
+    for c in list(chosen):
+        if c.sweep_of and c.sweep_of not in ids:
+            owner = load_claim(c.sweep_of)
+            chosen.insert(chosen.index(c), owner)
+            ids.add(owner.id)
+    return chosen
+
+
+def check_request(
+    names: list[str], budget: str, seed_offset: int = 0, workers: int | None = None
+) -> list[ClaimSpec]:
+    """What ``bench reproduce`` was asked: its options in range and the claims it names
+    (:func:`select_claims`, each allowed at this offset: :func:`check_offset`), else a
+    one-line ConfigError. Claim files only: no Optuna, sweeps or report code loads."""
+    if budget not in BUDGETS:
+        raise ConfigError(f"--budget {budget}: allowed: {', '.join(BUDGETS)}")
+    if seed_offset < 0:
+        raise ConfigError(f"--seed-offset {seed_offset}: allowed: an integer >= 0")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: allowed: an integer >= 1")
+    claims = select_claims(names)
+    for c in claims:
+        check_offset(c, budget, seed_offset)
+    return claims
+
+
 def check_offset(claim: ClaimSpec, budget: str, seed_offset: int) -> None:
     """ConfigError when ``budget`` judges and an earlier version saw ``seed_offset``.
 

@@ -19,7 +19,8 @@ from bench import __version__
 from bench.cli.registry import COMMANDS
 from bench.config import ConfigError
 
-for _module in ("train", "sweep", "results", "posthoc"):  # the order bench --help lists them
+# in the order bench --help lists them
+for _module in ("train", "sweep", "results", "posthoc", "completion"):
     importlib.import_module(f"bench.cli.{_module}")
 
 

@@ -102,9 +102,11 @@ def _figures_args(p: argparse.ArgumentParser) -> None:
 )
 def cmd_figures(args: argparse.Namespace) -> int:
     from bench import records
+
+    run_dirs = _run_dirs(args.paths)  # every path checked before numpy and matplotlib load
     from bench.diagnostics.run_figures import draw_run_figures
 
-    for run_dir in _run_dirs(args.paths):
+    for run_dir in run_dirs:
         drawn = draw_run_figures(run_dir / records.DIAGNOSTICS, overwrite=args.overwrite)
         print(f"{run_dir}: {len(drawn)} figures drawn")
     return 0

@@ -111,6 +111,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 @command("report", "turn a sweep into a report: HTML, Markdown, figures, runs.csv", _report_args)
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.sweeps.layout import open_sweep_dir
+
+    open_sweep_dir(args.sweep_dir, args.storage)  # a wrong directory costs no heavy imports
     from bench.report import build_report
 
     with warnings.catch_warnings(record=True) as caught:
@@ -158,6 +161,10 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     _reproduce_args,
 )
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from bench.claims.spec import check_request
+
+    # the options and every named claim first: a mistake costs no Optuna or SciPy start-up
+    check_request(args.claims, args.budget, args.seed_offset, args.workers)
     from bench.claims.reproduce import reproduce
 
     return reproduce(

@@ -19,9 +19,10 @@ from bench.sweeps.args import add_dashboard_arguments, add_sweep_arguments, add_
     add_sweep_arguments,
 )
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.sweeps.args import SLURM_FLAGS
+    from bench.sweeps.args import SLURM_FLAGS, check_numbers
     from bench.sweeps.layout import resolve_spec
 
+    check_numbers(workers=args.workers)  # plain checks first: no torch or Optuna yet
     cmdline = redact.command(["bench", *sys.argv[1:]])
     spec_launcher = resolve_spec(args.spec)[0].launcher
     launcher = args.launcher or spec_launcher.name
@@ -60,9 +61,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     add_worker_arguments,
 )
 def cmd_worker(args: argparse.Namespace) -> int:
+    from bench.sweeps.args import check_numbers
     from bench.sweeps.layout import resolve_spec
 
-    resolve_spec(args.spec)  # a wrong spec path or spec costs no torch start-up
+    # a wrong spec path, spec or number costs no torch start-up
+    check_numbers(threads=args.threads, deadline=args.deadline)
+    resolve_spec(args.spec)
     quiet_lightning()
     from bench.sweeps.worker import run_from_args
 
@@ -78,6 +82,9 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 
 @command("status", "progress of a sweep, per cell", _status_args)
 def cmd_status(args: argparse.Namespace) -> int:
+    from bench.sweeps.layout import sweep_or_storage
+
+    sweep_or_storage(args.target, journal_file=True)  # before Optuna loads
     from bench.sweeps.progress.status import print_status
 
     return print_status(args.target, args.storage)
@@ -89,6 +96,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     add_dashboard_arguments,
 )
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from bench.sweeps.layout import sweep_or_storage
+
+    sweep_or_storage(args.sweep)  # before Optuna and optuna-dashboard load
     from bench.sweeps.progress.dashboard import start_dashboard
 
     return start_dashboard(args.sweep, args.host, args.port, args.storage)

@@ -16,6 +16,7 @@ from bench.cli.registry import (
     split_config_args,
 )
 from bench.config import ConfigError, RunConfig
+from bench.extras import check_run_config
 from bench.sweeps.args import EXIT_PREEMPTED
 
 # ----------------------------------------------------------------------------- variants
@@ -69,6 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Slurm job {job} was requeued: {todo} had already finished", file=sys.stderr)
         return 0
     cfg, resume = todo
+    check_run_config(cfg)  # a missing optional package: before torch loads too
     from bench.training.prepare import prepare
 
     prepared = prepare(cfg, resume)  # the data too, with torch but before Lightning loads
@@ -204,6 +206,8 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         if csv.is_dir() or not csv.parent.is_dir():
             raise ConfigError(f"--csv {csv}: allowed: a file path in an existing directory")
     configs = throughput_configs(args.args, args.vary)  # checked before torch loads
+    for _, cfg in configs:
+        check_run_config(cfg)
     import torch
 
     from bench.cli.throughput import format_table, run_throughput

@@ -27,6 +27,8 @@ from bench.records import DIAGNOSTICS
 from bench.run import Run
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from bench.sweeps.layout import Sweep
     from bench.sweeps.spec import SweepSpec
     from bench.sweeps.trials import TrialRecord
@@ -49,6 +51,10 @@ LEAD_METRICS = (
     "val/exact_match",
     *DIAGNOSTIC_KEYS,
 )
+
+
+# Columns of whole numbers that a missing value would otherwise turn into floats.
+INTEGER_COLUMNS = ("trial", "seed", "last_step", "steps", "params")
 
 
 @dataclass
@@ -87,6 +93,29 @@ class SweepData:
             for r in self.rows
             if (phase is None or r["phase"] == phase) and (not ok or r["status"] == "completed")
         ]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The runs as a DataFrame: one row per trial, the columns of ``runs.csv`` and
+        ``bench export`` (:func:`flat_rows`: cell, each compared axis, phase, trial, seed,
+        status, tuned parameters, objective, final metrics, last diagnostics, run_dir).
+
+        What was not measured or does not apply (a tuning trial's seed) is missing
+        (NaN / None), not ``""``; trial, seed and step counts are integers (``Int64``).
+        Needs pandas (``pip install 'bench[notebook]'``; :class:`bench.extras.MissingExtra`
+        without it).
+        """
+        from bench.extras import require
+
+        pandas = require("pandas", "SweepData.to_pandas()")
+        cols, rows = flat_rows(self)
+        frame = pandas.DataFrame(
+            [{c: None if v == "" else v for c, v in r.items()} for r in rows], columns=cols
+        )
+        for col in INTEGER_COLUMNS:
+            values = frame[col].dropna() if col in frame.columns else None
+            if values is not None and all(isinstance(v, int) for v in values):
+                frame[col] = frame[col].astype("Int64")
+        return frame
 
 
 # ----------------------------------------------------------------------------- loading

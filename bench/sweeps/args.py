@@ -3,11 +3,14 @@
 Kept apart from the code that reads them so that building the ``bench`` parser
 (``bench --help``, ``bench variants``, ...) imports nothing heavy: this module
 imports only the standard library, never Optuna, Lightning or torch.
+:func:`check_numbers` checks the numeric options the same way, before the command
+loads them (at call time it imports bench's config errors and ``cpu_slots``, both light).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 STORAGE_ENV = "BENCH_SWEEP_STORAGE"  # how the launcher hands workers the storage URL
@@ -144,3 +147,24 @@ def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to serve on (default: 8080)")
     p.add_argument("--storage", default=None, help="storage URL when the sweep's is not recorded")
+
+
+def check_numbers(
+    workers: int | None = None, threads: int | None = None, deadline: float | None = None
+) -> None:
+    """``--workers``, ``--threads`` and ``--deadline`` in range, else a one-line ConfigError.
+
+    The launcher and the worker check through here, and ``bench sweep`` / ``bench worker``
+    call it before torch, Optuna or Lightning load: a bad number costs no start-up time.
+    """
+    from bench.config.errors import ConfigError
+    from bench.training.resources import cpu_slots
+
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers={workers}: allowed: an integer >= 1")
+    if threads is not None and not 1 <= threads <= cpu_slots():
+        raise ConfigError(
+            f"--threads={threads}: allowed: 1..{cpu_slots()} (this process's CPU slots)"
+        )
+    if deadline is not None and not math.isfinite(deadline):
+        raise ConfigError(f"--deadline={deadline}: allowed: a finite time in epoch seconds")

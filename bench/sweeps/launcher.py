@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
-from bench.sweeps.args import EXIT_INTERRUPTED, STORAGE_ENV
+from bench.sweeps.args import EXIT_INTERRUPTED, STORAGE_ENV, check_numbers
 from bench.sweeps.layout import Sweep, prepare_sweep, resolve_spec
 from bench.sweeps.recovery.orphans import recover_orphans
 from bench.sweeps.recovery.retry import fail_trial
@@ -82,8 +82,7 @@ def assign_devices(
     whole torch process, and on CPU they would only time-share the same cores.
     """
     cores = max(cpu_count or cpu_slots(), 1)
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers={workers}: allowed: an integer >= 1")
+    check_numbers(workers=workers)
     if gpus:
         if len(gpus) % per_trial:
             raise ConfigError(

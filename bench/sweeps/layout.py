@@ -79,6 +79,24 @@ def is_sweep_dir(path: str | Path) -> bool:
     return (Path(path) / SWEEP_JSON).is_file()
 
 
+def sweep_or_storage(target: str | Path, journal_file: bool = False) -> Path | str:
+    """``target`` as a sweep directory (a Path) or a storage URL (a str; with
+    ``journal_file``, also a journal file's path); anything else is a one-line ConfigError.
+
+    Plain file checks (no Optuna): ``bench status`` and ``bench dashboard`` refuse a
+    wrong path before they load it.
+    """
+    if is_sweep_dir(target):
+        return Path(target)
+    url = str(target)
+    if "://" in url or (journal_file and Path(url).is_file()):
+        return url
+    journal = " / journal file" if journal_file else ""
+    raise ConfigError(
+        f"{target}: neither a sweep directory (with {SWEEP_JSON}) nor a storage URL{journal}"
+    )
+
+
 def read_sweep_json(sweep_dir: Path) -> dict[str, Any]:
     """``sweep.json`` as a dict; a file that is not a JSON object is a one-line ConfigError."""
     path = sweep_dir / SWEEP_JSON

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from bench.config import ConfigError, build_run_config, flatten, load_yaml
+from bench.extras import check_run_config
 from bench.validation import describe
 
 Scalar = str | int | float | bool | None
@@ -443,15 +444,16 @@ def build_cell_config(spec: SweepSpec, overrides: dict[str, Any], where: str, so
 
 
 def validate_spec_configs(spec: SweepSpec, source: str = "") -> None:
-    """Build every cell's config, and each tuned value inside each cell, so bad values fail now."""
-    build_cell_config(spec, {}, "base", source)
+    """Build every cell's config, and each tuned value inside each cell, so bad values fail now
+    (and a cell that needs an optional package that is not installed)."""
+    check_run_config(build_cell_config(spec, {}, "base", source))
     space = spec.space
     for key, overrides in spec.cells():
         for axis, value in overrides.items():
             section = "scale.ladder" if axis in spec.ladder_keys else "compare"
             if axis in spec.ladder_keys or axis in (spec.compare or {}):
                 build_cell_config(spec, {axis: value}, f"{section}.{axis}={value!r}", source)
-        build_cell_config(spec, overrides, f"compare cell {key}", source)
+        check_run_config(build_cell_config(spec, overrides, f"compare cell {key}", source))
         if space is None:
             continue
         section = "search" if spec.search is not None else "tune"

@@ -21,7 +21,6 @@ next worker to ask resumes it. ``bench worker SPEC ...`` (``python -m bench work
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -33,8 +32,12 @@ from typing import Any
 import optuna
 
 from bench import records
-from bench.config import ConfigError
-from bench.sweeps.args import EXIT_INTERRUPTED, EXIT_PREEMPTED, add_worker_arguments
+from bench.sweeps.args import (
+    EXIT_INTERRUPTED,
+    EXIT_PREEMPTED,
+    add_worker_arguments,
+    check_numbers,
+)
 from bench.sweeps.ddp import ddp_follower, run_ddp_follower
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import Interrupted, TrialJob, execute, host_worker_id
@@ -55,7 +58,6 @@ from bench.sweeps.study import (
     tally,
 )
 from bench.training.preemption import PREEMPTION, Preempted
-from bench.training.resources import cpu_slots
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
 
@@ -282,12 +284,7 @@ def run_worker(
     Slurm tasks, which train each of its trials with it. Returns an exit code.
     """
     quiet_optuna()
-    if threads is not None and not 1 <= threads <= cpu_slots():
-        raise ConfigError(
-            f"--threads={threads}: allowed: 1..{cpu_slots()} (this process's CPU slots)"
-        )
-    if deadline is not None and not math.isfinite(deadline):
-        raise ConfigError(f"--deadline={deadline}: allowed: a finite time in epoch seconds")
+    check_numbers(threads=threads, deadline=deadline)
     sweep = prepare_sweep(spec_path, storage=storage, out=out, check_data=check_data)
     wall = sweep.spec.budget.wall_clock
     if deadline is None and wall is not None:

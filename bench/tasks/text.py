@@ -3,8 +3,8 @@
 Corpus, in order of preference:
 
 * ``task.hf_dataset`` ("name" or "name:config"): a Hugging Face dataset already
-  in the local cache, loaded with ``HF_DATASETS_OFFLINE=1`` (needs ``datasets``
-  installed; nothing is downloaded). Each record of its text column is one
+  in the local cache, loaded with ``HF_DATASETS_OFFLINE=1`` (needs ``datasets``,
+  the ``data`` extra; nothing is downloaded). Each record of its text column is one
   document.
 * ``task.paths``: local files and folders (folders are read recursively,
   skipping hidden entries and ``__pycache__``); each file is one document.
@@ -64,6 +64,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bench.config import ConfigError, TaskConfig
+from bench.extras import TEXT_INSTEAD, require
 from bench.tasks.base import BenchDataModule, rng_for
 from bench.tasks.baseline import Baseline, Chance, baseline_from_lengths
 from bench.tasks.vocab import IGNORE, N_SPECIAL, Example
@@ -124,13 +125,7 @@ def hf_documents(name: str, max_bytes: int) -> list[tuple[str, bytes]]:
     """Records of a cached Hugging Face dataset's text column, loaded offline."""
     os.environ["HF_DATASETS_OFFLINE"] = "1"  # read before `datasets` is imported
     os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        import datasets  # optional dependency
-    except ImportError:
-        raise ConfigError(
-            f"task.hf_dataset={name!r} needs the 'datasets' package, which is not installed; "
-            "allowed: install it and cache the dataset, or use task.paths"
-        ) from None
+    datasets = require("datasets", f"task.hf_dataset={name!r}", TEXT_INSTEAD)
     path, _, config = name.partition(":")
     try:
         ds = datasets.load_dataset(path, config or None, split="train")

@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bench.config import ConfigError
-from bench.sweeps.layout import Sweep, is_sweep_dir, open_sweep_dir
+from bench.sweeps.layout import Sweep, open_sweep_dir, sweep_or_storage
 from bench.sweeps.progress.standing import CellStatus, Problem, problems, sweep_status
 from bench.sweeps.storage import check_storage, open_storage
 from bench.sweeps.study import (
@@ -299,14 +298,11 @@ def storage_rows(url: str) -> list[CellStatus]:
 def print_status(target: str | Path, storage: str | None = None) -> int:
     """Print the progress table of a sweep directory, or of every study in a storage URL."""
     console = _console()
-    if is_sweep_dir(target):
-        print_sweep_status(open_sweep_dir(target, storage), console)
+    where = sweep_or_storage(target, journal_file=True)
+    if isinstance(where, Path):
+        print_sweep_status(open_sweep_dir(where, storage), console)
         return 0
-    url = str(target)
-    if "://" not in url and not Path(url).is_file():
-        raise ConfigError(
-            f"{target}: neither a sweep directory (with sweep.json) nor a storage URL / journal file"
-        )
+    url = where
     check_storage(url)
     rows = storage_rows(url)
     if not rows:
