@@ -99,7 +99,7 @@ def test_slope_and_extrapolation_agree_with_two_separate_line_fits():
 RUNGS = {"16": 10_000, "32": 40_000, "64": 160_000}
 
 
-def ladder_sweep(tmp_path, gap_by_rung):
+def ladder_sweep(tmp_path, gap_by_rung, **scale):
     """pre and post at three widths, three seed runs each; post's loss is pre's + the gap."""
     cells = []
     for (width, params), gap in zip(RUNGS.items(), gap_by_rung, strict=True):
@@ -108,7 +108,7 @@ def ladder_sweep(tmp_path, gap_by_rung):
             cells.append(Cell({"norm_placement": placement, "d_model": width}, params=params,
                               seeds=[base + shift + e for e in (-0.01, 0.0, 0.01)],
                               tune=[(3e-3, base + shift)], chance=4.0))  # fmt: skip
-    scale = {"ladder": {"model.d_model": [int(w) for w in RUNGS]}}
+    scale = {"ladder": {"model.d_model": [int(w) for w in RUNGS]}, **scale}
     return make_sweep(tmp_path, cells, extra_spec={"scale": scale})
 
 
@@ -148,3 +148,14 @@ def test_the_ladder_report_draws_quality_against_size_and_a_plain_sweep_does_not
     out = build_report(plain, tmp_path / "rb")
     assert not (out / "figures" / "scaling.png").exists()
     assert "model size" not in (out / "report.md").read_text()
+
+
+def test_an_extrapolation_comes_with_its_interval_and_its_assumption(tmp_path):
+    _, found = _findings(ladder_sweep(tmp_path, [0.0, 0.1, 0.2], extrapolate_to=1e9))
+    (line,) = [f.text for f in found if "as the model grows" in f.text]
+    tail = line.split("Extrapolated to 1e+09 parameters: ")[1]
+    gap, interval = tail.split(" [", 1)
+    low, high = (float(x) for x in interval.split("]")[0].split(", "))
+    # pre minus post falls by 0.1 a rung (4x parameters): about -0.83 at 1e9
+    assert low < float(gap) < high < -0.5
+    assert "assuming the gap stays linear in log parameters" in line

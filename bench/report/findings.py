@@ -356,6 +356,12 @@ def trends(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
                 )
                 text = (f"{axis}: {va} minus {vb} in {metric}{where}, as the model grows: "
                         f"{t.verdict}, {t.reason}.")  # fmt: skip
+                far = data.spec.scale.extrapolate_to if data.spec.scale is not None else None
+                if far and (at := t.gap_at(far)) is not None:
+                    text += (f" Extrapolated to {far:.3g} parameters: {at[0]:+.3g} "
+                             f"[{at[1]:+.3g}, {at[2]:+.3g}], assuming the gap stays linear in "
+                             "log parameters past the largest rung, which nothing here "
+                             "measured.")  # fmt: skip
                 kind = "result" if t.verdict != scaling.INCONCLUSIVE else "caution"
                 out.append(Finding(text, kind, t.verdict, t.reason))
     return out

@@ -189,6 +189,9 @@ class ScaleSpec(_Strict):
     budget: Literal["steps", "tokens", "tokens_per_param"] = "steps"
     tokens: int | None = Field(None, ge=1)
     tokens_per_param: float | None = Field(None, gt=0)
+    # the report also gives each trend's fitted gap at this many parameters, with its
+    # interval and what it assumes (nothing measured supports it)
+    extrapolate_to: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _shape(self) -> ScaleSpec:
