@@ -104,8 +104,9 @@ def ladder_sweep(tmp_path, gap_by_rung, **scale):
     cells = []
     for (width, params), gap in zip(RUNGS.items(), gap_by_rung, strict=True):
         base = 1.0 - 0.1 * math.log10(params / 1e4)
-        for placement, shift in (("pre", 0.0), ("post", gap)):
-            cells.append(Cell({"norm_placement": placement, "d_model": width}, params=params,
+        # post has no final norm: a few parameters fewer at the same rung
+        for placement, shift, fewer in (("pre", 0.0, 0), ("post", gap, 2 * int(width))):
+            cells.append(Cell({"norm_placement": placement, "d_model": width}, params=params - fewer,
                               seeds=[base + shift + e for e in (-0.01, 0.0, 0.01)],
                               tune=[(3e-3, base + shift)], chance=4.0))  # fmt: skip
     scale = {"ladder": {"model.d_model": [int(w) for w in RUNGS]}, **scale}

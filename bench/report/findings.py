@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from bench.report import analysis, generalization, modelinfo, scaling, stats, tuning
 from bench.report.analysis import CellSummary
 from bench.report.collect import SweepData
@@ -340,14 +342,21 @@ def trends(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
     metric, _ = data.quality
     compared = [a for a in data.axes if a not in data.ladder]
     kept = [s for s in analysis.learned(summaries) if s.params]
+    # A rung's size is the geometric mean of its cells' parameter counts: the cells of one
+    # rung differ by a few parameters (Pre-LN's final norm), and both sides of a gap must
+    # sit at one size.
+    size = {}
+    for _, cells in analysis.rungs(data, kept):
+        size.update({s.cell: 10 ** float(np.mean([np.log10(c.params or 1) for c in cells]))
+                     for s in cells})  # fmt: skip
     out = []
     for axis in compared:
         others = [a for a in compared if a != axis]
         for va, vb in itertools.combinations(analysis.axis_values(data, axis), 2):
             for stratum in sorted({tuple(s.axes.get(o, "") for o in others) for s in kept}):
                 t = scaling.trend(
-                    _points(kept, axis, va, others, stratum),
-                    _points(kept, axis, vb, others, stratum),
+                    _points(kept, size, axis, va, others, stratum),
+                    _points(kept, size, axis, vb, others, stratum),
                 )
                 where = (
                     f" ({', '.join(f'{o}={v}' for o, v in zip(others, stratum, strict=True))})"
@@ -368,10 +377,15 @@ def trends(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
 
 
 def _points(
-    kept: list[CellSummary], axis: str, value: str, others: list[str], stratum: tuple[str, ...]
+    kept: list[CellSummary],
+    size: dict[str, float],
+    axis: str,
+    value: str,
+    others: list[str],
+    stratum: tuple[str, ...],
 ) -> list[Point]:
-    """(parameters, value) of every run of the cells with ``axis=value`` in one stratum."""
-    return [(float(s.params or 0), v) for s in kept
+    """(rung size, value) of every run of the cells with ``axis=value`` in one stratum."""
+    return [(size[s.cell], v) for s in kept
             if s.axes.get(axis) == value and tuple(s.axes.get(o, "") for o in others) == stratum
             for v in s.values]  # fmt: skip
 
