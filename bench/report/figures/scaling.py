@@ -34,7 +34,8 @@ def quality_by_size(data: SweepData, summaries: list[CellSummary]) -> Drawn:
                 ax.errorbar(x, mean, yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=3,
                             color=ax.lines[-1].get_color(), ms=5)  # fmt: skip
     ax.set_xscale("log")
-    if all(y > 0 for s in lines.values() for y in (c.quality.mean or 0 for c in s)):
+    means = [c.quality.mean or 0.0 for cells in lines.values() for c in cells]
+    if min(means) > 0 and max(means) / min(means) > 10:  # a log axis only across decades
         ax.set_yscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel(f"{words(metric)} ({'lower' if direction == 'minimize' else 'higher'} is better)")
