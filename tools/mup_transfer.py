@@ -11,8 +11,10 @@ best LR (argmin of the mean) and its shift in grid steps from the smallest width
 
     flock /tmp/bench-measure.lock nice -n 5 python tools/mup_transfer.py --out /tmp/mup-transfer
 
-Defaults (``--widths 32 64 128``, LRs 2^-12..2^-4, 2 seeds, 150 steps) took the wall time
-docs/mup.md records. A diverged run counts as the worst loss of its width.
+The defaults (``--widths 32 64 128``, LRs 2^-12..2^-2, 2 seeds, 150 steps) are the
+measurement docs/mup.md records, with its wall time. Each finished run is appended to
+``OUT/runs.jsonl``; a rerun with the same ``--out`` skips it. A diverged run counts as the
+worst loss of its width.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def table(losses: dict[str, dict[int, dict[float, list[float]]]], lrs: list[floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
-    ap.add_argument("--log2-lrs", type=int, nargs="+", default=list(range(-12, -3)))
+    ap.add_argument("--log2-lrs", type=int, nargs="+", default=list(range(-12, -1)))
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--layers", type=int, default=4)
