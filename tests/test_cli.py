@@ -30,6 +30,8 @@ def test_variants_lists_every_axis_and_every_preset():
         "model.norm_placement",
         "model.n_heads          query heads",  # sizes, with what they mean
         "model.n_kv_heads",
+        "train.parameterization standard: ",  # training fields with a description
+        "train.mup_base_width",
         "modadd",  # and every task
         "text ",
     ):

@@ -37,6 +37,11 @@ Sources of each reference piece:
   outside), no re-centering, no bias.
 - DeepNorm: Wang et al. 2022, Section 4 and Table 1: ``x = LN(alpha x + G(x))`` after
   every sublayer, decoder-only ``alpha = (2N)^(1/4)`` for N layers, no final norm.
+- µP (``train.parameterization: mup``): Yang et al. 2022 (Tensor Programs V) and the
+  ``mup`` README: attention scores ``q.k * c / d_head`` with ``c`` the square root of the
+  base model's ``d_head`` (the README's 8 for a base ``d_head`` of 64), logits of the
+  (tied) readout times ``base_width / width`` (``MuSharedReadout``), and the embedding
+  scale held at the base width's ``sqrt(base_width)``.
 
 A check that fails here is a finding about bench, not a tolerance to loosen.
 """
@@ -90,6 +95,8 @@ class Spec:
     embed_scale: float = 1.0
     rope_base: float = 10000.0
     grouping: str = "contiguous"  # contiguous (the paper) | strided (only to show it matters)
+    attn_scale: float | None = None  # µP's c / d_head; None: 1/sqrt(d_head)
+    readout_mult: float = 1.0  # µP's base_width / width
 
 
 def ref_alibi_slopes(n: int) -> list[float]:
@@ -208,7 +215,9 @@ class Reference(nn.Module):
         heads = []
         for h in range(s.heads):
             g = h // group_size if s.grouping == "contiguous" else h % s.kv_heads
-            scores = q[:, h] @ k[:, g].transpose(-1, -2) / math.sqrt(self.hd) + bias[h]
+            scores = q[:, h] @ k[:, g].transpose(-1, -2)
+            scores = scores / math.sqrt(self.hd) if s.attn_scale is None else scores * s.attn_scale
+            scores = scores + bias[h]
             heads.append(torch.softmax(scores, dim=-1) @ v[:, g])
         y = torch.cat(heads, dim=-1) @ L.wo.T
         return y + L.bo if s.bias else y
@@ -237,7 +246,7 @@ class Reference(nn.Module):
                 x = self.norm(self.alpha * x + self.ffn(L, x), L.n2_g, L.n2_b)
         if s.placement == "pre":
             x = self.norm(x, self.nf_g, self.nf_b)
-        return x @ self.tok.T
+        return (x @ self.tok.T) * s.readout_mult
 
 
 # ----------------------------------------------------------------------------- bench -> reference
@@ -329,13 +338,13 @@ def to_reference(bench: dict[str, Tensor], spec: Spec) -> dict[str, Tensor]:
     return out
 
 
-def bench_model(**kw: object) -> nn.Module:
+def bench_model(parameterization: str = "standard", base_width: int = D, **kw: object) -> nn.Module:
     """A tiny bench decoder in float64, every parameter moved off its init (seeded)."""
     base: dict[str, object] = dict(
         d_model=D, n_layers=LAYERS, n_heads=HEADS, vocab_size=VOCAB, max_len=MAX_LEN
     )
     torch.manual_seed(0)
-    model = build_model(ModelConfig(**{**base, **kw})).double()
+    model = build_model(ModelConfig(**{**base, **kw}), parameterization, base_width).double()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.2 * torch.randn_like(p) * (p.std() if p.numel() > 1 and p.std() > 0 else 1))
@@ -434,6 +443,41 @@ def test_a_reference_that_drops_a_papers_detail_disagrees(mutant):
     missing, _ = ref.load_state_dict(state, strict=False)  # a dropped detail's weights: unused
     assert not missing
     assert max_logit_diff(model, ref) > 1e-2
+
+
+MUP_BASE, MUP_WIDTH = 16, 64  # 4x the base: every µP multiplier differs from 1
+
+
+def mup_spec(model: nn.Module) -> Spec:
+    """The reference of a µP model: Tensor Programs V's multipliers at this width."""
+    d_head, base_d_head = MUP_WIDTH // HEADS, MUP_BASE // HEADS
+    return replace(
+        spec_of(model.cfg),
+        attn_scale=math.sqrt(base_d_head) / d_head,
+        readout_mult=MUP_BASE / MUP_WIDTH,
+        embed_scale=math.sqrt(MUP_BASE),
+    )
+
+
+MUP_MUTANTS = {
+    "none": {},
+    "readout-multiplier-forgotten": {"readout_mult": 1.0},
+    "attention-one-over-sqrt-d": {"attn_scale": None},
+    "embedding-scale-of-the-width": {"embed_scale": math.sqrt(MUP_WIDTH)},
+}
+
+
+@pytest.mark.parametrize("mutant", list(MUP_MUTANTS))
+def test_mup_logits_equal_the_papers_reference_and_each_multiplier_matters(mutant):
+    model = bench_model("mup", MUP_BASE, d_model=MUP_WIDTH)
+    spec = replace(mup_spec(model), **MUP_MUTANTS[mutant])
+    ref = Reference(spec, layers=model.cfg.n_layers)
+    ref.load_state_dict(to_reference(dict(model.state_dict()), spec), strict=True)
+    diff = max_logit_diff(model, ref)
+    if mutant == "none":
+        assert diff < EXACT, f"bench's µP and the reference differ by {diff:.3g}"
+    else:
+        assert diff > 1e-2, f"{mutant}: the reference without it should disagree"
 
 
 def test_rope_rotation_is_not_the_consecutive_pair_rotation_without_the_permutation():

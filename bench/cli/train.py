@@ -24,7 +24,7 @@ from bench.sweeps.args import EXIT_PREEMPTED
 
 @command("variants", "list every architecture axis and every preset", lambda p: None)
 def cmd_variants(args: argparse.Namespace) -> int:
-    from bench.config import ModelConfig, TaskConfig, axes, presets
+    from bench.config import ModelConfig, TaskConfig, TrainConfig, axes, presets
     from bench.config.task import TASKS_DESCRIBED
 
     defaults = ModelConfig()
@@ -37,6 +37,10 @@ def cmd_variants(args: argparse.Namespace) -> int:
         if name not in axes() and info.description:
             default = "" if info.default is None else f" [{info.default}]"
             print(f"  model.{name:<16} {info.description}{default}")
+    print("\nTraining (train.FIELD=VALUE; default in brackets)")
+    for name, info in TrainConfig.model_fields.items():
+        if info.description:
+            print(f"  train.{name:<16} {info.description} [{info.default}]")
     print("\nTasks (task.name=NAME; * marks the default)")
     for name, what in TASKS_DESCRIBED.items():
         print(f"  {name + ('*' if name == TaskConfig().name else ''):<10} {what}")

@@ -46,7 +46,7 @@ from bench.config.overrides import flatten, parse_overrides, parse_value, set_do
 from bench.config.run import RunConfig, axes, build_run_config, validate
 from bench.config.task import TaskConfig, TaskName
 from bench.config.tracking import TrackingConfig, TrackingMode
-from bench.config.train import Precision, Schedule, TrainConfig
+from bench.config.train import Parameterization, Precision, Schedule, TrainConfig
 
 __all__ = [
     "GPT2_STD",
@@ -67,6 +67,7 @@ __all__ = [
     "ModelConfig",
     "NormPlacement",
     "NormType",
+    "Parameterization",
     "PosEncoding",
     "Precision",
     "RunConfig",

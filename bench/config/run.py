@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bench.config import presets
 from bench.config.base import Strict
@@ -33,6 +33,21 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    @model_validator(mode="after")
+    def _mup_base(self) -> RunConfig:
+        """Under µP the base model (``d_model = train.mup_base_width``) must be a valid model."""
+        if self.train.parameterization != "mup":
+            return self
+        base = self.train.mup_base_width
+        try:
+            ModelConfig.model_validate(self.model.model_dump() | {"d_model": base})
+        except ValidationError as e:
+            raise ValueError(
+                f"train.mup_base_width={base}: the base model (model.d_model={base}) is not "
+                f"valid: {e.errors()[0]['msg']}"
+            ) from None
+        return self
 
     def flat(self) -> dict[str, Any]:
         """Flat ``section.key`` dict, the form W&B and reports use."""

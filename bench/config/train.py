@@ -10,6 +10,7 @@ from bench.config.base import Strict
 
 Schedule = Literal["cosine", "linear", "constant"]
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+Parameterization = Literal["standard", "mup"]
 
 
 class TrainConfig(Strict):
@@ -26,6 +27,23 @@ class TrainConfig(Strict):
     beta2: float = Field(default=0.98, ge=0, lt=1)
     grad_clip: float | None = Field(default=1.0, gt=0)
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    parameterization: Parameterization = Field(
+        default="standard",
+        description=(
+            "standard: the init scheme, 1/sqrt(d_head) attention, one LR; mup: maximal update "
+            "parameterization for Adam (Yang et al. 2022, Tensor Programs V, Table 3): hidden "
+            "matrices' LR x base/width, readout x base/width, attention x sqrt(base d_head)/d_head "
+            "(bench.model.parameterization, docs/mup.md)"
+        ),
+    )
+    mup_base_width: int = Field(
+        default=32,
+        ge=1,
+        description=(
+            "mup: the d_model at which mup equals standard (mup's base shapes; 32, the "
+            "smallest width of the size ladder, so an LR tuned there transfers up)"
+        ),
+    )
     # auto: bf16-mixed on a GPU with bf16, and on a CPU where bf16 measured >= 1.2x fp32 at the
     # run's matmul shapes; else 32-true (bench.training.precision)
     precision: Precision = "auto"

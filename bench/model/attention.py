@@ -68,10 +68,13 @@ class Attention(nn.Module):
     computes: :meth:`project` gives the queries, keys, values and mask SDPA sees,
     which is what a diagnostic that reads attention probabilities recomputes
     (:mod:`bench.diagnostics.attention.recorder`, through a forward hook).
+    ``scale`` multiplies the scores ``q.k`` (None: SDPA's ``1/sqrt(d_head)``; µP's
+    ``sqrt(base d_head)/d_head``, :mod:`bench.model.parameterization`).
     """
 
-    def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
+    def __init__(self, cfg: ModelConfig, cross: bool = False, scale: float | None = None) -> None:
         super().__init__()
+        self.scale = scale
         d, self.n_heads, self.n_kv, self.head_dim = (
             cfg.d_model,
             cfg.n_heads,
@@ -144,6 +147,7 @@ class Attention(nn.Module):
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=inputs.is_causal,
+            scale=self.scale,
             enable_gqa=self.n_kv != self.n_heads,
         )
         B, H, T, hd = y.shape

@@ -28,15 +28,22 @@ class Block(nn.Module):
     """Self-attention, optional cross-attention (decoder of an encoder-decoder), FFN.
 
     ``attn_res``, ``cross_res`` and ``ffn_res`` hold each sublayer's norm(s) and
-    residual rule; ``alpha`` is the deepnorm residual scale (ignored elsewhere).
+    residual rule; ``alpha`` is the deepnorm residual scale (ignored elsewhere);
+    ``attn_scale`` multiplies every attention's scores (None: ``1/sqrt(d_head)``).
     """
 
-    def __init__(self, cfg: ModelConfig, cross: bool = False, alpha: float = 1.0) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        cross: bool = False,
+        alpha: float = 1.0,
+        attn_scale: float | None = None,
+    ) -> None:
         super().__init__()
         placement = PLACEMENTS[cfg.norm_placement]
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, scale=attn_scale)
         self.attn_res = placement(cfg, alpha)
-        self.cross_attn = Attention(cfg, cross=True) if cross else None
+        self.cross_attn = Attention(cfg, cross=True, scale=attn_scale) if cross else None
         self.cross_res = placement(cfg, alpha) if cross else None
         self.ffn = FEEDFORWARDS[cfg.ffn](cfg)
         self.ffn_res = placement(cfg, alpha)

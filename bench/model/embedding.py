@@ -18,9 +18,13 @@ from bench.model.norms import make_norm
 
 
 class EmbedScale(nn.Module):
-    """Base class: maps token embeddings ``[B, T, D]`` to what the stack receives."""
+    """Base class: maps token embeddings ``[B, T, D]`` to what the stack receives.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    ``width`` is the ``d_model`` a width-dependent scale refers to: ``cfg.d_model``, or
+    µP's base width (:mod:`bench.model.parameterization`), where it stays constant.
+    """
+
+    def __init__(self, cfg: ModelConfig, width: int | None = None) -> None:
         super().__init__()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -35,12 +39,14 @@ class SqrtD(EmbedScale):
     """Vaswani et al. 2017, section 3.4: "we multiply those weights by sqrt(d_model)".
 
     With tensor2tensor's and fairseq's N(0, d_model^-1/2) embeddings this gives
-    unit RMS, comparable to the sinusoidal table.
+    unit RMS, comparable to the sinusoidal table. Under µP ``sqrt(base width)``, with
+    embeddings of the base width's std: unit RMS still, and Adam's updates of the table
+    are not multiplied by a growing factor.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__(cfg)
-        self.scale = math.sqrt(cfg.d_model)
+    def __init__(self, cfg: ModelConfig, width: int | None = None) -> None:
+        super().__init__(cfg, width)
+        self.scale = math.sqrt(width or cfg.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.scale
@@ -56,8 +62,8 @@ class EmbedNorm(EmbedScale):
     Unit RMS at the first block whatever the embeddings' init.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: ModelConfig, width: int | None = None) -> None:
+        super().__init__(cfg, width)
         self.norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias)
 
     def forward(self, x: Tensor) -> Tensor:

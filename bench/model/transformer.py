@@ -24,6 +24,7 @@ from bench.model.embedding import EMBED_SCALES
 from bench.model.feedforward import FeedForward
 from bench.model.init import INITS
 from bench.model.norms import make_norm
+from bench.model.parameterization import PARAMETERIZATIONS, Parameterization
 from bench.model.positional import POSITIONAL
 
 
@@ -32,7 +33,8 @@ class Stack(nn.Module):
 
     ``deepnorm`` holds the stack's DeepNorm constants: ``alpha`` scales the deepnorm
     placement's residual, ``beta`` is the deepnorm init's gain (either may be used
-    without the other).
+    without the other). ``attn_scale`` multiplies every attention's scores (None:
+    ``1/sqrt(d_head)``; the parameterization's).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Stack(nn.Module):
         causal: bool,
         cross: bool = False,
         stack: StackName = "decoder",
+        attn_scale: float | None = None,
     ) -> None:
         super().__init__()
         self.causal, self.n_layers = causal, n_layers
@@ -50,7 +53,7 @@ class Stack(nn.Module):
         self.pos = POSITIONAL[cfg.pos_encoding](cfg, causal)
         self.drop = nn.Dropout(cfg.dropout)
         alpha = self.deepnorm.alpha  # only the deepnorm placement reads it
-        self.blocks = nn.ModuleList(Block(cfg, cross, alpha) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, cross, alpha, attn_scale) for _ in range(n_layers))
         needs_final = PLACEMENTS[cfg.norm_placement].final_norm
         self.final_norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias) if needs_final else None
 
@@ -102,6 +105,13 @@ def _head(cfg: ModelConfig, embed: nn.Embedding) -> nn.Linear:
     return head
 
 
+def _readout(head: nn.Linear, multiplier: float, h: Tensor) -> Tensor:
+    """Logits ``head(h)``, times the parameterization's readout multiplier (µP's
+    ``base_width / d_model``, mup's ``MuReadout``); standard multiplies by nothing."""
+    logits = head(h)
+    return logits if multiplier == 1.0 else logits * multiplier
+
+
 @contextmanager
 def _inference(model: nn.Module) -> Iterator[None]:
     """No gradients and eval mode (no dropout), restoring the caller's mode afterwards."""
@@ -132,16 +142,23 @@ def _greedy(step: Callable[[Tensor], Tensor], seq: Tensor, n: int, eos: int | No
 
 
 class DecoderLM(Stack):
-    """Causal language model: ``tok_embed`` -> ``embed_scale`` -> causal stack -> ``lm_head``."""
+    """Causal language model: ``tok_embed`` -> ``embed_scale`` -> causal stack -> ``lm_head``.
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__(cfg, cfg.n_layers, causal=True)
-        self.cfg = cfg
+    ``parameterization`` (default: standard) says how init, attention scale and readout
+    depend on width (:mod:`bench.model.parameterization`).
+    """
+
+    def __init__(self, cfg: ModelConfig, parameterization: Parameterization | None = None) -> None:
+        p = parameterization or Parameterization(cfg)
+        super().__init__(cfg, cfg.n_layers, causal=True, attn_scale=p.attention_scale)
+        self.cfg, self.parameterization = cfg, p
         resolved = cfg.resolved()
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg)
+        self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg, p.embedding_width)
         self.lm_head = _head(cfg, self.tok_embed)
+        self.readout_multiplier = p.readout_multiplier
         INITS[resolved["init"]](self)
+        p.init(self)
 
     def embed(self, input_ids: Tensor) -> Tensor:
         """Token ids ``[B, T]`` -> scaled token embeddings ``[B, T, D]`` (no positions yet)."""
@@ -153,32 +170,44 @@ class DecoderLM(Stack):
 
     def forward(self, input_ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
         """``input_ids [B, T]`` (``pad_mask`` True at padding) -> logits ``[B, T, V]``."""
-        return self.lm_head(self.hidden(input_ids, pad_mask))
+        return self.readout(self.hidden(input_ids, pad_mask))
+
+    def readout(self, h: Tensor) -> Tensor:
+        """Hidden states ``[..., D]`` -> logits ``[..., V]``."""
+        return _readout(self.lm_head, self.readout_multiplier, h)
 
     def generate(self, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None) -> Tensor:
         """Greedy continuation: ``[B, P]`` -> ``[B, P + new]``, ``new <= max_new_tokens``
         (fewer only when every row has emitted ``eos_id``; finished rows are filled with it)."""
         with _inference(self):
             return _greedy(
-                lambda s: self.lm_head(self.hidden(s)[:, -1]), prompt, max_new_tokens, eos_id
+                lambda s: self.readout(self.hidden(s)[:, -1]), prompt, max_new_tokens, eos_id
             )
 
 
 class EncoderDecoder(nn.Module):
     """Vaswani et al. 2017 layout: bidirectional ``encoder``, causal ``decoder`` with
     cross-attention to the encoder memory; one ``tok_embed`` (and ``embed_scale``) for
-    source and target."""
+    source and target; ``parameterization`` as in :class:`DecoderLM`."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, parameterization: Parameterization | None = None) -> None:
         super().__init__()
-        self.cfg = cfg
+        p = parameterization or Parameterization(cfg)
+        self.cfg, self.parameterization = cfg, p
         resolved = cfg.resolved()
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg)
-        self.encoder = Stack(cfg, cfg.encoder_layers, causal=False, stack="encoder")
-        self.decoder = Stack(cfg, cfg.n_layers, causal=True, cross=True, stack="decoder")
+        self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg, p.embedding_width)
+        scale = p.attention_scale
+        self.encoder = Stack(
+            cfg, cfg.encoder_layers, causal=False, stack="encoder", attn_scale=scale
+        )
+        self.decoder = Stack(
+            cfg, cfg.n_layers, causal=True, cross=True, stack="decoder", attn_scale=scale
+        )
         self.lm_head = _head(cfg, self.tok_embed)
+        self.readout_multiplier = p.readout_multiplier
         INITS[resolved["init"]](self)
+        p.init(self)
 
     def stacks(self) -> list[Stack]:
         """The encoder, then the decoder."""
@@ -195,7 +224,7 @@ class EncoderDecoder(nn.Module):
     def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor | None = None) -> Tensor:
         """``tgt_in [B, T]`` attending to ``memory`` -> logits ``[B, T, V]``."""
         h = self.decoder.run(self.embed(tgt_in), memory=memory, memory_pad=src_pad)
-        return self.lm_head(h)
+        return _readout(self.lm_head, self.readout_multiplier, h)
 
     def forward(self, src: Tensor, tgt_in: Tensor, src_pad: Tensor | None = None) -> Tensor:
         """Teacher-forced logits ``[B, T, V]``."""
@@ -216,14 +245,21 @@ class EncoderDecoder(nn.Module):
 
             def step(seq: Tensor) -> Tensor:
                 h = self.decoder.run(self.embed(seq), memory=memory, memory_pad=src_pad)
-                return self.lm_head(h[:, -1])
+                return _readout(self.lm_head, self.readout_multiplier, h[:, -1])
 
             return _greedy(step, start, max_new_tokens, eos_id)[:, 1:]
 
 
-ARCHS: dict[str, type[nn.Module]] = {"decoder": DecoderLM, "encoder_decoder": EncoderDecoder}
+ARCHS: dict[str, type[DecoderLM | EncoderDecoder]] = {
+    "decoder": DecoderLM,
+    "encoder_decoder": EncoderDecoder,
+}
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """The model ``cfg.arch`` names, with the init and embedding scale of ``cfg.resolved()``."""
-    return ARCHS[cfg.arch](cfg)
+def build_model(
+    cfg: ModelConfig, parameterization: str = "standard", base_width: int | None = None
+) -> nn.Module:
+    """The model ``cfg.arch`` names, with the init and embedding scale of ``cfg.resolved()``,
+    in the ``parameterization`` of ``PARAMETERIZATIONS`` (``train.parameterization``;
+    ``base_width``: ``train.mup_base_width``)."""
+    return ARCHS[cfg.arch](cfg, PARAMETERIZATIONS[parameterization](cfg, base_width))

@@ -1,8 +1,7 @@
-"""The LightningModule: loss, optimizer, schedule and metrics around the model."""
+"""The LightningModule: loss, metrics, and the optimizer of :mod:`bench.training.optimizer`."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -10,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.config import RunConfig, TrainConfig
+from bench.config import RunConfig
 from bench.model import build_model
-from bench.model.norms import NORMS
 from bench.tasks.base import val_sets
 from bench.tasks.vocab import IGNORE
+from bench.training.optimizer import build_optimizer
 
 
 def forward_logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -79,48 +78,14 @@ def prediction_diversity(logits: Tensor, mask: Tensor) -> Tensor:
     return (1 - h_each / h_mean).clamp(0.0, 1.0)
 
 
-def lr_lambda(cfg: TrainConfig):
-    """Multiplier on the peak LR: linear warmup, then cosine/linear decay to min_lr_ratio."""
-
-    def f(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        span = max(1, cfg.max_steps - cfg.warmup_steps)
-        t = min(1.0, (step - cfg.warmup_steps) / span)
-        decay = 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else 1 - t
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay
-
-    return f
-
-
-def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on norms, biases and embeddings unless asked."""
-    no_decay_types: tuple[type[nn.Module], ...] = (nn.Embedding, *NORMS.values())
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    seen: set[int] = set()
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))  # tied weights appear twice; the first owner decides
-            exempt = isinstance(module, no_decay_types) or p.ndim < 2 or name == "bias"
-            (no_decay if exempt and not cfg.decay_norms_and_embeddings else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
-
-
 class BenchModule(L.LightningModule):
     """Trains one ModelConfig on one task; logs the fixed metric keys of DESIGN.md."""
 
     def __init__(self, cfg: RunConfig, eval_lengths: list[int] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.model = build_model(cfg.model)
+        t = cfg.train
+        self.model = build_model(cfg.model, t.parameterization, t.mup_base_width)
         self.eval_lengths = list(eval_lengths or [cfg.task.seq_len])
         self.val_sets = val_sets(cfg.task, self.eval_lengths)  # (key suffix, length) per loader
         self.save_hyperparameters(
@@ -224,12 +189,5 @@ class BenchModule(L.LightningModule):
             torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
 
     def configure_optimizers(self):
-        t = self.cfg.train
-        opt = torch.optim.AdamW(
-            param_groups(self.model, t),
-            lr=t.lr,
-            betas=(t.beta1, t.beta2),
-            fused=False,
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
+        opt, sched = build_optimizer(self.model, self.cfg.train)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -30,17 +30,20 @@ class AttentionRecord:
     """One layer's attention during one forward (detached, float32)."""
 
     probs: Tensor  # [B, H, T, S]
-    logit_max: Tensor  # [B, H, T]: largest |q.k|/sqrt(d_head) over the keys a query may see
+    logit_max: Tensor  # [B, H, T]: largest |q.k| x scale over the keys a query may see
     keys: Tensor  # [B | 1, H | 1, T]: how many keys each query may attend to
 
 
 @torch.no_grad()
-def attention_record(q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool) -> AttentionRecord:
+def attention_record(
+    q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool, scale: float | None = None
+) -> AttentionRecord:
     """Softmax of the scores SDPA sees for ``q [B, H, T, hd]`` and ``k [B, KV, S, hd]``
     (no dropout), in float32; the logit maximum leaves positional biases out (the
-    logit the q/k weights make)."""
+    logit the q/k weights make). ``scale`` is the layer's (None: ``1/sqrt(hd)``, SDPA's)."""
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-    logits = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    logits = q.float() @ k.float().transpose(-2, -1)
+    logits = logits / math.sqrt(q.shape[-1]) if scale is None else logits * scale
     if mask is not None:
         scores = logits + mask.float()
         hidden = torch.isneginf(scores)
@@ -99,7 +102,7 @@ class AttentionRecorder:
             x, inputs, memory = _forward_args(args, kwargs)
             with torch.no_grad():
                 q, k, _, mask = layer.project(x, inputs, memory)
-            self.records[name] = attention_record(q, k, mask, inputs.is_causal)
+            self.records[name] = attention_record(q, k, mask, inputs.is_causal, layer.scale)
 
         return hook
 
