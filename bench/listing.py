@@ -141,7 +141,8 @@ def _planned(spec: SweepSpec | None) -> int | None:
     if spec is None or spec.compare is None:
         return None
     trials = spec.tune.trials if spec.tune is not None else 1
-    return len(spec.cells()) * (trials + (spec.seeds or 0))
+    tuned = sum(key == source for key, source in spec.tuning_source().items())
+    return tuned * trials + len(spec.cells()) * (spec.seeds or 0)
 
 
 def _sweep_files(sweep_dir: Path) -> tuple[dict[str, Any], SweepSpec | None]:

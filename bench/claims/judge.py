@@ -22,6 +22,7 @@ from bench.claims.rules import Verdict
 from bench.config import ConfigError
 
 if TYPE_CHECKING:
+    from bench.claims.sizes import SizeResult
     from bench.report.collect import SweepData
     from bench.sweeps.spec import SweepSpec
 
@@ -43,6 +44,7 @@ class ClaimResult:
     seconds: float | None = None
     error: str = ""
     registration: Registration | None = None
+    sizes: SizeResult | None = None  # each rung's verdict and each test's trend (a ladder)
 
 
 def judge_claim(claim: cspec.ClaimSpec, root: Path, fig_dir: Path, storage: str | None):
@@ -64,6 +66,13 @@ def judge_claim(claim: cspec.ClaimSpec, root: Path, fig_dir: Path, storage: str 
     problem = result.registration.problem
     if problem is not None:  # not judged on runs launched with another file
         result.verdict = Verdict(rules.INCONCLUSIVE, problem, [], [])
+    elif data.ladder:
+        from bench.claims.sizes import judge_sizes, rung_sizes
+
+        counted = [r for r in data.rows if r["status"] == "completed"]
+        result.verdict, result.sizes = judge_sizes(
+            claim, result.samples, data.ladder, rung_sizes(counted, data.ladder)
+        )
     else:
         result.verdict = rules.judge(claim, result.samples)
     result.ran = what_was_run(data.spec, data)
@@ -98,6 +107,9 @@ def what_was_run(spec: SweepSpec, data: SweepData) -> list[tuple[str, str]]:
     else:
         tuning = f"none: train.lr {train.get('lr', 'default')} in every cell"
     cells = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in (spec.compare or {}).items())
+    if spec.scale is not None:
+        rungs = "; ".join(", ".join(f"{k}={v}" for k, v in r.items()) for r in spec.scale.rungs())
+        cells += f"; at every size: {rungs}"
     counted = sum(1 for r in data.rows if r["status"] == "completed")
     return [
         ("task", ", ".join(f"{k} {v}" for k, v in task.items())),

@@ -179,9 +179,36 @@ def _section(r: ClaimResult) -> dict[str, Any]:
         "minutes": f"{r.seconds / 60:.1f}" if r.seconds and c.sweep is not None else "",
         "figures": [{"file": f"figures/{p.name}", "path": p} for p in r.figures],
         "not_drawn": r.not_drawn,
+        "sizes": _sizes(r),
         "notes": r.notes[:20]
         + ([f"... and {len(r.notes) - 20} more"] if len(r.notes) > 20 else []),
     }
+
+
+def _sizes(r: ClaimResult) -> dict[str, Any] | None:
+    """Each rung's verdict and each test's trend with size (None without a ladder)."""
+    if r.sizes is None:
+        return None
+
+    def effect(e: float | None, lo: float | None, hi: float | None) -> str:
+        return "no interval" if e is None else f"{e:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+
+    return {
+        "rungs": [
+            {"name": g.name, "params": f"{g.params:,.0f}", "status": g.verdict.status,
+             "reason": g.verdict.reason}
+            for g in r.sizes.rungs
+        ],
+        "trends": [
+            {
+                "says": t.test.says or t.test.kind,
+                "effects": "; ".join(f"{n}: {effect(e, lo, hi)}" for n, e, lo, hi in t.effects),
+                "verdict": t.verdict,
+                "reason": t.reason,
+            }
+            for t in r.sizes.trends
+        ],
+    }  # fmt: skip
 
 
 def _sesoi(t: Any) -> str:

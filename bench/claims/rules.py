@@ -162,7 +162,7 @@ def _select(samples: Samples, *selectors: Selector | None) -> list[Sample]:
     return samples.of(lambda axes: _match(merged, axes))
 
 
-def _terms(t: RuleTest, samples: Samples, sign: float) -> list[Term]:
+def contrast_terms(t: RuleTest, samples: Samples, sign: float) -> list[Term]:
     """The contrast of a test; ``sign`` +1 when lower is better (effect = b - a).
     Pair kinds give [b, a]; gap_shrinks [b, a] under ``where`` then under ``then``."""
     if t.kind in ("at_most", "at_least", "near"):
@@ -240,7 +240,7 @@ def run_test(t: RuleTest, samples: Samples, metric: MetricSpec, n_tests: int) ->
     claim's evidence and control tests)."""
     level = 1 - ALPHA / max(n_tests, 1)
     sign = 1.0 if metric.lower_is_better else -1.0
-    terms = _terms(t, samples, sign)
+    terms = contrast_terms(t, samples, sign)
     sizes = {term.label: len(term.samples) for term in terms}
     got = contrast_interval(terms, level)
     _, threshold = DECIDE[t.kind](0.0, 0.0, t)

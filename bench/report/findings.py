@@ -371,9 +371,24 @@ def trends(data: SweepData, summaries: list[CellSummary]) -> list[Finding]:
                              f"[{at[1]:+.3g}, {at[2]:+.3g}], assuming the gap stays linear in "
                              "log parameters past the largest rung, which nothing here "
                              "measured.")  # fmt: skip
+                text += _transfer_caveat(data)
                 kind = "result" if t.verdict != scaling.INCONCLUSIVE else "caution"
                 out.append(Finding(text, kind, t.verdict, t.reason))
     return out
+
+
+def _transfer_caveat(data: SweepData) -> str:
+    """What a trend means when only the smallest rung was tuned ("" when every rung was)."""
+    scale = data.spec.scale
+    if scale is None or scale.tune == "every":
+        return ""
+    param = (data.spec.base.get("train") or {}).get("parameterization", "standard")
+    if param == "mup":
+        return (" Larger rungs re-ran the smallest rung's tuned settings (µP transfer): "
+                "the trend holds for transferred settings, not for each rung tuned on its own.")  # fmt: skip
+    return (" Larger rungs re-ran the smallest rung's tuned settings under standard "
+            "parameterization, where the best learning rate moves with width: part of this "
+            "trend may be mis-tuning, not the architecture choice.")  # fmt: skip
 
 
 def _points(
@@ -404,10 +419,11 @@ def missing_items(data: SweepData) -> list[dict[str, Any]]:
                         "status": "no summary.json", "reason": f"{r['run_dir']} has no summary.json"})  # fmt: skip
     planned = data.spec.tune.trials if data.spec.tune is not None else 0
     seeds = data.spec.seeds or 0
+    source = data.spec.tuning_source() if data.spec.compare else {}
     for cell in data.cells if data.spec.compare else []:
         rows = [r for r in data.rows if r["cell"] == cell]
         n_tune = len({r["trial"] for r in rows if r["phase"] == "tune"})
-        if planned and n_tune < planned:
+        if planned and n_tune < planned and source.get(cell, cell) == cell:
             out.append({"cell": cell, "phase": "tune", "trial": "–", "status": "not started",
                         "reason": f"{n_tune} of {planned} tuning trials exist"})  # fmt: skip
         n_seed = sum(r["phase"] == "seed" and r["status"] == "completed" for r in rows)

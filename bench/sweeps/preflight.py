@@ -76,6 +76,7 @@ class RungPlan:
     max_steps: int
     extra_steps: float = 0.0  # validation and diagnostics of one run, in training steps
     params: int = 0
+    runs: int = 0  # tuning and seed runs of the rung's cells
 
     def run_seconds(self) -> float:
         return (self.max_steps + self.extra_steps) * self.step_seconds + TRIAL_OVERHEAD_S
@@ -102,8 +103,7 @@ class Plan:
     def estimate(self, workers: int) -> float:
         """Rough wall time in seconds: per rung, runs x (steps + extra) x its step time +
         overhead; summed and divided by the workers."""
-        total = sum(r.run_seconds() * self.runs_per_cell * len(r.cells) for r in self.rungs)
-        return total / max(workers, 1)
+        return sum(r.run_seconds() * r.runs for r in self.rungs) / max(workers, 1)
 
 
 def extra_steps(cfg: RunConfig) -> float:
@@ -152,6 +152,8 @@ def make_plan(spec: SweepSpec, threads: int) -> Plan:
     budget = spec.trials_per_cell()
     if spec.search is not None and spec.budget.trials is not None:
         budget = min(budget, spec.budget.trials)
+    source = spec.tuning_source()
+    tuned = sum(source[k] == k for k, _ in cells)
     by_rung: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for key, overrides in cells:
         rung = ", ".join(f"{k.removeprefix('model.')}={overrides[k]}" for k in spec.ladder_keys)
@@ -167,12 +169,13 @@ def make_plan(spec: SweepSpec, threads: int) -> Plan:
                 max_steps=cfg.train.max_steps,
                 extra_steps=extra_steps(cfg),
                 params=count_params(cfg),
+                runs=sum(budget * (source[k] == k) + (spec.seeds or 0) for k, _ in members),
             )
         )
     return Plan(
         cells=[k for k, _ in cells],
         tuning=tuning.describe(spec),
-        tune_runs=budget * len(cells),
+        tune_runs=budget * tuned,
         seed_runs=(spec.seeds or 0) * len(cells),
         rungs=rungs,
     )
@@ -188,9 +191,11 @@ def print_plan(spec: SweepSpec, plan: Plan, workers: int) -> None:
     table.add_column("cell")
     table.add_column("tuning runs", justify="right")
     table.add_column("seed runs", justify="right")
-    per_cell = plan.tune_runs // max(len(plan.cells), 1)
+    source = spec.tuning_source()
+    per_cell = plan.tune_runs // max(sum(source[c] == c for c in plan.cells), 1)
     for cell in plan.cells:
-        table.add_row(cell, str(per_cell), str(spec.seeds))
+        tuned = str(per_cell) if source[cell] == cell else "0, transferred"
+        table.add_row(cell, tuned, str(spec.seeds))
     console.print(table)
     print(f"tuning: {plan.tuning['description']}")
     for i, point in enumerate(plan.tuning.get("values", [])):
@@ -201,11 +206,12 @@ def print_plan(spec: SweepSpec, plan: Plan, workers: int) -> None:
     print(f"pruner: {spec.effective_pruner}; seeds per cell: {spec.seeds}")
     est = plan.estimate(workers)
     if spec.scale is not None:
-        print(f"size ladder: {len(plan.rungs)} rungs x {len(plan.rungs[0].cells)} cells x "
-              f"{plan.runs_per_cell:g} runs; budget: {spec.scale.budget}")  # fmt: skip
+        where = "every rung" if spec.scale.tune == "every" else "the smallest rung only"
+        print(f"size ladder: {len(plan.rungs)} rungs x {len(plan.rungs[0].cells)} cells; "
+              f"tuned at {where}; budget: {spec.scale.budget}")  # fmt: skip
         for r in plan.rungs:
-            each = r.run_seconds() * plan.runs_per_cell * len(r.cells) / max(workers, 1)
-            print(f"  {r.name}: about {r.params:,} parameters, {r.max_steps} steps a run, "
+            each = r.run_seconds() * r.runs / max(workers, 1)
+            print(f"  {r.name}: about {r.params:,} parameters, {r.runs} runs of {r.max_steps} steps, "
                   f"{r.step_seconds * 1e3:.1f} ms a step here, about {each / 60:.1f} min")  # fmt: skip
     first = plan.rungs[0]
     steps = (

@@ -182,10 +182,18 @@ class ScaleSpec(_Strict):
     size: ``steps`` (the spec's steps at every rung), ``tokens`` (``tokens`` tokens at
     every rung: steps = tokens / (batch size x sequence length)) or ``tokens_per_param``
     (``tokens_per_param`` x the rung's parameters, the Chinchilla-style ratio of Hoffmann
-    et al. 2022; about 20 there). Every rung is tuned as its own cells are.
+    et al. 2022; about 20 there).
+
+    ``tune`` says where the tuning happens: ``every`` rung tunes its own cells, or only
+    the ``smallest`` rung does and every larger rung re-runs (with the seeds) the best
+    setting its cell found there. Transfer is what µP is for (Yang et al. 2022,
+    "Tensor Programs V": ``train.parameterization: mup``); under standard
+    parameterization the best learning rate moves with width (docs/mup.md), so a
+    transferred rung may be mis-tuned, and the report says so.
     """
 
     ladder: dict[str, list[Scalar]]
+    tune: Literal["every", "smallest"] = "every"
     budget: Literal["steps", "tokens", "tokens_per_param"] = "steps"
     tokens: int | None = Field(None, ge=1)
     tokens_per_param: float | None = Field(None, gt=0)
@@ -317,6 +325,11 @@ class SweepSpec(_Strict):
             both = sorted(set(self.scale.ladder) & set(self.compare))
             if both:
                 raise ValueError(f"scale.ladder and compare both set {', '.join(both)}")
+            if self.scale.tune == "smallest" and (self.tune is None or self.seeds == 0):
+                raise ValueError(
+                    "scale.tune: smallest transfers the smallest rung's tuned setting to the "
+                    "larger rungs' seed runs; it needs a 'tune' section and seeds >= 1"
+                )
         if not self.objectives:
             raise ValueError("objective: empty list; give at least one metric")
         if len(self.objectives) > 1 and self.compare is not None:
@@ -372,6 +385,15 @@ class SweepSpec(_Strict):
                 key = cell_key(overrides)
                 out.append((key, {**overrides, **self._rung_steps(overrides)}))
         return out
+
+    def tuning_source(self) -> dict[str, str]:
+        """Cell key -> the cell whose tuning it re-runs: itself, or with ``scale.tune:
+        smallest`` the cell of the same compare values at the smallest rung."""
+        cells = [key for key, _ in self.cells()]
+        if self.scale is None or self.scale.tune == "every":
+            return {key: key for key in cells}
+        per_rung = len(cells) // len(self.scale.rungs())  # cells() lists rung by rung
+        return {key: cells[i % per_rung] for i, key in enumerate(cells)}
 
     def _rung_steps(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """``train.max_steps`` of a ladder cell whose budget is in tokens ({}: the spec's)."""

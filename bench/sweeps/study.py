@@ -56,11 +56,13 @@ class Cell:
 
 
 def plan(spec: SweepSpec) -> list[Cell]:
-    """Every tuning cell of the sweep, in spec order."""
+    """Every tuning cell of the sweep, in spec order (with ``scale.tune: smallest``, the
+    cells of the smallest rung only: the others re-run those cells' best settings)."""
     n = spec.trials_per_cell()
     if spec.search is not None and spec.budget.trials is not None:
         n = min(n, spec.budget.trials)
-    return [Cell(k, o, tune_study_name(spec, k), n) for k, o in spec.cells()]
+    source = spec.tuning_source()
+    return [Cell(k, o, tune_study_name(spec, k), n) for k, o in spec.cells() if source[k] == k]
 
 
 def create_studies(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> None:
@@ -212,14 +214,24 @@ def seed_values(spec: SweepSpec) -> list[int]:
 
 
 def seed_jobs(storage: optuna.storages.BaseStorage, spec: SweepSpec) -> list[SeedJob]:
-    """Every seed run the finished tuning calls for (empty for a cell with nothing complete)."""
+    """Every seed run the finished tuning calls for (empty for a cell with nothing complete).
+
+    A cell tuned elsewhere (a larger rung under ``scale.tune: smallest``) re-runs the
+    best setting of the cell it takes its tuning from, with its own overrides."""
     jobs: list[SeedJob] = []
     seeds = seed_values(spec)
-    for cell in plan(spec):
-        study = load_study(storage, cell.study)
-        for best in best_trials(study, spec.multi_objective):
-            overrides = {**cell.overrides, **best.params}
-            label = cell.key
+    tuned = {c.key: c for c in plan(spec)}
+    bests = {
+        key: best_trials(load_study(storage, c.study), spec.multi_objective)
+        for key, c in tuned.items()
+    }
+    targets = list(spec.cells()) if spec.search is None else [(k, {}) for k in tuned]
+    source_of = spec.tuning_source()
+    for key, cell_overrides in targets:
+        cell = tuned[source_of.get(key, key)]
+        for best in bests[cell.key]:
+            overrides = {**cell.overrides, **cell_overrides, **best.params}
+            label = key
             if spec.search is not None:
                 arch = {k: v for k, v in best.params.items() if k.startswith("model.")}
                 label = cell_key(arch) if arch else "search"

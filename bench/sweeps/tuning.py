@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.sweeps.spec import ParamSpec, SweepSpec, TuneSpec
+from bench.config import build_run_config
+from bench.sweeps.spec import ParamSpec, SweepSpec, TuneSpec, run_config_overrides
 
 DEFAULT_POINTS = 5  # the issue's floor: a 5-point grid spans 1e-3..3e-2 in 2.3x steps
 
@@ -90,6 +91,26 @@ def method(spec: SweepSpec) -> str:
     return "grid" if len(space.params) == 1 else "qmc"
 
 
+def transfer_note(spec: SweepSpec) -> str:
+    """What a ladder tuned only at its smallest rung does at the others ("" otherwise)."""
+    if spec.scale is None or spec.scale.tune == "every":
+        return ""
+    smallest = ", ".join(
+        f"{k.removeprefix('model.')}={v}" for k, v in spec.scale.rungs()[0].items()
+    )
+    param = build_run_config(overrides=run_config_overrides(spec)).train.parameterization
+    why = (
+        "µP is meant to keep the best learning rate in place across widths"
+        if param == "mup"
+        else "under standard parameterization the best learning rate moves with width, "
+        "so a larger rung may be mis-tuned (docs/mup.md)"
+    )
+    return (
+        f"; tuned at the smallest rung only ({smallest}): every larger rung re-runs its "
+        f"cell's best setting from there, with the seeds ({param} parameterization: {why})"
+    )
+
+
 def describe(spec: SweepSpec) -> dict[str, Any]:
     """What ``sweep.json`` and the report say about the tuning of each cell."""
     space = spec.space
@@ -98,7 +119,7 @@ def describe(spec: SweepSpec) -> dict[str, Any]:
         return {"method": how, "points": 0, "trials": 1, "description": "no tuned parameters"}
     if how not in ("grid", "qmc"):
         what = {"tpe": "TPE (random start-up trials first)", "random": "random sampling"}
-        text = f"{space.trials} trials per cell by {what.get(how, how)}"
+        text = f"{space.trials} trials per cell by {what.get(how, how)}" + transfer_note(spec)
         return {"method": how, "points": 0, "trials": space.trials, "description": text}
     pts = points(space, spec.seed)
     kind = (
@@ -111,6 +132,7 @@ def describe(spec: SweepSpec) -> dict[str, Any]:
     extra = space.trials - len(pts)
     text = f"every cell runs the same {len(pts)} points ({kind} over {', '.join(space.params)})"
     text += f", then {extra} TPE trials" if extra > 0 else ""
+    text += transfer_note(spec)
     return {
         "method": how,
         "points": len(pts),

@@ -1,0 +1,185 @@
+"""A claim at two or more model sizes: each size judged alone, the verdict over sizes, and
+whether each test's effect grows, shrinks, stays or flips as the model grows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats as sps
+
+from bench.claims import rules
+from bench.claims.metrics import Sample, Samples
+from bench.claims.sizes import combine, judge_sizes, rung_sizes
+from bench.claims.spec import ClaimSpec
+from bench.report.scaling import FLIPS, GROWS, INCONCLUSIVE, SHRINKS, STAYS
+
+SIZES = {("32",): 20_000.0, ("64",): 70_000.0, ("128",): 270_000.0}
+LADDER = ["d_model"]
+NOISE = (-0.01, -0.005, 0.005, 0.01)  # mean 0
+
+
+def ladder_samples(a_by_size: list[float], b_by_size: list[float]) -> Samples:
+    """Cells pe=x (a) and pe=y (b) at widths 32, 64, 128; four runs a cell around each mean."""
+    out = Samples("m")
+    for width, ma, mb in zip(("32", "64", "128"), a_by_size, b_by_size, strict=True):
+        for pe, m in (("x", ma), ("y", mb)):
+            for i, e in enumerate(NOISE):
+                out.values.append(Sample(f"pe={pe},d_model={width}", {"pe": pe, "d_model": width},
+                                         i, m + e))  # fmt: skip
+    return out
+
+
+def claim(**test) -> ClaimSpec:
+    better = {"kind": "better", "metric": "m", "a": {"pe": "x"}, "b": {"pe": "y"},
+              "sesoi": 0.05, "why": "constructed", **test}  # fmt: skip
+    return ClaimSpec(
+        id="c", title="t", citation="c", url="u", statement="s", scale="s", caveat="c",
+        sweep={"compare": {"model.pe": ["x", "y"]},
+               "scale": {"ladder": {"model.d_model": [32, 64, 128]}}},
+        metrics={"m": {"key": "val/loss"}}, tests=[better],
+        requires=[{"metric": "m", "at_most": 10.0}], no_control="none",
+    )  # fmt: skip
+
+
+def judged(a_means: list[float], b_means: list[float], **test):
+    return judge_sizes(claim(**test), {"m": ladder_samples(a_means, b_means)}, LADDER, SIZES)
+
+
+def test_each_size_is_judged_on_its_own_runs_with_the_claims_rule():
+    # x better than y by 0.2 at 32 and 64, by nothing at 128
+    verdict, sizes = judged([1.0, 0.9, 0.8], [1.2, 1.1, 0.8])
+    assert [r.name for r in sizes.rungs] == ["d_model=32", "d_model=64", "d_model=128"]
+    assert [r.verdict.status for r in sizes.rungs] == [
+        rules.CONSISTENT, rules.CONSISTENT, rules.NOT_REPRODUCED]  # fmt: skip
+    # each rung's test reads four runs a cell, not the twelve of the whole ladder
+    assert sizes.rungs[0].verdict.tests[0].sizes == {"pe=y": 4, "pe=x": 4}
+    assert verdict.status == rules.INCONCLUSIVE
+    assert verdict.reason == (
+        "the sizes disagree: consistent with the paper at this scale at d_model=32; "
+        "consistent with the paper at this scale at d_model=64; "
+        "not reproduced at this scale at d_model=128"
+    )
+
+
+def test_sizes_that_agree_give_their_verdict():
+    verdict, _ = judged([1.0, 0.9, 0.8], [1.2, 1.1, 1.0])
+    assert verdict.status == rules.CONSISTENT
+    assert verdict.reason.startswith("the same at every size (3 rungs)")
+    verdict, _ = judged([1.0, 0.9, 0.8], [1.0, 0.9, 0.8])
+    assert verdict.status == rules.NOT_REPRODUCED
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "trend"),
+    [
+        ([1.0, 0.9, 0.8], [1.1, 1.1, 1.1], GROWS),  # the gap b - a: 0.1, 0.2, 0.3
+        ([1.0, 0.9, 0.8], [1.3, 1.1, 0.9], SHRINKS),  # 0.3, 0.2, 0.1
+        ([1.0, 0.9, 0.8], [1.2, 1.1, 1.0], STAYS),  # 0.2 at every size
+        ([1.0, 0.9, 0.8], [1.2, 0.9, 0.6], FLIPS),  # +0.2, 0, -0.2
+    ],
+)
+def test_a_tests_effect_grows_shrinks_stays_or_flips_with_size(a, b, trend):
+    _, sizes = judged(a, b)
+    (t,) = sizes.trends
+    assert t.verdict == trend, t.reason
+
+
+def test_noisy_sizes_support_no_trend():
+    out = Samples("m")
+    for width, spread in (("32", 0.5), ("64", 0.5), ("128", 0.5)):
+        for pe, m in (("x", 1.0), ("y", 1.1)):
+            for i, e in enumerate((-spread, 0.0, spread)):
+                out.values.append(Sample(f"pe={pe},d_model={width}", {"pe": pe, "d_model": width},
+                                         i, m + e * (1 if pe == "x" else -1)))  # fmt: skip
+    _, sizes = judge_sizes(claim(), {"m": out}, LADDER, SIZES)
+    assert sizes.trends[0].verdict == INCONCLUSIVE
+
+
+def test_the_slope_is_an_ordinary_least_squares_fit_of_the_effects_with_a_welch_interval():
+    a, b = [1.0, 0.9, 0.8], [1.1, 1.1, 1.1]
+    _, sizes = judged(a, b)
+    (t,) = sizes.trends
+    xs = [math.log10(p) for p in SIZES.values()]
+    gaps = [y - x for x, y in zip(a, b, strict=True)]  # the noise is the same in every cell
+    fit = sps.linregress(xs, gaps)
+    assert t.slope == pytest.approx(fit.slope, rel=1e-9)
+    # every cell's four runs have the same variance s2: the slope, sum_r c_r * gap_r with
+    # c_r = (x_r - mean x) / Sxx, has variance sum over cells of c_r^2 s2 / 4, and
+    # Welch-Satterthwaite degrees of freedom over the six cells
+    s2 = sps.tstd(NOISE) ** 2
+    mx = sum(xs) / 3
+    sxx = sum((x - mx) ** 2 for x in xs)
+    parts = [((x - mx) / sxx) ** 2 * s2 / 4 for x in xs for _ in "ab"]
+    df = sum(parts) ** 2 / sum(p**2 / 3 for p in parts)
+    half = sps.t.ppf(0.975, df) * math.sqrt(sum(parts))
+    assert (t.low, t.high) == pytest.approx((fit.slope - half, fit.slope + half), rel=1e-6)
+
+
+def test_a_one_cell_tests_trend_is_measured_from_its_threshold():
+    # at_most 1.0: x's mean sits 0.0, 0.1, 0.2 below the threshold as it grows
+    _, sizes = judged(
+        [1.0, 0.9, 0.8], [5.0, 5.0, 5.0], kind="at_most", value=1.0, b=None, sesoi=None
+    )
+    (t,) = sizes.trends
+    assert [round(e, 6) for _, e, _, _ in t.effects] == [0.0, -0.1, -0.2]
+    assert t.verdict == GROWS  # away from the threshold, in the paper's direction
+
+
+def test_one_size_with_runs_is_no_trend():
+    samples = ladder_samples([1.0, 0.9, 0.8], [1.2, 1.1, 1.0])
+    samples.values = [s for s in samples.values if s.axes["d_model"] == "32"]
+    _, sizes = judge_sizes(claim(), {"m": samples}, LADDER, SIZES)
+    assert sizes.trends[0].verdict == INCONCLUSIVE
+    assert "a trend needs two" in sizes.trends[0].reason
+
+
+def test_a_sizes_parameters_are_the_geometric_mean_of_its_runs():
+    rows = [{"d_model": 32, "params": 1000}, {"d_model": 32, "params": 100_000},
+            {"d_model": 64, "params": 5000}, {"d_model": 64, "params": None}]  # fmt: skip
+    assert rung_sizes(rows, LADDER) == {
+        ("32",): pytest.approx(10_000),
+        ("64",): pytest.approx(5000),
+    }
+
+
+def test_no_rung_with_runs_is_inconclusive():
+    assert combine([]).status == rules.INCONCLUSIVE
+
+
+@pytest.mark.slow
+def test_real_tiny_runs_of_a_claim_on_a_ladder_are_judged_at_each_size(tmp_path):
+    """The constructed claim of the pre-registration test (lr 3e-2 trains, 1e-6 does not) at
+    widths 16 and 32: each width is judged, and the report shows the trend of the effect."""
+    import copy
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    from test_claims_prereg import CLAIM
+
+    spec = copy.deepcopy(CLAIM)
+    spec["sweep"]["scale"] = {"ladder": {"model.d_model": [16, 32]}}
+    path = tmp_path / "trains.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    cmd = [sys.executable, "-m", "bench", "reproduce", str(path), "--budget", "quick",
+           "--workers", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert (
+        "## A trained model beats an untrained one: consistent with the paper at this scale" in md
+    )
+    assert "the same at every size (2 rungs)" in md
+    rows = [line for line in md.splitlines() if line.startswith("| d_model=")]
+    assert [r.split(" | ")[0] for r in rows] == ["| d_model=16", "| d_model=32"]
+    assert all("consistent with the paper at this scale" in r for r in rows)
+    (trend,) = [
+        line for line in md.splitlines() if line.startswith("| lr") or "d_model=16: +" in line
+    ]
+    assert any(word in trend for word in ("**grows**", "**shrinks**", "**stays**", "**flips**",
+                                          "**inconclusive**"))  # fmt: skip
+    assert "at every size: model.d_model=16; model.d_model=32" in md
+    verdicts = json.loads((tmp_path / "out" / "verdicts.json").read_text())
+    assert verdicts["claims"]["trains"]["status"] == "consistent with the paper at this scale"
