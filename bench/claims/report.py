@@ -104,8 +104,10 @@ def subtitle(claims: list[cspec.ClaimSpec], budget: str) -> str:
     for c in claims:
         model = ((c.sweep or {}).get("base") or {}).get("model") or {}
         compare = (c.sweep or {}).get("compare") or {}
+        ladder = ((c.sweep or {}).get("scale") or {}).get("ladder") or {}
         for key, into in (("d_model", widths), ("n_layers", depths)):
-            into.update(int(v) for v in compare.get(f"model.{key}", [model.get(key, 0)]))
+            values = compare.get(f"model.{key}") or ladder.get(f"model.{key}")
+            into.update(int(v) for v in values or [model.get(key, 0)])
     widths.discard(0)
     depths.discard(0)
 
@@ -194,6 +196,7 @@ def _sizes(r: ClaimResult) -> dict[str, Any] | None:
         return "no interval" if e is None else f"{e:+.3g} [{lo:+.3g}, {hi:+.3g}]"
 
     return {
+        "largest": r.sizes.rungs[-1].name if r.sizes.rungs else "",
         "rungs": [
             {"name": g.name, "params": f"{g.params:,.0f}", "status": g.verdict.status,
              "reason": g.verdict.reason}
