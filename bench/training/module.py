@@ -62,7 +62,8 @@ def z_loss_term(logits: Tensor, mask: Tensor) -> Tensor:
     ``1e-4 * log^2 Z`` "to encourage the softmax normalizer log(Z) to be close to 0";
     Wortsman et al. 2023, Section 3.1.2: it mitigates output-logit divergence). The
     caller multiplies it by ``train.z_loss``."""
-    log_z = torch.logsumexp(logits[mask].float(), dim=-1)
+    scored = logits[mask]
+    log_z = torch.logsumexp(scored.to(torch.promote_types(scored.dtype, torch.float32)), dim=-1)
     if log_z.numel() == 0:
         return logits.new_zeros(())
     return log_z.square().mean()
