@@ -276,3 +276,35 @@ def test_a_sweep_over_the_new_norm_type_runs_both_cells(tmp_path):
         "norm_type=layernorm",
         "norm_type=dyt",
     }
+
+
+# ----------------------------------------------------------------------------- bench variants
+
+
+def test_every_citation_names_a_real_field_and_value_and_bench_variants_prints_it(capsys):
+    import argparse
+
+    from bench.cli.train import cmd_variants
+    from bench.config import axes
+    from bench.config.citations import CITATIONS, NORM_BLOCK_LOSS
+
+    sections = {"model": ModelConfig.model_fields, "train": TrainConfig.model_fields}
+    for key in CITATIONS:
+        field, _, value = key.partition("=")
+        section, name = field.split(".")
+        assert name in sections[section], key
+        if value:
+            assert value in axes()[name], key
+    assert set(NORM_BLOCK_LOSS) == {
+        "model.norm_type=dyt",
+        "model.norm_placement=peri",
+        "model.norm_placement=mixln",
+        "model.block=parallel",
+        "train.z_loss",
+    }
+    assert cmd_variants(argparse.Namespace()) == 0
+    out = capsys.readouterr().out
+    for key, cite in CITATIONS.items():
+        assert f"{key:<28} {cite}" in out
+    for preset in ("dyt ", "palm ", "peri-ln "):
+        assert f"  {preset}" in out
