@@ -66,7 +66,11 @@ def test_dyt_alpha_learns():
     m = model(norm_type="dyt")
     x = torch.randint(0, 20, (2, 6))
     m(x).logsumexp(-1).sum().backward()
-    assert all(mod.alpha.grad is not None and mod.alpha.grad.abs().item() > 0 for mod in m.modules() if isinstance(mod, DyT))
+    assert all(
+        mod.alpha.grad is not None and mod.alpha.grad.abs().item() > 0
+        for mod in m.modules()
+        if isinstance(mod, DyT)
+    )
 
 
 # ----------------------------------------------------------------------------- placements
@@ -75,13 +79,24 @@ def test_dyt_alpha_learns():
 def test_peri_is_the_sandwich_class_registered_twice():
     assert PLACEMENTS["peri"] is PLACEMENTS["sandwich"] is SandwichNorm
     a, b = model(norm_placement="peri"), model(norm_placement="sandwich")
-    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    assert {k: v.shape for k, v in a.state_dict().items()} == {
+        k: v.shape for k, v in b.state_dict().items()
+    }
     x = torch.randint(0, 20, (2, 6))
     assert torch.equal(a(x), b(x))
 
 
 @pytest.mark.parametrize(
-    ("layers", "fraction", "n_post"), [(12, 0.25, 3), (24, 0.25, 6), (4, 0.25, 1), (2, 0.25, 0), (4, 0.5, 2), (4, 0.0, 0), (3, 1.0, 3)]
+    ("layers", "fraction", "n_post"),
+    [
+        (12, 0.25, 3),
+        (24, 0.25, 6),
+        (4, 0.25, 1),
+        (2, 0.25, 0),
+        (4, 0.5, 2),
+        (4, 0.0, 0),
+        (3, 1.0, 3),
+    ],
 )
 def test_mixln_makes_the_first_floor_fraction_of_blocks_post_ln(layers, fraction, n_post):
     m = model(norm_placement="mixln", n_layers=layers, mixln_post_fraction=fraction)
@@ -130,7 +145,9 @@ def test_encoder_decoder_trains_a_step_and_generates_with(axes):
     src, tgt = torch.randint(0, 20, (2, 7)), torch.randint(0, 20, (2, 5))
     loss = m(src, tgt).logsumexp(-1).mean()
     loss.backward()
-    assert torch.isfinite(loss) and all(p.grad is not None for p in m.parameters() if p.requires_grad)
+    assert torch.isfinite(loss) and all(
+        p.grad is not None for p in m.parameters() if p.requires_grad
+    )
     assert m.generate(src, 3, bos_id=1).shape == (2, 3)
 
 
@@ -140,9 +157,18 @@ def test_encoder_decoder_trains_a_step_and_generates_with(axes):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"model.qk_norm": True, "model.norm_type": "dyt"}, "model.qk_norm=true with model.norm_type=dyt"),
-        ({"model.block": "parallel", "model.norm_placement": "post"}, "model.block=parallel with norm_placement=post"),
-        ({"model.block": "parallel", "model.norm_placement": "mixln"}, "allowed: norm_placement=pre and arch=decoder"),
+        (
+            {"model.qk_norm": True, "model.norm_type": "dyt"},
+            "model.qk_norm=true with model.norm_type=dyt",
+        ),
+        (
+            {"model.block": "parallel", "model.norm_placement": "post"},
+            "model.block=parallel with norm_placement=post",
+        ),
+        (
+            {"model.block": "parallel", "model.norm_placement": "mixln"},
+            "allowed: norm_placement=pre and arch=decoder",
+        ),
         ({"model.block": "parallel", "model.arch": "encoder_decoder"}, "arch=encoder_decoder"),
         ({"model.block": "wide"}, "model.block"),
         ({"model.dyt_alpha": 0}, "model.dyt_alpha"),
@@ -162,7 +188,10 @@ def test_the_command_line_refuses_qk_norm_with_dyt_in_one_line_with_exit_2(tmp_p
 
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "train", "model.norm_type=dyt", "model.qk_norm=true"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "qk_norm" in proc.stderr
@@ -184,11 +213,15 @@ def test_under_mup_dyt_scalars_and_the_parallel_norm_keep_the_base_lr_and_no_dec
             assert group_of[id(p)]["initial_lr"] == 1e-2 and group_of[id(p)]["weight_decay"] == 0.0
         assert mod.alpha.item() == 0.5  # µP rescales matrices only
     hidden = m.blocks[0].ffn.fc_in.weight
-    assert group_of[id(hidden)]["initial_lr"] == pytest.approx(1e-2 / 4)  # the µP rule still applies
+    assert group_of[id(hidden)]["initial_lr"] == pytest.approx(
+        1e-2 / 4
+    )  # the µP rule still applies
 
 
 def test_mup_at_the_base_width_computes_what_standard_computes_with_dyt_and_mixln():
-    cfg = ModelConfig(**{**SMALL, "d_model": 32}, norm_type="dyt", norm_placement="mixln", n_layers=4)
+    cfg = ModelConfig(
+        **{**SMALL, "d_model": 32}, norm_type="dyt", norm_placement="mixln", n_layers=4
+    )
     torch.manual_seed(0)
     sp = build_model(cfg, "standard")
     torch.manual_seed(0)
@@ -211,7 +244,11 @@ def test_z_loss_term_is_the_mean_squared_log_normalizer_of_the_scored_positions(
     (g,) = torch.autograd.grad(got, logits)
     # d/dl of log(Z)^2 = 2 log(Z) softmax(l), averaged over the scored rows; 0 elsewhere
     for i in range(5):
-        expect = 2 * torch.logsumexp(logits[i], 0) * torch.softmax(logits[i], 0) / 3 if mask[i] else torch.zeros(7)
+        expect = (
+            2 * torch.logsumexp(logits[i], 0) * torch.softmax(logits[i], 0) / 3
+            if mask[i]
+            else torch.zeros(7)
+        )
         assert torch.allclose(g[i], expect.detach().double(), atol=1e-12)
     assert z_loss_term(logits, torch.zeros(5, dtype=torch.bool)).item() == 0.0
 
@@ -227,7 +264,9 @@ def test_the_training_loss_adds_z_loss_times_the_term_and_is_cross_entropy_when_
     keep = labels != -100
     ce = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
     log_z = torch.logsumexp(logits[keep], -1)
-    assert on.training_loss(batch).item() == pytest.approx((ce + 1e-2 * log_z.square().mean()).item(), rel=1e-5)
+    assert on.training_loss(batch).item() == pytest.approx(
+        (ce + 1e-2 * log_z.square().mean()).item(), rel=1e-5
+    )
     assert off.training_loss(batch).item() == pytest.approx(ce.item(), rel=1e-5)
     assert "1e-02 * mean(log(Z)^2)" not in off.training_loss_name
     assert "0.01 * mean(log(Z)^2)" in on.training_loss_name
@@ -257,7 +296,9 @@ def test_a_crashed_dyt_parallel_z_loss_run_resumes_to_the_same_final_metrics(tin
     for key in ("val/loss", "train/loss", "train/z_loss", "train/log_z_rms"):
         assert resumed.metrics[key] == pytest.approx(full.metrics[key], rel=1e-6), key
     # the logged term is z_loss times the squared RMS of log Z on the same batch
-    assert full.metrics["train/z_loss"] == pytest.approx(1e-4 * full.metrics["train/log_z_rms"] ** 2, rel=1e-4)
+    assert full.metrics["train/z_loss"] == pytest.approx(
+        1e-4 * full.metrics["train/log_z_rms"] ** 2, rel=1e-4
+    )
 
 
 def test_a_sweep_over_the_new_norm_type_runs_both_cells(tmp_path):

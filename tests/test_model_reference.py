@@ -200,7 +200,9 @@ class Reference(nn.Module):
 
     def n(self, L: nn.Module, name: str, x: Tensor) -> Tensor:
         """Layer ``L``'s norm ``name`` (n1, n2, n1o, n2o) applied to ``x``."""
-        return self.norm(x, getattr(L, name + "_g"), getattr(L, name + "_b"), getattr(L, name + "_a", None))
+        return self.norm(
+            x, getattr(L, name + "_g"), getattr(L, name + "_b"), getattr(L, name + "_a", None)
+        )
 
     def positions(self, t: int) -> Tensor:
         """What is added to the token embeddings: ``[t, d]``."""

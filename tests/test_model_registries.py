@@ -89,7 +89,12 @@ def test_presets_set_what_their_papers_prescribe():
     )
     assert build_run_config(overrides={"variant": "deepnorm"}).model.init_scheme == "deepnorm"
     dyt = build_run_config(overrides={"variant": "dyt"}).model
-    assert (dyt.norm_type, dyt.norm_placement, dyt.dyt_alpha, dyt.bias) == ("dyt", "pre", 0.5, False)
+    assert (dyt.norm_type, dyt.norm_placement, dyt.dyt_alpha, dyt.bias) == (
+        "dyt",
+        "pre",
+        0.5,
+        False,
+    )
     palm = build_run_config(overrides={"variant": "palm"}).model
     assert (palm.block, palm.ffn, palm.kv_heads, palm.bias) == ("parallel", "swiglu", 1, False)
     peri = build_run_config(overrides={"variant": "peri-ln"}).model

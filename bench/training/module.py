@@ -122,9 +122,7 @@ class BenchModule(L.LightningModule):
         """``(loss, z-loss term or None, logits [N, V])``; the term is inside the loss."""
         logits = self(batch).flatten(0, 1).float()
         labels = batch["labels"].flatten()
-        loss = F.cross_entropy(
-            logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing
-        )
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing)
         if not z_loss:
             return loss, None, logits
         term = z_loss * z_loss_term(logits, labels != IGNORE)
