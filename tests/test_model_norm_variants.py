@@ -349,3 +349,13 @@ def test_every_citation_names_a_real_field_and_value_and_bench_variants_prints_i
         assert f"{key:<28} {cite}" in out
     for preset in ("dyt ", "palm ", "peri-ln "):
         assert f"  {preset}" in out
+
+
+def test_mixln_with_a_post_ln_first_block_gets_post_lns_init_warning():
+    tiny_inputs = dict(init="gpt2", embed_scale="none", n_layers=4)
+    assert "near uniform" in ModelConfig(norm_placement="mixln", **tiny_inputs).init_warning()
+    # 2 layers at 0.25: no Post-LN block, so Pre-LN's (absent) warning
+    assert (
+        ModelConfig(norm_placement="mixln", **{**tiny_inputs, "n_layers": 2}).init_warning() is None
+    )
+    assert ModelConfig(norm_placement="pre", **tiny_inputs).init_warning() is None

@@ -221,7 +221,11 @@ class ModelConfig(Strict):
                 f"{combo}: normed N(0, 0.02) embeddings tied to the head stayed at chance "
                 "for post- and pre-LN on the quickstart; use init=auto"
             )
-        if self.norm_placement in ("post", "deepnorm"):
+        # Mix-LN's first floor(fraction * layers) blocks are Post-LN (Li et al. 2024)
+        mixln_post = self.norm_placement == "mixln" and (
+            math.floor(self.mixln_post_fraction * max(self.n_layers, self.encoder_layers)) >= 1
+        )
+        if self.norm_placement in ("post", "deepnorm") or mixln_post:
             first = rms["first_block"]
             if first < MIN_FIRST_BLOCK_RMS:
                 return (
