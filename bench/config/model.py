@@ -223,7 +223,7 @@ class ModelConfig(Strict):
             )
         # Mix-LN's first floor(fraction * layers) blocks are Post-LN (Li et al. 2024)
         mixln_post = self.norm_placement == "mixln" and (
-            math.floor(self.mixln_post_fraction * max(self.n_layers, self.encoder_layers)) >= 1
+            self.mixln_post_fraction * max(self.n_layers, self.encoder_layers) >= 1 - 1e-9
         )
         if self.norm_placement in ("post", "deepnorm") or mixln_post:
             first = rms["first_block"]

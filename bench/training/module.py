@@ -60,7 +60,7 @@ def z_loss_term(logits: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``log(Z)^2`` over the rows of ``logits [N, V]`` that ``mask [N]`` keeps,
     ``Z = sum_v exp(logit_v)`` (Chowdhery et al. 2022, PaLM, Section 5: the auxiliary loss
     ``1e-4 * log^2 Z`` "to encourage the softmax normalizer log(Z) to be close to 0";
-    Wortsman et al. 2023, Section 3.1.2: it mitigates output-logit divergence). The
+    Wortsman et al. 2023: it mitigates output-logit divergence). The
     caller multiplies it by ``train.z_loss``."""
     scored = logits[mask]
     log_z = torch.logsumexp(scored.to(torch.promote_types(scored.dtype, torch.float32)), dim=-1)
