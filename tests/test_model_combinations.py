@@ -13,10 +13,10 @@ from bench.model import build_model
 from bench.model.norms import ScaleNorm
 
 AX = axes()
+# peri is the sandwich class under a second name (test_model_norm_variants): not twice here
+PLACEMENTS = tuple(p for p in AX["norm_placement"] if p != "peri")
 COMBOS = list(
-    itertools.product(
-        AX["arch"], AX["norm_placement"], AX["norm_type"], AX["pos_encoding"], AX["ffn"]
-    )
+    itertools.product(AX["arch"], PLACEMENTS, AX["norm_type"], AX["pos_encoding"], AX["ffn"])
 )
 KV_HEADS = (None, 2, 1)  # MHA, GQA, MQA in rotation
 
@@ -29,8 +29,12 @@ def _case(i: int, combo: tuple) -> ModelConfig:
         norm_type=norm,
         pos_encoding=pos,
         ffn=ffn,
-        qk_norm=i % 2 == 0,  # half the cases also normalise queries and keys
+        # half the cases also normalise queries and keys (not with DyT, which is refused)
+        qk_norm=i % 2 == 0 and norm != "dyt",
         n_kv_heads=KV_HEADS[i % 3],
+        # every other Pre-LN decoder case has the parallel block (GPT-J, PaLM)
+        block="parallel" if placement == "pre" and arch == "decoder" and i % 2 else "sequential",
+        mixln_post_fraction=0.5,  # Mix-LN at 2 layers: one Post-LN block, one Pre-LN
         bias=i % 5 != 0,
         d_model=16,
         n_heads=4,

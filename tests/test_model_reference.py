@@ -37,6 +37,15 @@ Sources of each reference piece:
   outside), no re-centering, no bias.
 - DeepNorm: Wang et al. 2022, Section 4 and Table 1: ``x = LN(alpha x + G(x))`` after
   every sublayer, decoder-only ``alpha = (2N)^(1/4)`` for N layers, no final norm.
+- DyT: Zhu et al. 2025, eq. in Section 4 and the authors' ``dynamic_tanh.py``:
+  ``gamma * tanh(alpha * x) + beta``, one scalar ``alpha`` a layer, in place of every
+  norm (the final one too).
+- Peri-LN: Kim et al. 2025, ``y = x + Norm(F(Norm(x)))`` around every sublayer, a
+  final norm (bench's ``peri`` is its ``sandwich`` class: Ding et al. 2021).
+- Mix-LN: Li et al. 2024: Post-LN in the first ``floor(0.25 L)`` layers, Pre-LN after,
+  a final norm.
+- Parallel block: GPT-J and PaLM (Chowdhery et al. 2022, Section 2):
+  ``y = x + MLP(LN(x)) + Attention(LN(x))``, one LayerNorm shared by both branches.
 - µP (``train.parameterization: mup``): Yang et al. 2022 (Tensor Programs V) and the
   ``mup`` README: attention scores ``q.k * c / d_head`` with ``c`` the square root of the
   base model's ``d_head`` (the README's 8 for a base ``d_head`` of 64), logits of the
@@ -84,8 +93,10 @@ class Spec:
     pos: str = "learned"  # alibi | sinusoidal | learned | nope | rope
     ffn: str = "gelu"  # gelu | relu | swiglu
     ffn_dim: int = 4 * D
-    placement: str = "pre"  # pre | post | deepnorm
-    norm: str = "layernorm"  # layernorm | rmsnorm
+    placement: str = "pre"  # pre | post | deepnorm | sandwich (= peri) | mixln
+    norm: str = "layernorm"  # layernorm | rmsnorm | dyt
+    parallel: bool = False  # GPT-J / PaLM: x + attn(N(x)) + ffn(N(x)), one norm
+    mixln_post: int = 0  # Mix-LN: how many first layers are Post-LN
     norm_bias: bool = True  # the block and final norms' bias (LayerNorm with bias only)
     qk_norm: bool = False
     heads: int = HEADS
@@ -113,6 +124,12 @@ def layer_norm(x: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
     mu = x.mean(-1, keepdim=True)
     var = (x - mu).pow(2).mean(-1, keepdim=True)
     y = (x - mu) / torch.sqrt(var + EPS) * gain
+    return y + bias if bias is not None else y
+
+
+def dyt(x: Tensor, alpha: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
+    """Zhu et al. 2025: ``gamma * tanh(alpha * x) + beta``, no statistic of ``x``."""
+    y = torch.tanh(alpha * x) * gain
     return y + bias if bias is not None else y
 
 
@@ -153,17 +170,39 @@ class Reference(nn.Module):
             L.w2, L.b2 = p(s.d, f), b(s.d)
             nb = b(s.d) if s.norm_bias else None
             L.n1_g, L.n1_b = p(s.d), nb
-            L.n2_g, L.n2_b = p(s.d), b(s.d) if s.norm_bias else None
+            if not s.parallel:
+                L.n2_g, L.n2_b = p(s.d), b(s.d) if s.norm_bias else None
+            if s.placement == "sandwich":  # the output norms
+                L.n1o_g, L.n1o_b = p(s.d), b(s.d) if s.norm_bias else None
+                L.n2o_g, L.n2o_b = p(s.d), b(s.d) if s.norm_bias else None
+            if s.norm == "dyt":  # one alpha per DyT
+                L.n1_a = p(1)
+                if not s.parallel:
+                    L.n2_a = p(1)
+                if s.placement == "sandwich":
+                    L.n1o_a, L.n2o_a = p(1), p(1)
             self.layers.append(L)
-        if s.placement == "pre":
+        if s.placement in ("pre", "sandwich", "mixln"):
             self.nf_g, self.nf_b = p(s.d), b(s.d) if s.norm_bias else None
+            self.nf_a = p(1) if s.norm == "dyt" else None
         # Wang et al. 2022, Table 1, decoder-only: alpha = (2N)^(1/4)
         self.alpha = (2 * layers) ** 0.25 if s.placement == "deepnorm" else 1.0
 
-    def norm(self, x: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
+    def norm(
+        self, x: Tensor, gain: Tensor, bias: Tensor | None, alpha: Tensor | None = None
+    ) -> Tensor:
         if self.spec.norm == "rmsnorm":
             return rms_norm(x, gain)
+        if self.spec.norm == "dyt":
+            assert alpha is not None
+            return dyt(x, alpha, gain, bias)
         return layer_norm(x, gain, bias)
+
+    def n(self, L: nn.Module, name: str, x: Tensor) -> Tensor:
+        """Layer ``L``'s norm ``name`` (n1, n2, n1o, n2o) applied to ``x``."""
+        return self.norm(
+            x, getattr(L, name + "_g"), getattr(L, name + "_b"), getattr(L, name + "_a", None)
+        )
 
     def positions(self, t: int) -> Tensor:
         """What is added to the token embeddings: ``[t, d]``."""
@@ -237,15 +276,24 @@ class Reference(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         s = self.spec
         x = self.tok[ids] * s.embed_scale + self.positions(ids.shape[1])
-        for L in self.layers:
-            if s.placement == "pre":
-                x = x + self.attention(L, self.norm(x, L.n1_g, L.n1_b))
-                x = x + self.ffn(L, self.norm(x, L.n2_g, L.n2_b))
+        for i, L in enumerate(self.layers):
+            post = s.placement in ("post", "deepnorm") or (
+                s.placement == "mixln" and i < s.mixln_post
+            )
+            if s.parallel:  # GPT-J / PaLM: both branches read one norm of the same x
+                h = self.n(L, "n1", x)
+                x = x + self.attention(L, h) + self.ffn(L, h)
+            elif s.placement == "sandwich":  # Peri-LN: x + Norm(F(Norm(x)))
+                x = x + self.n(L, "n1o", self.attention(L, self.n(L, "n1", x)))
+                x = x + self.n(L, "n2o", self.ffn(L, self.n(L, "n2", x)))
+            elif not post:
+                x = x + self.attention(L, self.n(L, "n1", x))
+                x = x + self.ffn(L, self.n(L, "n2", x))
             else:  # post-LN; DeepNorm up-weights the residual by alpha
-                x = self.norm(self.alpha * x + self.attention(L, x), L.n1_g, L.n1_b)
-                x = self.norm(self.alpha * x + self.ffn(L, x), L.n2_g, L.n2_b)
-        if s.placement == "pre":
-            x = self.norm(x, self.nf_g, self.nf_b)
+                x = self.n(L, "n1", self.alpha * x + self.attention(L, x))
+                x = self.n(L, "n2", self.alpha * x + self.ffn(L, x))
+        if s.placement in ("pre", "sandwich", "mixln"):
+            x = self.norm(x, self.nf_g, self.nf_b, self.nf_a)
         return (x @ self.tok.T) * s.readout_mult
 
 
@@ -255,19 +303,23 @@ class Reference(nn.Module):
 def spec_of(cfg: ModelConfig) -> Spec:
     """The reference's settings for a bench config (only what the reference supports)."""
     assert cfg.arch == "decoder" and cfg.tie_embeddings
-    assert cfg.norm_type in ("layernorm", "rmsnorm") and not (
+    assert cfg.norm_type in ("layernorm", "rmsnorm", "dyt") and not (
         cfg.qk_norm and cfg.norm_type != "layernorm"
     )
-    assert cfg.norm_placement in ("pre", "post", "deepnorm") and cfg.rope_fraction == 1.0
+    placements = ("pre", "post", "deepnorm", "sandwich", "peri", "mixln")
+    assert cfg.norm_placement in placements and cfg.rope_fraction == 1.0
     assert cfg.d_ff is None, "the reference takes bench's default widths"
     widths = {"swiglu": int(8 * cfg.d_model / 3)}  # Shazeer 2020: d_ff x 2/3 for 3 matrices
     return Spec(
         pos=cfg.pos_encoding,
         ffn=cfg.ffn,
         ffn_dim=widths.get(cfg.ffn, 4 * cfg.d_model),
-        placement=cfg.norm_placement,
+        placement="sandwich" if cfg.norm_placement == "peri" else cfg.norm_placement,
         norm=cfg.norm_type,
-        norm_bias=cfg.bias and cfg.norm_type == "layernorm",
+        norm_bias=cfg.bias and cfg.norm_type in ("layernorm", "dyt"),
+        parallel=cfg.block == "parallel",
+        # Li et al. 2024: floor(alpha L) Post-LN layers, written here from the paper
+        mixln_post=math.floor(cfg.mixln_post_fraction * cfg.n_layers),
         qk_norm=cfg.qk_norm,
         heads=cfg.n_heads,
         kv_heads=cfg.n_kv_heads or cfg.n_heads,
@@ -288,6 +340,20 @@ RENAMES = {
     "n1_b": "attn_res.norm.bias",
     "n2_g": "ffn_res.norm.weight",
     "n2_b": "ffn_res.norm.bias",
+    "n1o_g": "attn_res.norm_out.weight",
+    "n1o_b": "attn_res.norm_out.bias",
+    "n2o_g": "ffn_res.norm_out.weight",
+    "n2o_b": "ffn_res.norm_out.bias",
+    "n1_a": "attn_res.norm.alpha",
+    "n2_a": "ffn_res.norm.alpha",
+    "n1o_a": "attn_res.norm_out.alpha",
+    "n2o_a": "ffn_res.norm_out.alpha",
+}
+# The parallel block's one norm is the reference's n1.
+PARALLEL_RENAMES = {
+    "n1_g": "parallel_res.norm.weight",
+    "n1_b": "parallel_res.norm.bias",
+    "n1_a": "parallel_res.norm.alpha",
 }
 QK_NORMS = {"qn_g": "attn.q_norm.weight", "qn_b": "attn.q_norm.bias"} | {
     "kn_g": "attn.k_norm.weight",
@@ -313,11 +379,13 @@ def to_reference(bench: dict[str, Tensor], spec: Spec) -> dict[str, Tensor]:
         out["nf_g"] = bench["final_norm.weight"]
     if "final_norm.bias" in bench:
         out["nf_b"] = bench["final_norm.bias"]
+    if "final_norm.alpha" in bench:
+        out["nf_a"] = bench["final_norm.alpha"]
     layers = sum(1 for k in bench if k.endswith(".attn.qkv.weight"))
     q_rows, kv_rows = spec.heads * hd, spec.kv_heads * hd
     for i in range(layers):
         src, dst = f"blocks.{i}.", f"layers.{i}."
-        for ours, theirs in RENAMES.items():
+        for ours, theirs in [*RENAMES.items(), *PARALLEL_RENAMES.items()]:
             if src + theirs in bench:
                 out[dst + ours] = bench[src + theirs]
         for ours, theirs in QK_NORMS.items():
@@ -405,6 +473,20 @@ CASES: dict[str, dict[str, object]] = {
     "rmsnorm-post": dict(norm_type="rmsnorm", norm_placement="post"),
     # Wang et al. 2022 (claim deepnet-depth): 6 layers, alpha = 12^(1/4)
     "deepnorm": dict(norm_placement="deepnorm", n_layers=6),
+    # Zhu et al. 2025 (claim dyt-layernorm): DyT for every norm, the final one too
+    "dyt": dict(norm_type="dyt"),
+    "dyt-alpha-1.2-no-bias": dict(norm_type="dyt", dyt_alpha=1.2, bias=False),
+    "dyt-rope-gqa": dict(norm_type="dyt", pos_encoding="rope", n_kv_heads=2),
+    # Kim et al. 2025 (Peri-LN, an alias of Ding et al.'s sandwich) and Mix-LN (Li et al.)
+    "peri": dict(norm_placement="peri"),
+    "peri-dyt": dict(norm_placement="peri", norm_type="dyt"),
+    "mixln-8-layers": dict(norm_placement="mixln", n_layers=8),  # 2 Post-LN, 6 Pre-LN
+    "mixln-half": dict(norm_placement="mixln", n_layers=4, mixln_post_fraction=0.5),
+    "mixln-rmsnorm": dict(norm_placement="mixln", n_layers=4, norm_type="rmsnorm"),
+    # GPT-J / PaLM parallel block
+    "parallel": dict(block="parallel"),
+    "parallel-palm": dict(block="parallel", ffn="swiglu", bias=False, pos_encoding="rope"),
+    "parallel-dyt-gqa": dict(block="parallel", norm_type="dyt", n_kv_heads=2),
 }
 
 
@@ -430,6 +512,11 @@ MUTANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "embeddings-unscaled": (CASES["learned"], {"embed_scale": 1.0}),
     "rmsnorm-centred": (CASES["rmsnorm"], {"norm": "layernorm"}),
     "deepnorm-without-alpha": (CASES["deepnorm"], {"placement": "post"}),
+    "mixln-all-pre": (CASES["mixln-8-layers"], {"mixln_post": 0}),
+    "mixln-one-post-layer-too-many": (CASES["mixln-8-layers"], {"mixln_post": 3}),
+    "peri-as-pre": (CASES["peri"], {"placement": "pre"}),
+    "dyt-as-layernorm": (CASES["dyt"], {"norm": "layernorm"}),
+    "sequential-as-parallel": (CASES["learned"], {"parallel": True}),
 }
 
 
@@ -507,8 +594,12 @@ def test_alibi_slopes_of_the_built_model_are_the_papers(n):
     [
         dict(pos_encoding="alibi"),
         dict(pos_encoding="rope", ffn="swiglu", n_kv_heads=2, qk_norm=True),
+        dict(norm_type="dyt", n_kv_heads=2),
+        dict(norm_placement="peri", norm_type="dyt"),
+        dict(norm_placement="mixln", n_layers=4, mixln_post_fraction=0.5),
+        dict(block="parallel", n_kv_heads=2, pos_encoding="rope"),
     ],
-    ids=["alibi", "rope-swiglu-gqa-qknorm"],
+    ids=["alibi", "rope-swiglu-gqa-qknorm", "dyt-gqa", "peri-dyt", "mixln", "parallel-gqa"],
 )
 def test_bench_gradients_equal_the_references(case):
     model = bench_model(**case)

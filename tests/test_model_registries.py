@@ -45,6 +45,9 @@ EXPECTED_PRESETS = {
     "t5-bias",
     "deepnorm",
     "sandwich",
+    "dyt",
+    "palm",
+    "peri-ln",
 }
 
 
@@ -85,6 +88,17 @@ def test_presets_set_what_their_papers_prescribe():
         "relu",
     )
     assert build_run_config(overrides={"variant": "deepnorm"}).model.init_scheme == "deepnorm"
+    dyt = build_run_config(overrides={"variant": "dyt"}).model
+    assert (dyt.norm_type, dyt.norm_placement, dyt.dyt_alpha, dyt.bias) == (
+        "dyt",
+        "pre",
+        0.5,
+        False,
+    )
+    palm = build_run_config(overrides={"variant": "palm"}).model
+    assert (palm.block, palm.ffn, palm.kv_heads, palm.bias) == ("parallel", "swiglu", 1, False)
+    peri = build_run_config(overrides={"variant": "peri-ln"}).model
+    assert (peri.norm_placement, peri.embed_scale) == ("peri", "norm")
 
 
 PRESET_INIT = {  # what each source trains with (comments in variants/*.yaml)
@@ -96,6 +110,9 @@ PRESET_INIT = {  # what each source trains with (comments in variants/*.yaml)
     "llama": {"init": "gpt2", "embed_scale": "none"},
     "sandwich": {"init": "gpt2", "embed_scale": "none"},
     "t5-bias": {"init": "torch", "embed_scale": "none"},
+    "dyt": {"init": "gpt2", "embed_scale": "sqrt_d"},
+    "palm": {"init": "torch", "embed_scale": "none"},
+    "peri-ln": {"init": "gpt2", "embed_scale": "norm"},
 }
 
 

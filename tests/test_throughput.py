@@ -65,6 +65,12 @@ def _batch(cfg: ModelConfig, b: int, t: int, s: int | None = None) -> dict[str, 
         {"pos_encoding": "t5", "tie_embeddings": False},
         {"arch": "encoder_decoder"},
         {"arch": "encoder_decoder", "n_encoder_layers": 3, "ffn": "swiglu", "n_kv_heads": 1},
+        # issue 26's norms and blocks: no matmul of their own, the same count
+        {"norm_type": "dyt", "n_kv_heads": 2},
+        {"norm_placement": "peri", "norm_type": "dyt"},
+        {"norm_placement": "mixln", "mixln_post_fraction": 0.5},  # block 0 Post-LN, 1 Pre-LN
+        {"block": "parallel", "n_kv_heads": 2, "pos_encoding": "rope"},
+        {"arch": "encoder_decoder", "norm_placement": "mixln", "norm_type": "dyt"},
     ],
 )
 def test_analytic_flops_per_token_agree_with_measure_flops(axes):

@@ -41,6 +41,11 @@ def cmd_variants(args: argparse.Namespace) -> int:
     for name, info in TrainConfig.model_fields.items():
         if info.description:
             print(f"  train.{name:<16} {info.description} [{info.default}]")
+    from bench.config.citations import CITATIONS
+
+    print("\nPapers (axis values and options added with their source)")
+    for key, cite in CITATIONS.items():
+        print(f"  {key:<28} {cite}")
     print("\nTasks (task.name=NAME; * marks the default)")
     for name, what in TASKS_DESCRIBED.items():
         print(f"  {name + ('*' if name == TaskConfig().name else ''):<10} {what}")

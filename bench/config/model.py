@@ -12,8 +12,9 @@ from pydantic import Field, model_validator
 from bench.config.base import Strict
 
 Arch = Literal["decoder", "encoder_decoder"]
-NormPlacement = Literal["post", "pre", "sandwich", "deepnorm"]
-NormType = Literal["layernorm", "rmsnorm", "scalenorm"]
+NormPlacement = Literal["post", "pre", "sandwich", "deepnorm", "peri", "mixln"]
+NormType = Literal["layernorm", "rmsnorm", "scalenorm", "dyt"]
+BlockLayout = Literal["sequential", "parallel"]
 PosEncoding = Literal["sinusoidal", "learned", "rope", "alibi", "t5", "nope"]
 FeedForward = Literal["gelu", "relu", "swiglu"]
 Init = Literal["auto", "torch", "gpt2", "xavier", "deepnorm"]
@@ -48,6 +49,21 @@ class ModelConfig(Strict):
     norm_placement: NormPlacement = "pre"
     norm_type: NormType = "layernorm"
     qk_norm: bool = False
+    # --- normalization, block and loss variants (issue 26; docs/variants.md) ---
+    block: BlockLayout = "sequential"  # parallel: x + attn(N(x)) + ffn(N(x)) (GPT-J, PaLM)
+    dyt_alpha: float = Field(
+        default=0.5,
+        gt=0,
+        description="DyT (Zhu et al. 2025): init of the learnable scalar alpha in "
+        "gamma*tanh(alpha*x)+beta, every DyT of the model (the paper's default 0.5)",
+    )
+    mixln_post_fraction: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="Mix-LN (Li et al. 2024): the first floor(fraction * layers) blocks "
+        "of each stack are Post-LN, the rest Pre-LN (the paper's 0.25)",
+    )
     pos_encoding: PosEncoding = "learned"
     rope_base: float = Field(default=10000.0, gt=0, description="RoPE frequency base")
     rope_fraction: float = Field(
@@ -93,6 +109,18 @@ class ModelConfig(Strict):
             raise ValueError(
                 f"model.n_heads={self.n_heads} must be divisible by "
                 f"model.n_kv_heads={self.kv_heads} (1 <= n_kv_heads <= n_heads)"
+            )
+        if self.qk_norm and self.norm_type == "dyt":
+            raise ValueError(
+                "model.qk_norm=true with model.norm_type=dyt: DyT is not a normalization "
+                "and Zhu et al. 2025 use no QK-norm; allowed: qk_norm=false, or a norm_type "
+                "of layernorm, rmsnorm, scalenorm"
+            )
+        if self.block == "parallel" and (self.norm_placement != "pre" or self.arch != "decoder"):
+            raise ValueError(
+                f"model.block=parallel with norm_placement={self.norm_placement}, "
+                f"arch={self.arch}: the parallel block (GPT-J, PaLM) is a Pre-LN decoder "
+                "block; allowed: norm_placement=pre and arch=decoder"
             )
         if self.pos_encoding == "rope":
             rot = int(self.head_dim * self.rope_fraction) // 2 * 2
@@ -193,7 +221,11 @@ class ModelConfig(Strict):
                 f"{combo}: normed N(0, 0.02) embeddings tied to the head stayed at chance "
                 "for post- and pre-LN on the quickstart; use init=auto"
             )
-        if self.norm_placement in ("post", "deepnorm"):
+        # Mix-LN's first floor(fraction * layers) blocks are Post-LN (Li et al. 2024)
+        mixln_post = self.norm_placement == "mixln" and (
+            self.mixln_post_fraction * max(self.n_layers, self.encoder_layers) >= 1 - 1e-9
+        )
+        if self.norm_placement in ("post", "deepnorm") or mixln_post:
             first = rms["first_block"]
             if first < MIN_FIRST_BLOCK_RMS:
                 return (

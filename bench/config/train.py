@@ -27,6 +27,15 @@ class TrainConfig(Strict):
     beta2: float = Field(default=0.98, ge=0, lt=1)
     grad_clip: float | None = Field(default=1.0, gt=0)
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    z_loss: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "z-loss coefficient (Chowdhery et al. 2022, PaLM, Section 5; Wortsman et al. 2023): "
+            "adds z_loss * mean log(Z)^2 of the output logits to the training loss, logged as "
+            "train/z_loss; 0 is off, PaLM's is 1e-4"
+        ),
+    )
     parameterization: Parameterization = Field(
         default="standard",
         description=(

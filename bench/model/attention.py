@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.config import ModelConfig
-from bench.model.norms import make_norm
+from bench.model.norms import norm_for
 from bench.model.positional import Rotary
 
 
@@ -89,8 +89,8 @@ class Attention(nn.Module):
         else:
             self.qkv = nn.Linear(d, q_dim + 2 * kv_dim, bias=cfg.bias)
         self.out = nn.Linear(q_dim, d, bias=cfg.bias)
-        self.q_norm = make_norm(cfg.norm_type, self.head_dim, cfg.bias) if cfg.qk_norm else None
-        self.k_norm = make_norm(cfg.norm_type, self.head_dim, cfg.bias) if cfg.qk_norm else None
+        self.q_norm = norm_for(cfg, self.head_dim) if cfg.qk_norm else None
+        self.k_norm = norm_for(cfg, self.head_dim) if cfg.qk_norm else None
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 

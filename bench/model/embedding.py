@@ -14,7 +14,7 @@ import math
 from torch import Tensor, nn
 
 from bench.config import ModelConfig
-from bench.model.norms import make_norm
+from bench.model.norms import norm_for
 
 
 class EmbedScale(nn.Module):
@@ -64,7 +64,7 @@ class EmbedNorm(EmbedScale):
 
     def __init__(self, cfg: ModelConfig, width: int | None = None) -> None:
         super().__init__(cfg, width)
-        self.norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias)
+        self.norm = norm_for(cfg)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x)

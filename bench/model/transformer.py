@@ -23,7 +23,7 @@ from bench.model.deepnorm import StackName, stack_constants
 from bench.model.embedding import EMBED_SCALES
 from bench.model.feedforward import FeedForward
 from bench.model.init import INITS
-from bench.model.norms import make_norm
+from bench.model.norms import norm_for
 from bench.model.parameterization import PARAMETERIZATIONS, Parameterization
 from bench.model.positional import POSITIONAL
 
@@ -53,9 +53,12 @@ class Stack(nn.Module):
         self.pos = POSITIONAL[cfg.pos_encoding](cfg, causal)
         self.drop = nn.Dropout(cfg.dropout)
         alpha = self.deepnorm.alpha  # only the deepnorm placement reads it
-        self.blocks = nn.ModuleList(Block(cfg, cross, alpha, attn_scale) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            Block(cfg, cross, alpha, attn_scale, layer=i, n_layers=n_layers)
+            for i in range(n_layers)
+        )
         needs_final = PLACEMENTS[cfg.norm_placement].final_norm
-        self.final_norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias) if needs_final else None
+        self.final_norm = norm_for(cfg) if needs_final else None
 
     def stacks(self) -> list[Stack]:
         """The stacks of this model (for a decoder-only model: itself)."""

@@ -56,6 +56,19 @@ def token_metrics(
     }
 
 
+def z_loss_term(logits: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``log(Z)^2`` over the rows of ``logits [N, V]`` that ``mask [N]`` keeps,
+    ``Z = sum_v exp(logit_v)`` (Chowdhery et al. 2022, PaLM, Section 5: the auxiliary loss
+    ``1e-4 * log^2 Z`` "to encourage the softmax normalizer log(Z) to be close to 0";
+    Wortsman et al. 2023: it mitigates output-logit divergence). The
+    caller multiplies it by ``train.z_loss``."""
+    scored = logits[mask]
+    log_z = torch.logsumexp(scored.to(torch.promote_types(scored.dtype, torch.float32)), dim=-1)
+    if log_z.numel() == 0:
+        return logits.new_zeros(())
+    return log_z.square().mean()
+
+
 def prediction_diversity(logits: Tensor, mask: Tensor) -> Tensor:
     """How much the predicted distributions at ``mask``'s positions differ, in [0, 1].
 
@@ -96,31 +109,50 @@ class BenchModule(L.LightningModule):
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         return forward_logits(self.model, batch)
 
-    def compute_loss(self, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> Tensor:
-        """Mean token cross-entropy over labeled positions."""
-        logits = self(batch)
-        return F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            batch["labels"].flatten(),
-            ignore_index=IGNORE,
-            label_smoothing=label_smoothing,
-        )
+    def compute_loss(
+        self, batch: dict[str, Tensor], label_smoothing: float = 0.0, z_loss: float = 0.0
+    ) -> Tensor:
+        """Mean token cross-entropy over labeled positions, plus ``z_loss`` times the mean
+        of ``log(Z)^2`` over them (:func:`z_loss_term`) when ``z_loss`` is not 0."""
+        return self._losses(batch, label_smoothing, z_loss)[0]
+
+    def _losses(
+        self, batch: dict[str, Tensor], label_smoothing: float, z_loss: float
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """``(loss, z-loss term or None, logits [N, V])``; the term is inside the loss."""
+        logits = self(batch).flatten(0, 1).float()
+        labels = batch["labels"].flatten()
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing)
+        if not z_loss:
+            return loss, None, logits
+        term = z_loss * z_loss_term(logits, labels != IGNORE)
+        return loss + term, term, logits
 
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """The loss the optimizer descends: cross-entropy with ``train.label_smoothing``.
+        """The loss the optimizer descends: cross-entropy with ``train.label_smoothing``,
+        plus ``train.z_loss`` times the mean ``log(Z)^2`` when that is on.
 
         Every diagnostic that differentiates or evaluates a loss (noise scale,
         Hessian, landscape) measures this one, so their numbers describe training.
         """
-        return self.compute_loss(batch, self.cfg.train.label_smoothing)
+        t = self.cfg.train
+        return self.compute_loss(batch, t.label_smoothing, t.z_loss)
 
     @property
     def training_loss_name(self) -> str:
         """What :meth:`training_loss` computes, recorded next to each diagnostic's numbers."""
-        return f"cross_entropy(label_smoothing={self.cfg.train.label_smoothing:g})"
+        t = self.cfg.train
+        name = f"cross_entropy(label_smoothing={t.label_smoothing:g})"
+        return f"{name} + {t.z_loss:g} * mean(log(Z)^2)" if t.z_loss else name
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.training_loss(batch)
+        t = self.cfg.train
+        loss, z_term, logits = self._losses(batch, t.label_smoothing, t.z_loss)
+        if z_term is not None:
+            self.log("train/z_loss", z_term)  # already inside train/loss
+        with torch.no_grad():  # the softmax normalizer z-loss pulls to 0 (Wortsman et al.)
+            rms = z_loss_term(logits, batch["labels"].flatten() != IGNORE).sqrt()
+            self.log("train/log_z_rms", rms)
         if not torch.isfinite(loss):
             # Stop here: a NaN step would poison the weights and the checkpoint.
             self.diverged = True

@@ -1,0 +1,37 @@
+"""The paper behind each axis value and option that has one, for ``bench variants``.
+
+Keys are ``model.FIELD=VALUE`` (an axis value) or ``train.FIELD`` / ``model.FIELD`` (an
+option); values say who, where, and in one phrase what. Pure data: no torch.
+``tests/test_model_norm_variants.py`` checks that every key names a real field (and
+value) of the config.
+"""
+
+from __future__ import annotations
+
+# Normalization, block and loss (issue 26)
+NORM_BLOCK_LOSS: dict[str, str] = {
+    "model.norm_type=dyt": (
+        "Zhu, Chen, He, LeCun, Liu 2025, Transformers without Normalization (CVPR 2025, "
+        "arXiv 2503.10622): gamma*tanh(alpha*x)+beta in place of every norm; alpha_0 = "
+        "model.dyt_alpha"
+    ),
+    "model.norm_placement=peri": (
+        "Kim et al. 2025, Peri-LN (ICML 2025, arXiv 2502.02732): x + N(f(N(x))), a final "
+        "norm; the same class as sandwich (Ding et al. 2021); its optional embedding norm "
+        "is model.embed_scale=norm"
+    ),
+    "model.norm_placement=mixln": (
+        "Li, Yin, Liu 2024, Mix-LN (ICLR 2025, arXiv 2412.13795): Post-LN in the first "
+        "floor(model.mixln_post_fraction * layers) blocks, Pre-LN after"
+    ),
+    "model.block=parallel": (
+        "Wang & Komatsuzaki 2021 (GPT-J); Chowdhery et al. 2022, PaLM (arXiv 2204.02311, "
+        "Section 2): x + attn(LN(x)) + ffn(LN(x)), one shared LayerNorm"
+    ),
+    "train.z_loss": (
+        "Chowdhery et al. 2022, PaLM (Section 5): + coeff * log(Z)^2 of the output logits "
+        "(PaLM: 1e-4); Wortsman et al. 2023 (arXiv 2309.14322): against output-logit divergence"
+    ),
+}
+
+CITATIONS: dict[str, str] = {**NORM_BLOCK_LOSS}
