@@ -332,7 +332,6 @@ def test_wandb_failing_mid_run_does_not_fail_training(tmp_path: Path) -> None:
     assert len(model.train_losses) == MAX_STEPS
 
 
-
 def _log_to_full_device(name: str, capsys: pytest.CaptureFixture[str]) -> str:
     """Log one record through a FileHandler on /dev/full (every write: ENOSPC); stderr."""
     tracking.quiet_wandb_log_when_disk_full()
