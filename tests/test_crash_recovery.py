@@ -7,6 +7,7 @@ real (tiny) tmpfs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -246,6 +247,34 @@ def test_a_full_disk_with_wandb_offline_is_still_one_line(tmp_path, room_kb):
         assert 1 <= len(lines) <= 3, r.stderr[-3000:]
         assert "no space left on the device" in lines[-1] and str(full) in lines[-1]
         assert not (run / "summary.json").exists()
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+@needs_root
+def test_a_checkpoint_save_on_a_full_disk_leaves_the_previous_checkpoint_whole(tmp_path):
+    import torch
+
+    from bench.training.checkpoint import load_checkpoint
+    from bench.training.checkpoint_io import AtomicCheckpointIO
+
+    full = tmp_path / "full"
+    _mount_tmpfs(full)
+    try:
+        path = full / "run" / "checkpoints" / "last.ckpt"
+        old = {"state_dict": {"w": torch.arange(1000.0)}, "global_step": 10}
+        AtomicCheckpointIO().save_checkpoint(old, path)
+        free = os.statvfs(full).f_bavail * os.statvfs(full).f_frsize
+        (full / "filler").write_bytes(b"\0" * (free - 16 * 1024))  # less than a checkpoint
+        new = {"state_dict": {"w": torch.zeros(8000)}, "global_step": 20}
+        with pytest.raises(OSError) as e:
+            AtomicCheckpointIO().save_checkpoint(new, path)
+        assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+        kept = load_checkpoint(path)
+        assert kept["global_step"] == 10 and torch.equal(
+            kept["state_dict"]["w"], old["state_dict"]["w"]
+        )
+        assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left
     finally:
         subprocess.run(["umount", str(full)], check=True)
 

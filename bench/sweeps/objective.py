@@ -50,6 +50,9 @@ class TrialJob:
     tags: list[str] = field(default_factory=list)
 
 
+DISK_FULL = "disk full"  # execute's outcome when the run failed on a full disk (retried)
+
+
 class Interrupted(KeyboardInterrupt):
     """The worker was asked to stop while a trial ran; the trial has been re-enqueued."""
 
@@ -224,7 +227,8 @@ def _train(
     command: str,
     retries: int | None = None,
 ) -> RunResult | str:
-    """Train the trial's run; its result, or ``"failed"`` after telling the study so.
+    """Train the trial's run; its result, or ``"failed"`` (:data:`DISK_FULL`) after telling
+    the study so.
 
     A run that fails on a full disk is failed with its retry enqueued (at most
     ``retries``, the spec's ``retry.max_retries``): the next attempt resumes from its
@@ -249,7 +253,7 @@ def _train(
         if isinstance(e, OSError) and e.errno in records.DISK_FULL:
             # the machine's state, not the configuration's: retried like a dead worker's trial
             fail_trial(study, trial._trial_id, "failed", reason, retry=retries)
-            return "failed"
+            return DISK_FULL
         trial.set_user_attr("status", "failed")
         trial.set_user_attr("reason", reason)
         study.tell(trial, state=TrialState.FAIL)

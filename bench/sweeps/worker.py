@@ -11,6 +11,10 @@ Any number of workers (processes, machines) share one storage. A worker:
 3. waits while other workers still run trials that might fail and be retried;
 4. stops at the wall-clock deadline (no new trial starts after it).
 
+A trial that fails on a full disk is re-enqueued, and its worker pauses
+:data:`DISK_FULL_PAUSE` seconds before it claims again: otherwise each worker
+would burn the trial's retries in a fraction of a second each.
+
 SIGINT (Ctrl-C): the running trial ends FAIL ``interrupted`` and is re-enqueued;
 exit code 130. SIGTERM, SIGUSR1, SIGUSR2 (preemption, :mod:`bench.training.preemption`):
 the running trial checkpoints at its next step, goes back to WAITING with its
@@ -40,7 +44,7 @@ from bench.sweeps.args import (
 )
 from bench.sweeps.ddp import ddp_follower, run_ddp_follower
 from bench.sweeps.layout import Sweep, prepare_sweep
-from bench.sweeps.objective import Interrupted, TrialJob, execute, host_worker_id
+from bench.sweeps.objective import DISK_FULL, Interrupted, TrialJob, execute, host_worker_id
 from bench.sweeps.recovery.heartbeat import heartbeat, heartbeat_interval, heartbeats
 from bench.sweeps.recovery.orphans import identity, recover_orphans
 from bench.sweeps.recovery.resume import hold_for_resumption, holds_slot
@@ -60,6 +64,7 @@ from bench.sweeps.study import (
 from bench.training.preemption import PREEMPTION, Preempted
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
+DISK_FULL_PAUSE = 10.0  # seconds a worker waits after a trial failed on a full disk
 
 
 @dataclass
@@ -234,9 +239,13 @@ class Worker:
                     },
                 )
                 with heartbeat(job.study._storage, job.trial._trial_id):
-                    execute(self.sweep, job, self.label, scratch, self.threads, self.group)
+                    outcome = execute(
+                        self.sweep, job, self.label, scratch, self.threads, self.group
+                    )
                 self.current = None
                 state_file.unlink(missing_ok=True)
+                if outcome == DISK_FULL:  # its retry waits for room, not for the next claim
+                    time.sleep(DISK_FULL_PAUSE)
                 if self.group is not None:
                     self.group.wait_trained()  # every rank out of it before the next claim
                 if PREEMPTION.requested:  # the signal came as the trial finished
