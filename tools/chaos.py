@@ -78,8 +78,8 @@ def lr_grid(trials: int) -> list[float]:
     return [round(1e-3 * 10 ** (i / max(n - 1, 1)), 6) for i in range(n)]
 
 
-def chaos_spec(trials: int, tracking: str = "offline", steps: int = 30) -> dict[str, Any]:
-    """Two cells x a grid of learning rates: each trial a planned point, ~1 s of training.
+def chaos_spec(trials: int, tracking: str = "offline", steps: int = 100) -> dict[str, Any]:
+    """Two cells x a grid of learning rates: each trial a planned point, a few seconds of training.
 
     Validation (and so a checkpoint) every 10 steps gives a killed trial something to
     resume from; retries are generous, since many faults may hit one trial.
@@ -591,6 +591,10 @@ def run_storage(storage: str, args: argparse.Namespace, rng: random.Random) -> O
         f"faults in order: {', '.join(plan)}",
         flush=True,
     )
+    # bench's imports (prepare_sweep) may have installed their own SIGINT handler:
+    # Ctrl-C (or SIGTERM) to this tool must stop it, and its finally stop the fleet.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     start = time.time()
     fleet.start_all()
     next_at = start + args.warmup + gaps[0] if plan else math.inf
@@ -620,6 +624,8 @@ def run_storage(storage: str, args: argparse.Namespace, rng: random.Random) -> O
             time.sleep(0.5)
     finally:
         fleet.stop()
+        if mount is not None and sys.exc_info()[0] is not None:
+            subprocess.run(["umount", str(mount)], check=False)
     wall = time.time() - start
     findings = check_sweep(sweep_dir, url or str(sweep_dir / "journal.log"), spec)
     work = Path(tempfile.mkdtemp(prefix="chaos-verify-"))
@@ -702,9 +708,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="replays a schedule (default: random)")
     p.add_argument("--trials", type=int, default=200)
     p.add_argument("--workers", type=int, default=8)
-    p.add_argument("--steps", type=int, default=30, help="training steps of each trial")
+    p.add_argument("--steps", type=int, default=100, help="training steps of each trial")
     p.add_argument("--per-kind", type=int, default=3, help="faults of each kind per storage")
-    p.add_argument("--gap", type=float, default=25.0, help="mean seconds between faults")
+    p.add_argument("--gap", type=float, default=15.0, help="mean seconds between faults")
     p.add_argument("--warmup", type=float, default=60.0, help="seconds before the first fault")
     p.add_argument("--full-seconds", type=float, default=8.0)
     p.add_argument("--tmpfs-mb", type=int, default=512)
