@@ -88,7 +88,7 @@ def test_workers_with_separate_directories_share_one_sweep_through_postgres(tmp_
     assert all(os.path.isfile(os.path.join(d, "summary.json")) for d in run_dirs)
 
 
-@pytest.mark.slow
+# not slow: CI's end-to-end PostgreSQL test (real workers, a SIGKILL, heartbeats, a retry)
 def test_a_vanished_worker_is_detected_by_heartbeat_and_its_trial_retried(tmp_path, pg_url):
     spec = tiny_spec(
         compare={"model.norm_placement": ["pre"]},

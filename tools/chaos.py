@@ -78,7 +78,7 @@ def lr_grid(trials: int) -> list[float]:
     return [round(1e-3 * 10 ** (i / max(n - 1, 1)), 6) for i in range(n)]
 
 
-def chaos_spec(trials: int, tracking: str = "offline", steps: int = 100) -> dict[str, Any]:
+def chaos_spec(trials: int, tracking: str = "offline", steps: int = 30) -> dict[str, Any]:
     """Two cells x a grid of learning rates: each trial a planned point, a few seconds of training.
 
     Validation (and so a checkpoint) every 10 steps gives a killed trial something to
@@ -487,9 +487,11 @@ class Faults:
         if self.runs_mount is None:
             return False
         filler = self.runs_mount / ".chaos-filler"
-        st = os.statvfs(self.runs_mount)
+        chunk = b"\0" * 2**22
         with open(filler, "wb") as f, contextlib.suppress(OSError):
-            f.write(b"\0" * (st.f_bavail * st.f_frsize))  # fills it, to the last block
+            while True:  # until ENOSPC: full to the last block
+                f.write(chunk[: max(os.statvfs(self.runs_mount).f_bavail * 4096, 4096)])
+                f.flush()
         self._say(f"run directories' disk full for {self.full_seconds:.0f} s")
         time.sleep(self.full_seconds)
         filler.unlink()
@@ -708,12 +710,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="replays a schedule (default: random)")
     p.add_argument("--trials", type=int, default=200)
     p.add_argument("--workers", type=int, default=8)
-    p.add_argument("--steps", type=int, default=100, help="training steps of each trial")
+    p.add_argument("--steps", type=int, default=30, help="training steps of each trial")
     p.add_argument("--per-kind", type=int, default=3, help="faults of each kind per storage")
-    p.add_argument("--gap", type=float, default=15.0, help="mean seconds between faults")
+    p.add_argument("--gap", type=float, default=12.0, help="mean seconds between faults")
     p.add_argument("--warmup", type=float, default=60.0, help="seconds before the first fault")
     p.add_argument("--full-seconds", type=float, default=8.0)
-    p.add_argument("--tmpfs-mb", type=int, default=512)
+    p.add_argument("--tmpfs-mb", type=int, default=256)
     p.add_argument("--tracking", choices=("offline", "disabled"), default="offline")
     p.add_argument("--verify", type=int, default=8, help="resumed trials to re-train")
     p.add_argument("--timeout", type=float, default=3600.0)
