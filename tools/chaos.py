@@ -488,10 +488,9 @@ class Faults:
             return False
         filler = self.runs_mount / ".chaos-filler"
         chunk = b"\0" * 2**22
-        with open(filler, "wb") as f, contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as f:
             while True:  # until ENOSPC: full to the last block
                 f.write(chunk[: max(os.statvfs(self.runs_mount).f_bavail * 4096, 4096)])
-                f.flush()
         self._say(f"run directories' disk full for {self.full_seconds:.0f} s")
         time.sleep(self.full_seconds)
         filler.unlink()
