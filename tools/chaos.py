@@ -516,11 +516,14 @@ class Faults:
                 if not ckpt.is_file() or (run / "summary.json").exists():
                     continue
                 try:
+                    pid = int(state["pid"])
+                    os.kill(pid, 0)  # a live worker: not the stale file of a dead one
                     data = ckpt.read_bytes()
                     ckpt.write_bytes(data[: len(data) // 2])
-                    os.kill(int(state["pid"]), signal.SIGKILL)
                 except (OSError, KeyError, ValueError):
                     continue
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
                 self._say(f"{ckpt.parent.parent.name}/last.ckpt cut in half, its worker killed")
                 return True
             time.sleep(0.5)
