@@ -45,7 +45,12 @@ from bench.sweeps.args import (
 from bench.sweeps.ddp import ddp_follower, run_ddp_follower
 from bench.sweeps.layout import Sweep, prepare_sweep
 from bench.sweeps.objective import DISK_FULL, Interrupted, TrialJob, execute, host_worker_id
-from bench.sweeps.recovery.heartbeat import heartbeat, heartbeat_interval, heartbeats
+from bench.sweeps.recovery.heartbeat import (
+    heartbeat,
+    heartbeat_interval,
+    heartbeats,
+    unbeating_trial_ids,
+)
 from bench.sweeps.recovery.orphans import identity, recover_orphans
 from bench.sweeps.recovery.resume import hold_for_resumption, holds_slot
 from bench.sweeps.recovery.retry import fail_trial
@@ -65,6 +70,7 @@ from bench.training.preemption import PREEMPTION, Preempted
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
 DISK_FULL_PAUSE = 10.0  # seconds a worker waits after a trial failed on a full disk
+ORPHAN_AFTER = 3  # grace periods after which a RUNNING RDB trial without any heartbeat is orphaned
 
 
 @dataclass
@@ -182,10 +188,24 @@ class Worker:
         """Ask a trial and at once record a heartbeat: a trial without one is never judged stale."""
         trial = study.ask()
         self.current = (study, trial._trial_id)
+        self._record_claim(study, trial)  # at once: a worker killed from here on is an orphan
         beating = heartbeats(study._storage)
         if beating is not None:
             beating.record_heartbeat(trial._trial_id)
         return trial
+
+    def _record_claim(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        """``workers/<id>.json``: the trial this worker holds, for orphan recovery."""
+        records.write_json(
+            self.sweep.worker_file(self.worker_id),
+            {
+                **identity(),  # host, pid, start time: see bench.sweeps.recovery.orphans
+                "study": study.study_name,
+                "trial_id": trial._trial_id,
+                "number": trial.number,
+                "started": time.time(),
+            },
+        )
 
     def _give_back(self, study: optuna.Study, trial_id: int, status: str) -> None:
         fail_trial(study, trial_id, status, "budget already taken by another worker", retry=False)
@@ -203,13 +223,22 @@ class Worker:
         if beating is None or not interval:
             return
         grace = getattr(storage, "grace_period", None) or 2 * interval
+        retries = self.sweep.spec.retry.max_retries
         for trial_id in beating._get_stale_trial_ids(study._study_id):
             fail_trial(
                 study,
                 trial_id,
                 "failed",
                 f"no heartbeat for over {grace} s: its worker died or lost the storage",
-                self.sweep.spec.retry.max_retries,
+                retries,
+            )
+        for trial_id in unbeating_trial_ids(storage, study._study_id, ORPHAN_AFTER * grace):
+            fail_trial(
+                study,
+                trial_id,
+                "failed",
+                "its worker died or lost the storage while asking for it (no heartbeat ever)",
+                retries,
             )
 
     # ------------------------------------------------------------------ loop
@@ -228,16 +257,7 @@ class Worker:
                     time.sleep(self.poll)
                     continue
                 assert isinstance(job, TrialJob)
-                records.write_json(
-                    state_file,
-                    {
-                        **identity(),  # host, pid, start time: see bench.sweeps.recovery.orphans
-                        "study": job.study.study_name,
-                        "trial_id": job.trial._trial_id,
-                        "number": job.trial.number,
-                        "started": time.time(),
-                    },
-                )
+                self._record_claim(job.study, job.trial)
                 with heartbeat(job.study._storage, job.trial._trial_id):
                     outcome = execute(
                         self.sweep, job, self.label, scratch, self.threads, self.group
