@@ -392,7 +392,7 @@ class Fleet:
 
     def kill_everything(self) -> None:
         """SIGKILL every process of the sweep at once (a machine crash)."""
-        pids = self.worker_pids()
+        pids = self.worker_pids() + self.strays()
         if self.launcher.alive() and self.launcher.popen:
             pids.append(self.launcher.popen.pid)
         for pid in pids:
@@ -403,6 +403,18 @@ class Fleet:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.popen.wait(timeout=30)
         time.sleep(0.5)
+
+    def strays(self) -> list[int]:
+        """Workers of this sweep no launcher watches: spawned as their launcher was killed."""
+        out = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"worker" in args and str(self.sweep_dir).encode() in args:
+                out.append(int(cmdline.parent.name))
+        return out
 
     def stop(self) -> None:
         self.kill_everything()
