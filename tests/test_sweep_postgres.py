@@ -154,3 +154,23 @@ def test_preparing_a_sweep_creates_its_studies_in_postgres(tmp_path, pg_url):
     ]
     meta = json.loads((sweep.dir / "sweep.json").read_text())
     assert meta["storage"].startswith("postgresql")
+
+
+def test_a_trial_left_running_without_any_heartbeat_is_found_once_old_enough(pg_url):
+    """What a worker that lost the database inside ``ask`` leaves: RUNNING, no heartbeat."""
+    import time
+
+    from bench.sweeps.recovery.heartbeat import heartbeats, unbeating_trial_ids
+
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="s", storage=storage)
+    orphan = study.ask()  # no heartbeat recorded: its worker died right here
+    owned = study.ask()
+    beating = heartbeats(storage)
+    assert beating is not None
+    beating.record_heartbeat(owned._trial_id)
+    assert unbeating_trial_ids(storage, study._study_id, older_than=3600) == []
+    time.sleep(1.1)
+    assert unbeating_trial_ids(storage, study._study_id, older_than=1) == [orphan._trial_id]
+    study.tell(orphan, 1.0)
+    assert unbeating_trial_ids(storage, study._study_id, older_than=1) == []
