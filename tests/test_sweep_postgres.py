@@ -174,3 +174,28 @@ def test_a_trial_left_running_without_any_heartbeat_is_found_once_old_enough(pg_
     assert unbeating_trial_ids(storage, study._study_id, older_than=1) == [orphan._trial_id]
     study.tell(orphan, 1.0)
     assert unbeating_trial_ids(storage, study._study_id, older_than=1) == []
+
+
+@pytest.mark.parametrize("where", ["journal", "postgresql"])
+def test_a_retry_lost_between_fail_and_enqueue_is_enqueued_by_the_next_worker(
+    where, tmp_path, pg_url
+):
+    """A crash between a trial's FAIL and its retry's enqueue must not lose the trial."""
+    from bench.sweeps.recovery.retry import RETRY_PENDING, fail_trial, requeue_lost_retries
+
+    url = pg_url if where == "postgresql" else str(tmp_path / "journal.log")
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    study.enqueue_trial({"x": 1.0})
+    trial = study.ask()
+    # what fail_trial writes before a process killed mid-way could enqueue the retry
+    study._storage.set_trial_system_attr(trial._trial_id, RETRY_PENDING, True)
+    study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    assert requeue_lost_retries(study, max_retry=3, after=3600) == []  # may still be enqueuing
+    assert requeue_lost_retries(study, max_retry=3, after=0) == [trial.number]
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["failed_trial"] for t in waiting] == [trial.number]
+    assert requeue_lost_retries(study, max_retry=3, after=0) == []  # once only
+    # a trial failed the whole way (retry enqueued) is left alone
+    other = study.ask()
+    assert fail_trial(study, other._trial_id, "failed", "worker died", retry=3)
+    assert requeue_lost_retries(study, max_retry=3, after=0) == []

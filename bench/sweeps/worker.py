@@ -53,7 +53,7 @@ from bench.sweeps.recovery.heartbeat import (
 )
 from bench.sweeps.recovery.orphans import identity, recover_orphans
 from bench.sweeps.recovery.resume import hold_for_resumption, holds_slot
-from bench.sweeps.recovery.retry import fail_trial
+from bench.sweeps.recovery.retry import fail_trial, requeue_lost_retries
 from bench.sweeps.slurm.ddp_tasks import Leader, TaskLayout, follow
 from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
@@ -212,12 +212,14 @@ class Worker:
         self.current = None
 
     def _fail_stale(self, study: optuna.Study) -> None:
-        """RDB: fail (and retry) trials whose worker stopped sending heartbeats.
+        """Enqueue retries a crash kept from being enqueued (any storage); RDB: fail (and
+        retry) trials whose worker stopped sending heartbeats, or never sent one.
 
         Optuna's own ``fail_stale_trials`` leaves the trial's attributes saying
         ``running``; this records ``failed`` and why before the state changes.
         """
         storage = study._storage
+        requeue_lost_retries(study, self.sweep.spec.retry.max_retries)
         interval = heartbeat_interval(storage)
         beating = heartbeats(storage)
         if beating is None or not interval:
