@@ -119,7 +119,7 @@ def chaos_spec(trials: int, tracking: str = "offline", steps: int = 30) -> dict[
         "tune": {"params": {"train.lr": {"choices": grid}}, "trials": len(grid), "sampler": "grid"},
         "seeds": 0,
         "pruner": "none",
-        "retry": {"max_retries": 50, "heartbeat_interval": 2, "grace_period": 8},
+        "retry": {"max_retries": 50},  # bench's heartbeats: every 10 s, stale after 20 s
     }
 
 

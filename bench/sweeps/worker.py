@@ -224,7 +224,8 @@ class Worker:
         beating = heartbeats(storage)
         if beating is None or not interval:
             return
-        grace = getattr(storage, "grace_period", None) or 2 * interval
+        rdb = getattr(storage, "_backend", storage)  # behind Optuna's cache, when it is there
+        grace = getattr(rdb, "grace_period", None) or 2 * interval
         retries = self.sweep.spec.retry.max_retries
         for trial_id in beating._get_stale_trial_ids(study._study_id):
             fail_trial(
