@@ -103,7 +103,7 @@ def unbeating_trial_ids(
             .all()
         )
         return [
-            t.trial_id
+            int(t.trial_id)
             for t in running
             if not t.heartbeats
             and t.datetime_start is not None
