@@ -253,6 +253,8 @@ class Worker:
         try:
             while True:
                 job = self.claim()
+                if job is None or job == WAIT:  # holds no trial (a given-back ask named one)
+                    state_file.unlink(missing_ok=True)
                 if job is None:
                     scratch.unlink(missing_ok=True)
                     return 0
