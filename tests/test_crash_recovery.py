@@ -7,6 +7,7 @@ real (tiny) tmpfs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -217,6 +218,63 @@ def test_a_full_disk_is_one_line_exit_1_and_the_run_says_failed(tmp_path):
         assert "no space left" in line and str(full) in line
         assert not (run / "summary.json").exists()
         assert json.loads((run / "status.json").read_text())["status"] == "failed"
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+@needs_root
+@pytest.mark.parametrize(
+    "room_kb",
+    [
+        24,  # the disk fills while wandb.init writes its files
+        48,  # it fills at the first checkpoint, after W&B's offline run has started
+    ],
+)
+def test_a_full_disk_with_wandb_offline_is_still_one_line(tmp_path, room_kb):
+    """W&B's writer threads keep logging to a full disk up to exit; none of it reaches stderr."""
+    full = tmp_path / "full"
+    _mount_tmpfs(full)
+    try:
+        free = os.statvfs(full).f_bavail * os.statvfs(full).f_frsize
+        (full / "filler").write_bytes(b"\0" * (free - room_kb * 1024))
+        run = full / "run"
+        args = [a for a in RUN_ARGS if not a.startswith("tracking.mode=")]
+        r = bench("train", *args, "model.d_model=32", "tracking.mode=offline",
+                  f"tracking.run_dir={run}")  # fmt: skip
+        assert r.returncode == 1, r.stderr[-3000:]
+        assert "Traceback" not in r.stderr and "Logging error" not in r.stderr, r.stderr[-3000:]
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert 1 <= len(lines) <= 3, r.stderr[-3000:]
+        assert "no space left on the device" in lines[-1] and str(full) in lines[-1]
+        assert not (run / "summary.json").exists()
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+@needs_root
+def test_a_checkpoint_save_on_a_full_disk_leaves_the_previous_checkpoint_whole(tmp_path):
+    import torch
+
+    from bench.training.checkpoint import load_checkpoint
+    from bench.training.checkpoint_io import AtomicCheckpointIO
+
+    full = tmp_path / "full"
+    _mount_tmpfs(full)
+    try:
+        path = full / "run" / "checkpoints" / "last.ckpt"
+        old = {"state_dict": {"w": torch.arange(1000.0)}, "global_step": 10}
+        AtomicCheckpointIO().save_checkpoint(old, path)
+        free = os.statvfs(full).f_bavail * os.statvfs(full).f_frsize
+        (full / "filler").write_bytes(b"\0" * (free - 16 * 1024))  # less than a checkpoint
+        new = {"state_dict": {"w": torch.zeros(8000)}, "global_step": 20}
+        with pytest.raises(OSError) as e:
+            AtomicCheckpointIO().save_checkpoint(new, path)
+        assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+        kept = load_checkpoint(path)
+        assert kept["global_step"] == 10 and torch.equal(
+            kept["state_dict"]["w"], old["state_dict"]["w"]
+        )
+        assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left
     finally:
         subprocess.run(["umount", str(full)], check=True)
 

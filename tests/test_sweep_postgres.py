@@ -88,7 +88,7 @@ def test_workers_with_separate_directories_share_one_sweep_through_postgres(tmp_
     assert all(os.path.isfile(os.path.join(d, "summary.json")) for d in run_dirs)
 
 
-@pytest.mark.slow
+# not slow: CI's end-to-end PostgreSQL test (real workers, a SIGKILL, heartbeats, a retry)
 def test_a_vanished_worker_is_detected_by_heartbeat_and_its_trial_retried(tmp_path, pg_url):
     spec = tiny_spec(
         compare={"model.norm_placement": ["pre"]},
@@ -154,3 +154,48 @@ def test_preparing_a_sweep_creates_its_studies_in_postgres(tmp_path, pg_url):
     ]
     meta = json.loads((sweep.dir / "sweep.json").read_text())
     assert meta["storage"].startswith("postgresql")
+
+
+def test_a_trial_left_running_without_any_heartbeat_is_found_once_old_enough(pg_url):
+    """What a worker that lost the database inside ``ask`` leaves: RUNNING, no heartbeat."""
+    import time
+
+    from bench.sweeps.recovery.heartbeat import heartbeats, unbeating_trial_ids
+
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="s", storage=storage)
+    orphan = study.ask()  # no heartbeat recorded: its worker died right here
+    owned = study.ask()
+    beating = heartbeats(storage)
+    assert beating is not None
+    beating.record_heartbeat(owned._trial_id)
+    assert unbeating_trial_ids(storage, study._study_id, older_than=3600) == []
+    time.sleep(1.1)
+    assert unbeating_trial_ids(storage, study._study_id, older_than=1) == [orphan._trial_id]
+    study.tell(orphan, 1.0)
+    assert unbeating_trial_ids(storage, study._study_id, older_than=1) == []
+
+
+@pytest.mark.parametrize("where", ["journal", "postgresql"])
+def test_a_retry_lost_between_fail_and_enqueue_is_enqueued_by_the_next_worker(
+    where, tmp_path, pg_url
+):
+    """A crash between a trial's FAIL and its retry's enqueue must not lose the trial."""
+    from bench.sweeps.recovery.retry import RETRY_PENDING, fail_trial, requeue_lost_retries
+
+    url = pg_url if where == "postgresql" else str(tmp_path / "journal.log")
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    study.enqueue_trial({"x": 1.0})
+    trial = study.ask()
+    # what fail_trial writes before a process killed mid-way could enqueue the retry
+    study._storage.set_trial_system_attr(trial._trial_id, RETRY_PENDING, True)
+    study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    assert requeue_lost_retries(study, max_retry=3, after=3600) == []  # may still be enqueuing
+    assert requeue_lost_retries(study, max_retry=3, after=0) == [trial.number]
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["failed_trial"] for t in waiting] == [trial.number]
+    assert requeue_lost_retries(study, max_retry=3, after=0) == []  # once only
+    # a trial failed the whole way (retry enqueued) is left alone
+    other = study.ask()
+    assert fail_trial(study, other._trial_id, "failed", "worker died", retry=3)
+    assert requeue_lost_retries(study, max_retry=3, after=0) == []

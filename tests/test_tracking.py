@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -328,3 +330,29 @@ def test_wandb_failing_mid_run_does_not_fail_training(tmp_path: Path) -> None:
     losses = [loss for _, loss in run.series("train/loss")]
     assert losses == pytest.approx([loss for _, loss in model.train_losses[:3]])
     assert len(model.train_losses) == MAX_STEPS
+
+
+def _log_to_full_device(name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Log one record through a FileHandler on /dev/full (every write: ENOSPC); stderr."""
+    tracking.quiet_wandb_log_when_disk_full()
+    logger = logging.getLogger(name)
+    handler = logging.FileHandler("/dev/full")
+    logger.addHandler(handler)
+    try:
+        capsys.readouterr()
+        logger.error("a record that cannot be written")
+        return capsys.readouterr().err
+    finally:
+        logger.removeHandler(handler)
+        with contextlib.suppress(OSError):
+            handler.close()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_wandb_log_records_a_full_disk_cannot_take_are_dropped_silently(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _log_to_full_device("wandb.sdk.lib.asyncio_manager", capsys) == ""
+    # any other logger's failing handler still reports, as logging does by default
+    other = _log_to_full_device("someone.else", capsys)
+    assert "--- Logging error ---" in other and "No space left on device" in other

@@ -5,7 +5,7 @@ The trial's user attributes record what the report needs: ``cell``, ``phase``,
 interrupted / invalid), ``reason``, ``metrics`` and the ``worker``.
 Outcome -> Optuna state: completed -> COMPLETE; pruned and diverged -> PRUNED
 (a diverged run is a bad configuration, not a broken worker); failed / invalid
--> FAIL; interrupted -> FAIL and re-enqueued, so a rerun resumes it; preempted ->
+-> FAIL; failed on a full disk, interrupted -> FAIL and re-enqueued, so a rerun resumes it; preempted ->
 back to WAITING, same number, resumed from its checkpoint (``resume.py``).
 """
 
@@ -27,7 +27,7 @@ from bench.sweeps.ddp import PRUNE_METRIC_ENV, TRIAL_CONFIG_ENV, ddp_isolated
 from bench.sweeps.labels import axis_attrs, set_seed_params
 from bench.sweeps.layout import Sweep
 from bench.sweeps.pruning import PruningCallback
-from bench.sweeps.recovery.resume import prepare_run_dir
+from bench.sweeps.recovery.resume import prepare_run_dir, start_over
 from bench.sweeps.recovery.retry import fail_trial
 from bench.sweeps.space import suggest
 from bench.sweeps.spec import SweepSpec, build_cell_config
@@ -48,6 +48,9 @@ class TrialJob:
     overrides: dict[str, Any]  # cell axes (tune) or the fixed best config (seed)
     seed: int | None = None  # seed phase: the seed to run
     tags: list[str] = field(default_factory=list)
+
+
+DISK_FULL = "disk full"  # execute's outcome when the run failed on a full disk (retried)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -128,7 +131,15 @@ def execute(
     pruner_cb = _pruning_callback(spec, job)
     if group is not None:
         group.announce(cfg, pruner_cb.metric if pruner_cb else "", resume)
-    result = _train(job, cfg, scratch, resume, pruner_cb, command=f"bench sweep {spec.name}")
+    result = _train(
+        job,
+        cfg,
+        scratch,
+        resume,
+        pruner_cb,
+        command=f"bench sweep {spec.name}",
+        retries=spec.retry.max_retries,
+    )
     if isinstance(result, str):
         return result
     return _record(job, result, spec, pruner_cb)
@@ -184,7 +195,13 @@ def _open_run_dir(job: TrialJob, cfg: RunConfig) -> Path | None:
         {"tracking.run_dir": t.run_dir, "tracking.name": t.name, "tracking.meta": t.meta},
     )
     if resume is not None:
-        job.trial.set_user_attr("resumed_from_step", checkpoint_step(resume / records.LAST_CKPT))
+        try:
+            step = checkpoint_step(resume / records.LAST_CKPT)
+        except ConfigError as e:  # cut short by a crash or a full disk: train from step 0
+            job.trial.set_user_attr("resume_refused", f"{e}; started again from step 0")
+            start_over(resume)
+            return None
+        job.trial.set_user_attr("resumed_from_step", step)
     return resume
 
 
@@ -208,8 +225,14 @@ def _train(
     resume: Path | None,
     pruner_cb: PruningCallback | None,
     command: str,
+    retries: int | None = None,
 ) -> RunResult | str:
-    """Train the trial's run; its result, or ``"failed"`` after telling the study so.
+    """Train the trial's run; its result, or ``"failed"`` (:data:`DISK_FULL`) after telling
+    the study so.
+
+    A run that fails on a full disk is failed with its retry enqueued (at most
+    ``retries``, the spec's ``retry.max_retries``): the next attempt resumes from its
+    checkpoint once there is room. Any other failure is the trial's own.
 
     Raises :class:`Interrupted` after recording an interrupted trial (Ctrl-C).
     """
@@ -227,6 +250,10 @@ def _train(
         raise Interrupted from None
     except Exception as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        if isinstance(e, OSError) and e.errno in records.DISK_FULL:
+            # the machine's state, not the configuration's: retried like a dead worker's trial
+            fail_trial(study, trial._trial_id, "failed", reason, retry=retries)
+            return DISK_FULL
         trial.set_user_attr("status", "failed")
         trial.set_user_attr("reason", reason)
         study.tell(trial, state=TrialState.FAIL)

@@ -11,6 +11,10 @@ Any number of workers (processes, machines) share one storage. A worker:
 3. waits while other workers still run trials that might fail and be retried;
 4. stops at the wall-clock deadline (no new trial starts after it).
 
+A trial that fails on a full disk is re-enqueued, and its worker pauses
+:data:`DISK_FULL_PAUSE` seconds before it claims again: otherwise each worker
+would burn the trial's retries in a fraction of a second each.
+
 SIGINT (Ctrl-C): the running trial ends FAIL ``interrupted`` and is re-enqueued;
 exit code 130. SIGTERM, SIGUSR1, SIGUSR2 (preemption, :mod:`bench.training.preemption`):
 the running trial checkpoints at its next step, goes back to WAITING with its
@@ -40,11 +44,16 @@ from bench.sweeps.args import (
 )
 from bench.sweeps.ddp import ddp_follower, run_ddp_follower
 from bench.sweeps.layout import Sweep, prepare_sweep
-from bench.sweeps.objective import Interrupted, TrialJob, execute, host_worker_id
-from bench.sweeps.recovery.heartbeat import heartbeat, heartbeat_interval, heartbeats
+from bench.sweeps.objective import DISK_FULL, Interrupted, TrialJob, execute, host_worker_id
+from bench.sweeps.recovery.heartbeat import (
+    heartbeat,
+    heartbeat_interval,
+    heartbeats,
+    unbeating_trial_ids,
+)
 from bench.sweeps.recovery.orphans import identity, recover_orphans
 from bench.sweeps.recovery.resume import hold_for_resumption, holds_slot
-from bench.sweeps.recovery.retry import fail_trial
+from bench.sweeps.recovery.retry import fail_trial, requeue_lost_retries
 from bench.sweeps.slurm.ddp_tasks import Leader, TaskLayout, follow
 from bench.sweeps.space import SHARED_SEED, make_pruner, make_sampler
 from bench.sweeps.spec import build_cell_config
@@ -60,6 +69,8 @@ from bench.sweeps.study import (
 from bench.training.preemption import PREEMPTION, Preempted
 
 WAIT = "wait"  # claim() result: nothing to start now, but the sweep is not finished
+DISK_FULL_PAUSE = 10.0  # seconds a worker waits after a trial failed on a full disk
+ORPHAN_AFTER = 3  # grace periods after which a RUNNING RDB trial without any heartbeat is orphaned
 
 
 @dataclass
@@ -177,34 +188,60 @@ class Worker:
         """Ask a trial and at once record a heartbeat: a trial without one is never judged stale."""
         trial = study.ask()
         self.current = (study, trial._trial_id)
+        self._record_claim(study, trial)  # at once: a worker killed from here on is an orphan
         beating = heartbeats(study._storage)
         if beating is not None:
             beating.record_heartbeat(trial._trial_id)
         return trial
+
+    def _record_claim(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        """``workers/<id>.json``: the trial this worker holds, for orphan recovery."""
+        records.write_json(
+            self.sweep.worker_file(self.worker_id),
+            {
+                **identity(),  # host, pid, start time: see bench.sweeps.recovery.orphans
+                "study": study.study_name,
+                "trial_id": trial._trial_id,
+                "number": trial.number,
+                "started": time.time(),
+            },
+        )
 
     def _give_back(self, study: optuna.Study, trial_id: int, status: str) -> None:
         fail_trial(study, trial_id, status, "budget already taken by another worker", retry=False)
         self.current = None
 
     def _fail_stale(self, study: optuna.Study) -> None:
-        """RDB: fail (and retry) trials whose worker stopped sending heartbeats.
+        """Enqueue retries a crash kept from being enqueued (any storage); RDB: fail (and
+        retry) trials whose worker stopped sending heartbeats, or never sent one.
 
         Optuna's own ``fail_stale_trials`` leaves the trial's attributes saying
         ``running``; this records ``failed`` and why before the state changes.
         """
         storage = study._storage
+        requeue_lost_retries(study, self.sweep.spec.retry.max_retries)
         interval = heartbeat_interval(storage)
         beating = heartbeats(storage)
         if beating is None or not interval:
             return
-        grace = getattr(storage, "grace_period", None) or 2 * interval
+        rdb = getattr(storage, "_backend", storage)  # behind Optuna's cache, when it is there
+        grace = getattr(rdb, "grace_period", None) or 2 * interval
+        retries = self.sweep.spec.retry.max_retries
         for trial_id in beating._get_stale_trial_ids(study._study_id):
             fail_trial(
                 study,
                 trial_id,
                 "failed",
                 f"no heartbeat for over {grace} s: its worker died or lost the storage",
-                self.sweep.spec.retry.max_retries,
+                retries,
+            )
+        for trial_id in unbeating_trial_ids(storage, study._study_id, ORPHAN_AFTER * grace):
+            fail_trial(
+                study,
+                trial_id,
+                "failed",
+                "its worker died or lost the storage while asking for it (no heartbeat ever)",
+                retries,
             )
 
     # ------------------------------------------------------------------ loop
@@ -216,6 +253,8 @@ class Worker:
         try:
             while True:
                 job = self.claim()
+                if job is None or job == WAIT:  # holds no trial (a given-back ask named one)
+                    state_file.unlink(missing_ok=True)
                 if job is None:
                     scratch.unlink(missing_ok=True)
                     return 0
@@ -223,20 +262,15 @@ class Worker:
                     time.sleep(self.poll)
                     continue
                 assert isinstance(job, TrialJob)
-                records.write_json(
-                    state_file,
-                    {
-                        **identity(),  # host, pid, start time: see bench.sweeps.recovery.orphans
-                        "study": job.study.study_name,
-                        "trial_id": job.trial._trial_id,
-                        "number": job.trial.number,
-                        "started": time.time(),
-                    },
-                )
+                self._record_claim(job.study, job.trial)
                 with heartbeat(job.study._storage, job.trial._trial_id):
-                    execute(self.sweep, job, self.label, scratch, self.threads, self.group)
+                    outcome = execute(
+                        self.sweep, job, self.label, scratch, self.threads, self.group
+                    )
                 self.current = None
                 state_file.unlink(missing_ok=True)
+                if outcome == DISK_FULL:  # its retry waits for room, not for the next claim
+                    time.sleep(DISK_FULL_PAUSE)
                 if self.group is not None:
                     self.group.wait_trained()  # every rank out of it before the next claim
                 if PREEMPTION.requested:  # the signal came as the trial finished

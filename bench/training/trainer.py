@@ -22,6 +22,7 @@ from bench.config import RunConfig
 from bench.diagnostics import build_callbacks
 from bench.diagnostics.guard import DiagnosticErrors
 from bench.tasks.base import BenchDataModule
+from bench.training.checkpoint_io import AtomicCheckpointIO
 from bench.training.cluster import cluster_plugins
 from bench.training.csvlog import MetricsCSVLogger
 from bench.training.interrupt import HonourCtrlC
@@ -153,7 +154,7 @@ def _trainer(
         devices=t.devices,
         num_nodes=t.nodes,
         strategy="ddp" if t.devices * t.nodes > 1 else "auto",
-        plugins=cluster_plugins(t.devices, t.nodes),
+        plugins=[*cluster_plugins(t.devices, t.nodes), AtomicCheckpointIO()],
         deterministic=t.deterministic,
         logger=loggers,
         callbacks=callbacks,

@@ -8,6 +8,7 @@ trials of dead workers.
 
 from __future__ import annotations
 
+import datetime
 import threading
 import warnings
 from collections.abc import Iterator
@@ -69,3 +70,42 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[N
     finally:
         stop.set()
         thread.join()
+
+
+def unbeating_trial_ids(
+    storage: optuna.storages.BaseStorage, study_id: int, older_than: float
+) -> list[int]:
+    """RUNNING trials of an RDB study that never recorded a heartbeat, started ``older_than`` s ago.
+
+    A worker records a trial's first heartbeat right after ``ask``; Optuna never judges
+    a trial without one. A trial is left so when its worker died, or lost the
+    database (a server restart), *inside* ``ask``: the trial was taken from the
+    queue or created, then ``ask`` raised before returning it. No worker owns it,
+    no heartbeat will ever make it stale: without this it would stay RUNNING for good.
+    """
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from optuna.trial import TrialState
+
+    rdb = getattr(storage, "_backend", storage)  # Optuna may wrap it in its cache
+    if not isinstance(rdb, RDBStorage):
+        return []
+    from sqlalchemy import orm
+
+    now = datetime.datetime.now()  # Optuna stamps datetime_start with the worker's local time
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        running = (
+            session.query(models.TrialModel)
+            .options(orm.selectinload(models.TrialModel.heartbeats))
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(models.TrialModel.study_id == study_id)
+            .all()
+        )
+        return [
+            int(t.trial_id)
+            for t in running
+            if not t.heartbeats
+            and t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() > older_than
+        ]

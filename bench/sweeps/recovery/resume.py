@@ -15,7 +15,9 @@ Two ways a trial stops before its end, one way to continue it:
   metrics and W&B run id) into the retry's and resumes from the checkpoint the
   dead worker last wrote.
 
-A run directory with no checkpoint starts again from step 0 (only its W&B id is kept).
+A run directory with no checkpoint starts again from step 0 (only its W&B id is kept);
+so does one whose checkpoint cannot be read (a crash or a full disk cut it short:
+``objective.py`` checks it and records ``resume_refused`` on the trial).
 """
 
 from __future__ import annotations
@@ -90,11 +92,16 @@ def prepare_run_dir(
     if run_dir.exists() and not run_dir.is_dir():
         return None  # not ours to remove: the run itself fails on it, as a failed trial
     if run_dir.exists():  # stopped before its first checkpoint: start again, same W&B run
-        for child in run_dir.iterdir():
-            if child.name == Path(records.WANDB_ID).parts[0]:
-                continue
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        start_over(run_dir)
     return None
+
+
+def start_over(run_dir: Path) -> None:
+    """Empty ``run_dir`` but for its W&B run id: the run starts again from step 0."""
+    for child in run_dir.iterdir():
+        if child.name == Path(records.WANDB_ID).parts[0]:
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _only_wandb_id(directory: str, names: list[str]) -> list[str]:
