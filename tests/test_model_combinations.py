@@ -13,11 +13,13 @@ from bench.model import build_model
 from bench.model.norms import ScaleNorm
 
 AX = axes()
-COMBOS = list(
-    itertools.product(
+COMBOS = [
+    combo
+    for combo in itertools.product(
         AX["arch"], AX["norm_placement"], AX["norm_type"], AX["pos_encoding"], AX["ffn"]
     )
-)
+    if not (combo[0] == "encoder_decoder" and combo[3] == "fire")  # FIRE is causal-only
+]
 KV_HEADS = (None, 2, 1)  # MHA, GQA, MQA in rotation
 
 

@@ -25,6 +25,7 @@ from bench.sweeps.args import EXIT_PREEMPTED
 @command("variants", "list every architecture axis and every preset", lambda p: None)
 def cmd_variants(args: argparse.Namespace) -> int:
     from bench.config import ModelConfig, TaskConfig, TrainConfig, axes, presets
+    from bench.config.citations import CITATIONS
     from bench.config.task import TASKS_DESCRIBED
 
     defaults = ModelConfig()
@@ -32,6 +33,8 @@ def cmd_variants(args: argparse.Namespace) -> int:
     for name, values in axes().items():
         shown = ", ".join(f"{v}*" if v == getattr(defaults, name) else str(v) for v in values)
         print(f"  model.{name:<16} {shown}")
+        for value, paper in CITATIONS.get(name, {}).items():
+            print(f"  {'':<22} {value}: {paper}")
     print("\nSizes (model.FIELD=N; default in brackets)")
     for name, info in ModelConfig.model_fields.items():
         if name not in axes() and info.description:

@@ -129,8 +129,8 @@ class Rotary:
 
 
 def rope_inv_freq(rot_dim: int, base: float) -> Tensor:
-    """RoPE's angular frequencies ``theta_i = base^(-2i/rot_dim)``, ``i < rot_dim/2`` (float64, CPU)."""
-    return base ** (-torch.arange(0, rot_dim, 2, dtype=torch.float64, device="cpu") / rot_dim)
+    """RoPE's angular frequencies ``theta_i = base^(-2i/rot_dim)``, ``i < rot_dim/2`` (float64)."""
+    return base ** (-torch.arange(0, rot_dim, 2, dtype=torch.float64) / rot_dim)
 
 
 class RopeScaling:
@@ -258,7 +258,7 @@ class RoPE(Positional):
         s = self.scale(t)
         if self.factor is None and s > 1.0:  # dynamic, past the training length
             theta = self.scaling.frequencies(rope_inv_freq(self.rot_dim, self.base), s)
-            inv = theta.float().to(self.inv_freq.device)
+            inv = theta.float().to(device)
             return Rotary(*self._tables(t, inv), self.scaling.mscale(s))
         if t <= self.cos_cached.shape[0]:
             return Rotary(self.cos_cached[:t], self.sin_cached[:t], self.mscale)
