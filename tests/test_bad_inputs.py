@@ -116,7 +116,11 @@ CASES = [
         "train model.pos_encoding=alibi model.rope_scaling=yarn",
         "model.rope_scaling=yarn scales RoPE's frequencies, but model.pos_encoding=alibi",
     ),
-    C("train-fire-encoder-decoder", "train model.pos_encoding=fire model.arch=encoder_decoder", "allowed: arch=decoder"),
+    C(
+        "train-fire-encoder-decoder",
+        "train model.pos_encoding=fire model.arch=encoder_decoder",
+        "allowed: arch=decoder",
+    ),
     C("train-meta-nan", ["train", "tracking.meta={a: .nan}"], "tracking.meta.a"),
     C("train-lr-string", "train train.lr=fast", "train.lr='fast'"),
     C("train-lr-negative", "train train.lr=-1", "train.lr=-1"),

@@ -14,7 +14,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from bench.config import ConfigError, ModelConfig, build_run_config
 from bench.diagnostics.batches import batch_tokens
@@ -232,8 +231,12 @@ def test_scaled_rope_attention_forward_and_gradient_equal_the_reference(kind, n_
     )
     (ref * weight.double()).sum().backward()
     torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=1e-4)
-    torch.testing.assert_close(attn.qkv.weight.grad.double(), params["w_qkv"].grad, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(attn.out.weight.grad.double(), params["w_out"].grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        attn.qkv.weight.grad.double(), params["w_qkv"].grad, atol=1e-4, rtol=1e-4
+    )
+    torch.testing.assert_close(
+        attn.out.weight.grad.double(), params["w_out"].grad, atol=1e-4, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("arch", ["decoder", "encoder_decoder"])
