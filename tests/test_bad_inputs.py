@@ -111,6 +111,16 @@ CASES = [
     C("train-lr-minus-inf", "train train.lr=-.inf", "finite number"),
     C("train-peak-flops-inf", "train diagnostics.peak_flops=.inf", "diagnostics.peak_flops"),
     C("train-rope-base-nan", "train model.rope_base=.nan", "model.rope_base"),
+    C(
+        "train-rope-scaling-without-rope",
+        "train model.pos_encoding=alibi model.rope_scaling=yarn",
+        "model.rope_scaling=yarn scales RoPE's frequencies, but model.pos_encoding=alibi",
+    ),
+    C(
+        "train-fire-encoder-decoder",
+        "train model.pos_encoding=fire model.arch=encoder_decoder",
+        "allowed: arch=decoder",
+    ),
     C("train-meta-nan", ["train", "tracking.meta={a: .nan}"], "tracking.meta.a"),
     C("train-lr-string", "train train.lr=fast", "train.lr='fast'"),
     C("train-lr-negative", "train train.lr=-1", "train.lr=-1"),

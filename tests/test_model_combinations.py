@@ -15,9 +15,13 @@ from bench.model.norms import ScaleNorm
 AX = axes()
 # peri is the sandwich class under a second name (test_model_norm_variants): not twice here
 PLACEMENTS = tuple(p for p in AX["norm_placement"] if p != "peri")
-COMBOS = list(
-    itertools.product(AX["arch"], PLACEMENTS, AX["norm_type"], AX["pos_encoding"], AX["ffn"])
-)
+COMBOS = [
+    combo
+    for combo in itertools.product(
+        AX["arch"], PLACEMENTS, AX["norm_type"], AX["pos_encoding"], AX["ffn"]
+    )
+    if not (combo[0] == "encoder_decoder" and combo[3] == "fire")  # FIRE is causal-only
+]
 KV_HEADS = (None, 2, 1)  # MHA, GQA, MQA in rotation
 
 

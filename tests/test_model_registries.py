@@ -12,7 +12,7 @@ from bench.model.embedding import EMBED_SCALES
 from bench.model.feedforward import FEEDFORWARDS
 from bench.model.init import INITS
 from bench.model.norms import NORMS
-from bench.model.positional import POSITIONAL
+from bench.model.positional import POSITIONAL, ROPE_SCALINGS
 
 REGISTRIES = {
     "arch": ARCHS,
@@ -20,6 +20,7 @@ REGISTRIES = {
     "norm_type": NORMS,
     "pos_encoding": POSITIONAL,
     "ffn": FEEDFORWARDS,
+    "rope_scaling": ROPE_SCALINGS,
 }
 
 

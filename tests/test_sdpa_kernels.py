@@ -21,6 +21,12 @@ from bench.model.sdpa_kernels import (
 
 SMALL = {"d_model": 32, "n_heads": 4, "n_layers": 1, "max_len": 32, "vocab_size": 20}
 ARCHS = ["decoder", "encoder_decoder"]
+DECODER_ONLY = {"fire"}  # ModelConfig refuses it in an encoder-decoder (causal-only)
+
+
+def _skip_undefined(pos: str, arch: str) -> None:
+    if pos in DECODER_ONLY and arch != "decoder":
+        pytest.skip(f"{pos} is decoder-only")
 
 
 def _spy_sdpa(monkeypatch) -> list[tuple[bool, bool, int, int]]:
@@ -53,6 +59,7 @@ def _forward(model, arch: str, t: int, src_pad: torch.Tensor | None = None) -> N
 def test_the_predicted_calls_are_the_ones_the_model_makes(monkeypatch, pos, arch, padded):
     # The mask / is_causal of every SDPA call, per attention role, as attention_calls
     # says: no mask (flash-eligible) unless a positional bias or padding needs one.
+    _skip_undefined(pos, arch)
     cfg = ModelConfig(**SMALL, pos_encoding=pos, arch=arch)
     seen = _spy_sdpa(monkeypatch)
     src_pad = torch.zeros(2, 12, dtype=torch.bool)
@@ -67,8 +74,8 @@ def test_the_predicted_calls_are_the_ones_the_model_makes(monkeypatch, pos, arch
         assert seen == [expected[0]] * cfg.encoder_layers + expected[1:] * cfg.n_layers
 
 
-def test_only_alibi_and_t5_add_a_bias_to_the_scores():
-    assert {p for p in POSITIONAL if has_additive_bias(p)} == {"alibi", "t5"}
+def test_only_alibi_t5_and_fire_add_a_bias_to_the_scores():
+    assert {p for p in POSITIONAL if has_additive_bias(p)} == {"alibi", "t5", "fire"}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -76,6 +83,7 @@ def test_only_alibi_and_t5_add_a_bias_to_the_scores():
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_on_cpu_the_prediction_is_what_pytorch_selects(pos, arch, dropout, dtype):
+    _skip_undefined(pos, arch)
     cfg = ModelConfig(**SMALL, pos_encoding=pos, arch=arch, dropout=dropout)
     for padded in (False, True):
         for call in attention_calls(cfg, 12, padded=padded):
@@ -101,8 +109,8 @@ def test_on_an_ampere_gpu_in_bf16_variants_without_a_bias_get_flash(pos):
     assert _kernels(ModelConfig(**SMALL, pos_encoding=pos)) == {"self": ("flash", "")}
 
 
-@pytest.mark.parametrize("pos", ["alibi", "t5"])
-def test_alibi_and_t5_take_the_additive_bias_path_of_the_efficient_kernel(pos):
+@pytest.mark.parametrize("pos", ["alibi", "t5", "fire"])
+def test_alibi_t5_and_fire_take_the_additive_bias_path_of_the_efficient_kernel(pos):
     kernel, why = _kernels(ModelConfig(**SMALL, pos_encoding=pos))["self"]
     assert kernel == "efficient" and why == f"not flash: an additive mask ({pos} bias)"
 
@@ -190,6 +198,8 @@ def test_on_this_gpu_the_prediction_is_what_pytorch_selects(pos, dtype):
     torch.backends.cuda.enable_cudnn_sdp(False)
     try:
         for arch in ARCHS:
+            if pos in DECODER_ONLY and arch != "decoder":
+                continue
             cfg = ModelConfig(**SMALL, pos_encoding=pos, arch=arch)
             for call in attention_calls(cfg, 64, padded=arch != "decoder"):
                 kernel, why = predict_kernel(call, "cuda", dtype, capability=capability)

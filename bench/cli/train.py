@@ -25,6 +25,7 @@ from bench.sweeps.args import EXIT_PREEMPTED
 @command("variants", "list every architecture axis and every preset", lambda p: None)
 def cmd_variants(args: argparse.Namespace) -> int:
     from bench.config import ModelConfig, TaskConfig, TrainConfig, axes, presets
+    from bench.config.citations import CITATIONS
     from bench.config.task import TASKS_DESCRIBED
 
     defaults = ModelConfig()
@@ -41,8 +42,6 @@ def cmd_variants(args: argparse.Namespace) -> int:
     for name, info in TrainConfig.model_fields.items():
         if info.description:
             print(f"  train.{name:<16} {info.description} [{info.default}]")
-    from bench.config.citations import CITATIONS
-
     print("\nPapers (axis values and options added with their source)")
     for key, cite in CITATIONS.items():
         print(f"  {key:<28} {cite}")

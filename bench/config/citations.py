@@ -1,14 +1,15 @@
 """The paper behind each axis value and option that has one, for ``bench variants``.
 
 Keys are ``model.FIELD=VALUE`` (an axis value) or ``train.FIELD`` / ``model.FIELD`` (an
-option); values say who, where, and in one phrase what. Pure data: no torch.
-``tests/test_model_norm_variants.py`` checks that every key names a real field (and
-value) of the config.
+option); values say who, where, and in one phrase what. The docstring of the class that
+implements each (``bench.model``) cites the same paper with its equations. Pure data: no
+torch. ``tests/test_model_norm_variants.py`` checks that every key names a real field
+(and value) of the config.
 """
 
 from __future__ import annotations
 
-# Normalization, block and loss (issue 26)
+# Normalization, block and loss
 NORM_BLOCK_LOSS: dict[str, str] = {
     "model.norm_type=dyt": (
         "Zhu, Chen, He, LeCun, Liu 2025, Transformers without Normalization (CVPR 2025, "
@@ -34,4 +35,21 @@ NORM_BLOCK_LOSS: dict[str, str] = {
     ),
 }
 
-CITATIONS: dict[str, str] = {**NORM_BLOCK_LOSS}
+# Positions
+POSITIONS: dict[str, str] = {
+    "model.pos_encoding=fire": (
+        "Li et al. 2023, Functional Interpolation for Relative Positions Improves Long "
+        "Context Transformers (ICLR 2024, arXiv 2310.04418)"
+    ),
+    "model.rope_scaling=pi": (
+        "Chen et al. 2023, Extending Context Window of Large Language Models via "
+        "Positional Interpolation (arXiv 2306.15595)"
+    ),
+    "model.rope_scaling=ntk": "bloc97 2023, NTK-aware scaled RoPE (r/LocalLLaMA; jquesnelle/yarn)",
+    "model.rope_scaling=yarn": (
+        "Peng et al. 2023, YaRN: Efficient Context Window Extension of Large Language "
+        "Models (ICLR 2024, arXiv 2309.00071)"
+    ),
+}
+
+CITATIONS: dict[str, str] = {**NORM_BLOCK_LOSS, **POSITIONS}

@@ -15,7 +15,8 @@ Arch = Literal["decoder", "encoder_decoder"]
 NormPlacement = Literal["post", "pre", "sandwich", "deepnorm", "peri", "mixln"]
 NormType = Literal["layernorm", "rmsnorm", "scalenorm", "dyt"]
 BlockLayout = Literal["sequential", "parallel"]
-PosEncoding = Literal["sinusoidal", "learned", "rope", "alibi", "t5", "nope"]
+PosEncoding = Literal["sinusoidal", "learned", "rope", "alibi", "t5", "nope", "fire"]
+RopeScaling = Literal["none", "pi", "ntk", "yarn"]  # positions past the training length
 FeedForward = Literal["gelu", "relu", "swiglu"]
 Init = Literal["auto", "torch", "gpt2", "xavier", "deepnorm"]
 EmbedScale = Literal["auto", "none", "sqrt_d", "norm"]
@@ -69,6 +70,31 @@ class ModelConfig(Strict):
     rope_fraction: float = Field(
         default=1.0, gt=0, le=1, description="fraction of each head's dimensions RoPE rotates"
     )
+    # --- RoPE frequency scaling (issue 26, "Positions"; bench.model.positional) ---
+    rope_scaling: RopeScaling = "none"
+    rope_scaling_factor: float | None = Field(
+        default=None,
+        ge=1,
+        description="RoPE scaling: a fixed factor s at every length (default: dynamic, "
+        "s = max(1, length / rope_original_len) for each forward)",
+    )
+    rope_original_len: int | None = Field(
+        default=None,
+        ge=2,
+        description="RoPE scaling: the training length L it scales from (default: the "
+        "task's longest training sequence, set by the run)",
+    )
+    yarn_alpha: float = Field(
+        default=1.0, gt=0, description="YaRN: below alpha rotations in L a pair is interpolated"
+    )
+    yarn_beta: float = Field(
+        default=32.0, gt=0, description="YaRN: above beta rotations in L a pair is unchanged"
+    )
+    fire_hidden: int = Field(default=32, ge=1, description="FIRE: hidden width of the bias MLP")
+    fire_threshold: float = Field(
+        default=512.0, gt=0, description="FIRE: initial threshold L of the normalizer max(L, i)"
+    )
+    # --- end RoPE scaling / FIRE ---
     t5_num_buckets: int = Field(default=32, ge=2, description="T5 bias: relative-position buckets")
     t5_max_distance: int = Field(
         default=128, ge=2, description="T5 bias: distance of the last (log-spaced) bucket"
@@ -129,7 +155,41 @@ class ModelConfig(Strict):
                     f"model.rope_fraction={self.rope_fraction} rotates no pair of the "
                     f"head dimension {self.head_dim}; allowed: a fraction rotating >= 2 dims"
                 )
+        self._check_positions()
         return self
+
+    def _check_positions(self) -> None:
+        """RoPE scaling and FIRE: the combinations they are defined for (one line each)."""
+        if self.rope_scaling == "none":
+            for key in ("rope_scaling_factor", "rope_original_len"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"model.{key}={getattr(self, key)} is only read with model.rope_scaling "
+                        "pi, ntk or yarn; allowed with rope_scaling=none: unset"
+                    )
+        elif self.pos_encoding != "rope":
+            raise ValueError(
+                f"model.rope_scaling={self.rope_scaling} scales RoPE's frequencies, but "
+                f"model.pos_encoding={self.pos_encoding}; allowed: pos_encoding=rope, "
+                "or rope_scaling=none"
+            )
+        elif self.rope_scaling == "ntk" and int(self.head_dim * self.rope_fraction) // 2 < 2:
+            raise ValueError(
+                "model.rope_scaling=ntk changes the base by s^(D/(D-2)): it needs D >= 4 "
+                f"rotated dims, but head_dim {self.head_dim} x rope_fraction "
+                f"{self.rope_fraction} rotates 2; allowed: pi or yarn, or a wider head"
+            )
+        if self.yarn_beta <= self.yarn_alpha:
+            raise ValueError(
+                f"model.yarn_beta={self.yarn_beta} must exceed model.yarn_alpha="
+                f"{self.yarn_alpha} (YaRN's ramp runs from alpha to beta rotations)"
+            )
+        if self.pos_encoding == "fire" and self.arch != "decoder":
+            raise ValueError(
+                "model.pos_encoding=fire is defined for causal attention (Li et al. 2023 "
+                f"normalize by the query position), not model.arch={self.arch}; allowed: "
+                "arch=decoder"
+            )
 
     @property
     def head_dim(self) -> int:

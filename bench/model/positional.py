@@ -2,7 +2,10 @@
 
 - :meth:`Positional.embed` adds to the token embeddings (sinusoidal, learned);
 - :meth:`Positional.rotary` gives a :class:`Rotary` that rotates queries and keys (rope);
-- :meth:`Positional.bias` gives an additive attention bias ``[H, T, S]`` (alibi, t5).
+- :meth:`Positional.bias` gives an additive attention bias ``[H, T, S]`` (alibi, t5, fire).
+
+RoPE's frequencies can be scaled for sequences longer than the training length
+(``model.rope_scaling``: position interpolation, NTK-aware, YaRN; :class:`RopeScaling`).
 
 Each encoding also answers, from the config alone, how long a sequence it
 supports (:meth:`Positional.max_positions`; None: any length), so a run is
@@ -107,18 +110,102 @@ class Rotary:
     """Rotates the first ``rot_dim`` channels of ``[B, H, T, head_dim]`` by position.
 
     Uses the half-split pairing (channel ``i`` with ``i + rot_dim/2``); the
-    remaining ``head_dim - rot_dim`` channels pass through untouched.
+    remaining ``head_dim - rot_dim`` channels pass through untouched. ``mscale``
+    multiplies the whole result (YaRN's ``sqrt(1/t)``, applied to queries and keys
+    both, so the scores get ``1/t``; 1: plain RoPE).
     """
 
-    def __init__(self, cos: Tensor, sin: Tensor) -> None:
+    def __init__(self, cos: Tensor, sin: Tensor, mscale: float = 1.0) -> None:
         self.cos, self.sin = cos, sin  # [T, rot_dim/2]
         self.half = cos.shape[-1]
+        self.mscale = mscale
 
     def __call__(self, x: Tensor) -> Tensor:
         h = self.half
         x1, x2, rest = x[..., :h], x[..., h : 2 * h], x[..., 2 * h :]
         cos, sin = self.cos.to(x.dtype), self.sin.to(x.dtype)
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
+        out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
+        return out if self.mscale == 1.0 else out * self.mscale
+
+
+def rope_inv_freq(rot_dim: int, base: float) -> Tensor:
+    """RoPE's angular frequencies ``theta_i = base^(-2i/rot_dim)``, ``i < rot_dim/2`` (float64)."""
+    return base ** (-torch.arange(0, rot_dim, 2, dtype=torch.float64) / rot_dim)
+
+
+class RopeScaling:
+    """``none``: RoPE's frequencies at every length. A scaling maps the frequencies
+    ``theta [rot_dim/2]`` (float64) and a factor ``s >= 1`` to new frequencies and an
+    attention factor; ``s = 1`` always gives the frequencies back unchanged.
+
+    Built with the rotated width ``rot_dim`` (the papers' ``|D|``), RoPE's ``base`` and
+    the training length ``original_len`` (the papers' ``L``).
+    """
+
+    def __init__(self, cfg: ModelConfig, rot_dim: int, original_len: int) -> None:
+        self.rot_dim, self.base, self.original_len = rot_dim, cfg.rope_base, original_len
+
+    def frequencies(self, theta: Tensor, s: float) -> Tensor:
+        return theta
+
+    def mscale(self, s: float) -> float:
+        """What queries and keys are multiplied by (1: nothing)."""
+        return 1.0
+
+
+class PositionInterpolation(RopeScaling):
+    """Chen, Wong, Chen, Tian 2023, "Extending Context Window of Large Language Models via
+    Positional Interpolation" (arXiv 2306.15595): position ``m -> m / s``, i.e. every
+    frequency ``theta_i / s``, so a length ``s L`` sequence sees the angles of length ``L``."""
+
+    def frequencies(self, theta: Tensor, s: float) -> Tensor:
+        return theta / s
+
+
+class NTKAware(RopeScaling):
+    """NTK-aware scaling (bloc97, 2023, r/LocalLLaMA; no paper; jquesnelle/yarn
+    ``LlamaNTKScaledRotaryEmbedding``, described in Peng et al. 2023, Sec. 3.1): the base
+    ``b -> b * s^(|D|/(|D|-2))``, which keeps the highest frequency and divides the
+    lowest by ``s`` (interpolates the long wavelengths, extrapolates the short ones)."""
+
+    def frequencies(self, theta: Tensor, s: float) -> Tensor:
+        d = self.rot_dim
+        base = self.base * s ** (d / (d - 2))
+        return base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=theta.device) / d)
+
+
+class YaRN(RopeScaling):
+    """Peng, Quesnelle, Fan, Shippole 2023, "YaRN: Efficient Context Window Extension of
+    Large Language Models" (ICLR 2024, arXiv 2309.00071), Eqs. 17-22 ("NTK-by-parts"
+    plus attention temperature): pair ``d`` of wavelength ``lambda_d = 2 pi / theta_d``
+    turns ``r = L / lambda_d`` times in the training length ``L``; with the ramp
+    ``gamma(r) = 0 (r < alpha), 1 (r > beta), (r - alpha)/(beta - alpha)`` between,
+    ``theta'_d = (1 - gamma) theta_d / s + gamma theta_d`` (long wavelengths interpolated
+    as in PI, short ones unchanged), and the scores are divided by ``t`` with
+    ``sqrt(1/t) = 0.1 ln s + 1`` (multiplying q and k by it, as the reference's
+    ``get_mscale`` does to cos and sin). ``alpha = 1, beta = 32`` (Llama; ``yarn_alpha``,
+    ``yarn_beta``). The ramp is the paper's, linear in ``r``; the reference code ramps
+    linearly in the pair index between rounded bounds, which agrees outside the ramp."""
+
+    def __init__(self, cfg: ModelConfig, rot_dim: int, original_len: int) -> None:
+        super().__init__(cfg, rot_dim, original_len)
+        self.alpha, self.beta = cfg.yarn_alpha, cfg.yarn_beta
+
+    def frequencies(self, theta: Tensor, s: float) -> Tensor:
+        r = self.original_len * theta / (2 * math.pi)  # L / lambda_d
+        gamma = ((r - self.alpha) / (self.beta - self.alpha)).clamp(0.0, 1.0)
+        return (1 - gamma) * theta / s + gamma * theta
+
+    def mscale(self, s: float) -> float:
+        return 0.1 * math.log(s) + 1.0 if s > 1 else 1.0
+
+
+ROPE_SCALINGS: dict[str, type[RopeScaling]] = {
+    "none": RopeScaling,
+    "pi": PositionInterpolation,
+    "ntk": NTKAware,
+    "yarn": YaRN,
+}
 
 
 class RoPE(Positional):
@@ -126,6 +213,13 @@ class RoPE(Positional):
 
     ``rope_fraction`` of the head dimension is rotated (an even count), as in
     GPT-NeoX's partial rotary; the cos/sin tables are cached up to ``max_len``.
+
+    ``rope_scaling`` (:data:`ROPE_SCALINGS`) changes the frequencies by a factor ``s``:
+    a fixed ``rope_scaling_factor`` at every length (the models these methods extend
+    are fine-tuned, then run, at that factor), or, by default, the dynamic factor
+    ``s = max(1, T / L)`` of each forward of length ``T`` (``L = rope_original_len``,
+    the training length): plain RoPE up to ``L``, scaled past it, without fine-tuning
+    (the "Dynamic" PI/NTK/YaRN of Peng et al. 2023, Sec. 3.3 and jquesnelle/yarn).
     """
 
     inv_freq: Tensor  # buffers
@@ -135,23 +229,40 @@ class RoPE(Positional):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.rot_dim = int(cfg.head_dim * cfg.rope_fraction) // 2 * 2
-        inv_freq = cfg.rope_base ** (
-            -torch.arange(0, self.rot_dim, 2, dtype=torch.float64) / self.rot_dim
-        )
+        self.original_len = cfg.rope_original_len or cfg.max_len  # outside a run: max_len
+        self.scaling = ROPE_SCALINGS[cfg.rope_scaling](cfg, self.rot_dim, self.original_len)
+        self.kind, self.factor = cfg.rope_scaling, cfg.rope_scaling_factor  # None: dynamic
+        self.base = cfg.rope_base
+        s = self.factor or 1.0
+        inv_freq = self.scaling.frequencies(rope_inv_freq(self.rot_dim, cfg.rope_base), s)
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
-        cos, sin = self._tables(cfg.max_len)
+        self.mscale = self.scaling.mscale(s)
+        cos, sin = self._tables(cfg.max_len, self.inv_freq)
         self.register_buffer("cos_cached", cos, persistent=False)
         self.register_buffer("sin_cached", sin, persistent=False)
 
-    def _tables(self, t: int) -> tuple[Tensor, Tensor]:
-        pos = torch.arange(t, device=self.inv_freq.device, dtype=torch.float32)
-        angles = torch.outer(pos, self.inv_freq.float())
+    def _tables(self, t: int, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
+        pos = torch.arange(t, device=inv_freq.device, dtype=torch.float32)
+        angles = torch.outer(pos, inv_freq.float())
         return angles.cos(), angles.sin()
 
+    def scale(self, t: int) -> float:
+        """The factor ``s`` a length-``t`` forward uses (1: plain RoPE)."""
+        if self.kind == "none":
+            return 1.0
+        if self.factor is not None:
+            return self.factor
+        return max(1.0, t / self.original_len)
+
     def rotary(self, t: int, device: torch.device) -> Rotary:
+        s = self.scale(t)
+        if self.factor is None and s > 1.0:  # dynamic, past the training length
+            theta = self.scaling.frequencies(rope_inv_freq(self.rot_dim, self.base), s)
+            inv = theta.float().to(device)
+            return Rotary(*self._tables(t, inv), self.scaling.mscale(s))
         if t <= self.cos_cached.shape[0]:
-            return Rotary(self.cos_cached[:t], self.sin_cached[:t])
-        return Rotary(*self._tables(t))  # longer than max_len: length generalisation
+            return Rotary(self.cos_cached[:t], self.sin_cached[:t], self.mscale)
+        return Rotary(*self._tables(t, self.inv_freq), self.mscale)  # longer than max_len
 
 
 def alibi_slopes(n_heads: int) -> list[float]:
@@ -230,6 +341,39 @@ class T5Bias(Positional):
         return self.table(buckets).permute(2, 0, 1).float()  # [H, t_q, t_k]
 
 
+class FIRE(Positional):
+    """Li, Zhu, Ruan, Ding, Ramaswamy, Fox, Kumar, Bhojanapalli 2023, "Functional
+    Interpolation for Relative Positions Improves Long Context Transformers" (ICLR 2024,
+    arXiv 2310.04418), Eq. 4 and App. C's code: the bias of query ``i`` and key ``j`` is
+    ``f(psi(i - j) / psi(max(L, i)))`` with ``psi(x) = log(|c x| + 1)``, a learnable
+    ``c`` (init 0.1), a learnable threshold ``L = |m * L0|`` (``m`` init 1,
+    ``L0 = fire_threshold``, 512 in the paper) and ``f`` an MLP ``1 -> fire_hidden (32)
+    -> ReLU -> n_heads``. Dividing by the query's own (log) position maps every distance
+    into ``[0, 1]`` at any length ("progressive interpolation"). One FIRE a stack, shared
+    by its layers as the T5 bias is here; causal only (``ModelConfig`` refuses an
+    encoder): the normalizer is the query position.
+    """
+
+    EPS = 1e-6  # added to the normalizer, as the paper's code does
+
+    def __init__(self, cfg: ModelConfig, causal: bool) -> None:
+        super().__init__(cfg, causal)
+        self.mlp = nn.Sequential(
+            nn.Linear(1, cfg.fire_hidden), nn.ReLU(), nn.Linear(cfg.fire_hidden, cfg.n_heads)
+        )
+        self.c = nn.Parameter(torch.tensor(0.1))
+        self.threshold_multiplier = nn.Parameter(torch.tensor(1.0))
+        self.init_threshold = cfg.fire_threshold
+
+    def bias(self, t_q: int, t_k: int, device: torch.device) -> Tensor:
+        q = torch.arange(t_q, device=device, dtype=torch.float32)
+        k = torch.arange(t_k, device=device, dtype=torch.float32)
+        threshold = (self.threshold_multiplier * self.init_threshold).abs()
+        normalizer = torch.log((self.c * torch.maximum(q, threshold)).abs() + 1) + self.EPS
+        dist = torch.log((self.c * (q[:, None] - k[None, :])).abs() + 1)
+        return self.mlp((dist / normalizer[:, None])[..., None]).permute(2, 0, 1).float()
+
+
 POSITIONAL: dict[str, type[Positional]] = {
     "sinusoidal": Sinusoidal,
     "learned": Learned,
@@ -237,6 +381,7 @@ POSITIONAL: dict[str, type[Positional]] = {
     "alibi": ALiBi,
     "t5": T5Bias,
     "nope": NoPE,
+    "fire": FIRE,
 }
 
 

@@ -105,7 +105,8 @@ class BenchDataModule(abc.ABC):
 
     Attributes set at construction (before ``setup``), for assembling the model:
     ``vocab_size`` (with specials), ``eval_lengths`` (first = training length),
-    ``max_positions`` (longest sequence any split feeds the model), ``metrics``.
+    ``max_positions`` (longest sequence any split feeds the model), ``train_positions``
+    (longest training sequence: RoPE scaling's training length), ``metrics``.
     Data is built by ``setup()`` (idempotent, cheap, deterministic, offline).
     ``baseline()`` gives the chance level of every metric per eval length;
     batches mark the labels in ``trivial_labels`` in ``batch["trivial"]``.
@@ -132,6 +133,7 @@ class BenchDataModule(abc.ABC):
         self.eval_lengths: list[int] = [cfg.seq_len * s for s in cfg.eval_scales]
         self.vocab_size: int = 0  # set by subclasses
         self.max_positions: int = 0  # set by subclasses
+        self.train_positions: int = 0  # set by subclasses
         self.train_dataset: Dataset[Example] | None = None
         self.val_datasets: list[Dataset[Example]] = []
 

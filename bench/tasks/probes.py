@@ -55,9 +55,13 @@ class ProbeTask(BenchDataModule):
         super().__init__(cfg, arch)
         self.check(cfg)
         self.vocab_size = N_SPECIAL + self.alphabet(cfg)
-        n = max(self.eval_lengths)
+        self.max_positions = self._positions(max(self.eval_lengths), arch)
+        self.train_positions = self._positions(self.eval_lengths[0], arch)
+
+    def _positions(self, n: int, arch: str) -> int:
+        """The longest sequence the model sees for length ``n``: prompt, separator, answer."""
         p, a = self.prompt_len(n), self.answer_len(n)
-        self.max_positions = p + 1 + a if arch == "decoder" else max(p, a + 1)
+        return p + 1 + a if arch == "decoder" else max(p, a + 1)
 
     # -- the problem ---------------------------------------------------------------
 

@@ -159,10 +159,13 @@ class ScanTask(BenchDataModule):
                 "allowed: a larger task.seq_len"
             )
         longest = [(len(c.split()), len(a)) for pool in pools for c, a in pool]
+        trained = [(len(c.split()), len(a)) for c, a in self.train_pool]
         if arch == "decoder":
             self.max_positions = max(c + 1 + a for c, a in longest)
+            self.train_positions = max(c + 1 + a for c, a in trained)
         else:
             self.max_positions = max(max(c, a + 1) for c, a in longest)
+            self.train_positions = max(max(c, a + 1) for c, a in trained)
 
     def baseline(self) -> Baseline:
         k = len(ACTIONS) + 1  # an action or the end

@@ -241,6 +241,7 @@ class TextTask(BenchDataModule):
         self.files = local_files(cfg.paths) if cfg.paths else None  # checks paths exist
         self.vocab_size = N_SPECIAL + 256
         self.max_positions = max(self.eval_lengths)
+        self.train_positions = self.eval_lengths[0]
         self.train_sources: list[str] = []
         self.val_sources: list[str] = []
         self._entropy: float | None = None

@@ -70,6 +70,8 @@ def prepare(cfg: RunConfig, resume: Path | None = None) -> Prepared:
     dm = build_datamodule(cfg.task, cfg.model.arch)
     dm.setup("fit")
     cfg.model.vocab_size = dm.vocab_size
+    if cfg.model.rope_scaling != "none" and cfg.model.rope_original_len is None:
+        cfg.model.rope_original_len = dm.train_positions  # RoPE scaling's training length
     n_train = len(cast(MapDataset, dm.train_dataloader().dataset))
     if cfg.task.batch_size > n_train:
         raise ConfigError(

@@ -21,6 +21,12 @@ and norm gains are not counted (no matmul). This is what
 ``torch.utils.flop_counter`` measures; it differs from Kaplan et al.'s
 "non-embedding N" by the head.
 
+A FIRE bias (Li et al. 2023) adds its MLP, ``1 -> m -> n_heads``, on every ``T x T``
+query-key pair once a forward (not per sequence of the batch): ``2 T^2 (m + m H)``
+forward, times 3 with the backward (its input depends on the learnable ``c`` and
+threshold, so the input gradient is computed too). Per token that is divided by the
+batch's ``B T`` tokens (``batch_size``).
+
 For an encoder-decoder (source length S, target length T) the FLOPs are per token
 of source + target: encoder blocks run on S tokens, decoder blocks and the head
 on T, cross-attention K/V projections on S, cross-attention scores over ``T x S``.
@@ -40,6 +46,7 @@ from bench.diagnostics.batches import batch_tokens, model_forward
 from bench.diagnostics.grouping import stacks_of
 from bench.model.attention import Attention
 from bench.model.feedforward import FeedForward
+from bench.model.positional import FIRE
 
 _MEMORY_ROLES = ("k", "v")  # cross-attention projections applied to the encoder's memory
 
@@ -80,6 +87,17 @@ def _score_width(model: nn.Module) -> int:
     return attn.n_heads * attn.head_dim
 
 
+def _bias_flops(model: nn.Module, t: int) -> int:
+    """Forward FLOPs of the FIRE bias MLPs under ``model`` for one ``t x t`` forward."""
+    total = 0
+    for m in model.modules():
+        if isinstance(m, FIRE):
+            for layer in m.mlp:
+                if isinstance(layer, nn.Linear):
+                    total += 2 * t * t * layer.in_features * layer.out_features
+    return total
+
+
 def matmul_params(cfg: ModelConfig) -> int:
     """``N`` of the FLOPs convention: weights of every matmul of the built model, head included."""
     model = _meta_model(cfg)
@@ -88,12 +106,18 @@ def matmul_params(cfg: ModelConfig) -> int:
 
 
 def model_flops_per_token(
-    cfg: ModelConfig, seq_len: int, *, training: bool = True, src_len: int | None = None
+    cfg: ModelConfig,
+    seq_len: int,
+    *,
+    training: bool = True,
+    src_len: int | None = None,
+    batch_size: int = 1,
 ) -> float:
     """Analytic FLOPs per token: ``6N + 12 L d T`` (training) or ``2N + 4 L d T`` (forward).
 
     ``seq_len`` is T; for an encoder-decoder ``src_len`` is S (default T) and the
-    result is per source + target token. See the module docstring.
+    result is per source + target token. ``batch_size`` only matters for a FIRE bias,
+    computed once a batch. See the module docstring.
     """
     model = _meta_model(cfg)
     mult = 3 if training else 1  # backward = 2x forward
@@ -102,7 +126,7 @@ def model_flops_per_token(
     if "block" in stacks:
         own, _ = _matmul_weights(model)
         fwd = 2 * (own + head) + 4 * len(stacks["block"].blocks) * d * t
-        return float(mult * fwd)
+        return float(mult * fwd) + mult * _bias_flops(model, t) / (batch_size * t)
     s = src_len or seq_len
     encoder, decoder = stacks["enc_block"], stacks["dec_block"]
     enc_own, _ = _matmul_weights(encoder)
@@ -143,5 +167,6 @@ def flops_per_batch(cfg: ModelConfig, batch: Mapping[str, Tensor]) -> int:
         return measured_flops_per_batch(cfg, batch, training=True)
     except Exception as e:  # never fail a measurement over a FLOP count
         warnings.warn(f"measure_flops failed ({e}); using the analytic FLOPs", stacklevel=2)
-        seq = int(next(iter(batch.values())).shape[1])
-        return int(model_flops_per_token(cfg, seq) * batch_tokens(batch))
+        first = next(iter(batch.values()))
+        seq, b = int(first.shape[1]), int(first.shape[0])
+        return int(model_flops_per_token(cfg, seq, batch_size=b) * batch_tokens(batch))
