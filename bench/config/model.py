@@ -18,6 +18,9 @@ PosEncoding = Literal["sinusoidal", "learned", "rope", "alibi", "t5", "nope"]
 FeedForward = Literal["gelu", "relu", "swiglu"]
 Init = Literal["auto", "torch", "gpt2", "xavier", "deepnorm"]
 EmbedScale = Literal["auto", "none", "sqrt_d", "norm"]
+# model.attention (bench.model.attention_kinds): Qiu et al. 2025 (gated), Ye et al. 2025
+# (diff), Ramapuram et al. 2025 (sigmoid)
+AttentionKind = Literal["softmax", "gated", "gated_headwise", "diff", "sigmoid"]
 
 GPT2_STD = 0.02  # Radford et al. 2019: every weight N(0, 0.02)
 SINUSOID_RMS = math.sqrt(0.5)  # RMS of the Vaswani et al. sin/cos table (half sin, half cos)
@@ -48,6 +51,15 @@ class ModelConfig(Strict):
     norm_placement: NormPlacement = "pre"
     norm_type: NormType = "layernorm"
     qk_norm: bool = False
+    attention: AttentionKind = "softmax"
+    sigmoid_bias: float | None = Field(
+        default=None, description="sigmoid attention's bias b (default: -ln of the keys)"
+    )
+    attn_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="sliding-window self-attention: keys within N positions (default: all)",
+    )
     pos_encoding: PosEncoding = "learned"
     rope_base: float = Field(default=10000.0, gt=0, description="RoPE frequency base")
     rope_fraction: float = Field(
@@ -93,6 +105,16 @@ class ModelConfig(Strict):
             raise ValueError(
                 f"model.n_heads={self.n_heads} must be divisible by "
                 f"model.n_kv_heads={self.kv_heads} (1 <= n_kv_heads <= n_heads)"
+            )
+        if self.attention == "diff" and (self.n_heads % 2 or self.kv_heads % 2):
+            raise ValueError(
+                f"model.attention=diff pairs heads: model.n_heads={self.n_heads} and "
+                f"model.n_kv_heads={self.kv_heads} must both be even"
+            )
+        if self.sigmoid_bias is not None and self.attention != "sigmoid":
+            raise ValueError(
+                f"model.sigmoid_bias={self.sigmoid_bias} is read only by "
+                f"model.attention=sigmoid (it is {self.attention})"
             )
         if self.pos_encoding == "rope":
             rot = int(self.head_dim * self.rope_fraction) // 2 * 2

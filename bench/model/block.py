@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from bench.config import ModelConfig
 from bench.model.attention import Attention, AttnInputs
+from bench.model.attention_kinds import make_attention
 from bench.model.deepnorm import DeepNorm
 from bench.model.feedforward import FEEDFORWARDS, FeedForward
 from bench.model.placement import Placement, PostNorm, PreNorm, SandwichNorm
@@ -29,7 +30,8 @@ class Block(nn.Module):
 
     ``attn_res``, ``cross_res`` and ``ffn_res`` hold each sublayer's norm(s) and
     residual rule; ``alpha`` is the deepnorm residual scale (ignored elsewhere);
-    ``attn_scale`` multiplies every attention's scores (None: ``1/sqrt(d_head)``).
+    ``attn_scale`` multiplies every attention's scores (None: ``1/sqrt(d_head)``);
+    ``layer`` is the block's 0-based depth in its stack (``model.attention`` kinds read it).
     """
 
     def __init__(
@@ -38,12 +40,15 @@ class Block(nn.Module):
         cross: bool = False,
         alpha: float = 1.0,
         attn_scale: float | None = None,
+        layer: int = 0,
     ) -> None:
         super().__init__()
         placement = PLACEMENTS[cfg.norm_placement]
-        self.attn = Attention(cfg, scale=attn_scale)
+        self.attn = make_attention(cfg, scale=attn_scale, layer=layer)
         self.attn_res = placement(cfg, alpha)
-        self.cross_attn = Attention(cfg, cross=True, scale=attn_scale) if cross else None
+        self.cross_attn = (
+            make_attention(cfg, cross=True, scale=attn_scale, layer=layer) if cross else None
+        )
         self.cross_res = placement(cfg, alpha) if cross else None
         self.ffn = FEEDFORWARDS[cfg.ffn](cfg)
         self.ffn_res = placement(cfg, alpha)

@@ -53,7 +53,10 @@ class Stack(nn.Module):
         self.pos = POSITIONAL[cfg.pos_encoding](cfg, causal)
         self.drop = nn.Dropout(cfg.dropout)
         alpha = self.deepnorm.alpha  # only the deepnorm placement reads it
-        self.blocks = nn.ModuleList(Block(cfg, cross, alpha, attn_scale) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            Block(cfg, cross, alpha, attn_scale, layer=i) for i in range(n_layers)
+        )
+        self.window = cfg.attn_window
         needs_final = PLACEMENTS[cfg.norm_placement].final_norm
         self.final_norm = make_norm(cfg.norm_type, cfg.d_model, cfg.bias) if needs_final else None
 
@@ -84,6 +87,7 @@ class Stack(nn.Module):
             key_pad=pad,
             bias=self.pos.bias(t, t, dev),
             rotary=self.pos.rotary(t, dev),
+            window=self.window,
         )
         memory_inputs = None
         if memory is not None:
