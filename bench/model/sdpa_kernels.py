@@ -255,7 +255,7 @@ def kernel_summary(
     padded = attention_calls(cfg, seq_len, src_len=src_len, padded=True)
     for call, pad_call in zip(plain, padded, strict=True):
         kernel = selected_kernel(call, device, dtype)
-        text = f"{kernel} ({call.mask})" if call.mask else kernel
+        text = f"{kernel} ({call.mask})" if call.mask and not call.no_sdpa else kernel
         with_pad = selected_kernel(pad_call, device, dtype)
         if pad_call.mask != call.mask and with_pad != kernel:
             text += f"; {with_pad} with key padding"
