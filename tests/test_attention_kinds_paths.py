@@ -17,10 +17,15 @@ from conftest import TINY
 from bench.config import ConfigError, ModelConfig, TrainConfig, build_run_config
 from bench.diagnostics.attention.plot import AttentionMaps, draw_grid
 from bench.diagnostics.attention.stats import attention_stats, record_maps
-from bench.diagnostics.throughput.flops import measured_flops_per_batch, model_flops_per_token
 from bench.diagnostics.batches import batch_tokens
+from bench.diagnostics.throughput.flops import measured_flops_per_batch, model_flops_per_token
 from bench.model import build_model
-from bench.model.sdpa_kernels import attention_calls, kernel_summary, predict_kernel, selected_kernel
+from bench.model.sdpa_kernels import (
+    attention_calls,
+    kernel_summary,
+    predict_kernel,
+    selected_kernel,
+)
 from bench.training.optimizer import build_optimizer
 
 SMALL = {"d_model": 32, "n_heads": 4, "n_layers": 2, "max_len": 32, "vocab_size": 20}
@@ -278,7 +283,9 @@ def test_entropy_is_measured_only_for_maps_that_are_distributions(kind):
 
 def test_a_differential_map_is_drawn_on_a_signed_scale():
     _, _, _, _, rec = _recorded("diff")
-    assert min(float(m.min()) for m in rec["maps"]) < 0  # lambda_init 0.2: A1 - 0.2 A2 < 0 somewhere
+    assert (
+        min(float(m.min()) for m in rec["maps"]) < 0
+    )  # lambda_init 0.2: A1 - 0.2 A2 < 0 somewhere
     maps = AttentionMaps(
         [0],
         rec["layers"],
@@ -293,8 +300,13 @@ def test_a_differential_map_is_drawn_on_a_signed_scale():
     assert image.get_clim() == (-1.0, 1.0)
     softmax = _recorded("softmax")[4]
     soft = AttentionMaps(
-        [0], softmax["layers"], [m[None] for m in softmax["maps"]], softmax["queries"],
-        softmax["keys"], softmax["query_tokens"], softmax["key_tokens"],
+        [0],
+        softmax["layers"],
+        [m[None] for m in softmax["maps"]],
+        softmax["queries"],
+        softmax["keys"],
+        softmax["query_tokens"],
+        softmax["key_tokens"],
     )
     assert draw_grid(soft, 0, 0).axes[0].images[0].get_clim() == (0.0, 1.0)
 
@@ -311,7 +323,9 @@ def test_a_preempted_run_of_each_kind_resumes_exactly(tmp_path, kind):
 
     overrides = {**TINY, "model.n_heads": 4, "model.attention": kind, "model.attn_window": 4}
     overrides.update({"train.max_steps": 16, "train.val_every": 8})
-    clean = train_run(build_run_config(overrides={**overrides, "tracking.run_dir": str(tmp_path / "a")}))
+    clean = train_run(
+        build_run_config(overrides={**overrides, "tracking.run_dir": str(tmp_path / "a")})
+    )
     run_dir = tmp_path / "b"
     cfg = build_run_config(overrides={**overrides, "tracking.run_dir": str(run_dir)})
     old = signal.getsignal(signal.SIGTERM)

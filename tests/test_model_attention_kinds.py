@@ -219,3 +219,36 @@ def test_the_model_output_at_t_does_not_depend_on_tokens_beyond_the_window():
     (g,) = torch.autograd.grad(h[0, 11].sum(), emb)
     reached = g[0].abs().sum(-1) > 0
     assert reached.tolist() == [False] * 7 + [True] * 5
+
+
+# ------------------------------------------------------------------ listing and presets
+
+
+def test_bench_variants_lists_every_kind_and_the_window_with_its_paper(capsys):
+    from bench.cli.train import cmd_variants
+    from bench.config.papers import ATTENTION_PAPERS
+
+    assert cmd_variants(None) == 0
+    out = capsys.readouterr().out
+    for kind in set(AttentionKind.__args__) - {"softmax"}:
+        assert f"model.attention={kind}" in ATTENTION_PAPERS
+    for key, paper in ATTENTION_PAPERS.items():
+        assert f"{key}" in out and paper in out
+    assert "gated-attention" in out and "diff-attention" in out
+
+
+@pytest.mark.parametrize(
+    ("preset", "kind"), [("gated-attention", "gated"), ("diff-attention", "diff")]
+)
+def test_the_attention_presets_build_the_papers_decoder(preset, kind):
+    from bench.config import build_run_config
+
+    cfg = build_run_config(overrides={"variant": preset}).model
+    assert (cfg.attention, cfg.norm_type, cfg.pos_encoding, cfg.ffn) == (
+        kind,
+        "rmsnorm",
+        "rope",
+        "swiglu",
+    )
+    model = build_model(cfg.model_copy(update={"vocab_size": 20, "d_model": 32}))
+    assert model(torch.randint(0, 20, (1, 6))).shape == (1, 6, 20)

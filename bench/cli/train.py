@@ -32,6 +32,11 @@ def cmd_variants(args: argparse.Namespace) -> int:
     for name, values in axes().items():
         shown = ", ".join(f"{v}*" if v == getattr(defaults, name) else str(v) for v in values)
         print(f"  model.{name:<16} {shown}")
+    from bench.config.papers import ATTENTION_PAPERS
+
+    print("\nAttention (the paper behind each kind and option)")
+    for key, paper in ATTENTION_PAPERS.items():
+        print(f"  {key:<32} {paper}")
     print("\nSizes (model.FIELD=N; default in brackets)")
     for name, info in ModelConfig.model_fields.items():
         if name not in axes() and info.description:

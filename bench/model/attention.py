@@ -195,7 +195,9 @@ class Attention(nn.Module):
         ``softmax(q.k x scale + mask)``. A kind with another map overrides it."""
         return self.scores(q, k, mask, is_causal).softmax(dim=-1)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
+    ) -> Tensor:
         """Each head's weighted sum of the values, ``[B, H', T, dv]``: SDPA here."""
         return F.scaled_dot_product_attention(
             q,

@@ -89,7 +89,9 @@ class DiffAttention(Attention):
         a = a.view(B, H // 2, 2, T, S)
         return a[:, :, 0] - self.lambda_full().to(a.dtype) * a[:, :, 1]
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
+    ) -> Tensor:
         """``(1 − λ_init) RMSNorm((A1 − λ A2) V)``, ``[B, H/2, T, 2 hd]``."""
         B, KV, S, hd = v.shape
         # value head i of width 2 hd (two adjacent head_dim slices), once per pair member

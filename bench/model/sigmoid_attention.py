@@ -51,7 +51,9 @@ class SigmoidAttention(Attention):
         b = -math.log(scores.shape[-1]) if self.bias is None else self.bias
         return (scores + b).sigmoid()
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
+    ) -> Tensor:
         w = self.attention_map(q, k, mask, is_causal)
         w = F.dropout(w, self.dropout, self.training)
         return w @ v.repeat_interleave(self.n_heads // self.n_kv, dim=1)

@@ -112,7 +112,9 @@ def draw_panels(rows: list[Panel], title: str) -> Any:
 
     n_cols = max(m.shape[0] for _, _, m, _, _ in rows)
     signed = any(m.size and float(m.min()) < 0 for _, _, m, _, _ in rows)
-    vmin, cmap, label = (-1.0, "RdBu_r", "weight (signed)") if signed else (0.0, "magma", "probability")
+    vmin, cmap, label = (
+        (-1.0, "RdBu_r", "weight (signed)") if signed else (0.0, "magma", "probability")
+    )
     fig = Figure(figsize=(1.9 * n_cols + 1.0, 1.9 * len(rows) + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), n_cols, squeeze=False)

@@ -116,9 +116,7 @@ class AttentionRecorder:
             x, inputs, memory = _forward_args(args, kwargs)
             with torch.no_grad():
                 q, k, _, mask = layer.project(x, inputs, memory)
-            self.records[name] = attention_record(
-                q, k, mask, inputs.is_causal, layer.scale, layer
-            )
+            self.records[name] = attention_record(q, k, mask, inputs.is_causal, layer.scale, layer)
 
         return hook
 
