@@ -314,7 +314,7 @@ def test_a_differential_map_is_drawn_on_a_signed_scale():
 # ------------------------------------------------------------------ resume and a sweep
 
 
-@pytest.mark.parametrize("kind", ["gated", "diff", "sigmoid"])
+@pytest.mark.parametrize("kind", ["diff", "sigmoid"])  # new parameters; no SDPA
 def test_a_preempted_run_of_each_kind_resumes_exactly(tmp_path, kind):
     from test_preemption import SignalAt
 
@@ -342,7 +342,6 @@ def test_a_preempted_run_of_each_kind_resumes_exactly(tmp_path, kind):
         assert resumed.metrics[key] == clean.metrics[key], key
     manifest = json.loads((run_dir / "manifest.json").read_text())
     expected = {
-        "gated": "flash (sliding window)",  # the gate acts after SDPA
         "diff": "math (sliding window)",  # values twice the query width
         "sigmoid": "none",  # no SDPA call
     }
