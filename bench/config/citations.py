@@ -52,4 +52,25 @@ POSITIONS: dict[str, str] = {
     ),
 }
 
-CITATIONS: dict[str, str] = {**NORM_BLOCK_LOSS, **POSITIONS}
+# Attention
+ATTENTION: dict[str, str] = {
+    "model.attention=gated": (
+        "Qiu et al. 2025, Gated Attention for LLMs (NeurIPS 2025): sigmoid gate on each "
+        "head's SDPA output, elementwise (G1)"
+    ),
+    "model.attention=gated_headwise": "Qiu et al. 2025: the same gate, one per head",
+    "model.attention=diff": (
+        "Ye et al. 2025, Differential Transformer (ICLR 2025): two softmax maps, learned "
+        "lambda, per-head RMSNorm; heads halve"
+    ),
+    "model.attention=sigmoid": (
+        "Ramapuram et al. 2025, Sigmoid Self-Attention (ICLR 2025): sigmoid(qk/sqrt(d) + b), "
+        "b = -ln n (model.sigmoid_bias)"
+    ),
+    "model.attn_window": (
+        "sliding-window (local) attention: Child et al. 2019; Beltagy et al. 2020, "
+        "Longformer, Sec. 3.1"
+    ),
+}
+
+CITATIONS: dict[str, str] = {**NORM_BLOCK_LOSS, **ATTENTION, **POSITIONS}

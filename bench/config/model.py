@@ -20,6 +20,9 @@ RopeScaling = Literal["none", "pi", "ntk", "yarn"]  # positions past the trainin
 FeedForward = Literal["gelu", "relu", "swiglu"]
 Init = Literal["auto", "torch", "gpt2", "xavier", "deepnorm"]
 EmbedScale = Literal["auto", "none", "sqrt_d", "norm"]
+# model.attention (bench.model.attention_kinds): Qiu et al. 2025 (gated), Ye et al. 2025
+# (diff), Ramapuram et al. 2025 (sigmoid)
+AttentionKind = Literal["softmax", "gated", "gated_headwise", "diff", "sigmoid"]
 
 GPT2_STD = 0.02  # Radford et al. 2019: every weight N(0, 0.02)
 SINUSOID_RMS = math.sqrt(0.5)  # RMS of the Vaswani et al. sin/cos table (half sin, half cos)
@@ -64,6 +67,15 @@ class ModelConfig(Strict):
         le=1,
         description="Mix-LN (Li et al. 2024): the first floor(fraction * layers) blocks "
         "of each stack are Post-LN, the rest Pre-LN (the paper's 0.25)",
+    )
+    attention: AttentionKind = "softmax"
+    sigmoid_bias: float | None = Field(
+        default=None, description="sigmoid attention's bias b (default: -ln of the keys)"
+    )
+    attn_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="sliding-window self-attention: keys within N positions (default: all)",
     )
     pos_encoding: PosEncoding = "learned"
     rope_base: float = Field(default=10000.0, gt=0, description="RoPE frequency base")
@@ -147,6 +159,16 @@ class ModelConfig(Strict):
                 f"model.block=parallel with norm_placement={self.norm_placement}, "
                 f"arch={self.arch}: the parallel block (GPT-J, PaLM) is a Pre-LN decoder "
                 "block; allowed: norm_placement=pre and arch=decoder"
+            )
+        if self.attention == "diff" and (self.n_heads % 2 or self.kv_heads % 2):
+            raise ValueError(
+                f"model.attention=diff pairs heads: model.n_heads={self.n_heads} and "
+                f"model.n_kv_heads={self.kv_heads} must both be even"
+            )
+        if self.sigmoid_bias is not None and self.attention != "sigmoid":
+            raise ValueError(
+                f"model.sigmoid_bias={self.sigmoid_bias} is read only by "
+                f"model.attention=sigmoid (it is {self.attention})"
             )
         if self.pos_encoding == "rope":
             rot = int(self.head_dim * self.rope_fraction) // 2 * 2

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from bench.config import ModelConfig
 from bench.model.attention import Attention, AttnInputs
+from bench.model.attention_kinds import make_attention
 from bench.model.deepnorm import DeepNorm
 from bench.model.feedforward import FEEDFORWARDS, FeedForward
 from bench.model.placement import (
@@ -41,9 +42,9 @@ class Block(nn.Module):
     ``attn_res``, ``cross_res`` and ``ffn_res`` hold each sublayer's norm(s) and
     residual rule; ``alpha`` is the deepnorm residual scale (ignored elsewhere);
     ``attn_scale`` multiplies every attention's scores (None: ``1/sqrt(d_head)``).
-    ``layer`` of ``n_layers`` is the block's depth in its stack (Mix-LN's placement
-    depends on it). ``parallel_res`` (``model.block=parallel``) replaces ``attn_res`` and
-    ``ffn_res``, which are then None.
+    ``layer`` of ``n_layers`` is the block's 0-based depth in its stack (Mix-LN's placement
+    and the ``model.attention`` kinds read it). ``parallel_res`` (``model.block=parallel``)
+    replaces ``attn_res`` and ``ffn_res``, which are then None.
     """
 
     def __init__(
@@ -58,10 +59,12 @@ class Block(nn.Module):
         super().__init__()
         placement = PLACEMENTS[cfg.norm_placement].for_layer(cfg, layer, n_layers)
         parallel = cfg.block == "parallel"
-        self.attn = Attention(cfg, scale=attn_scale)
+        self.attn = make_attention(cfg, scale=attn_scale, layer=layer)
         self.parallel_res = ParallelNorm(cfg) if parallel else None
         self.attn_res = None if parallel else placement(cfg, alpha)
-        self.cross_attn = Attention(cfg, cross=True, scale=attn_scale) if cross else None
+        self.cross_attn = (
+            make_attention(cfg, cross=True, scale=attn_scale, layer=layer) if cross else None
+        )
         self.cross_res = placement(cfg, alpha) if cross else None
         self.ffn = FEEDFORWARDS[cfg.ffn](cfg)
         self.ffn_res = None if parallel else placement(cfg, alpha)

@@ -85,11 +85,12 @@ class DeepNorm(Placement):
 @torch.no_grad()
 def init_deepnorm(model: Stacked) -> None:
     """Xavier-normal block projections, gain ``beta`` for the FFN, the value and the
-    attention output projections, gain 1 for queries and keys. Embeddings and the
+    attention output projections, gain 1 for queries and keys (and a gated attention's
+    gate, which like them is no residual path). Embeddings and the
     untied head get N(0, d_model^-1/2) as in fairseq, on which the paper's translation
     experiments run (unit RMS with the ``sqrt_d`` scale)."""
     normal_all(model, embedding_std("deepnorm", model.cfg.d_model))
     for sub, stack in sublayers(model):
         for role, linear, rows in sub.weight_blocks():
-            gain = 1.0 if role in ("q", "k") else stack.deepnorm.beta
+            gain = 1.0 if role in ("q", "k", "gate") else stack.deepnorm.beta
             nn.init.xavier_normal_(linear.weight[rows], gain=gain)

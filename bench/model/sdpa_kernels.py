@@ -14,7 +14,16 @@ kernels: FlashAttention-2, Dao 2023; memory-efficient attention, Rabe & Staats
   (and key padding) run here; fp32/fp16 on sm50+, bf16 on sm80+; head dim a
   multiple of 8 for 16-bit inputs on tensor-core GPUs (4 for fp32 on sm80+).
 - **math** otherwise (and for the diagnostics that differentiate twice,
-  :mod:`bench.diagnostics.context`).
+  :mod:`bench.diagnostics.context`). Every kernel but math needs the value head
+  width equal to the query's on CPU, and flash on CUDA too (``check_head_dim_size_cpp``,
+  ``check_head_dim_size_flash``); CUDA's efficient kernel takes a wider value if
+  both widths meet its alignment. Differential attention (``model.attention=diff``)
+  calls SDPA with values twice the query width: math on CPU, efficient on CUDA.
+- **none**: sigmoid attention (``model.attention=sigmoid``) calls no SDPA kernel
+  (two explicit matmuls, :mod:`bench.model.sigmoid_attention`).
+
+A sliding window (``model.attn_window`` shorter than the sequence) travels in the
+additive mask, so it leaves the flash path on CUDA as a bias does.
 
 PyTorch tries flash, then efficient, then math (on sm90/sm100 with cuDNN >
 9.15 it tries cuDNN attention first, except under deterministic algorithms,
@@ -35,6 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.config import ModelConfig
+from bench.model.attention_kinds import ATTENTIONS
 from bench.model.positional import POSITIONAL, Positional
 
 _KERNELS = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn"}  # torch.nn.attention.SDPBackend
@@ -54,6 +64,12 @@ class AttentionCall:
     mask: str  # why an additive mask is passed ("" when none): "alibi bias", "key padding", ...
     is_causal: bool
     dropout: float
+    value_dim: int = 0  # the value head width SDPA sees (0: head_dim)
+    no_sdpa: str = ""  # why the layer calls no SDPA kernel ("" when it calls one)
+
+    @property
+    def v_dim(self) -> int:
+        return self.value_dim or self.head_dim
 
     def tensors(
         self, device: torch.device, dtype: torch.dtype
@@ -62,12 +78,13 @@ class AttentionCall:
         q = torch.zeros(1, self.n_heads, self.t_q, self.head_dim, device=device, dtype=dtype)
         q.requires_grad_(True)  # training: some kernels refuse shapes only in the backward
         k = torch.zeros(1, self.n_kv_heads, self.t_k, self.head_dim, device=device, dtype=dtype)
+        v = torch.zeros(1, self.n_kv_heads, self.t_k, self.v_dim, device=device, dtype=dtype)
         mask = (
             torch.zeros(1, self.n_heads, self.t_q, self.t_k, device=device, dtype=dtype)
             if self.mask
             else None
         )
-        return q, k, k.clone(), mask
+        return q, k, v, mask
 
 
 def has_additive_bias(pos_encoding: str) -> bool:
@@ -92,8 +109,15 @@ def attention_calls(
     bias = f"{cfg.pos_encoding} bias" if has_additive_bias(cfg.pos_encoding) else ""
     pad = "key padding" if padded else ""
     dropout = cfg.dropout if training else 0.0
+    kind = ATTENTIONS[cfg.attention]
+    no_sdpa = "" if kind.uses_sdpa else f"{cfg.attention} attention calls no SDPA kernel"
 
-    def call(role: str, t_q: int, t_k: int, mask: str, causal: bool) -> AttentionCall:
+    def window(t: int) -> str:  # a window shorter than the sequence is a mask
+        w = cfg.attn_window
+        return "sliding window" if w is not None and w < t else ""
+
+    def call(role: str, t_q: int, t_k: int, masks: tuple[str, ...], causal: bool) -> AttentionCall:
+        mask = " + ".join(m for m in masks if m)
         return AttentionCall(
             role,
             cfg.n_heads,
@@ -104,15 +128,17 @@ def attention_calls(
             mask,
             causal and not mask,  # with a mask, causality travels inside it
             dropout,
+            cfg.head_dim * kind.value_dim_factor,
+            no_sdpa,
         )
 
     if cfg.arch == "decoder":
-        return [call("self", seq_len, seq_len, bias, True)]
+        return [call("self", seq_len, seq_len, (bias, window(seq_len)), True)]
     s = src_len or seq_len
     return [
-        call("encoder self", s, s, " + ".join(m for m in (bias, pad) if m), False),
-        call("decoder self", seq_len, seq_len, bias, True),
-        call("cross", seq_len, s, pad, False),
+        call("encoder self", s, s, (bias, window(s), pad), False),
+        call("decoder self", seq_len, seq_len, (bias, window(seq_len)), True),
+        call("cross", seq_len, s, (pad,), False),
     ]
 
 
@@ -122,6 +148,8 @@ def _flash_refusal(
     """Why CUDA's flash kernel refuses ``call`` ("" when it takes it)."""
     if call.mask:
         return f"an additive mask ({call.mask})"
+    if call.v_dim != call.head_dim:
+        return f"value head dim {call.v_dim} != query head dim {call.head_dim}"
     if dtype not in _HALF:
         return f"{str(dtype).removeprefix('torch.')} inputs (flash needs fp16/bf16)"
     if call.head_dim > 256:
@@ -152,6 +180,8 @@ def _efficient_refusal(call: AttentionCall, capability: tuple[int, int], dtype: 
         alignment = max(alignment, 8 if half else 4)
     if call.head_dim % alignment:
         return f"head dim {call.head_dim} not a multiple of {alignment}"
+    if call.v_dim % alignment:
+        return f"value head dim {call.v_dim} not a multiple of {alignment}"
     return ""
 
 
@@ -168,9 +198,13 @@ def predict_kernel(
     ``device_type`` is ``"cuda"`` (``capability`` is the GPU's compute capability)
     or ``"cpu"``. See the module docstring for the rules.
     """
+    if call.no_sdpa:
+        return "none", call.no_sdpa
     if device_type == "cpu":
         if call.dropout > 0:
             return "math", "dropout (the CPU flash kernel has none)"
+        if call.v_dim != call.head_dim:
+            return "math", f"value head dim {call.v_dim} != query head dim {call.head_dim}"
         return "flash", ""
     why_not_flash = _flash_refusal(call, capability, dtype, training)
     if not why_not_flash:
@@ -187,6 +221,8 @@ def selected_kernel(call: AttentionCall, device: torch.device, dtype: torch.dtyp
     ``torch._fused_sdp_choice`` is private: a PyTorch without it (or refusing
     the call) gives ``"unknown"`` rather than failing the run that records it.
     """
+    if call.no_sdpa:
+        return "none"
     q, k, v, mask = call.tensors(device, dtype)
     choose = getattr(torch, "_fused_sdp_choice", None)
     if choose is None:
@@ -219,7 +255,7 @@ def kernel_summary(
     padded = attention_calls(cfg, seq_len, src_len=src_len, padded=True)
     for call, pad_call in zip(plain, padded, strict=True):
         kernel = selected_kernel(call, device, dtype)
-        text = f"{kernel} ({call.mask})" if call.mask else kernel
+        text = f"{kernel} ({call.mask})" if call.mask and not call.no_sdpa else kernel
         with_pad = selected_kernel(pad_call, device, dtype)
         if pad_call.mask != call.mask and with_pad != kernel:
             text += f"; {with_pad} with key padding"

@@ -57,6 +57,7 @@ class Stack(nn.Module):
             Block(cfg, cross, alpha, attn_scale, layer=i, n_layers=n_layers)
             for i in range(n_layers)
         )
+        self.window = cfg.attn_window
         needs_final = PLACEMENTS[cfg.norm_placement].final_norm
         self.final_norm = norm_for(cfg) if needs_final else None
 
@@ -87,6 +88,7 @@ class Stack(nn.Module):
             key_pad=pad,
             bias=self.pos.bias(t, t, dev),
             rotary=self.pos.rotary(t, dev),
+            window=self.window,
         )
         memory_inputs = None
         if memory is not None:

@@ -104,11 +104,17 @@ def panels(maps: AttentionMaps, step_index: int, example: int, row: str = "") ->
 
 def draw_panels(rows: list[Panel], title: str) -> Any:
     """A figure: one row per panel, one column per head, each an attention heatmap
-    (rows: query positions, columns: key positions, colour: probability 0..1)."""
+    (rows: query positions, columns: key positions, colour: probability 0..1). A figure
+    with a negative weight (differential attention's ``A1 - λ A2``) is drawn on a
+    signed scale, -1..1 with 0 white, so negative weights are not clipped to 0."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     n_cols = max(m.shape[0] for _, _, m, _, _ in rows)
+    signed = any(m.size and float(m.min()) < 0 for _, _, m, _, _ in rows)
+    vmin, cmap, label = (
+        (-1.0, "RdBu_r", "weight (signed)") if signed else (0.0, "magma", "probability")
+    )
     fig = Figure(figsize=(1.9 * n_cols + 1.0, 1.9 * len(rows) + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), n_cols, squeeze=False)
@@ -121,12 +127,12 @@ def draw_panels(rows: list[Panel], title: str) -> Any:
             if h >= m.shape[0]:
                 ax.axis("off")
                 continue
-            image = ax.imshow(m[h], vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
+            image = ax.imshow(m[h], vmin=vmin, vmax=1.0, cmap=cmap, interpolation="nearest")
             _ticks(ax, queries, keys)
             ax.set_title(f"{layer} head {h}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="probability")
+        fig.colorbar(image, ax=axes, shrink=0.6, label=label)
     return fig
 
 

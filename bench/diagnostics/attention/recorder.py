@@ -3,7 +3,9 @@
 :class:`AttentionRecorder` hooks every :class:`~bench.model.attention.Attention`
 layer it is given for one block of code. After a layer's forward it recomputes the
 queries, keys and mask SDPA saw (:meth:`Attention.project`, the same code) and keeps
-an :class:`AttentionRecord`: the probabilities, the largest pre-softmax logit per
+an :class:`AttentionRecord`: the weights the layer applies to the values (its
+:meth:`Attention.attention_map`: softmax probabilities, or a sigmoid or
+differential map, whose rows are no distribution), the largest pre-softmax logit per
 query (Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer
 training instabilities": its growth precedes entropy collapse) and how many keys each
 query may attend to (uniform attention has entropy ``log keys``). The layer's output
@@ -29,18 +31,26 @@ from bench.model.attention import Attention
 class AttentionRecord:
     """One layer's attention during one forward (detached, float32)."""
 
-    probs: Tensor  # [B, H, T, S]
+    probs: Tensor  # [B, H', T, S]: the map (H' = H/2 for differential attention)
     logit_max: Tensor  # [B, H, T]: largest |q.k| x scale over the keys a query may see
     keys: Tensor  # [B | 1, H | 1, T]: how many keys each query may attend to
+    distribution: bool = True  # each row of probs is >= 0 and sums to 1 (entropy applies)
 
 
 @torch.no_grad()
 def attention_record(
-    q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool, scale: float | None = None
+    q: Tensor,
+    k: Tensor,
+    mask: Tensor | None,
+    is_causal: bool,
+    scale: float | None = None,
+    layer: Attention | None = None,
 ) -> AttentionRecord:
     """Softmax of the scores SDPA sees for ``q [B, H, T, hd]`` and ``k [B, KV, S, hd]``
     (no dropout), in float32; the logit maximum leaves positional biases out (the
-    logit the q/k weights make). ``scale`` is the layer's (None: ``1/sqrt(hd)``, SDPA's)."""
+    logit the q/k weights make). ``scale`` is the layer's (None: ``1/sqrt(hd)``, SDPA's).
+    With ``layer`` the map is the layer's own :meth:`Attention.attention_map` (in
+    float32), whatever its kind."""
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     logits = q.float() @ k.float().transpose(-2, -1)
     logits = logits / math.sqrt(q.shape[-1]) if scale is None else logits * scale
@@ -60,7 +70,11 @@ def attention_record(
         size = size.masked_fill(hidden, 0.0)
         keys = (~hidden).sum(-1)
         keys = keys.view((1,) * (3 - keys.ndim) + tuple(keys.shape))  # [B | 1, H | 1, T]
-    return AttentionRecord(scores.softmax(dim=-1), size.amax(dim=-1), keys)
+    if layer is None or type(layer).attention_map is Attention.attention_map:
+        return AttentionRecord(scores.softmax(dim=-1), size.amax(dim=-1), keys)
+    qf, kf, mf = q.float(), k.float(), None if mask is None else mask.float()
+    probs = layer.attention_map(qf, kf, mf, is_causal).float()
+    return AttentionRecord(probs, size.amax(dim=-1), keys, layer.map_is_distribution)
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, Attention]]:
@@ -102,7 +116,7 @@ class AttentionRecorder:
             x, inputs, memory = _forward_args(args, kwargs)
             with torch.no_grad():
                 q, k, _, mask = layer.project(x, inputs, memory)
-            self.records[name] = attention_record(q, k, mask, inputs.is_causal, layer.scale)
+            self.records[name] = attention_record(q, k, mask, inputs.is_causal, layer.scale, layer)
 
         return hook
 

@@ -87,7 +87,10 @@ def first_key_mass(
 class AttentionStats:
     """What one eval-mode forward on the fixed batch says about attention and the output.
 
-    ``entropy``: per layer, the entropy per head ``[H]``; ``logit_max``: per layer,
+    ``entropy``: per layer, the entropy per head ``[H]``, for the layers whose map is a
+    distribution only (a sigmoid map's rows do not sum to 1, a differential map has
+    negative weights: entropy is not defined for them, and those layers have none);
+    ``logit_max``: per layer,
     the largest ``|q.k|/sqrt(d_head)`` over heads, real queries and the keys they
     may attend to; ``output``: ``output_logit_max`` (largest output logit),
     ``output_logit_mean`` (mean logit) and ``log_z_mean`` (mean log-partition
@@ -176,7 +179,8 @@ def attention_stats(
                 continue
             probs, keys = rec.probs, rec.keys
             mask = masks.get(stack_of_layer(name))
-            entropy[name] = attention_entropy(probs, mask).cpu()
+            if rec.distribution:  # sigmoid and differential maps: no entropy (not defined)
+                entropy[name] = attention_entropy(probs, mask).cpu()
             peak = rec.logit_max  # [B, H, T]
             if mask is not None:
                 keep = mask.to(peak.device, torch.bool)[:, None, :].expand_as(peak)

@@ -8,7 +8,9 @@ backward pass (the gradient with respect to the input and to the weight): 6 in
 all. The attention scores ``QK^T`` and ``AV`` add ``2 x 2 T d`` FLOPs per token
 and layer forward (``12 L d T`` with the backward), over the full ``T x T``
 square (no halving for the causal mask, as in PaLM and ``measure_flops``), with
-``d`` = ``n_heads * head_dim``.
+``d`` = ``n_heads * head_dim``, times the attention kind's ``score_flops_factor``
+(differential attention: 1.5, its values are twice as wide; gated and sigmoid
+attention: 1, the gate is a listed weight and the sigmoid's matmuls are SDPA's).
 
 ``N`` is read off the built model, as torchtitan's
 ``get_dense_model_nparams_and_flops`` does: the weights of every matrix multiply,
@@ -81,10 +83,11 @@ def _head_weights(model: nn.Module) -> int:
     return head.in_features * head.out_features
 
 
-def _score_width(model: nn.Module) -> int:
-    """``d`` of the attention scores: ``n_heads * head_dim`` of the model's attention."""
+def _score_width(model: nn.Module) -> float:
+    """``d`` of the attention scores: ``n_heads * head_dim`` of the model's attention,
+    times its kind's ``score_flops_factor``."""
     attn = next(m for m in model.modules() if isinstance(m, Attention))
-    return attn.n_heads * attn.head_dim
+    return attn.n_heads * attn.head_dim * attn.score_flops_factor
 
 
 def _bias_flops(model: nn.Module, t: int) -> int:
