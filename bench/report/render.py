@@ -19,8 +19,8 @@ import jinja2
 
 from bench import redact
 from bench.report import analysis, learning, stats, tuning
-from bench.report.bottom_line import bottom_line
 from bench.report.analysis import CellSummary
+from bench.report.bottom_line import bottom_line
 from bench.report.collect import SweepData, manifests
 from bench.report.diagnoses import diagnosis_rows
 from bench.report.figures import RenderedFigure, label

@@ -477,9 +477,7 @@ def build_cell_config(
     spec key ``where``."""
     per_phase = phase_overrides(spec, phase) if phase is not None else {}
     try:
-        return build_run_config(
-            overrides={**run_config_overrides(spec), **per_phase, **overrides}
-        )
+        return build_run_config(overrides={**run_config_overrides(spec), **per_phase, **overrides})
     except ConfigError as e:
         prefix = f"{source}: " if source else ""
         raise ConfigError(f"{prefix}{where}: {e}") from None
