@@ -108,7 +108,7 @@ def test_a_lead_the_runs_do_not_confirm_is_said_in_words_and_leaves_the_answer_o
     assert stats.label(c) in (stats.NOT_SIGNIFICANT, stats.INCONCLUSIVE)
     _, evidence, sure = bottom_line(data, summaries, comps)
     assert "beats" not in evidence and "best cell is" not in evidence
-    assert sure.startswith("Partly sure") and "1 of 1 comparisons stay open" in sure
+    assert sure.startswith("Not sure yet") and "none of the 1 comparisons is decided" in sure
 
 
 def test_when_no_cell_learned_the_bottom_line_says_nothing_can_be_concluded(tmp_path):
@@ -118,6 +118,17 @@ def test_when_no_cell_learned_the_bottom_line_says_nothing_can_be_concluded(tmp_
     line = bottom_line(data, summaries, comps)
     assert len(line) == 2 and "No cell learned the task" in line[1]
     assert "beats" not in " ".join(line)
+
+
+def test_when_some_comparisons_are_open_the_bottom_line_is_partly_sure(tmp_path):
+    cells = [_cell({"norm_placement": "pre", "n_heads": "1"}, [1.0, 1.3, 0.8]),
+             _cell({"norm_placement": "pre", "n_heads": "2"}, [1.2, 0.9, 1.5]),
+             _cell({"norm_placement": "post", "n_heads": "1"}, [2.0, 2.3, 1.8]),
+             _cell({"norm_placement": "post", "n_heads": "2"}, [2.2, 1.9, 2.5])]  # fmt: skip
+    data, summaries, comps, _ = _analyse(make_sweep(tmp_path, cells))
+    _, evidence, sure = bottom_line(data, summaries, comps)
+    assert "pre beats post (norm_placement)" in evidence
+    assert sure.startswith("Partly sure") and "1 of 2 comparisons stay open" in sure
 
 
 def test_with_fewer_seed_runs_than_a_test_needs_the_bottom_line_calls_it_a_pilot(tmp_path):

@@ -127,6 +127,9 @@ def _how_sure(summaries: list[CellSummary], comps: list[stats.Comparison]) -> st
     rough = "; intervals from so few runs are rough" if seeds[0] < ROUGH_BELOW else ""
     if not open_:
         return f"Fairly sure: {basis}{rough}."
+    if len(open_) == len(comps):
+        return (f"Not sure yet: {basis}, and none of the {len(comps)} comparisons is decided "
+                "(the findings below say what would settle each).")  # fmt: skip
     return (f"Partly sure: {basis}; {len(open_)} of {len(comps)} comparisons stay open "
             "(the findings below say what would settle each).")  # fmt: skip
 
