@@ -102,10 +102,10 @@ def _best(data: SweepData, summaries: list[CellSummary]) -> str:
     if found is None:
         return ""
     top, versus = found
+    name = " / ".join(top.axes.get(a, "") for a in data.axes) or top.cell
     if versus and all(c.verdict == stats.SIGNIFICANT for c in versus):
-        name = " / ".join(top.axes.get(a, "") for a in data.axes) or top.cell
         return f"; the best cell is {name}"
-    return "; no single cell is best"
+    return f"; {name} scores best but no single cell is best"
 
 
 def _how_sure(summaries: list[CellSummary], comps: list[stats.Comparison]) -> str:
@@ -128,8 +128,9 @@ def _how_sure(summaries: list[CellSummary], comps: list[stats.Comparison]) -> st
     if not open_:
         return f"Fairly sure: {basis}{rough}."
     if len(open_) == len(comps):
-        return (f"Not sure yet: {basis}, and none of the {len(comps)} comparisons is decided "
-                "(the findings below say what would settle each).")  # fmt: skip
+        return (f"Not sure yet: with {runs} seed runs per cell, none of the {len(comps)} "
+                f"comparisons reaches a verdict at a {rate} error rate{corrected}; the findings "
+                "below say what would settle each.")  # fmt: skip
     return (f"Partly sure: {basis}; {len(open_)} of {len(comps)} comparisons stay open "
             "(the findings below say what would settle each).")  # fmt: skip
 
