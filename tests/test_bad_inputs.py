@@ -343,7 +343,7 @@ CASES = [
     C("landscape-batches-0", "landscape r --batches 0", "--batches=0"),
     C("landscape-resolution-word", "landscape r --resolution big", "invalid int"),
     # ------------------------------------------------------------------ attention
-    C("attention-no-such-dir", "attention nowhere", "not a run directory"),
+    C("attention-no-such-dir", "attention nowhere", "nowhere: no such directory"),
     C("attention-not-a-run", "attention adir", "not a run directory", **{"adir/x": ""}),
     C("attention-no-maps", "attention r", "no attention maps recorded", **{"r/config.yaml": ""}),
     C(

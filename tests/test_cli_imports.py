@@ -63,6 +63,26 @@ def test_commands_that_do_not_train_import_no_torch_lightning_or_optuna(argv, sh
     assert result["heavy"] == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["attention", "nowhere"], "nowhere: no such directory"),
+        (["attention", "."], ".: not a run directory (no config.yaml)"),
+    ],
+)
+def test_attention_with_a_wrong_path_fails_before_numpy_or_torch_load(argv, says):
+    code = (
+        "import sys\nfrom bench.cli import main\ncode = main(sys.argv[1:])\n"
+        "print([m for m in ('numpy', 'torch') if m in sys.modules], file=sys.stderr)\n"
+        "sys.exit(code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert says in lines[0] and lines[1:] == ["[]"]  # one line, then: nothing heavy loaded
+
+
 def test_building_the_parser_imports_nothing_heavy():
     code = (
         "import sys; from bench.cli import build_parser; build_parser(); "

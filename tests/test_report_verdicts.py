@@ -93,7 +93,7 @@ def test_a_confirmed_lead_inside_the_equivalence_margin_names_no_winner(tmp_path
     assert "beats" not in texts and "Best cell" not in texts
     assert "no meaningful difference" in texts and "too small to matter" in texts
     low = next(f for f in found if f.text.startswith("Lowest"))
-    assert low.status == stats.NOT_SIGNIFICANT and "no meaningful best cell" in low.text
+    assert low.status == stats.EQUIVALENT and "no meaningful best cell" in low.text
     assert f"equivalence margin ±{stats.EQUIVALENCE_MARGIN:g}" in low.text
 
 
@@ -301,7 +301,7 @@ def test_a_speed_difference_the_runs_confirm_but_under_ten_percent_names_no_fast
     # The quickstart's case: pre/learned and post/learned 5% apart, each run's tokens/s
     # within 0.5%, so the Welch test separates them; a second sweep did not.
     speed = _speed(tmp_path, 1050.0, noise=0.005)
-    assert "Fastest" not in speed.text and speed.status == stats.NOT_SIGNIFICANT
+    assert "Fastest" not in speed.text and speed.status == stats.EQUIVALENT
     assert "post and pre are equally fast within ±10% (ratio 1.050, TOST p = " in speed.text
 
 

@@ -59,6 +59,17 @@ def _attention_args(p: argparse.ArgumentParser) -> None:
     "attention", "draw a run's attention maps: one heatmap per layer and head", _attention_args
 )
 def cmd_attention(args: argparse.Namespace) -> int:
+    from bench.config import ConfigError
+    from bench.run import Run
+
+    # the path first, in plain Python: a wrong directory costs no numpy or torch start-up
+    run_dir = Path(args.run_dir)
+    if not run_dir.exists():
+        raise ConfigError(f"{run_dir}: no such directory; expected a run directory")
+    if not Run.is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    if args.out is not None and Path(args.out).suffix.lower() != ".png":
+        raise ConfigError(f"--out {args.out}: the figure is a PNG; give a path ending in .png")
     from bench.diagnostics.attention.plot import draw_attention
 
     print(draw_attention(Path(args.run_dir), args.step, args.example, args.out))

@@ -28,13 +28,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     launcher = args.launcher or spec_launcher.name
     given = {k: getattr(args, k) for k in SLURM_FLAGS if getattr(args, k) is not None}
     if launcher == "slurm" or args.cancel:
-        from bench.sweeps.slurm.launcher import cancel_sweep, submit_sweep
+        from bench.sweeps.slurm.launcher import cancel_sweep, dry_run_slurm, submit_sweep
 
         if args.cancel:
             return cancel_sweep(args.spec, args.out)
-        if args.devices is not None or args.dry_run:
-            flag = "--devices" if args.devices is not None else "--dry-run"
-            raise ConfigError(f"{flag}: only with the local launcher; Slurm places the workers")
+        if args.devices is not None:
+            raise ConfigError("--devices: only with the local launcher; Slurm places the workers")
+        if args.dry_run:
+            return dry_run_slurm(args.spec, {**given, "workers": args.workers})
         return submit_sweep(
             args.spec, {**given, "workers": args.workers}, args.storage, args.out, cmdline
         )

@@ -1,6 +1,7 @@
 """Plain-language findings, each sentence carrying the number that backs it and a
-status (significant / not significant / inconclusive, or ``note`` for what is
-no claim), and the list of what is missing (runs still going, failed, diverged).
+status (significant / equivalent / not significant / inconclusive, or ``note`` for what
+is no claim; a finding that states an equivalence TOST showed is labelled equivalent,
+never "not significant"), and the list of what is missing (runs still going, failed, diverged).
 
 Order: whether anything learned, init warnings, cells excluded, the lowest
 cell, the comparisons, tuning flags, speed, length generalization, missing.
@@ -96,7 +97,7 @@ def comparison_sentence(c: stats.Comparison, metric: str, minimize: bool) -> Fin
         return Finding(f"{head}: no meaningful difference: the difference {g(c.diff, 3)} "
                        f"{metric} {interval} lies within the equivalence margin ±{c.margin:g}"
                        f"{real} (TOST p = {g(c.p_tost_adj, 2)}, Holm-corrected; difference test "
-                       f"{stat}).{excl}", "result", c.verdict, c.reason)  # fmt: skip
+                       f"{stat}).{excl}", "result", stats.EQUIVALENT, c.reason)  # fmt: skip
     word = "inconclusive" if c.verdict == stats.INCONCLUSIVE else "not significant"
     return Finding(f"{head}: {word}: {win} is ahead by {g(size, 3)} {metric} {interval}, "
                    f"but {c.reason} ({stat}; TOST p = {g(c.p_tost_adj, 2)}).{excl}",
@@ -180,7 +181,7 @@ def lowest_cell(
                   f"(difference {g(abs(failed.diff or 0), 3)}, TOST p = {g(failed.p_tost_adj, 2)}, "
                   f"{family})")  # fmt: skip
         return Finding(f"{text}: no meaningful best cell, {reason}.", "caution",
-                       stats.NOT_SIGNIFICANT, reason)  # fmt: skip
+                       stats.EQUIVALENT, reason)  # fmt: skip
     if failed.verdict == stats.INCONCLUSIVE:
         return Finding(f"{text}: inconclusive against {other}, {failed.reason}.", "caution",
                        stats.INCONCLUSIVE, failed.reason)  # fmt: skip
@@ -214,7 +215,7 @@ def speed(data: SweepData, summaries: list[CellSummary]) -> Finding | None:
     if failed.equivalent:
         why = (f"{_label(data, top)} and {other} are equally fast within ±{margin} "
                f"(ratio {ratio:.3f}, TOST p = {g(failed.p_tost_adj, 2)}, {family})")  # fmt: skip
-        status = stats.NOT_SIGNIFICANT
+        status = stats.EQUIVALENT
     elif failed.verdict == stats.INCONCLUSIVE and failed.testable and failed.noise is not None:
         why = (f"{_label(data, top)} against {other}: the ratio {ratio:.3f} is within the "
                f"run-to-run noise (sd {100 * (math.exp(failed.noise) - 1):.1f}% of tokens/s) "

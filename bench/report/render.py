@@ -20,6 +20,7 @@ import jinja2
 from bench import redact
 from bench.report import analysis, learning, stats, tuning
 from bench.report.analysis import CellSummary
+from bench.report.bottom_line import bottom_line
 from bench.report.collect import SweepData, manifests
 from bench.report.diagnoses import diagnosis_rows
 from bench.report.figures import RenderedFigure, label
@@ -150,7 +151,7 @@ def comparison_table(comps: list[stats.Comparison]) -> tuple[list[str], list[lis
         diff = g(c.diff, 3) if c.lo is None else f"{g(c.diff, 3)} [{g(c.lo, 3)}, {g(c.hi, 3)}]"
         rows.append([c.axis, c.a, c.b, str(c.n_a), str(c.n_b), g(c.mean_a), g(c.mean_b), diff,
                      g(c.hedges_g, 2), g(c.p, 2), g(c.p_adj, 2), g(c.p_tost_adj, 2), c.reason,
-                     c.verdict])  # fmt: skip
+                     stats.label(c)])  # fmt: skip
     return header, rows
 
 
@@ -251,6 +252,7 @@ def context(
         "n_studies": len(data.studies),
         "generated": time.strftime("%Y-%m-%d %H:%M %Z"),
         "sweep_dir": str(data.dir),
+        "bottom_line": " ".join(bottom_line(data, summaries, comps)),
         "findings": found,
         "metric": metric,
         "direction": "lower is better" if direction == "minimize" else "higher is better",

@@ -62,6 +62,10 @@ SIGNIFICANT = "significant"
 NOT_SIGNIFICANT = "not significant"
 INCONCLUSIVE = "inconclusive"
 STATUSES = (SIGNIFICANT, NOT_SIGNIFICANT, INCONCLUSIVE)
+# The label a reader sees for a not-significant comparison that TOST showed equivalent
+# (rule 3): its verdict stays NOT_SIGNIFICANT (no winner), but "not significant" would
+# read as "nothing shown" where equivalence was shown.
+EQUIVALENT = "equivalent"
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,12 @@ def decide(c: Comparison, alpha: float = ALPHA) -> Comparison:
                        f"(sd {c.noise:.3g}) and equivalence within ±{c.margin:g} is not shown")  # fmt: skip
     return replace(c, verdict=NOT_SIGNIFICANT,
                    reason=f"Holm-adjusted p ≥ {alpha} and equivalence within ±{c.margin:g} not shown")  # fmt: skip
+
+
+def label(c: Comparison) -> str:
+    """What the report calls a decided comparison: :data:`EQUIVALENT` when TOST showed the
+    difference within the margin, else its verdict."""
+    return EQUIVALENT if c.equivalent else c.verdict
 
 
 def _number(p: float | None) -> float:

@@ -47,7 +47,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="list cells, tuning points, runs and an estimated time; start nothing",
+        help="list cells, tuning points, runs and an estimated time with the workers this "
+        "command would use; start nothing (with --launcher slurm: also the job array; nothing "
+        "submitted)",
     )
     add_slurm_arguments(p)
 

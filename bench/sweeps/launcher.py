@@ -243,16 +243,20 @@ def report_failed_cells(sweep: Sweep) -> bool:
     return bool(failed)
 
 
-def dry_run_sweep(spec_path: str | Path, workers: int | None) -> int:
-    """Print the cells, tuning points, runs and an estimated time; create nothing."""
+def dry_run_sweep(
+    spec_path: str | Path, workers: int | None, devices: str | Sequence[str] | None = None
+) -> int:
+    """Print the cells, tuning points, runs and an estimated time; create nothing.
+
+    The workers and each one's threads are those the same command without ``--dry-run``
+    would start (:func:`_slots`: ``--workers``, else one per GPU group, else 1 on CPU)."""
     from bench.sweeps.layout import resolve_spec
     from bench.sweeps.preflight import check_cells, make_plan, print_plan
 
     spec, _ = resolve_spec(spec_path)
+    slots = _slots(spec_path, workers, devices)
     check_cells(spec, str(spec_path))
-    n = workers or 1
-    slots = assign_devices(n, [], 1)
-    print_plan(spec, make_plan(spec, slots[0].threads), n)
+    print_plan(spec, make_plan(spec, slots[0].threads), len(slots))
     return 0
 
 
@@ -305,7 +309,7 @@ def run_sweep(
 
     quiet_optuna()
     if dry_run:
-        return dry_run_sweep(spec_path, workers)
+        return dry_run_sweep(spec_path, workers, devices)
     slots = _slots(spec_path, workers, devices)  # checked before the sweep directory exists
     sweep = prepare_sweep(spec_path, storage=storage, out=out, command=command, extend=extend)
     wall = sweep.spec.budget.wall_clock

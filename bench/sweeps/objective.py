@@ -64,7 +64,8 @@ def trial_config(
     threads: int | None,
     layout: dict[str, int] | None = None,
 ):
-    """The RunConfig of a trial: base + cell/fixed overrides + sampled params + tracking.
+    """The RunConfig of a trial: base + its phase's settings (``phases``) + cell/fixed
+    overrides + sampled params + tracking.
 
     ``layout``: ``train.nodes`` / ``train.devices`` of a worker of several Slurm tasks.
     """
@@ -96,7 +97,7 @@ def trial_config(
             "tracking.tags": [*job.tags, job.phase],
         }
     )
-    return build_cell_config(spec, overrides, f"trial {n} ({job.cell})")
+    return build_cell_config(spec, overrides, f"trial {n} ({job.cell})", phase=job.phase)
 
 
 def execute(

@@ -13,7 +13,9 @@ the number of runs and a rough time estimate from a few timed training steps.
 
 from __future__ import annotations
 
+import itertools
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +31,8 @@ TRIAL_OVERHEAD_S = 4.0  # per run: Trainer, W&B offline run, records, checkpoint
 VALIDATION_STEPS = 3.0  # one validation of one eval length ~ 3 training steps
 HESSIAN_STEPS_PER_ITER = 6.0  # one Lanczos iteration (HVP in fp32, double backward)
 LANDSCAPE_STEPS_PER_POINT = 0.8  # one landscape grid point (forward only, batched)
-TIMED_STEPS = 5  # training steps timed by --dry-run, after one untimed warm-up step
+WARMUP_STEPS = 3  # untimed first steps (allocations, autograd's first graph, lazy init)
+TIMED_STEPS = 10  # then timed one by one: the estimate uses their median
 
 
 def _configs(spec: SweepSpec) -> list[tuple[str, RunConfig]]:
@@ -74,12 +77,27 @@ class RungPlan:
     cells: list[str]
     step_seconds: float
     max_steps: int
-    extra_steps: float = 0.0  # validation and diagnostics of one run, in training steps
+    extra_steps: float = 0.0  # validation and diagnostics of one tuning run, in training steps
     params: int = 0
-    runs: int = 0  # tuning and seed runs of the rung's cells
+    seed_extra_steps: float | None = None  # the same for a seed run (None: as a tuning run's)
+    tune_runs: int = 0  # tuning runs of the rung's cells (none at a transferred rung)
+    seed_runs: int = 0
 
-    def run_seconds(self) -> float:
-        return (self.max_steps + self.extra_steps) * self.step_seconds + TRIAL_OVERHEAD_S
+    def run_seconds(self, phase: str = "tune") -> float:
+        """Estimated seconds of one run of ``phase`` (``tune`` or ``seed``): its steps, its
+        validation and diagnostics in step equivalents, and the per-run overhead."""
+        extra = self.extra_steps
+        if phase == "seed" and self.seed_extra_steps is not None:
+            extra = self.seed_extra_steps
+        return (self.max_steps + extra) * self.step_seconds + TRIAL_OVERHEAD_S
+
+    @property
+    def runs(self) -> int:
+        return self.tune_runs + self.seed_runs
+
+    def seconds(self) -> float:
+        """One worker's seconds for every run of the rung."""
+        return self.tune_runs * self.run_seconds("tune") + self.seed_runs * self.run_seconds("seed")
 
 
 @dataclass(frozen=True)
@@ -102,8 +120,9 @@ class Plan:
 
     def estimate(self, workers: int) -> float:
         """Rough wall time in seconds: per rung, runs x (steps + extra) x its step time +
-        overhead; summed and divided by the workers."""
-        return sum(r.run_seconds() * r.runs for r in self.rungs) / max(workers, 1)
+        overhead, tuning and seed runs each with their own diagnostics (``phases``);
+        summed and divided by the workers."""
+        return sum(r.seconds() for r in self.rungs) / max(workers, 1)
 
 
 def extra_steps(cfg: RunConfig) -> float:
@@ -117,8 +136,16 @@ def extra_steps(cfg: RunConfig) -> float:
     return extra
 
 
+def _now() -> float:
+    """The clock of :func:`time_steps` (one place, so a test can script it)."""
+    return time.perf_counter()
+
+
 def time_steps(cfg: RunConfig, threads: int) -> float:
-    """Mean seconds per training step of ``cfg`` (forward, backward, AdamW) on this machine."""
+    """Seconds per training step of ``cfg`` (forward, backward, AdamW) on this machine, with
+    ``threads`` torch threads: the median of :data:`TIMED_STEPS` steps after
+    :data:`WARMUP_STEPS` untimed ones (the first steps pay one-time costs, and one slow
+    step on a shared machine moves a median little)."""
     import torch
 
     from bench.tasks.base import BenchDataModule
@@ -131,17 +158,18 @@ def time_steps(cfg: RunConfig, threads: int) -> float:
     torch.set_num_threads(max(threads, 1))
     module = BenchModule(prep.cfg, dm.eval_lengths)
     opt = torch.optim.AdamW(module.parameters(), lr=prep.cfg.train.lr)
-    batch = next(iter(dm.train_dataloader()))
+    batches = itertools.chain.from_iterable(itertools.repeat(dm.train_dataloader()))
     times = []
-    for i in range(TIMED_STEPS + 1):
-        start = time.perf_counter()
+    for i, batch in zip(range(WARMUP_STEPS + TIMED_STEPS), batches, strict=False):
+        start = _now()
         loss = module.compute_loss(batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i:
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        elapsed = _now() - start
+        if i >= WARMUP_STEPS:
+            times.append(elapsed)
+    return statistics.median(times)
 
 
 def make_plan(spec: SweepSpec, threads: int) -> Plan:
@@ -160,7 +188,8 @@ def make_plan(spec: SweepSpec, threads: int) -> Plan:
         by_rung.setdefault(rung, []).append((key, overrides))
     rungs = []
     for name, members in by_rung.items():
-        cfg = build_cell_config(spec, members[0][1], "base")
+        cfg = build_cell_config(spec, members[0][1], "base", phase="tune")
+        seed_cfg = build_cell_config(spec, members[0][1], "base", phase="seed")
         rungs.append(
             RungPlan(
                 name=name,
@@ -169,7 +198,9 @@ def make_plan(spec: SweepSpec, threads: int) -> Plan:
                 max_steps=cfg.train.max_steps,
                 extra_steps=extra_steps(cfg),
                 params=count_params(cfg),
-                runs=sum(budget * (source[k] == k) + (spec.seeds or 0) for k, _ in members),
+                seed_extra_steps=extra_steps(seed_cfg),
+                tune_runs=sum(budget * (source[k] == k) for k, _ in members),
+                seed_runs=(spec.seeds or 0) * len(members),
             )
         )
     return Plan(
@@ -210,7 +241,7 @@ def print_plan(spec: SweepSpec, plan: Plan, workers: int) -> None:
         print(f"size ladder: {len(plan.rungs)} rungs x {len(plan.rungs[0].cells)} cells; "
               f"tuned at {where}; budget: {spec.scale.budget}")  # fmt: skip
         for r in plan.rungs:
-            each = r.run_seconds() * r.runs / max(workers, 1)
+            each = r.seconds() / max(workers, 1)
             print(f"  {r.name}: about {r.params:,} parameters, {r.runs} runs of {r.max_steps} steps, "
                   f"{r.step_seconds * 1e3:.1f} ms a step here, about {each / 60:.1f} min")  # fmt: skip
     first = plan.rungs[0]
@@ -219,8 +250,27 @@ def print_plan(spec: SweepSpec, plan: Plan, workers: int) -> None:
         if len(plan.rungs) == 1
         else "the steps and step times above"
     )
+    extra = f"{first.extra_steps:.0f}"
+    if first.seed_extra_steps is not None and round(first.seed_extra_steps) != round(
+        first.extra_steps
+    ):
+        extra = f"{first.extra_steps:.0f} (tuning) or {first.seed_extra_steps:.0f} (seed runs)"
     print(
         f"{plan.runs} runs of {steps}, so about {est / 60:.1f} min with {workers} worker(s) "
-        f"(rough: validation and diagnostics count as {first.extra_steps:.0f} more steps a run, "
+        f"(rough: validation and diagnostics count as {extra} more steps a run, "
         f"plus {TRIAL_OVERHEAD_S:.0f} s per run; no pruning)"
     )
+    if (busy := _busy()) is not None:
+        print(busy)
+
+
+def _busy() -> str | None:
+    """A warning when other processes share the cores the step time was measured on."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if not cores or load <= cores:
+        return None
+    return (f"note: the load average is {load:.1f} on {cores} cores: other processes share "
+            "them, so this step time (and the estimate) is slower than on a quiet machine")  # fmt: skip

@@ -286,6 +286,27 @@ class LauncherSpec(_Strict):
         return self.gpus_per_worker // self.nodes if self.gpus_per_worker else None
 
 
+class PhaseSpec(_Strict):
+    """What the runs of one phase change over ``base``: only their ``diagnostics`` (a partial
+    diagnostics section, e.g. ``{hessian: {enabled: false}}``). Training is never changed
+    per phase, so a seed run re-runs exactly the configuration its tuning trial trained."""
+
+    diagnostics: dict[str, Any] = Field(default_factory=dict)
+
+
+class PhasesSpec(_Strict):
+    """Per-phase settings: ``tune`` for tuning (and search) trials, ``seeds`` for the seed
+    runs the report's numbers and figures come from. The Hessian and the loss landscape
+    are drawn only from seed runs, so a spec can switch them off in ``tune``."""
+
+    tune: PhaseSpec = Field(default_factory=PhaseSpec)
+    seeds: PhaseSpec = Field(default_factory=PhaseSpec)
+
+    def of(self, phase: str) -> PhaseSpec:
+        """The settings of a trial's phase (``tune``, ``search`` or ``seed``)."""
+        return self.seeds if phase == "seed" else self.tune
+
+
 class SweepSpec(_Strict):
     """A whole sweep. Exactly one of ``compare`` and ``search``."""
 
@@ -307,6 +328,7 @@ class SweepSpec(_Strict):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     seed: int = 0  # sampler seed
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
+    phases: PhasesSpec = Field(default_factory=PhasesSpec)  # per-phase diagnostics
 
     @model_validator(mode="after")
     def _mode(self, info: ValidationInfo) -> SweepSpec:
@@ -434,6 +456,8 @@ class SweepSpec(_Strict):
         data = self.model_dump(mode="json", exclude_none=True)
         if self.launcher == LauncherSpec():  # the default: spec.yaml files stay as they were
             data.pop("launcher")
+        if self.phases == PhasesSpec():
+            data.pop("phases")
         return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -459,10 +483,23 @@ def run_config_overrides(spec: SweepSpec) -> dict[str, Any]:
     return data
 
 
-def build_cell_config(spec: SweepSpec, overrides: dict[str, Any], where: str, source: str = ""):
-    """The RunConfig of base + overrides; a ConfigError names the spec key ``where``."""
+def phase_overrides(spec: SweepSpec, phase: str) -> dict[str, Any]:
+    """The flat overrides ``phases`` gives the runs of ``phase`` (tune, search or seed)."""
+    return flatten({"diagnostics": spec.phases.of(phase).diagnostics})
+
+
+def build_cell_config(
+    spec: SweepSpec,
+    overrides: dict[str, Any],
+    where: str,
+    source: str = "",
+    phase: str | None = None,
+):
+    """The RunConfig of base (+ the ``phase``'s settings) + overrides; a ConfigError names the
+    spec key ``where``."""
+    per_phase = phase_overrides(spec, phase) if phase is not None else {}
     try:
-        return build_run_config(overrides={**run_config_overrides(spec), **overrides})
+        return build_run_config(overrides={**run_config_overrides(spec), **per_phase, **overrides})
     except ConfigError as e:
         prefix = f"{source}: " if source else ""
         raise ConfigError(f"{prefix}{where}: {e}") from None
@@ -472,6 +509,10 @@ def validate_spec_configs(spec: SweepSpec, source: str = "") -> None:
     """Build every cell's config, and each tuned value inside each cell, so bad values fail now
     (and a cell that needs an optional package that is not installed)."""
     check_run_config(build_cell_config(spec, {}, "base", source))
+    for name in ("tune", "seeds"):
+        if getattr(spec.phases, name).diagnostics:
+            phase = "seed" if name == "seeds" else "tune"
+            build_cell_config(spec, {}, f"phases.{name}", source, phase=phase)
     space = spec.space
     for key, overrides in spec.cells():
         for axis, value in overrides.items():

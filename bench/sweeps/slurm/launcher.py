@@ -184,6 +184,32 @@ def submit_sweep(
     return 0
 
 
+def dry_run_slurm(spec_path: str | Path, cli: dict[str, Any]) -> int:
+    """``--dry-run --launcher slurm``: the plan of a local dry run for the job array that
+    ``submit_sweep`` would submit (its worker count, its CPUs per task as threads), and
+    the sbatch options of each worker; nothing is created or submitted. The step time
+    is this machine's, not the cluster's: the line says so."""
+    import shutil
+
+    from bench.sweeps.preflight import check_cells, make_plan, print_plan
+
+    spec, _ = resolve_spec(spec_path)
+    opts = launcher_options(spec, cli)
+    workers = opts.workers or 1
+    check_devices(spec, opts)
+    check_cells(spec, str(spec_path))
+    print_plan(spec, make_plan(spec, opts.cpus_per_task), workers)
+    print(f"(the step time is this machine's with {opts.cpus_per_task} thread(s); on the "
+          "cluster's nodes, GPUs above all, a step can take much less)")  # fmt: skip
+    accepted = ""
+    if shutil.which("sbatch") is not None:
+        check_cluster(opts, workers)  # sbatch --test-only: a refusal is one line, exit 2
+        accepted = "; sbatch --test-only accepts it"
+    print(f"would submit: one Slurm job array of {workers} worker(s), each "
+          f"{' '.join(sbatch_options(opts))}{accepted}; nothing submitted")  # fmt: skip
+    return 0
+
+
 def _submit(sweep: Sweep, opts: LauncherSpec, workers: int) -> Submitted:
     import submitit
 
