@@ -184,3 +184,24 @@ def test_wandb_summary_keeps_watches_apart_from_diagnoses():
         "watch/loss_spikes": "e2",
     }
     assert diagnosis_summary([watch])["diagnoses"] == "none"
+
+
+def test_the_sweep_table_shows_diagnoses_and_watches_in_their_own_columns():
+    from rich.console import Console
+
+    from bench.sweeps.progress.status import diagnosis_table
+
+    diag = Diagnosis("chance_plateau", "plateau at chance", "val/loss at 2.2", "p 2022", "a")
+    watch = Diagnosis("loss_spikes", "loss spikes", "jumped at 250", "p 2022", "a", kind=WATCH)
+    console = Console(width=200, record=True)
+    console.print(
+        diagnosis_table([("tune", "pre", 0, "completed", [diag, watch]),
+                         ("seed", "post", 3, "completed", [watch])])  # fmt: skip
+    )
+    text = console.export_text()
+    header = next(x for x in text.splitlines() if "diagnoses" in x and "watches" in x)
+    assert header.index("diagnoses") < header.index("watches")
+    row0 = next(x for x in text.splitlines() if " pre " in x)
+    assert "plateau at chance" in row0 and "loss spikes" in row0 and "val/loss at 2.2" in row0
+    row1 = next(x for x in text.splitlines() if " post " in x)
+    assert "–" in row1 and "(watch) jumped at 250" in row1
