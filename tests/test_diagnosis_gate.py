@@ -195,8 +195,12 @@ def test_the_sweep_table_shows_diagnoses_and_watches_in_their_own_columns():
     watch = Diagnosis("loss_spikes", "loss spikes", "jumped at 250", "p 2022", "a", kind=WATCH)
     console = Console(width=200, record=True)
     console.print(
-        diagnosis_table([("tune", "pre", 0, "completed", [diag, watch]),
-                         ("seed", "post", 3, "completed", [watch])])  # fmt: skip
+        diagnosis_table(
+            [
+                ("tune", "pre", 0, "completed", [diag, watch]),
+                ("seed", "post", 3, "completed", [watch]),
+            ]
+        )  # fmt: skip
     )
     text = console.export_text()
     header = next(x for x in text.splitlines() if "diagnoses" in x and "watches" in x)

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _eval_tool():
-    spec = importlib.util.spec_from_file_location("diagnosis_eval", ROOT / "tools/diagnosis_eval.py")
+    spec = importlib.util.spec_from_file_location(
+        "diagnosis_eval", ROOT / "tools/diagnosis_eval.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -135,9 +135,12 @@ class Diagnosis:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Diagnosis:
-        fields = (str(d.get(k, "")) for k in ("rule", "title", "evidence", "paper", "advice"))
+        rule, title, evidence, paper, advice = (
+            str(d.get(k, "")) for k in ("rule", "title", "evidence", "paper", "advice")
+        )
         kind = str(d.get("kind") or DIAGNOSIS)
-        return cls(*fields, kind=kind if kind in KINDS else DIAGNOSIS, why=str(d.get("why", "")))
+        kind = kind if kind in KINDS else DIAGNOSIS
+        return cls(rule, title, evidence, paper, advice, kind, str(d.get("why", "")))
 
     def line(self) -> str:
         """One line, for terminals and tables: ``title: evidence; try advice`` for a

@@ -52,7 +52,18 @@ class Measured:
 
 
 # rule -> its figures on the held-out half (filled from tools/diagnosis_eval.py's output).
-MEASURED: dict[str, Measured] = {}
+MEASURED: dict[str, Measured] = {
+    "uniform_attention": Measured(planted=2, fired=1, hits=1, healthy_alarms=0),
+    "ill_conditioned_depth": Measured(planted=2, fired=2, hits=2, healthy_alarms=0),
+    "entropy_collapse": Measured(planted=2, fired=0, hits=0, healthy_alarms=0),
+    "attention_logit_growth": Measured(planted=2, fired=3, hits=2, healthy_alarms=0),
+    "output_logit_divergence": Measured(planted=1, fired=1, hits=0, healthy_alarms=0),
+    "update_size": Measured(planted=5, fired=2, hits=2, healthy_alarms=0),
+    "sharpness_vs_lr": Measured(planted=5, fired=9, hits=4, healthy_alarms=0),
+    "batch_vs_noise_scale": Measured(planted=2, fired=5, hits=2, healthy_alarms=0),
+    "loss_spikes": Measured(planted=3, fired=0, hits=0, healthy_alarms=0),
+    "chance_plateau": Measured(planted=6, fired=4, hits=4, healthy_alarms=0),
+}
 
 
 def demotion(rule: str) -> str | None:
