@@ -200,7 +200,7 @@ def test_the_sweep_table_shows_diagnoses_and_watches_in_their_own_columns():
                 ("tune", "pre", 0, "completed", [diag, watch]),
                 ("seed", "post", 3, "completed", [watch]),
             ]
-        )  # fmt: skip
+        )
     )
     text = console.export_text()
     header = next(x for x in text.splitlines() if "diagnoses" in x and "watches" in x)
