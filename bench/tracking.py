@@ -352,18 +352,29 @@ class SafeWandbLogger(WandbLogger):
         finish(self, exit_code)
 
 
+def _is_watch(d: Mapping[str, str]) -> bool:
+    return d.get("kind") == "watch"  # records from before the symptom gate: diagnoses
+
+
 def diagnosis_summary(diagnoses: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    """W&B summary keys for a run's diagnoses: ``diagnoses`` (the rules that fired,
-    comma-separated, ``none`` when none did) and ``diagnosis/<rule>`` (the evidence)."""
-    out = {"diagnoses": ", ".join(d["rule"] for d in diagnoses) or "none"}
-    out.update({f"diagnosis/{d['rule']}": d["evidence"] for d in diagnoses})
+    """W&B summary keys for a run's findings: ``diagnoses`` (the rules that fired as a
+    diagnosis, comma-separated, ``none`` when none did) and ``diagnosis/<rule>`` (the
+    evidence); ``watches`` and ``watch/<rule>`` likewise for the watches, when any."""
+    real = [d for d in diagnoses if not _is_watch(d)]
+    watches = [d for d in diagnoses if _is_watch(d)]
+    out = {"diagnoses": ", ".join(d["rule"] for d in real) or "none"}
+    out.update({f"diagnosis/{d['rule']}": d["evidence"] for d in real})
+    if watches:
+        out["watches"] = ", ".join(d["rule"] for d in watches)
+        out.update({f"watch/{d['rule']}": d["evidence"] for d in watches})
     return out
 
 
 def alert_diagnoses(
     logger: SafeWandbLogger, diagnoses: Sequence[Mapping[str, str]], run_name: str
 ) -> bool:
-    """One W&B alert listing the diagnoses, online only; True if one was sent."""
+    """One W&B alert listing the diagnoses (not the watches), online only; True if sent."""
+    diagnoses = [d for d in diagnoses if not _is_watch(d)]
     if not diagnoses:
         return False
     title = f"{run_name}: {', '.join(d['title'] for d in diagnoses)}"

@@ -142,7 +142,7 @@ def test_status_lists_the_diagnoses_of_finished_trials_without_torch(tmp_path: P
     result = run_probe("status", str(tmp_path / "sweep"))
     assert result["code"] == 0
     out = result["stdout"]
-    assert "diagnoses of finished trials" in out
+    assert "diagnoses and watches of finished trials" in out
     assert "uniform attention" in out and "layer_0 stayed at 2.07 of 2.08" in out
     assert "torch" not in result["heavy"] and "lightning" not in result["heavy"]
 

@@ -49,3 +49,33 @@ def test_each_cell_lists_its_runs_diagnoses_next_to_its_learning_status(tmp_path
     assert "- **pre / rope** · " in section and "no diagnosis" in section
     html = (out / "index.html").read_text()
     assert "uniform attention (2 of 3 runs)" in html
+
+
+def test_a_cell_whose_runs_learned_lists_watches_apart_and_says_no_diagnosis(tmp_path):
+    sweep = make_sweep(tmp_path, standard_cells())
+    data = load_sweep(sweep)
+    pre_rope = [
+        Path(r["run_dir"])
+        for r in data.rows
+        if r["cell"] == "norm_placement=pre,pos_encoding=rope" and r["phase"] == "seed"
+    ]
+    growth = Diagnosis(
+        "attention_logit_growth",
+        "attention logit growth",
+        "the largest attention logit of layer_0 grew from 4.08 at step 0 to 106 at step 160",
+        "Wortsman et al. 2023",
+        "qk_norm=true",
+        kind="watch",
+        why="a risk only: the run learned and shows no symptom",
+    )
+    for run_dir in pre_rope:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary["diagnoses"] = [growth.as_dict()]
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    md = (build_report(sweep, tmp_path / "out") / "report.md").read_text()
+    section = md.split("### Diagnoses", 1)[1].split("## Comparisons", 1)[0]
+    cell = section.split("- **pre / rope**", 1)[1].split("\n- **", 1)[0]
+    assert cell.splitlines()[0].endswith(": no diagnosis")
+    assert "  - watches:" in cell
+    assert f"attention logit growth ({len(pre_rope)} of {len(pre_rope)} runs)" in cell
+    assert "the run learned" in cell and "try qk_norm" not in cell

@@ -43,13 +43,12 @@ def print_run_summary(result: RunResult, console: Console | None = None) -> None
         console.print(f"reason: {result.reason}")
     if result.learning:
         console.print(f"learning: {result.learning.replace('_', ' ')}: {result.learning_reason}")
-    diagnoses = result.diagnoses
-    if diagnoses:
-        console.print(f"diagnoses ({len(diagnoses)}):")
-        for d in diagnoses:
-            console.print(
-                f"  - {d['title']}: {d['evidence']}; try {d['advice']}",
-                highlight=False,
-                markup=False,
-            )
+    from bench.diagnoses import Diagnosis, split
+
+    diagnoses, watches = split(Diagnosis.from_dict(d) for d in result.diagnoses)
+    for label, found in (("diagnoses", diagnoses), ("watches", watches)):
+        if found:
+            console.print(f"{label} ({len(found)}):")
+            for d in found:
+                console.print(f"  - {d.line()}", highlight=False, markup=False)
     print(result.run_dir)

@@ -1,5 +1,11 @@
 """Diagnoses: rules that read a run's records and say why it trains badly.
 
+A rule's finding is a *diagnosis* (with advice) only when the run shows a symptom of
+bad training (:mod:`bench.diagnoses.symptoms`: diverged, did not learn, plateau at
+chance, unrecovered loss spike) and the rule's measured precision and recall clear the
+bar (:mod:`bench.diagnoses.measured`, docs/diagnoses.md); otherwise a *watch*: a risk
+seen in the measurements, with no advice to change the run.
+
 Each rule (a :class:`~bench.diagnoses.base.Rule` in :data:`RULES`)
 names the records it reads, fires on a stated condition with named threshold
 constants (each with a comment on where it comes from), prints its evidence with
@@ -27,7 +33,7 @@ from bench.diagnoses.attention import (
     EntropyCollapse,
     UniformAttention,
 )
-from bench.diagnoses.base import Diagnosis, Rule, RunRecords
+from bench.diagnoses.base import DIAGNOSIS, WATCH, Diagnosis, Rule, RunRecords
 from bench.diagnoses.loss import ChancePlateau, LossSpikes, OutputLogitDivergence
 from bench.diagnoses.optimization import (
     BatchVsNoiseScale,
@@ -55,7 +61,18 @@ RULES: dict[str, Rule] = {
     )
 }
 
-__all__ = ["RULES", "Diagnosis", "Rule", "RunRecords", "diagnose", "diagnose_run", "lines"]
+__all__ = [
+    "DIAGNOSIS",
+    "RULES",
+    "WATCH",
+    "Diagnosis",
+    "Rule",
+    "RunRecords",
+    "diagnose",
+    "diagnose_run",
+    "lines",
+    "split",
+]
 
 
 def _warn(name: str, error: Exception) -> None:
@@ -66,8 +83,10 @@ def diagnose(
     rec: RunRecords,
     rules: Mapping[str, Rule] | None = None,
     on_error: Callable[[str, Exception], None] = _warn,
+    gated: bool = True,
 ) -> list[Diagnosis]:
-    """Every rule that fires on ``rec``, in :data:`RULES` order.
+    """Every rule that fires on ``rec``, in :data:`RULES` order, each a diagnosis or a
+    watch (``gated=False``: every finding a diagnosis, see :meth:`Rule.diagnose`).
 
     A rule that raises is skipped and reported to ``on_error(name, error)`` (by
     default a logged warning; ``train_run`` records it in ``diagnostic_errors``).
@@ -75,7 +94,7 @@ def diagnose(
     found = []
     for name, rule in (rules or RULES).items():
         try:
-            d = rule.diagnose(rec)
+            d = rule.diagnose(rec, gated)
         except Exception as e:  # a diagnosis never fails what asked for it
             on_error(name, e)
             continue
@@ -85,8 +104,9 @@ def diagnose(
 
 
 def diagnose_run(run_dir: Path, summary: Mapping[str, Any] | None = None) -> list[Diagnosis]:
-    """The diagnoses of a run directory: ``summary.json`` ``diagnoses`` when recorded,
-    else worked out from its records (runs that diverged or predate the rules)."""
+    """The diagnoses and watches of a run directory: ``summary.json`` ``diagnoses`` when
+    recorded with their kind, else worked out from its records (runs that diverged, or
+    that predate the rules or the symptom gate: their records read the same)."""
     run_dir = Path(run_dir)
     try:
         rec = RunRecords.from_run_dir(run_dir, summary)
@@ -94,9 +114,17 @@ def diagnose_run(run_dir: Path, summary: Mapping[str, Any] | None = None) -> lis
         log.warning("cannot read the records of %s: %s", run_dir, e)
         return []
     recorded = rec.summary.get("diagnoses")
-    if isinstance(recorded, list):
-        return [Diagnosis.from_dict(d) for d in recorded if isinstance(d, Mapping)]
+    if isinstance(recorded, list) and all(
+        isinstance(d, Mapping) and d.get("kind") for d in recorded
+    ):
+        return [Diagnosis.from_dict(d) for d in recorded]
     return diagnose(rec)
+
+
+def split(found: Iterable[Diagnosis]) -> tuple[list[Diagnosis], list[Diagnosis]]:
+    """``(diagnoses, watches)`` of a run's findings, each in rule order."""
+    found = list(found)
+    return [d for d in found if not d.is_watch], [d for d in found if d.is_watch]
 
 
 def lines(diagnoses: Iterable[Diagnosis]) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -94,15 +94,33 @@ def layer_of(key: str) -> str:
     return key.split("/", 2)[2]
 
 
+DIAGNOSIS, WATCH = "diagnosis", "watch"
+KINDS = (DIAGNOSIS, WATCH)
+
+
 @dataclass(frozen=True)
 class Diagnosis:
-    """A rule that fired on a run: what it is, the evidence, the paper and what to try."""
+    """A rule that fired on a run: what it is, the evidence, the paper and what to try.
+
+    ``kind``: ``diagnosis`` when the run shows a symptom of bad training
+    (:func:`bench.diagnoses.symptoms.symptom`) and the rule's measured precision and
+    recall clear the bar (:mod:`bench.diagnoses.measured`); else ``watch``: a risk seen
+    in the measurements, with no advice to change the run. ``why``: the symptom that
+    makes it a diagnosis, or why it is only a watch. Records written before the gate
+    have neither field and read as diagnoses.
+    """
 
     rule: str
     title: str
     evidence: str
     paper: str
     advice: str
+    kind: str = DIAGNOSIS
+    why: str = ""
+
+    @property
+    def is_watch(self) -> bool:
+        return self.kind == WATCH
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -111,14 +129,25 @@ class Diagnosis:
             "evidence": self.evidence,
             "paper": self.paper,
             "advice": self.advice,
+            "kind": self.kind,
+            "why": self.why,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Diagnosis:
-        return cls(*(str(d.get(k, "")) for k in ("rule", "title", "evidence", "paper", "advice")))
+        rule, title, evidence, paper, advice = (
+            str(d.get(k, "")) for k in ("rule", "title", "evidence", "paper", "advice")
+        )
+        kind = str(d.get("kind") or DIAGNOSIS)
+        kind = kind if kind in KINDS else DIAGNOSIS
+        return cls(rule, title, evidence, paper, advice, kind, str(d.get("why", "")))
 
     def line(self) -> str:
-        """``title: evidence; try advice`` (one line, for terminals and tables)."""
+        """One line, for terminals and tables: ``title: evidence; try advice`` for a
+        diagnosis, ``title (watch): evidence (why)`` for a watch (no advice)."""
+        if self.is_watch:
+            why = f" ({self.why})" if self.why else ""
+            return f"{self.title} (watch): {self.evidence}{why}"
         return f"{self.title}: {self.evidence}; try {self.advice}"
 
 
@@ -144,11 +173,27 @@ class Rule:
     def advise(self, rec: RunRecords) -> str:
         return self.advice
 
-    def diagnose(self, rec: RunRecords) -> Diagnosis | None:
+    def diagnose(self, rec: RunRecords, gated: bool = True) -> Diagnosis | None:
+        """The rule's finding on ``rec``, or None. ``gated`` (the default): a *diagnosis*
+        only when the run shows a symptom and the rule is not demoted by its measured
+        figures, else a *watch*; ``gated=False``: always a diagnosis (what the
+        measurement of the rule itself, ``tools/diagnosis_eval.py``, reads)."""
         found = self.evidence(rec)
         if found is None:
             return None
-        return Diagnosis(self.name, self.title, found, self.paper, self.advise(rec))
+        d = Diagnosis(self.name, self.title, found, self.paper, self.advise(rec))
+        if not gated:
+            return d
+        from bench.diagnoses.measured import demotion
+        from bench.diagnoses.symptoms import no_symptom, symptom
+
+        shown = symptom(rec)
+        demoted = demotion(self.name)
+        if shown is None:
+            return replace(d, kind=WATCH, why=no_symptom(rec))
+        if demoted is not None:
+            return replace(d, kind=WATCH, why=f"{shown}; but {demoted}")
+        return replace(d, why=shown)
 
 
 def fmt(x: float) -> str:

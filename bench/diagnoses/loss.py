@@ -50,6 +50,23 @@ def loss_spikes(rec: RunRecords) -> list[Spike]:
     return out
 
 
+def chance_plateau(rec: RunRecords) -> list[tuple[int, float]] | None:
+    """The longest stretch of consecutive validations with val/loss within ``LOSS_MARGIN``
+    of chance, if it spans ``PLATEAU_FRACTION`` of the run (else None)."""
+    chance = rec.chance_loss()
+    series = rec.series("val/loss")
+    if not chance or not series:
+        return None
+    best: list[tuple[int, float]] = []
+    run: list[tuple[int, float]] = []
+    for point in series:
+        run = [*run, point] if abs(point[1] - chance) <= LOSS_MARGIN * chance else []
+        best = run if len(run) > len(best) else best
+    if len(best) < 2 or best[-1][0] - best[0][0] < PLATEAU_FRACTION * rec.total_steps:
+        return None
+    return best
+
+
 class LossSpikes(Rule):
     name = "loss_spikes"
     title = "loss spikes"
@@ -82,26 +99,13 @@ class ChancePlateau(Rule):
     )
 
     def evidence(self, rec: RunRecords) -> str | None:
-        chance = rec.chance_loss()
-        series = rec.series("val/loss")
-        if not chance or not series:
-            return None
-        near = [(s, v) for s, v in series if abs(v - chance) <= LOSS_MARGIN * chance]
-        # the longest stretch of consecutive validations near chance
-        best: list[tuple[int, float]] = []
-        run: list[tuple[int, float]] = []
-        for point in series:
-            run = [*run, point] if point in near else []
-            best = run if len(run) > len(best) else best
-        if len(best) < 2:
-            return None
-        span = best[-1][0] - best[0][0]
-        if span < PLATEAU_FRACTION * rec.total_steps:
+        best = chance_plateau(rec)
+        if best is None:
             return None
         lo, hi = min(v for _, v in best), max(v for _, v in best)
         return (
-            f"val/loss stayed at chance ({fmt(chance)}) from step {best[0][0]} to "
-            f"{best[-1][0]} ({fmt(lo)}-{fmt(hi)})"
+            f"val/loss stayed at chance ({fmt(rec.chance_loss() or 0.0)}) from step "
+            f"{best[0][0]} to {best[-1][0]} ({fmt(lo)}-{fmt(hi)})"
         )
 
 

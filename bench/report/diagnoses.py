@@ -4,8 +4,11 @@ Each run's diagnoses come from its ``summary.json`` (``diagnoses``), or are work
 out from its records when it has none (a run that diverged, or one from before
 the rules): :func:`bench.diagnoses.diagnose_run`. A cell lists each
 rule that fired in any of its runs once, with how many of its runs it fired in
-and the evidence of the first, next to the cell's learning status. A cell none of
-whose runs finished (all pruned or diverged) is read from every trial it ran.
+and the evidence of the first, next to the cell's learning status: under
+*diagnoses* when it was a diagnosis (the run showed a symptom, with advice) in at
+least one run, else under *watches* (a risk seen in runs that trained fine, no
+advice; :mod:`bench.diagnoses.symptoms`). A cell none of whose runs finished (all
+pruned or diverged) is read from every trial it ran.
 """
 
 from __future__ import annotations
@@ -23,20 +26,30 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CellDiagnosis:
-    """One rule that fired in a cell: in ``runs`` of its ``of`` runs; the first run's evidence."""
+    """One rule that fired in a cell: in ``runs`` of its ``of`` runs; the evidence of the
+    first run where it was a diagnosis (else of the first where it was a watch)."""
 
     diagnosis: Diagnosis
     runs: int
     of: int
 
+    @property
+    def is_watch(self) -> bool:
+        return self.diagnosis.is_watch
+
     def text(self) -> str:
         d = self.diagnosis
-        return f"{d.title} ({self.runs} of {self.of} runs): {d.evidence}; try {d.advice}"
+        head = f"{d.title} ({self.runs} of {self.of} runs): {d.evidence}"
+        if d.is_watch:
+            return f"{head} ({d.why})" if d.why else head
+        return f"{head}; try {d.advice}"
 
 
 def cell_diagnoses(s: CellSummary) -> list[CellDiagnosis]:
     """Every rule that fired in the runs behind a cell's numbers, in rule order; a cell
-    with no such run (every trial pruned, diverged or failed) is read from all its trials."""
+    with no such run (every trial pruned, diverged or failed) is read from all its trials.
+    A rule that was a diagnosis in any run is one for the cell (its first such run's
+    evidence), otherwise a watch."""
     rows = s.rows or s.trials
     dirs = [Path(r["run_dir"]) for r in rows if r.get("run_dir")]
     per_run = [diagnose_run(d) for d in dirs if d.is_dir()]
@@ -44,14 +57,14 @@ def cell_diagnoses(s: CellSummary) -> list[CellDiagnosis]:
     for run in per_run:
         for d in run:
             first, n = found.get(d.rule, (d, 0))
-            found[d.rule] = (first, n + 1)
+            found[d.rule] = (d if first.is_watch and not d.is_watch else first, n + 1)
     order = {name: i for i, name in enumerate(RULES)}
     ranked = sorted(found.items(), key=lambda kv: order.get(kv[0], len(order)))
     return [CellDiagnosis(d, n, len(per_run)) for _, (d, n) in ranked]
 
 
 def diagnosis_rows(data: SweepData, summaries: list[CellSummary]) -> list[dict[str, object]]:
-    """Per cell: its name (``post / learned``), learning status and diagnoses, for the report."""
+    """Per cell: its name (``post / learned``), learning status, diagnoses and watches."""
     out: list[dict[str, object]] = []
     for s in summaries:
         name = " / ".join(str(s.axes.get(a, "")) for a in data.axes) if data.axes else s.cell
@@ -60,8 +73,9 @@ def diagnosis_rows(data: SweepData, summaries: list[CellSummary]) -> list[dict[s
             {
                 "cell": name,
                 "learning": s.learning.label,
-                "diagnoses": [f.text() for f in found],
-                "titles": ", ".join(f.diagnosis.title for f in found) or "–",
+                "diagnoses": [f.text() for f in found if not f.is_watch],
+                "watches": [f.text() for f in found if f.is_watch],
+                "titles": ", ".join(f.diagnosis.title for f in found if not f.is_watch) or "–",
             }
         )
     return out

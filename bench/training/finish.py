@@ -40,7 +40,7 @@ class RunResult:
     # learned | did_not_learn | collapsed (bench.tasks.baseline); "" when not judged (diverged)
     learning: str = ""
     learning_reason: str = ""
-    # what bench.diagnoses found: [{rule, title, evidence, paper, advice}]
+    # what bench.diagnoses found: [{rule, title, evidence, paper, advice, kind, why}]
     diagnoses: list[dict[str, str]] = field(default_factory=list)
 
 

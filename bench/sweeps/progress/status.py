@@ -206,7 +206,8 @@ def _trial_run_dir(recorded: object, sweep_dir: Path) -> Path | None:
 def diagnosed_trials(
     storage: optuna.storages.BaseStorage, sweep: Sweep
 ) -> list[tuple[str, str, int, str, list[Diagnosis]]]:
-    """(phase, cell, trial, outcome, diagnoses) of every finished trial with a diagnosis.
+    """(phase, cell, trial, outcome, findings) of every finished trial with a diagnosis or
+    a watch (trials with a diagnosis first, each group in trial order).
 
     Read from each run's ``summary.json`` (worked out from its records when it has
     none, e.g. a diverged run): :func:`bench.diagnoses.diagnose_run`.
@@ -228,17 +229,29 @@ def diagnosed_trials(
                 cell = key or str(t.user_attrs.get("cell", "?"))
                 phase = str(t.user_attrs.get("phase", "seed" if not key else "tune"))
                 out.append((phase, cell, t.number, o, found))
-    return out
+    return sorted(out, key=lambda r: all(d.is_watch for d in r[4]))
 
 
 def diagnosis_table(rows: list[tuple[str, str, int, str, list[Diagnosis]]]) -> Table:
-    """Finished trials and what their measurements point to (the first evidence shown)."""
-    table = Table(title="diagnoses of finished trials")
-    for col in ("phase", "cell", "trial", "outcome", "diagnoses", "evidence"):
+    """Finished trials and what their measurements point to: diagnoses (the run shows a
+    symptom; the first one's evidence shown) apart from watches (risks in runs that
+    trained fine, no advice)."""
+    table = Table(title="diagnoses and watches of finished trials")
+    for col in ("phase", "cell", "trial", "outcome", "diagnoses", "watches", "evidence"):
         table.add_column(col, justify="right" if col == "trial" else "left")
     for phase, cell, number, o, found in rows[:MAX_PROBLEM_ROWS]:
-        titles = ", ".join(d.title for d in found)
-        table.add_row(phase, cell, str(number), o, titles, found[0].evidence)
+        diagnoses = [d for d in found if not d.is_watch]
+        watches = [d for d in found if d.is_watch]
+        first = (diagnoses or watches)[0]
+        table.add_row(
+            phase,
+            cell,
+            str(number),
+            o,
+            ", ".join(d.title for d in diagnoses) or "–",
+            ", ".join(d.title for d in watches) or "–",
+            first.evidence if diagnoses else f"(watch) {first.evidence}",
+        )
     if len(rows) > MAX_PROBLEM_ROWS:
         table.caption = f"{len(rows) - MAX_PROBLEM_ROWS} more not shown (see bench report)"
     return table
