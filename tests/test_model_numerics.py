@@ -50,6 +50,7 @@ FLOAT64_FORMULAS = {  # (x, norm) -> the norm's output computed in float64
     ),
     "rmsnorm": lambda x, n: x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt(),
     "scalenorm": lambda x, n: n.g * x / x.norm(dim=-1, keepdim=True),
+    "dyt": lambda x, n: n.weight * torch.tanh(n.alpha * x) + n.bias,
 }
 
 

@@ -33,7 +33,7 @@ from bench.diagnoses.attention import (
     EntropyCollapse,
     UniformAttention,
 )
-from bench.diagnoses.base import DIAGNOSIS, WATCH, Diagnosis, Rule, RunRecords
+from bench.diagnoses.base import DIAGNOSIS, WATCH, Diagnosis, RunRecords
 from bench.diagnoses.loss import ChancePlateau, LossSpikes, OutputLogitDivergence
 from bench.diagnoses.optimization import (
     BatchVsNoiseScale,
@@ -41,6 +41,7 @@ from bench.diagnoses.optimization import (
     SharpnessVsLearningRate,
     UpdateSize,
 )
+from bench.diagnoses.rule import Rule
 
 log = logging.getLogger("bench.diagnostics")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from bench.config import ConfigError, ModelConfig
 from bench.diagnoses.base import (
-    Rule,
     RunRecords,
     fmt,
     layer_of,
     window,
 )
-from bench.diagnoses.loss import loss_spikes
+from bench.diagnoses.curves import loss_spikes
+from bench.diagnoses.rule import Rule
 
 # "The first part of training": the first 40% of the planned steps. The quickstart's
 # post-LN with N(0, 0.02) embeddings kept uniform attention for 150 of 400 steps

@@ -3,68 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from bench.diagnoses.base import Rule, RunRecords, fmt, median
-from bench.tasks.baseline import LOSS_MARGIN
-
-# A loss spike: a logged train/loss at least twice the median of the 5 logged values
-# before it, and higher by at least 20% of the task's chance loss (0.1 nats when no
-# chance level is recorded). Single-batch losses of a run that trains smoothly vary by
-# ~5-10% of chance from log to log; a doubling that large is a spike in the sense of
-# Chowdhery et al. 2022 (PaLM, Sec. 5.1) and Zhai et al. 2023.
-SPIKE_RATIO = 2.0
-SPIKE_CHANCE_FRACTION = 0.2
-SPIKE_MIN_NATS = 0.1
-SPIKE_CONTEXT = 5
-# A plateau at chance: val/loss within LOSS_MARGIN (10%, the margin a run must clear to
-# count as learned, bench.tasks.baseline) of the chance loss for at least half the run.
-PLATEAU_FRACTION = 0.5
-# Output logit divergence (Wortsman et al. 2023, Sec. 3.2): the mean log-partition
-# log Z drifts by more than 20 nats from its value at init. Softmax ignores a shift of
-# all logits, so nothing in the loss holds log Z in place; z-loss (1e-4 log^2 Z,
-# Chowdhery et al. 2022) does. A model that predicts confidently over a small vocabulary
-# needs log Z only a few nats above its correct-token logit (|log Z| < ~15 on the probes);
-# a drift of 20 is a shift of every logit, not confidence.
-LOG_Z_DRIFT = 20.0
-
-
-@dataclass(frozen=True)
-class Spike:
-    step: int
-    before: float  # median of the logged losses just before
-    value: float
-
-
-def loss_spikes(rec: RunRecords) -> list[Spike]:
-    """The train/loss spikes of a run (see ``SPIKE_*``), in step order."""
-    series = rec.series("train/loss")
-    chance = rec.chance_loss()
-    floor = SPIKE_CHANCE_FRACTION * chance if chance else SPIKE_MIN_NATS
-    out = []
-    for i in range(SPIKE_CONTEXT, len(series)):
-        step, value = series[i]
-        before = median(v for _, v in series[i - SPIKE_CONTEXT : i])
-        if value >= SPIKE_RATIO * before and value - before >= floor:
-            out.append(Spike(step, before, value))
-    return out
-
-
-def chance_plateau(rec: RunRecords) -> list[tuple[int, float]] | None:
-    """The longest stretch of consecutive validations with val/loss within ``LOSS_MARGIN``
-    of chance, if it spans ``PLATEAU_FRACTION`` of the run (else None)."""
-    chance = rec.chance_loss()
-    series = rec.series("val/loss")
-    if not chance or not series:
-        return None
-    best: list[tuple[int, float]] = []
-    run: list[tuple[int, float]] = []
-    for point in series:
-        run = [*run, point] if abs(point[1] - chance) <= LOSS_MARGIN * chance else []
-        best = run if len(run) > len(best) else best
-    if len(best) < 2 or best[-1][0] - best[0][0] < PLATEAU_FRACTION * rec.total_steps:
-        return None
-    return best
+from bench.diagnoses.base import RunRecords, fmt
+from bench.diagnoses.curves import (
+    LOG_Z_DRIFT,
+    chance_plateau,
+    loss_spikes,
+)
+from bench.diagnoses.rule import Rule
 
 
 class LossSpikes(Rule):

@@ -7,7 +7,8 @@ import math
 import re
 
 from bench.diagnoses.attention import EARLY_FRACTION
-from bench.diagnoses.base import Rule, RunRecords, fmt, median, window
+from bench.diagnoses.base import RunRecords, fmt, median, window
+from bench.diagnoses.rule import Rule
 
 # Ill-conditioned depth: the first block's gradient norm differs from the last's by 10x
 # or more, at init or as the median of the early measurements. Xiong et al. 2020

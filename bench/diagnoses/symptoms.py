@@ -27,7 +27,7 @@ gives advice only when the records show a run went wrong.
 from __future__ import annotations
 
 from bench.diagnoses.base import RunRecords, fmt
-from bench.diagnoses.loss import (
+from bench.diagnoses.curves import (
     SPIKE_CHANCE_FRACTION,
     SPIKE_MIN_NATS,
     chance_plateau,
