@@ -114,10 +114,6 @@ class Plan:
     def runs(self) -> int:
         return self.tune_runs + self.seed_runs
 
-    @property
-    def runs_per_cell(self) -> float:
-        return self.runs / max(len(self.cells), 1)
-
     def estimate(self, workers: int) -> float:
         """Rough wall time in seconds: per rung, runs x (steps + extra) x its step time +
         overhead, tuning and seed runs each with their own diagnostics (``phases``);
