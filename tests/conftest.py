@@ -12,8 +12,15 @@ import torch
 # cores: one thread each avoids oversubscription.
 torch.set_num_threads(1)
 os.environ.setdefault("WANDB_SILENT", "true")
-# Keep the measured matmul-peak cache (bench.diagnostics.throughput.peak) out of the user's home.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bench-test-cache-")
+# Keep the measured caches (matmul peak, bf16 speedup per shape) out of the user's home,
+# and share them between the xdist workers of one run: a bf16 speedup is measured once per
+# model shape (about 2 s), not once per shape and worker.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+    os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(), f"bench-test-cache-{_RUN}")
+    os.makedirs(os.environ["XDG_CACHE_HOME"], exist_ok=True)
+else:
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bench-test-cache-")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 

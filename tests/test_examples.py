@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.sweeps import preflight
 from bench.sweeps.launcher import run_sweep
 from bench.sweeps.spec import load_spec
 
@@ -28,6 +29,9 @@ def test_a_local_example_plans_with_dry_run_and_creates_nothing(
     spec, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.chdir(spec.parent.parent)  # relative task.paths, as in the README's commands
+    # Every cell's data and model are still built and checked; only the step timing is
+    # skipped here (test_sweep_tuning's dry-run test times real steps).
+    monkeypatch.setattr(preflight, "time_steps", lambda cfg, threads: 0.01)
     assert run_sweep(spec, workers=2, dry_run=True, out=tmp_path / "sweep") == 0
     out = capsys.readouterr().out
     assert "runs of" in out and "with 2 worker(s)" in out

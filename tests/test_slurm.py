@@ -192,6 +192,7 @@ def test_a_worker_of_two_slurm_tasks_trains_each_trial_once_as_one_ddp_run_of_wo
         assert not list(out.glob("runs/*/ddp-rank*"))
 
 
+@pytest.mark.slow  # a 200-step DDP trial, signalled and requeued: about a minute
 def test_a_ddp_worker_warned_of_its_time_limit_checkpoints_on_both_ranks_and_resumes(
     tmp_path, slurm, bench
 ):
@@ -228,6 +229,7 @@ def test_a_ddp_worker_warned_of_its_time_limit_checkpoints_on_both_ranks_and_res
 # ----------------------------------------------------------------------------- preemption
 
 
+@pytest.mark.slow  # three preemptions and an uninterrupted twin: over a minute
 def test_a_trial_preempted_three_ways_resumes_each_time_and_ends_as_if_uninterrupted(
     tmp_path, slurm, bench
 ):
@@ -327,6 +329,7 @@ def sbatch(tmp_path: Path, body: str, env: dict[str, str]) -> str:
     ).stdout.strip()  # fmt: skip
 
 
+@pytest.mark.slow  # a batch job signalled and requeued: about 45 s
 def test_bench_train_in_an_sbatch_script_warned_of_its_time_limit_requeues_and_resumes_its_run(
     tmp_path, slurm
 ):

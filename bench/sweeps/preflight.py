@@ -3,7 +3,8 @@
 The spec check (:func:`bench.sweeps.spec.load_spec`) validates configs; a task
 setting can still be impossible only once the data is built (a recall task with
 too few symbols for its longest eval length, a max_len shorter than the longest
-sequence). :func:`check_cells` runs the same ``prepare`` a run does for every
+sequence). :func:`check_cells` runs the same checks a run does (``check_data``; the
+precision, whose ``auto`` measures bf16 per shape, is each worker's) for every
 distinct configuration the sweep can start, so such a mistake is one line and
 exit code 2 before any directory or study exists, not a sweep of failed trials.
 
@@ -54,7 +55,8 @@ def _configs(spec: SweepSpec) -> list[tuple[str, RunConfig]]:
 
 def check_cells(spec: SweepSpec, source: str = "") -> None:
     """Build the data of every distinct task/model combination; ConfigError on the first bad one."""
-    from bench.training.prepare import prepare  # torch: only when a sweep is really about to start
+    # torch: only when a sweep is really about to start
+    from bench.training.prepare import check_data
 
     seen: set[str] = set()
     for where, cfg in _configs(spec):
@@ -63,7 +65,7 @@ def check_cells(spec: SweepSpec, source: str = "") -> None:
             continue
         seen.add(key)
         try:
-            prepare(cfg)
+            check_data(cfg)  # the precision is each worker's to resolve (bench.training.precision)
         except ConfigError as e:
             prefix = f"{source}: " if source else ""
             raise ConfigError(f"{prefix}{where}: {e}") from None
@@ -146,9 +148,9 @@ def time_steps(cfg: RunConfig, threads: int) -> float:
 
     from bench.tasks.base import BenchDataModule
     from bench.training.module import BenchModule
-    from bench.training.prepare import prepare
+    from bench.training.prepare import check_data
 
-    prep = prepare(cfg)
+    prep = check_data(cfg)  # timed in float32, whatever train.precision resolves to
     dm = prep.datamodule
     assert isinstance(dm, BenchDataModule)  # prepare builds the task's data module
     torch.set_num_threads(max(threads, 1))

@@ -7,7 +7,7 @@ run (the resolved config and its built data) or raises a one-line
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -56,11 +56,13 @@ def resolve_accelerator(cfg: RunConfig, cuda: bool) -> str:
     return accelerator
 
 
-def prepare(cfg: RunConfig, resume: Path | None = None) -> Prepared:
+def check_data(cfg: RunConfig, resume: Path | None = None) -> Prepared:
     """Validate a config against its task and resolve what depends on the data.
 
     Raises ConfigError (one line) for any problem, before anything is written; a
-    resumed run's checkpoint is read (and refused if unsafe or broken) here too.
+    resumed run's checkpoint is read (and refused if unsafe or broken) here too. The
+    precision is left as set (``auto`` unresolved): a preflight check or a step timing
+    needs the data, not the bf16 measurement :func:`prepare` adds.
     """
     cfg = cfg.model_copy(deep=True)
     accelerator = resolve_accelerator(cfg, torch.cuda.is_available())
@@ -86,9 +88,19 @@ def prepare(cfg: RunConfig, resume: Path | None = None) -> Prepared:
             f"{cfg.task.eval_scales}); a {cfg.model.pos_encoding} encoding has no position past "
             f"max_len: raise model.max_len to >= {dm.max_positions}"
         )
-    # needs the vocabulary: after the data; a resumed run keeps its recorded choice
-    choice = choose_precision(cfg, accelerator, resume=resume)
-    return Prepared(cfg, dm, choice, accelerator, resume_step)
+    unresolved = PrecisionChoice(cfg.train.precision, "not resolved: checked only")
+    return Prepared(cfg, dm, unresolved, accelerator, resume_step)
+
+
+def prepare(cfg: RunConfig, resume: Path | None = None) -> Prepared:
+    """:func:`check_data`, then the precision the run trains in (``auto`` resolved).
+
+    The precision needs the vocabulary, so it comes after the data; a resumed run
+    keeps its recorded choice.
+    """
+    checked = check_data(cfg, resume)
+    choice = choose_precision(checked.cfg, checked.accelerator, resume=resume)
+    return replace(checked, choice=choice)
 
 
 def _resume_step(run_dir: Path) -> int:
