@@ -183,3 +183,32 @@ def test_real_tiny_runs_of_a_claim_on_a_ladder_are_judged_at_each_size(tmp_path)
     assert "at every size: model.d_model=16; model.d_model=32" in md
     verdicts = json.loads((tmp_path / "out" / "verdicts.json").read_text())
     assert verdicts["claims"]["trains"]["status"] == "consistent with the paper at this scale"
+
+
+def test_a_ladder_claims_axis_figure_draws_each_size_apart_never_pooled():
+    from types import SimpleNamespace
+
+    from bench.claims.figures import axis
+    from bench.claims.spec import FigureSpec, MetricSpec
+
+    samples = Samples("m")
+    for width, shift in (
+        ("128", 0.5),
+        ("32", 0.0),
+    ):  # the larger rung first: order comes from sizes
+        for pe in ("x", "y"):
+            for lr in ("0.001", "0.01"):
+                axes = {"pe": pe, "train.lr": lr, "d_model": width}
+                samples.values.append(Sample(f"pe={pe},lr={lr},d_model={width}", axes, 1, shift))
+    fig = axis(FigureSpec(kind="axis", metric="m", x="train.lr", by="pe"), samples,
+               MetricSpec(key="val/loss"), SimpleNamespace(ladder=["d_model"]))  # fmt: skip
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == [
+        "pe=x, d_model=32",
+        "pe=x, d_model=128",
+        "pe=y, d_model=32",
+        "pe=y, d_model=128",
+    ]
+    assert [list(line.get_ydata()) for line in lines] == [[0.0, 0.0], [0.5, 0.5]] * 2
+    assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()

@@ -4,7 +4,8 @@
 - ``lengths``: the metric against evaluation length (1x = training length), the
   mean over a cell's runs with each run faint behind it;
 - ``axis``: the metric against one compared axis (``x``, e.g. the learning rate),
-  one line per value of ``by`` (e.g. QK-norm on and off), runs as dots.
+  one line per value of ``by`` (e.g. QK-norm on and off), runs as dots; on a size
+  ladder one line per value and rung (the rung by line style), never pooled.
 """
 
 from __future__ import annotations
@@ -94,19 +95,29 @@ def axis(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) ->
     fig, ax = _new()
     x_axis = (fs.x or "").removeprefix("model.")
     by_axis = (fs.by or "").removeprefix("model.")
-    lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    # a ladder's rungs are never pooled: a line per value of `by` and rung, the rung by
+    # line style and marker, smallest first
+    rungs = _rungs(samples, data.ladder)
+    lines: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for s in samples.values:
         try:
             x = float(s.axes[x_axis])
         except (KeyError, ValueError):
             continue
-        lines[s.axes.get(by_axis, "all") if by_axis else "all"].append((x, s.value))
-    for i, (name, pts) in enumerate(sorted(lines.items())):
-        color = f"C{i}"
+        name = s.axes.get(by_axis, "all") if by_axis else "all"
+        lines[(name, _rung_label(s.axes, data.ladder))].append((x, s.value))
+    names = sorted({name for name, _ in lines})
+    for (name, rung), pts in sorted(
+        lines.items(), key=lambda kv: (kv[0][0], rungs.index(kv[0][1]))
+    ):
+        color, r = f"C{names.index(name)}", rungs.index(rung)
         xs = sorted({x for x, _ in pts})
-        ax.scatter([x for x, _ in pts], [v for _, v in pts], color=color, s=12, alpha=0.5)
-        ax.plot(xs, [np.mean([v for x2, v in pts if x2 == x]) for x in xs], "o-", color=color,
-                label=f"{by_axis}={name}" if by_axis else name)  # fmt: skip
+        label = f"{by_axis}={name}" if by_axis else name
+        ax.scatter([x for x, _ in pts], [v for _, v in pts], color=color, s=12, alpha=0.5,
+                   marker=MARKERS[r % len(MARKERS)])  # fmt: skip
+        ax.plot(xs, [np.mean([v for x2, v in pts if x2 == x]) for x in xs], color=color,
+                marker=MARKERS[r % len(MARKERS)], ls=STYLES[r % len(STYLES)],
+                label=f"{label}, {rung}" if rung else label)  # fmt: skip
     all_x = [x for pts in lines.values() for x, _ in pts]
     if fs.log_x and all_x and min(all_x) > 0:
         log_axis(ax, "x", min(all_x), max(all_x))
@@ -119,6 +130,32 @@ def axis(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) ->
     ax.grid(alpha=0.3)
     ax.set_title(f"each run (dots) and the mean (line) against {x_axis}")
     return fig
+
+
+MARKERS = ("o", "s", "^", "D")
+STYLES = ("-", "--", ":", "-.")
+
+
+def _rung_label(axes: dict[str, str], ladder: list[str]) -> str:
+    """ "d_model=64, n_heads=4" for a run of a ladder's rung; "" without a ladder."""
+    return ", ".join(f"{a}={axes[a]}" for a in ladder if a in axes)
+
+
+def _rungs(samples: Samples, ladder: list[str]) -> list[str]:
+    """The rung labels of the samples, smallest model first (by the ladder's numbers)."""
+    labels = {_rung_label(s.axes, ladder): s.axes for s in samples.values}
+
+    def size(label: str) -> tuple[float, ...]:
+        return tuple(_number(labels[label].get(a, "")) for a in ladder)
+
+    return sorted(labels, key=size)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.inf
 
 
 def _wrap(text: str, width: int = 32) -> str:
