@@ -212,3 +212,20 @@ def test_a_ladder_claims_axis_figure_draws_each_size_apart_never_pooled():
     assert [list(line.get_ydata()) for line in lines] == [[0.0, 0.0], [0.5, 0.5]] * 2
     assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
     assert lines[0].get_linestyle() != lines[1].get_linestyle()
+
+
+def test_a_ladder_claims_cells_figure_has_a_panel_per_size_smallest_first():
+    from types import SimpleNamespace
+
+    from bench.claims.figures import cells
+    from bench.claims.spec import FigureSpec, MetricSpec
+
+    fig = cells(FigureSpec(kind="cells", metric="m"), ladder_samples([1.0, 1.1, 1.2], [2.0] * 3),
+                MetricSpec(key="val/loss"), SimpleNamespace(ladder=["d_model"]))  # fmt: skip
+    panels = fig.axes
+    assert [ax.get_title() for ax in panels] == ["d_model=32", "d_model=64", "d_model=128"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["x", "y"]
+    means = [
+        float(line.get_ydata()[0]) for line in panels[2].get_lines() if line.get_marker() == "o"
+    ]
+    assert means == pytest.approx([1.2, 2.0])  # the largest size's cells, in its own panel

@@ -41,21 +41,39 @@ def _label(metric: str, spec: MetricSpec) -> str:
 
 
 def cells(fs: FigureSpec, samples: Samples, spec: MetricSpec, data: SweepData) -> Any:
-    fig, ax = _new()
-    by: dict[str, list[float]] = defaultdict(list)
+    from matplotlib.figure import Figure
+
+    # one panel per rung of a ladder (sizes never side by side in one panel); a cell is
+    # named by its values, the axes' names once below
+    ladder = list(data.ladder)
+    rungs = _rungs(samples, ladder)
+    by: dict[str, dict[str, list[float]]] = {r: defaultdict(list) for r in rungs}
+    axes_of: dict[str, dict[str, str]] = {}
     for s in samples.values:
-        by[s.cell].append(s.value)
-    names = list(by)
-    for i, name in enumerate(names):
-        v = np.array(by[name])
-        ax.scatter(np.full(len(v), i) + np.linspace(-0.08, 0.08, len(v)), v, s=14, alpha=0.6)
-        m = float(v.mean())
-        half = _half_interval(v)
-        ax.errorbar([i + 0.22], [m], yerr=[[half], [half]], fmt="o", color="black", capsize=4)
-    ax.set_xticks(range(len(names)), [n.replace(",", "\n") for n in names], fontsize=8)
-    ax.set_ylabel(_wrap(_label(fs.metric, spec)))
-    ax.set_title("each run (dots), the cell mean and its 95% t-interval (black)")
-    ax.grid(axis="y", alpha=0.3)
+        by[_rung_label(s.axes, ladder)][s.cell].append(s.value)
+        axes_of[s.cell] = s.axes
+    names = [a for a in next(iter(axes_of.values()), {}) if a not in ladder]
+    n_cells = max((len(c) for c in by.values()), default=1)
+    fig = Figure(figsize=(max(WIDTH, 0.75 * n_cells * len(rungs)), HEIGHT), dpi=110,
+                 layout="constrained")  # fmt: skip
+    panels = fig.subplots(1, len(rungs), sharey=True, squeeze=False)[0]
+    for ax, rung in zip(panels, rungs, strict=True):
+        cells_here = by[rung]
+        for i, cell in enumerate(cells_here):
+            v = np.array(cells_here[cell])
+            ax.scatter(np.full(len(v), i) + np.linspace(-0.08, 0.08, len(v)), v, s=14,
+                       alpha=0.6)  # fmt: skip
+            half = _half_interval(v)
+            ax.errorbar([i + 0.22], [float(v.mean())], yerr=[[half], [half]], fmt="o",
+                        color="black", capsize=4)  # fmt: skip
+        labels = ["\n".join(axes_of[c].get(a, "") for a in names) or c for c in cells_here]
+        ax.set_xticks(range(len(cells_here)), labels, fontsize=8)
+        ax.set_xlabel(" / ".join(names), fontsize=8)
+        if rung:
+            ax.set_title(rung, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    panels[0].set_ylabel(_wrap(_label(fs.metric, spec)))
+    fig.suptitle("each run (dots), the cell mean and its 95% t-interval (black)", fontsize=10)
     return fig
 
 
