@@ -113,4 +113,4 @@ def test_the_variants_sweep_runs_every_cell_to_completion(tmp_path):
         model = run.config["model"]
         assert {k: model[k] for k in preset} == preset, trial.cell  # the cell's variant ran
         assert run.config["train"]["z_loss"] == cells[trial.cell]["train.z_loss"]
-        assert "val/loss" in run.summary["metrics"] and "val/loss@2x" in run.summary["metrics"]
+        assert {"val/loss@6", "val/loss@12"} <= set(run.summary["metrics"])  # 1x and 2x
