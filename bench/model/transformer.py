@@ -3,9 +3,10 @@
 A :class:`Stack` is positional encoding + blocks + (if the placement wants one)
 a final norm. It builds the attention mask, bias and rotation once per forward
 and hands them to every block, and puts a causal stack's attention-sink inputs
-(``model.sink_tokens``, :mod:`bench.model.sink`) before every sequence. :class:`DecoderLM` is a causal stack with token
-embeddings and an LM head; :class:`EncoderDecoder` has an encoder stack, a
-decoder stack with cross-attention, one shared token embedding and a head.
+(``model.sink_tokens``, :mod:`bench.model.sink`) before every sequence.
+:class:`DecoderLM` is a causal stack with token embeddings and an LM head;
+:class:`EncoderDecoder` has an encoder stack, a decoder stack with
+cross-attention, one shared token embedding and a head.
 """
 
 from __future__ import annotations
