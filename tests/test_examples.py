@@ -1,5 +1,5 @@
-"""``examples/``: every ready spec is valid, every local one plans with ``--dry-run``, and the
-notebook script runs."""
+"""``examples/``: every ready spec is valid, every local one plans with ``--dry-run``, the
+notebook script runs, and the sweep over this decade's variants runs every cell."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.sweeps import preflight
 from bench.sweeps.launcher import run_sweep
@@ -21,7 +22,7 @@ LOCAL = [p for p in EXAMPLES if load_spec(p).launcher.name == "local"]
 
 def test_the_examples_ask_the_researchers_questions():
     names = {p.stem for p in EXAMPLES}
-    assert {"heads", "my-corpus", "search", "slurm"} <= names
+    assert {"heads", "my-corpus", "search", "slurm", "variants-2025"} <= names
 
 
 @pytest.mark.parametrize("spec", LOCAL, ids=[p.stem for p in LOCAL])
@@ -61,3 +62,59 @@ def test_the_notebook_script_trains_sweeps_and_reads_both_as_dataframes(tmp_path
     table = [line for line in out.splitlines() if line.split()[1:2] == ["norm_placement=pre"]]
     assert len(table) == 3  # 2 tuning trials and 1 seed run of the pre-LN cell
     assert (tmp_path / "runs" / "sweeps" / "notebook" / "sweep.json").is_file()
+
+
+def test_the_variants_sweep_has_a_cell_for_every_axis_this_decades_papers_added():
+    from bench.config.citations import CITATIONS
+
+    spec = load_spec(EXAMPLES_DIR / "variants-2025.yaml")
+    files = [EXAMPLES_DIR.parent / v for v in spec.compare["variant"]]  # type: ignore[index]
+    settings = [yaml.safe_load(f.read_text()) for f in files]
+    for s in settings:
+        s.pop("description")
+    covered = {f"model.{k}={v}" for s in settings for k, v in s.items()}
+    covered |= {f"model.{k}" for s in settings for k in s} | {"train.z_loss"}
+    variants = {key for key in CITATIONS if not key.startswith("model.rope_scaling=")}
+    assert variants - {"model.attention=gated_headwise"} <= covered  # one scaling, one gate
+    assert {"model.rope_scaling=yarn", "model.attention=gated"} <= covered
+    assert spec.compare["train.z_loss"] == [0.0, 1.0e-4]  # type: ignore[index]
+    assert len(spec.cells()) == 2 * len(files) and spec.seeds == 0 and spec.tune is None
+
+
+@pytest.mark.slow  # 24 runs of 30 steps in 2 real workers: about 2 minutes on 2 cores
+def test_the_variants_sweep_runs_every_cell_to_completion(tmp_path):
+    from sweep_helpers import env_for_tests
+
+    from bench.run import Run
+    from bench.sweeps.layout import open_sweep_dir
+    from bench.sweeps.trials import read_trial
+
+    out = tmp_path / "sweep"
+    proc = subprocess.run(  # from the repository's root, as the spec's comment says
+        [
+            *(sys.executable, "-m", "bench", "sweep", "examples/variants-2025.yaml"),
+            *("--workers", "2", "--devices", "cpu", "--out", str(out)),
+        ],
+        cwd=EXAMPLES_DIR.parent,
+        env=env_for_tests(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = open_sweep_dir(out)
+    assert Path(sweep.storage_url).name == "journal.log"  # Optuna's journal storage
+    studies = sweep.studies()
+    cells = dict(sweep.spec.cells())
+    assert len(cells) == 24 and len(studies) == 24
+    for name, study in studies.items():
+        (trial,) = [read_trial(name, t) for t in study.get_trials()]
+        assert trial.outcome == "complete", (trial.cell, trial.reason)
+        run = Run.load(trial.run_dir)
+        assert run.status.get("status") == "completed" and run.summary, trial.cell
+        preset = yaml.safe_load(Path(cells[trial.cell]["variant"]).read_text())
+        preset.pop("description")
+        model = run.config["model"]
+        assert {k: model[k] for k in preset} == preset, trial.cell  # the cell's variant ran
+        assert run.config["train"]["z_loss"] == cells[trial.cell]["train.z_loss"]
+        assert {"val/loss@6", "val/loss@12"} <= set(run.summary["metrics"])  # 1x and 2x

@@ -71,6 +71,11 @@ ATTENTION: dict[str, str] = {
         "sliding-window (local) attention: Child et al. 2019; Beltagy et al. 2020, "
         "Longformer, Sec. 3.1"
     ),
+    "model.sink_tokens": (
+        "Xiao, Tian, Chen, Han, Lewis 2023, Efficient Streaming Language Models with "
+        "Attention Sinks (ICLR 2024, arXiv 2309.17453), Sec. 3.3: learnable sink token(s) "
+        "before every sequence (the paper: 1)"
+    ),
 }
 
 CITATIONS: dict[str, str] = {**NORM_BLOCK_LOSS, **ATTENTION, **POSITIONS}

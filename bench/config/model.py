@@ -77,6 +77,12 @@ class ModelConfig(Strict):
         ge=1,
         description="sliding-window self-attention: keys within N positions (default: all)",
     )
+    sink_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="learnable attention-sink embeddings put before every sequence of each "
+        "causal stack (Xiao et al. 2023 use 1; 0: none)",
+    )
     pos_encoding: PosEncoding = "learned"
     rope_base: float = Field(default=10000.0, gt=0, description="RoPE frequency base")
     rope_fraction: float = Field(
@@ -178,6 +184,12 @@ class ModelConfig(Strict):
                     f"head dimension {self.head_dim}; allowed: a fraction rotating >= 2 dims"
                 )
         self._check_positions()
+        if self.pos_encoding == "learned" and self.sink_tokens >= self.max_len:
+            raise ValueError(
+                f"model.sink_tokens={self.sink_tokens} takes the first positions of the learned "
+                f"position table and leaves none of model.max_len={self.max_len} for tokens; "
+                "allowed: sink_tokens < max_len"
+            )
         return self
 
     def _check_positions(self) -> None:

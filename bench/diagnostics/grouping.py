@@ -9,8 +9,9 @@ diagnoses read them):
   is on the parameter's path (a placement's norm, ``q_norm``), else ``attn`` /
   ``cross_attn`` (an :class:`~bench.model.attention.Attention`, by its ``cross``
   flag) or ``ffn`` (a :class:`~bench.model.feedforward.FeedForward`), else ``other``;
-- outside blocks: ``embed`` (token embeddings, positional encodings, the embedding
-  scale), ``final_norm``, ``lm_head`` (the output projection), ``other``.
+- outside blocks: ``embed`` (token embeddings, attention-sink vectors, positional
+  encodings, the embedding scale), ``final_norm``, ``lm_head`` (the output projection),
+  ``other``.
 
 Attention layers are named like their blocks: ``layer_{i}``, ``enc_layer_{i}``,
 ``dec_layer_{i}`` and ``dec_layer_{i}/cross``. The grouping asks the modules what

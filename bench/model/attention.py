@@ -34,6 +34,10 @@ class AttnInputs:
     mask: Tensor | None = None  # float additive mask, broadcastable to [B, H, T, S]
     is_causal: bool = False  # SDPA's fast causal path (only when mask is None)
     rotary: Rotary | None = None  # rotates q and k (self-attention with rope)
+    # Leading positions that are attention sinks (model.sink_tokens, bench.model.sink):
+    # among the queries (their outputs are dropped) and among the keys (seen by every query)
+    sink_queries: int = 0
+    sink_keys: int = 0
 
 
 def attention_inputs(
@@ -46,12 +50,16 @@ def attention_inputs(
     bias: Tensor | None = None,
     rotary: Rotary | None = None,
     window: int | None = None,
+    sink_queries: int = 0,
+    sink_keys: int = 0,
 ) -> AttnInputs:
     """Combine causality, key padding (``[B, S]``, True = pad), a bias ``[H, T, S]`` and a
     sliding window (query ``t`` sees keys ``s`` with ``|t - s| < window``: the last
     ``window`` keys under causality; Beltagy et al. 2020, "Longformer", Sec. 3.1;
     Child et al. 2019's local attention). A window that covers the whole sequence is no
-    window (and keeps the fast path)."""
+    window (and keeps the fast path). The first ``sink_keys`` keys are attention sinks
+    (:mod:`bench.model.sink`): the window does not hide them, causality still applies;
+    ``sink_queries`` only travels along, for the diagnostics."""
     if key_pad is not None and key_pad.device.type != "meta" and not bool(key_pad.any()):
         key_pad = None  # a batch without padding keeps the fast path (costs one host sync)
     # (A meta tensor, as the FLOP counter traces, has no values: it keeps the padding
@@ -59,12 +67,14 @@ def attention_inputs(
     if window is not None and window >= max(t_q, t_k):
         window = None
     if key_pad is None and bias is None and window is None:
-        return AttnInputs(None, causal, rotary)
+        return AttnInputs(None, causal, rotary, sink_queries, sink_keys)
     allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=device)
     if causal:
         allowed = allowed.tril()
     if window is not None:
-        allowed = allowed.triu(-(window - 1)).tril(window - 1)
+        near = torch.ones_like(allowed).triu(-(window - 1)).tril(window - 1)
+        near[:, :sink_keys] = True  # sinks stay visible beside the window
+        allowed = allowed & near
     allowed = allowed[None, None]  # [1, 1, T, S]
     if key_pad is not None:
         allowed = allowed & ~key_pad.to(device=device, dtype=torch.bool)[:, None, None, :]
@@ -74,7 +84,7 @@ def attention_inputs(
     mask = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))
     if bias is not None:
         mask = mask + bias  # [B|1, H, T, S]
-    return AttnInputs(mask, False, rotary)
+    return AttnInputs(mask, False, rotary, sink_queries, sink_keys)
 
 
 class Attention(nn.Module):

@@ -11,6 +11,12 @@ Each encoding also answers, from the config alone, how long a sequence it
 supports (:meth:`Positional.max_positions`; None: any length), so a run is
 refused before it starts when its task feeds longer sequences.
 
+A causal stack's attention-sink vectors (``model.sink_tokens = k``,
+:mod:`bench.model.sink`) are ordinary positions to every encoding: they take
+``0..k-1`` and the tokens ``k..k+T-1`` (absolute tables and relative distances
+alike), so a learned table has ``k`` positions fewer for tokens, and RoPE's
+training length counts them.
+
 ``nope`` uses none. A stack calls ``rotary`` and ``bias`` once per forward and
 passes the results to every layer; attention applies them without asking which
 encoding produced them. ``causal`` says whether the stack is a decoder (the
@@ -25,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.config import ModelConfig
+from bench.model.sink import sink_count
 
 
 class Positional(nn.Module):
@@ -93,8 +100,8 @@ class Learned(Positional):
 
     @classmethod
     def max_positions(cls, cfg: ModelConfig) -> int | None:
-        """``max_len``: the table has no position past it."""
-        return cfg.max_len
+        """``max_len`` less the sink positions: the table has no position past it."""
+        return cfg.max_len - cfg.sink_tokens
 
     def embed(self, x: Tensor) -> Tensor:
         t = x.shape[1]
@@ -220,6 +227,8 @@ class RoPE(Positional):
     ``s = max(1, T / L)`` of each forward of length ``T`` (``L = rope_original_len``,
     the training length): plain RoPE up to ``L``, scaled past it, without fine-tuning
     (the "Dynamic" PI/NTK/YaRN of Peng et al. 2023, Sec. 3.3 and jquesnelle/yarn).
+    ``T`` and ``L`` both count a causal stack's sink positions (``rope_original_len``
+    counts tokens; the stack adds its ``k`` sinks), so sinks do not start the scaling.
     """
 
     inv_freq: Tensor  # buffers
@@ -229,7 +238,9 @@ class RoPE(Positional):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__(cfg, causal)
         self.rot_dim = int(cfg.head_dim * cfg.rope_fraction) // 2 * 2
-        self.original_len = cfg.rope_original_len or cfg.max_len  # outside a run: max_len
+        # outside a run: max_len; in a run, the task's training length and the stack's sinks
+        sinks = sink_count(cfg, causal)
+        self.original_len = cfg.rope_original_len + sinks if cfg.rope_original_len else cfg.max_len
         self.scaling = ROPE_SCALINGS[cfg.rope_scaling](cfg, self.rot_dim, self.original_len)
         self.kind, self.factor = cfg.rope_scaling, cfg.rope_scaling_factor  # None: dynamic
         self.base = cfg.rope_base

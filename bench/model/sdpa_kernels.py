@@ -23,7 +23,10 @@ kernels: FlashAttention-2, Dao 2023; memory-efficient attention, Rabe & Staats
   (two explicit matmuls, :mod:`bench.model.sigmoid_attention`).
 
 A sliding window (``model.attn_window`` shorter than the sequence) travels in the
-additive mask, so it leaves the flash path on CUDA as a bias does.
+additive mask, so it leaves the flash path on CUDA as a bias does. Attention-sink
+positions (``model.sink_tokens = k``) lengthen a causal stack's queries and keys by
+``k`` (cross-attention: its queries) and add no mask: causality shows them to every
+query, and a window's mask keeps them.
 
 PyTorch tries flash, then efficient, then math (on sm90/sm100 with cuDNN >
 9.15 it tries cuDNN attention first, except under deterministic algorithms,
@@ -46,6 +49,7 @@ import torch
 from bench.config import ModelConfig
 from bench.model.attention_kinds import ATTENTIONS
 from bench.model.positional import POSITIONAL, Positional
+from bench.model.sink import sink_count
 
 _KERNELS = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn"}  # torch.nn.attention.SDPBackend
 _HALF = (torch.float16, torch.bfloat16)
@@ -132,13 +136,14 @@ def attention_calls(
             no_sdpa,
         )
 
+    t = seq_len + sink_count(cfg, causal=True)  # a causal stack's sinks come first
     if cfg.arch == "decoder":
-        return [call("self", seq_len, seq_len, (bias, window(seq_len)), True)]
+        return [call("self", t, t, (bias, window(t)), True)]
     s = src_len or seq_len
     return [
         call("encoder self", s, s, (bias, window(s), pad), False),
-        call("decoder self", seq_len, seq_len, (bias, window(seq_len)), True),
-        call("cross", seq_len, s, (pad,), False),
+        call("decoder self", t, t, (bias, window(t)), True),
+        call("cross", t, s, (pad,), False),
     ]
 
 

@@ -2,9 +2,11 @@
 
 A :class:`Stack` is positional encoding + blocks + (if the placement wants one)
 a final norm. It builds the attention mask, bias and rotation once per forward
-and hands them to every block. :class:`DecoderLM` is a causal stack with token
-embeddings and an LM head; :class:`EncoderDecoder` has an encoder stack, a
-decoder stack with cross-attention, one shared token embedding and a head.
+and hands them to every block, and puts a causal stack's attention-sink inputs
+(``model.sink_tokens``, :mod:`bench.model.sink`) before every sequence.
+:class:`DecoderLM` is a causal stack with token embeddings and an LM head;
+:class:`EncoderDecoder` has an encoder stack, a decoder stack with
+cross-attention, one shared token embedding and a head.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bench.model.init import INITS
 from bench.model.norms import norm_for
 from bench.model.parameterization import PARAMETERIZATIONS, Parameterization
 from bench.model.positional import POSITIONAL
+from bench.model.sink import SinkTokens, drop, prepend, sink_count
 
 
 class Stack(nn.Module):
@@ -76,8 +79,16 @@ class Stack(nn.Module):
         pad: Tensor | None = None,
         memory: Tensor | None = None,
         memory_pad: Tensor | None = None,
+        sinks: Tensor | None = None,
     ) -> Tensor:
-        """Embedded tokens ``x [B, T, D]`` (``pad`` True at padding) -> hidden states ``[B, T, D]``."""
+        """Embedded tokens ``x [B, T, D]`` (``pad`` True at padding) -> hidden states ``[B, T, D]``.
+
+        ``sinks [k, D]``: the stack's attention-sink inputs, put before every sequence
+        (positions ``0..k-1``); their hidden states are not returned.
+        """
+        k = 0 if sinks is None else sinks.shape[0]
+        if sinks is not None:
+            x, pad = prepend(x, sinks, pad)
         t, dev = x.shape[1], x.device
         x = self.drop(self.pos.embed(x))
         inputs = attention_inputs(
@@ -89,15 +100,17 @@ class Stack(nn.Module):
             bias=self.pos.bias(t, t, dev),
             rotary=self.pos.rotary(t, dev),
             window=self.window,
+            sink_queries=k,
+            sink_keys=k,
         )
         memory_inputs = None
         if memory is not None:
             memory_inputs = attention_inputs(
-                t, memory.shape[1], causal=False, device=dev, key_pad=memory_pad
+                t, memory.shape[1], causal=False, device=dev, key_pad=memory_pad, sink_queries=k
             )
         for block in self.blocks:
             x = block(x, inputs, memory, memory_inputs)
-        return self.final_norm(x) if self.final_norm is not None else x
+        return drop(self.final_norm(x) if self.final_norm is not None else x, k)
 
     def forward(self, x: Tensor, pad: Tensor | None = None) -> Tensor:
         return self.run(x, pad)
@@ -146,11 +159,17 @@ def _greedy(step: Callable[[Tensor], Tensor], seq: Tensor, n: int, eos: int | No
     return seq
 
 
+def _sink_tokens(cfg: ModelConfig) -> SinkTokens | None:
+    """The causal stack's sink vectors (``model.sink_tokens``), or None."""
+    return SinkTokens(cfg) if sink_count(cfg, causal=True) else None
+
+
 class DecoderLM(Stack):
     """Causal language model: ``tok_embed`` -> ``embed_scale`` -> causal stack -> ``lm_head``.
 
     ``parameterization`` (default: standard) says how init, attention scale and readout
-    depend on width (:mod:`bench.model.parameterization`).
+    depend on width (:mod:`bench.model.parameterization`). ``sinks`` (``model.sink_tokens``
+    > 0): the attention-sink vectors the stack puts before every sequence.
     """
 
     def __init__(self, cfg: ModelConfig, parameterization: Parameterization | None = None) -> None:
@@ -160,6 +179,7 @@ class DecoderLM(Stack):
         resolved = cfg.resolved()
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.embed_scale = EMBED_SCALES[resolved["embed_scale"]](cfg, p.embedding_width)
+        self.sinks = _sink_tokens(cfg)
         self.lm_head = _head(cfg, self.tok_embed)
         self.readout_multiplier = p.readout_multiplier
         INITS[resolved["init"]](self)
@@ -169,9 +189,13 @@ class DecoderLM(Stack):
         """Token ids ``[B, T]`` -> scaled token embeddings ``[B, T, D]`` (no positions yet)."""
         return self.embed_scale(self.tok_embed(input_ids))
 
+    def sink_inputs(self) -> Tensor | None:
+        """The scaled sink vectors ``[k, D]`` the stack puts first (None without sinks)."""
+        return self.sinks(self.embed_scale) if self.sinks is not None else None
+
     def hidden(self, input_ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
-        """Final hidden states ``[B, T, D]``."""
-        return self.run(self.embed(input_ids), pad_mask)
+        """Final hidden states ``[B, T, D]`` (of the tokens; sink positions dropped)."""
+        return self.run(self.embed(input_ids), pad_mask, sinks=self.sink_inputs())
 
     def forward(self, input_ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
         """``input_ids [B, T]`` (``pad_mask`` True at padding) -> logits ``[B, T, V]``."""
@@ -193,7 +217,8 @@ class DecoderLM(Stack):
 class EncoderDecoder(nn.Module):
     """Vaswani et al. 2017 layout: bidirectional ``encoder``, causal ``decoder`` with
     cross-attention to the encoder memory; one ``tok_embed`` (and ``embed_scale``) for
-    source and target; ``parameterization`` as in :class:`DecoderLM`."""
+    source and target; ``parameterization`` as in :class:`DecoderLM`; ``sinks``
+    (``model.sink_tokens`` > 0): the decoder's attention-sink vectors (the encoder has none)."""
 
     def __init__(self, cfg: ModelConfig, parameterization: Parameterization | None = None) -> None:
         super().__init__()
@@ -209,6 +234,7 @@ class EncoderDecoder(nn.Module):
         self.decoder = Stack(
             cfg, cfg.n_layers, causal=True, cross=True, stack="decoder", attn_scale=scale
         )
+        self.sinks = _sink_tokens(cfg)
         self.lm_head = _head(cfg, self.tok_embed)
         self.readout_multiplier = p.readout_multiplier
         INITS[resolved["init"]](self)
@@ -222,13 +248,19 @@ class EncoderDecoder(nn.Module):
         """Token ids ``[B, T]`` -> scaled token embeddings ``[B, T, D]`` (no positions yet)."""
         return self.embed_scale(self.tok_embed(ids))
 
+    def sink_inputs(self) -> Tensor | None:
+        """The decoder's scaled sink vectors ``[k, D]`` (None without sinks)."""
+        return self.sinks(self.embed_scale) if self.sinks is not None else None
+
     def encode(self, src: Tensor, src_pad: Tensor | None = None) -> Tensor:
         """``src [B, S]`` -> memory ``[B, S, D]``."""
         return self.encoder.run(self.embed(src), src_pad)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor | None = None) -> Tensor:
         """``tgt_in [B, T]`` attending to ``memory`` -> logits ``[B, T, V]``."""
-        h = self.decoder.run(self.embed(tgt_in), memory=memory, memory_pad=src_pad)
+        h = self.decoder.run(
+            self.embed(tgt_in), memory=memory, memory_pad=src_pad, sinks=self.sink_inputs()
+        )
         return _readout(self.lm_head, self.readout_multiplier, h)
 
     def forward(self, src: Tensor, tgt_in: Tensor, src_pad: Tensor | None = None) -> Tensor:
@@ -249,7 +281,9 @@ class EncoderDecoder(nn.Module):
             memory = self.encode(src, src_pad)
 
             def step(seq: Tensor) -> Tensor:
-                h = self.decoder.run(self.embed(seq), memory=memory, memory_pad=src_pad)
+                h = self.decoder.run(
+                    self.embed(seq), memory=memory, memory_pad=src_pad, sinks=self.sink_inputs()
+                )
                 return _readout(self.lm_head, self.readout_multiplier, h[:, -1])
 
             return _greedy(step, start, max_new_tokens, eos_id)[:, 1:]

@@ -82,11 +82,13 @@ def check_data(cfg: RunConfig, resume: Path | None = None) -> Prepared:
         )
     longest = max_positions(cfg.model)  # None: the encoding has no length limit
     if longest is not None and dm.max_positions > longest:
+        sinks = cfg.model.sink_tokens  # attention sinks take the first positions
+        also = f" + model.sink_tokens={sinks}" if sinks else ""
         raise ConfigError(
             f"model.max_len={cfg.model.max_len} is shorter than the longest sequence the task feeds "
-            f"({dm.max_positions}, task.seq_len={cfg.task.seq_len} x eval_scales "
+            f"({dm.max_positions}{also}, task.seq_len={cfg.task.seq_len} x eval_scales "
             f"{cfg.task.eval_scales}); a {cfg.model.pos_encoding} encoding has no position past "
-            f"max_len: raise model.max_len to >= {dm.max_positions}"
+            f"max_len: raise model.max_len to >= {dm.max_positions + sinks}"
         )
     unresolved = PrecisionChoice(cfg.train.precision, "not resolved: checked only")
     return Prepared(cfg, dm, unresolved, accelerator, resume_step)

@@ -60,7 +60,8 @@ def count_params(cfg: RunConfig) -> int:
     cross = (attn + 2 * d) * m.n_layers if m.arch == "encoder_decoder" else 0
     embed = vocab * d * (1 if m.tie_embeddings else 2)
     pos = m.max_len * d if m.pos_encoding == "learned" else 0
-    return layers * (attn + ffn + norms) + cross + embed + pos + 2 * d
+    sinks = m.sink_tokens * d  # the attention-sink vectors (model.sink_tokens)
+    return layers * (attn + ffn + norms) + cross + embed + pos + sinks + 2 * d
 
 
 def _longest(cfg: RunConfig, scale: int) -> int:

@@ -11,6 +11,9 @@ the end), ``layers [L]`` (``layer_0``, ``enc_layer_0``, ``dec_layer_0/cross``),
 many query and key positions of each example are real, not padding) and
 ``query_tokens_{j} [K, T]`` / ``key_tokens_{j} [K, S]`` (the token ids along each
 axis: the encoder's for encoder layers and cross-attention keys, else the decoder's).
+A model with attention-sink positions (``model.sink_tokens = k``) records its decoder
+layers' token queries only and its ``k`` sink keys first, with the token id
+:data:`SINK_TOKEN`; the figures label them ``sink``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from bench.io import save_figure
 
 FILE = "attention_maps.npz"
 MAX_TICK_LABELS = 24  # token ids along the axes only for maps this short
+SINK_TOKEN = -1  # the token id recorded for an attention-sink key (no vocabulary id is < 0)
 
 
 @dataclass(frozen=True)
@@ -143,12 +147,20 @@ def draw_grid(maps: AttentionMaps, step_index: int, example: int, title: str = "
     return draw_panels(panels(maps, step_index, example), title)
 
 
+def token_label(token: int) -> str:
+    """A tick label: the token id, or ``sink`` for an attention-sink position."""
+    return "sink" if token == SINK_TOKEN else str(token)
+
+
 def _ticks(ax: Any, queries: np.ndarray, keys: np.ndarray) -> None:
     if len(queries) <= MAX_TICK_LABELS and len(keys) <= MAX_TICK_LABELS:
-        ax.set_xticks(range(len(keys)), [str(int(t)) for t in keys], fontsize=4, rotation=90)
-        ax.set_yticks(range(len(queries)), [str(int(t)) for t in queries], fontsize=4)
-    else:
-        ax.set_xticks([])
+        ax.set_xticks(
+            range(len(keys)), [token_label(int(t)) for t in keys], fontsize=4, rotation=90
+        )
+        ax.set_yticks(range(len(queries)), [token_label(int(t)) for t in queries], fontsize=4)
+    else:  # too long for every id: only the sinks are named
+        sinks = [i for i, t in enumerate(keys) if int(t) == SINK_TOKEN]
+        ax.set_xticks(sinks, ["sink"] * len(sinks), fontsize=4, rotation=90)
         ax.set_yticks([])
 
 

@@ -10,13 +10,15 @@ query (Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer
 training instabilities": its growth precedes entropy collapse) and how many keys each
 query may attend to (uniform attention has entropy ``log keys``). The layer's output
 still comes from SDPA; recording costs one more q/k projection per recorded forward.
+A record of a stack with attention-sink positions (``model.sink_tokens``) keeps them,
+and says how many lead the queries and the keys (the layer's ``AttnInputs``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +37,22 @@ class AttentionRecord:
     logit_max: Tensor  # [B, H, T]: largest |q.k| x scale over the keys a query may see
     keys: Tensor  # [B | 1, H | 1, T]: how many keys each query may attend to
     distribution: bool = True  # each row of probs is >= 0 and sums to 1 (entropy applies)
+    sink_queries: int = 0  # leading query positions that are attention sinks (model.sink_tokens)
+    sink_keys: int = 0  # leading key positions that are attention sinks
+
+    def without_sink_queries(self) -> AttentionRecord:
+        """The record of the token queries only: the sink queries' rows left out (their
+        outputs are dropped by the model); the sink keys stay."""
+        q = self.sink_queries
+        if not q:
+            return self
+        return replace(
+            self,
+            probs=self.probs[:, :, q:],
+            logit_max=self.logit_max[..., q:],
+            keys=self.keys[..., q:],
+            sink_queries=0,
+        )
 
 
 @torch.no_grad()
@@ -45,12 +63,14 @@ def attention_record(
     is_causal: bool,
     scale: float | None = None,
     layer: Attention | None = None,
+    sink_queries: int = 0,
+    sink_keys: int = 0,
 ) -> AttentionRecord:
     """Softmax of the scores SDPA sees for ``q [B, H, T, hd]`` and ``k [B, KV, S, hd]``
     (no dropout), in float32; the logit maximum leaves positional biases out (the
     logit the q/k weights make). ``scale`` is the layer's (None: ``1/sqrt(hd)``, SDPA's).
     With ``layer`` the map is the layer's own :meth:`Attention.attention_map` (in
-    float32), whatever its kind."""
+    float32), whatever its kind. ``sink_queries`` and ``sink_keys`` are recorded as given."""
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     logits = q.float() @ k.float().transpose(-2, -1)
     logits = logits / math.sqrt(q.shape[-1]) if scale is None else logits * scale
@@ -71,10 +91,18 @@ def attention_record(
         keys = (~hidden).sum(-1)
         keys = keys.view((1,) * (3 - keys.ndim) + tuple(keys.shape))  # [B | 1, H | 1, T]
     if layer is None or type(layer).attention_map is Attention.attention_map:
-        return AttentionRecord(scores.softmax(dim=-1), size.amax(dim=-1), keys)
+        return AttentionRecord(
+            scores.softmax(dim=-1),
+            size.amax(dim=-1),
+            keys,
+            sink_queries=sink_queries,
+            sink_keys=sink_keys,
+        )
     qf, kf, mf = q.float(), k.float(), None if mask is None else mask.float()
     probs = layer.attention_map(qf, kf, mf, is_causal).float()
-    return AttentionRecord(probs, size.amax(dim=-1), keys, layer.map_is_distribution)
+    return AttentionRecord(
+        probs, size.amax(dim=-1), keys, layer.map_is_distribution, sink_queries, sink_keys
+    )
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, Attention]]:
@@ -116,7 +144,16 @@ class AttentionRecorder:
             x, inputs, memory = _forward_args(args, kwargs)
             with torch.no_grad():
                 q, k, _, mask = layer.project(x, inputs, memory)
-            self.records[name] = attention_record(q, k, mask, inputs.is_causal, layer.scale, layer)
+            self.records[name] = attention_record(
+                q,
+                k,
+                mask,
+                inputs.is_causal,
+                layer.scale,
+                layer,
+                sink_queries=inputs.sink_queries,
+                sink_keys=inputs.sink_keys,
+            )
 
         return hook
 

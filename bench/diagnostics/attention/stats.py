@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench.diagnostics.attention.plot import SINK_TOKEN
 from bench.diagnostics.attention.recorder import AttentionRecorder
 from bench.diagnostics.attention.recorder import attention_modules as layer_modules
 from bench.diagnostics.batches import model_forward
@@ -60,7 +62,7 @@ FIRST_MASS_FROM = 0.5
 
 
 def first_key_mass(
-    probs: Tensor, keys: Tensor, query_mask: Tensor | None = None
+    probs: Tensor, keys: Tensor, query_mask: Tensor | None = None, sinks: int = 0
 ) -> tuple[Tensor, Tensor]:
     """Attention on the first key (Xiao et al. 2023, "Efficient Streaming Language Models
     with Attention Sinks", Section 3.1: the attention sink) and what uniform attention
@@ -71,6 +73,9 @@ def first_key_mass(
     the mean probability on key 0, and the mean of ``1 / keys``, uniform attention's
     probability there (causal, unpadded: ``mean_t 1 / (t + 1)``). Assumes key 0 is
     visible to every such query (causal or bidirectional, padding at the end).
+    With ``sinks`` learned sink keys in front (``model.sink_tokens``; ``probs`` has the
+    token queries only), the mass on the sinks together and ``sinks / keys``: the sink
+    token is there to take the mass that the first token takes otherwise (Sec. 3.3).
     Returns two 0-d tensors ``(mass, uniform)``.
     """
     b, _, t, _ = probs.shape
@@ -78,8 +83,9 @@ def first_key_mass(
     keep = late[None, :].expand(b, t)
     if query_mask is not None:
         keep = keep & query_mask.to(probs.device, torch.bool)
-    mass = probs[..., 0].float().mean(1, keepdim=True)  # [B, 1, T]
-    uniform = keys[:, :1].float().reciprocal().expand(b, 1, t)
+    first = max(sinks, 1)  # the keys read: the sinks, else key 0
+    mass = probs[..., :first].float().sum(-1).mean(1, keepdim=True)  # [B, 1, T]
+    uniform = (first / keys[:, :1].float()).expand(b, 1, t)
     return _mean_over_queries(mass, keep), _mean_over_queries(uniform, keep)
 
 
@@ -99,6 +105,9 @@ class AttentionStats:
     layer, the entropy uniform attention over the allowed keys would have (mean of
     ``log keys`` over real queries), the maximum ``entropy`` can reach;
     ``first_mass`` and ``first_mass_uniform``: per layer, :func:`first_key_mass`.
+    In a stack with attention-sink positions (``model.sink_tokens``) every number is over
+    the token queries (the sinks' own rows are left out), entropy and uniform count the
+    sink keys among the keys, and ``first_mass`` is the mass on the sinks.
     """
 
     entropy: dict[str, Tensor]
@@ -177,6 +186,7 @@ def attention_stats(
         for name in recorder.layers:  # model order
             if (rec := recorder.records.get(name)) is None:
                 continue
+            rec = rec.without_sink_queries()
             probs, keys = rec.probs, rec.keys
             mask = masks.get(stack_of_layer(name))
             if rec.distribution:  # sigmoid and differential maps: no entropy (not defined)
@@ -188,7 +198,7 @@ def attention_stats(
             peaks[name] = peak.amax()
             log_keys = keys[:, :1].float().log().expand(probs.shape[0], 1, probs.shape[2])
             uniform[name] = _mean_over_queries(log_keys, mask)
-            first[name], first_uniform[name] = first_key_mass(probs, keys, mask)
+            first[name], first_uniform[name] = first_key_mass(probs, keys, mask, rec.sink_keys)
         logit_max, uniform_max = _floats(peaks), _floats(uniform)
         output = (
             output_logit_stats(logits, masks.get("decoder"))
@@ -223,7 +233,12 @@ def _tokens(batch: Batch) -> dict[str, Tensor]:
 @torch.no_grad()
 def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str, Any]:
     """One eval-mode forward of ``batch``: per layer, the probabilities ``[K, H, T, S]``
-    (cropped to ``max_len``), real query and key counts per example, and token ids."""
+    (cropped to ``max_len``), real query and key counts per example, and token ids.
+
+    In a stack with attention-sink positions (``model.sink_tokens = k``) the maps have
+    the token queries only and the ``k`` sink keys first (``S = k + ...``, not cropped);
+    the key counts include them and their token id is :data:`SINK_TOKEN`.
+    """
     with recording_attention(model) as recorder:
         model_forward(model, batch)
         real = {
@@ -241,13 +256,18 @@ def record_maps(model: torch.nn.Module, batch: Batch, max_len: int) -> dict[str,
         for name in recorder.layers:  # model order
             if (rec := recorder.records.get(name)) is None:
                 continue
-            probs = rec.probs
+            rec = rec.without_sink_queries()
+            sinks, probs = rec.sink_keys, rec.probs
             query_stack = stack_of_layer(name)
             key_stack = "encoder" if name.endswith("/cross") else query_stack
+            key_tokens = tokens[key_stack]
+            if sinks:
+                marks = np.full((key_tokens.shape[0], sinks), SINK_TOKEN, key_tokens.dtype)
+                key_tokens = np.concatenate([marks, key_tokens], axis=1)
             out["layers"].append(name)
-            out["maps"].append(probs[..., :max_len, :max_len].float().cpu().numpy())
+            out["maps"].append(probs[..., :max_len, : sinks + max_len].float().cpu().numpy())
             out["queries"].append(real[query_stack])
-            out["keys"].append(real[key_stack])
+            out["keys"].append(real[key_stack] + sinks)
             out["query_tokens"].append(tokens[query_stack])
-            out["key_tokens"].append(tokens[key_stack])
+            out["key_tokens"].append(key_tokens)
         return out

@@ -44,9 +44,11 @@ values line up with ``train/loss`` of the same batch):
                                        real queries and the keys each may attend to
 ``cond/attn_first_mass/{layer}``       attention on the first key (Xiao et al. 2023's attention
                                        sink), mean over heads, the fixed batch and queries in the
-                                       second half of the sequence
-``cond/attn_first_mass_ratio/{layer}`` that mass over uniform attention's there (mean of 1/keys;
-                                       causal: mean of 1/(t+1)); 1 = no preference for key 0
+                                       second half of the sequence; with ``model.sink_tokens``
+                                       k > 0, the mass on the k sink keys together
+``cond/attn_first_mass_ratio/{layer}`` that mass over uniform attention's there (mean of 1/keys,
+                                       k/keys with sinks; causal: mean of 1/(t+1)); 1 = no
+                                       preference for key 0 (the sinks)
 ``cond/output_logit_max``              largest output logit on the fixed batch's real positions
 ``cond/output_logit_mean``             mean output logit there
 ``cond/log_z_mean``                    mean log-partition ``logsumexp(logits)`` there

@@ -32,6 +32,11 @@ batch's ``B T`` tokens (``batch_size``).
 For an encoder-decoder (source length S, target length T) the FLOPs are per token
 of source + target: encoder blocks run on S tokens, decoder blocks and the head
 on T, cross-attention K/V projections on S, cross-attention scores over ``T x S``.
+
+Attention-sink positions (``model.sink_tokens = k``, :mod:`bench.model.sink`) are
+work without tokens: a causal stack's blocks run on ``T + k`` positions, its scores
+(and a FIRE bias) cover ``(T + k)^2`` (cross-attention ``(T + k) x S``), the head
+runs on the ``T`` tokens only, and the FLOPs are still per token.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from bench.diagnostics.grouping import stacks_of
 from bench.model.attention import Attention
 from bench.model.feedforward import FeedForward
 from bench.model.positional import FIRE
+from bench.model.sink import sink_count
 
 _MEMORY_ROLES = ("k", "v")  # cross-attention projections applied to the encoder's memory
 
@@ -125,17 +131,18 @@ def model_flops_per_token(
     model = _meta_model(cfg)
     mult = 3 if training else 1  # backward = 2x forward
     d, t, head = _score_width(model), seq_len, _head_weights(model)
+    p = t + sink_count(cfg, causal=True)  # the causal stack's positions: sinks, then tokens
     stacks = dict(stacks_of(model))
     if "block" in stacks:
         own, _ = _matmul_weights(model)
-        fwd = 2 * (own + head) + 4 * len(stacks["block"].blocks) * d * t
-        return float(mult * fwd) + mult * _bias_flops(model, t) / (batch_size * t)
+        fwd = 2 * (own * p + head * t) + 4 * len(stacks["block"].blocks) * d * p * p
+        return float(mult * fwd) / t + mult * _bias_flops(model, p) / (batch_size * t)
     s = src_len or seq_len
     encoder, decoder = stacks["enc_block"], stacks["dec_block"]
     enc_own, _ = _matmul_weights(encoder)
     dec_own, dec_memory = _matmul_weights(decoder)
-    matmul = s * enc_own + t * (dec_own + head) + s * dec_memory
-    scores = len(encoder.blocks) * s * s + len(decoder.blocks) * (t * t + t * s)
+    matmul = s * enc_own + p * dec_own + t * head + s * dec_memory
+    scores = len(encoder.blocks) * s * s + len(decoder.blocks) * (p * p + p * s)
     fwd = 2 * matmul + 4 * d * scores
     return float(mult * fwd) / (s + t)
 
