@@ -48,10 +48,15 @@ class ChancePlateau(Rule):
         best = chance_plateau(rec)
         if best is None:
             return None
-        lo, hi = min(v for _, v in best), max(v for _, v in best)
+        values = [v for _, v in best.points]
+        where = (
+            f"chance ({fmt(best.level)})"
+            if best.at == "chance"
+            else f"its first value ({fmt(best.level)}, above chance {fmt(rec.chance_loss() or 0)})"
+        )
         return (
-            f"val/loss stayed at chance ({fmt(rec.chance_loss() or 0.0)}) from step "
-            f"{best[0][0]} to {best[-1][0]} ({fmt(lo)}-{fmt(hi)})"
+            f"val/loss stayed at {where} from step {best.points[0][0]} to "
+            f"{best.points[-1][0]} ({fmt(min(values))}-{fmt(max(values))})"
         )
 
 
