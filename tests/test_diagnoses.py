@@ -37,6 +37,7 @@ def records(
     config: Mapping[str, object] | None = None,
     status: str = "completed",
     chance: float | None = CHANCE,
+    uniform: float | None = None,
 ) -> RunRecords:
     """A run of ``STEPS`` steps; each series is a list of (step, value) or f(step) sampled
     every ``every`` steps from 0."""
@@ -52,6 +53,8 @@ def records(
         **(config or {}),
     }
     summary = {"baseline": {"val/loss": chance}} if chance is not None else {}
+    if uniform is not None:
+        summary.setdefault("baseline", {})["uniform/val/loss"] = uniform
     return RunRecords(rows, cfg, summary, status)
 
 
@@ -285,7 +288,8 @@ def test_sharpness_above_two_over_lr_is_past_the_edge_of_stability():
 
 
 def test_sharpness_far_below_two_over_lr_fires_and_near_it_does_not():
-    assert "below" in (fires("sharpness_vs_lr", sharpness_run(0.5)) or "")
+    assert "below" in (fires("sharpness_vs_lr", sharpness_run(0.05)) or "")  # 4000x
+    assert fires("sharpness_vs_lr", sharpness_run(0.5)) is None  # 400x: a flat landscape
     assert fires("sharpness_vs_lr", sharpness_run(50.0)) is None
 
 
@@ -293,14 +297,14 @@ def test_too_small_a_step_is_judged_at_the_sharpest_measurement_against_the_peak
     def decayed(s: int) -> float:  # cosine to lr/10 at the end
         return 1e-3 + 9e-3 * 0.5 * (1 + math.cos(math.pi * s / STEPS))
 
-    # 5 at the end is 400x below 2/lr at the decayed lr 1e-3, but only 40x at the peak
-    end_only = records({"hessian/lambda_max": [(399, 5.0)], "lr": decayed}, every=10)
+    # 1 at the end is 2000x below 2/lr at the decayed lr 1e-3, but only 200x at the peak
+    end_only = records({"hessian/lambda_max": [(399, 1.0)], "lr": decayed}, every=10)
     assert fires("sharpness_vs_lr", end_only) is None
     # a flat end after a sharper middle is no sign of too small a step either
-    sharper = records({"hessian/lambda_max": [(200, 10.0), (399, 0.5)], "lr": decayed}, every=10)
+    sharper = records({"hessian/lambda_max": [(200, 10.0), (399, 0.1)], "lr": decayed}, every=10)
     assert fires("sharpness_vs_lr", sharper) is None
-    far = records({"hessian/lambda_max": [(200, 0.5), (399, 0.4)], "lr": decayed}, every=10)
-    assert "400x below 2/lr = 200 at the peak lr 0.01" in (fires("sharpness_vs_lr", far) or "")
+    far = records({"hessian/lambda_max": [(200, 0.05), (399, 0.04)], "lr": decayed}, every=10)
+    assert "4000x below 2/lr = 200 at the peak lr 0.01" in (fires("sharpness_vs_lr", far) or "")
 
 
 def test_a_flat_minimum_of_a_run_that_learned_is_not_too_small_a_step():
@@ -351,11 +355,16 @@ def test_loss_spikes_fire_on_a_jump_and_on_divergence():
     assert "non-finite" in (fires("loss_spikes", flat) or "")
 
 
-def test_a_blow_up_right_after_the_first_logged_loss_is_a_spike():
-    rec = records({"train/loss": lambda s: 2.7 if s == 0 else 15.0 if s < 30 else 2.5}, every=10)
-    assert [(sp.step, sp.before, sp.value) for sp in loss_spikes(rec)] == [(10, 2.7, 15.0)]
-    # a run that trains smoothly starts at its highest loss
-    assert loss_spikes(records({"train/loss": learning_loss}, every=10)) == []
+def test_a_loss_twice_what_knowing_nothing_scores_is_a_spike_whatever_came_before():
+    blow_up = {"train/loss": lambda s: 10.0 if s < 30 else 2.5}  # from the first logged step
+    rec = records(blow_up, every=10, uniform=2.77)
+    assert [(sp.step, sp.value) for sp in loss_spikes(rec)] == [(0, 10.0), (10, 10.0), (20, 10.0)]
+    ev = fires("loss_spikes", rec) or ""
+    assert "reached 10 at step 0, over twice the 2.77 of a model that knows nothing" in ev
+    assert loss_spikes(records(blow_up, every=10)) == []  # no know-nothing loss recorded
+    # a run that trains smoothly starts near that loss and falls
+    smooth = records({"train/loss": lambda s: 1.2 * 2.77 * math.exp(-s / 80)}, uniform=2.77)
+    assert loss_spikes(smooth) == []
 
 
 def test_batch_noise_near_zero_loss_is_no_spike():

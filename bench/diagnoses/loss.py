@@ -25,10 +25,7 @@ class LossSpikes(Rule):
         if spikes:
             first = spikes[0]
             more = f" ({len(spikes)} spikes in all)" if len(spikes) > 1 else ""
-            return (
-                f"train/loss jumped from {fmt(first.before)} to {fmt(first.value)} at step "
-                f"{first.step}{more}"
-            )
+            return f"{first.words()}{more}"
         if rec.non_finite_loss():
             return "train/loss became non-finite (the run diverged)"
         return None

@@ -7,7 +7,7 @@ held-out seeds; docs/diagnoses.md shows it with the corpus's seeds, size and gen
 time. A rule below ``MIN_PRECISION`` or ``MIN_RECALL`` there, or one never measured
 (no planted run failed in the held-out half), is *demoted*: it is shown as a watch
 with its figures, never as a diagnosis with advice. The figures are copied from the
-tool's output (``tests/test_diagnosis_corpus.py`` checks they agree with the docs).
+tool's output (``tests/test_diagnosis_measured.py`` checks they agree with the docs).
 """
 
 from __future__ import annotations

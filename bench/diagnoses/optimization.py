@@ -25,34 +25,37 @@ DEPTH_RATIO = 10.0
 # update RMS to the learning rate). Small models take larger relative steps (the
 # quickstart's pre-LN run at lr 1e-2: 1.5e-2 per step at the peak learning rate, 1e-4
 # at the end of its cosine decay, median 1e-3); a block far below 1e-5 barely moves.
-# Only that side is read: on the corpus's tuning half (2026-12-07) lr 0.5 and 0.2 gave
-# median ratios of 0.002-0.024, inside the healthy runs' 0.003-0.011 to within a factor
-# of 2 (Adam's step is about lr per weight, and the weights grow with it), so a large
-# ratio does not tell a high learning rate; sharpness_vs_lr and attention_logit_growth do.
+# Only that side is read: on the corpus's tuning half (2026-12-07) lr 0.5 gave median
+# ratios of 0.016-0.024 per step and lr 1.0 0.0045-0.0076, the healthy runs 0.0014-0.011
+# and the batch plant at lr 1e-2 0.012-0.016 (Adam's step is about lr per weight, and
+# the weights grow with it): a large ratio does not tell a high learning rate;
+# sharpness_vs_lr and attention_logit_growth do.
 UPDATE_LOW = 1e-5
 # Sharpness against the learning rate (Cohen et al. 2021, edge of stability): gradient
 # descent with step size lr is stable along a direction of curvature lambda only while
 # lambda < 2 / lr (the scheduled lr at the measurement); above it training oscillates.
-# Far below it (100x) even at the sharpest measurement and the peak learning rate
-# (train.lr), a step moves ~1% of the way the curvature allows: the learning rate could
-# be much higher; judged only in runs that did not learn (a converged run sits in a flat
-# minimum: pre-LN on the quickstart ended at lambda_max 0.06 against 2/lr = 2000 with
-# val/loss 0.0008). The sharpest measurement and the peak lr, not the last measurement
-# and the decayed lr: on the corpus's tuning half (2026-12-07) the last measurement
-# against the end of the cosine schedule (lr/10) read 100x too small a step into every
-# run that sat at chance (modular addition at lr 1e-2: lambda 12 against 2/lr 2000 at
-# the end, 17x below 2/lr at the peak), while lr 1e-6 is 10^5x below at any step.
-# Measurements during warmup are not judged. Adam rescales the curvature it sees
-# (Cohen et al. 2022), so this reads the raw Hessian as a rough guide only.
+# Far below it (1000x) even at the sharpest measurement and the peak learning rate
+# (train.lr), a step moves ~0.1% of the way the curvature allows: the learning rate
+# could be much higher; judged only in runs that did not learn (a converged run sits in
+# a flat minimum: pre-LN on the quickstart ended at lambda_max 0.06 against 2/lr = 2000
+# with val/loss 0.0008). Measurements during warmup are not judged. Adam rescales the
+# curvature it sees (Cohen et al. 2022), so this reads the raw Hessian as a rough guide.
+# Set on the corpus's tuning half (2026-12-07); the rule read the last measurement
+# against the scheduled lr, 100x below: at the end of the cosine schedule (lr/10) that
+# read too small a step into every run that sat at chance (modular addition at lr 1e-2:
+# lambda 12 against 2/lr = 2000 at the end). At the peak lr and the sharpest
+# measurement runs that sat at chance at lr 1e-2 measured 1.5-124x (a flat landscape,
+# not a small step), healthy runs 2.7-456x (copy, flat once solved) and lr 1e-6
+# 6e5-1e6x: 1000x lies in the gap (about lr 1e-4 on these tasks).
 EOS_FACTOR = 2.0
-SHARPNESS_FAR_BELOW = 100.0
+SHARPNESS_FAR_BELOW = 1000.0
 # Batch size against the measured gradient noise scale B_simple (McCandlish et al.
 # 2018): steps ~ S_min (1 + B_noise / B) and examples ~ E_min (1 + B / B_noise). At
 # 10x either way a run needs ~11x the minimum steps (batch too small) or examples
 # (batch too large). The quickstart (batch 32) measures B_simple 4-10 (pre-LN) and
 # 16-68 (post-LN): within the band. A run that is unstable (a loss spike, divergence,
 # or lambda_max above 2/lr) is not read for a batch too large: on the corpus's tuning
-# half (2026-12-07) lr 0.5 measured B_simple 0.8-1.8 (and below 0) at batch 32, the
+# half (2026-12-07) lr 0.5 measured B_simple -1.3 to 1.6 at batch 32, the
 # gradient of an oscillating run rather than the batch a stable one needs (McCandlish
 # et al. derive B_noise for a well-tuned step size).
 NOISE_FACTOR = 10.0
