@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 from report_helpers import make_sweep, standard_cells
 
 from bench.diagnoses import Diagnosis
@@ -79,3 +80,75 @@ def test_a_cell_whose_runs_learned_lists_watches_apart_and_says_no_diagnosis(tmp
     assert "  - watches:" in cell
     assert f"attention logit growth ({len(pre_rope)} of {len(pre_rope)} runs)" in cell
     assert "the run learned" in cell and "try qk_norm" not in cell
+
+
+# The corpus's post-LN plant (tools/diagnosis_corpus.py, post_ln_small_init): N(0, 0.02)
+# weights and unscaled embeddings keep post-LN's attention uniform at the quickstart's lr
+# and warmup, while pre-LN with the same init learns reversal in 140 steps.
+PLANTED: dict = {
+    "name": "planted",
+    "base": {
+        "task": {
+            "name": "reverse",
+            "seq_len": 6,
+            "n_symbols": 12,
+            "n_train": 2048,
+            "n_val": 128,
+            "eval_scales": [1],
+            "batch_size": 32,
+        },
+        "model": {
+            "d_model": 32,
+            "n_layers": 2,
+            "n_heads": 4,
+            "max_len": 32,
+            "init": "gpt2",
+            "embed_scale": "none",
+        },
+        "train": {
+            "lr": 1e-2,
+            "warmup_steps": 20,
+            "max_steps": 140,
+            "val_every": 10,
+            "log_every": 5,
+            "threads": 1,
+            "precision": "32-true",
+        },
+        "tracking": {"mode": "disabled"},
+        "diagnostics": {
+            "gradients_every": 10,
+            "throughput": False,
+            "attention_maps": False,
+            "figures": False,
+        },
+    },
+    "compare": {"model.norm_placement": ["pre", "post"]},
+    "seeds": 1,
+    "pruner": "none",
+}
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_one_cell_fails_for_a_planted_cause_names_it_in_the_report(tmp_path):
+    import yaml
+
+    from bench.api import sweep
+
+    spec = tmp_path / "planted.yaml"
+    spec.write_text(yaml.safe_dump(PLANTED))
+    out = build_report(sweep(spec, workers=1, out=tmp_path / "sweep"), tmp_path / "report")
+    md = (out / "report.md").read_text()
+    section = md.split("### Diagnoses", 1)[1].split("## Comparisons", 1)[0]
+    cells = {c.split("**", 1)[0]: c for c in section.split("\n- **")[1:]}
+    assert cells["pre"].split("\n", 1)[0].endswith(": no diagnosis")  # learned, no advice
+    post = cells["post"]
+    head, found = post.split("\n", 1)
+    assert "did not learn" in head or "collapsed" in head, head
+    diagnoses = found.split("  - watches:", 1)[0]  # the lines before any watches
+    for title, advice in (
+        ("uniform attention (1 of 1 runs): attention in layer_0 stayed uniform", "init=auto"),
+        ("ill-conditioned depth (1 of 1 runs): gradient at block_0", "norm_placement=pre"),
+    ):
+        line = next((x for x in diagnoses.splitlines() if title in x), None)
+        assert line is not None, f"{title!r} not a diagnosis of post:\n{post}"
+        assert f"; try {advice}" in line

@@ -9,7 +9,10 @@ false alarms on healthy runs (diagnoses on runs with nothing planted that learne
 is possible unless a healthy run spiked or sat at chance) and watches on them (the
 evidence found on healthy runs that learned, shown as watches). A rule below
 ``MIN_PRECISION`` 0.9 or ``MIN_RECALL`` 0.8 on the held-out half is demoted to a watch
-(:mod:`bench.diagnoses.measured`). Thresholds may be tuned on ``--half tune`` only.
+(:mod:`bench.diagnoses.measured`). Thresholds may be tuned on ``--half tune`` only; the
+halves are fixed by seed (``HALVES`` in ``tools/diagnosis_corpus.py``). A corpus with a
+row made by an earlier version of its configuration (its digest differs) is refused:
+regenerate it first.
 
     python tools/diagnosis_eval.py runs/diagnosis-corpus [--half held_out|tune|all]
         [--measured]   # also print the MEASURED entries for bench/diagnoses/measured.py
@@ -18,6 +21,7 @@ evidence found on healthy runs that learned, shown as watches). A rule below
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
@@ -52,6 +56,33 @@ class Labelled:
 
     def diagnosed(self, rule: str) -> bool:
         return rule in self.fired and self.symptom is not None
+
+
+def stale(root: Path) -> list[str]:
+    """Runs whose configuration has changed since they were made (their digest differs),
+    or whose labels are not the causes their configuration names now."""
+    corpus = _corpus_tool()
+    out = []
+    for labels_path in sorted(root.rglob("labels.json")):
+        for row in json.loads(labels_path.read_text())["runs"]:
+            name = row["config"]
+            if (
+                name not in corpus.CONFIGS
+                or row.get("config_digest") != corpus.digest(name)
+                or corpus.label(row) != row
+            ):
+                out.append(row["run"])
+    return out
+
+
+def _corpus_tool() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "diagnosis_corpus", Path(__file__).with_name("diagnosis_corpus.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load(root: Path) -> list[Labelled]:
@@ -128,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not any(args.root.rglob("labels.json")):
         print(f"{args.root}: no labels.json (run tools/diagnosis_corpus.py first)", file=sys.stderr)
+        return 2
+    old = stale(args.root)
+    if old:
+        print(
+            f"{args.root}: {len(old)} runs made or labelled by an earlier version of their "
+            f"configuration ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
+            "run tools/diagnosis_corpus.py on it again",
+            file=sys.stderr,
+        )
         return 2
     everything = load(args.root)
     runs = [r for r in everything if args.half == "all" or r.row["half"] == args.half]

@@ -11,6 +11,7 @@ from bench.diagnoses.base import (
 )
 from bench.diagnoses.curves import loss_spikes
 from bench.diagnoses.rule import Rule
+from bench.tasks.baseline import LOSS_MARGIN
 
 # "The first part of training": the first 40% of the planned steps. The quickstart's
 # post-LN with N(0, 0.02) embeddings kept uniform attention for 150 of 400 steps
@@ -24,8 +25,15 @@ EARLY_FRACTION = 0.4
 UNIFORM_FRACTION = 0.97
 # Entropy collapse (Zhai et al. 2023): a head whose mean entropy falls below 0.1 nats
 # puts > 98% of its weight on one key for every query. Sharp heads are also what many
-# solved tasks need (reversal attends to one position), so the rule fires only when the
-# collapse comes with a loss spike or divergence, as in the paper.
+# solved tasks need (copy attends to one position: 0.01-0.03 nats once solved), so the
+# rule fires only when the collapse comes with a loss spike or divergence, as in the
+# paper, or before the run had learned anything (val/loss not LOSS_MARGIN below chance
+# at the validation nearest the collapse): a head that turns one-hot before the loss
+# moves is not attending to what the task needs. The second case was added on the
+# corpus's tuning half (2026-12-07): at lr 0.5 and 1.0 these tiny models did not spike;
+# their heads fell below 0.007 nats within 10-20 steps, with val/loss at 12-75 against
+# chance 2.1-3.6, while the healthy copy runs' heads fell below 0.1 at steps 40-50 with
+# val/loss already at 0.17-0.59.
 COLLAPSE_NATS = 0.1
 # Attention logit growth (Wortsman et al. 2023, Dehghani et al. 2023): the largest
 # |q.k|/sqrt(d) grows by at least 10x over training AND reaches 100 or more. At 100 the
@@ -101,7 +109,13 @@ class UniformAttention(Rule):
 class EntropyCollapse(Rule):
     name = "entropy_collapse"
     title = "attention entropy collapse"
-    reads = ("cond/attn_entropy_min/{layer}", "train/loss", "status", "summary: baseline")
+    reads = (
+        "cond/attn_entropy_min/{layer}",
+        "train/loss",
+        "val/loss",
+        "status",
+        "summary: baseline",
+    )
     paper = (
         "Zhai et al. 2023 (Stabilizing Transformer Training by Preventing Attention "
         "Entropy Collapse)"
@@ -111,20 +125,31 @@ class EntropyCollapse(Rule):
     def evidence(self, rec: RunRecords) -> str | None:
         spikes = loss_spikes(rec)
         diverged = rec.non_finite_loss()
+        val = rec.series("val/loss")
+        chance = rec.chance_loss()
         for key in rec.keys("cond/attn_entropy_min/"):
             low = [(s, v) for s, v in rec.series(key) if v < COLLAPSE_NATS]
             if not low:
                 continue
             start = low[0][0]
             after = [sp for sp in spikes if sp.step >= start]
-            if not (after or diverged):
-                continue
-            what = (
-                f"train/loss spiked from {fmt(after[0].before)} to {fmt(after[0].value)} "
-                f"at step {after[0].step}"
-                if after
-                else "training diverged (non-finite loss)"
+            nearest = min(val, key=lambda p: abs(p[0] - start)) if val else None
+            unlearned = (
+                nearest is not None
+                and chance is not None
+                and nearest[1] > (1 - LOSS_MARGIN) * chance
             )
+            if after:
+                what = after[0].words()
+            elif diverged:
+                what = "training diverged (non-finite loss)"
+            elif unlearned and nearest is not None:
+                what = (
+                    f"val/loss was {fmt(nearest[1])} at step {nearest[0]}, not below chance "
+                    f"{fmt(chance or 0)}: the head turned one-hot before the run learned anything"
+                )
+            else:
+                continue
             return (
                 f"a head of {layer_of(key)} fell to entropy {fmt(low[0][1])} nats at step "
                 f"{start} (below {COLLAPSE_NATS}), and {what}"

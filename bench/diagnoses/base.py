@@ -69,7 +69,15 @@ class RunRecords:
 
     def chance_loss(self) -> float | None:
         """The task's chance-level val/loss (``summary.json`` ``baseline``), if recorded."""
-        v = (self.summary.get("baseline") or {}).get("val/loss")
+        return self._baseline("val/loss")
+
+    def uniform_loss(self) -> float | None:
+        """The loss of a prediction uniform over the vocabulary, ln(vocab size): what a
+        model that knows nothing scores (``summary.json`` ``baseline``), if recorded."""
+        return self._baseline("uniform/val/loss")
+
+    def _baseline(self, key: str) -> float | None:
+        v = (self.summary.get("baseline") or {}).get(key)
         return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
     def non_finite_loss(self) -> bool:

@@ -25,10 +25,7 @@ class LossSpikes(Rule):
         if spikes:
             first = spikes[0]
             more = f" ({len(spikes)} spikes in all)" if len(spikes) > 1 else ""
-            return (
-                f"train/loss jumped from {fmt(first.before)} to {fmt(first.value)} at step "
-                f"{first.step}{more}"
-            )
+            return f"{first.words()}{more}"
         if rec.non_finite_loss():
             return "train/loss became non-finite (the run diverged)"
         return None
@@ -48,10 +45,15 @@ class ChancePlateau(Rule):
         best = chance_plateau(rec)
         if best is None:
             return None
-        lo, hi = min(v for _, v in best), max(v for _, v in best)
+        values = [v for _, v in best.points]
+        where = (
+            f"chance ({fmt(best.level)})"
+            if best.at == "chance"
+            else f"its first value ({fmt(best.level)}, above chance {fmt(rec.chance_loss() or 0)})"
+        )
         return (
-            f"val/loss stayed at chance ({fmt(rec.chance_loss() or 0.0)}) from step "
-            f"{best[0][0]} to {best[-1][0]} ({fmt(lo)}-{fmt(hi)})"
+            f"val/loss stayed at {where} from step {best.points[0][0]} to "
+            f"{best.points[-1][0]} ({fmt(min(values))}-{fmt(max(values))})"
         )
 
 

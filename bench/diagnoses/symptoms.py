@@ -12,10 +12,11 @@ that learned. The symptoms, each computable from :class:`RunRecords` alone:
   judge_learning`) is ``did_not_learn`` or ``collapsed``; a run without a verdict (it
   stopped early, or predates the verdict) did not learn when its last ``val/loss`` is not
   ``LOSS_MARGIN`` (10%) of the chance loss below chance (``summary.json`` ``baseline``);
-- **plateau at chance**: ``val/loss`` within 10% of chance for at least half the planned
-  steps (:func:`bench.diagnoses.loss.chance_plateau`), even if it learned later: it
-  learned slowly;
-- **unrecovered loss spike**: a ``train/loss`` spike (:func:`bench.diagnoses.loss.
+- **plateau at chance**: ``val/loss`` within 10% of chance (or of its first value, when
+  that is above chance: a run that never moved) for at least half the planned steps
+  (:func:`bench.diagnoses.curves.chance_plateau`), even if it learned later: it learned
+  slowly;
+- **unrecovered loss spike**: a ``train/loss`` spike (:func:`bench.diagnoses.curves.
   loss_spikes`) after which the last logged ``train/loss`` is still above the loss
   before the spike by the spike's own floor (20% of chance). A spike the run recovered
   from is no symptom (the run learned anyway).
@@ -53,8 +54,8 @@ def symptom(rec: RunRecords) -> str | None:
     plateau = chance_plateau(rec)
     if plateau is not None:
         return (
-            f"val/loss sat at chance from step {plateau[0][0]} to {plateau[-1][0]} "
-            "(it learned slowly, if at all)"
+            f"val/loss sat at {plateau.at} from step {plateau.points[0][0]} to "
+            f"{plateau.points[-1][0]} (it learned slowly, if at all)"
         )
     loss = rec.series("train/loss")
     floor = SPIKE_CHANCE_FRACTION * chance if chance else SPIKE_MIN_NATS
