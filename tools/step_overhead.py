@@ -21,7 +21,8 @@ process's one-time costs and is shown apart):
   checkpoints, diagnostics, records, the study) per step, plus its share of a worker's
   process start (``--workers`` workers share the quickstart's 32 trials);
 - the ratios of the two bench figures to ``raw``, and whether the raw loop's final
-  training loss equals the trial's (the same computation, so it should).
+  training loss equals the trial's (the same computation, so it should);
+- where a steady trial's time goes (``tools/trial_profile.py``'s phases).
 
 ``python tools/step_overhead.py [--trials 4] [--workers 2] [--tracking offline]``
 Hold the measurement lock and note ``uptime`` around it: a busy machine inflates both.
@@ -52,6 +53,7 @@ class Trial:
     run_dir: Path
     steps: int
     wall: float  # the trial in the worker, claim to tell
+    phases: dict[str, float]  # trial_profile's exclusive seconds per phase
     loop: float  # Lightning's training steps (trial_profile's "training steps" phase)
     train_loss: float  # the trial's last logged train/loss
     raw: float = math.nan  # seconds of the raw loop over the same steps
@@ -79,6 +81,7 @@ def raw_loop(run_dir: Path, steps: int) -> tuple[float, float]:
     L.seed_everything(t.seed, workers=True, verbose=False)  # as train_run seeds
     model = build_model(cfg.model, t.parameterization, t.mup_base_width)
     opt, sched = build_optimizer(model, t)
+    params = [p for group in opt.param_groups for p in group["params"]]
     train_set = prep.datamodule.train_dataloader()
     loader = ResumableLoader(
         train_set.dataset,  # type: ignore[arg-type]  # every task's datasets are map-style
@@ -96,15 +99,15 @@ def raw_loop(run_dir: Path, steps: int) -> tuple[float, float]:
                 logits = forward_logits(model, batch).flatten(0, 1).float()
             loss = F.cross_entropy(logits, batch["labels"].flatten(), ignore_index=IGNORE)
             loss.backward()
-            if t.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            if t.grad_clip is not None:  # over the optimizer's parameters, as Lightning clips
+                torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             done += 1
             if done == steps:
                 break
-    return time.perf_counter() - start, float(loss)
+    return time.perf_counter() - start, float(loss.detach())
 
 
 def last_train_loss(run_dir: Path) -> float:
@@ -123,7 +126,8 @@ def sweep_trials(n: int, tracking: str, tmp: Path) -> list[Trial]:
     for (wall, phases), run_dir in zip(timed, run_dirs, strict=True):
         summary = json.loads((run_dir / "summary.json").read_text())
         loop = phases.get("training steps", math.nan)
-        out.append(Trial(run_dir, int(summary["steps"]), wall, loop, last_train_loss(run_dir)))
+        steps = int(summary["steps"])
+        out.append(Trial(run_dir, steps, wall, phases, loop, last_train_loss(run_dir)))
     return out
 
 
@@ -174,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             t.raw, t.raw_loss = raw_loop(t.run_dir, t.steps)
     print(f"process start: {started:.2f} s once a worker, {share:.3f} s a trial")
     print("\n".join(lines(trials, share)))
+    wall, phases = trial_profile.mean_phases([(t.wall, t.phases) for t in trials[1:]])
+    print(f"where a steady trial's {wall:.2f} s go (trial_profile's phases):")
+    print("\n".join(trial_profile.breakdown(wall, phases, share)))
     return 0
 
 
