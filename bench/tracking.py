@@ -38,7 +38,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from bench import records, redact
 from bench.config import RunConfig, TrackingMode, axes
-from bench.wandb_file import wait_until_closed
+from bench.wandb_settings import finish_run, has_wandb_login, wandb_settings
 
 STEP_METRIC = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
 
@@ -50,33 +50,8 @@ METRIC_SUMMARIES: dict[str, str] = {
     "val/exact_match": "max,last",
 }
 
-FINISH_TIMEOUT = 30.0  # seconds to wait for wandb-core to close a run's .wandb file
-
 # Where a failed wandb.init goes next; None: no logger.
 FALLBACK: dict[str, TrackingMode | None] = {"online": "offline", "offline": None}
-
-# Our defaults for wandb.Settings, per mode. Quiet, no console capture, and offline
-# nothing that costs start-up time or CPU (system stats, machine metadata, git,
-# requirements.txt): the run directory's manifest.json already records those.
-_QUIET: dict[str, Any] = {
-    "silent": True,
-    "console": "off",
-    "save_code": False,
-    "disable_job_creation": True,
-}
-SETTINGS: dict[str, dict[str, Any]] = {
-    "offline": {
-        **_QUIET,
-        "init_timeout": 30.0,
-        "disable_git": True,
-        "x_disable_stats": True,
-        "x_disable_meta": True,
-        "x_disable_machine_info": True,
-        "x_save_requirements": False,
-    },
-    # Online users watch dashboards: keep system metrics (GPU utilisation) and metadata.
-    "online": {**_QUIET, "init_timeout": 60.0},
-}
 
 
 class TrackingWarning(UserWarning):
@@ -97,25 +72,6 @@ def _warn_once(key: str, message: str) -> None:
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
-# ----------------------------------------------------------------------------- login
-
-
-def has_wandb_login() -> bool:
-    """True if W&B credentials exist: ``WANDB_API_KEY`` / identity token, or netrc.
-
-    Looks only at local files and the environment (never the network).
-    """
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    try:
-        from wandb.sdk.lib.wbauth.wbnetrc import read_netrc_auth
-
-        return bool(read_netrc_auth(host=host))
-    except Exception:  # a malformed key or netrc is no usable login
-        return False
 
 
 # ----------------------------------------------------------------------------- what W&B gets
@@ -146,22 +102,6 @@ def summary_keys(cfg: RunConfig) -> dict[str, Any]:
     out.update(task=cfg.task.name, variant=cfg.variant or "")
     out.update(cfg.tracking.meta)
     return out
-
-
-def _env_var(setting: str) -> str:
-    """The environment variable wandb reads for a setting (``x_foo`` -> ``WANDB__FOO``)."""
-    if setting.startswith("x_"):
-        return "WANDB__" + setting[2:].upper()
-    return "WANDB_" + setting.upper()
-
-
-def wandb_settings(mode: str) -> Any:
-    """``wandb.Settings`` for ``mode``: our defaults, except where the user set a WANDB_* variable."""
-    import wandb
-
-    chosen = {k: v for k, v in SETTINGS[mode].items() if _env_var(k) not in os.environ}
-    # "create_new": runs of one process stay independent; nothing finishes a run behind our back.
-    return wandb.Settings(reinit="create_new", **chosen)
 
 
 def run_id(run_dir: Path, renew: bool = False) -> str:
@@ -249,18 +189,6 @@ def quiet_wandb_log_when_disk_full() -> None:
 
     handle_error._bench_quiet = True  # type: ignore[attr-defined]
     setattr(logging.FileHandler, "handleError", handle_error)  # noqa: B010 (mypy: a method)
-
-
-def finish_run(run: Any, exit_code: int) -> None:
-    """``run.finish`` and wait for wandb-core to write the end of the ``.wandb`` file.
-
-    ``finish`` returns once the exit record is queued; the file's last block is
-    written when wandb-core closes the stream, a moment later (asynchronously).
-    """
-    sync_file = getattr(run.settings, "sync_file", None)
-    run.finish(exit_code=exit_code)  # a no-op if the run was already finished
-    if sync_file and not wait_until_closed(sync_file, FINISH_TIMEOUT):
-        raise TimeoutError(f"{sync_file} was not closed within {FINISH_TIMEOUT:.0f} s")
 
 
 # ----------------------------------------------------------------------------- the logger

@@ -19,7 +19,7 @@ A crashed run leaves a file that stops mid-chunk or mid-record: :func:`iter_reco
 ends quietly there. A checksum mismatch or a malformed chunk inside the file
 raises :class:`CorruptRunFileError`.
 
-At run time only :func:`wait_until_closed` is used (:mod:`bench.tracking`,
+At run time only :func:`wait_until_closed` is used (:mod:`bench.wandb_settings`,
 :mod:`bench.report.publish`): ``run.finish()`` returns before wandb-core has
 written the file's last block. The tests fold the records into whole runs
 (``tests/wandb_runs.py``: config, history, summary, metric definitions, exit code).

@@ -25,7 +25,18 @@ LAYERS: list[tuple[str, ...]] = [
     ("training", "tracking"),
     ("diagnostics", "diagnoses"),
     ("model", "tasks"),
-    ("bench", "config", "records", "run", "io", "redact", "validation", "wandb_file", "extras"),
+    (
+        "bench",
+        "config",
+        "records",
+        "run",
+        "io",
+        "redact",
+        "validation",
+        "wandb_file",
+        "wandb_settings",
+        "extras",
+    ),
 ]
 Graph = dict[str, dict[str, int]]  # module -> {imported module: line of the first import}
 

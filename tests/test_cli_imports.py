@@ -164,6 +164,52 @@ def test_bad_input_to_a_command_that_trains_is_refused_before_torch_loads(argv):
     assert "torch" not in result["heavy"] and "lightning" not in result["heavy"], result["heavy"]
 
 
+ALL_USAGE_ERRORS = """
+import contextlib, io, json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import usage_errors
+from bench.cli import main
+heavy = {heavy!r}
+usage_errors.make_files(Path(sys.argv[2]))
+os.chdir(sys.argv[2])
+out = {{}}
+for inv in usage_errors.INVOCATIONS:
+    saved = {{name: sys.modules.get(name) for name in inv.absent}}
+    sys.modules.update({{name: None for name in inv.absent}})  # as if not installed
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(list(inv.args))
+        except SystemExit as e:
+            code = e.code
+    for name, module in saved.items():
+        if module is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = module
+    out[inv.line] = [code, [m for m in heavy if m in sys.modules]]
+print(json.dumps(out))
+"""
+
+
+def test_no_usage_error_of_any_command_loads_torch_or_another_heavy_package(tmp_path: Path):
+    # Every invocation tools/usage_errors.py times, one after the other in one fresh
+    # interpreter: a heavy module any of them imported stays in sys.modules.
+    heavy = (*HEAVY, "scipy", "numpy", "pandas", "submitit")
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    proc = subprocess.run(
+        [sys.executable, "-c", ALL_USAGE_ERRORS.format(heavy=heavy), str(tools), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(results) >= 30
+    assert {line: code for line, (code, _) in results.items() if code != 2} == {}
+    assert {line: mods for line, (_, mods) in results.items() if mods} == {}
+
+
 def test_a_config_its_task_cannot_run_is_refused_with_torch_but_before_lightning_loads(
     tmp_path: Path,
 ):

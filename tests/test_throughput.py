@@ -20,7 +20,7 @@ from bench.cli.throughput import (
     row_peak,
     run_throughput,
 )
-from bench.config import DiagnosticsConfig, ModelConfig, build_run_config
+from bench.config import DiagnosticsConfig, HessianConfig, ModelConfig, build_run_config
 from bench.diagnostics.batches import batch_tokens
 from bench.diagnostics.throughput import peak
 from bench.diagnostics.throughput.callback import ThroughputDiagnostics
@@ -236,6 +236,16 @@ class _Work(L.Callback):
             self.clock.now += 1.0
 
 
+class _Training(L.Callback):
+    """Spends 0.5 fake seconds of training in every step, between backward and the update."""
+
+    def __init__(self, clock: _FakeClock) -> None:
+        self.clock = clock
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.clock.now += 0.5
+
+
 def _tiny_module() -> tuple[BenchModule, DataLoader, DataLoader]:
     cfg = build_run_config(
         overrides={
@@ -289,6 +299,38 @@ def test_time_inside_excluded_blocks_is_not_training_time(tmp_path, monkeypatch)
     s = tp.summary()
     assert s["throughput/step_time"] == pytest.approx(0.5)
     assert s["throughput/tokens_per_sec"] == pytest.approx(4 * 8 / 0.5)
+
+
+def test_a_hessian_and_trajectory_snapshots_at_training_steps_are_not_training_time(
+    tmp_path, monkeypatch
+):
+    from bench.diagnostics.hessian import callback as hessian_callback
+    from bench.diagnostics.landscape import callback as landscape_callback
+
+    clock = _FakeClock()
+    monkeypatch.setattr(DIAGNOSTICS_TIME, "clock", clock)
+    analysis, flatten = hessian_callback.hessian_analysis, landscape_callback.flatten_params
+
+    def slow_analysis(*args, **kwargs):
+        clock.now += 10.0  # an analysis takes seconds
+        return analysis(*args, **kwargs)
+
+    def slow_flatten(*args, **kwargs):
+        clock.now += 1.0  # a snapshot of a large model's weights
+        return flatten(*args, **kwargs)
+
+    monkeypatch.setattr(hessian_callback, "hessian_analysis", slow_analysis)
+    monkeypatch.setattr(landscape_callback, "flatten_params", slow_flatten)
+    _, train, _ = _tiny_module()
+    hessian = hessian_callback.HessianCallback(
+        tmp_path, HessianConfig(steps=[0.5, 1.0], iters=2), batch=next(iter(train)), figures=False
+    )
+    trajectory = landscape_callback.LandscapeCallback(tmp_path, every=2)
+    tp = ThroughputDiagnostics(DiagnosticsConfig(peak_flops=1e9), warmup=1, window=3, clock=clock)
+    training = _Training(clock)  # inside the step, whatever the callbacks' order
+    _fit(tmp_path, 6, training, hessian, trajectory, tp)  # build_callbacks' order
+    assert sorted(hessian.results) == [3, 6] and trajectory.steps == [0, 2, 4, 6]
+    assert tp.summary()["throughput/step_time"] == pytest.approx(0.5)
 
 
 def test_callback_logs_throughput_keys_and_mfu_against_the_override(tmp_path):

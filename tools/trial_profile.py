@@ -156,9 +156,10 @@ def quickstart_spec(out: Path, tracking: str) -> Path:
 
 
 def run_trials(
-    n: int, tracking: str, tmp: Path, detail: bool = False
+    n: int, tracking: str, tmp: Path, detail: bool = False, run_dirs: list[Path] | None = None
 ) -> list[tuple[float, dict[str, float]]]:
-    """The first ``n`` trials of a fresh quickstart sweep: (wall time, phases) of each."""
+    """The first ``n`` trials of a fresh quickstart sweep: (wall time, phases) of each;
+    ``run_dirs``, when given, gets each trial's run directory."""
     import torch
 
     from bench.sweeps import worker as worker_mod
@@ -174,8 +175,10 @@ def run_trials(
     out: list[tuple[float, dict[str, float]]] = []
     execute = worker_mod.execute
 
-    def counted(*args: Any, **kwargs: Any) -> str:
-        status = execute(*args, **kwargs)
+    def counted(sweep: Any, job: Any, *args: Any, **kwargs: Any) -> str:
+        status = execute(sweep, job, *args, **kwargs)
+        if run_dirs is not None:
+            run_dirs.append(sweep.run_dir(job.phase, job.cell, job.trial.number))
         if len(out) + 1 >= n:
             w.deadline = 0.0  # claim() returns None: the worker stops after this trial
         return status

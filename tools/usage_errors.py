@@ -1,7 +1,7 @@
 """How every ``bench`` sub-command answers a usage error: one line, exit code 2, under 1 s.
 
 For each sub-command, representative bad invocations (a bad flag, a bad config key,
-a missing path, a bad value, a missing optional package) run as fresh subprocesses
+a missing path, a directory of the wrong kind, a bad value, a missing optional package) run as fresh subprocesses
 in a scratch directory holding a few small files (:func:`make_files`). Per
 invocation it prints the median wall and CPU time of ``--repeat`` runs, the exit code, the
 number of stderr lines and whether a traceback appeared, against the target: exit
@@ -12,7 +12,9 @@ Usage:
     python tools/usage_errors.py [--repeat 3] [--markdown]
 
 ``tests/test_bad_inputs.py`` runs the same invocations (:data:`INVOCATIONS`, not timed)
-and checks the exit code, the one line and the absent traceback.
+and checks the exit code, the one line and the absent traceback;
+``tests/test_cli_imports.py`` checks that none of them imports torch, Lightning or any
+other heavy package.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ INVOCATIONS = [
     _i("bad config key", "train model.n_headz=8"),
     _i("bad value", "train model.norm_placement=banana"),
     _i("missing path", "train --resume nowhere"),
+    _i("bad flag", "train --bogus-flag"),
     _i("missing package", "train task.name=text task.hf_dataset=wikitext", "datasets"),
     _i("bad value", "throughput --rounds 4"),
     _i("bad config key", "throughput --vary model.n_headz=2,4"),
@@ -83,6 +86,7 @@ INVOCATIONS = [
     _i("bad config key", "sweep bad-key.yaml"),
     _i("bad value", "sweep spec.yaml --workers 0"),
     _i("missing path", "worker nosuch.yaml"),
+    _i("wrong directory", "worker ."),
     _i("bad value", "worker spec.yaml --threads 0"),
     _i("missing path", "status nowhere"),
     _i("missing path", "dashboard nowhere"),
@@ -95,9 +99,11 @@ INVOCATIONS = [
     _i("missing package", "export nowhere --format parquet", "pyarrow"),
     _i("missing path", "report nowhere"),
     _i("bad flag", "report nowhere --colour"),
+    _i("wrong directory", "report ."),
     _i("bad value", "reproduce --budget huge"),
     _i("bad value", "reproduce no-such-claim"),
     _i("missing path", "landscape nowhere"),
+    _i("wrong directory", "landscape ."),
     _i("missing path", "attention nowhere"),
     _i("missing path", "figures nowhere"),
     _i("bad value", "completion fish"),

@@ -37,7 +37,7 @@ def resolve_mode(data: SweepData, publish: bool, mode: str | None) -> WandbMode:
     if tracking.get("mode") == "disabled" and not publish:
         return "disabled"
     if publish:
-        from bench.tracking import has_wandb_login
+        from bench.wandb_settings import has_wandb_login
 
         if has_wandb_login():
             return "online"
@@ -78,8 +78,8 @@ def log_report(
     try:
         import wandb
 
-        from bench.tracking import wandb_settings
         from bench.wandb_file import wait_until_closed
+        from bench.wandb_settings import wandb_settings
 
         tracking = data.spec.base.get("tracking") or {}
         if mode == "offline":

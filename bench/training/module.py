@@ -91,6 +91,42 @@ def prediction_diversity(logits: Tensor, mask: Tensor) -> Tensor:
     return (1 - h_each / h_mean).clamp(0.0, 1.0)
 
 
+def written_this_step(trainer: L.Trainer) -> bool:
+    """Whether a value logged in this training step reaches anything: Lightning writes it to
+    the loggers (every ``log_every_n_steps`` steps, or when the run stops), or it is the
+    run's last step (``trainer.callback_metrics`` keeps the last logged value, which
+    ``summary.json`` records). At the other steps Lightning keeps only the latest value
+    and drops it at the next log call."""
+    if trainer.global_step + 1 >= trainer.max_steps > 0:
+        return True
+    connector = getattr(trainer, "_logger_connector", None)  # Lightning's own test of it
+    return bool(getattr(connector, "should_update_logs", True))
+
+
+class WeightedMeans:
+    """Per key, the mean of the values added, each weighted by its count: Lightning's
+    ``self.log(..., batch_size=n)`` reduction over an epoch, with its arithmetic (a
+    float32 sum of ``value * n``, an integer count, divided at the end), so the means
+    equal those Lightning computes from one log call a batch."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def add(self, key: str, value: Tensor, count: int) -> None:
+        dtype = torch.get_default_dtype()
+        total, n = self._sums.get(key) or (torch.tensor(0.0, dtype=dtype), torch.tensor(0))
+        value = value.detach()
+        if value.dtype not in (torch.float32, torch.float64):
+            value = value.to(dtype)
+        self._sums[key] = (total + value * count, n + count)
+
+    def take(self) -> dict[str, Tensor]:
+        """Each key's mean, in the order the keys were first added; then empty."""
+        out = {key: total / n for key, (total, n) in self._sums.items()}
+        self._sums = {}
+        return out
+
+
 class BenchModule(L.LightningModule):
     """Trains one ModelConfig on one task; logs the fixed metric keys of DESIGN.md."""
 
@@ -105,6 +141,7 @@ class BenchModule(L.LightningModule):
             {"cfg": cfg.model_dump(mode="json"), "eval_lengths": self.eval_lengths}
         )
         self.diverged = False
+        self.val_means = WeightedMeans()
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         return forward_logits(self.model, batch)
@@ -148,15 +185,17 @@ class BenchModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         t = self.cfg.train
         loss, z_term, logits = self._losses(batch, t.label_smoothing, t.z_loss)
+        if not torch.isfinite(loss):
+            # Stop here: a NaN step would poison the weights and the checkpoint.
+            self.diverged = True
+            self.trainer.should_stop = True
+        if not written_this_step(self.trainer):
+            return loss  # Lightning would keep only the latest values; a log call costs ~0.2 ms
         if z_term is not None:
             self.log("train/z_loss", z_term)  # already inside train/loss
         with torch.no_grad():  # the softmax normalizer z-loss pulls to 0 (Wortsman et al.)
             rms = z_loss_term(logits, batch["labels"].flatten() != IGNORE).sqrt()
             self.log("train/log_z_rms", rms)
-        if not torch.isfinite(loss):
-            # Stop here: a NaN step would poison the weights and the checkpoint.
-            self.diverged = True
-            self.trainer.should_stop = True
         self.log("train/loss", loss, prog_bar=True)
         opt = self.optimizers()
         self.log("lr", (opt[0] if isinstance(opt, list) else opt).param_groups[0]["lr"])
@@ -182,17 +221,16 @@ class BenchModule(L.LightningModule):
             )
             weights.update(acc_nontrivial=m["n_nontrivial"], pred_diversity=m["n_nontrivial"])
         for key, value in values.items():
-            weight = weights.get(key, m["n_tokens"])
-            n = int(weight)
-            self.log(f"val/{key}{suffix}@{length}", value, add_dataloader_idx=False, batch_size=n)
+            n = int(weights.get(key, m["n_tokens"]))
+            self.val_means.add(f"val/{key}{suffix}@{length}", value, n)
             if dataloader_idx == 0:
-                self.log(
-                    f"val/{key}",
-                    value,
-                    prog_bar=key == "loss",
-                    add_dataloader_idx=False,
-                    batch_size=n,
-                )
+                self.val_means.add(f"val/{key}", value, n)
+
+    def on_validation_epoch_end(self) -> None:
+        # One log call a key per validation, not one a key and batch (each costs ~0.2 ms);
+        # the value is the same weighted mean Lightning's per-batch logging computed.
+        for key, value in self.val_means.take().items():
+            self.log(key, value, prog_bar=key == "val/loss", add_dataloader_idx=False, batch_size=1)
 
     @property
     def _has_exact_match(self) -> bool:
@@ -200,6 +238,7 @@ class BenchModule(L.LightningModule):
         return "exact_match" in getattr(dm, "metrics", ("acc", "exact_match"))
 
     def on_validation_start(self) -> None:
+        self.val_means = WeightedMeans()  # a validation cut short leaves nothing behind
         # Validation is deterministic but iterating its loaders draws from the global
         # RNG; keep it neutral so training (dropout) sees the same numbers whether or
         # not a run was stopped and resumed around a validation.

@@ -33,6 +33,7 @@ from bench.run import Run
 from bench.training.matmul_speed import Workload, cached_speedup, workload_of
 
 BF16_MIN_SPEEDUP = 1.2  # below this, bf16's rounding is not worth its speed
+CPU_BUILD_PARAMS = 2_000_000  # run_workload builds models up to this size on the CPU (8 MB)
 
 Speedup = Callable[[RunConfig], tuple[float, bool]]  # cfg -> (bf16 speedup, from cache)
 
@@ -54,11 +55,22 @@ class PrecisionChoice:
 
 
 def run_workload(cfg: RunConfig) -> Workload:
-    """The matmul shapes of one training step of ``cfg`` (its vocabulary resolved)."""
-    from bench.model import build_model
+    """The matmul shapes of one training step of ``cfg`` (its vocabulary resolved).
 
-    with torch.device("meta"):  # shapes only: no memory, no init
-        model = build_model(cfg.model)
+    Only the modules' shapes are read. A model of up to :data:`CPU_BUILD_PARAMS`
+    parameters is built on the CPU (milliseconds; the global RNG it draws from is
+    restored), a larger one on the ``meta`` device (no memory; the first ``meta``
+    build in a process costs about 1.3 s of CPU, PyTorch's meta kernels loading).
+    """
+    from bench.model import build_model
+    from bench.training.resources import count_params
+
+    if count_params(cfg) <= CPU_BUILD_PARAMS:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(cfg.model)
+    else:
+        with torch.device("meta"):
+            model = build_model(cfg.model)
     return workload_of(model, cfg.task.batch_size, cfg.task.seq_len)
 
 

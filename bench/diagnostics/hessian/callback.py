@@ -19,6 +19,7 @@ from bench.diagnostics.hessian.plan import check_precision, resolve_steps
 from bench.diagnostics.hessian.spectrum import HessianResult, hessian_analysis
 from bench.diagnostics.loss import LossFn, loss_name, training_loss
 from bench.diagnostics.run_figures import draw_figures
+from bench.diagnostics.throughput.stopwatch import exclude_from_throughput
 from bench.io import save_npz
 
 
@@ -120,7 +121,8 @@ class HessianCallback(Diagnostic):
             self.batch = _first_val_batch(trainer)
         batch = move_to(self.batch, pl_module.device)
         start = time.perf_counter()
-        result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
+        with exclude_from_throughput():  # at the last step: not that step's training time
+            result = hessian_analysis(pl_module, self.loss_fn, batch, **self.kwargs)
         self.loss_name = loss_name(pl_module, self.loss_fn)
         result.extra["hessian/seconds"] = time.perf_counter() - start
         metrics = result.scalars()

@@ -16,6 +16,7 @@ from bench.diagnostics.parameters import (
     flatten_params,
     trainable_params,
 )
+from bench.diagnostics.throughput.stopwatch import exclude_from_throughput
 from bench.io import save_npz
 
 
@@ -95,6 +96,7 @@ class LandscapeCallback(Diagnostic):
             )
 
     def _record(self, step: int, pl_module: L.LightningModule) -> None:
-        flat = flatten_params(trainable_params(pl_module)).to("cpu", torch.float32, copy=True)
+        with exclude_from_throughput():
+            flat = flatten_params(trainable_params(pl_module)).to("cpu", torch.float32, copy=True)
         self.steps.append(step)
         self.snapshots.append(flat)

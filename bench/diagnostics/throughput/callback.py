@@ -50,7 +50,11 @@ class ThroughputDiagnostics(Diagnostic):
     and logged with ``pl_module.log`` at the steps Lightning writes to its loggers
     (every ``log_every_n_steps``; at the others Lightning would only keep the latest
     value, so they are not logged: 400 steps of 6 keys cost 0.5 s on a tiny model).
-    ``trainer.callback_metrics`` holds the values of the last logged step.
+    The rates and the peak memory (~0.4 ms a reading on CPU) are read at those steps,
+    the run's last step and the steps a validation follows (where a pruner may stop
+    the run), so :meth:`summary` keeps the last step's values; the step times are
+    counted at every step. ``trainer.callback_metrics`` holds the values of the last
+    logged step.
     Inference tokens/s is measured on the first validation loader (training
     length), forward only. :meth:`summary` gives whole-run averages.
 
@@ -136,6 +140,8 @@ class ThroughputDiagnostics(Diagnostic):
             lengths=self._tokens,
             flops=self.flops_per_batch or None,
         )
+        if not _read_this_step(trainer):
+            return  # reading the peak memory costs ~0.4 ms: only where a value is kept
         m = self._meter.compute()
         if "device/batches_per_sec" not in m:
             return  # window not full yet
@@ -150,7 +156,7 @@ class ThroughputDiagnostics(Diagnostic):
             out["throughput/mfu"] = m.get("device/mfu", math.nan)
         self._last.update(out)
         if not _logged_this_step(trainer):
-            return  # Lightning would keep only the latest values, and a log call costs ~0.2 ms
+            return  # the run's last step or before a validation: kept for summary() only
         for k, v in out.items():
             pl_module.log(k, v, on_step=True, on_epoch=False, batch_size=1)
 
@@ -216,6 +222,17 @@ class ThroughputDiagnostics(Diagnostic):
             return 0
         with exclude_from_throughput():
             return flops_per_batch(cfg, batch)
+
+
+def _read_this_step(trainer: L.Trainer) -> bool:
+    """Whether this step's values are logged or may be the run's last: Lightning writes
+    this step's logs, the run reaches ``max_steps``, or a validation follows (after which
+    a pruner may stop the run). At the other steps the values would be replaced by the
+    next step's before anything reads them."""
+    if _logged_this_step(trainer) or trainer.global_step >= trainer.max_steps > 0:
+        return True
+    every = getattr(trainer, "val_check_batch", None)
+    return not isinstance(every, int) or trainer.global_step % every == 0
 
 
 def _logged_this_step(trainer: L.Trainer) -> bool:

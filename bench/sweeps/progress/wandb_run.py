@@ -76,7 +76,7 @@ def log_sweep_to_wandb(sweep: Sweep) -> str | None:
     try:
         import wandb
 
-        from bench.tracking import finish_run, wandb_settings
+        from bench.wandb_settings import finish_run, wandb_settings
 
         rows = trial_rows(sweep)
         columns = list(rows[0]) if rows else ["study", "trial"]
