@@ -125,7 +125,7 @@ def test_real_tiny_runs_reach_a_verdict_and_a_changed_file_is_not_judged_on_them
     assert p.returncode == 0, p.stderr[-3000:]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## A trained model beats an untrained one: inconclusive" in md
-    assert "the claim file changed after its runs" in md
+    assert "The claim file changed after its runs" in md  # the verdict's reason, capitalised
 
 
 def test_a_launch_records_the_bytes_the_claim_was_loaded_from(tmp_path):
