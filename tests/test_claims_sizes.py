@@ -171,7 +171,7 @@ def test_real_tiny_runs_of_a_claim_on_a_ladder_are_judged_at_each_size(tmp_path)
     assert (
         "## A trained model beats an untrained one: consistent with the paper at this scale" in md
     )
-    assert "the same at every size (2 rungs)" in md
+    assert "The same at every size (2 rungs)" in md
     rows = [line for line in md.splitlines() if line.startswith("| d_model=")]
     assert [r.split(" | ")[0] for r in rows] == ["| d_model=16", "| d_model=32"]
     assert all("consistent with the paper at this scale" in r for r in rows)
