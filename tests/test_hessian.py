@@ -29,6 +29,7 @@ from bench.diagnostics.hessian.spectrum import (
 )
 from bench.diagnostics.loss import loss_at
 from bench.diagnostics.parameters import flatten_params, trainable_params, unflatten_params
+from bench.diagnostics.run_figures import draw_run_figures
 
 
 class TinyAttention(nn.Module):
@@ -347,6 +348,29 @@ def test_callback_measures_at_configured_steps_and_writes_npz_png_and_metrics(tm
         "hessian/top_2",
         "hessian/seconds",
     } <= set(rows[0])
+
+
+def test_callback_without_density_measures_the_same_extremes_and_trace_and_draws_nothing(
+    tmp_path,
+) -> None:
+    measured = {}
+    for density in (True, False):
+        torch.manual_seed(0)
+        out = tmp_path / str(density)
+        cfg = HessianConfig(enabled=True, steps=[0.0, 1.0], top_k=2, density=density)
+        cb = HessianCallback(out, cfg, n_trace_samples=8, n_lanczos=8, n_vectors=2)
+        _trainer(out, cb).fit(TinyLit(), datamodule=TinyData())
+        measured[density] = cb.results
+        npz = np.load(out / "diagnostics" / "hessian_step4.npz")
+        assert (npz["density"].size > 0) is density
+        assert (out / "diagnostics" / "hessian_step4.png").exists() is density
+        # `bench figures` afterwards draws a density only where one was measured.
+        drawn = draw_run_figures(out / "diagnostics", overwrite=True)
+        assert any(p.name == "hessian_step4.png" for p in drawn) is density
+    # The density's quadrature draws its own probes: the other estimates are unchanged.
+    for step in (0, 4):
+        for key in ("hessian/lambda_max", "hessian/lambda_min", "hessian/trace"):
+            assert measured[False][step][key] == measured[True][step][key]
 
 
 def test_callback_under_bf16_mixed_measures_float32_weights_without_autocast(tmp_path) -> None:

@@ -52,6 +52,8 @@ def _hessian(path: Path) -> Iterator[Drawn]:
     from bench.diagnostics.hessian.figures import plot_density
 
     z = np.load(path)
+    if not z["density"].size:  # measured with diagnostics.hessian.density off
+        return
     step = int(z["step"])
     title = f"Hessian spectral density, step {step}"
     yield Drawn(path.with_suffix(".png").name, lambda: plot_density(z, title))

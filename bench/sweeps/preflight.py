@@ -31,6 +31,7 @@ from bench.sweeps.spec import SweepSpec, build_cell_config
 TRIAL_OVERHEAD_S = 4.0  # per run: Trainer, W&B offline run, records, checkpoint
 VALIDATION_STEPS = 3.0  # one validation of one eval length ~ 3 training steps
 HESSIAN_STEPS_PER_ITER = 6.0  # one Lanczos iteration (HVP in fp32, double backward)
+HESSIAN_WITHOUT_DENSITY = 0.4  # the density's quadrature is 120 of a measurement's ~200 HVPs
 LANDSCAPE_STEPS_PER_POINT = 0.8  # one landscape grid point (forward only, batched)
 WARMUP_STEPS = 3  # untimed first steps (allocations, autograd's first graph, lazy init)
 TIMED_STEPS = 10  # then timed one by one: the estimate uses their median
@@ -128,7 +129,8 @@ def extra_steps(cfg: RunConfig) -> float:
     t, d = cfg.train, cfg.diagnostics
     extra = (t.max_steps // t.val_every + 1) * len(cfg.task.eval_scales) * VALIDATION_STEPS
     if d.hessian.enabled:
-        extra += len(d.hessian.steps) * d.hessian.iters * HESSIAN_STEPS_PER_ITER
+        share = 1.0 if d.hessian.density else HESSIAN_WITHOUT_DENSITY
+        extra += len(d.hessian.steps) * d.hessian.iters * HESSIAN_STEPS_PER_ITER * share
     if d.landscape.enabled:
         extra += 2 * d.landscape.resolution**2 * LANDSCAPE_STEPS_PER_POINT  # random + PCA planes
     return extra

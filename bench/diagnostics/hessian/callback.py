@@ -82,6 +82,8 @@ class HessianCallback(Diagnostic):
         self.figures = figures
         self.fractions = list(config.steps)
         self.kwargs: dict[str, Any] = dict(top_k=config.top_k, iters=config.iters) | analysis
+        if not config.density:
+            self.kwargs["n_vectors"] = 0
         self.loss_fn = loss_fn
         self.batch = batch
         self.targets: list[int] = []
@@ -152,7 +154,7 @@ class HessianCallback(Diagnostic):
             ritz_nodes=result.ritz_nodes,
             ritz_weights=result.ritz_weights,
         )
-        if not self.figures:
+        if not self.figures or not result.density.size:
             return
         try:
             draw_figures(out / f"hessian_step{step}.npz", "hessian_step*.npz")

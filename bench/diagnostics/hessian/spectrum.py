@@ -273,7 +273,8 @@ def hessian_analysis(
     n_vectors: int = 3,
     seed: int = 0,
 ) -> HessianResult:
-    """Top-k and smallest eigenvalues, trace and density from one Hessian operator.
+    """Top-k and smallest eigenvalues, trace and density from one Hessian operator
+    (``n_vectors=0``: no density, ``grid`` and ``density`` empty).
 
     Computed with autocast off (:func:`~bench.diagnostics.context.functional_context`):
     in float32 under a ``bf16-mixed`` run, whose weights are float32;
@@ -284,7 +285,10 @@ def hessian_analysis(
         run = _top_and_min(op, top_k, iters, tol, seed, want_min=True)
         trace, stderr = _hutchinson(op, n_trace_samples, seed + 1)
         nodes, weights = _slq(op, n_lanczos, n_vectors, seed + 2)
-    grid, density = broadened_density(nodes, weights)
+    if n_vectors:
+        grid, density = broadened_density(nodes, weights)
+    else:  # no density asked for: no quadrature, nothing to broaden
+        grid, density = np.zeros(0), np.zeros(0)
     return HessianResult(
         top_k=[float(x) for x in run.ritz[::-1][:top_k]],
         lambda_min=float(run.ritz[0]),
