@@ -189,3 +189,15 @@ def test_a_mistyped_command_says_which_was_meant_and_version_is_printed(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == "bench 0.1.0"
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    # `bench variants | head -1`: the pipe closes before bench has written everything.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "variants"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141  # 128 + SIGPIPE, as a shell reports it
+    assert "Traceback" not in err and "Exception ignored" not in err, err
