@@ -293,7 +293,7 @@ class LauncherSpec(_Strict):
     time: str | None = Field(
         None,
         pattern=TIME_LIMIT,
-        description="slurm: the job's time limit, minutes or [D-]HH:MM:SS as sbatch --time takes",
+        description="minutes, or [D-]HH:MM:SS as sbatch --time takes (slurm: the time limit)",
     )
     gpus_per_worker: int | None = Field(
         None, ge=1, description="slurm: --gres=gpu:N (None: CPU workers)"
@@ -306,7 +306,7 @@ class LauncherSpec(_Strict):
     mem: str | None = Field(
         None,
         pattern=MEMORY,
-        description="slurm: memory per worker, a number with an optional K/M/G/T suffix (16G)",
+        description="a number with an optional K/M/G/T suffix, e.g. 16G (slurm: memory a worker)",
     )
     sbatch: list[str] = Field(
         default_factory=list, description='slurm: extra sbatch options ("--constraint=a100")'
@@ -358,7 +358,10 @@ class SweepSpec(_Strict):
     """A whole sweep. Exactly one of ``compare`` and ``search``."""
 
     name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep (runs/sweeps/NAME)"
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        # also the text of a pattern error (bench.validation): what is allowed
+        description="letters, digits and _ . -, starting with a letter or digit "
+        "(the sweep's directory: runs/sweeps/NAME)",
     )
     description: str = Field("", description="one line for the report")
     base: dict[str, Any] = Field(
