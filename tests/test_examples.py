@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from bench.config import ConfigError
 from bench.sweeps import preflight
 from bench.sweeps.launcher import run_sweep
 from bench.sweeps.spec import load_spec
@@ -22,7 +24,7 @@ LOCAL = [p for p in EXAMPLES if load_spec(p).launcher.name == "local"]
 
 def test_the_examples_ask_the_researchers_questions():
     names = {p.stem for p in EXAMPLES}
-    assert {"heads", "my-corpus", "search", "slurm", "variants-2025"} <= names
+    assert {"heads", "multi-gpu", "my-corpus", "search", "slurm", "variants-2025"} <= names
 
 
 @pytest.mark.parametrize("spec", LOCAL, ids=[p.stem for p in LOCAL])
@@ -36,6 +38,19 @@ def test_a_local_example_plans_with_dry_run_and_creates_nothing(
     assert run_sweep(spec, workers=2, dry_run=True, out=tmp_path / "sweep") == 0
     out = capsys.readouterr().out
     assert "runs of" in out and "with 2 worker(s)" in out
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="about a machine without a GPU")
+def test_a_multi_gpu_plan_previews_without_gpus_but_does_not_start(tmp_path, capsys, monkeypatch):
+    spec = EXAMPLES_DIR / "multi-gpu.yaml"
+    monkeypatch.setattr(preflight, "time_steps", lambda cfg, threads: 0.01)
+    assert run_sweep(spec, devices="0,1,2,3", dry_run=True, out=tmp_path / "sweep") == 0
+    out = capsys.readouterr().out
+    assert "with 4 worker(s)" in out  # one a GPU, as on the machine that has them
+    assert "no GPU is visible here" in out and "this machine's CPU's" in out
+    with pytest.raises(ConfigError, match="no GPU is visible here; use --devices cpu"):
+        run_sweep(spec, devices="0,1,2,3", out=tmp_path / "sweep")
     assert not (tmp_path / "sweep").exists()
 
 

@@ -21,28 +21,39 @@ class HessianConfig(Strict):
     """The Hessian's extreme eigenvalues, trace and spectral density at fractions of a run
     (Ghorbani, Krishnan, Xiao 2019; :mod:`bench.diagnostics.hessian`)."""
 
-    enabled: bool = False
-    steps: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # fractions of the run
-    top_k: int = Field(default=3, ge=1)  # extreme eigenvalues
-    iters: int = Field(default=20, ge=1)  # power iterations per eigenvalue
-    # The spectral density by stochastic Lanczos quadrature: 3 x 40 Hessian-vector
-    # products a measurement, 60% of its cost. Only the per-run figure draws it (not
-    # the report); off, the npz holds λ_max, λ_min and the trace and no density.
-    density: bool = True
+    enabled: bool = Field(default=False, description="measure the Hessian")
+    steps: list[float] = Field(
+        default_factory=lambda: [0.0, 0.5, 1.0], description="when: fractions of the run"
+    )
+    top_k: int = Field(default=3, ge=1, description="extreme eigenvalues")
+    iters: int = Field(default=20, ge=1, description="power iterations per eigenvalue")
+    # 3 x 40 Hessian-vector products a measurement, 60% of its cost; only the per-run
+    # figure draws the density (not the report)
+    density: bool = Field(
+        default=True,
+        description="the spectral density by stochastic Lanczos quadrature; off: the npz "
+        "holds λ_max, λ_min and the trace only",
+    )
 
 
 class LandscapeConfig(Strict):
     """Loss along the init-to-final line and over two planes around the final weights
     (Li et al. 2018, filter-normalised directions; :mod:`bench.diagnostics.landscape`)."""
 
-    enabled: bool = False
-    resolution: int = Field(default=11, ge=3)  # grid points a side (made odd)
-    every: int | None = Field(default=None, ge=1)  # trajectory snapshots; None: ~40 per run
-    batches: int = Field(default=2, ge=1)  # evaluation batches per grid point
-    span: float = Field(default=1.0, gt=0)  # the plane covers [-span, span]^2
-    radius: float = Field(default=0.5, gt=0)  # sharpness: the max rise within this radius
-    threshold: float = Field(default=0.1, gt=0)  # basin width: loss rise that bounds the basin
-    interpolation_points: int = Field(default=21, ge=2)  # points on the init-to-final line
+    enabled: bool = Field(default=False, description="measure the loss landscape at the end")
+    resolution: int = Field(default=11, ge=3, description="grid points a side (made odd)")
+    every: int | None = Field(
+        default=None, ge=1, description="steps between trajectory snapshots (None: ~40 a run)"
+    )
+    batches: int = Field(default=2, ge=1, description="evaluation batches per grid point")
+    span: float = Field(default=1.0, gt=0, description="the plane covers [-span, span]^2")
+    radius: float = Field(default=0.5, gt=0, description="sharpness: the max rise within this")
+    threshold: float = Field(
+        default=0.1, gt=0, description="basin width: the loss rise that bounds the basin"
+    )
+    interpolation_points: int = Field(
+        default=21, ge=2, description="points on the init-to-final line"
+    )
 
 
 # Flat keys of earlier config files, and the short switch, -> their nested key.
@@ -73,26 +84,42 @@ def canonical_key(key: str) -> str:
 class DiagnosticsConfig(Strict):
     """Switches and intervals for the measurements in bench/diagnostics."""
 
-    gradients: bool = True
-    gradients_every: int = Field(default=25, ge=1)
-    noise_scale: bool = True
-    attention_entropy: bool = True
-    hessian: HessianConfig = Field(default_factory=HessianConfig)
-    landscape: LandscapeConfig = Field(default_factory=LandscapeConfig)
-    throughput: bool = True
-    peak_flops: float | None = Field(default=None, gt=0)  # override the peak used for MFU
-    # attention maps of fixed validation examples at init and at the end (attention_maps.py)
-    attention_maps: bool = True
+    gradients: bool = Field(default=True, description="per-block gradient norms and update ratios")
+    gradients_every: int = Field(
+        default=25, ge=1, description="steps between gradient measurements"
+    )
+    noise_scale: bool = Field(
+        default=True, description="the gradient noise scale (McCandlish et al. 2018)"
+    )
+    attention_entropy: bool = Field(default=True, description="attention entropy per layer")
+    hessian: HessianConfig = Field(
+        default_factory=HessianConfig, description="the Hessian spectrum (true: enabled)"
+    )
+    landscape: LandscapeConfig = Field(
+        default_factory=LandscapeConfig, description="the loss landscape (true: enabled)"
+    )
+    throughput: bool = Field(default=True, description="tokens/s, FLOPs, MFU and peak memory")
+    peak_flops: float | None = Field(
+        default=None, gt=0, description="the peak FLOP/s used for MFU (None: this device's)"
+    )
+    attention_maps: bool = Field(
+        default=True,
+        description="attention maps of fixed validation examples at init and at the end",
+    )
     attention_maps_examples: int = Field(
-        default=4, ge=1
-    )  # examples recorded (bench attention --example)
+        default=4, ge=1, description="examples recorded (bench attention --example)"
+    )
     attention_maps_max_len: int = Field(
-        default=64, ge=1
-    )  # positions kept per axis (longer: cropped)
-    attention_maps_max_params: int = Field(default=20_000_000, ge=0)  # larger models: no maps
-    # each diagnostic's PNG figures at the end of the run (bench/diagnostics/run_figures.py);
-    # false: the same data files only, figures drawn later by `bench figures RUN_DIR`
-    figures: bool = True
+        default=64, ge=1, description="positions kept per axis (longer: cropped)"
+    )
+    attention_maps_max_params: int = Field(
+        default=20_000_000, ge=0, description="larger models record no maps"
+    )
+    figures: bool = Field(
+        default=True,
+        description="PNG figures at the end of the run; false: data files only "
+        "(bench figures RUN_DIR draws them later)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -49,12 +49,16 @@ MAX_SINUSOID_RATIO = 4.0  # sinusoidal vs token RMS further apart than this: one
 class ModelConfig(Strict):
     """The transformer. Axis fields are Literals; sizes are positive ints."""
 
-    arch: Arch = "decoder"
-    norm_placement: NormPlacement = "pre"
-    norm_type: NormType = "layernorm"
-    qk_norm: bool = False
-    # --- normalization, block and loss variants (issue 26; docs/variants.md) ---
-    block: BlockLayout = "sequential"  # parallel: x + attn(N(x)) + ffn(N(x)) (GPT-J, PaLM)
+    arch: Arch = Field(default="decoder", description="decoder-only, or encoder-decoder")
+    norm_placement: NormPlacement = Field(
+        default="pre", description="where each block normalizes (docs/variants.md)"
+    )
+    norm_type: NormType = Field(default="layernorm", description="the normalization")
+    qk_norm: bool = Field(default=False, description="normalize queries and keys per head")
+    # --- normalization, block and loss variants (docs/variants.md) ---
+    block: BlockLayout = Field(
+        default="sequential", description="parallel: x + attn(N(x)) + ffn(N(x)) (GPT-J, PaLM)"
+    )
     dyt_alpha: float = Field(
         default=0.5,
         gt=0,
@@ -68,7 +72,7 @@ class ModelConfig(Strict):
         description="Mix-LN (Li et al. 2024): the first floor(fraction * layers) blocks "
         "of each stack are Post-LN, the rest Pre-LN (the paper's 0.25)",
     )
-    attention: AttentionKind = "softmax"
+    attention: AttentionKind = Field(default="softmax", description="the attention function")
     sigmoid_bias: float | None = Field(
         default=None, description="sigmoid attention's bias b (default: -ln of the keys)"
     )
@@ -83,13 +87,15 @@ class ModelConfig(Strict):
         description="learnable attention-sink embeddings put before every sequence of each "
         "causal stack (Xiao et al. 2023 use 1; 0: none)",
     )
-    pos_encoding: PosEncoding = "learned"
+    pos_encoding: PosEncoding = Field(default="learned", description="positional encoding")
     rope_base: float = Field(default=10000.0, gt=0, description="RoPE frequency base")
     rope_fraction: float = Field(
         default=1.0, gt=0, le=1, description="fraction of each head's dimensions RoPE rotates"
     )
-    # --- RoPE frequency scaling (issue 26, "Positions"; bench.model.positional) ---
-    rope_scaling: RopeScaling = "none"
+    # --- RoPE frequency scaling (bench.model.positional) ---
+    rope_scaling: RopeScaling = Field(
+        default="none", description="RoPE frequency scaling for positions past the training length"
+    )
     rope_scaling_factor: float | None = Field(
         default=None,
         ge=1,
@@ -133,13 +139,18 @@ class ModelConfig(Strict):
     d_ff: int | None = Field(
         default=None, ge=1, description="FFN width (default: 4 d_model; 8/3 d_model for swiglu)"
     )
-    ffn: FeedForward = "gelu"
+    ffn: FeedForward = Field(default="gelu", description="the feed-forward block")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="attention and residual dropout")
-    bias: bool = True
-    tie_embeddings: bool = True
-    init: Init = "auto"  # auto: see resolved()
-    # Token embeddings x1 (none), x sqrt(d_model) (sqrt_d) or normed (norm); auto: resolved()
-    embed_scale: EmbedScale = "auto"
+    bias: bool = Field(default=True, description="biases in linear layers and norms")
+    tie_embeddings: bool = Field(default=True, description="the output head is the embedding")
+    init: Init = Field(
+        default="auto", description="auto: deepnorm for deepnorm, else xavier (resolved())"
+    )
+    embed_scale: EmbedScale = Field(
+        default="auto",
+        description="token embeddings x1 (none), x sqrt(d_model) (sqrt_d) or normed (norm); "
+        "auto: resolved()",
+    )
     max_len: int = Field(default=1024, ge=1, description="longest sequence a position table covers")
     vocab_size: int = Field(default=256, ge=2, description="set from the task")
 

@@ -27,12 +27,18 @@ from bench.validation import describe
 class RunConfig(Strict):
     """Everything one training run needs; plain data, safe to ship to a worker."""
 
-    variant: str | None = None  # the preset applied to ``model``, for the record
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    task: TaskConfig = Field(default_factory=TaskConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    variant: str | None = Field(
+        default=None, description="a preset (variants/NAME.yaml, or a path) applied to model"
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the transformer")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="what to learn")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="the run directory and W&B"
+    )
+    diagnostics: DiagnosticsConfig = Field(
+        default_factory=DiagnosticsConfig, description="measurements during the run"
+    )
 
     @model_validator(mode="after")
     def _mup_base(self) -> RunConfig:

@@ -24,19 +24,37 @@ TASKS_DESCRIBED: dict[str, str] = {
 class TaskConfig(Strict):
     """What to learn. Data is generated (or read locally) from ``seed``."""
 
-    name: TaskName = "copy"
-    seq_len: int = Field(default=16, ge=1)  # problem size / context length at training time
-    eval_scales: list[int] = Field(default_factory=lambda: [1, 2, 4])  # x seq_len
-    n_symbols: int = Field(default=16, ge=2)  # alphabet of the synthetic probes
-    modulus: int = Field(default=23, ge=2)  # modadd
-    n_train: int = Field(default=4096, ge=1)  # examples (probes, scan) or windows (text)
-    n_val: int = Field(default=256, ge=1)  # per eval length; text: spans (tasks/text.py)
-    batch_size: int = Field(default=32, ge=1)
-    seed: int = 0
-    paths: list[str] = Field(default_factory=list)  # text: files/folders; [] = stdlib
-    hf_dataset: str | None = None  # text: a cached Hugging Face dataset name
-    max_bytes: int = Field(default=2_000_000, ge=1)  # text: cap on bytes read
-    # text: also score the last seq_len bytes of each validation span with windows of
-    # every eval length ending at the span's end (val/loss_sw@L; bench/tasks/text.py)
-    sliding_eval: bool = False
-    num_workers: int = Field(default=0, ge=0)
+    name: TaskName = Field(default="copy", description="the task (bench variants lists them)")
+    seq_len: int = Field(
+        default=16,
+        ge=1,
+        description="problem size (probes, scan) or context length (text) in training",
+    )
+    eval_scales: list[int] = Field(
+        default_factory=lambda: [1, 2, 4],
+        description="validation lengths as multiples of seq_len: increasing, starting at 1",
+    )
+    n_symbols: int = Field(default=16, ge=2, description="alphabet of the synthetic probes")
+    modulus: int = Field(default=23, ge=2, description="modadd: the modulus of the running sums")
+    n_train: int = Field(
+        default=4096, ge=1, description="training examples (probes, scan) or windows (text)"
+    )
+    n_val: int = Field(
+        default=256, ge=1, description="validation examples per eval length; text: spans"
+    )
+    batch_size: int = Field(default=32, ge=1, description="examples a training step")
+    seed: int = Field(default=0, description="seed of the generated data and its split")
+    paths: list[str] = Field(
+        default_factory=list, description="text: files and folders to read; [] = the stdlib"
+    )
+    hf_dataset: str | None = Field(
+        default=None,
+        description="text: a Hugging Face dataset (name or name:config) already in the local cache",
+    )
+    max_bytes: int = Field(default=2_000_000, ge=1, description="text: cap on the bytes read")
+    sliding_eval: bool = Field(
+        default=False,
+        description="text: also score each validation span's last seq_len bytes with windows "
+        "of every eval length ending there (val/loss_sw@L; bench/tasks/text.py)",
+    )
+    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes")

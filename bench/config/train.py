@@ -16,17 +16,25 @@ Parameterization = Literal["standard", "mup"]
 class TrainConfig(Strict):
     """Optimisation and the Trainer."""
 
-    max_steps: int = Field(default=300, ge=1)
-    lr: float = Field(default=3e-3, gt=0)
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    warmup_steps: int = Field(default=30, ge=0)
-    schedule: Schedule = "cosine"
-    weight_decay: float = Field(default=0.1, ge=0)
-    decay_norms_and_embeddings: bool = False
-    beta1: float = Field(default=0.9, ge=0, lt=1)
-    beta2: float = Field(default=0.98, ge=0, lt=1)
-    grad_clip: float | None = Field(default=1.0, gt=0)
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    max_steps: int = Field(default=300, ge=1, description="training steps")
+    lr: float = Field(default=3e-3, gt=0, description="peak AdamW learning rate")
+    min_lr_ratio: float = Field(
+        default=0.1, ge=0, le=1, description="the schedule decays to lr x min_lr_ratio"
+    )
+    warmup_steps: int = Field(default=30, ge=0, description="linear warmup from 0 to lr")
+    schedule: Schedule = Field(default="cosine", description="decay after the warmup")
+    weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay")
+    decay_norms_and_embeddings: bool = Field(
+        default=False, description="decay norms, biases and embeddings too (default: exempt)"
+    )
+    beta1: float = Field(default=0.9, ge=0, lt=1, description="AdamW beta1")
+    beta2: float = Field(default=0.98, ge=0, lt=1, description="AdamW beta2")
+    grad_clip: float | None = Field(
+        default=1.0, gt=0, description="gradient norm clipping (None: off)"
+    )
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=1, description="label smoothing of the training loss"
+    )
     z_loss: float = Field(
         default=0.0,
         ge=0,
@@ -53,18 +61,34 @@ class TrainConfig(Strict):
             "smallest width of the size ladder, so an LR tuned there transfers up)"
         ),
     )
-    # auto: bf16-mixed on a GPU with bf16, and on a CPU where bf16 measured >= 1.2x fp32 at the
-    # run's matmul shapes; else 32-true (bench.training.precision)
-    precision: Precision = "auto"
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int = Field(default=1, ge=1)  # DDP ranks per node
-    nodes: int = Field(default=1, ge=1)  # nodes (DDP over Slurm tasks: bench.training.cluster)
-    val_every: int = Field(default=100, ge=1)  # steps between validations
-    log_every: int = Field(default=10, ge=1)
-    checkpoint_every: int | None = Field(default=None, ge=1)  # None: at each validation
-    threads: int | None = Field(default=None, ge=1)  # torch intra-op threads
-    seed: int = 0
-    deterministic: bool = True
-    # torch.compile the model (nn.Module.compile: in place, same state_dict keys); opt-in
-    compile: bool = False
-    progress_bar: bool | None = None  # None: only when stderr is a terminal
+    precision: Precision = Field(
+        default="auto",
+        description="auto: bf16-mixed on a GPU with bf16, and on a CPU where bf16 measured "
+        ">= 1.2x fp32 at the run's matmul shapes; else 32-true (bench.training.precision)",
+    )
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto", description="auto: a GPU when one is visible"
+    )
+    devices: int = Field(
+        default=1, ge=1, description="DDP ranks per node (a sweep worker's GPU group)"
+    )
+    nodes: int = Field(
+        default=1, ge=1, description="nodes (DDP over Slurm tasks: bench.training.cluster)"
+    )
+    val_every: int = Field(default=100, ge=1, description="steps between validations")
+    log_every: int = Field(default=10, ge=1, description="steps between logged training metrics")
+    checkpoint_every: int | None = Field(
+        default=None, ge=1, description="steps between checkpoints (None: at each validation)"
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads (None: torch's choice)"
+    )
+    seed: int = Field(default=0, description="seed of the init, dropout and batch order")
+    deterministic: bool = Field(default=True, description="deterministic torch algorithms")
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the model (nn.Module.compile: in place, same state_dict keys)",
+    )
+    progress_bar: bool | None = Field(
+        default=None, description="None: only when stderr is a terminal"
+    )

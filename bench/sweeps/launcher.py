@@ -249,26 +249,37 @@ def dry_run_sweep(
     """Print the cells, tuning points, runs and an estimated time; create nothing.
 
     The workers and each one's threads are those the same command without ``--dry-run``
-    would start (:func:`_slots`: ``--workers``, else one per GPU group, else 1 on CPU)."""
+    would start (:func:`_slots`: ``--workers``, else one per GPU group, else 1 on CPU).
+    ``--devices`` naming GPUs this machine does not have is planned all the same (a plan
+    for the GPU machine, previewed on a laptop), with the step time said to be the CPU's."""
     from bench.sweeps.layout import resolve_spec
     from bench.sweeps.preflight import check_cells, make_plan, print_plan
 
     spec, _ = resolve_spec(spec_path)
-    slots = _slots(spec_path, workers, devices)
+    slots = _slots(spec_path, workers, devices, dry_run=True)
     check_cells(spec, str(spec_path))
     print_plan(spec, make_plan(spec, slots[0].threads), len(slots))
+    gpus = parse_devices(devices)
+    if gpus and not detect_gpus():
+        print(f"(no GPU is visible here: the plan is for --devices {','.join(gpus)}, but the "
+              "step time is this machine's CPU's; on the GPUs a step can take much less)")  # fmt: skip
     return 0
 
 
 def _slots(
-    spec_path: str | Path, workers: int | None, devices: str | Sequence[str] | None
+    spec_path: str | Path,
+    workers: int | None,
+    devices: str | Sequence[str] | None,
+    dry_run: bool = False,
 ) -> list[Slot]:
-    """Each worker's devices, from ``--workers``/``--devices`` and a trial's ``train.devices``."""
+    """Each worker's devices, from ``--workers``/``--devices`` and a trial's ``train.devices``.
+
+    GPUs named by ``--devices`` must be visible, except in a dry run, which only plans."""
     spec, _ = resolve_spec(spec_path)
     per_trial = build_cell_config(spec, {}, "base").train.devices
     gpus = parse_devices(devices)
     visible = detect_gpus()
-    if gpus and not visible:
+    if gpus and not visible and not dry_run:
         raise ConfigError(f"--devices={','.join(gpus)}: no GPU is visible here; use --devices cpu")
     return assign_devices(workers, visible if gpus is None else gpus, per_trial)
 

@@ -47,12 +47,17 @@ class _Strict(BaseModel):
 class ParamSpec(_Strict):
     """One tuned dimension: a float/int range (``low``/``high``, ``log``, ``step``) or ``choices``."""
 
-    type: Literal["float", "int", "categorical"] | None = None  # None: inferred
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = Field(None, gt=0)
-    choices: list[Scalar] | None = None
+    type: Literal["float", "int", "categorical"] | None = Field(
+        None,
+        description="None: inferred (choices: categorical; integer bounds, no log: int; else float)",
+    )
+    low: float | None = Field(None, description="a range's lower bound")
+    high: float | None = Field(None, description="a range's upper bound")
+    log: bool = Field(False, description="sample the range on a log scale")
+    step: float | None = Field(None, gt=0, description="a range's step (grid sampler)")
+    choices: list[Scalar] | None = Field(
+        None, description="the values to choose from (a bare list is short for this)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamSpec:
@@ -113,13 +118,18 @@ class ParamSpec(_Strict):
 class TuneSpec(_Strict):
     """What to tune and how many trials to spend (per cell in compare mode)."""
 
-    params: dict[str, ParamSpec]
-    trials: int = Field(5, ge=1)
-    # auto: compare mode runs the same deterministic points in every cell (a grid for
-    # one parameter, quasi-random points for more; see bench.sweeps.tuning), then TPE;
-    # search mode: TPE.
-    sampler: Literal["auto", "tpe", "random", "grid"] = "auto"
-    points: int | None = Field(None, ge=1)  # auto: deterministic points (default min(trials, 5))
+    params: dict[str, ParamSpec] = Field(
+        description="dotted config key -> its range or choices (e.g. train.lr)"
+    )
+    trials: int = Field(5, ge=1, description="trials (per cell in compare mode)")
+    sampler: Literal["auto", "tpe", "random", "grid"] = Field(
+        "auto",
+        description="auto: in compare mode the same deterministic points in every cell (a grid "
+        "for one parameter, quasi-random for more; bench.sweeps.tuning), then TPE; search: TPE",
+    )
+    points: int | None = Field(
+        None, ge=1, description="auto: the deterministic points (default min(trials, 5))"
+    )
 
     @model_validator(mode="after")
     def _points_fit(self) -> TuneSpec:
@@ -161,16 +171,20 @@ Direction = Literal["minimize", "maximize"]
 class Objective(_Strict):
     """A metric from the run's final metrics and whether to minimize or maximize it."""
 
-    metric: str = "val/loss"
-    direction: Direction = "minimize"
+    metric: str = Field("val/loss", description="a key of the run's final metrics")
+    direction: Direction = Field("minimize", description="minimize or maximize it")
 
 
 class Budget(_Strict):
     """Limits: steps per trial, sweep wall clock, total tuning trials."""
 
-    max_steps: int | None = Field(None, ge=1)  # sets train.max_steps of every trial
-    wall_clock: float | None = Field(None, gt=0)  # seconds; no new trial starts after it
-    trials: int | None = Field(None, ge=1)  # cap on tuning/search trials over the sweep
+    max_steps: int | None = Field(None, ge=1, description="sets train.max_steps of every run")
+    wall_clock: float | None = Field(
+        None, gt=0, description="seconds; no new trial starts after it"
+    )
+    trials: int | None = Field(
+        None, ge=1, description="cap on tuning and search trials over the sweep"
+    )
 
 
 class ScaleSpec(_Strict):
@@ -192,14 +206,25 @@ class ScaleSpec(_Strict):
     transferred rung may be mis-tuned, and the report says so.
     """
 
-    ladder: dict[str, list[Scalar]]
-    tune: Literal["every", "smallest"] = "every"
-    budget: Literal["steps", "tokens", "tokens_per_param"] = "steps"
-    tokens: int | None = Field(None, ge=1)
-    tokens_per_param: float | None = Field(None, gt=0)
-    # the report also gives each trend's fitted gap at this many parameters, with its
-    # interval and what it assumes (nothing measured supports it)
-    extrapolate_to: float | None = Field(None, gt=0)
+    ladder: dict[str, list[Scalar]] = Field(
+        description="config key -> one value per rung (the lists are zipped)"
+    )
+    tune: Literal["every", "smallest"] = Field(
+        "every", description="tune at every rung, or at the smallest and transfer"
+    )
+    budget: Literal["steps", "tokens", "tokens_per_param"] = Field(
+        "steps", description="how training length follows size"
+    )
+    tokens: int | None = Field(None, ge=1, description="budget tokens: tokens at every rung")
+    tokens_per_param: float | None = Field(
+        None, gt=0, description="budget tokens_per_param: tokens per parameter (Chinchilla: ~20)"
+    )
+    extrapolate_to: float | None = Field(
+        None,
+        gt=0,
+        description="the report also gives each trend's fitted gap at this many parameters "
+        "(an extrapolation nothing measured supports)",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> ScaleSpec:
@@ -231,9 +256,13 @@ class ScaleSpec(_Strict):
 class RetrySpec(_Strict):
     """Fault tolerance: how often a trial whose worker died is retried; RDB heartbeats."""
 
-    max_retries: int = Field(2, ge=0)
-    heartbeat_interval: int = Field(10, ge=1)  # seconds (RDB storages only)
-    grace_period: int | None = Field(None, ge=1)  # None: 2 x heartbeat_interval
+    max_retries: int = Field(2, ge=0, description="retries of a trial whose worker died")
+    heartbeat_interval: int = Field(
+        10, ge=1, description="seconds between heartbeats (RDB storages only)"
+    )
+    grace_period: int | None = Field(
+        None, ge=1, description="seconds without a heartbeat before a trial is failed (None: 2x)"
+    )
 
 
 TIME_LIMIT = r"^(\d+|(\d+-)?\d+(:\d{1,2}){0,2})$"  # Slurm's --time: MIN, [D-]HH[:MM[:SS]], MM:SS
@@ -252,23 +281,39 @@ class LauncherSpec(_Strict):
     over its tasks.
     """
 
-    name: Literal["local", "slurm"] = "local"
-    workers: int | None = Field(None, ge=1)
-    partition: str | None = Field(None, min_length=1)
-    account: str | None = Field(None, min_length=1)
-    qos: str | None = Field(None, min_length=1)
-    time: str | None = Field(  # the job's time limit
-        None, pattern=TIME_LIMIT, description="minutes, or [D-]HH:MM:SS as sbatch --time takes"
+    name: Literal["local", "slurm"] = Field(
+        "local", description="processes on this machine, or a Slurm job array"
     )
-    gpus_per_worker: int | None = Field(None, ge=1)  # None: CPU workers
-    cpus_per_worker: int | None = Field(None, ge=1)  # None: one per task
-    nodes: int = Field(1, ge=1)  # nodes of one worker
-    tasks_per_node: int = Field(1, ge=1)  # Slurm tasks (DDP ranks) on each of them
-    mem: str | None = Field(  # memory per worker
-        None, pattern=MEMORY, description="a number with an optional K/M/G/T suffix, e.g. 16G"
+    workers: int | None = Field(
+        None, ge=1, description="None: local, one per GPU group (1 on CPU); slurm, 1"
     )
-    sbatch: list[str] = Field(default_factory=list)  # extra sbatch options: "--constraint=a100"
-    signal_delay: int = Field(120, ge=10)  # seconds before the time limit: the pre-timeout signal
+    partition: str | None = Field(None, min_length=1, description="slurm: --partition")
+    account: str | None = Field(None, min_length=1, description="slurm: --account")
+    qos: str | None = Field(None, min_length=1, description="slurm: --qos")
+    time: str | None = Field(
+        None,
+        pattern=TIME_LIMIT,
+        description="minutes, or [D-]HH:MM:SS as sbatch --time takes (slurm: the time limit)",
+    )
+    gpus_per_worker: int | None = Field(
+        None, ge=1, description="slurm: --gres=gpu:N (None: CPU workers)"
+    )
+    cpus_per_worker: int | None = Field(None, ge=1, description="slurm: None: one per task")
+    nodes: int = Field(1, ge=1, description="slurm: nodes of one worker")
+    tasks_per_node: int = Field(
+        1, ge=1, description="slurm: tasks (DDP ranks) on each node of a worker"
+    )
+    mem: str | None = Field(
+        None,
+        pattern=MEMORY,
+        description="a number with an optional K/M/G/T suffix, e.g. 16G (slurm: memory a worker)",
+    )
+    sbatch: list[str] = Field(
+        default_factory=list, description='slurm: extra sbatch options ("--constraint=a100")'
+    )
+    signal_delay: int = Field(
+        120, ge=10, description="slurm: seconds before the time limit of the pre-timeout signal"
+    )
 
     @property
     def ranks(self) -> int:
@@ -291,7 +336,9 @@ class PhaseSpec(_Strict):
     diagnostics section, e.g. ``{hessian: {enabled: false}}``). Training is never changed
     per phase, so a seed run re-runs exactly the configuration its tuning trial trained."""
 
-    diagnostics: dict[str, Any] = Field(default_factory=dict)
+    diagnostics: dict[str, Any] = Field(
+        default_factory=dict, description="a partial diagnostics section for this phase's runs"
+    )
 
 
 class PhasesSpec(_Strict):
@@ -299,8 +346,8 @@ class PhasesSpec(_Strict):
     runs the report's numbers and figures come from. The Hessian and the loss landscape
     are drawn only from seed runs, so a spec can switch them off in ``tune``."""
 
-    tune: PhaseSpec = Field(default_factory=PhaseSpec)
-    seeds: PhaseSpec = Field(default_factory=PhaseSpec)
+    tune: PhaseSpec = Field(default_factory=PhaseSpec, description="tuning and search trials")
+    seeds: PhaseSpec = Field(default_factory=PhaseSpec, description="seed runs")
 
     def of(self, phase: str) -> PhaseSpec:
         """The settings of a trial's phase (``tune``, ``search`` or ``seed``)."""
@@ -310,25 +357,45 @@ class PhasesSpec(_Strict):
 class SweepSpec(_Strict):
     """A whole sweep. Exactly one of ``compare`` and ``search``."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = ""
-    base: dict[str, Any] = Field(default_factory=dict)  # a partial RunConfig (may hold variant)
-    compare: dict[str, list[Scalar]] | None = None
-    tune: TuneSpec | None = None
-    search: TuneSpec | None = None
-    seeds: int | None = Field(None, ge=0)  # None: 3 in compare mode, 0 in search mode
-    # seed runs draw their own task data too (task.seed = the run's seed), so replicates
-    # vary the validation sample, not only initialization and batch order
-    seed_data: bool = False
-    objective: Objective | list[Objective] = Field(default_factory=Objective)
-    # None: "chance" in compare mode; hyperband in search mode (none if multi-objective).
-    pruner: Literal["chance", "hyperband", "median", "none"] | None = None
-    budget: Budget = Field(default_factory=Budget)
-    scale: ScaleSpec | None = None  # a size ladder: every cell at every rung
-    retry: RetrySpec = Field(default_factory=RetrySpec)
-    seed: int = 0  # sampler seed
-    launcher: LauncherSpec = Field(default_factory=LauncherSpec)
-    phases: PhasesSpec = Field(default_factory=PhasesSpec)  # per-phase diagnostics
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        # also the text of a pattern error (bench.validation): what is allowed
+        description="letters, digits and _ . -, starting with a letter or digit "
+        "(the sweep's directory: runs/sweeps/NAME)",
+    )
+    description: str = Field("", description="one line for the report")
+    base: dict[str, Any] = Field(
+        default_factory=dict, description="a partial run config (may hold variant)"
+    )
+    compare: dict[str, list[Scalar]] | None = Field(
+        None, description="config key -> values; every combination is a cell"
+    )
+    tune: TuneSpec | None = Field(None, description="compare mode: what each cell tunes")
+    search: TuneSpec | None = Field(
+        None, description="search mode: architecture and hyperparameters in one study"
+    )
+    seeds: int | None = Field(
+        None, ge=0, description="seed runs of each cell's best (None: 3 compare, 0 search)"
+    )
+    seed_data: bool = Field(
+        False,
+        description="seed runs draw their own task data too (task.seed = the run's seed), so "
+        "replicates vary the validation sample",
+    )
+    objective: Objective | list[Objective] = Field(
+        default_factory=Objective, description="one, or several (search mode: a Pareto front)"
+    )
+    pruner: Literal["chance", "hyperband", "median", "none"] | None = Field(
+        None, description="None: chance in compare mode; hyperband in search (none if several)"
+    )
+    budget: Budget = Field(default_factory=Budget, description="limits")
+    scale: ScaleSpec | None = Field(None, description="a size ladder: every cell at every rung")
+    retry: RetrySpec = Field(default_factory=RetrySpec, description="fault tolerance")
+    seed: int = Field(0, description="the sampler's seed")
+    launcher: LauncherSpec = Field(
+        default_factory=LauncherSpec, description="where the workers run (flags override it)"
+    )
+    phases: PhasesSpec = Field(default_factory=PhasesSpec, description="per-phase diagnostics")
 
     @model_validator(mode="after")
     def _mode(self, info: ValidationInfo) -> SweepSpec:
