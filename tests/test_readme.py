@@ -21,6 +21,11 @@ def test_readme_opens_with_a_main_command_and_a_test_command():
     assert "pytest" in test and "pytest" not in main
 
 
+def test_the_readme_stays_a_two_minute_read():
+    # A newcomer's page: reference material belongs in docs/ (about nanoGPT's 13.8k).
+    assert len((ROOT / "README.md").read_text()) <= 12_000
+
+
 def test_ci_runs_the_readme_test_command_verbatim():
     _, test = readme_commands()
     assert test in (ROOT / ".ci" / "run").read_text().splitlines()
