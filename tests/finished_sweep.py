@@ -1,17 +1,18 @@
 """One small finished sweep per test session, made by the real ``bench sweep`` (piped).
 
-``bench ls``, ``compare``, ``export`` and the sweep-progress tests read it; none
-of them changes it. Two cells (pre / post), 2 tuning trials and 1 seed each, 10
+``bench ls``, ``compare``, ``export``, the sweep-progress tests and ``test_sweep_run``
+read it; none of them changes it (a test that would works on a copy). The launcher runs
+in the test process (``tests/in_process.py``); its one worker is a real process. Two cells (pre / post), 2 tuning trials and 1 seed each, 10
 steps a run with a validation every 5, gradient diagnostics on.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
+from tests.in_process import bench_in_process
 from tests.shared import made_once
 from tests.sweep_helpers import env_for_tests, tiny_spec, write_spec
 
@@ -35,22 +36,14 @@ def _out(root: Path) -> Path:
 
 def _make(root: Path) -> list:
     spec = write_spec(root / "daily.yaml", SPEC)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "sweep",
-            str(spec),
-            "--workers",
-            "1",
-            "--out",
-            str(_out(root)),
-        ],
-        cwd=root,
+    proc = bench_in_process(
+        "sweep",
+        str(spec),
+        "--workers",
+        "1",
+        "--out",
+        str(_out(root)),
         env=env_for_tests(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+        cwd=root,
     )
     return [proc.args, proc.returncode, proc.stdout, proc.stderr]

@@ -1,7 +1,8 @@
 """A sweep survives crashes: killed launchers, torn journals, dead heartbeats, full disks.
 
 Real processes and signals, real journal files, the real PostgreSQL server and a
-real (tiny) tmpfs.
+real (tiny) tmpfs. A command whose process is not what is tested runs in this one
+(``tests/in_process.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sweep_helpers import (
 from test_security import RUN_ARGS, assert_one_line_error, bench, unfinished_copy
 
 from bench.sweeps.storage import open_storage
+from tests.in_process import bench_in_process
 
 
 def _sweep_cmd(spec: Path, out: Path, workers: int = 2) -> list[str]:
@@ -176,7 +178,7 @@ def test_a_truncated_checkpoint_is_one_line_on_resume_and_landscape(trained_run,
     ckpt = run / "checkpoints" / "last.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     for args in (["train", "--resume", str(run)], ["landscape", str(run)]):
-        line = assert_one_line_error(bench(*args))
+        line = assert_one_line_error(bench_in_process(*args))
         assert str(ckpt) in line and "truncated" in line
         assert not (run / "summary.json").exists()
 
@@ -195,10 +197,14 @@ def test_a_read_only_output_directory_is_one_line_and_exit_2(tmp_path):
     ro = tmp_path / "ro"
     _mount_tmpfs(ro, "ro")
     try:
-        line = assert_one_line_error(bench("train", *RUN_ARGS, f"tracking.out_dir={ro / 'runs'}"))
+        line = assert_one_line_error(
+            bench_in_process("train", *RUN_ARGS, f"tracking.out_dir={ro / 'runs'}")
+        )
         assert str(ro / "runs") in line and "not writable" in line
         spec = write_spec(tmp_path / "s.yaml", tiny_spec())
-        line = assert_one_line_error(bench("sweep", str(spec), "--out", str(ro / "sweep")))
+        line = assert_one_line_error(
+            bench_in_process("sweep", str(spec), "--out", str(ro / "sweep"))
+        )
         assert str(ro / "sweep") in line and "not writable" in line
     finally:
         subprocess.run(["umount", str(ro)], check=True)
@@ -213,7 +219,7 @@ def test_a_full_disk_is_one_line_exit_1_and_the_run_says_failed(tmp_path):
         free = os.statvfs(full).f_bavail * os.statvfs(full).f_frsize
         (full / "filler").write_bytes(b"\0" * (free - 48 * 1024))
         run = full / "run"
-        r = bench("train", *RUN_ARGS, "model.d_model=32", f"tracking.run_dir={run}")
+        r = bench_in_process("train", *RUN_ARGS, "model.d_model=32", f"tracking.run_dir={run}")
         line = assert_one_line_error(r, code=1)
         assert "no space left" in line and str(full) in line
         assert not (run / "summary.json").exists()

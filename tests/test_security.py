@@ -1,8 +1,9 @@
 """No code runs from a run's files, and no credential reaches a record.
 
-Real ``bench`` subprocesses, a real crafted pickle, the real PostgreSQL server
-with a password-protected role, and the real files a sweep and its report write
-(W&B offline files included, grepped as bytes).
+Real ``bench`` commands (in this process where no process boundary is at stake:
+``tests/in_process.py``), a real crafted pickle, the real PostgreSQL server with a
+password-protected role, and the real files a sweep and its report write (W&B offline
+files included, grepped as bytes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 import torch
 from shared import made_once
 from sweep_helpers import PG_HOST, PG_PORT, PG_USER, env_for_tests, require_postgres, write_spec
+
+from tests.in_process import bench_in_process
 
 BENCH = [sys.executable, "-m", "bench"]
 RUN_ARGS = [
@@ -69,7 +72,7 @@ def shared_trained_run() -> Path:
 
 
 def _train(folder: Path) -> tuple[int, str]:
-    r = bench("train", *RUN_ARGS, f"tracking.run_dir={folder / 'run'}")
+    r = bench_in_process("train", *RUN_ARGS, f"tracking.run_dir={folder / 'run'}")
     return r.returncode, r.stderr
 
 
@@ -109,7 +112,7 @@ def test_the_checkpoints_bench_writes_load_with_weights_only(trained_run):
 
 def test_resume_restores_through_lightning_with_weights_only(trained_run, tmp_path):
     run = unfinished_copy(trained_run, tmp_path / "run")
-    r = bench("train", "--resume", str(run), "train.max_steps=30")
+    r = bench_in_process("train", "--resume", str(run), "train.max_steps=30")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run / "summary.json").is_file()
     assert '"steps": 30' in (run / "summary.json").read_text()
@@ -119,7 +122,7 @@ def test_a_crafted_checkpoint_runs_no_code_on_train_resume(trained_run, tmp_path
     run = unfinished_copy(trained_run, tmp_path / "run")
     marker = tmp_path / "PWNED"
     craft_checkpoint(run / "checkpoints" / "last.ckpt", marker)
-    r = bench("train", "--resume", str(run))
+    r = bench_in_process("train", "--resume", str(run))
     line = assert_one_line_error(r)
     assert not marker.exists(), "loading the checkpoint ran code"
     assert "last.ckpt" in line and "refused" in line
@@ -130,7 +133,7 @@ def test_a_crafted_checkpoint_runs_no_code_on_landscape(trained_run, tmp_path):
     run = unfinished_copy(trained_run, tmp_path / "run")
     marker = tmp_path / "PWNED"
     craft_checkpoint(run / "checkpoints" / "last.ckpt", marker)
-    r = bench("landscape", str(run), "--resolution", "3", "--batches", "1")
+    r = bench_in_process("landscape", str(run), "--resolution", "3", "--batches", "1")
     line = assert_one_line_error(r)
     assert not marker.exists(), "loading the checkpoint ran code"
     assert "last.ckpt" in line and "refused" in line
@@ -237,7 +240,7 @@ def test_the_readme_postgresql_url_form_works_with_bench_worker(tmp_path):
             ),
         )
         env = {**env_for_tests(), "PGUSER": PG_USER}  # the README's URL names no user
-        r = bench(
+        r = bench_in_process(
             "worker", str(spec), "--storage", f"postgresql://{PG_HOST}/{db}",
             "--out", str(tmp_path / "sweep"), env=env,
         )  # fmt: skip

@@ -28,6 +28,7 @@ from bench.config import ConfigError
 from bench.sweeps.layout import prepare_sweep
 from bench.sweeps.storage import open_storage
 from bench.sweeps.study import tally
+from bench.sweeps.worker import run_worker
 
 pytestmark = [
     pytest.mark.postgres,
@@ -111,14 +112,11 @@ def test_a_vanished_worker_is_detected_by_heartbeat_and_its_trial_retried(tmp_pa
         a.kill()
     name = "tiny/tune/norm_placement=pre"
     assert _trials(pg_url, name)[state["number"]].state == TrialState.RUNNING  # nobody noticed yet
-    b = subprocess.run(
-        worker_cmd(spec_path, tmp_path / "b", "b", storage=pg_url),
-        env=env_for_tests(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    # worker b joins in this process: what is tested is that it notices a's missing heartbeat
+    b = run_worker(
+        str(spec_path), storage=pg_url, out=str(tmp_path / "b"), worker_id="b", threads=1
     )
-    assert b.returncode == 0, b.stderr[-3000:]
+    assert b == 0
     trials = _trials(pg_url, name)
     assert trials[state["number"]].state == TrialState.FAIL
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == state["number"])

@@ -9,6 +9,7 @@ trial is recorded as such, pruning stops a Trainer.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -33,6 +34,10 @@ from bench.sweeps.layout import open_sweep_dir
 from bench.sweeps.objective import PruningCallback
 from bench.sweeps.study import tally
 from bench.sweeps.worker import run_worker
+from tests.finished_sweep import SPEC as FINISHED_SPEC
+from tests.finished_sweep import finished_sweep
+
+NAME = FINISHED_SPEC["name"]
 
 
 def trials_of(sweep_dir: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
@@ -58,25 +63,19 @@ def assert_sweep_finished(sweep_dir: Path, cells: int, budget: int, seeds: int) 
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A compare sweep run to the end by one worker process."""
-    tmp = tmp_path_factory.mktemp("finished")
-    spec = write_spec(tmp / "tiny.yaml", tiny_spec())
-    out = tmp / "sweep"
-    proc = subprocess.run(
-        worker_cmd(spec, out, "0"), env=env_for_tests(), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return spec, out
+def finished() -> Path:
+    """The session's finished compare sweep (``tests/finished_sweep.py``): one worker ran
+    2 cells x 2 tuning trials, then a seed run of each cell's best."""
+    return finished_sweep()[0]
 
 
 def test_a_worker_spends_each_cells_budget_then_runs_the_seeds(finished):
-    _, out = finished
+    out = finished
     assert_sweep_finished(out, cells=2, budget=2, seeds=1)
 
 
 def test_every_trial_records_cell_phase_seed_status_and_its_run_directory(finished):
-    _, out = finished
+    out = finished
     for trials in trials_of(out).values():
         for t in trials:
             a = t.user_attrs
@@ -86,7 +85,7 @@ def test_every_trial_records_cell_phase_seed_status_and_its_run_directory(finish
             assert run_dir.parent == out / "runs"
             assert (run_dir / "summary.json").is_file()
             cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-            assert cfg["tracking"]["group"] == "tiny"
+            assert cfg["tracking"]["group"] == NAME
             assert cfg["tracking"]["job_type"] == a["phase"]
             assert cfg["tracking"]["meta"]["cell"] == a["cell"]
             assert cfg["model"]["norm_placement"] == a["cell"].split("=")[1]
@@ -96,19 +95,19 @@ def test_every_trial_records_cell_phase_seed_status_and_its_run_directory(finish
 
 
 def test_seed_runs_reuse_the_best_tuned_configuration_of_their_cell(finished):
-    _, out = finished
-    studies = trials_of(out)
-    for t in studies["tiny/seeds"]:
+    studies = trials_of(finished)
+    for t in studies[f"{NAME}/seeds"]:
         cell = t.user_attrs["cell"]
-        best = min(studies[f"tiny/tune/{cell}"], key=lambda x: x.values[0])
+        best = min(studies[f"{NAME}/tune/{cell}"], key=lambda x: x.values[0])
         assert json.loads(t.user_attrs["overrides"])["train.lr"] == best.params["train.lr"]
 
 
-def test_rerunning_a_finished_sweep_runs_no_trial_again(finished):
-    spec, out = finished
+def test_rerunning_a_finished_sweep_runs_no_trial_again(finished, tmp_path):
+    out = tmp_path / "sweep"
+    shutil.copytree(finished, out)  # the session's sweep stays as it was for other tests
     before = {k: [t.number for t in v] for k, v in trials_of(out).items()}
     runs_before = sorted(p.name for p in (out / "runs").iterdir())
-    assert run_worker(str(spec), out=str(out), worker_id="again") == 0
+    assert run_worker(str(out), out=str(out), worker_id="again") == 0
     assert {k: [t.number for t in v] for k, v in trials_of(out).items()} == before
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
 
@@ -116,12 +115,12 @@ def test_rerunning_a_finished_sweep_runs_no_trial_again(finished):
 def test_status_prints_a_row_per_cell_from_the_directory_or_the_journal(finished, capsys):
     from bench.sweeps.progress.status import print_status
 
-    _, out = finished
+    out = finished
     assert print_status(out) == 0
     text = capsys.readouterr().out
     assert "norm_placement=pre" in text and "norm_placement=post" in text and "2/2" in text
     assert print_status(str(out / "journal.log")) == 0
-    assert "tiny/seeds" in capsys.readouterr().out
+    assert f"{NAME}/seeds" in capsys.readouterr().out
 
 
 def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_path):
@@ -296,7 +295,7 @@ def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
     import socket
     import urllib.request
 
-    _, out = finished
+    out = finished
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -318,9 +317,9 @@ def test_the_dashboard_serves_the_sweeps_studies(finished, tmp_path):
         data = wait_for(studies, timeout=60, every=0.5)
         names = {s["study_name"] for s in data["study_summaries"]}
         assert names == {
-            "tiny/tune/norm_placement=pre",
-            "tiny/tune/norm_placement=post",
-            "tiny/seeds",
+            f"{NAME}/tune/norm_placement=pre",
+            f"{NAME}/tune/norm_placement=post",
+            f"{NAME}/seeds",
         }
     finally:
         proc.terminate()

@@ -18,6 +18,8 @@ from bench.sweeps import tuning
 from bench.sweeps.layout import prepare_sweep
 from bench.sweeps.spec import TuneSpec, parse_spec
 from bench.sweeps.study import tally
+from bench.sweeps.worker import run_worker
+from tests.in_process import bench_in_process
 
 
 def _bench(
@@ -148,8 +150,8 @@ def test_only_runs_still_worse_than_chance_at_half_their_steps_are_pruned(tmp_pa
     )
     spec["base"]["train"].update(max_steps=120, val_every=20)
     out = tmp_path / "sweep"
-    proc = _bench("sweep", str(write_spec(tmp_path / "s.yaml", spec)), "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    spec_path = write_spec(tmp_path / "s.yaml", spec)
+    assert run_worker(str(spec_path), out=str(out), worker_id="0", threads=1) == 0
     (trials,) = _trials(out).values()
     hopeless, good = sorted(trials, key=lambda t: t.params["train.lr"])
     assert hopeless.params["train.lr"] == pytest.approx(1e-6)
@@ -166,7 +168,7 @@ def test_a_task_that_cannot_be_built_fails_before_anything_is_created(tmp_path):
     # recall needs at least as many symbols as pairs at its longest eval length
     spec["base"]["task"].update(name="recall", n_symbols=4, seq_len=6, eval_scales=[1, 2])
     out = tmp_path / "sweep"
-    proc = _bench("sweep", str(write_spec(tmp_path / "s.yaml", spec)), "--out", str(out))
+    proc = bench_in_process("sweep", str(write_spec(tmp_path / "s.yaml", spec)), "--out", str(out))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "compare cell norm_placement=pre" in lines[0], lines
@@ -180,14 +182,14 @@ def test_a_cell_whose_every_trial_failed_makes_the_sweep_exit_non_zero(tmp_path)
     # A file where the post cell's run directories go: those trials cannot start.
     for n in range(2):
         sweep.run_dir("tune", "norm_placement=post", n).write_text("in the way\n")
-    proc = _bench("sweep", str(spec_path), "--out", str(out))
+    proc = bench_in_process("sweep", str(spec_path), "--out", str(out))  # a real worker process
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert (
         "error: every trial of cell norm_placement=post failed; first error: FileExistsError"
         in proc.stderr
     )
     assert "norm_placement=pre" not in proc.stderr  # the healthy cell is not blamed
-    status = _bench("status", str(out))
+    status = bench_in_process("status", str(out))
     assert status.returncode == 0
     assert "trials that did not complete" in status.stdout and "FileExistsError" in status.stdout
 
@@ -200,7 +202,7 @@ def test_dry_run_lists_cells_points_runs_and_time_and_creates_nothing(tmp_path):
             seeds=2,
         ),
     )
-    proc = _bench("sweep", str(spec), "--dry-run", "--workers", "2", cwd=tmp_path)
+    proc = bench_in_process("sweep", str(spec), "--dry-run", "--workers", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "norm_placement=pre" in text and "norm_placement=post" in text
