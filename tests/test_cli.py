@@ -1,4 +1,9 @@
-"""The ``bench`` command as a user meets it: real subprocesses, exit codes, one-line errors."""
+"""The ``bench`` command as a user meets it: output, exit codes, one-line errors.
+
+Each command runs in this process (``tests/in_process.py``): none of these is about the
+process itself, and a fresh interpreter costs seconds of imports; the entry point in a
+real process is ``test_bad_inputs.test_bad_input_in_a_real_process_...``'s.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.in_process import bench_in_process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
+    return bench_in_process(*args, cwd=cwd)
 
 
 def test_variants_lists_every_axis_and_every_preset():
