@@ -161,14 +161,14 @@ def test_a_transfer_ladder_reruns_the_smallest_rungs_best_setting_at_every_rung(
 
     from bench.report.collect import load_sweep
     from bench.report.tuning import method
-    from bench.sweeps.launcher import run_sweep
+    from bench.sweeps.worker import run_worker
 
     spec = tiny_spec(compare={"model.norm_placement": ["pre"]},
                      scale={"ladder": {"model.d_model": [16, 32]}, "tune": "smallest"})  # fmt: skip
     out = tmp_path / "sweep"
-    code = run_sweep(write_spec(tmp_path / "s.yaml", spec), workers=1, devices="cpu", out=out,
-                     live=False)  # fmt: skip
-    assert code == 0
+    path = write_spec(tmp_path / "s.yaml", spec)
+    # one worker, in this process: the ladder is the worker's plan, not the launcher's
+    assert run_worker(str(path), out=str(out), worker_id="0", threads=1) == 0
     data = load_sweep(out)
     tune = [r for r in data.rows if r["phase"] == "tune"]
     seed = [r for r in data.rows if r["phase"] == "seed"]
