@@ -124,12 +124,12 @@ def _captured_fds():
                 io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), write_through=True)
                 for fd in (1, 2)
             )
-            for h, stream in handlers:
-                h.setStream(sys.stdout if stream in (sys.__stdout__, streams[0]) else sys.stderr)
+            for h, stream in handlers:  # not setStream: it flushes the old one, maybe closed
+                h.stream = sys.stdout if stream in (sys.__stdout__, streams[0]) else sys.stderr
             yield out, err
         finally:
             for h, stream in handlers:
-                h.setStream(stream)
+                h.stream = stream
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr = streams
