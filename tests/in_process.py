@@ -44,40 +44,51 @@ def bench_in_process(
     handlers = {s: signal.getsignal(s) for s in SIGNALS}
     environ = dict(os.environ)
     where = os.getcwd()
-    with ExitStack() as stack:
-        out, err = stack.enter_context(_captured_fds())
-        caught = stack.enter_context(warnings.catch_warnings(record=True))
-        # a fresh interpreter's filters: each warning once per place, these categories never
-        warnings.resetwarnings()
-        warnings.simplefilter("default")
-        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning):
-            warnings.simplefilter("ignore", category)
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            if env is not None:
-                os.environ.clear()
-                os.environ.update(env)
-            if cwd is not None:
-                os.chdir(cwd)
-            try:
-                code = main(list(argv[1:]))
-            except SystemExit as e:
-                code = _exit_code(e)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for w in caught:
-                sys.stderr.write(
-                    warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
-                )
-            sys.stderr.flush()
-        finally:
-            os.chdir(where)
-            os.environ.clear()
-            os.environ.update(environ)
-            for s, h in handlers.items():
-                signal.signal(s, h)
-            torch.set_num_threads(threads)
+    captured: list[_Captured] = []
+    try:
+        with ExitStack() as stack:
+            out, err = stack.enter_context(_captured_fds())
+            captured.append(err)
+            code = _run(main, argv[1:], stack, env, cwd)
+    except Exception as e:  # the test fails with the traceback; show what the command said
+        if captured and captured[0].value:
+            e.add_note(f"{' '.join(argv)}: stderr:\n{captured[0].value[-3000:]}")
+        raise
+    finally:
+        os.chdir(where)
+        os.environ.clear()
+        os.environ.update(environ)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        torch.set_num_threads(threads)
     return subprocess.CompletedProcess(argv, code, out.text(), err.text())
+
+
+def _run(main, args: list[str], stack: ExitStack, env, cwd) -> int:
+    """``main(args)`` with a fresh interpreter's warning filters, in ``env`` and ``cwd``;
+    its warnings are appended to stderr."""
+    caught = stack.enter_context(warnings.catch_warnings(record=True))
+    # each warning once per place, and these categories never
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        code = main(list(args))
+    except SystemExit as e:
+        code = _exit_code(e)
+    sys.stdout.flush()
+    for w in caught:
+        sys.stderr.write(
+            warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+        )
+    sys.stderr.flush()
+    return code
 
 
 def _exit_code(e: SystemExit) -> int:
