@@ -95,6 +95,8 @@ def test_a_confirmed_lead_inside_the_equivalence_margin_names_no_winner(tmp_path
     low = next(f for f in found if f.text.startswith("Lowest"))
     assert low.status == stats.EQUIVALENT and "no meaningful best cell" in low.text
     assert f"equivalence margin ±{stats.EQUIVALENCE_MARGIN:g}" in low.text
+    # the two cells the margin is about are both named (no "it" that reads as the runner-up)
+    assert "pre and post are within the equivalence margin" in low.text
 
 
 def test_the_best_cell_must_beat_every_other_cell_in_one_holm_family(tmp_path):

@@ -177,7 +177,7 @@ def lowest_cell(
                        "result", stats.SIGNIFICANT, f"significant against every other cell ({family})")  # fmt: skip
     other = _label(data, by_cell[failed.b])
     if failed.equivalent:
-        reason = (f"it and {other} are within the equivalence margin ±{failed.margin:g} "
+        reason = (f"{_label(data, b)} and {other} are within the equivalence margin ±{failed.margin:g} "
                   f"(difference {g(abs(failed.diff or 0), 3)}, TOST p = {g(failed.p_tost_adj, 2)}, "
                   f"{family})")  # fmt: skip
         return Finding(f"{text}: no meaningful best cell, {reason}.", "caution",
