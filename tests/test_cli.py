@@ -7,6 +7,7 @@ real process is ``test_bad_inputs.test_bad_input_in_a_real_process_...``'s.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -29,14 +30,18 @@ def test_variants_lists_every_axis_and_every_preset():
         "model.pos_encoding",
         "sinusoidal, learned*, rope, alibi, t5, nope",
         "model.norm_placement",
-        "model.n_heads          query heads",  # sizes, with what they mean
         "model.n_kv_heads",
-        "train.parameterization standard: ",  # training fields with a description
         "train.mup_base_width",
         "modadd",  # and every task
         "text ",
     ):
         assert line in out
+    assert re.search(r"model\.n_heads +query heads", out)  # sizes, with what they mean
+    assert re.search(r"train\.parameterization +standard: ", out)  # training fields too
+    # every model and train key in one column, however long the key
+    keys = out.split("\nPapers")[0]
+    starts = {len(m[1]) for m in re.finditer(r"^(  (?:model|train)\.\w+ +)\S", keys, re.M)}
+    assert len(starts) == 1
     for preset in (
         "vaswani2017",
         "gpt2",

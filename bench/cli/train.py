@@ -29,19 +29,21 @@ def cmd_variants(args: argparse.Namespace) -> int:
     from bench.config.task import TASKS_DESCRIBED
 
     defaults = ModelConfig()
+    # one column for every key, as wide as the longest (train.decay_norms_and_embeddings)
+    w = max(len(n) for n in (*ModelConfig.model_fields, *TrainConfig.model_fields))
     print("Axes (model.FIELD: allowed values; * marks the default)")
     for name, values in axes().items():
         shown = ", ".join(f"{v}*" if v == getattr(defaults, name) else str(v) for v in values)
-        print(f"  model.{name:<16} {shown}")
+        print(f"  model.{name:<{w}} {shown}")
     print("\nSizes (model.FIELD=N; default in brackets)")
     for name, info in ModelConfig.model_fields.items():
         if name not in axes() and info.description:
             default = "" if info.default is None else f" [{info.default}]"
-            print(f"  model.{name:<16} {info.description}{default}")
+            print(f"  model.{name:<{w}} {info.description}{default}")
     print("\nTraining (train.FIELD=VALUE; default in brackets)")
     for name, info in TrainConfig.model_fields.items():
         if info.description:
-            print(f"  train.{name:<16} {info.description} [{info.default}]")
+            print(f"  train.{name:<{w}} {info.description} [{info.default}]")
     print("\nPapers (axis values and options added with their source)")
     for key, cite in CITATIONS.items():
         print(f"  {key:<28} {cite}")
