@@ -163,8 +163,8 @@ BROKEN = {
         "tests.2 duplicates tests.0",
     ),
     "a listed version not earlier": (
-        {"versions": [{"version": 2, "offsets": [0], "why": "x"}]},
-        "versions: version 2 is not earlier than version 2",
+        {"versions": [{"version": 3, "offsets": [0], "why": "x"}]},
+        "versions: version 3 is not earlier than version 3",
     ),
     "both sweep and sweep_of": ({"sweep_of": "gqa"}, "exactly one of 'sweep' and 'sweep_of'"),
     "unknown transform": (
@@ -202,8 +202,8 @@ BAD_ARGUMENTS = {
     "no workers": (["swiglu", "--workers", "0"], "--workers 0: allowed: an integer >= 1"),
     "an offset an earlier version saw": (
         ["swiglu", "--budget", "full", "--seed-offset", "1"],
-        "claim swiglu: --seed-offset 1: version 2 must be judged on seed offsets no earlier "
-        "version saw (1: 0, 1)",
+        "claim swiglu: --seed-offset 1: version 3 must be judged on seed offsets no earlier "
+        "version saw (1: 0, 1; 2: 4, 5)",
     ),
 }
 
@@ -234,13 +234,13 @@ def test_an_offset_an_earlier_version_saw_is_refused_by_the_real_command(tmp_pat
            "--seed-offset", "0", "--runs", str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
-    assert "version 2 must be judged on seed offsets no earlier version saw" in p.stderr
+    assert "version 3 must be judged on seed offsets no earlier version saw" in p.stderr
     assert "Traceback" not in p.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_the_quick_budget_and_fresh_offsets_are_not_refused():
     c = cspec.load_claim("swiglu")
     cspec.check_offset(c, "quick", 0)  # quick exercises the pipeline; it judges nothing
-    cspec.check_offset(c, "full", 4)
-    with pytest.raises(ConfigError, match="version 2 must be judged"):
+    cspec.check_offset(c, "full", 10)
+    with pytest.raises(ConfigError, match="version 3 must be judged"):
         cspec.check_offset(c, "full", 0)
