@@ -154,7 +154,7 @@ class HessianCallback(Diagnostic):
             ritz_nodes=result.ritz_nodes,
             ritz_weights=result.ritz_weights,
         )
-        if not self.figures or not result.density.size:
+        if not self.figures:
             return
         try:
             draw_figures(out / f"hessian_step{step}.npz", "hessian_step*.npz")
