@@ -244,3 +244,31 @@ def test_the_quick_budget_and_fresh_offsets_are_not_refused():
     cspec.check_offset(c, "full", 10)
     with pytest.raises(ConfigError, match="version 3 must be judged"):
         cspec.check_offset(c, "full", 0)
+
+
+# The length claims on a width ladder (branch ladder-length): version, widths, head counts.
+LENGTH_LADDERS = {
+    "alibi-extrapolation": (3, [32, 64], [4, 8]),
+    "rope-scaling-extrapolation": (2, [32, 64], [2, 4]),
+    "nope-length": (3, [64, 128], [4, 8]),
+}
+
+
+@pytest.mark.parametrize("name", list(LENGTH_LADDERS))
+def test_the_length_claims_run_at_their_own_width_and_twice_it_with_the_head_size_fixed(name):
+    version, widths, heads = LENGTH_LADDERS[name]
+    c = cspec.load_claim(name)
+    sweep = cspec.sweep_data(c, "full")
+    assert c.version == version
+    assert sweep["scale"] == {
+        "ladder": {"model.d_model": widths, "model.n_heads": heads},
+        "budget": "steps",
+    }
+    model = sweep["base"]["model"]
+    assert [model["d_model"], model["n_heads"]] == [widths[0], heads[0]]  # the one-size model
+    assert widths[1] == 2 * widths[0]
+    assert len({d // h for d, h in zip(widths, heads, strict=True)}) == 1  # one head size
+    assert c.seen_offsets[version - 1] == [4, 5]  # the one-size version's offsets
+    cspec.check_offset(c, "full", 12)
+    with pytest.raises(ConfigError, match=f"version {version} must be judged"):
+        cspec.check_offset(c, "full", 5)
