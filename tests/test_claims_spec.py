@@ -244,3 +244,25 @@ def test_the_quick_budget_and_fresh_offsets_are_not_refused():
     cspec.check_offset(c, "full", 10)
     with pytest.raises(ConfigError, match="version 3 must be judged"):
         cspec.check_offset(c, "full", 0)
+
+
+@pytest.mark.parametrize(("claim", "ratio"), [("deepnet-depth", 2), ("xiong-init-gradient", None)])
+def test_the_depth_claims_are_version_2_on_a_width_ladder_of_fixed_shape(claim, ratio):
+    """Both depth claims moved onto a two-rung width ladder on fresh offsets: head size
+    32 at every rung, deepnet-depth's d_ff 2d a ladder key of its own (its file sets d_ff;
+    xiong-init-gradient keeps the 4d default)."""
+    c = cspec.load_claim(claim)
+    assert c.version == 2 and [(v.version, v.offsets) for v in c.versions] == [(1, [4, 5])]
+    scale = cspec.sweep_data(c, "full")["scale"]
+    assert scale["budget"] == "steps"
+    ladder = scale["ladder"]
+    widths, heads = ladder["model.d_model"], ladder["model.n_heads"]
+    assert len(widths) == 2 and widths[1] == 2 * widths[0]
+    assert [d // h for d, h in zip(widths, heads, strict=True)] == [32, 32]
+    if ratio is not None:
+        assert ladder["model.d_ff"] == [ratio * d for d in widths]
+    else:
+        assert "model.d_ff" not in ladder
+    cspec.check_offset(c, "full", 12)
+    with pytest.raises(ConfigError, match="version 2 must be judged"):
+        cspec.check_offset(c, "full", 5)
