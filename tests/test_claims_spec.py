@@ -246,7 +246,7 @@ def test_the_quick_budget_and_fresh_offsets_are_not_refused():
         cspec.check_offset(c, "full", 0)
 
 
-# The length claims on a width ladder (branch ladder-length): version, widths, head counts.
+# The length claims on a width ladder: version, widths, head counts.
 LENGTH_LADDERS = {
     "alibi-extrapolation": (3, [32, 64], [4, 8]),
     "rope-scaling-extrapolation": (2, [32, 64], [2, 4]),
@@ -271,4 +271,26 @@ def test_the_length_claims_run_at_their_own_width_and_twice_it_with_the_head_siz
     assert c.seen_offsets[version - 1] == [4, 5]  # the one-size version's offsets
     cspec.check_offset(c, "full", 12)
     with pytest.raises(ConfigError, match=f"version {version} must be judged"):
+        cspec.check_offset(c, "full", 5)
+
+
+@pytest.mark.parametrize(("claim", "ratio"), [("deepnet-depth", 2), ("xiong-init-gradient", None)])
+def test_the_depth_claims_are_version_2_on_a_width_ladder_of_fixed_shape(claim, ratio):
+    """Both depth claims moved onto a two-rung width ladder on fresh offsets: head size
+    32 at every rung, deepnet-depth's d_ff 2d a ladder key of its own (its file sets d_ff;
+    xiong-init-gradient keeps the 4d default)."""
+    c = cspec.load_claim(claim)
+    assert c.version == 2 and [(v.version, v.offsets) for v in c.versions] == [(1, [4, 5])]
+    scale = cspec.sweep_data(c, "full")["scale"]
+    assert scale["budget"] == "steps"
+    ladder = scale["ladder"]
+    widths, heads = ladder["model.d_model"], ladder["model.n_heads"]
+    assert len(widths) == 2 and widths[1] == 2 * widths[0]
+    assert [d // h for d, h in zip(widths, heads, strict=True)] == [32, 32]
+    if ratio is not None:
+        assert ladder["model.d_ff"] == [ratio * d for d in widths]
+    else:
+        assert "model.d_ff" not in ladder
+    cspec.check_offset(c, "full", 12)
+    with pytest.raises(ConfigError, match="version 2 must be judged"):
         cspec.check_offset(c, "full", 5)
