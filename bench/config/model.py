@@ -34,6 +34,7 @@ def kv_group(fraction: str) -> int:
     """K of ``"n_heads/K"`` (1 for ``"n_heads"``): the query heads sharing a key/value head."""
     return int(fraction.removeprefix("n_heads").removeprefix("/") or 1)
 
+
 GPT2_STD = 0.02  # Radford et al. 2019: every weight N(0, 0.02)
 SINUSOID_RMS = math.sqrt(0.5)  # RMS of the Vaswani et al. sin/cos table (half sin, half cos)
 
