@@ -13,6 +13,7 @@ import yaml
 from bench.claims import spec as cspec
 from bench.claims.reproduce import check_claims, select_claims
 from bench.config import ConfigError
+from bench.sweeps.spec import build_cell_config, parse_spec
 
 # The claims the issue names: adding a claim is adding a file, so this list only grows.
 FIRST_CLAIMS = {
@@ -87,6 +88,46 @@ def test_every_shipped_claim_follows_the_protocol():
         assert any(t.role == "control" for t in c.tests) or (c.no_control or "").strip()
         assert all(t.why.strip() for t in c.tests)
         assert all(v.offsets for v in c.versions)
+
+
+# claims moved onto the width ladder (branch ladder-quality): version, earlier offsets
+LADDER_QUALITY = {
+    "rmsnorm-equivalence": (2, [[4, 5]]),
+    "diff-attention-loss": (2, [[4, 5]]),
+    "gqa": (3, [[0, 1], [4, 5]]),
+}
+
+
+def _heads(claim_id: str) -> dict[str, tuple[int, int, int]]:
+    """Each full-budget cell's (d_model, query heads, key/value heads)."""
+    spec = parse_spec(cspec.sweep_data(cspec.load_claim(claim_id), "full", 12))
+    out = {}
+    for key, overrides in spec.cells():
+        m = build_cell_config(spec, overrides, key).model
+        out[key] = (m.d_model, m.n_heads, m.kv_heads)
+    return out
+
+
+@pytest.mark.parametrize("claim_id", sorted(LADDER_QUALITY))
+def test_the_quality_claims_run_on_a_width_ladder_of_fixed_head_size(claim_id):
+    c = cspec.load_claim(claim_id)
+    version, offsets = LADDER_QUALITY[claim_id]
+    assert c.version == version and [v.offsets for v in c.versions] == offsets
+    cspec.check_offset(c, "full", 12)
+    with pytest.raises(ConfigError, match=f"version {version} must be judged"):
+        cspec.check_offset(c, "full", offsets[-1][0])
+    heads = _heads(claim_id)
+    assert {d for d, _, _ in heads.values()} == {64, 128}
+    assert len({d // h for d, h, _ in heads.values()}) == 1  # one head size at both rungs
+
+
+def test_gqa_keeps_its_key_value_proportions_on_the_ladder():
+    """MHA, GQA (a quarter of the query heads) and MQA: 8/2/1 at width 64, 16/4/1 at 128."""
+    kv = {(d, key.split(",")[0]): k for key, (d, _, k) in _heads("gqa").items()}
+    assert kv == {
+        (64, "n_kv_heads=n_heads"): 8, (64, "n_kv_heads=n_heads/4"): 2, (64, "n_kv_heads=1"): 1,
+        (128, "n_kv_heads=n_heads"): 16, (128, "n_kv_heads=n_heads/4"): 4, (128, "n_kv_heads=1"): 1,
+    }  # fmt: skip
 
 
 def test_budget_overrides_reach_dotted_keys_of_compare_and_tune():

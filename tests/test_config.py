@@ -80,6 +80,14 @@ def test_flat_config_uses_section_prefixes():
             {"model.n_heads": 4, "model.n_kv_heads": 3},
             "model.n_heads=4 must be divisible by model.n_kv_heads=3",
         ),
+        (
+            {"model.n_heads": 8, "model.n_kv_heads": "n_heads/3"},
+            "model.n_kv_heads='n_heads/3': model.n_heads=8 is not divisible by 3",
+        ),
+        (
+            {"model.n_kv_heads": "half"},
+            "model.n_kv_heads: 'half': allowed: an integer >= 1, 'n_heads' or 'n_heads/K'",
+        ),
         ({"model.pos_encoding": "xpos"}, "model.pos_encoding='xpos': allowed: 'sinusoidal'"),
         ({"model.norm_placement": "middle"}, "model.norm_placement='middle'"),
         ({"model.d_model": -8}, "model.d_model=-8: Input should be greater than or equal to 1"),
@@ -114,6 +122,17 @@ def test_gqa_and_sizes_derive_from_the_config():
     m = ModelConfig(d_model=64, n_heads=8, n_kv_heads=2, ffn="swiglu")
     assert (m.head_dim, m.kv_heads, m.ffn_dim) == (8, 2, 170)
     assert ModelConfig(norm_placement="deepnorm").init_scheme == "deepnorm"
+
+
+def test_kv_heads_as_a_fraction_of_the_query_heads_follow_the_width():
+    """'n_heads/K' keeps GQA's proportion on a width ladder; 'n_heads' is MHA at any width;
+    the value is kept as written (a sweep's cell is named by it)."""
+    for d, h in ((64, 8), (128, 16)):
+        kv = [ModelConfig(d_model=d, n_heads=h, n_kv_heads=v).kv_heads
+              for v in ("n_heads", "n_heads/4", 1, None)]  # fmt: skip
+        assert kv == [h, h // 4, 1, h]
+    cfg = build_run_config(overrides={"model.n_heads": 8, "model.n_kv_heads": "n_heads/4"})
+    assert cfg.flat()["model.n_kv_heads"] == "n_heads/4" and cfg.model.kv_heads == 2
 
 
 def test_hessian_and_landscape_are_sections_and_a_bool_switches_them_on(tmp_path):

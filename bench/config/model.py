@@ -5,9 +5,10 @@ registries are checked against them), sizes, and the init-scale arithmetic behin
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bench.config.base import Strict
 
@@ -23,6 +24,16 @@ EmbedScale = Literal["auto", "none", "sqrt_d", "norm"]
 # model.attention (bench.model.attention_kinds): Qiu et al. 2025 (gated), Ye et al. 2025
 # (diff), Ramapuram et al. 2025 (sigmoid)
 AttentionKind = Literal["softmax", "gated", "gated_headwise", "diff", "sigmoid"]
+# n_kv_heads as a fraction of the query heads: "n_heads" (MHA) or "n_heads/K" (GQA with
+# groups of K query heads) at any width, so a width ladder keeps the proportion with one
+# value for every rung
+KV_FRACTION = re.compile(r"^n_heads(/[1-9][0-9]*)?$")
+
+
+def kv_group(fraction: str) -> int:
+    """K of ``"n_heads/K"`` (1 for ``"n_heads"``): the query heads sharing a key/value head."""
+    return int(fraction.removeprefix("n_heads").removeprefix("/") or 1)
+
 
 GPT2_STD = 0.02  # Radford et al. 2019: every weight N(0, 0.02)
 SINUSOID_RMS = math.sqrt(0.5)  # RMS of the Vaswani et al. sin/cos table (half sin, half cos)
@@ -131,10 +142,10 @@ class ModelConfig(Strict):
         default=None, ge=1, description="encoder blocks (default: n_layers)"
     )
     n_heads: int = Field(default=4, ge=1, description="query heads (must divide d_model)")
-    n_kv_heads: int | None = Field(
+    n_kv_heads: int | str | None = Field(
         default=None,
-        ge=1,
-        description="key/value heads: n_heads (MHA, default), 1 (MQA), between (GQA)",
+        description="key/value heads: n_heads (MHA, default), 1 (MQA), between (GQA); or "
+        "'n_heads' or 'n_heads/K', a K-th of the query heads at any width (groups of K)",
     )
     d_ff: int | None = Field(
         default=None, ge=1, description="FFN width (default: 4 d_model; 8/3 d_model for swiglu)"
@@ -154,11 +165,23 @@ class ModelConfig(Strict):
     max_len: int = Field(default=1024, ge=1, description="longest sequence a position table covers")
     vocab_size: int = Field(default=256, ge=2, description="set from the task")
 
+    @field_validator("n_kv_heads")
+    @classmethod
+    def _kv_heads_value(cls, v: int | str | None) -> int | str | None:
+        if (isinstance(v, str) and not KV_FRACTION.match(v)) or (isinstance(v, int) and v < 1):
+            raise ValueError(f"{v!r}: allowed: an integer >= 1, 'n_heads' or 'n_heads/K'")
+        return v
+
     @model_validator(mode="after")
     def _divisibility(self) -> ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}"
+            )
+        if isinstance(self.n_kv_heads, str) and self.n_heads % kv_group(self.n_kv_heads):
+            raise ValueError(
+                f"model.n_kv_heads={self.n_kv_heads!r}: model.n_heads={self.n_heads} is not "
+                f"divisible by {kv_group(self.n_kv_heads)}"
             )
         if self.kv_heads > self.n_heads or self.n_heads % self.kv_heads:
             raise ValueError(
@@ -242,6 +265,10 @@ class ModelConfig(Strict):
 
     @property
     def kv_heads(self) -> int:
+        """Key/value heads: ``n_kv_heads``; ``n_heads / K`` for ``'n_heads/K'`` (the
+        validator refuses a K that does not divide n_heads); else ``n_heads``."""
+        if isinstance(self.n_kv_heads, str):
+            return self.n_heads // kv_group(self.n_kv_heads)
         return self.n_kv_heads or self.n_heads
 
     @property
