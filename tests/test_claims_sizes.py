@@ -150,7 +150,9 @@ def test_no_rung_with_runs_is_inconclusive():
 @pytest.mark.slow
 def test_real_tiny_runs_of_a_claim_on_a_ladder_are_judged_at_each_size(tmp_path):
     """The constructed claim of the pre-registration test (lr 3e-2 trains, 1e-6 does not) at
-    widths 16 and 32: each width is judged, and the report shows the trend of the effect."""
+    widths 16 and 32: each width is judged, and the report shows the trend of the effect.
+    A second claim that judges the same runs (``sweep_of``) is judged at each width too,
+    as its owner is, though its own file names no ladder."""
     import copy
     import json
     import subprocess
@@ -163,11 +165,27 @@ def test_real_tiny_runs_of_a_claim_on_a_ladder_are_judged_at_each_size(tmp_path)
     spec["sweep"]["scale"] = {"ladder": {"model.d_model": [16, 32]}}
     path = tmp_path / "trains.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    cmd = [sys.executable, "-m", "bench", "reproduce", str(path), "--budget", "quick",
-           "--workers", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]  # fmt: skip
+    sharer = {k: v for k, v in copy.deepcopy(CLAIM).items() if k not in ("sweep", "budgets")}
+    # its own rule on the same cells: a gain of half a nat (the owner's SESOI is 0.05)
+    sharer.update(sweep_of="trains", title="Training gains at least half a nat",
+                  tests=[{"kind": "better", "metric": "loss", "a": {"train.lr": 0.03},
+                          "b": {"train.lr": 1.0e-6}, "sesoi": 0.5, "why": "constructed"}])  # fmt: skip
+    shared = tmp_path / "untrained.yaml"
+    shared.write_text(yaml.safe_dump(sharer, sort_keys=False))
+    cmd = [sys.executable, "-m", "bench", "reproduce", str(path), str(shared), "--budget",
+           "quick", "--workers", "2", "--runs", str(tmp_path / "runs"), "--out",
+           str(tmp_path / "out")]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    md = (tmp_path / "out" / "report.md").read_text()
+    md, untrained = (tmp_path / "out" / "report.md").read_text().split('<a id="untrained">')
+    assert "## Training gains at least half a nat: consistent with the paper at this scale" in (
+        untrained
+    )
+    assert "The same at every size (2 rungs)" in untrained
+    shared_rows = [line for line in untrained.splitlines() if line.startswith("| d_model=")]
+    assert [r.split(" | ")[0] for r in shared_rows] == ["| d_model=16", "| d_model=32"]
+    (shared_trend,) = [line for line in untrained.splitlines() if "d_model=16: +" in line]
+    assert "per tenfold parameters" in shared_trend
     assert (
         "## A trained model beats an untrained one: consistent with the paper at this scale" in md
     )
@@ -183,6 +201,8 @@ def test_real_tiny_runs_of_a_claim_on_a_ladder_are_judged_at_each_size(tmp_path)
     assert "at every size: model.d_model=16; model.d_model=32" in md
     verdicts = json.loads((tmp_path / "out" / "verdicts.json").read_text())
     assert verdicts["claims"]["trains"]["status"] == "consistent with the paper at this scale"
+    assert verdicts["claims"]["untrained"]["status"] == verdicts["claims"]["trains"]["status"]
+    assert (tmp_path / "runs" / "trains" / "claim-untrained.json").is_file()
 
 
 def test_a_ladder_claims_axis_figure_draws_each_size_apart_never_pooled():

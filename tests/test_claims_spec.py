@@ -335,3 +335,18 @@ def test_the_depth_claims_are_version_2_on_a_width_ladder_of_fixed_shape(claim, 
     cspec.check_offset(c, "full", 12)
     with pytest.raises(ConfigError, match="version 2 must be judged"):
         cspec.check_offset(c, "full", 5)
+
+
+@pytest.mark.parametrize("claim_id", ["attention-sinks", "gated-attention-sink"])
+def test_the_sink_claims_are_at_version_2_on_the_width_ladder_and_refuse_offsets_4_and_5(
+    claim_id,
+):
+    c = cspec.load_claim(claim_id)
+    assert c.version == 2 and c.seen_offsets == {1: [4, 5]}
+    owner = c if c.sweep is not None else cspec.load_claim(c.sweep_id)
+    ladder = {"model.d_model": [64, 128], "model.n_heads": [4, 8]}
+    assert owner.sweep["scale"] == {"ladder": ladder, "budget": "steps"}
+    cspec.check_offset(c, "full", 12)
+    for seen in (4, 5):
+        with pytest.raises(ConfigError, match=f"claim {claim_id}: --seed-offset {seen}: version 2"):
+            cspec.check_offset(c, "full", seen)
