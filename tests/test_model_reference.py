@@ -646,12 +646,16 @@ def test_swiglu_claim_ffns_are_within_one_percent_of_the_4d_relu_and_gelu_ffns()
 
 
 def test_gqa_claim_kv_projections_shrink_by_heads_over_kv_heads():
-    """Claim gqa: 8 query heads with 8, 2 or 1 K/V heads; queries and outputs unchanged."""
+    """Claim gqa: 8 query heads with 8, 2 or 1 K/V heads (written ``n_heads``,
+    ``n_heads/4`` and 1, so every rung of its width ladder keeps the proportion); queries
+    and outputs unchanged."""
     sweep = load_claim("gqa").sweep
     assert sweep is not None
     kv_values = sweep["compare"]["model.n_kv_heads"]
-    models = {kv: _claim_model("gqa", n_kv_heads=kv) for kv in kv_values}
-    h = models[kv_values[0]].cfg.n_heads
+    built = [_claim_model("gqa", n_kv_heads=kv) for kv in kv_values]
+    models = {m.cfg.kv_heads: m for m in built}
+    h = built[0].cfg.n_heads
+    assert sorted(models) == [1, h // 4, h] and h == 8
 
     def sizes(model: nn.Module) -> dict[str, int]:
         blocks = model.blocks[0].attn.weight_blocks()
