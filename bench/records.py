@@ -133,8 +133,10 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
-        rows = [
-            r for r in reader if r.get("step") in ("", None) or int(float(r["step"])) <= last_step
+        rows = [  # a row with more fields than the header is a torn write's remains
+            r
+            for r in reader
+            if None not in r and (r.get("step") in ("", None) or int(float(r["step"])) <= last_step)
         ]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -11,10 +11,13 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from bench.io import atomic_path
+
 
 class AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer, but it keeps an existing metrics.csv (for resumes) and
-    remembers each key's last finite value (``last``: what the run's summary records)."""
+    """Lightning's CSV writer, but it keeps an existing metrics.csv (for resumes),
+    remembers each key's last finite value (``last``: what the run's summary records) and
+    never leaves a torn row (``save``)."""
 
     last: dict[str, float]
 
@@ -30,6 +33,30 @@ class AppendingWriter(ExperimentWriter):
     def log_metrics(self, metrics_dict: dict[str, Any], step: int | None = None) -> None:
         super().log_metrics(metrics_dict, step)
         self._remember(self.metrics[-1])
+
+    def save(self) -> None:
+        """Write the file whole beside metrics.csv and rename it over the old one.
+
+        Lightning appends (or rewrites, when a key is new) in place: a Ctrl-C or SIGTERM
+        mid-write left a torn row, and the save that Lightning's teardown makes next
+        appended the same unsaved rows after it, so a row had more fields than the header
+        and ``bench train --resume`` failed reading it. Here an interrupted save leaves the
+        old file and keeps its rows for the next save. Rows a torn write left in an older
+        file (more fields than the header) are dropped.
+        """
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        kept: list[dict[str, Any]] = []
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if None not in row]
+        with atomic_path(self.metrics_file_path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(kept)
+            writer.writerows(self.metrics)
+        self.metrics = []
 
     def _remember(self, row: dict[str, Any]) -> None:
         for key, value in row.items():
